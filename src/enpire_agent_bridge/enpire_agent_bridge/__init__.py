@@ -1,0 +1,1 @@
+"""enpire_agent_bridge."""

@@ -1,0 +1,1 @@
+"""Pure logic of enpire_agent_bridge (no rclpy imports)."""

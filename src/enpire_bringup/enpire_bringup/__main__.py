@@ -1,0 +1,5 @@
+import sys
+
+from enpire_bringup.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure logic of enpire_bringup (no rclpy imports)."""

@@ -1,0 +1,93 @@
+"""ROS helpers shared by every node: config dataclass parameters, bounded waits, ROS clocks.
+
+This is the only module of enpire_common that imports rclpy.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from enpire_common.config import from_parameters, to_parameters
+from enpire_common.errors import CellUnavailableError, EnpireTimeoutError, error_from_code
+
+T = TypeVar('T')
+
+
+def declare_config(node: Node, cls: type[T], prefix: str = '') -> T:
+    """Declare every field of config dataclass ``cls`` as a node parameter and read it back.
+
+    Defaults come from the dataclass; values from launch/YAML override them. Raises
+    ConfigError (code 100) when a value violates the dataclass's validation.
+    """
+    defaults = to_parameters(cls())
+    values: dict[str, Any] = {}
+    for key, default in defaults.items():
+        name = prefix + key
+        if isinstance(default, list) and not default:
+            # An empty list has no type to infer; declare it as a string array.
+            descriptor_default = Parameter.Type.STRING_ARRAY
+            param = node.declare_parameter(name, descriptor_default)
+            value = param.value if param.value is not None else []
+        else:
+            value = node.declare_parameter(name, default).value
+        values[key] = value
+    return from_parameters(cls, values, strict=False)
+
+
+def ros_time_s(node: Node) -> float:
+    """The node's clock (sim time when use_sim_time is set) in seconds."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+class NodeClock:
+    """A :class:`enpire_common.clock.Clock` backed by a node's ROS clock."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def now_s(self) -> float:
+        return ros_time_s(self._node)
+
+    def sleep_s(self, duration_s: float) -> None:
+        if duration_s > 0:
+            self._node.get_clock().sleep_for(rclpy.duration.Duration(seconds=duration_s))
+
+
+def wait_for_service(client: Any, timeout_s: float, what: str) -> None:
+    """Wait for a service or action server; raise CellUnavailableError after ``timeout_s``."""
+    ready = (client.wait_for_server(timeout_sec=timeout_s) if hasattr(client, 'wait_for_server')
+             else client.wait_for_service(timeout_sec=timeout_s))
+    if not ready:
+        raise CellUnavailableError(
+            f'{what} did not appear within {timeout_s:.1f} s; is the cell launched '
+            f'(enpire up ...) and on the same ROS_DOMAIN_ID?')
+
+
+def wait_future(future: Any, timeout_s: float, what: str) -> Any:
+    """Block until ``future`` is done (spun by another thread); raise on timeout."""
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(timeout_s):
+        future.cancel()
+        raise EnpireTimeoutError(f'{what} did not answer within {timeout_s:.1f} s')
+    return future.result()
+
+
+def call_service(client: Any, request: Any, timeout_s: float, what: str) -> Any:
+    """Call a service from a thread other than the executor's, with a bounded wait."""
+    wait_for_service(client, timeout_s, what)
+    return wait_future(client.call_async(request), timeout_s, what)
+
+
+def raise_for_result(result: Any) -> Any:
+    """Re-raise a result's ``error_code``/``error_msg`` as the matching EnpireError."""
+    code = int(getattr(result, 'error_code', 0))
+    if code:
+        raise error_from_code(code, getattr(result, 'error_msg', '') or f'error {code}')
+    return result
+

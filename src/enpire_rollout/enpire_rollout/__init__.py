@@ -1,0 +1,1 @@
+"""enpire_rollout."""

@@ -1,0 +1,1 @@
+"""Pure logic of enpire_rollout (no rclpy imports)."""
