@@ -1,0 +1,103 @@
+"""In-process fakes of the trial runner's ports (shipped: tests and dry runs use them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from enpire_common.clock import FakeClock
+from enpire_common.errors import PolicyFaultError, ResetFailedError
+from enpire_rollout.core.trial import Progress, ResetInfo, TrialRecord, VerifyOutcome
+
+
+class FakeCell:
+    """Resets always succeed unless the seed is in ``failing_seeds``."""
+
+    def __init__(self, failing_seeds: set[int] | None = None) -> None:
+        self.failing_seeds = failing_seeds or set()
+        self.resets: list[int] = []
+        self.safe_calls = 0
+
+    def reset(self, seed: int, timeout_s: float) -> ResetInfo:
+        self.resets.append(seed)
+        if seed in self.failing_seeds:
+            raise ResetFailedError(f'no verified start for seed {seed} after 3 attempts')
+        return ResetInfo(start_pose=(float(seed), 0.0, 0.0), observed_pose=(float(seed), 0, 0))
+
+    def make_safe(self) -> None:
+        self.safe_calls += 1
+
+
+class FakeController:
+    """A policy that 'solves' seed s after ``solve_steps(s)`` steps (None: never).
+
+    Each poll advances ``steps_per_poll`` steps and the fake clock by one control period per
+    step. ``fault_seeds`` fault at step 3; ``abort_seeds`` trigger a safety abort at step 2.
+    """
+
+    def __init__(self, clock: FakeClock, rate_hz: float = 10.0,
+                 solve_steps: Callable[[int], int | None] = lambda s: 20,
+                 steps_per_poll: int = 1, fault_seeds: set[int] | None = None,
+                 abort_seeds: set[int] | None = None, start_fault_seeds: set[int] | None = None,
+                 step_time_s: float | None = None) -> None:
+        self.clock, self.rate_hz = clock, rate_hz
+        self.solve_steps, self.steps_per_poll = solve_steps, steps_per_poll
+        self.fault_seeds = fault_seeds or set()
+        self.abort_seeds = abort_seeds or set()
+        self.start_fault_seeds = start_fault_seeds or set()
+        self.step_time_s = 1.0 / rate_hz if step_time_s is None else step_time_s
+        self.seed: int | None = None
+        self.steps = 0
+        self.running = False
+        self.episodes: list[int] = []
+
+    def start_episode(self, seed: int) -> None:
+        if seed in self.start_fault_seeds:
+            raise PolicyFaultError('policy raised in reset(): ValueError')
+        self.seed, self.steps, self.running = seed, 0, True
+        self.episodes.append(seed)
+
+    def poll(self, timeout_s: float) -> Progress:
+        assert self.running, 'poll() outside an episode'
+        self.steps += self.steps_per_poll
+        self.clock.advance(self.steps_per_poll * self.step_time_s)
+        if self.seed in self.fault_seeds and self.steps >= 3:
+            return Progress(self.steps, fault='act() returned NaN')
+        if self.seed in self.abort_seeds and self.steps >= 2:
+            return Progress(self.steps, safety_abort='command 900 px outside bounds [10, 502]')
+        return Progress(self.steps)
+
+    def stop_episode(self) -> None:
+        self.running = False
+
+    def solved(self) -> bool:
+        need = self.solve_steps(self.seed) if self.seed is not None else None
+        return need is not None and self.steps >= need
+
+
+class FakeVerifier:
+    """Judges success from the fake controller's state, like a camera would."""
+
+    def __init__(self, controller: FakeController) -> None:
+        self.controller = controller
+        self.calls = 0
+
+    def verify(self) -> VerifyOutcome:
+        self.calls += 1
+        ok = self.controller.solved()
+        score = 1.0 if ok else 0.4
+        return VerifyOutcome(ok, score, ({'view': 'top', 'success': ok, 'score': score},))
+
+
+class ListRecorder:
+    """Keeps finished records in memory."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.finished: list[TrialRecord] = []
+
+    def start(self, record: TrialRecord) -> str:
+        self.started.append(record.trial_id)
+        return f'/records/{record.trial_id}'
+
+    def finish(self, record: TrialRecord) -> None:
+        self.finished.append(record)

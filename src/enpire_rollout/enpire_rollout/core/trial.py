@@ -1,0 +1,386 @@
+"""The trial runner: reset -> run -> verify -> record, under a budget (no ROS here).
+
+``TrialRunner.run`` executes a series of trials of one policy revision on one cell through
+four ports, so the same logic drives a ROS cell, a real robot or an in-process fake:
+
+- :class:`CellPort` resets the scene (verified) and makes the cell safe,
+- :class:`ControllerPort` runs the revision's policy host for one episode and reports
+  progress (steps, faults, safety aborts),
+- :class:`VerifierPort` judges success from the cameras,
+- :class:`RecorderPort` writes the trial's record.
+
+Outcomes: success, failure (step limit reached, not solved), timeout (episode wall-time
+limit), safety_abort, policy_fault, reset_failed, aborted (cancelled or the cell died).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from enpire_common.clock import Clock
+from enpire_common.config import require
+from enpire_common.errors import (
+    OK,
+    CellUnavailableError,
+    EnpireError,
+    PolicyError,
+    ResetFailedError,
+    VerificationError,
+)
+
+SUCCESS, FAILURE, TIMEOUT = 'success', 'failure', 'timeout'
+SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED = (
+    'safety_abort', 'policy_fault', 'reset_failed', 'aborted')
+OUTCOMES = (SUCCESS, FAILURE, TIMEOUT, SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED)
+#: Outcomes that count towards ``max_consecutive_faults``.
+FAULT_OUTCOMES = frozenset({POLICY_FAULT, SAFETY_ABORT, RESET_FAILED})
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Limits of one RunTrials request. Zero means "no limit" for the optional ones."""
+
+    max_trials: int = 0
+    max_wall_time_s: float = 0.0
+    max_consecutive_faults: int = 3
+    max_episode_steps: int = 300
+    max_episode_time_s: float = 120.0
+    verify_period_s: float = 0.5
+    reset_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        require(self.max_trials >= 0, 'budget.max_trials', self.max_trials, 'must be >= 0')
+        require(self.max_wall_time_s >= 0, 'budget.max_wall_time_s', self.max_wall_time_s,
+                'must be >= 0 seconds (0 = unlimited)')
+        require(self.max_consecutive_faults >= 0, 'budget.max_consecutive_faults',
+                self.max_consecutive_faults, 'must be >= 0 (0 = unlimited)')
+        require(self.max_episode_steps > 0, 'budget.max_episode_steps',
+                self.max_episode_steps, 'must be > 0')
+        require(self.max_episode_time_s > 0, 'budget.max_episode_time_s',
+                self.max_episode_time_s, 'must be > 0 seconds')
+        require(self.verify_period_s > 0, 'budget.verify_period_s', self.verify_period_s,
+                'must be > 0 seconds')
+        require(self.reset_timeout_s > 0, 'budget.reset_timeout_s', self.reset_timeout_s,
+                'must be > 0 seconds')
+
+
+@dataclass(frozen=True)
+class ResetInfo:
+    start_pose: tuple[float, ...] = ()
+    observed_pose: tuple[float, ...] = ()
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What happened in the episode so far (cumulative since ``start_episode``)."""
+
+    steps: int
+    fault: str | None = None          # policy fault reason, if the policy faulted
+    safety_abort: str | None = None   # safety abort reason, if the supervisor aborted
+    cell_lost: str | None = None      # the cell / controller process died
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    success: bool
+    score: float
+    verdicts: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class TrialRecord:
+    """Everything known about one finished trial (becomes TrialResult and trial.json)."""
+
+    experiment_id: str
+    trial_id: str
+    revision_id: str
+    cell_id: str
+    task: str
+    seed: int
+    index: int
+    outcome: str = ABORTED
+    reason: str = ''
+    success: bool = False
+    score: float = 0.0
+    steps: int = 0
+    duration_s: float = 0.0
+    reset_s: float = 0.0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    reset: dict[str, Any] = field(default_factory=dict)
+    record_dir: str = ''
+    error_code: int = OK
+    error_msg: str = ''
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunSummary:
+    trials: list[TrialRecord]
+    stop_reason: str
+
+    @property
+    def n_success(self) -> int:
+        return sum(t.success for t in self.trials)
+
+    @property
+    def success_rate(self) -> float:
+        return self.n_success / len(self.trials) if self.trials else 0.0
+
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.n_success, len(self.trials))
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.interval()
+        return {'n_trials': len(self.trials), 'n_success': self.n_success,
+                'success_rate': self.success_rate, 'ci_low': low, 'ci_high': high,
+                'stop_reason': self.stop_reason,
+                'outcomes': {o: sum(t.outcome == o for t in self.trials) for o in OUTCOMES
+                             if any(t.outcome == o for t in self.trials)},
+                'trials': [t.to_dict() for t in self.trials]}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% by default); (0, 1) when there are no trials."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class CellPort(Protocol):
+    def reset(self, seed: int, timeout_s: float) -> ResetInfo: ...
+
+    def make_safe(self) -> None: ...
+
+
+class ControllerPort(Protocol):
+    def start_episode(self, seed: int) -> None: ...
+
+    def poll(self, timeout_s: float) -> Progress: ...
+
+    def stop_episode(self) -> None: ...
+
+
+class VerifierPort(Protocol):
+    def verify(self) -> VerifyOutcome: ...
+
+
+class RecorderPort(Protocol):
+    def start(self, record: TrialRecord) -> str: ...
+
+    def finish(self, record: TrialRecord) -> None: ...
+
+
+class NullRecorder:
+    """Records nothing (``record: false``)."""
+
+    def start(self, record: TrialRecord) -> str:
+        return ''
+
+    def finish(self, record: TrialRecord) -> None:
+        return None
+
+
+def new_trial_id(cell_id: str, seed: int) -> str:
+    return f'{cell_id}-s{seed}-{secrets.token_hex(4)}'
+
+
+def seed_sequence(seeds: Iterable[int] | None, seed_start: int, count: int) -> Iterator[int]:
+    """Explicit seeds, else ``seed_start, seed_start + 1, ...`` (``count`` of them)."""
+    if seeds:
+        yield from list(seeds)[:count] if count > 0 else seeds
+    else:
+        yield from itertools.islice(itertools.count(seed_start), count)
+
+
+class TrialRunner:
+    """Runs trials of one revision on one cell through ports, under a budget.
+
+    Args:
+        cell, controller, verifier, recorder: the ports.
+        clock: monotonic time source (sim time in lockstep is not used for budgets: budgets
+            are about the wall time a person waits).
+        control_rate_hz: task rate, to turn ``verify_period_s`` into steps.
+        on_trial: called with each finished TrialRecord (publish, store, print progress).
+        on_phase: called with (trial index, phase) as a trial moves through its phases.
+        cancelled: returns True once the caller wants to stop; checked between steps.
+    """
+
+    def __init__(self, *, cell: CellPort, controller: ControllerPort, verifier: VerifierPort,
+                 recorder: RecorderPort | None, clock: Clock, control_rate_hz: float,
+                 wall_time: Callable[[], float] | None = None,
+                 on_trial: Callable[[TrialRecord], None] | None = None,
+                 on_phase: Callable[[int, str], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None,
+                 trial_id_factory: Callable[[str, int], str] = new_trial_id) -> None:
+        self.cell, self.controller, self.verifier = cell, controller, verifier
+        self.recorder = recorder or NullRecorder()
+        self.clock = clock
+        self.rate_hz = control_rate_hz
+        self.wall_time = wall_time or clock.now_s
+        self.on_trial = on_trial or (lambda _r: None)
+        self.on_phase = on_phase or (lambda _i, _p: None)
+        self.cancelled = cancelled or (lambda: False)
+        self.trial_id_factory = trial_id_factory
+
+    def run(self, *, experiment_id: str, revision_id: str, cell_id: str, task: str,
+            seeds: Iterable[int], budget: BudgetConfig) -> RunSummary:
+        start = self.clock.now_s()
+        trials: list[TrialRecord] = []
+        consecutive_faults = 0
+        stop_reason = 'completed'
+        for index, seed in enumerate(seeds):
+            if self.cancelled():
+                stop_reason = 'cancelled'
+                break
+            if budget.max_trials and index >= budget.max_trials:
+                stop_reason = 'budget_max_trials'
+                break
+            if budget.max_wall_time_s and self.clock.now_s() - start >= budget.max_wall_time_s:
+                stop_reason = 'budget_wall_time'
+                break
+            record = TrialRecord(experiment_id=experiment_id,
+                                 trial_id=self.trial_id_factory(cell_id, seed),
+                                 revision_id=revision_id, cell_id=cell_id, task=task,
+                                 seed=int(seed), index=index)
+            self._run_one(record, budget)
+            trials.append(record)
+            self.on_trial(record)
+            if record.outcome == ABORTED and self.cancelled():
+                stop_reason = 'cancelled'
+                break
+            consecutive_faults = consecutive_faults + 1 if record.outcome in FAULT_OUTCOMES else 0
+            limit = budget.max_consecutive_faults
+            if limit and consecutive_faults >= limit:
+                stop_reason = 'consecutive_faults'
+                break
+        return RunSummary(trials, stop_reason)
+
+    # -- one trial ---------------------------------------------------------------------------
+    def _run_one(self, record: TrialRecord, budget: BudgetConfig) -> None:
+        record.started_at = self.wall_time()
+        try:
+            record.record_dir = self.recorder.start(record) or ''
+        except EnpireError as err:  # recording is required when asked for
+            self._end(record, ABORTED, f'recorder failed to start: {err}', err)
+            return
+        try:
+            self._reset(record, budget)
+            if record.outcome != RESET_FAILED:
+                self._episode(record, budget)
+        except CellUnavailableError as err:
+            self._end(record, ABORTED, f'cell unavailable: {err}', err)
+        finally:
+            self._make_safe(record)
+            record.ended_at = self.wall_time()
+            self.on_phase(record.index, 'recording')
+            try:
+                self.recorder.finish(record)
+            except EnpireError as err:
+                record.outcome, record.success = ABORTED, False
+                record.reason = f'record could not be written: {err}'
+                record.error_code, record.error_msg = err.code, str(err)
+
+    def _reset(self, record: TrialRecord, budget: BudgetConfig) -> None:
+        self.on_phase(record.index, 'reset')
+        t0 = self.clock.now_s()
+        try:
+            info = self.cell.reset(record.seed, budget.reset_timeout_s)
+            record.reset = {'start_pose': list(info.start_pose),
+                            'observed_pose': list(info.observed_pose),
+                            'attempts': info.attempts}
+        except ResetFailedError as err:
+            self._end(record, RESET_FAILED, str(err), err)
+        finally:
+            record.reset_s = self.clock.now_s() - t0
+
+    def _episode(self, record: TrialRecord, budget: BudgetConfig) -> None:
+        self.on_phase(record.index, 'running')
+        verify_every = max(1, round(budget.verify_period_s * self.rate_hz))
+        next_verify = verify_every
+        t0 = self.clock.now_s()
+        try:
+            self.controller.start_episode(record.seed)
+        except PolicyError as err:
+            record.duration_s = self.clock.now_s() - t0
+            self._end(record, POLICY_FAULT, str(err), err)
+            return
+        ended: tuple[str, str] | None = None
+        try:
+            while ended is None:
+                if self.cancelled():
+                    ended = (ABORTED, 'cancelled by the caller')
+                    break
+                progress = self.controller.poll(timeout_s=min(1.0, budget.max_episode_time_s))
+                record.steps = progress.steps
+                if progress.cell_lost:
+                    ended = (ABORTED, progress.cell_lost)
+                elif progress.fault:
+                    ended = (POLICY_FAULT, progress.fault)
+                elif progress.safety_abort:
+                    ended = (SAFETY_ABORT, progress.safety_abort)
+                elif progress.steps >= next_verify or progress.steps >= budget.max_episode_steps:
+                    next_verify = progress.steps + verify_every
+                    verdict = self._verify(record)
+                    if verdict is not None and verdict.success:
+                        ended = (SUCCESS, 'verified success')
+                    elif progress.steps >= budget.max_episode_steps:
+                        ended = (FAILURE, f'step limit {budget.max_episode_steps} reached')
+                if ended is None and self.clock.now_s() - t0 >= budget.max_episode_time_s:
+                    ended = (TIMEOUT, f'episode time limit {budget.max_episode_time_s:g} s')
+        finally:
+            self.controller.stop_episode()
+            record.duration_s = self.clock.now_s() - t0
+        outcome, reason = ended
+        if outcome in (SUCCESS, FAILURE, TIMEOUT):
+            # The final verdict is taken with the cell holding still: it decides success.
+            self.on_phase(record.index, 'verifying')
+            final = self._verify(record)
+            if final is None:
+                self._end(record, ABORTED, 'final verification failed: ' + record.error_msg)
+                return
+            if final.success:
+                outcome, reason = SUCCESS, 'verified success'
+            elif outcome == SUCCESS:
+                outcome, reason = FAILURE, 'success seen during the episode did not hold'
+        self._end(record, outcome, reason)
+
+    def _verify(self, record: TrialRecord) -> VerifyOutcome | None:
+        try:
+            verdict = self.verifier.verify()
+        except VerificationError as err:
+            record.error_code, record.error_msg = err.code, str(err)
+            return None
+        record.score = float(verdict.score)
+        record.verdicts = [dict(v) for v in verdict.verdicts]
+        return verdict
+
+    def _end(self, record: TrialRecord, outcome: str, reason: str,
+             err: EnpireError | None = None) -> None:
+        record.outcome, record.reason = outcome, reason
+        record.success = outcome == SUCCESS
+        if err is not None:
+            record.error_code, record.error_msg = err.code, str(err)
+
+    def _make_safe(self, record: TrialRecord) -> None:
+        try:
+            self.cell.make_safe()
+        except EnpireError as err:
+            if record.outcome == SUCCESS:
+                return
+            record.reason = (record.reason + f'; make_safe failed: {err}').lstrip('; ')
+

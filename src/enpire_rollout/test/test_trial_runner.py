@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import pytest
+
+from enpire_common.clock import FakeClock
+from enpire_common.errors import ConfigError
+from enpire_rollout.core.fakes import FakeCell, FakeController, FakeVerifier, ListRecorder
+from enpire_rollout.core.trial import BudgetConfig, TrialRunner, seed_sequence, wilson_interval
+
+
+def make_runner(clock=None, cancel_after=None, **controller_kw):
+    clock = clock or FakeClock()
+    controller = FakeController(clock, **controller_kw)
+    cell = FakeCell()
+    verifier = FakeVerifier(controller)
+    recorder = ListRecorder()
+    finished = []
+
+    def cancelled():
+        return cancel_after is not None and len(finished) >= cancel_after
+
+    runner = TrialRunner(cell=cell, controller=controller, verifier=verifier, recorder=recorder,
+                         clock=clock, control_rate_hz=10.0, on_trial=finished.append,
+                         cancelled=cancelled, trial_id_factory=lambda c, s: f'{c}-{s}')
+    return runner, cell, controller, verifier, recorder
+
+
+def run(runner, seeds, **budget):
+    return runner.run(experiment_id='e', revision_id='r', cell_id='cell_0', task='push_t',
+                      seeds=seeds, budget=BudgetConfig(**budget))
+
+
+def test_a_policy_that_solves_every_seed_succeeds_every_trial():
+    runner, cell, controller, verifier, recorder = make_runner(solve_steps=lambda s: 12)
+    summary = run(runner, [1, 2, 3])
+    assert [t.outcome for t in summary.trials] == ['success'] * 3
+    assert summary.success_rate == 1.0 and summary.stop_reason == 'completed'
+    assert cell.resets == [1, 2, 3] and cell.safe_calls == 3
+    assert [t.record_dir for t in recorder.finished] == ['/records/cell_0-1', '/records/cell_0-2',
+                                                         '/records/cell_0-3']
+    # verify period 0.5 s at 10 Hz = every 5 steps: success seen at step 15
+    assert summary.trials[0].steps == 15
+
+
+def test_an_unsolved_episode_ends_as_failure_at_the_step_limit():
+    runner, *_ = make_runner(solve_steps=lambda s: None)
+    summary = run(runner, [4], max_episode_steps=30)
+    (trial,) = summary.trials
+    assert trial.outcome == 'failure' and trial.steps == 30
+    assert 'step limit 30' in trial.reason and trial.score == 0.4
+
+
+def test_a_stuck_cell_ends_as_timeout_on_the_episode_time_limit():
+    runner, *_ = make_runner(solve_steps=lambda s: None, step_time_s=2.0)
+    (trial,) = run(runner, [4], max_episode_time_s=5.0).trials
+    assert trial.outcome == 'timeout' and trial.steps == 3
+
+
+def test_faults_and_aborts_are_recorded_with_their_reasons():
+    runner, *_ = make_runner(fault_seeds={1}, abort_seeds={2}, start_fault_seeds={3})
+    trials = run(runner, [1, 2, 3, 4], max_consecutive_faults=0).trials
+    assert [t.outcome for t in trials] == ['policy_fault', 'safety_abort', 'policy_fault',
+                                           'success']
+    assert trials[0].reason == 'act() returned NaN' and trials[0].error_code == 0
+    assert 'outside bounds' in trials[1].reason
+    assert trials[2].error_code == 402
+
+
+def test_budget_stops_after_three_consecutive_faults():
+    runner, *_ = make_runner(fault_seeds={1, 2, 3, 4})
+    summary = run(runner, [1, 2, 3, 4, 5], max_consecutive_faults=3)
+    assert len(summary.trials) == 3 and summary.stop_reason == 'consecutive_faults'
+
+
+def test_a_success_between_faults_resets_the_consecutive_count():
+    runner, *_ = make_runner(fault_seeds={1, 2, 4, 5})
+    summary = run(runner, [1, 2, 3, 4, 5, 6], max_consecutive_faults=3)
+    assert len(summary.trials) == 6 and summary.stop_reason == 'completed'
+
+
+def test_reset_failures_are_trials_with_outcome_reset_failed():
+    clock = FakeClock()
+    controller = FakeController(clock)
+    runner = TrialRunner(cell=FakeCell(failing_seeds={2}), controller=controller,
+                         verifier=FakeVerifier(controller), recorder=None, clock=clock,
+                         control_rate_hz=10.0)
+    trials = run(runner, [1, 2, 3]).trials
+    assert [t.outcome for t in trials] == ['success', 'reset_failed', 'success']
+    assert trials[1].error_code == 202 and controller.episodes == [1, 3]
+
+
+def test_wall_time_budget_stops_before_starting_another_trial():
+    runner, *_ = make_runner(solve_steps=lambda s: 50)
+    summary = run(runner, range(100), max_wall_time_s=12.0)
+    # each trial takes 5 s of (fake) time: 50 steps at 10 Hz
+    assert len(summary.trials) == 3 and summary.stop_reason == 'budget_wall_time'
+
+
+def test_cancel_stops_cleanly_and_leaves_the_cell_safe():
+    runner, cell, *_ = make_runner(cancel_after=2)
+    summary = run(runner, [1, 2, 3, 4])
+    assert len(summary.trials) == 2 and summary.stop_reason == 'cancelled'
+    assert cell.safe_calls == 2
+
+
+@pytest.mark.parametrize(('field', 'value', 'message'), [
+    ('max_episode_steps', 0, 'budget.max_episode_steps=0 is invalid'),
+    ('verify_period_s', -1.0, 'budget.verify_period_s=-1.0 is invalid'),
+    ('max_wall_time_s', -5.0, 'must be >= 0 seconds'),
+])
+def test_invalid_budgets_are_rejected(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        BudgetConfig(**{field: value})
+
+
+def test_seed_sequence_uses_explicit_seeds_or_counts_from_the_start():
+    assert list(seed_sequence([5, 9, 11], 0, 2)) == [5, 9]
+    assert list(seed_sequence(None, 100, 3)) == [100, 101, 102]
+
+
+def test_wilson_interval_matches_the_reference_values():
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
