@@ -1,0 +1,67 @@
+"""Config dataclasses of enpire_sim (one source of truth for node parameters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from enpire_common.config import require
+
+CLOCK_MODES = ('realtime', 'lockstep')
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """The simulated top camera. The workspace->pixel map scales with the size."""
+
+    width_px: int = 480
+    height_px: int = 480
+
+    def __post_init__(self) -> None:
+        require(16 <= self.width_px <= 4096, 'camera.width_px', self.width_px,
+                'must be in [16, 4096] px')
+        require(16 <= self.height_px <= 4096, 'camera.height_px', self.height_px,
+                'must be in [16, 4096] px')
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """``realtime``: a timer steps at the control rate. ``lockstep``: one step per command,
+    as fast as the CPU allows, publishing /clock (use_sim_time for everyone else)."""
+
+    mode: str = 'lockstep'
+
+    def __post_init__(self) -> None:
+        require(self.mode in CLOCK_MODES, 'clock.mode', self.mode,
+                f'must be one of {", ".join(CLOCK_MODES)}')
+
+
+@dataclass(frozen=True)
+class PushTCellConfig:
+    """Parameters of the ``push_t_cell`` node.
+
+    Attributes:
+        task: task id from the task registry (config/tasks/<task>).
+        clock: realtime or lockstep stepping.
+        control_rate_hz: control steps per second of simulated time (gym-pusht is 10 Hz).
+        camera: rendered image size.
+        publish_every_n: publish an image every n control steps (state is published every
+            step); 1 = every step.
+        initial_seed: seed of the reset the node does at start-up.
+        cell_id: id reported in CellState/SafetyEvent; empty = the node's namespace.
+    """
+
+    task: str = 'push_t'
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    control_rate_hz: float = 10.0
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    publish_every_n: int = 1
+    initial_seed: int = 0
+    cell_id: str = ''
+
+    def __post_init__(self) -> None:
+        require(bool(self.task), 'task', self.task, 'must name a task (e.g. push_t)')
+        require(0.0 < self.control_rate_hz <= 1000.0, 'control_rate_hz', self.control_rate_hz,
+                'must be in (0, 1000] Hz')
+        require(self.publish_every_n >= 1, 'publish_every_n', self.publish_every_n,
+                'must be >= 1 (1 = an image every step)')
+        require(self.initial_seed >= 0, 'initial_seed', self.initial_seed, 'must be >= 0')
