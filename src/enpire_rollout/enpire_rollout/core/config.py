@@ -1,0 +1,121 @@
+"""Config dataclasses of the rollout package (safety envelope, recorder).
+
+One source of truth per component; nodes declare their ROS parameters from these with
+``enpire_common.ros.declare_config`` (dotted names such as ``envelope.max_step_px``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from enpire_common.config import require
+
+#: Per-rule reactions. ``clamp`` changes the command and applies it, ``reject`` drops it (the
+#: cell holds its last command), ``abort`` drops it and every later command until ``reset``.
+RULE_MODES = ('clamp', 'reject', 'abort')
+RATE_MODES = ('reject', 'abort')  # a too-early command cannot be clamped in time
+
+
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    """The safety envelope of a task's command space (defaults: Push-T, pixels, 10 Hz).
+
+    Attributes:
+        low: lower bound per axis, task units (Push-T: px).
+        high: upper bound per axis, task units.
+        max_step_px: largest allowed distance between the previous applied command (or, before
+            the first one, the agent position the caller passes as ``prev``) and the new one,
+            task units; 0 disables the rule.
+        max_rate_hz: largest command rate; a command closer than ``1 / max_rate_hz`` to the
+            previous applied one is a RATE violation; 0 disables the rule.
+        stale_timeout_s: a STALE event is raised when no command arrived for this long while
+            commands are expected; 0 disables it.
+    """
+
+    low: tuple[float, ...] = (0.0, 0.0)
+    high: tuple[float, ...] = (512.0, 512.0)
+    max_step_px: float = 0.0
+    max_rate_hz: float = 0.0
+    stale_timeout_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(len(self.low) > 0, 'envelope.low', self.low, 'needs at least one axis')
+        require(len(self.low) == len(self.high), 'envelope.high', self.high,
+                f'must have as many axes as envelope.low ({len(self.low)})')
+        for i, (lo, hi) in enumerate(zip(self.low, self.high, strict=True)):
+            require(math.isfinite(lo) and math.isfinite(hi), f'envelope.low/high[{i}]',
+                    (lo, hi), 'bounds must be finite numbers')
+            require(lo < hi, f'envelope.high[{i}]', hi, f'must be greater than low ({lo})')
+        for name in ('max_step_px', 'max_rate_hz', 'stale_timeout_s'):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value >= 0, f'envelope.{name}', value,
+                    'must be >= 0 (0 disables the rule)')
+
+
+@dataclass(frozen=True)
+class ModesConfig:
+    """What each rule does when violated (see :data:`RULE_MODES`)."""
+
+    bounds: str = 'clamp'
+    max_step: str = 'clamp'
+    rate: str = 'reject'
+
+    def __post_init__(self) -> None:
+        require(self.bounds in RULE_MODES, 'modes.bounds', self.bounds, f'one of {RULE_MODES}')
+        require(self.max_step in RULE_MODES, 'modes.max_step', self.max_step,
+                f'one of {RULE_MODES}')
+        require(self.rate in RATE_MODES, 'modes.rate', self.rate, f'one of {RATE_MODES}')
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Safety supervisor config: the envelope, per-rule modes and the cell id for events.
+
+    NaN/inf values and a wrong command shape are always rejected (never clamped, never
+    configurable): there is no meaningful command to clamp towards.
+    """
+
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+    modes: ModesConfig = field(default_factory=ModesConfig)
+    cell_id: str = ''
+
+    @property
+    def ndim(self) -> int:
+        return len(self.envelope.low)
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """Recorder config: which streams a trial records and at which declared rates.
+
+    Attributes:
+        camera_views: camera views recorded (``camera/<view>/image_raw``), one MP4 each.
+        control_rate_hz: the task's control rate; MP4 fps and the expected rate of images,
+            states and commands.
+        gap_tolerance: a rated stream is flagged with ``gaps`` when it recorded fewer than
+            ``(1 - gap_tolerance)`` of the expected messages, or when two consecutive messages
+            are further apart than ``gap_factor / rate``.
+        gap_factor: see ``gap_tolerance``.
+        video_codec: preferred encoder (``libx264``); falls back to ``mpeg4`` when missing.
+        chunk_interval_s: an open bag is made durable at least this often (stamp time), so a
+            killed recorder loses at most this much of the episode.
+    """
+
+    camera_views: tuple[str, ...] = ('top',)
+    control_rate_hz: float = 10.0
+    gap_tolerance: float = 0.1
+    gap_factor: float = 3.0
+    video_codec: str = 'libx264'
+    chunk_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(self.control_rate_hz > 0, 'control_rate_hz', self.control_rate_hz, 'must be > 0')
+        require(0 <= self.gap_tolerance < 1, 'gap_tolerance', self.gap_tolerance,
+                'must be in [0, 1)')
+        require(self.gap_factor >= 1, 'gap_factor', self.gap_factor, 'must be >= 1')
+        require(self.chunk_interval_s >= 0, 'chunk_interval_s', self.chunk_interval_s,
+                'must be >= 0 (0: only at close)')
+        for view in self.camera_views:
+            require(bool(view) and '/' not in view, 'camera_views', self.camera_views,
+                    'view names are non-empty and contain no "/"')
