@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from enpire_agent_bridge.core.revisions import RevisionStore, SizeLimits, content_id
+from enpire_common.errors import PolicyRejectedError, UnknownNameError
+
+POLICY_YAML = 'name: mine\ntask: push_t\nversion: 3\nregime: heuristic\nhypothesis: push harder\n'
+
+
+def make_policy(d: Path, body: str = 'def make_policy(spec):\n    return None\n') -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / 'policy.py').write_text(body)
+    (d / 'policy.yaml').write_text(POLICY_YAML)
+    return d
+
+
+def test_submitting_the_same_content_twice_yields_the_same_revision(tmp_path):
+    store = RevisionStore(tmp_path / 'revisions')
+    a, created_a = store.submit(make_policy(tmp_path / 'a'))
+    b, created_b = store.submit(make_policy(tmp_path / 'elsewhere'))
+    assert a.id == b.id and created_a and not created_b
+    assert len(a.id) == 64 and a.hypothesis == 'push harder' and a.version == 3
+
+
+def test_a_changed_file_is_a_new_revision_and_caches_are_ignored(tmp_path):
+    store = RevisionStore(tmp_path / 'revisions')
+    d = make_policy(tmp_path / 'p')
+    first, _ = store.submit(d)
+    (d / '__pycache__').mkdir()
+    (d / '__pycache__' / 'policy.cpython-311.pyc').write_bytes(b'junk')
+    assert store.submit(d)[0].id == first.id
+    (d / 'policy.py').write_text('def make_policy(spec):\n    return 1\n')
+    second, created = store.submit(d, parent=first.id)
+    assert created and second.id != first.id and second.parent == first.id
+
+
+def test_revisions_are_read_only_and_verifiable(tmp_path):
+    store = RevisionStore(tmp_path / 'revisions')
+    rev, _ = store.submit(make_policy(tmp_path / 'p'))
+    mode = (rev.path / 'policy.py').stat().st_mode
+    assert not mode & 0o222
+    assert store.verify(rev.id[:8])
+    os.chmod(rev.path / 'policy.py', 0o644)
+    (rev.path / 'policy.py').write_text('tampered = True\n')
+    assert not store.verify(rev.id)
+
+
+def test_a_rejected_validation_stores_nothing(tmp_path):
+    store = RevisionStore(tmp_path / 'revisions')
+
+    def reject(snapshot: Path) -> None:
+        raise PolicyRejectedError('act() returned shape (3,), expected (2,)')
+
+    with pytest.raises(PolicyRejectedError, match=r'expected \(2,\)'):
+        store.submit(make_policy(tmp_path / 'p'), validate=reject)
+    assert store.list() == []
+    assert list((tmp_path / 'revisions').iterdir()) == []
+
+
+@pytest.mark.parametrize(('setup', 'message'), [
+    (lambda d: (d / 'policy.py').unlink(), 'missing policy.py'),
+    (lambda d: (d / 'big.bin').write_bytes(b'0' * 2048), 'exceeds the per-file limit'),
+    (lambda d: (d / 'link.py').symlink_to(d / 'policy.py'), 'symbolic links are not allowed'),
+    (lambda d: (d / 'policy.yaml').write_text('name: [unclosed\n'), r'policy.yaml:\d+: invalid'),
+])
+def test_bad_policy_directories_are_rejected_with_a_specific_message(tmp_path, setup, message):
+    d = make_policy(tmp_path / 'p')
+    setup(d)
+    store = RevisionStore(tmp_path / 'revisions', SizeLimits(max_file_bytes=1024))
+    with pytest.raises(PolicyRejectedError, match=message):
+        store.submit(d)
+
+
+def test_unknown_revision_lists_the_known_ones(tmp_path):
+    store = RevisionStore(tmp_path / 'revisions')
+    rev, _ = store.submit(make_policy(tmp_path / 'p'))
+    with pytest.raises(UnknownNameError, match='unknown revision'):
+        store.get('deadbeef00')
+    assert store.get(rev.id[:10]).id == rev.id
+
+
+def test_content_id_depends_on_paths_and_contents_only(tmp_path):
+    a = make_policy(tmp_path / 'a')
+    b = make_policy(tmp_path / 'b')
+    assert content_id(a)[0] == content_id(b)[0]
+    (b / 'extra.txt').write_text('x')
+    assert content_id(a)[0] != content_id(b)[0]
