@@ -1,0 +1,100 @@
+"""Config dataclasses of the agent bridge's policy host and checker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from enpire_common.config import require
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Resource limits and identity of a policy host process.
+
+    Attributes:
+        memory_limit_mb: RLIMIT_AS of the host (address space, MiB).
+        cpu_limit_s: RLIMIT_CPU (CPU seconds over the host's whole life; 0 = unlimited).
+        max_open_files: RLIMIT_NOFILE.
+        max_processes: RLIMIT_NPROC; 0 makes fork/subprocess/threads fail.
+        max_file_size_mb: RLIMIT_FSIZE for files the policy writes.
+        sandbox_uid: Unprivileged user the host runs as when started by root.
+        sandbox_gid: Its group.
+        drop_privileges: Switch to sandbox_uid/gid when running as root and the interpreter
+            is readable by that user (it is not when Python lives under /root; then the host
+            stays root and only the seccomp filter blocks fork, since root ignores
+            RLIMIT_NPROC).
+        block_process_creation: Install a seccomp filter that makes fork/exec/posix_spawn
+            fail (threads stay allowed).
+        startup_timeout_s: Time for import + make_policy.
+        reset_timeout_s: Time for reset(seed).
+        close_timeout_s: Grace time for a clean exit before the process group is killed.
+        work_root: Parent of the private work directories ('' = the system temp dir).
+        max_policy_mb: Size limit of the policy directory.
+        max_policy_files: File-count limit of the policy directory.
+    """
+
+    memory_limit_mb: int = 2048
+    cpu_limit_s: int = 3600
+    max_open_files: int = 64
+    max_processes: int = 0
+    max_file_size_mb: int = 256
+    sandbox_uid: int = 65534
+    sandbox_gid: int = 65534
+    drop_privileges: bool = True
+    block_process_creation: bool = True
+    startup_timeout_s: float = 30.0
+    reset_timeout_s: float = 5.0
+    close_timeout_s: float = 1.0
+    work_root: str = ''
+    max_policy_mb: float = 50.0
+    max_policy_files: int = 200
+
+    def __post_init__(self) -> None:
+        require(self.memory_limit_mb >= 256, 'sandbox.memory_limit_mb', self.memory_limit_mb,
+                'must be >= 256 MiB (the interpreter and numpy need ~150 MiB of address space)')
+        require(self.cpu_limit_s >= 0, 'sandbox.cpu_limit_s', self.cpu_limit_s,
+                'must be >= 0 (0 = unlimited)')
+        require(self.max_open_files >= 16, 'sandbox.max_open_files', self.max_open_files,
+                'must be >= 16')
+        require(self.max_processes >= 0, 'sandbox.max_processes', self.max_processes,
+                'must be >= 0')
+        require(self.max_file_size_mb > 0, 'sandbox.max_file_size_mb', self.max_file_size_mb,
+                'must be > 0')
+        for name in ('startup_timeout_s', 'reset_timeout_s', 'close_timeout_s'):
+            value = getattr(self, name)
+            require(value > 0, f'sandbox.{name}', value, 'must be > 0 seconds')
+        require(self.max_policy_mb > 0, 'sandbox.max_policy_mb', self.max_policy_mb,
+                'must be > 0')
+        require(self.max_policy_files > 0, 'sandbox.max_policy_files', self.max_policy_files,
+                'must be > 0')
+
+
+@dataclass(frozen=True)
+class PolicyHostNodeConfig:
+    """Parameters of the ``policy_host`` node.
+
+    Attributes:
+        revision_dir: The policy (revision) directory to host.
+        revision_id: Its id, stamped on every command ('' = the directory name).
+        task_file: Path of the task contract (``task.yaml``); '' = look up
+            ``config/tasks/<task>/task.yaml`` under $ENPIRE_ROOT or the working directory.
+        task: Task name used for that lookup.
+        deadline_margin_s: Per-act deadline is ``1 / rate_hz - deadline_margin_s``
+            (negative = use the task contract's margin).
+        warmup_timeout_s: Deadline of the first act (lazy imports, JIT, caches).
+        log_dir: Where the host's stdout/stderr go ('' = ``$ENPIRE_HOME/logs/policy_host``).
+        sandbox: The host process limits.
+    """
+
+    revision_dir: str = ''
+    revision_id: str = ''
+    task_file: str = ''
+    task: str = 'push_t'
+    deadline_margin_s: float = -1.0
+    warmup_timeout_s: float = 5.0
+    log_dir: str = ''
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+    def __post_init__(self) -> None:
+        require(self.warmup_timeout_s > 0, 'warmup_timeout_s', self.warmup_timeout_s,
+                'must be > 0 seconds')
