@@ -1,0 +1,81 @@
+"""``enpire up``: validate a launch file, then run it with ros2 launch or the embedded launcher.
+
+Where ``launch`` and ``ros2launch`` are importable and ``ros2`` is on PATH (a real ROS
+install), the same file goes to ``ros2 launch`` so behaviour matches upstream exactly;
+``embedded=True`` forces ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+from enpire_bringup.launcher.parse import LaunchPlan, PackageIndex, load_plan, parse_cli_args
+
+EMBEDDED, ROS2_LAUNCH = 'embedded', 'ros2 launch'
+
+
+def choose_runner(embedded: bool,
+                  find_spec: Callable[[str], object] = importlib.util.find_spec,
+                  which: Callable[[str], str | None] = shutil.which) -> str:
+    """``'ros2 launch'`` where upstream launch is installed and not overridden, else embedded."""
+    if embedded:
+        return EMBEDDED
+    try:
+        present = all(find_spec(m) is not None for m in ('launch', 'ros2launch'))
+    except (ImportError, ValueError):
+        present = False
+    return ROS2_LAUNCH if present and which('ros2') else EMBEDDED
+
+
+def ros2_launch_argv(file: str, args: Sequence[str]) -> list[str]:
+    """The argv that defers to upstream: ``ros2 launch <file> name:=value ...``."""
+    return ['ros2', 'launch', file, *args]
+
+
+def describe(plan: LaunchPlan) -> str:
+    """Human-readable dump of the resolved plan (``enpire up --print``)."""
+    lines = [f'# {plan.file}']
+    for decl in plan.args:
+        value = plan.configs.get(decl.name, decl.default)
+        lines.append(f'# arg {decl.name}={value}  {decl.description}'.rstrip())
+    for n in plan.nodes:
+        flags = [f'output={n.output}']
+        if n.respawn:
+            flags.append(f'respawn_delay={n.respawn_delay_s}')
+        if n.required:
+            flags.append('required')
+        cmd = n.command(lambda block: '<generated:' + ','.join(k for k, _ in block.values)
+                        + '>')
+        lines.append(f'{n.label}: {" ".join(flags)}\n  {shlex.join(cmd)}')
+    return '\n'.join(lines)
+
+
+def up(file: str, args: Sequence[str], *, embedded: bool = False, print_only: bool = False,
+       out: IO[str] | None = None, index: PackageIndex | None = None,
+       env: Mapping[str, str] | None = None, log_dir: str | None = None,
+       exec_fn: Callable[[str, list[str]], object] = os.execvp) -> int:
+    """Run ``file`` with ``name:=value`` args; returns the exit code.
+
+    Raises:
+        LaunchError: the file is invalid (before anything starts).
+    """
+    out = out or sys.stdout
+    if not print_only and choose_runner(embedded) == ROS2_LAUNCH:
+        argv = ros2_launch_argv(file, args)
+        print(f'[enpire] deferring to: {shlex.join(argv)} (--embedded to use ours)', file=out,
+              flush=True)
+        exec_fn(argv[0], argv)
+        return 0  # only reached with a fake exec_fn
+    plan = load_plan(file, parse_cli_args(args), index=index, env=env)
+    if print_only:
+        print(describe(plan), file=out)
+        return 0
+    from enpire_bringup.launcher.supervisor import Supervisor
+
+    return Supervisor(plan, out=out, log_dir=log_dir).run()

@@ -1,0 +1,266 @@
+"""Run a :class:`LaunchPlan`: one OS process per node, supervised.
+
+Each child runs in its own process group (so a node's own subprocesses are signalled with
+it) and gets ``PR_SET_PDEATHSIG`` so it dies even when the launcher is SIGKILLed. Shutdown
+(Ctrl-C, SIGTERM, a required node exiting): SIGINT to every group, then SIGTERM, then SIGKILL
+after the timeouts. ``respawn`` restarts a node that exits after ``respawn_delay``. One status
+line per start / exit / respawn goes to the output stream, prefixed ``[enpire]``::
+
+    [enpire] started cell_0/heartbeat pid=4242 (enpire_bringup/heartbeat)
+    [enpire] exited cell_0/heartbeat pid=4242 code=-9; respawning in 1.0 s
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from enpire_bringup.launcher.parse import InlineParams, LaunchPlan, NodeSpec
+
+_PR_SET_PDEATHSIG = 1
+
+
+def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every node inherits: ours, DDS on loopback unless set, unbuffered."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def _preexec(parent_pid: int) -> None:
+    # Runs in the child between fork and exec: the launcher dying must take the node with
+    # it (SIGTERM lets rclpy shut down cleanly). The flag survives exec; check the race
+    # where the parent died before prctl ran.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+@dataclass
+class _Child:
+    spec: NodeSpec
+    proc: subprocess.Popen | None = None
+    log_file: IO[str] | None = None
+    respawn_at: float | None = None
+    starts: int = 0
+    pids: list[int] = field(default_factory=list)
+    exit_code: int | None = None
+
+
+class Supervisor:
+    """Start and supervise the nodes of a plan until they end or shutdown is requested.
+
+    Args:
+        plan: the validated plan.
+        out: where status lines and ``screen`` output go.
+        log_dir: per-node log files for ``output: log`` / ``both``.
+        sigint_timeout_s: how long to wait after SIGINT before SIGTERM.
+        sigterm_timeout_s: how long to wait after SIGTERM before SIGKILL.
+    """
+
+    def __init__(self, plan: LaunchPlan, out: IO[str] | None = None,
+                 log_dir: str | os.PathLike | None = None, sigint_timeout_s: float = 5.0,
+                 sigterm_timeout_s: float = 5.0) -> None:
+        self.plan = plan
+        self.out = out or sys.stdout
+        stamp = time.strftime('%Y%m%d-%H%M%S')
+        self.log_dir = Path(log_dir or Path('log', 'enpire_up', f'{stamp}-{os.getpid()}'))
+        self.sigint_timeout_s = sigint_timeout_s
+        self.sigterm_timeout_s = sigterm_timeout_s
+        self._children = [_Child(spec) for spec in plan.nodes]
+        self._events: queue.Queue[tuple[_Child, subprocess.Popen]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop_signal: int | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix='enpire_up_')
+        self._param_files: dict[InlineParams, str] = {}
+        self._failed = False
+
+    # -- output ---------------------------------------------------------------------------
+    def status(self, text: str) -> None:
+        with self._lock:
+            self.out.write(f'[enpire] {text}\n')
+            self.out.flush()
+
+    def _pump(self, child: _Child, stream: IO[bytes], to_screen: bool) -> None:
+        for raw in iter(stream.readline, b''):
+            line = raw.decode(errors='replace').rstrip('\n')
+            with self._lock:
+                if to_screen:
+                    self.out.write(f'[{child.spec.label}] {line}\n')
+                    self.out.flush()
+                if child.log_file is not None:
+                    child.log_file.write(line + '\n')
+                    child.log_file.flush()
+        stream.close()
+
+    def _watch(self, child: _Child, proc: subprocess.Popen) -> None:
+        # Wait without reaping (WNOWAIT): the zombie keeps the pid and process group id
+        # reserved until the main thread has killed the group's leftovers.
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        self._events.put((child, proc))
+
+    # -- processes ------------------------------------------------------------------------
+    def _params_file(self, block: InlineParams) -> str:
+        if block not in self._param_files:
+            path = Path(self._tmp.name, f'params_{len(self._param_files)}.yaml')
+            path.write_text(block.as_yaml())
+            self._param_files[block] = str(path)
+        return self._param_files[block]
+
+    def _start(self, child: _Child) -> None:
+        spec = child.spec
+        cmd = spec.command(self._params_file)
+        env = child_env()
+        env.update(dict(spec.env))
+        wants_log = spec.output in ('log', 'both')
+        if wants_log and child.log_file is None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            child.log_file = open(  # noqa: SIM115 - lives as long as the child's respawns
+                self.log_dir / f"{spec.label.replace('/', '__')}.log", 'a')
+        try:
+            proc = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, process_group=0,
+                preexec_fn=lambda pid=os.getpid(): _preexec(pid))
+        except OSError as exc:
+            self._failed = True
+            self.status(f'failed to start {spec.label}: {exc}')
+            if spec.required:
+                self._stop_signal = self._stop_signal or signal.SIGTERM
+            return
+        child.proc = proc
+        child.starts += 1
+        child.pids.append(proc.pid)
+        child.exit_code = None
+        threading.Thread(target=self._pump, args=(child, proc.stdout, spec.output != 'log'),
+                         daemon=True, name=f'out-{spec.label}').start()
+        threading.Thread(target=self._watch, args=(child, proc), daemon=True,
+                         name=f'wait-{spec.label}').start()
+        verb = 'respawned' if child.starts > 1 else 'started'
+        where = f' log={self.log_dir / (spec.label.replace("/", "__") + ".log")}' \
+            if wants_log else ''
+        self.status(f'{verb} {spec.label} pid={proc.pid} ({spec.package}/{spec.executable})'
+                    f'{where}')
+
+    def _reap(self, child: _Child, proc: subprocess.Popen) -> int:
+        # Kill whatever the node left in its group before reaping frees the group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+        if child.proc is proc:
+            child.proc = None
+        child.exit_code = code
+        return code
+
+    def _signal_all(self, sig: int) -> None:
+        for child in self._children:
+            if child.proc is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.proc.pid, sig)
+
+    def _handle_signal(self, signum: int, _frame: object) -> None:
+        self._stop_signal = signum
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start everything and block until the launch ends. Returns the exit code.
+
+        0: shut down on request or every node exited 0. 1: a required node exited, or a
+        node exited non-zero.
+        """
+        old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in self._children:
+                if self._stop_signal is not None:
+                    break
+                self._start(child)
+            reason = self._supervise()
+            self._shutdown(reason)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            for child in self._children:
+                if child.log_file is not None:
+                    child.log_file.close()
+            self._tmp.cleanup()
+        return 1 if self._failed else 0
+
+    def _alive(self) -> bool:
+        return any(c.proc is not None or c.respawn_at is not None for c in self._children)
+
+    def _supervise(self) -> str:
+        while self._alive():
+            if self._stop_signal is not None:
+                return f'received {signal.Signals(self._stop_signal).name}'
+            now = time.monotonic()
+            due = [c.respawn_at for c in self._children if c.respawn_at is not None]
+            # A short bounded wait keeps signal handling responsive (handlers only set a flag).
+            timeout = max(0.0, min([0.2, *(d - now for d in due)]))
+            try:
+                child, proc = self._events.get(timeout=timeout)
+            except queue.Empty:
+                for c in self._children:
+                    if c.respawn_at is not None and time.monotonic() >= c.respawn_at:
+                        c.respawn_at = None
+                        self._start(c)
+                continue
+            code = self._reap(child, proc)
+            spec = child.spec
+            if spec.required:
+                self._failed = True
+                self.status(f'exited {spec.label} pid={proc.pid} code={code}; it is required '
+                            '(on_exit: shutdown): shutting down')
+                return f'required node {spec.label} exited'
+            if spec.respawn:
+                child.respawn_at = time.monotonic() + spec.respawn_delay_s
+                self.status(f'exited {spec.label} pid={proc.pid} code={code}; respawning in '
+                            f'{spec.respawn_delay_s:.1f} s')
+                continue
+            if code != 0:
+                self._failed = True
+            self.status(f'exited {spec.label} pid={proc.pid} code={code}')
+        return 'all nodes exited'
+
+    def _shutdown(self, reason: str) -> None:
+        for child in self._children:
+            child.respawn_at = None
+        running = [c for c in self._children if c.proc is not None]
+        if not running:
+            self.status(f'done ({reason})')
+            return
+        self.status(f'shutting down ({reason}): stopping {len(running)} node(s)')
+        for sig, wait_s in ((signal.SIGINT, self.sigint_timeout_s),
+                            (signal.SIGTERM, self.sigterm_timeout_s), (signal.SIGKILL, 5.0)):
+            if not any(c.proc is not None for c in self._children):
+                break
+            if sig != signal.SIGINT:
+                left = ', '.join(c.spec.label for c in self._children if c.proc is not None)
+                self.status(f'escalating to {signal.Signals(sig).name} for: {left}')
+            self._signal_all(sig)
+            deadline = time.monotonic() + wait_s
+            while any(c.proc is not None for c in self._children):
+                try:
+                    child, proc = self._events.get(
+                        timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                code = self._reap(child, proc)
+                self.status(f'exited {child.spec.label} pid={proc.pid} code={code}')
+        self.status(f'done ({reason})')
