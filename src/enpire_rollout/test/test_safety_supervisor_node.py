@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import queue
+
+import pytest
+from enpire_interfaces.msg import Command, SafetyEvent
+from rclpy.parameter import Parameter
+from std_msgs.msg import Empty
+
+from enpire_common.testing import wait_until
+from enpire_rollout.core.safety import SafetyAction, SafetyKind
+
+pytestmark = pytest.mark.ros
+
+TIMEOUT_S = 10.0
+
+
+class Probe:
+    """Publishes policy commands and collects what the supervisor lets through."""
+
+    def __init__(self, ros, supervisor) -> None:
+        self.node = ros.node('probe')
+        self.commands: queue.Queue = queue.Queue()
+        self.events: queue.Queue = queue.Queue()
+        self.pub = self.node.create_publisher(Command, 'policy/command', 10)
+        self.reset_pub = self.node.create_publisher(Empty, 'safety/reset', 10)
+        self.node.create_subscription(Command, 'command', self.commands.put, 10)
+        self.node.create_subscription(SafetyEvent, 'safety/events', self.events.put, 10)
+        wait_until(lambda: (self.pub.get_subscription_count() > 0
+                            and self.reset_pub.get_subscription_count() > 0
+                            and self.node.count_publishers('safety/events') > 0
+                            and supervisor.count_subscribers('command') > 0
+                            and supervisor.count_subscribers('safety/events') > 0),
+                   TIMEOUT_S, 'supervisor and probe to discover each other')
+        self.tick = 0
+
+    def send(self, action) -> None:
+        self.tick += 1
+        self.pub.publish(Command(tick=self.tick, revision_id='rev1',
+                                 action=[float(v) for v in action]))
+
+
+def make_supervisor(ros, **params):
+    from enpire_rollout.ros.safety_supervisor import SafetySupervisor
+
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return ros.add(SafetySupervisor(context=ros.context, parameter_overrides=overrides))
+
+
+def test_out_of_bounds_command_is_clamped_and_reported(ros):
+    sup = make_supervisor(ros, cell_id='cell_7')
+    probe = Probe(ros, sup)
+    probe.send([600.0, -10.0])
+    cmd = probe.commands.get(timeout=TIMEOUT_S)
+    assert list(cmd.action) == [512.0, 0.0] and cmd.tick == 1 and cmd.revision_id == 'rev1'
+    event = probe.events.get(timeout=TIMEOUT_S)
+    assert (event.kind, event.action) == (SafetyKind.BOUNDS, SafetyAction.CLAMPED)
+    assert list(event.requested) == [600.0, -10.0] and list(event.applied) == [512.0, 0.0]
+    assert event.cell_id == 'cell_7' and event.revision_id == 'rev1'
+
+
+def test_nan_command_is_dropped_with_an_event(ros):
+    sup = make_supervisor(ros)
+    probe = Probe(ros, sup)
+    probe.send([float('nan'), 10.0])
+    event = probe.events.get(timeout=TIMEOUT_S)
+    assert (event.kind, event.action) == (SafetyKind.NAN, SafetyAction.REJECTED)
+    assert list(event.applied) == []
+    # The next valid command passes, and it is the first one that does.
+    probe.send([10.0, 20.0])
+    cmd = probe.commands.get(timeout=TIMEOUT_S)
+    assert cmd.tick == 2 and list(cmd.action) == [10.0, 20.0]
+
+
+def test_abort_mode_rejects_everything_until_reset(ros):
+    sup = make_supervisor(ros, **{'modes.bounds': 'abort'})
+    probe = Probe(ros, sup)
+    probe.send([1000.0, 1.0])
+    event = probe.events.get(timeout=TIMEOUT_S)
+    assert (event.kind, event.action) == (SafetyKind.BOUNDS, SafetyAction.ABORTED)
+    probe.send([10.0, 10.0])
+    event = probe.events.get(timeout=TIMEOUT_S)
+    assert event.action == SafetyAction.REJECTED and 'until reset' in event.detail
+    assert probe.commands.empty()
+    probe.reset_pub.publish(Empty())
+    wait_until(lambda: not sup.filter.aborted, TIMEOUT_S, 'the reset to arrive')
+    probe.send([10.0, 10.0])
+    cmd = probe.commands.get(timeout=TIMEOUT_S)
+    assert cmd.tick == 3 and list(cmd.action) == [10.0, 10.0]
+
+
+def test_event_kinds_and_actions_mirror_the_message_constants():
+    for kind in SafetyKind:
+        assert getattr(SafetyEvent, f'KIND_{kind.name}') == kind.value
+    for action in SafetyAction:
+        assert getattr(SafetyEvent, f'ACTION_{action.name}') == action.value
+
+
+def test_invalid_envelope_parameters_exit_with_code_2():
+    from enpire_rollout.ros import safety_supervisor
+
+    code = safety_supervisor.main(['--ros-args', '-p', 'modes.bounds:=explode'])
+    assert code == 2
