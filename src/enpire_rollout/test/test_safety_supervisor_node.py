@@ -3,11 +3,11 @@ from __future__ import annotations
 import queue
 
 import pytest
-from enpire_interfaces.msg import Command, SafetyEvent
 from rclpy.parameter import Parameter
 from std_msgs.msg import Empty
 
 from enpire_common.testing import wait_until
+from enpire_interfaces.msg import Command, SafetyEvent
 from enpire_rollout.core.safety import SafetyAction, SafetyKind
 
 pytestmark = pytest.mark.ros

@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enpire_common.clock import FakeClock
+from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_rollout.core import bag as bagmod
+from enpire_rollout.core.bag import bag_info, bag_readable, make_bag_writer
+from enpire_rollout.core.config import RecorderConfig
+from enpire_rollout.core.recorder import EpisodeRecorder, MemoryEpisodeWriter, TrialMeta
+from enpire_rollout.core.records import (
+    atomic_write_json,
+    list_trials,
+    read_trial,
+    recover_incomplete,
+    verify_files,
+)
+
+SIZE = 96  # small frames keep the tests fast; the benchmark uses 480x480
+
+
+def image(i: int, size: int = SIZE) -> tuple[dict, np.ndarray]:
+    frame = np.full((size, size, 3), i % 256, dtype=np.uint8)
+    msg = {'header': {'stamp': {'sec': i // 10, 'nanosec': (i % 10) * 100_000_000},
+                      'frame_id': 'top'},
+           'height': size, 'width': size, 'encoding': 'rgb8', 'step': size * 3,
+           'data': frame.tobytes()}
+    return msg, frame
+
+
+def record_episode(recorder: EpisodeRecorder, clock: FakeClock, trial_dir: Path, n: int,
+                   trial_id: str = 't1', close: bool = True) -> dict | None:
+    recorder.open(trial_dir, TrialMeta('exp1', trial_id, 'rev1', 'cell_0', 'push_t', seed=7))
+    for i in range(n):
+        ns = int(clock.now_s() * 1e9)
+        msg, frame = image(i)
+        recorder.write('/cell_0/camera/top/image_raw', 'sensor_msgs/msg/Image', ns, msg)
+        recorder.write_frame('top', ns, frame)
+        recorder.write('/cell_0/state', 'enpire_interfaces/msg/StateVector', ns,
+                       {'tick': i, 'names': ['x_px', 'y_px'], 'values': [i, 2.0 * i]})
+        for topic in ('/cell_0/policy/command', '/cell_0/command'):
+            recorder.write(topic, 'enpire_interfaces/msg/Command', ns,
+                           {'tick': i, 'revision_id': 'rev1', 'action': [1.0, 2.0]})
+        clock.advance(0.1)
+    recorder.write('/cell_0/verdicts', 'enpire_interfaces/msg/Verdict',
+                   int(clock.now_s() * 1e9), {'view': 'top', 'score': 0.97, 'success': True})
+    if not close:
+        return None
+    return recorder.close('success', reason='coverage 0.97', success=True, score=0.97, steps=n,
+                          verdicts=[{'view': 'fused', 'score': 0.97, 'success': True}])
+
+
+@pytest.fixture
+def recorder():
+    clock = FakeClock(1000.0)
+    return EpisodeRecorder(RecorderConfig(), clock=clock, wall_clock=FakeClock(1.7e9)), clock
+
+
+def test_an_episode_round_trips_through_rosbags_mcap_and_the_mp4(tmp_path, recorder):
+    rec, clock = recorder
+    record = record_episode(rec, clock, tmp_path / 'trials' / 't1', 100)
+    trial_dir = tmp_path / 'trials' / 't1'
+
+    info = bag_info(trial_dir)
+    assert info['consistent'], info['errors']
+    counts = {t: e['count'] for t, e in info['topics'].items()}
+    assert counts == {'/cell_0/camera/top/image_raw': 100, '/cell_0/state': 100,
+                      '/cell_0/policy/command': 100, '/cell_0/command': 100,
+                      '/cell_0/verdicts': 1}
+    assert all(e['mcap_count'] == e['count'] for e in info['topics'].values())
+
+    from rosbags.rosbag2 import Reader
+
+    with Reader(trial_dir / 'episode') as reader:
+        conns = [c for c in reader.connections if c.topic.endswith('state')]
+        ticks = [bagmod.typestore().deserialize_cdr(raw, c.msgtype).tick
+                 for c, _t, raw in reader.messages(connections=conns)]
+    assert ticks == list(range(100))
+
+    import av
+    import cv2
+
+    with av.open(str(trial_dir / 'top.mp4')) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 100
+    cap = cv2.VideoCapture(str(trial_dir / 'top.mp4'))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 100
+    cap.release()
+
+    on_disk = read_trial(trial_dir)
+    assert on_disk == record
+    assert on_disk['outcome'] == 'success' and on_disk['ids']['trial_id'] == 't1'
+    assert on_disk['videos']['top']['frames'] == 100
+    assert on_disk['videos']['top']['codec'] in ('libx264', 'mpeg4')
+    assert set(on_disk['files']) == {'episode/episode.mcap', 'episode/metadata.yaml', 'top.mp4'}
+    assert verify_files(trial_dir, on_disk) == {}
+    assert on_disk['streams']['state']['expected'] == 100
+    assert on_disk['gaps'] is False
+
+
+def test_a_modified_file_fails_the_integrity_check(tmp_path, recorder):
+    rec, clock = recorder
+    record = record_episode(rec, clock, tmp_path / 't1', 5)
+    with open(tmp_path / 't1' / 'top.mp4', 'ab') as stream:
+        stream.write(b'x')
+    (tmp_path / 't1' / 'episode' / 'metadata.yaml').unlink()
+    assert verify_files(tmp_path / 't1', record) == {'top.mp4': 'modified',
+                                                     'episode/metadata.yaml': 'missing'}
+
+
+def test_dropped_frames_set_the_gaps_flag(tmp_path, recorder):
+    rec, clock = recorder
+    rec.open(tmp_path / 't1', TrialMeta('exp1', 't1'))
+    for i in range(50):
+        if 10 <= i < 20:  # a one-second camera outage
+            clock.advance(0.1)
+            continue
+        msg, _frame = image(i)
+        rec.write('camera/top/image_raw', 'sensor_msgs/msg/Image', int(clock.now_s() * 1e9),
+                  msg)
+        clock.advance(0.1)
+    record = rec.close('failure', steps=50)
+    cam = record['streams']['camera/top/image_raw']
+    assert (cam['expected'], cam['count'], cam['missing']) == (50, 40, 10)
+    assert cam['gaps'] and record['gaps']
+
+
+def test_opening_a_second_trial_or_reusing_a_trial_dir_is_refused(tmp_path, recorder):
+    rec, clock = recorder
+    record_episode(rec, clock, tmp_path / 't1', 2)
+    with pytest.raises(ConfigError, match='already holds a trial'):
+        rec.open(tmp_path / 't1', TrialMeta('exp1', 't1'))
+    rec.open(tmp_path / 't2', TrialMeta('exp1', 't2'))
+    with pytest.raises(ConfigError, match='already being recorded'):
+        rec.open(tmp_path / 't3', TrialMeta('exp1', 't3'))
+    with pytest.raises(UnknownNameError, match="unknown trial outcome 'sucess'"):
+        rec.close('sucess')
+    with pytest.raises(UnknownNameError, match="unknown camera view 'side'"):
+        rec.write_frame('side', 0, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_an_open_trial_is_marked_running_until_closed(tmp_path, recorder):
+    rec, clock = recorder
+    rec.open(tmp_path / 't1', TrialMeta('exp1', 't1'))
+    assert read_trial(tmp_path / 't1')['outcome'] == 'running'
+    rec.close('timeout', steps=0)
+    assert read_trial(tmp_path / 't1')['outcome'] == 'timeout'
+
+
+def test_unknown_message_fields_are_refused_with_the_known_ones(tmp_path, recorder):
+    rec, _clock = recorder
+    rec.open(tmp_path / 't1', TrialMeta('exp1', 't1'))
+    with pytest.raises(bagmod.BagError, match=r"has no field\(s\) \['bogus'\]"):
+        rec.write('state', 'enpire_interfaces/msg/StateVector', 0, {'bogus': 1})
+
+
+def test_auto_picks_rosbag2_py_only_when_it_is_importable(monkeypatch):
+    monkeypatch.setattr(bagmod, 'rosbag2_py_available', lambda: True)
+    assert make_bag_writer('auto').name == 'rosbag2_py'
+    monkeypatch.setattr(bagmod, 'rosbag2_py_available', lambda: False)
+    assert make_bag_writer('auto').name == 'rosbags'
+    with pytest.raises(UnknownNameError, match="did you mean 'rosbags'"):
+        make_bag_writer('rosbag')
+
+
+def test_atomic_json_write_leaves_no_temp_files(tmp_path):
+    atomic_write_json(tmp_path / 'a.json', {'x': 1})
+    atomic_write_json(tmp_path / 'a.json', {'x': 2})
+    assert json.loads((tmp_path / 'a.json').read_text()) == {'x': 2}
+    assert [p.name for p in tmp_path.iterdir()] == ['a.json']
+
+
+def test_read_trial_names_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match='no trial record here'):
+        read_trial(tmp_path)
+    (tmp_path / 'trial.json').write_text('{"schema": "other"}')
+    with pytest.raises(ConfigError, match="schema 'other' is not 'enpire.trial/1'"):
+        read_trial(tmp_path)
+
+
+def test_memory_episode_writer_keeps_every_call():
+    fake = MemoryEpisodeWriter()
+    fake.open('/nowhere', TrialMeta('e', 't'))
+    fake.write('state', 'enpire_interfaces/msg/StateVector', 5, {'tick': 1})
+    fake.write_frame('top', 5, np.zeros((2, 2, 3), np.uint8))
+    record = fake.close('success', score=1.0)
+    assert record['outcome'] == 'success' and record['frames'] == {'top': 1}
+    assert len(fake.trials) == 1 and fake.current is None
+
+
+CHILD = textwrap.dedent('''
+    import sys
+    from pathlib import Path
+    from enpire_common.clock import FakeClock
+    from enpire_rollout.core.recorder import EpisodeRecorder, TrialMeta
+    sys.path.insert(0, {testdir!r})
+    from test_recorder import image
+
+    clock = FakeClock(2000.0)
+    rec = EpisodeRecorder(clock=clock)
+    rec.open(Path({trial_dir!r}), TrialMeta('exp1', 't2'))
+    for i in range(10_000):
+        ns = int(clock.now_s() * 1e9)
+        rec.write('state', 'enpire_interfaces/msg/StateVector', ns, {{'tick': i}})
+        msg, frame = image(i)
+        rec.write('camera/top/image_raw', 'sensor_msgs/msg/Image', ns, msg)
+        rec.write_frame('top', ns, frame)
+        clock.advance(0.1)
+        if i == 40:
+            print('ready', flush=True)
+''')
+
+
+def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_aborted(
+        tmp_path, recorder):
+    rec, clock = recorder
+    trials = tmp_path / 'run' / 'trials'
+    first = record_episode(rec, clock, trials / 't1', 20)
+    script = CHILD.format(testdir=str(Path(__file__).parent), trial_dir=str(trials / 't2'))
+    child = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
+                             text=True, env=os.environ.copy())
+    try:
+        assert child.stdout.readline().strip() == 'ready'
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert read_trial(trials / 't2')['outcome'] == 'running'
+    assert not bag_readable(trials / 't2')
+
+    assert recover_incomplete(tmp_path / 'run') == ['t2']
+
+    killed = read_trial(trials / 't2')
+    assert killed['outcome'] == 'aborted' and 'recover_incomplete' in killed['reason']
+    assert killed['recovery']['repaired'] and killed['bag']['readable']
+    info = bag_info(trials / 't2')
+    assert info['consistent']
+    # 1 s chunks: at most about a second of the 41+ recorded steps is lost.
+    assert info['topics']['state']['count'] >= 30
+    assert verify_files(trials / 't2', killed) == {}
+    assert not list((trials / 't2').glob('.*.tmp'))
+
+    assert read_trial(trials / 't1') == first
+    assert bag_info(trials / 't1')['topics']['/cell_0/state']['count'] == 20
+    assert verify_files(trials / 't1', first) == {}
+    assert [r['ids']['trial_id'] for r in list_trials(tmp_path / 'run')] == ['t1', 't2']
+    assert recover_incomplete(tmp_path / 'run') == []
