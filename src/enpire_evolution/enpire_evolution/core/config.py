@@ -93,11 +93,15 @@ class ReportConfig:
     Attributes:
         rolling_window: episodes in the rolling success rate (DESIGN section 7: 50).
         z: normal quantile of the Wilson intervals (1.96 = 95 %).
+        goal_consecutive: consecutive successes that count as 'solved' for time to success.
     """
 
     rolling_window: int = 50
     z: float = 1.96
+    goal_consecutive: int = 5
 
     def __post_init__(self) -> None:
         require(self.rolling_window >= 1, 'rolling_window', self.rolling_window, 'must be >= 1')
         require(self.z > 0, 'z', self.z, 'must be > 0')
+        require(self.goal_consecutive >= 1, 'goal_consecutive', self.goal_consecutive,
+                'must be >= 1')
