@@ -107,6 +107,15 @@ class PolicySpec:
     def high(self) -> np.ndarray:
         return np.asarray(self.action_high, dtype=np.float64).reshape(self.action_shape)
 
+    def example_observation(self, **values: Any) -> dict[str, Any]:
+        """A zero observation that conforms to the spec (warm-ups, checks); ``values`` override."""
+        obs: dict[str, Any] = {}
+        for name, fld in self.observation.items():
+            obs[name] = (np.zeros(fld.shape, dtype=fld.dtype) if fld.shape
+                         else np.zeros((), dtype=fld.dtype).item())
+        obs.update(values)
+        return obs
+
     def with_params(self, params: Mapping[str, Any]) -> PolicySpec:
         """A copy with ``params`` replaced (the manifest's ``params:``)."""
         return PolicySpec(self.task, self.observation, self.action_shape, self.action_low,
