@@ -1,0 +1,291 @@
+"""``enpire exp list|show|compare|prune|recipe`` and ``enpire report``.
+
+The store is ``--url`` if given, else ``$ENPIRE_STORE_URL``, else the SQLite file
+``<home>/enpire.db`` with home from ``--home``, ``$ENPIRE_HOME`` or ./runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from enpire_common.errors import ConfigError, UnknownNameError
+
+URL_ENV = 'ENPIRE_STORE_URL'
+
+
+def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument('--home', default=None,
+                   help='runtime data directory (default $ENPIRE_HOME or ./runs)')
+    p.add_argument('--url', default=None,
+                   help='SQLAlchemy URL of the store (default $ENPIRE_STORE_URL or '
+                        'sqlite:///<home>/enpire.db)')
+    if json_flag:
+        p.add_argument('--json', action='store_true', help='print one JSON object')
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    exp = sub.add_parser('exp', help='experiments: list, show, compare, prune, recipe')
+    verbs = exp.add_subparsers(dest='exp_command', metavar='<verb>')
+    exp.set_defaults(func=lambda args: (exp.print_help(), 2)[1])
+
+    p = verbs.add_parser('list', help='list experiments with trial counts and success rates')
+    _common(p)
+    p.set_defaults(func=_list)
+
+    p = verbs.add_parser('show', help='summary, branches and best revision of an experiment')
+    p.add_argument('experiment')
+    _common(p)
+    p.set_defaults(func=_show)
+
+    p = verbs.add_parser(
+        'compare', help='compare two revisions or branches (Wilson CIs, Fisher exact test)',
+        description='A is the baseline, B the candidate. Decision: keep (B better), revert '
+                    '(B worse) or inconclusive; see enpire_evolution.core.compare.')
+    p.add_argument('a', help='baseline: revision id (or unique prefix) or branch name')
+    p.add_argument('b', help='candidate: revision id (or unique prefix) or branch name')
+    p.add_argument('--experiment', default=None,
+                   help='experiment holding both (default: search every experiment)')
+    p.add_argument('--trials', choices=('all', 'tuning', 'eval'), default='all',
+                   help='which trials to compare (default all)')
+    p.add_argument('--alpha', type=float, default=0.05, help='significance level')
+    p.add_argument('--min-trials', type=int, default=10,
+                   help='fewer trials on either side -> inconclusive')
+    _common(p)
+    p.set_defaults(func=_compare)
+
+    p = verbs.add_parser('prune', help="mark branches clearly worse than the best 'pruned'")
+    p.add_argument('experiment')
+    p.add_argument('--min-trials', type=int, default=20,
+                   help='trials a branch needs before it can be pruned (default 20)')
+    p.add_argument('--dry-run', action='store_true', help='decide and print; change nothing')
+    _common(p)
+    p.set_defaults(func=_prune)
+
+    p = verbs.add_parser('recipe', help='write <dir>/<task>.md from the kept changes')
+    p.add_argument('experiment')
+    p.add_argument('--dir', default=None, help='recipes directory (default <home>/recipes)')
+    _common(p)
+    p.set_defaults(func=_recipe)
+
+    p = sub.add_parser('report', help='write an offline HTML report of an experiment',
+                       description='One self-contained HTML file (inline SVG plots, no '
+                                   'network). --json prints the same numbers as one object.')
+    p.add_argument('experiment')
+    p.add_argument('--out', default=None,
+                   help='HTML file to write (default <home>/<experiment>/report.html)')
+    p.add_argument('--window', type=int, default=50, help='rolling success window')
+    _common(p)
+    p.set_defaults(func=_report)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _store_url(args: argparse.Namespace) -> str:
+    from enpire_evolution.core.config import default_store_url
+
+    return args.url or os.environ.get(URL_ENV) or default_store_url(args.home)
+
+
+def _open(args: argparse.Namespace, experiment: str | None = None) -> Any:
+    """Open the store; without one on disk, a named experiment is unknown (nothing created)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from enpire_evolution.core.store import ExperimentStore
+
+    url = _store_url(args)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # ExperimentStore reports a bad URL as a ConfigError
+    if (parsed is not None and parsed.get_backend_name() == 'sqlite' and parsed.database
+            and parsed.database != ':memory:' and not Path(parsed.database).exists()):
+        if experiment is not None:
+            raise UnknownNameError('experiment', experiment, [])
+        return None
+    return ExperimentStore(url)
+
+
+def _print(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    print(json.dumps(obj, sort_keys=True) if args.json else text)
+
+
+def _pct(x: float) -> str:
+    return f'{100 * x:5.1f}%'
+
+
+# --- handlers --------------------------------------------------------------------------------
+def _list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rows: list[dict[str, Any]] = []
+    if store is not None:
+        with store:
+            for e in store.experiments():
+                trials = store.trials_for(e.id)
+                n, s = len(trials), sum(t.success for t in trials)
+                rows.append({'id': e.id, 'task': e.task, 'status': e.status,
+                             'created_at': e.created_at, 'trials': n, 'successes': s,
+                             'success_rate': s / n if n else 0.0,
+                             'branches': len(store.branches(e.id)),
+                             'revisions': len(store.revisions(e.id))})
+    lines = [f"{'experiment':24} {'task':14} {'status':8} {'trials':>6} {'success':>7} "
+             f"{'branches':>8} {'revisions':>9}"]
+    lines += [f"{r['id']:24} {r['task']:14} {r['status']:8} {r['trials']:6d} "
+              f"{_pct(r['success_rate']):>7} {r['branches']:8d} {r['revisions']:9d}"
+              for r in rows]
+    if not rows:
+        lines = [f'no experiments in {_store_url(args)}']
+    _print(args, {'ok': True, 'experiments': rows}, '\n'.join(lines))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from enpire_evolution.core.report import build_report
+
+    store = _open(args, args.experiment)
+    with store:
+        report = build_report(store, args.experiment)
+    s = report['summary']
+    branches = [{k: v for k, v in b.items() if k != 'series'} for b in report['branches']]
+    out = {'ok': True, 'experiment': report['experiment'], 'summary': s,
+           'branches': branches, 'mru': report['mru'],
+           'revisions': len(report['revisions'])}
+    e = report['experiment']
+    lines = [f"experiment {e['id']}  task {e['task']}  status {e['status']}",
+             f"trials {s['n']}  success {s['successes']}/{s['n']} = {_pct(s['success_rate'])}"
+             f"  (95% CI {s['ci_low']:.3f}-{s['ci_high']:.3f})  eval "
+             f"{s['eval']['successes']}/{s['eval']['n']}",
+             f"longest streak {s['longest_streak']}  current streak {s['current_streak']}  "
+             f"best revision {(s['best_revision'] or '-')[:12]}  mean MRU "
+             f"{report['mru']['mean']:.3f}",
+             '', f"{'branch':20} {'status':8} {'trials':>6} {'success':>7} {'CI':>13}"]
+    lines += [f"{b['name']:20} {b['status']:8} {b['n']:6d} {_pct(b['success_rate']):>7} "
+              f"{b['ci_low']:.2f}-{b['ci_high']:.2f}" for b in branches]
+    _print(args, out, '\n'.join(lines))
+    return 0
+
+
+def _trials_of(store: Any, experiment: str, ref: str, which: str) -> tuple[str, str, list]:
+    """(kind, resolved name, trials) of a branch name or revision id/prefix."""
+    is_eval = {'all': None, 'tuning': False, 'eval': True}[which]
+    if ref in {b.name for b in store.branches(experiment)}:
+        return 'branch', ref, store.trials_for(experiment, branch=ref, is_eval=is_eval)
+    try:
+        rev = store.revision(experiment, ref)
+    except UnknownNameError:
+        names = [b.name for b in store.branches(experiment)]
+        names += [r.id[:12] for r in store.revisions(experiment)]
+        raise UnknownNameError(f"revision or branch of experiment '{experiment}'", ref,
+                               names) from None
+    return 'revision', rev.id, store.trials_for(experiment, revision=rev.id, is_eval=is_eval)
+
+
+def _find_experiment(store: Any, refs: list[str]) -> str:
+    """The one experiment in which every ref resolves."""
+    hits, names = [], []
+    for e in store.experiments():
+        ok = True
+        for ref in refs:
+            try:
+                _trials_of(store, e.id, ref, 'all')
+            except UnknownNameError as err:
+                names += [c for c in err.choices if c not in names]
+                ok = False
+        if ok:
+            hits.append(e.id)
+    if not hits:
+        missing = ' / '.join(refs)
+        raise UnknownNameError('revision or branch (in any experiment)', missing, names)
+    if len(hits) > 1:
+        raise ConfigError(f"'{' and '.join(refs)}' exist in several experiments "
+                          f"({', '.join(hits)}); pass --experiment")
+    return hits[0]
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from enpire_evolution.core.compare import compare
+    from enpire_evolution.core.config import CompareConfig
+
+    cfg = CompareConfig(alpha=args.alpha, min_trials=args.min_trials)
+    store = _open(args, args.experiment or args.a)
+    with store:
+        experiment = args.experiment or _find_experiment(store, [args.a, args.b])
+        store.experiment(experiment)
+        a_kind, a_name, a_trials = _trials_of(store, experiment, args.a, args.trials)
+        b_kind, b_name, b_trials = _trials_of(store, experiment, args.b, args.trials)
+    result = compare(a_trials, b_trials, cfg)
+    out = {'ok': True, 'experiment': experiment, 'trials': args.trials,
+           'a_ref': {'kind': a_kind, 'name': a_name},
+           'b_ref': {'kind': b_kind, 'name': b_name}, **result}
+
+    def side(label: str, name: str, s: dict[str, Any]) -> str:
+        score = '-' if s['mean_score'] is None else f"{s['mean_score']:.3f}"
+        return (f"{label} {name[:20]:20} {s['successes']:4d}/{s['n']:<4d} "
+                f"{_pct(s['success_rate'])}  CI {s['ci_low']:.3f}-{s['ci_high']:.3f}  "
+                f"mean score {score}")
+
+    text = '\n'.join([side('A', a_name, result['a']), side('B', b_name, result['b']),
+                      f"Fisher exact two-sided p={result['p_value']:.4g}  delta "
+                      f"{result['rate_delta']:+.3f}",
+                      f"decision: {result['decision']} ({result['reason']})"])
+    _print(args, out, text)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from enpire_evolution.core.compare import prune_experiment
+    from enpire_evolution.core.config import PruneConfig
+
+    store = _open(args, args.experiment)
+    with store:
+        decisions = prune_experiment(store, args.experiment,
+                                     PruneConfig(min_trials=args.min_trials),
+                                     apply=not args.dry_run)
+    rows = [d.to_dict() for d in decisions]
+    verb = 'would prune' if args.dry_run else 'pruned'
+    lines = [f"{'PRUNE' if d.prune else 'keep':5} {d.branch:20} {d.successes:4d}/{d.n:<4d} "
+             f'CI {d.ci_low:.3f}-{d.ci_high:.3f}  {d.reason}' for d in decisions]
+    pruned = [d.branch for d in decisions if d.prune]
+    lines.append(f"{verb}: {', '.join(pruned) if pruned else 'none'}")
+    if not decisions:
+        lines = [f"no active branches in '{args.experiment}'"]
+    _print(args, {'ok': True, 'experiment': args.experiment, 'dry_run': args.dry_run,
+                  'decisions': rows, 'pruned': pruned}, '\n'.join(lines))
+    return 0
+
+
+def _recipe(args: argparse.Namespace) -> int:
+    from enpire_evolution.core.config import enpire_home
+    from enpire_evolution.core.recipes import write_recipe
+
+    store = _open(args, args.experiment)
+    with store:
+        exp = store.experiment(args.experiment)
+        out_dir = Path(args.dir) if args.dir else enpire_home(args.home) / 'recipes'
+        path = write_recipe(store, exp.id, exp.task, out_dir)
+    _print(args, {'ok': True, 'experiment': exp.id, 'task': exp.task, 'path': str(path)},
+           f'wrote {path}')
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from enpire_evolution.core.config import ReportConfig, enpire_home
+    from enpire_evolution.core.report import build_report, render_html
+
+    cfg = ReportConfig(rolling_window=args.window)
+    store = _open(args, args.experiment)
+    with store:
+        report = build_report(store, args.experiment, cfg)
+    out = Path(args.out) if args.out else (enpire_home(args.home) / args.experiment /
+                                           'report.html')
+    render_html(report, out, home=args.home)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        s = report['summary']
+        print(f"wrote {out} ({s['n']} trials, success {_pct(s['success_rate'])}, "
+              f"{len(report['revisions'])} revisions)")
+    return 0
