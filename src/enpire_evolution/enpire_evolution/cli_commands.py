@@ -124,8 +124,8 @@ def _list(args: argparse.Namespace) -> int:
     if store is not None:
         with store:
             for e in store.experiments():
-                trials = store.trials_for(e.id)
-                n, s = len(trials), sum(t.success for t in trials)
+                stats = store.revision_stats(e.id)
+                n, s = sum(st.n for st in stats), sum(st.successes for st in stats)
                 rows.append({'id': e.id, 'task': e.task, 'status': e.status,
                              'created_at': e.created_at, 'trials': n, 'successes': s,
                              'success_rate': s / n if n else 0.0,

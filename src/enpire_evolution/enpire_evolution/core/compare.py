@@ -110,9 +110,8 @@ def prune(branch_trials: Mapping[str, Sequence[TrialLike]],
     cfg = config or PruneConfig()
     stats = {}
     for name, trials in branch_trials.items():
-        n = len(trials)
-        s = sum(bool(t.success) for t in trials)
-        stats[name] = (n, s, *wilson_interval(s, n, cfg.z))
+        st = summarise(trials, cfg.z)
+        stats[name] = (st['n'], st['successes'], st['ci_low'], st['ci_high'])
     eligible = {name: st for name, st in stats.items() if st[0] >= cfg.min_trials}
     best = max(eligible, key=lambda k: (eligible[k][2], eligible[k][1] / eligible[k][0]),
                default=None)

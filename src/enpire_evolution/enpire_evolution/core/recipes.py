@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from enpire_common.config import flatten
 from enpire_evolution.core.compare import compare
 from enpire_evolution.core.config import CompareConfig
 from enpire_evolution.core.store import ExperimentStore, Revision
@@ -21,20 +22,9 @@ from enpire_evolution.core.store import ExperimentStore, Revision
 _MISSING = object()
 
 
-def flatten_params(params: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-    """Nested params -> dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping):
-            out.update(flatten_params(value, f'{prefix}{key}.'))
-        else:
-            out[f'{prefix}{key}'] = value
-    return out
-
-
 def param_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(key, old, new)`` for every dotted key that changed; absent sides are ``None``."""
-    a, b = flatten_params(old), flatten_params(new)
+    a, b = flatten(old), flatten(new)
     return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
             if a.get(k, _MISSING) != b.get(k, _MISSING)]
 

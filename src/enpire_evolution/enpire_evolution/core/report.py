@@ -15,19 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from enpire_evolution.core import metrics
+from enpire_evolution.core.compare import summarise
 from enpire_evolution.core.config import ReportConfig, enpire_home
 from enpire_evolution.core.store import ExperimentStore, Trial
 
 REPORT_VERSION = 1
 FUSED_VIEW = 'fused'
-
-
-def _rate_block(trials: Sequence[Trial], z: float) -> dict[str, Any]:
-    n = len(trials)
-    s = sum(t.success for t in trials)
-    low, high = metrics.wilson_interval(s, n, z)
-    return {'n': n, 'successes': s, 'success_rate': s / n if n else 0.0, 'ci_low': low,
-            'ci_high': high, 'mean_score': metrics.mean_score(t.score for t in trials)}
 
 
 def build_report(store: ExperimentStore, experiment: str,
@@ -52,9 +45,9 @@ def build_report(store: ExperimentStore, experiment: str,
     outcomes = [t.success for t in trials]
 
     summary = {
-        **_rate_block(trials, cfg.z),
-        'tuning': _rate_block([t for t in trials if not t.is_eval], cfg.z),
-        'eval': _rate_block([t for t in trials if t.is_eval], cfg.z),
+        **summarise(trials, cfg.z),
+        'tuning': summarise([t for t in trials if not t.is_eval], cfg.z),
+        'eval': summarise([t for t in trials if t.is_eval], cfg.z),
         'longest_streak': metrics.longest_consecutive_successes(outcomes),
         'current_streak': metrics.current_streak(outcomes),
         'goal_consecutive': cfg.goal_consecutive,
@@ -84,7 +77,7 @@ def build_report(store: ExperimentStore, experiment: str,
             'parent': None if isinstance(b, str) else b.parent,
             'status': 'active' if isinstance(b, str) else b.status,
             'pruned_reason': '' if isinstance(b, str) else b.pruned_reason,
-            **_rate_block(bt, cfg.z),
+            **summarise(bt, cfg.z),
             'series': {'t_s': [t.ended_at - t0 for t in bt], 'cumulative': cumulative,
                        'rolling': metrics.rolling_success(outs, cfg.rolling_window)},
         })
@@ -102,7 +95,7 @@ def build_report(store: ExperimentStore, experiment: str,
     best_rate = -1.0
     for order, r in enumerate(revisions):
         rt = by_rev.get(r.id, [])
-        block = _rate_block(rt, cfg.z)
+        block = summarise(rt, cfg.z)
         raised = bool(rt) and block['success_rate'] > best_rate
         if raised:
             best_rate = block['success_rate']
@@ -120,8 +113,8 @@ def build_report(store: ExperimentStore, experiment: str,
         table.append({'id': r.id, 'branch': r.branch, 'parent': r.parent, 'commit': r.commit,
                       'hypothesis': r.hypothesis, 'regime': r.regime, 'status': r.status,
                       'origin': r.origin, 'created_s': r.created_at - t0, 'params': r.params,
-                      **block, 'tuning': _rate_block(tuning, cfg.z),
-                      'eval': _rate_block(evals, cfg.z)})
+                      **block, 'tuning': summarise(tuning, cfg.z),
+                      'eval': summarise(evals, cfg.z)})
 
     # MRU: busy intervals per cell over the experiment's trial span.
     intervals: dict[str, list[tuple[float, float]]] = {}

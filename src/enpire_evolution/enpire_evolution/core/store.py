@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_evolution.core.config import StoreConfig, default_store_url, enpire_home
+from enpire_evolution.core.metrics import wilson_interval
 
 T = TypeVar('T')
 
@@ -646,8 +647,6 @@ class ExperimentStore:
         Ties go to the higher rate, then more trials, then the older revision. Revisions with
         fewer than ``min_trials`` trials are not eligible; None if no revision is.
         """
-        from enpire_evolution.core.metrics import wilson_interval
-
         ranked = []
         for s in self.revision_stats(experiment, is_eval=is_eval):
             if s.n >= min_trials:
