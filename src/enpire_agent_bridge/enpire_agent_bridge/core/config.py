@@ -81,7 +81,11 @@ class PolicyHostNodeConfig:
         task: Task name used for that lookup.
         deadline_margin_s: Per-act deadline is ``1 / rate_hz - deadline_margin_s``
             (negative = use the task contract's margin).
+        deadline_override_s: If > 0, the per-act deadline in seconds regardless of the rate
+            (tests, slow debugging sessions).
         warmup_timeout_s: Deadline of the first act (lazy imports, JIT, caches).
+        max_image_age_s: Act on a state only with an image at most this much older (stamps);
+            otherwise wait for the next image (0 = the image of the same tick).
         log_dir: Where the host's stdout/stderr go ('' = ``$ENPIRE_HOME/logs/policy_host``).
         sandbox: The host process limits.
     """
@@ -91,10 +95,14 @@ class PolicyHostNodeConfig:
     task_file: str = ''
     task: str = 'push_t'
     deadline_margin_s: float = -1.0
+    deadline_override_s: float = 0.0
     warmup_timeout_s: float = 5.0
+    max_image_age_s: float = 0.0
     log_dir: str = ''
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:
+        require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,
+                'must be >= 0 seconds')
         require(self.warmup_timeout_s > 0, 'warmup_timeout_s', self.warmup_timeout_s,
                 'must be > 0 seconds')

@@ -1,0 +1,58 @@
+"""Message <-> core conversions of the agent bridge (the only place that knows both)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from enpire_common.errors import BadImageError, CellError
+from enpire_interfaces.msg import Command, StateVector
+
+STATE_POS = ('x', 'y')
+STATE_VEL = ('vx', 'vy')
+
+
+def stamp_s(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """An rgb8 Image as an (H, W, 3) uint8 array (a view of the message buffer)."""
+    if msg.encoding != 'rgb8':
+        raise BadImageError(f"camera image has encoding '{msg.encoding}', expected rgb8")
+    if msg.step != msg.width * 3 or len(msg.data) != msg.height * msg.step:
+        raise BadImageError(f'camera image {msg.width}x{msg.height} has step {msg.step} and '
+                            f'{len(msg.data)} bytes; expected packed rgb8')
+    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
+
+
+def state_parts(msg: StateVector) -> tuple[np.ndarray, np.ndarray]:
+    """(agent_pos, agent_vel) from a StateVector named [x, y, vx, vy]."""
+    names = list(msg.names)
+    try:
+        pos = [msg.values[names.index(n)] for n in STATE_POS]
+        vel = [msg.values[names.index(n)] for n in STATE_VEL]
+    except (ValueError, IndexError):
+        raise CellError(f'state vector names {names} lack x, y, vx, vy') from None
+    return np.asarray(pos, dtype=np.float64), np.asarray(vel, dtype=np.float64)
+
+
+def command_msg(tick: int, revision_id: str, action: Sequence[float], stamp: Time) -> Command:
+    msg = Command()
+    msg.header.stamp = stamp
+    msg.tick = int(tick)
+    msg.revision_id = revision_id
+    msg.action = [float(a) for a in action]
+    return msg
+
+
+def status_msg(state: str, reason: str, revision_id: str, **extra: Any) -> String:
+    """``policy/status`` payload: JSON ``{state, reason, revision_id, ...}``."""
+    return String(data=json.dumps({'state': state, 'reason': reason,
+                                   'revision_id': revision_id, **extra}))

@@ -1,0 +1,202 @@
+"""The ``policy_host`` node: feeds cell observations to a sandboxed policy, publishes commands.
+
+Policy code never runs here: the node owns a :class:`PolicyHost` (a separate, resource-limited
+process) and only moves observations and actions across its pipes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from enpire_agent_bridge.core.config import PolicyHostNodeConfig
+from enpire_agent_bridge.core.contract import ContractError, PolicySpec, load_policy_manifest
+from enpire_agent_bridge.core.host import PolicyHost
+from enpire_agent_bridge.ros import conversions as conv
+from enpire_common.errors import ConfigError, EnpireError, PolicyError
+from enpire_common.paths import enpire_home
+from enpire_common.ros import declare_config
+from enpire_common.tasks import load_task, parse_task
+from enpire_interfaces.msg import Command, StateVector
+
+#: Matches the cell's latched, newest-only topics.
+LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class PolicyHostNode(Node):
+    """Runs one policy revision in lockstep with the cell: one ``act`` per new state tick.
+
+    Topics (relative to the cell namespace):
+        subscribes ``camera/top/image_raw`` (sensor_msgs/Image rgb8) and ``state``
+            (enpire_interfaces/StateVector ``[x, y, vx, vy]`` px, px/s);
+        publishes ``policy/command`` (enpire_interfaces/Command: tick, revision_id, action in
+            task units) and ``policy/status`` (std_msgs/String JSON
+            ``{state: starting|ready|fault|closed, reason, revision_id, error_code}``, latched).
+    Parameters (see PolicyHostNodeConfig): ``revision_dir`` (str), ``revision_id`` (str),
+        ``task`` (str), ``task_file`` (str path), ``deadline_margin_s`` (s, <0 = contract),
+        ``warmup_timeout_s`` (s), ``max_image_age_s`` (s), ``log_dir`` (str),
+        ``sandbox.*`` (memory_limit_mb, cpu_limit_s, ... see SandboxConfig).
+
+    On any policy fault the host process is killed, nothing more is published on
+    ``policy/command`` (the cell holds) and ``policy/status`` says ``fault`` with the reason, so
+    the rollout ends the trial as ``policy_fault``. A state tick lower than the previous one is
+    a new episode and calls the policy's ``reset``.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('policy_host', **kwargs)
+        self.config = declare_config(self, PolicyHostNodeConfig)
+        cfg = self.config
+        if not cfg.revision_dir:
+            raise ConfigError("revision_dir='' is invalid: set it to the policy revision "
+                              'directory to host')
+        self.revision_dir = Path(cfg.revision_dir)
+        self.revision_id = cfg.revision_id or self.revision_dir.name
+        self.spec = self._spec()
+        self._status_pub = self.create_publisher(String, 'policy/status', LATEST_QOS)
+        self._cmd_pub = self.create_publisher(Command, 'policy/command', 10)
+        self._lock = threading.Lock()
+        self._image: tuple[float, np.ndarray] | None = None
+        self._pending: StateVector | None = None
+        self._last_tick: int | None = None
+        self.state = 'starting'
+        self._publish_status('starting', '')
+        log_dir = Path(cfg.log_dir) if cfg.log_dir else (
+            enpire_home() / 'logs' / 'policy_host' / self.revision_id)
+        self.host = PolicyHost(self.revision_dir, self.spec, config=cfg.sandbox,
+                               log_dir=log_dir)
+        try:
+            self.host.start()
+            self.host.reset(None)
+            self.host.act(self.spec.example_observation(), deadline_s=cfg.warmup_timeout_s)
+        except PolicyError as exc:
+            self._fault(exc)
+        else:
+            self.state = 'ready'
+            self._publish_status('ready', '')
+        self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS)
+        self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS)
+
+    def _spec(self) -> PolicySpec:
+        cfg = self.config
+        task = (parse_task(Path(cfg.task_file).parent) if cfg.task_file
+                else load_task(cfg.task))
+        try:
+            manifest = load_policy_manifest(self.revision_dir)
+            spec = PolicySpec.from_task_contract(
+                task.raw, deadline_margin_s=None if cfg.deadline_margin_s < 0
+                else cfg.deadline_margin_s, params=manifest.params)
+        except ContractError as exc:
+            raise ConfigError(str(exc)) from None
+        if cfg.deadline_override_s > 0:
+            spec = spec.with_deadline(cfg.deadline_override_s)
+        return spec
+
+    # --- callbacks --------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        try:
+            img = conv.image_to_array(msg)
+        except EnpireError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._image = (conv.stamp_s(msg.header.stamp), img)
+            pending = self._pending
+        if pending is not None:
+            self._try_act(pending)
+
+    def _on_state(self, msg: StateVector) -> None:
+        self._try_act(msg)
+
+    def _try_act(self, state: StateVector) -> None:
+        with self._lock:
+            if self.state != 'ready':
+                return
+            tick = int(state.tick)
+            if self._last_tick is not None and tick == self._last_tick:
+                return
+            image = self._image
+            if image is None or image[0] < conv.stamp_s(state.header.stamp) - \
+                    self.config.max_image_age_s - 1e-9:
+                self._pending = state  # act once the matching frame arrives
+                return
+            self._pending = None
+            new_episode = self._last_tick is not None and tick < self._last_tick
+            self._last_tick = tick
+            # The callback is the only broad catch: a misbehaving policy ends in a fault
+            # status, never in an exception inside the executor.
+            try:
+                if new_episode:
+                    self.host.reset(None)
+                pos, vel = conv.state_parts(state)
+                obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel,
+                       'step': tick, 'retry_index': 0}
+                action = self.host.act(obs)
+            except PolicyError as exc:
+                self._fault(exc)
+                return
+            except EnpireError as exc:
+                self.get_logger().error(f'tick {tick}: {exc}', throttle_duration_sec=5.0)
+                return
+            self._cmd_pub.publish(conv.command_msg(tick, self.revision_id, action,
+                                                   state.header.stamp))
+
+    def _fault(self, exc: EnpireError) -> None:
+        self.state = 'fault'
+        self.get_logger().error(f'policy {self.revision_id} faulted: {exc}')
+        self._publish_status('fault', str(exc), error_code=exc.code)
+
+    def _publish_status(self, state: str, reason: str, **extra) -> None:
+        self._status_pub.publish(conv.status_msg(state, reason, self.revision_id, **extra))
+
+    def destroy_node(self) -> None:
+        self.host.close()
+        if self.state != 'fault':
+            self.state = 'closed'
+        super().destroy_node()
+
+
+def make_executor(context=None):
+    """The events executor (fast callbacks), else a single-threaded one."""
+    try:
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    except (ImportError, RuntimeError):
+        return SingleThreadedExecutor(context=context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = PolicyHostNode()
+    except (ConfigError, ParameterException) as exc:
+        print(f'policy_host: invalid config: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = make_executor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

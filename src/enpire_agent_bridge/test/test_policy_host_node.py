@@ -1,0 +1,98 @@
+"""The policy_host node in-process: commands come back per state tick; faults are reported."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from enpire_agent_bridge.ros import conversions as conv
+from enpire_agent_bridge.ros.policy_host_node import LATEST_QOS, PolicyHostNode
+from enpire_common.testing import wait_until
+from enpire_interfaces.msg import Command, StateVector
+
+ROOT = Path(__file__).resolve().parents[3]
+TASK_FILE = ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml'
+
+pytestmark = pytest.mark.ros
+
+
+def make_node(ros, policy: Path, revision_id: str) -> PolicyHostNode:
+    params = [Parameter('revision_dir', value=str(policy)),
+              Parameter('revision_id', value=revision_id),
+              Parameter('task_file', value=str(TASK_FILE)),
+              # Generous: this test checks plumbing, not speed, on a loaded machine.
+              Parameter('deadline_override_s', value=2.0),
+              Parameter('log_dir', value='')]
+    return ros.add(PolicyHostNode(context=ros.context, parameter_overrides=params))
+
+
+class Cell:
+    """A fake cell: publishes image + state ticks, records commands and statuses."""
+
+    def __init__(self, ros) -> None:
+        self.node = ros.node('fake_cell')
+        self.image_pub = self.node.create_publisher(Image, 'camera/top/image_raw', LATEST_QOS)
+        self.state_pub = self.node.create_publisher(StateVector, 'state', LATEST_QOS)
+        self.commands: list[Command] = []
+        self.statuses: list[dict] = []
+        self._lock = threading.Lock()
+        self.node.create_subscription(Command, 'policy/command', self._on_cmd, 10)
+        self.node.create_subscription(String, 'policy/status', self._on_status, LATEST_QOS)
+
+    def _on_cmd(self, msg: Command) -> None:
+        with self._lock:
+            self.commands.append(msg)
+
+    def _on_status(self, msg: String) -> None:
+        with self._lock:
+            self.statuses.append(json.loads(msg.data))
+
+    def tick(self, tick: int, pos: tuple[float, float]) -> None:
+        stamp = conv.Time(sec=tick, nanosec=0)
+        img = Image(height=480, width=480, encoding='rgb8', step=480 * 3)
+        img.header.stamp = stamp
+        img.data = bytes(480 * 480 * 3)
+        self.image_pub.publish(img)
+        state = StateVector(tick=tick, names=['x', 'y', 'vx', 'vy'],
+                            values=[pos[0], pos[1], 0.0, 0.0])
+        state.header.stamp = stamp
+        self.state_pub.publish(state)
+
+
+def test_each_state_tick_yields_a_command_from_the_hosted_policy(ros):
+    cell = Cell(ros)
+    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold')
+    assert node.state == 'ready'
+    wait_until(lambda: cell.node.count_subscribers('state') >= 1, 10.0, 'node subscription')
+    wait_until(lambda: any(s['state'] == 'ready' for s in cell.statuses), 10.0, 'ready status')
+    cell.tick(1, (120.0, 340.0))
+    wait_until(lambda: len(cell.commands) >= 1, 10.0, 'first command')
+    cell.tick(2, (121.0, 341.0))
+    wait_until(lambda: len(cell.commands) >= 2, 10.0, 'second command')
+    first, second = cell.commands[:2]
+    assert (first.tick, first.revision_id) == (1, 'rev-hold')
+    np.testing.assert_array_equal(first.action, [120.0, 340.0])
+    np.testing.assert_array_equal(second.action, [121.0, 341.0])
+
+
+def test_a_faulting_policy_publishes_no_command_and_reports_the_reason(ros):
+    cell = Cell(ros)
+    node = make_node(ros, ROOT / 'tests' / 'data' / 'bad_policies' / 'raise_in_act', 'rev-bad')
+    wait_until(lambda: any(s['state'] == 'fault' for s in cell.statuses), 10.0, 'fault status')
+    fault = next(s for s in cell.statuses if s['state'] == 'fault')
+    assert fault['revision_id'] == 'rev-bad'
+    assert 'ValueError in act(obs): deliberate failure in act' in fault['reason']
+    assert fault['error_code'] == 402
+    assert node.state == 'fault' and not node.host.alive
+    cell.tick(1, (10.0, 10.0))
+    cell.tick(2, (10.0, 10.0))
+    # A later command would have arrived with the status; a short settle on an event suffices.
+    assert not threading.Event().wait(0.3)
+    assert cell.commands == []
