@@ -20,12 +20,13 @@ from enpire_bringup.launcher.parse import LaunchPlan, PackageIndex, load_plan, p
 EMBEDDED, ROS2_LAUNCH = 'embedded', 'ros2 launch'
 
 
-def choose_runner(embedded: bool,
-                  find_spec: Callable[[str], object] = importlib.util.find_spec,
-                  which: Callable[[str], str | None] = shutil.which) -> str:
+def choose_runner(embedded: bool, find_spec: Callable[[str], object] | None = None,
+                  which: Callable[[str], str | None] | None = None) -> str:
     """``'ros2 launch'`` where upstream launch is installed and not overridden, else embedded."""
     if embedded:
         return EMBEDDED
+    find_spec = find_spec or importlib.util.find_spec
+    which = which or shutil.which
     try:
         present = all(find_spec(m) is not None for m in ('launch', 'ros2launch'))
     except (ImportError, ValueError):
