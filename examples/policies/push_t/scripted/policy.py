@@ -31,8 +31,8 @@ DEFAULTS = {
     'approach_clearance_px': 6.0,
     'approach_tol_px': 8.0,     # how close to the approach point before pushing
     'max_step_px': 20.0,        # largest target jump per tick while travelling
-    'push_gain': 0.6,           # push depth per px of (weighted) error
-    'push_min_px': 4.0,
+    'push_gain': 0.3,           # push depth per px of (weighted) error
+    'push_min_px': 2.0,
     'push_max_px': 22.0,
     'switch_margin': 0.15,      # hysteresis before abandoning the current contact
     'orbit_margin_px': 25.0,    # clearance when travelling around the block
