@@ -244,9 +244,11 @@ def _version(dist: str) -> str | None:
 
 def _importable(module: str) -> bool:
     try:
-        return importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return False
+    # A bare directory (the workspace's launch/ folder) is a namespace package, not 'launch'.
+    return spec is not None and spec.origin not in (None, 'namespace')
 
 
 def doctor() -> dict[str, Any]:

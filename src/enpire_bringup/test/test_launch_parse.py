@@ -253,3 +253,14 @@ def test_up_execs_ros2_launch_with_the_same_file_and_args(monkeypatch, tmp_path)
             exec_fn=lambda exe, argv: calls.append((exe, argv)))
     assert rc == 0
     assert calls == [('ros2', ['ros2', 'launch', 'demo.launch.yaml', 'a:=1'])]
+
+
+def test_the_workspace_launch_folder_is_not_mistaken_for_the_launch_library(tmp_path,
+                                                                            monkeypatch):
+    import importlib
+
+    (tmp_path / 'launch').mkdir()
+    (tmp_path / 'ros2launch').mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert choose_runner(False, which=lambda exe: '/usr/bin/ros2') == EMBEDDED

@@ -28,9 +28,13 @@ def choose_runner(embedded: bool, find_spec: Callable[[str], object] | None = No
     find_spec = find_spec or importlib.util.find_spec
     which = which or shutil.which
     try:
-        present = all(find_spec(m) is not None for m in ('launch', 'ros2launch'))
+        specs = [find_spec(m) for m in ('launch', 'ros2launch')]
     except (ImportError, ValueError):
-        present = False
+        specs = [None]
+    # The workspace's own launch/ folder imports as a namespace package (origin None): that is
+    # not the launch library.
+    present = all(s is not None and getattr(s, 'origin', '') not in (None, 'namespace')
+                  for s in specs)
     return ROS2_LAUNCH if present and which('ros2') else EMBEDDED
 
 
