@@ -1,0 +1,37 @@
+"""Configuration of the verifier node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enpire_common.config import require
+from enpire_reward.core.fusion import FUSION_RULES
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Parameters of the ``verifier`` node (ROS parameters of the same names).
+
+    Attributes:
+        task: task contract name (config/tasks/<task>).
+        backend: verifier backend id (``opencv-v1``; see ``enpire_reward.core.registry``).
+        views: camera views to subscribe to and judge; empty = the task's success views.
+        fusion: ``all`` | ``any`` | ``mean``; empty = the task's ``success.fusion``.
+        max_image_age_s: a frame older than this (node clock) is VIEW_UNAVAILABLE.
+        evidence_dir: default directory for evidence images; empty = ``$ENPIRE_HOME/evidence``.
+    """
+
+    task: str = 'push_t'
+    backend: str = 'opencv-v1'
+    views: tuple[str, ...] = ()
+    fusion: str = ''
+    max_image_age_s: float = 2.0
+    evidence_dir: str = ''
+
+    def __post_init__(self) -> None:
+        require(bool(self.task), 'task', self.task, 'must name a task')
+        require(bool(self.backend), 'backend', self.backend, 'must name a backend')
+        require(self.fusion in ('', *FUSION_RULES), 'fusion', self.fusion,
+                "must be '' (task default), all, any or mean")
+        require(self.max_image_age_s > 0, 'max_image_age_s', self.max_image_age_s,
+                'must be > 0 s')

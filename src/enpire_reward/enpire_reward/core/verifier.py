@@ -1,0 +1,150 @@
+"""VisionVerifier: goal logic, fusion, evidence and timing around a pose-estimating backend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from enpire_common.clock import Clock, SystemClock
+from enpire_common.errors import UnknownNameError, VerificationError, ViewUnavailableError
+from enpire_common.tasks import TaskSpec
+from enpire_reward.core import geometry
+from enpire_reward.core.evidence import overlay, write_png_atomic
+from enpire_reward.core.fusion import FUSION_RULES, fuse
+from enpire_reward.core.images import validate_image
+from enpire_reward.core.ports import (
+    GOAL_RESET,
+    GOAL_SUCCESS,
+    GOALS,
+    Estimate,
+    PoseEstimator,
+    Verdict,
+    VerifyResult,
+)
+
+
+class VisionVerifier:
+    """Judges Push-T-like goals from images with a :class:`PoseEstimator` backend.
+
+    ``success`` goal: a view succeeds iff its score (goal coverage of the estimated pose) is
+    strictly greater than the task threshold (gym-pusht's ``coverage > 0.95``).
+    ``reset`` goal: a view succeeds iff the estimated pose is within
+    ``reset.pose_tolerance_px`` / ``pose_tolerance_rad`` of ``expected_pose`` AND the score is
+    below ``reset.not_solved_max_score`` (the start is not already solved).
+
+    Implements :class:`enpire_reward.core.ports.Verifier`.
+
+    Args:
+        task: the task contract (goal pose, threshold, views, reset tolerances).
+        estimator: the backend.
+        views: views to judge by default (default: the task's success views).
+        fusion: ``all`` | ``any`` | ``mean`` (default: the task's success.fusion).
+        clock: time source for latencies.
+    """
+
+    def __init__(self, task: TaskSpec, estimator: PoseEstimator,
+                 views: Sequence[str] | None = None, fusion: str | None = None,
+                 clock: Clock | None = None) -> None:
+        self.task = task
+        self.estimator = estimator
+        self.backend_id = estimator.backend_id
+        default_views = task.section('success').get('views') or list(task.views)
+        self.views = tuple(views or default_views)
+        for v in self.views:
+            if v not in task.views:
+                raise UnknownNameError('view', v, task.views)
+        self.fusion = fusion or task.success_fusion
+        if self.fusion not in FUSION_RULES:
+            raise UnknownNameError('fusion rule', self.fusion, FUSION_RULES)
+        self.threshold = float(task.success_threshold)
+        self.goal_pose = tuple(float(g) for g in task.goal_pose)
+        reset = task.section('reset')
+        self.pose_tolerance_px = float(reset.get('pose_tolerance_px', 6.0))
+        self.pose_tolerance_rad = float(reset.get('pose_tolerance_rad', 0.12))
+        self.not_solved_max_score = float(reset.get('not_solved_max_score', self.threshold))
+        self.clock = clock or SystemClock()
+
+    def verify(self, images: Mapping[str, np.ndarray], goal: str = GOAL_SUCCESS,
+               expected_pose: Sequence[float] | None = None, *,
+               write_evidence: bool = False, evidence_dir: str | None = None
+               ) -> VerifyResult:
+        """Judge ``goal`` on every view in ``images`` (restricted to the configured views).
+
+        Raises:
+            UnknownNameError: unknown goal.
+            ViewUnavailableError: a configured view has no image.
+            BadImageError: an image is unusable, or a reset goal lacks ``expected_pose``.
+        """
+        goal = goal or GOAL_SUCCESS
+        if goal not in GOALS:
+            raise UnknownNameError('verify goal', goal, GOALS)
+        if goal == GOAL_RESET and (expected_pose is None or len(expected_pose) != 3 or not all(
+                math.isfinite(float(v)) for v in expected_pose)):
+            raise VerificationError(
+                f'goal reset needs expected_pose = [x_px, y_px, theta_rad], got '
+                f'{None if expected_pose is None else list(expected_pose)}')
+        views = [v for v in self.views if v in images] if images else []
+        missing = [v for v in self.views if v not in images]
+        if missing or not views:
+            raise ViewUnavailableError(
+                f"no image for view(s) {', '.join(missing) or '(none)'}; the verifier judges "
+                f"{', '.join(self.views)}: is the camera publishing?")
+        verdicts = [self._judge(v, images[v], goal, expected_pose, write_evidence,
+                                evidence_dir) for v in views]
+        fused = fuse(verdicts, self.fusion, verdicts[0].threshold)
+        return VerifyResult(success=fused.success, score=fused.score, fusion=self.fusion,
+                            goal=goal, verdicts=(*verdicts, fused))
+
+    def _judge(self, view_name: str, image: np.ndarray, goal: str,
+               expected_pose: Sequence[float] | None, write_evidence: bool,
+               evidence_dir: str | None) -> Verdict:
+        t0 = self.clock.now_s()
+        view = self.task.views[view_name]
+        image = validate_image(image, view)
+        est = self.estimator.estimate(image, view)
+        score = geometry.coverage(est.pose, self.goal_pose) if est.found and est.pose else 0.0
+        if goal == GOAL_SUCCESS:
+            success, threshold, detail = self._success(est, score)
+        else:
+            success, threshold, detail = self._reset(est, score, expected_pose)
+        path = ''
+        if write_evidence:
+            stamp = f'{int(self.clock.now_s() * 1e6):d}'
+            base = Path(evidence_dir) if evidence_dir else Path('.')
+            caption = f'{view_name} {goal}: {"OK" if success else "FAIL"} score {score:.3f}'
+            img = overlay(image, view, self.goal_pose, est.pose, est.segmentation, caption)
+            path = str(write_png_atomic(base / f'{goal}_{view_name}_{stamp}.png', img))
+        return Verdict(view=view_name, backend=self.backend_id, success=success,
+                       score=float(score), threshold=threshold,
+                       confidence=float(est.confidence) if est.found else 0.0,
+                       object_pose=tuple(est.pose) if est.pose else (),
+                       latency_s=max(0.0, self.clock.now_s() - t0), evidence_path=path,
+                       detail=detail)
+
+    def _success(self, est: Estimate, score: float) -> tuple[bool, float, str]:
+        if not est.found:
+            return False, self.threshold, est.detail
+        ok = score > self.threshold
+        rel = '>' if ok else '<='
+        return ok, self.threshold, f'coverage {score:.4f} {rel} {self.threshold:.2f}'
+
+    def _reset(self, est: Estimate, score: float, expected: Sequence[float] | None
+               ) -> tuple[bool, float, str]:
+        thr = self.not_solved_max_score
+        if not est.found or est.pose is None or expected is None:
+            return False, thr, f'POSE: {est.detail}'
+        d_px = math.hypot(est.pose[0] - float(expected[0]), est.pose[1] - float(expected[1]))
+        d_rad = abs(geometry.angle_diff(est.pose[2], float(expected[2])))
+        problems = []
+        if d_px > self.pose_tolerance_px or d_rad > self.pose_tolerance_rad:
+            problems.append(f'POSE: off by {d_px:.1f} px / {d_rad:.3f} rad (tolerance '
+                            f'{self.pose_tolerance_px:g} px / {self.pose_tolerance_rad:g} rad)')
+        if score >= thr:
+            problems.append(f'SOLVED: coverage {score:.4f} >= {thr:.2f}, start already solved')
+        if problems:
+            return False, thr, '; '.join(problems)
+        return True, thr, (f'pose within {d_px:.1f} px / {d_rad:.3f} rad, '
+                           f'not solved (coverage {score:.4f} < {thr:.2f})')
