@@ -34,9 +34,9 @@ def fuse(verdicts: Sequence[Verdict], rule: str, threshold: float) -> Verdict:
         score = sum(scores) / len(scores)
         success = score > threshold
     best = max(verdicts, key=lambda v: v.confidence)
-    failed = [v.view for v in verdicts if not v.success]
+    failed = [f'{v.view} ({v.detail})' for v in verdicts if not v.success]
     detail = (f'{rule} of {len(verdicts)} view(s)'
-              + (f'; failed: {", ".join(failed)}' if failed else ''))
+              + (f'; failed: {"; ".join(failed)}' if failed else ''))
     return Verdict(view=FUSED_VIEW, backend=verdicts[0].backend, success=bool(success),
                    score=float(score), threshold=verdicts[0].threshold,
                    confidence=min(v.confidence for v in verdicts),

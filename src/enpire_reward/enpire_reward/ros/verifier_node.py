@@ -1,0 +1,137 @@
+"""The ``verifier`` node: camera frames in, VerifySuccess verdicts out."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from enpire_common.errors import OK, EnpireError, ViewUnavailableError
+from enpire_common.ros import declare_config, ros_time_s
+from enpire_common.tasks import load_task
+from enpire_interfaces.msg import Verdict as VerdictMsg
+from enpire_interfaces.srv import VerifySuccess
+from enpire_reward.core.config import VerifierConfig
+from enpire_reward.core.registry import make_verifier
+from enpire_reward.ros.conversions import image_to_rgb, verdict_to_msg
+
+
+class VerifierNode(Node):
+    """Judges the cell from its cameras (never from simulator state).
+
+    Subscribes:
+        ``camera/<view>/image_raw`` (sensor_msgs/Image, rgb8 or bgr8) for each configured
+        view; the latest frame per view is kept with its receive time.
+    Services:
+        ``verify_success`` (enpire_interfaces/srv/VerifySuccess): goal ``success`` or
+        ``reset`` on the requested views -> per-view verdicts then ``fused``; errors come
+        back as ``error_code``/``error_msg`` (BAD_IMAGE 501, VIEW_UNAVAILABLE 502, ...).
+    Publishes:
+        ``verdicts`` (enpire_interfaces/msg/Verdict): every verdict of every call.
+    Parameters (VerifierConfig):
+        ``task`` (str), ``backend`` (str), ``views`` (str[]), ``fusion`` (str),
+        ``max_image_age_s`` (float, s), ``evidence_dir`` (str).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('verifier', **kwargs)
+        self.config = declare_config(self, VerifierConfig)
+        task = load_task(self.config.task)
+        self.verifier = make_verifier(self.config.backend, task,
+                                      views=self.config.views or None,
+                                      fusion=self.config.fusion or None)
+        self._lock = threading.Lock()
+        self._frames: dict[str, tuple[Image, float]] = {}
+        for view in self.verifier.views:
+            self.create_subscription(
+                Image, f'camera/{view}/image_raw',
+                lambda msg, v=view: self._on_image(v, msg), qos_profile_sensor_data)
+        self.verdict_pub = self.create_publisher(VerdictMsg, 'verdicts', 10)
+        self.create_service(VerifySuccess, 'verify_success', self._on_verify)
+        self.get_logger().info(
+            f"verifier ready: task {task.name}, backend {self.verifier.backend_id}, views "
+            f"{', '.join(self.verifier.views)}, fusion {self.verifier.fusion}")
+
+    def _on_image(self, view: str, msg: Image) -> None:
+        with self._lock:
+            self._frames[view] = (msg, ros_time_s(self))
+
+    def _evidence_dir(self, requested: str) -> str:
+        if requested:
+            return requested
+        if self.config.evidence_dir:
+            return self.config.evidence_dir
+        return str(Path(os.environ.get('ENPIRE_HOME', 'runs')) / 'evidence')
+
+    def _on_verify(self, req: VerifySuccess.Request, res: VerifySuccess.Response
+                   ) -> VerifySuccess.Response:
+        res.fusion = self.verifier.fusion
+        try:
+            views = list(req.views) or list(self.verifier.views)
+            now = ros_time_s(self)
+            images = {}
+            with self._lock:
+                frames = dict(self._frames)
+            for view in views:
+                if view not in self.verifier.views:
+                    raise ViewUnavailableError(
+                        f"view '{view}' is not judged by this verifier (views: "
+                        f"{', '.join(self.verifier.views)}); set the views parameter")
+                if view not in frames:
+                    raise ViewUnavailableError(
+                        f"no image received on camera/{view}/image_raw yet; is the camera "
+                        'publishing on this namespace?')
+                msg, stamp = frames[view]
+                age = now - stamp
+                if age > self.config.max_image_age_s:
+                    raise ViewUnavailableError(
+                        f"latest camera/{view} image is {age:.2f} s old (max "
+                        f'{self.config.max_image_age_s:g} s); the camera stalled')
+                images[view] = image_to_rgb(msg)
+            result = self.verifier.verify(
+                images, req.goal or 'success',
+                list(req.expected_pose) if len(req.expected_pose) else None,
+                write_evidence=bool(req.write_evidence),
+                evidence_dir=self._evidence_dir(req.evidence_dir))
+            res.success, res.score = bool(result.success), float(result.score)
+            res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
+            res.error_code, res.error_msg = OK, ''
+            for v in res.verdicts:
+                self.verdict_pub.publish(v)
+        except EnpireError as exc:
+            res.success, res.score = False, 0.0
+            res.error_code, res.error_msg = exc.code, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a service callback must answer, never die
+            res.success, res.score = False, 0.0
+            res.error_code, res.error_msg = 500, f'verifier failed: {type(exc).__name__}: {exc}'
+            self.get_logger().error(res.error_msg)
+        return res
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = VerifierNode()
+    except EnpireError as exc:
+        print(f'verifier: invalid config: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from enpire_common.errors import BadImageError, ConfigError, UnknownNameError, ViewUnavailableError
+from enpire_reward.core import Verdict, fuse, make_verifier
+from enpire_reward.core.check_verifier import check_verifier
+from enpire_reward.core.crosscheck import crosscheck
+from enpire_reward.core.geometry import coverage
+
+
+@pytest.fixture(scope='module')
+def verifier(task):
+    return make_verifier('opencv-v1', task)
+
+
+def test_analytic_coverage_of_the_goal_pose_is_one(task):
+    assert coverage(task.goal_pose, task.goal_pose) == pytest.approx(1.0, abs=1e-6)
+    assert coverage((100.0, 100.0, 0.0), task.goal_pose) == 0.0
+
+
+def test_opencv_backend_passes_the_verifier_contract(verifier, frames):
+    check_verifier(verifier, [{'top': img} for img, _ in frames[:3]])
+
+
+def test_pose_and_score_match_ground_truth(verifier, frames):
+    for img, gt in frames:
+        v = verifier.verify({'top': img}).verdicts[0]
+        assert math.hypot(v.object_pose[0] - gt.object_pose[0],
+                          v.object_pose[1] - gt.object_pose[1]) < 2.0
+        assert abs(v.score - gt.coverage) < 0.03
+
+
+@pytest.mark.parametrize(('image', 'match'), [
+    (np.zeros((0, 0, 3), np.uint8), 'empty'),
+    (np.full((480, 480, 3), 255, np.uint8), 'uniform'),
+    (np.zeros((240, 240, 3), np.uint8) + 7, '240x240 px'),
+    (np.zeros((480, 480), np.uint8), 'expected \\(H, W, 3\\)'),
+])
+def test_bad_images_raise_bad_image_error(verifier, image, match):
+    with pytest.raises(BadImageError, match=match) as info:
+        verifier.verify({'top': image})
+    assert info.value.code == 501
+
+
+def test_missing_view_is_view_unavailable(verifier):
+    with pytest.raises(ViewUnavailableError, match='no image for view'):
+        verifier.verify({})
+
+
+def test_reset_goal_checks_pose_and_not_solved(verifier, frames):
+    img, gt = frames[1]
+    ok = verifier.verify({'top': img}, 'reset', gt.object_pose).fused
+    assert ok.success == (gt.coverage < 0.95), ok.detail
+    far = (gt.object_pose[0] + 30.0, gt.object_pose[1], gt.object_pose[2])
+    bad = verifier.verify({'top': img}, 'reset', far).fused
+    assert not bad.success
+    assert 'POSE' in bad.detail
+
+
+def test_evidence_png_is_written_when_asked(verifier, frames, tmp_path):
+    res = verifier.verify({'top': frames[0][0]}, write_evidence=True, evidence_dir=str(tmp_path))
+    path = res.verdicts[0].evidence_path
+    assert path.endswith('.png')
+    assert (tmp_path / path.split('/')[-1]).stat().st_size > 1000
+
+
+def test_fusion_rules_combine_views():
+    a = Verdict('a', 'x', True, 0.97, 0.95, 1.0)
+    b = Verdict('b', 'x', False, 0.90, 0.95, 0.5)
+    assert not fuse([a, b], 'all', 0.95).success
+    assert fuse([a, b], 'any', 0.95).success
+    assert fuse([a, b], 'mean', 0.95).score == pytest.approx(0.935)
+    with pytest.raises(UnknownNameError, match="did you mean 'all'"):
+        fuse([a], 'alll', 0.95)
+
+
+def test_unknown_and_planned_backends_are_explained(task):
+    with pytest.raises(UnknownNameError, match="did you mean 'opencv-v1'"):
+        make_verifier('opencv-v2', task)
+    with pytest.raises(ConfigError, match='planned but not implemented'):
+        make_verifier('sam2', task)
+
+
+def test_crosscheck_meets_targets_loosely(verifier, task):
+    rep = crosscheck(verifier, task, 60, seed=11)
+    assert rep.score_mae <= 0.02
+    assert rep.label_agreement >= 0.95
+    assert rep.false_positives <= 1
