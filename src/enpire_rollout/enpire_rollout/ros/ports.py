@@ -1,0 +1,301 @@
+"""ROS implementations of the trial runner's ports (cell, controller, verifier).
+
+Each port is called from the rollout's action thread and waits on futures / conditions fed by
+the node's executor threads; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Empty, String
+
+from enpire_common.errors import (
+    OK,
+    CellUnavailableError,
+    EnpireTimeoutError,
+    PolicyFaultError,
+    ResetFailedError,
+    VerificationError,
+    error_from_code,
+)
+from enpire_common.ros import wait_for_service, wait_future
+from enpire_interfaces.action import ResetCell
+from enpire_interfaces.msg import SafetyEvent, StateVector
+from enpire_interfaces.srv import VerifySuccess
+from enpire_rollout.core.trial import Progress, ResetInfo, VerifyOutcome
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def verdict_to_dict(v: Any) -> dict[str, Any]:
+    return {'view': v.view, 'backend': v.backend, 'success': bool(v.success),
+            'score': float(v.score), 'threshold': float(v.threshold),
+            'confidence': float(v.confidence), 'object_pose': [float(x) for x in v.object_pose],
+            'latency_s': float(v.latency_s), 'evidence_path': v.evidence_path,
+            'detail': v.detail}
+
+
+class RosCell:
+    """CellPort over the cell's ``reset_cell`` action."""
+
+    def __init__(self, node: Node, group: ReentrantCallbackGroup,
+                 server_timeout_s: float = 15.0) -> None:
+        self._node = node
+        self._client = ActionClient(node, ResetCell, 'reset_cell', callback_group=group)
+        self._server_timeout_s = server_timeout_s
+
+    def reset(self, seed: int, timeout_s: float) -> ResetInfo:
+        wait_for_service(self._client, self._server_timeout_s, 'reset_cell action server')
+        goal = ResetCell.Goal(seed=int(seed), timeout_s=float(timeout_s))
+        handle = wait_future(self._client.send_goal_async(goal), 5.0, 'reset_cell goal')
+        if not handle.accepted:
+            raise CellUnavailableError('reset_cell rejected the goal (cell busy?)')
+        result = wait_future(handle.get_result_async(), timeout_s + 5.0, 'reset_cell').result
+        if result.error_code != OK or not result.success:
+            err = error_from_code(result.error_code or 202, result.error_msg or 'reset failed')
+            if isinstance(err, ResetFailedError):
+                raise err
+            raise ResetFailedError(f'reset failed: {err}') if result.error_code in (0, 202) \
+                else err
+        return ResetInfo(tuple(result.start_pose), tuple(result.observed_pose),
+                         int(result.attempts))
+
+    def make_safe(self) -> None:
+        # Commands only flow while an episode is enabled; with the policy host stopped, a
+        # lockstep cell does not step and a real-time cell holds its last target.
+        return None
+
+
+class RosVerifier:
+    """VerifierPort over the cell's ``verify_success`` service."""
+
+    def __init__(self, node: Node, group: ReentrantCallbackGroup, timeout_s: float = 10.0) -> None:
+        self._client = node.create_client(VerifySuccess, 'verify_success', callback_group=group)
+        self._timeout_s = timeout_s
+
+    def verify(self) -> VerifyOutcome:
+        wait_for_service(self._client, self._timeout_s, 'verify_success service')
+        req = VerifySuccess.Request(goal=VerifySuccess.Request.GOAL_SUCCESS)
+        res = wait_future(self._client.call_async(req), self._timeout_s, 'verify_success')
+        if res.error_code != OK:
+            err = error_from_code(res.error_code, res.error_msg)
+            raise err if isinstance(err, VerificationError) else VerificationError(str(err))
+        return VerifyOutcome(bool(res.success), float(res.score),
+                             tuple(verdict_to_dict(v) for v in res.verdicts))
+
+
+def _policy_host_executable() -> str:
+    from ament_index_python.packages import get_package_prefix
+
+    exe = Path(get_package_prefix('enpire_agent_bridge')) / 'lib' / 'enpire_agent_bridge' / \
+        'policy_host'
+    if not exe.exists():
+        raise CellUnavailableError(f'policy_host executable not found at {exe}; run '
+                                   'scripts/setup.sh to build the workspace')
+    return str(exe)
+
+
+class RosController:
+    """ControllerPort: one policy host process per revision, gated per episode.
+
+    The host process is started for a revision (``load``) and kept across that revision's
+    trials; ``start_episode`` resets the policy with the trial's seed and enables it,
+    ``stop_episode`` disables it. Progress comes from the cell's ``state`` ticks, the host's
+    ``policy/status`` and the supervisor's ``safety/events``.
+    """
+
+    def __init__(self, node: Node, group: ReentrantCallbackGroup, *, task: str,
+                 log_dir: Path, start_timeout_s: float = 60.0,
+                 extra_params: dict[str, Any] | None = None) -> None:
+        self._node = node
+        self.task = task
+        self.log_dir = log_dir
+        self.start_timeout_s = start_timeout_s
+        self.extra_params = extra_params or {}
+        self._cond = threading.Condition()
+        self._tick = -1
+        self._status: dict[str, Any] = {}
+        self._abort: str | None = None
+        self._episode = ''
+        self._episode_started_ns = 0
+        self._proc: subprocess.Popen | None = None
+        self._revision_id = ''
+        self._revision_dir = ''
+        self._control = node.create_publisher(String, 'policy/control', LATCHED)
+        self._safety_reset = node.create_publisher(Empty, 'safety/reset', 10)
+        node.create_subscription(StateVector, 'state', self._on_state, LATCHED,
+                                 callback_group=group)
+        node.create_subscription(String, 'policy/status', self._on_status, LATCHED,
+                                 callback_group=group)
+        node.create_subscription(SafetyEvent, 'safety/events', self._on_safety, 50,
+                                 callback_group=group)
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def _on_state(self, msg: StateVector) -> None:
+        with self._cond:
+            self._tick = int(msg.tick)
+            self._cond.notify_all()
+
+    def _on_status(self, msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._cond:
+            if status.get('revision_id') == self._revision_id:
+                self._status = status
+                self._cond.notify_all()
+
+    def _on_safety(self, msg: SafetyEvent) -> None:
+        if msg.action != SafetyEvent.ACTION_ABORTED:
+            return
+        with self._cond:
+            if self._episode:
+                self._abort = msg.detail or f'safety rule {msg.kind} aborted the trial'
+                self._cond.notify_all()
+
+    # -- host process ------------------------------------------------------------------------
+    @property
+    def tick(self) -> int:
+        with self._cond:
+            return self._tick
+
+    def load(self, revision_id: str, revision_dir: str) -> None:
+        """Make ``revision_id`` the hosted revision (starts its host process if needed)."""
+        if self._proc is not None and self._proc.poll() is None \
+                and revision_id == self._revision_id:
+            return
+        self.unload()
+        self._revision_id, self._revision_dir = revision_id, revision_dir
+        self._spawn()
+
+    def _spawn(self) -> None:
+        ns = self._node.get_namespace()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        params = {'revision_dir': self._revision_dir, 'revision_id': self._revision_id,
+                  'task': self.task, 'log_dir': str(self.log_dir / self._revision_id[:16]),
+                  **self.extra_params}
+        cmd = [_policy_host_executable(), '--ros-args', '-r', f'__ns:={ns}']
+        for k, v in params.items():
+            cmd += ['-p', f'{k}:={v}']
+        with self._cond:
+            self._status = {}
+        out = open(self.log_dir / f'policy_host-{self._revision_id[:16]}.log', 'ab')  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            out.close()
+        self._await_status(('ready', 'fault'), self.start_timeout_s, 'policy host start')
+        if self._status.get('state') == 'fault':
+            raise PolicyFaultError(self._status.get('reason') or 'policy host failed to start')
+
+    def _await_status(self, states: tuple[str, ...], timeout_s: float, what: str,
+                      episode: str | None = None) -> None:
+        end = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                st = self._status
+                if st.get('state') in states and (episode is None or st.get('state') == 'fault'
+                                                  or st.get('episode') == episode):
+                    return
+                if self._proc is not None and self._proc.poll() is not None:
+                    raise PolicyFaultError(
+                        f'policy host exited with code {self._proc.returncode} during {what}')
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise EnpireTimeoutError(f'{what}: no answer from the policy host within '
+                                             f'{timeout_s:.0f} s')
+                self._cond.wait(min(left, 0.2))
+
+    def unload(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=5.0)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5.0)
+
+    def _send(self, op: str, **payload: Any) -> None:
+        self._control.publish(String(data=json.dumps({'op': op, 'revision_id': self._revision_id,
+                                                      **payload})))
+
+    # -- ControllerPort ----------------------------------------------------------------------
+    def start_episode(self, seed: int) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._spawn()  # the host died (killed?) since the last trial: start a fresh one
+        episode = uuid.uuid4().hex[:12]
+        with self._cond:
+            self._abort = None
+            self._episode = episode
+        self._safety_reset.publish(Empty())
+        self._send('start', seed=int(seed), episode=episode)
+        self._await_status(('running', 'fault'), 10.0, 'episode start', episode=episode)
+        if self._status.get('state') == 'fault':
+            raise PolicyFaultError(self._status.get('reason') or 'policy faulted in reset')
+
+    def poll(self, timeout_s: float) -> Progress:
+        end = time.monotonic() + timeout_s
+        with self._cond:
+            last = self._tick
+            while True:
+                if self._status.get('state') == 'fault':
+                    return Progress(max(self._tick, 0), fault=self._status.get('reason')
+                                    or 'policy fault')
+                if self._abort:
+                    return Progress(max(self._tick, 0), safety_abort=self._abort)
+                if self._proc is None or self._proc.poll() is not None:
+                    code = None if self._proc is None else self._proc.returncode
+                    return Progress(max(self._tick, 0),
+                                    cell_lost=f'policy host process died (exit code {code})')
+                if self._tick != last:
+                    return Progress(max(self._tick, 0))
+                left = end - time.monotonic()
+                if left <= 0:
+                    return Progress(max(self._tick, 0))
+                self._cond.wait(min(left, 0.1))
+
+    def stop_episode(self) -> None:
+        with self._cond:
+            episode, self._episode = self._episode, ''
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._send('stop', episode=episode)
+        try:
+            self._await_status(('stopped', 'fault'), 5.0, 'episode stop')
+        except (EnpireTimeoutError, PolicyFaultError):
+            return
+        # Let the last in-flight command land so the final verdict sees a still scene.
+        stable_since = time.monotonic()
+        last = self.tick
+        end = stable_since + 1.0
+        while time.monotonic() < end:
+            time.sleep(0.01)
+            now_tick = self.tick
+            if now_tick != last:
+                last, stable_since = now_tick, time.monotonic()
+            elif time.monotonic() - stable_since >= 0.05:
+                break
+
+    def close(self) -> None:
+        self.unload()

@@ -1,0 +1,315 @@
+"""The rollout node: ``run_trials`` runs budgeted trials of a policy revision on its cell.
+
+Per trial: reset (``reset_cell``, verified) -> the revision's policy host drives the cell
+through the safety supervisor -> success polled with ``verify_success`` -> final verdict with
+the cell holding -> the recorder closes ``episode.mcap`` + MP4 + ``trial.json`` -> a
+``TrialResult`` on ``trial_events`` and a row in the experiment store.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from enpire_common.clock import SystemClock
+from enpire_common.config import require
+from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
+from enpire_common.paths import enpire_home
+from enpire_common.ros import declare_config
+from enpire_common.tasks import TaskSpec, load_task, verify_contract
+from enpire_interfaces.action import RunTrials
+from enpire_interfaces.msg import TrialResult, Verdict
+from enpire_rollout.core.trial import (
+    BudgetConfig,
+    NullRecorder,
+    TrialRecord,
+    TrialRunner,
+    seed_sequence,
+)
+from enpire_rollout.ros.ports import RosCell, RosController, RosVerifier
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Parameters of the rollout node (``budget.*`` are defaults a goal may override)."""
+
+    task: str = 'push_t'
+    home: str = ''                  # ENPIRE_HOME override ('' = $ENPIRE_HOME or ./runs)
+    cell_id: str = ''               # '' = the node's namespace
+    store: bool = True              # record trials in the experiment store
+    record_default: bool = True     # record when the goal leaves it unset (always true here)
+    host_start_timeout_s: float = 60.0
+    verify_timeout_s: float = 10.0
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+
+    def __post_init__(self) -> None:
+        require(self.host_start_timeout_s > 0, 'host_start_timeout_s',
+                self.host_start_timeout_s, 'must be > 0 seconds')
+        require(self.verify_timeout_s > 0, 'verify_timeout_s', self.verify_timeout_s,
+                'must be > 0 seconds')
+
+
+def _stamp(t: float) -> Any:
+    from builtin_interfaces.msg import Time
+
+    sec = int(t)
+    return Time(sec=sec, nanosec=int((t - sec) * 1e9))
+
+
+def to_msg(record: TrialRecord) -> TrialResult:
+    msg = TrialResult(
+        experiment_id=record.experiment_id, trial_id=record.trial_id,
+        revision_id=record.revision_id, cell_id=record.cell_id, task=record.task,
+        seed=int(record.seed), outcome=record.outcome, reason=record.reason[:2000],
+        success=bool(record.success), score=float(record.score), steps=int(record.steps),
+        duration_s=float(record.duration_s), reset_s=float(record.reset_s),
+        started_at=_stamp(record.started_at), ended_at=_stamp(record.ended_at),
+        record_dir=record.record_dir, error_code=int(record.error_code),
+        error_msg=record.error_msg[:2000])
+    for v in record.verdicts:
+        msg.verdicts.append(Verdict(
+            view=str(v.get('view', '')), backend=str(v.get('backend', '')),
+            success=bool(v.get('success', False)), score=float(v.get('score', 0.0)),
+            threshold=float(v.get('threshold', 0.0)), confidence=float(v.get('confidence', 1)),
+            object_pose=[float(x) for x in v.get('object_pose', [])],
+            latency_s=float(v.get('latency_s', 0.0)),
+            evidence_path=str(v.get('evidence_path', '')), detail=str(v.get('detail', ''))))
+    return msg
+
+
+class TrialStoreWriter:
+    """Writes finished trials into the experiment store (one SQLite file per ENPIRE_HOME)."""
+
+    def __init__(self, home: Path, task: TaskSpec) -> None:
+        from enpire_evolution.core.store import ExperimentStore
+
+        self.store = ExperimentStore.open(home)
+        self.task = task
+
+    def ensure(self, experiment: str, revision_id: str, revision: Any, now_s: float) -> str:
+        """Make sure the experiment and revision rows exist; returns the revision's branch."""
+        from enpire_evolution.core.store import Revision as StoreRevision
+
+        self.store.create_experiment(experiment, self.task.name, now_s)
+        try:
+            return self.store.revision(experiment, revision_id).branch
+        except EnpireError:
+            pass
+        self.store.add_branch(experiment, 'manual', created_at=now_s)
+        self.store.add_revision(StoreRevision(
+            experiment=experiment, id=revision_id, branch='manual',
+            parent=revision.parent or None, commit=revision.commit,
+            hypothesis=revision.hypothesis, regime=revision.regime or 'heuristic',
+            created_at=now_s, params=revision.params))
+        return 'manual'
+
+    def record(self, r: TrialRecord, branch: str) -> None:
+        from enpire_evolution.core.store import Trial
+        from enpire_evolution.core.store import Verdict as StoreVerdict
+
+        lo, hi = self.task.evaluation_seeds
+        self.store.record_trial(
+            Trial(trial_id=r.trial_id, experiment=r.experiment_id, revision=r.revision_id,
+                  branch=branch, cell=r.cell_id, seed=r.seed, outcome=r.outcome,
+                  success=r.success, score=r.score, steps=r.steps, started_at=r.started_at,
+                  ended_at=r.ended_at, duration_s=r.duration_s, reset_s=r.reset_s,
+                  record_dir=r.record_dir, reason=r.reason, is_eval=lo <= r.seed <= hi),
+            [StoreVerdict(trial_id=r.trial_id, view=str(v.get('view', '')),
+                          backend=str(v.get('backend', '')), success=bool(v.get('success')),
+                          score=float(v.get('score', 0.0))) for v in r.verdicts])
+
+
+class RolloutNode(Node):
+    """Runs budgeted trials of one policy revision at a time on its cell.
+
+    Action server: ``run_trials`` (enpire_interfaces/RunTrials): revision_id or policy_dir,
+        count, seeds / seed_start, budget fields (0 = the node's ``budget.*`` default),
+        record. Feedback per phase and per finished trial; cancel stops after making the
+        cell safe (the open trial ends ``aborted``).
+    Publishes: ``trial_events`` (TrialResult), ``policy/control`` (to the policy host),
+        ``safety/reset`` (to the supervisor, at each episode start).
+    Subscribes: ``state``, ``policy/status``, ``safety/events``.
+    Uses: ``reset_cell`` (action), ``verify_success`` (service), the recorder
+        (``recorder/control`` / ``recorder/status``), and starts one ``policy_host`` process
+        per revision under test.
+    Parameters (RolloutConfig): task, home, cell_id, store, host_start_timeout_s,
+        verify_timeout_s, budget.max_wall_time_s, budget.max_consecutive_faults,
+        budget.max_episode_steps, budget.max_episode_time_s, budget.verify_period_s,
+        budget.reset_timeout_s.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('rollout', **kwargs)
+        self.config = declare_config(self, RolloutConfig)
+        self.task = load_task(self.config.task)
+        self.home = enpire_home(self.config.home or None)
+        self.cell_id = self.config.cell_id or self.get_namespace().strip('/') or 'cell_0'
+        self._group = ReentrantCallbackGroup()
+        self._busy = threading.Lock()
+        self._events = self.create_publisher(TrialResult, 'trial_events', 100)
+        self.cell = RosCell(self, self._group)
+        self.verifier = RosVerifier(self, self._group, self.config.verify_timeout_s)
+        self.controller = RosController(
+            self, self._group, task=self.task.name, log_dir=self.home / 'logs' / self.cell_id,
+            start_timeout_s=self.config.host_start_timeout_s)
+        from enpire_rollout.ros.recorder_node import RecorderClient
+
+        self.recorder = RecorderClient(self, runs_root=self.home)
+        self._store: TrialStoreWriter | None = None
+        self._server = ActionServer(self, RunTrials, 'run_trials', self._execute,
+                                    goal_callback=self._on_goal,
+                                    cancel_callback=lambda _g: CancelResponse.ACCEPT,
+                                    callback_group=self._group)
+
+    # -- action ------------------------------------------------------------------------------
+    def _on_goal(self, goal: RunTrials.Goal) -> GoalResponse:
+        if self._busy.locked():
+            self.get_logger().warning('run_trials rejected: a run is in progress')
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle: Any) -> RunTrials.Result:
+        result = RunTrials.Result()
+        if not self._busy.acquire(blocking=False):
+            err = CellBusyError('a run is already in progress on this cell')
+            result.error_code, result.error_msg = err.code, str(err)
+            goal_handle.abort()
+            return result
+        try:
+            return self._run(goal_handle, result)
+        except EnpireError as err:
+            result.error_code, result.error_msg = err.code, str(err)
+            self.get_logger().error(f'run_trials failed: {err}')
+            goal_handle.abort()
+            return result
+        except Exception as exc:  # noqa: BLE001 - never let a run kill the executor thread
+            result.error_code, result.error_msg = 1, f'internal error: {exc!r}'
+            self.get_logger().error(f'run_trials crashed: {exc!r}')
+            goal_handle.abort()
+            return result
+        finally:
+            self._busy.release()
+
+    def _budget(self, goal: RunTrials.Goal) -> BudgetConfig:
+        d = self.config.budget
+        return BudgetConfig(
+            max_trials=0,
+            max_wall_time_s=goal.max_wall_time_s or d.max_wall_time_s,
+            max_consecutive_faults=goal.max_consecutive_faults or d.max_consecutive_faults,
+            max_episode_steps=goal.max_episode_steps or d.max_episode_steps,
+            max_episode_time_s=goal.max_episode_time_s or d.max_episode_time_s,
+            verify_period_s=goal.verify_period_s or d.verify_period_s,
+            reset_timeout_s=d.reset_timeout_s)
+
+    def _run(self, goal_handle: Any, result: RunTrials.Result) -> RunTrials.Result:
+        goal = goal_handle.request
+        count = goal.count or len(goal.seeds)
+        if count <= 0:
+            raise ConfigError('count=0 is invalid: ask for at least one trial (or give seeds)')
+        budget = self._budget(goal)
+        verify_contract(self.task, self.home)
+        revision = self._resolve_revision(goal)
+        experiment = goal.experiment_id or 'default'
+        from enpire_rollout.core.records import recover_incomplete
+
+        for trial_id in recover_incomplete(self.home / experiment):
+            self.get_logger().warning(f'trial {trial_id} was left open by a crash: aborted')
+        branch = 'manual'
+        if self.config.store and self._store is None:
+            self._store = TrialStoreWriter(self.home, self.task)
+        if self._store is not None:
+            branch = self._store.ensure(experiment, revision.id, revision, time.time())
+        try:
+            self.controller.load(revision.id, str(revision.path))
+        except EnpireError as err:
+            # Every trial will then record the fault (budget stops the run).
+            self.get_logger().error(f'policy host for {revision.short} failed to start: {err}')
+        feedback = RunTrials.Feedback(total=count)
+        n_success = 0
+
+        def on_phase(index: int, phase: str) -> None:
+            feedback.trial_index, feedback.phase = index, phase
+            goal_handle.publish_feedback(feedback)
+
+        def on_trial(record: TrialRecord) -> None:
+            nonlocal n_success
+            n_success += record.success
+            msg = to_msg(record)
+            self._events.publish(msg)
+            if self._store is not None:
+                self._store.record(record, branch)
+            feedback.n_success, feedback.last, feedback.phase = n_success, msg, 'done'
+            goal_handle.publish_feedback(feedback)
+
+        record = goal.record or self.config.record_default
+        runner = TrialRunner(
+            cell=self.cell, controller=self.controller, verifier=self.verifier,
+            recorder=self.recorder if record else NullRecorder(), clock=SystemClock(),
+            control_rate_hz=self.task.action.rate_hz, wall_time=time.time,
+            on_trial=on_trial, on_phase=on_phase,
+            cancelled=lambda: goal_handle.is_cancel_requested)
+        seeds = seed_sequence(list(goal.seeds) or None, int(goal.seed_start), count)
+        summary = runner.run(experiment_id=experiment, revision_id=revision.id,
+                             cell_id=self.cell_id, task=self.task.name, seeds=seeds,
+                             budget=budget)
+        result.trials = [to_msg(t) for t in summary.trials]
+        result.n_success = summary.n_success
+        result.success_rate = summary.success_rate
+        result.ci_low, result.ci_high = summary.interval()
+        result.stop_reason = summary.stop_reason
+        result.error_code, result.error_msg = OK, ''
+        if summary.stop_reason == 'cancelled':
+            goal_handle.canceled()
+        else:
+            goal_handle.succeed()
+        return result
+
+    def _resolve_revision(self, goal: RunTrials.Goal) -> Any:
+        from enpire_agent_bridge.core.revisions import RevisionStore
+
+        store = RevisionStore(self.home / 'revisions')
+        if goal.policy_dir:
+            rev, _created = store.submit(goal.policy_dir, now_s=time.time())
+            return rev
+        if not goal.revision_id:
+            raise ConfigError('give revision_id or policy_dir')
+        return store.get(goal.revision_id)
+
+    def destroy_node(self) -> None:
+        self.controller.close()
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = RolloutNode()
+    except (EnpireError, ParameterException) as exc:
+        print(f'rollout: invalid config: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
