@@ -13,7 +13,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_agent_bridge.ros.policy_host_node import LATEST_QOS, PolicyHostNode
+from enpire_agent_bridge.ros.policy_host_node import CONTROL_QOS, LATEST_QOS, PolicyHostNode
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import Command, StateVector
 
@@ -23,8 +23,9 @@ TASK_FILE = ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml'
 pytestmark = pytest.mark.ros
 
 
-def make_node(ros, policy: Path, revision_id: str) -> PolicyHostNode:
+def make_node(ros, policy: Path, revision_id: str, gated: bool = False) -> PolicyHostNode:
     params = [Parameter('revision_dir', value=str(policy)),
+              Parameter('gated', value=gated),
               Parameter('revision_id', value=revision_id),
               Parameter('task_file', value=str(TASK_FILE)),
               # Generous: this test checks plumbing, not speed, on a loaded machine.
@@ -96,3 +97,36 @@ def test_a_faulting_policy_publishes_no_command_and_reports_the_reason(ros):
     # A later command would have arrived with the status; a short settle on an event suffices.
     assert not threading.Event().wait(0.3)
     assert cell.commands == []
+
+
+def test_a_gated_host_acts_only_inside_an_episode_opened_with_a_seed(ros):
+    cell = Cell(ros)
+    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
+    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
+                     gated=True)
+    wait_until(lambda: cell.node.count_subscribers('state') >= 1
+               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+    cell.tick(0, (100.0, 200.0))
+    assert not threading.Event().wait(0.3)
+    assert cell.commands == [], 'a gated host must not act before an episode starts'
+
+    def send(**req):
+        control.publish(String(data=json.dumps({'revision_id': 'rev-hold', **req})))
+
+    send(op='start', seed=7, episode='e1')
+    wait_until(lambda: any(s['state'] == 'running' and s.get('episode') == 'e1'
+                           for s in cell.statuses), 10.0, 'running status')
+    # It acts at once on the newest state it holds (tick 0), then on each new tick.
+    wait_until(lambda: len(cell.commands) >= 1, 10.0, 'command for tick 0')
+    assert cell.commands[0].tick == 0
+    cell.tick(1, (101.0, 200.0))
+    wait_until(lambda: len(cell.commands) >= 2, 10.0, 'command for tick 1')
+    send(op='stop', episode='e1')
+    wait_until(lambda: any(s['state'] == 'stopped' for s in cell.statuses), 10.0, 'stopped')
+    cell.tick(2, (102.0, 200.0))
+    assert not threading.Event().wait(0.3)
+    assert [c.tick for c in cell.commands] == [0, 1]
+    assert node.state == 'ready'
+    send(op='start', seed=8, episode='other', revision_id='someone-else')
+    assert not threading.Event().wait(0.2)
+    assert node.state == 'ready', 'control for another revision is ignored'

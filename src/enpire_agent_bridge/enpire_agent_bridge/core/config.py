@@ -87,6 +87,8 @@ class PolicyHostNodeConfig:
         max_image_age_s: Act on a state only with an image at most this much older (stamps);
             otherwise wait for the next image (0 = the image of the same tick).
         log_dir: Where the host's stdout/stderr go ('' = ``$ENPIRE_HOME/logs/policy_host``).
+        gated: Act only inside an episode opened on ``policy/control`` (the rollout's
+            start/stop); False = act on every new state tick (bench / manual driving).
         sandbox: The host process limits.
     """
 
@@ -99,6 +101,7 @@ class PolicyHostNodeConfig:
     warmup_timeout_s: float = 5.0
     max_image_age_s: float = 0.0
     log_dir: str = ''
+    gated: bool = True
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:

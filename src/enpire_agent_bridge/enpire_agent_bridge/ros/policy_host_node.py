@@ -6,6 +6,7 @@ process) and only moves observations and actions across its pipes.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from pathlib import Path
@@ -32,6 +33,9 @@ from enpire_interfaces.msg import Command, StateVector
 #: Matches the cell's latched, newest-only topics.
 LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: Episode control is never latched: a restarted host must not act on a stale start.
+CONTROL_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
 
 
 class PolicyHostNode(Node):
@@ -42,7 +46,13 @@ class PolicyHostNode(Node):
             (enpire_interfaces/StateVector ``[x, y, vx, vy]`` px, px/s);
         publishes ``policy/command`` (enpire_interfaces/Command: tick, revision_id, action in
             task units) and ``policy/status`` (std_msgs/String JSON
-            ``{state: starting|ready|fault|closed, reason, revision_id, error_code}``, latched).
+            ``{state: starting|ready|running|stopped|fault|closed, reason, revision_id,
+            episode, error_code}``, latched);
+        subscribes ``policy/control`` (std_msgs/String JSON, reliable, volatile):
+            ``{op: start, revision_id, seed, episode}`` resets the policy with the seed and
+            opens an episode (acting at once on the newest state), ``{op: stop, episode}``
+            closes it. Messages for another revision are ignored. With ``gated`` false the
+            host acts on every new tick without episodes.
     Parameters (see PolicyHostNodeConfig): ``revision_dir`` (str), ``revision_id`` (str),
         ``task`` (str), ``task_file`` (str path), ``deadline_margin_s`` (s, <0 = contract),
         ``warmup_timeout_s`` (s), ``max_image_age_s`` (s), ``log_dir`` (str),
@@ -70,6 +80,9 @@ class PolicyHostNode(Node):
         self._image: tuple[float, np.ndarray] | None = None
         self._pending: StateVector | None = None
         self._last_tick: int | None = None
+        self._latest_state: StateVector | None = None
+        self._episode = ''
+        self._fault_reason = ''
         self.state = 'starting'
         self._publish_status('starting', '')
         log_dir = Path(cfg.log_dir) if cfg.log_dir else (
@@ -87,6 +100,7 @@ class PolicyHostNode(Node):
             self._publish_status('ready', '')
         self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS)
         self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS)
+        self.create_subscription(String, 'policy/control', self._on_control, CONTROL_QOS)
 
     def _spec(self) -> PolicySpec:
         cfg = self.config
@@ -117,11 +131,51 @@ class PolicyHostNode(Node):
             self._try_act(pending)
 
     def _on_state(self, msg: StateVector) -> None:
+        with self._lock:
+            self._latest_state = msg
         self._try_act(msg)
+
+    def _on_control(self, msg: String) -> None:
+        try:
+            req = json.loads(msg.data)
+        except ValueError:
+            self.get_logger().error(f'policy/control: not JSON: {msg.data[:80]!r}')
+            return
+        if req.get('revision_id') not in (None, self.revision_id):
+            return
+        op = req.get('op')
+        episode = str(req.get('episode', ''))
+        with self._lock:
+            if self.state == 'fault':
+                self._publish_status('fault', self._fault_reason, episode=episode)
+                return
+            if op == 'stop':
+                self._episode = ''
+                if self.state == 'running':
+                    self.state = 'ready'
+                self._publish_status('stopped', '', episode=episode)
+                return
+            if op != 'start':
+                self.get_logger().error(f'policy/control: unknown op {op!r}')
+                return
+            seed = req.get('seed')
+            # The callback is the only broad catch: a policy raising in reset() ends in a fault
+            # status, never in an exception inside the executor.
+            try:
+                self.host.reset(None if seed is None else int(seed))
+            except PolicyError as exc:
+                self._fault(exc, episode=episode)
+                return
+            self._episode, self.state, self._last_tick = episode, 'running', None
+            self._pending = None
+            self._publish_status('running', '', episode=episode)
+            latest = self._latest_state
+        if latest is not None:
+            self._try_act(latest)
 
     def _try_act(self, state: StateVector) -> None:
         with self._lock:
-            if self.state != 'ready':
+            if self.state != ('running' if self.config.gated else 'ready'):
                 return
             tick = int(state.tick)
             if self._last_tick is not None and tick == self._last_tick:
@@ -132,7 +186,8 @@ class PolicyHostNode(Node):
                 self._pending = state  # act once the matching frame arrives
                 return
             self._pending = None
-            new_episode = self._last_tick is not None and tick < self._last_tick
+            new_episode = (not self.config.gated and self._last_tick is not None
+                           and tick < self._last_tick)
             self._last_tick = tick
             # The callback is the only broad catch: a misbehaving policy ends in a fault
             # status, never in an exception inside the executor.
@@ -152,10 +207,12 @@ class PolicyHostNode(Node):
             self._cmd_pub.publish(conv.command_msg(tick, self.revision_id, action,
                                                    state.header.stamp))
 
-    def _fault(self, exc: EnpireError) -> None:
+    def _fault(self, exc: EnpireError, **extra) -> None:
         self.state = 'fault'
+        self._fault_reason = str(exc)
         self.get_logger().error(f'policy {self.revision_id} faulted: {exc}')
-        self._publish_status('fault', str(exc), error_code=exc.code)
+        self._publish_status('fault', str(exc), error_code=exc.code,
+                             episode=extra.get('episode', self._episode))
 
     def _publish_status(self, state: str, reason: str, **extra) -> None:
         self._status_pub.publish(conv.status_msg(state, reason, self.revision_id, **extra))

@@ -40,6 +40,9 @@ from enpire_rollout.core.trial import Progress, ResetInfo, VerifyOutcome
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: Episode control is never latched (a restarted host must not act on a stale start).
+CONTROL = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
 
 
 def verdict_to_dict(v: Any) -> dict[str, Any]:
@@ -136,7 +139,7 @@ class RosController:
         self._proc: subprocess.Popen | None = None
         self._revision_id = ''
         self._revision_dir = ''
-        self._control = node.create_publisher(String, 'policy/control', LATCHED)
+        self._control = node.create_publisher(String, 'policy/control', CONTROL)
         self._safety_reset = node.create_publisher(Empty, 'safety/reset', 10)
         node.create_subscription(StateVector, 'state', self._on_state, LATCHED,
                                  callback_group=group)
@@ -237,6 +240,11 @@ class RosController:
                 proc.wait(timeout=5.0)
 
     def _send(self, op: str, **payload: Any) -> None:
+        end = time.monotonic() + 10.0
+        while self._control.get_subscription_count() == 0:
+            if time.monotonic() > end:
+                raise EnpireTimeoutError('the policy host does not subscribe policy/control')
+            time.sleep(0.01)
         self._control.publish(String(data=json.dumps({'op': op, 'revision_id': self._revision_id,
                                                       **payload})))
 
