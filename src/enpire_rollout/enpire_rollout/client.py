@@ -1,0 +1,253 @@
+"""Client side of the rollout: run trials on a cell from a CLI or an agent.
+
+:class:`RolloutClient` talks to a cell's ``run_trials`` action from its own rclpy context.
+:class:`CellStack` starts the embedded sim cell launch (``enpire up``) when no cell answers,
+and stops it again (process group, SIGINT then SIGKILL). :func:`make_ros_trials_port` gives
+the built-in agent a ``TrialsPort`` backed by both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from enpire_common.errors import (
+    CellUnavailableError,
+    ConfigError,
+    EnpireTimeoutError,
+    error_from_code,
+)
+
+
+def default_launch_file(name: str = 'push_t_sim.launch.yaml') -> Path:
+    """The workspace's launch file, else the installed copy."""
+    root = os.environ.get('ENPIRE_ROOT')
+    candidates = [Path(root) / 'launch' / name] if root else []
+    candidates.append(Path(__file__).resolve().parents[3] / 'launch' / name)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory('enpire_bringup')) / 'launch' / name)
+    except Exception:  # noqa: BLE001 - no ament index: only the workspace copy
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f'launch file {name} not found (looked in: '
+                      f"{', '.join(str(c) for c in candidates)})")
+
+
+def trial_to_dict(t: Any) -> dict[str, Any]:
+    """A TrialResult message as plain JSON-able data."""
+    return {'trial_id': t.trial_id, 'revision_id': t.revision_id, 'cell_id': t.cell_id,
+            'seed': int(t.seed), 'outcome': t.outcome, 'reason': t.reason,
+            'success': bool(t.success), 'score': round(float(t.score), 6),
+            'steps': int(t.steps), 'duration_s': round(float(t.duration_s), 3),
+            'reset_s': round(float(t.reset_s), 3), 'record_dir': t.record_dir,
+            'error_code': int(t.error_code), 'error_msg': t.error_msg}
+
+
+class RolloutClient:
+    """Action client of one cell's ``run_trials``, spinning in a private context."""
+
+    def __init__(self, cell: str = 'cell_0') -> None:
+        import rclpy
+        from rclpy.action import ActionClient
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+
+        from enpire_interfaces.action import RunTrials
+
+        self.cell = cell
+        self._context = Context()
+        rclpy.init(context=self._context)
+        self._node = Node('enpire_rollout_client', namespace=f'/{cell}',
+                          context=self._context)
+        self._client = ActionClient(self._node, RunTrials, 'run_trials')
+        self._executor = MultiThreadedExecutor(num_threads=2, context=self._context)
+        self._executor.add_node(self._node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+        self._goal = None
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return bool(self._client.wait_for_server(timeout_sec=timeout_s))
+
+    def run_trials(self, *, count: int, policy_dir: str = '', revision_id: str = '',
+                   seeds: Sequence[int] = (), seed_start: int = 0, experiment_id: str = '',
+                   max_wall_time_s: float = 0.0, max_episode_steps: int = 0,
+                   max_consecutive_faults: int = 0, record: bool = True,
+                   on_feedback: Callable[[Any], None] | None = None,
+                   timeout_s: float = 24 * 3600.0) -> Any:
+        """Send one RunTrials goal and wait for its result (raises the result's error)."""
+        from enpire_common.ros import wait_future
+        from enpire_interfaces.action import RunTrials
+
+        if not self.wait_ready(10.0):
+            raise CellUnavailableError(f'/{self.cell}/run_trials is not available')
+        goal = RunTrials.Goal(
+            experiment_id=experiment_id, revision_id=revision_id, policy_dir=policy_dir,
+            count=int(count), seeds=[int(s) for s in seeds], seed_start=int(seed_start),
+            max_wall_time_s=float(max_wall_time_s), max_episode_steps=int(max_episode_steps),
+            max_consecutive_faults=int(max_consecutive_faults), record=bool(record))
+        cb = (lambda fb: on_feedback(fb.feedback)) if on_feedback else None
+        handle = wait_future(self._client.send_goal_async(goal, feedback_callback=cb), 30.0,
+                             'run_trials goal')
+        if not handle.accepted:
+            raise CellUnavailableError(f'/{self.cell} rejected the run (another run is in '
+                                       'progress on this cell)')
+        self._goal = handle
+        try:
+            result = wait_future(handle.get_result_async(), timeout_s, 'run_trials').result
+        finally:
+            self._goal = None
+        if result.error_code:
+            raise error_from_code(result.error_code, result.error_msg)
+        return result
+
+    def cancel(self) -> None:
+        if self._goal is not None:
+            self._goal.cancel_goal_async()
+
+    def close(self) -> None:
+        import rclpy
+
+        self._executor.shutdown(timeout_sec=2.0)
+        self._node.destroy_node()
+        rclpy.try_shutdown(context=self._context)
+
+
+@dataclass
+class CellStack:
+    """Runs ``enpire up <launch> ...`` in the background while in use."""
+
+    launch_file: Path
+    args: dict[str, str]
+    log_path: Path
+    home: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, 'ENPIRE_HOME': str(self.home)}
+        cmd = [sys.executable, '-m', 'enpire_bringup.cli', 'up', str(self.launch_file),
+               *(f'{k}:={v}' for k, v in self.args.items())]
+        with open(self.log_path, 'ab') as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env,
+                                         start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGINT, 20.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class CellSession:
+    """A client for ``cell``, starting the sim cell launch first when none answers."""
+
+    def __init__(self, *, home: Path, cell: str = 'cell_0', start: bool = True,
+                 launch_args: dict[str, str] | None = None, probe_s: float = 3.0,
+                 ready_timeout_s: float = 90.0, log: Callable[[str], None] | None = None) -> None:
+        self.log = log or (lambda _m: None)
+        self.client = RolloutClient(cell)
+        self.stack: CellStack | None = None
+        if self.client.wait_ready(probe_s):
+            self.log(f'using the running cell /{cell}')
+            return
+        if not start:
+            self.client.close()
+            raise CellUnavailableError(f'no cell answers on /{cell}/run_trials')
+        self.stack = CellStack(default_launch_file(), {'cell': cell, **(launch_args or {})},
+                               home / 'logs' / f'launch-{cell}.log', home)
+        self.log(f'starting the sim cell /{cell} ({self.stack.launch_file.name}); '
+                 f'log: {self.stack.log_path}')
+        self.stack.start()
+        end = time.monotonic() + ready_timeout_s
+        while not self.client.wait_ready(1.0):
+            if not self.stack.alive():
+                self.close()
+                raise CellUnavailableError(f'the cell launch exited; see {self.stack.log_path}'
+                                           if self.stack else 'the cell launch exited')
+            if time.monotonic() > end:
+                self.close()
+                raise EnpireTimeoutError(f'/{cell}/run_trials not ready within '
+                                         f'{ready_timeout_s:.0f} s')
+
+    def close(self) -> None:
+        self.client.close()
+        if self.stack is not None:
+            self.stack.stop()
+
+
+class RosTrialsPort:
+    """The built-in agent's TrialsPort over a cell session (trials are stored by the node)."""
+
+    def __init__(self, session: CellSession) -> None:
+        self.session = session
+
+    def run(self, *, experiment_id: str, revision_id: str, revision_dir: Path,
+            seeds: Sequence[int], max_wall_time_s: float = 0.0,
+            on_trial: Callable[[Any], None] | None = None) -> list[Any]:
+        from enpire_evolution.core.trials_port import TrialOutcome
+
+        def outcome(t: Any) -> TrialOutcome:
+            return TrialOutcome(trial_id=t.trial_id, seed=int(t.seed), outcome=t.outcome,
+                                success=bool(t.success), score=float(t.score),
+                                steps=int(t.steps), duration_s=float(t.duration_s),
+                                reason=t.reason)
+
+        seen: set[str] = set()
+
+        def on_feedback(fb: Any) -> None:
+            last = fb.last
+            if on_trial and last.trial_id and last.trial_id not in seen:
+                seen.add(last.trial_id)
+                on_trial(outcome(last))
+
+        result = self.session.client.run_trials(
+            count=len(seeds), revision_id=revision_id, seeds=list(seeds),
+            experiment_id=experiment_id, max_wall_time_s=max_wall_time_s,
+            on_feedback=on_feedback)
+        out = [outcome(t) for t in result.trials]
+        if on_trial:
+            for o in out:
+                if o.trial_id not in seen:
+                    on_trial(o)
+        return out
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def make_ros_trials_port(task: str, home: Path, cells: int = 1,
+                         log: Callable[[str], None] | None = None) -> RosTrialsPort:
+    """A TrialsPort on ``cell_0`` (started here if no cell runs)."""
+    if cells != 1:
+        raise ConfigError(f'cells={cells}: the ROS trials port drives one cell per agent; '
+                          'start one agent per cell')
+    if task != 'push_t':
+        raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
+    return RosTrialsPort(CellSession(home=Path(home), log=log))
