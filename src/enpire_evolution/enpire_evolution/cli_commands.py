@@ -1,4 +1,4 @@
-"""``enpire exp list|show|compare|prune|recipe`` and ``enpire report``.
+"""``enpire exp list|show|compare|prune|recipe``, ``enpire report`` and ``enpire improve``.
 
 The store is ``--url`` if given, else ``$ENPIRE_STORE_URL``, else the SQLite file
 ``<home>/enpire.db`` with home from ``--home``, ``$ENPIRE_HOME`` or ./runs.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--window', type=int, default=50, help='rolling success window')
     _common(p)
     p.set_defaults(func=_report)
+
+    _register_improve(sub)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -289,3 +292,125 @@ def _report(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({s['n']} trials, success {_pct(s['success_rate'])}, "
               f"{len(report['revisions'])} revisions)")
     return 0
+
+
+# --- enpire improve ----------------------------------------------------------------------------
+IMPROVE_AGENTS = ('builtin',)
+
+
+def _register_improve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'improve', help='let an agent improve the task policy until a goal or a budget',
+        description='The built-in agent searches the seed policy\'s params with optuna (TPE), '
+                    'tries each candidate on common tuning seeds (successive halving), keeps '
+                    'or reverts it, and evaluates the best on held-out seeds until GOAL '
+                    'consecutive successes. Resumable: run the same command again. Exit 0 '
+                    'when the goal is met, 1 when the budget ran out first.')
+    p.add_argument('--task', default='push_t', help='task name (default push_t)')
+    p.add_argument('--agent', default='builtin', choices=IMPROVE_AGENTS,
+                   help='which agent improves the policy')
+    p.add_argument('--budget-min', type=float, default=30.0,
+                   help='wall-clock budget of this run in minutes (default 30)')
+    p.add_argument('--experiment', default=None,
+                   help='experiment id (default improve-<task>)')
+    p.add_argument('--goal-consecutive', type=int, default=50,
+                   help='consecutive held-out successes that meet the goal (default 50)')
+    p.add_argument('--cells', type=int, default=1, help='cells to run trials on (default 1)')
+    p.add_argument('--seed-policy', default=None,
+                   help='policy directory seeding the workspace (default '
+                        'examples/policies/<task>/scripted)')
+    p.add_argument('--fake', action='store_true',
+                   help='no ROS: a synthetic success model over the params decides each trial '
+                        '(FakeTrialsPort + peaked_success_model, 5 simulated s per trial, '
+                        'simulated clock); demonstrates the whole loop')
+    p.add_argument('--no-report', action='store_true', help='skip the HTML report')
+    _common(p)
+    p.set_defaults(func=_improve)
+
+
+def _improve(args: argparse.Namespace) -> int:
+    import time
+
+    from enpire_agent_bridge.core.revisions import RevisionStore
+    from enpire_common.clock import FakeClock, SystemClock
+    from enpire_evolution.core.agent import BuiltinAgent
+    from enpire_evolution.core.agent_config import BuiltinAgentConfig
+    from enpire_evolution.core.branches import PolicyWorkspace
+    from enpire_evolution.core.config import enpire_home
+    from enpire_evolution.core.store import ExperimentStore
+
+    home = enpire_home(args.home).absolute()
+    config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
+                                budget_min=args.budget_min,
+                                goal_consecutive=args.goal_consecutive, cells=args.cells)
+    out = sys.stderr if args.json else sys.stdout
+
+    def log(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    store = ExperimentStore(_store_url(args))
+    port: object = None
+    try:
+        if args.fake:
+            from enpire_common.tasks import load_task
+            from enpire_evolution.core.trials_port import (
+                PUSH_T_FAKE_OPTIMUM,
+                FakeTrialsPort,
+                peaked_success_model,
+            )
+
+            task = load_task(args.task)
+            clock: object = FakeClock(start_s=time.time())
+            wall = clock.now_s  # type: ignore[attr-defined]
+            port = FakeTrialsPort(store, peaked_success_model(PUSH_T_FAKE_OPTIMUM),
+                                  evaluation_seeds=task.evaluation_seeds,
+                                  clock=clock, trial_s=5.0,  # type: ignore[arg-type]
+                                  wall=wall)
+        else:
+            try:
+                from enpire_rollout.client import make_ros_trials_port
+            except ImportError as exc:
+                print(f'enpire improve: the ROS trials port is unavailable ({exc}); install '
+                      'enpire_rollout and ROS 2, or pass --fake', file=sys.stderr)
+                return 2
+            clock, wall = SystemClock(), time.time
+            port = make_ros_trials_port(args.task, home, args.cells, log=log)
+        agent = BuiltinAgent(
+            config, store, RevisionStore(home / 'revisions'),
+            PolicyWorkspace(home / 'workspace' / args.task), port,  # type: ignore[arg-type]
+            home=home, seed_policy=args.seed_policy, clock=clock,  # type: ignore[arg-type]
+            wall=wall, log=log)
+        result = agent.run()
+        report_path = None
+        if not args.no_report:
+            from enpire_evolution.core.config import ReportConfig
+            from enpire_evolution.core.report import build_report, render_html
+
+            report = build_report(store, result.experiment,
+                                  ReportConfig(goal_consecutive=config.goal_consecutive))
+            report_path = home / 'reports' / f'{result.experiment}.html'
+            render_html(report, report_path, home=home)
+    finally:
+        close = getattr(port, 'close', None)
+        if callable(close):
+            close()
+        store.close()
+    res = result.to_dict()
+    bt = result.best_tuning
+    summary = [
+        f"experiment {result.experiment}: {'GOAL MET' if result.goal_met else 'goal not met'}"
+        f' ({result.stop_reason})',
+        f"best revision {(result.best_revision or '-')[:12]}  tuning "
+        f"{bt.get('successes', 0)}/{bt.get('n', 0)} (95% CI {bt.get('ci_low', 0):.2f}-"
+        f"{bt.get('ci_high', 1):.2f})",
+        f'best evaluation streak {result.best_eval_streak}/{result.goal_consecutive}  '
+        f'evaluation seeds used {result.eval_seeds_used}',
+        f'{result.n_candidates} candidates, {result.n_trials} trials, this run '
+        f'{result.wall_time_s:.0f} s, time to success '
+        f"{'-' if result.time_to_success_s is None else f'{result.time_to_success_s:.0f} s'}",
+        f'recipe {result.recipe_path}']
+    if report_path is not None:
+        summary.append(f'report {report_path}')
+    _print(args, {'ok': True, **res, 'report': str(report_path) if report_path else None},
+           '\n'.join(summary))
+    return 0 if result.goal_met else 1

@@ -1,0 +1,203 @@
+"""The trials port of the built-in agent, and a deterministic fake of it.
+
+Contract of :class:`TrialsPort` (the rollout node implements it over ROS): ``run`` executes
+one trial per seed of an already-stored revision and RECORDS each finished trial in the
+experiment store itself (experiment, revision, branch = the revision's branch in the store,
+cell, seed, outcome, ..., ``is_eval`` = the seed lies in the task's evaluation range). The
+returned outcomes are a convenience; the store is the source of truth. Callers therefore
+``add_revision`` before running trials of it and never record trials themselves.
+
+:class:`FakeTrialsPort` honours the same contract without ROS: a success model over the
+policy's ``params`` decides each trial, time passes on an injected fake clock, and a
+``kill_after`` option raises :class:`SimulatedKill` after K recorded trials (a SIGKILL in the
+middle of a batch, for resume tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from enpire_common.clock import FakeClock
+from enpire_common.errors import ConfigError
+from enpire_evolution.core.fakes import FAKE_START_S
+from enpire_evolution.core.store import ExperimentStore, Trial
+
+#: Outcomes that say nothing about the policy (the cell failed); excluded from statistics.
+VOID_OUTCOMES = ('reset_failed', 'aborted')
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """One finished trial as the port reports it (the store holds the full row)."""
+
+    trial_id: str
+    seed: int
+    outcome: str
+    success: bool
+    score: float
+    steps: int
+    duration_s: float
+    reason: str = ''
+
+
+class TrialsPort(Protocol):
+    """Runs budgeted trials of a stored revision and records them in the experiment store."""
+
+    def run(self, *, experiment_id: str, revision_id: str, revision_dir: Path,
+            seeds: Sequence[int], max_wall_time_s: float = 0.0,
+            on_trial: Callable[[TrialOutcome], None] | None = None
+            ) -> list[TrialOutcome]:
+        """Run one trial per seed (in order, possibly on several cells).
+
+        Args:
+            experiment_id: experiment the trials belong to.
+            revision_id: content id of a revision already added to the store.
+            revision_dir: the revision's snapshot directory.
+            seeds: reset seeds, one trial each.
+            max_wall_time_s: stop starting trials after this long (0 = no limit); the
+                unstarted seeds are simply not returned.
+            on_trial: called after each trial is recorded.
+
+        Returns:
+            The outcomes of the trials that finished, in completion order.
+        """
+        ...
+
+
+class SimulatedKill(BaseException):  # noqa: N818 - it stands for a signal, not an error
+    """Raised by :class:`FakeTrialsPort` to simulate SIGKILL (BaseException: nothing catches
+    it by accident, like a real kill)."""
+
+
+SuccessModel = Callable[[Mapping[str, Any], int], bool]
+
+
+def seed_difficulty(seed: int) -> float:
+    """A fixed uniform number in [0, 1) per seed: how hard that start state is.
+
+    Sharing it between revisions is what common random numbers mean in the fake world: a
+    better policy solves a superset of the starts a worse one solves.
+    """
+    digest = hashlib.sha256(f'enpire-fake-seed:{int(seed)}'.encode()).digest()
+    return int.from_bytes(digest[:8], 'big') / 2**64
+
+
+def peaked_success_model(optimum: Mapping[str, float], *, peak: float = 0.995,
+                         floor: float = 0.02, width: float = 0.35) -> SuccessModel:
+    """A synthetic success model: probability peaks at ``optimum`` and falls off in log space.
+
+    ``p(params) = floor + (peak - floor) * exp(-mean_k (ln(params[k] / optimum[k]) / width)^2)``
+    over the keys of ``optimum`` (other params do not matter; a missing or non-positive value
+    counts as far away). A trial with seed ``s`` succeeds when ``seed_difficulty(s) < p``.
+    This is the documented model behind ``enpire improve --fake``.
+    """
+    keys = sorted(optimum)
+
+    def probability(params: Mapping[str, Any]) -> float:
+        total = 0.0
+        for k in keys:
+            v = params.get(k)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                total += 9.0
+                continue
+            total += (math.log(float(v) / float(optimum[k])) / width) ** 2
+        return floor + (peak - floor) * math.exp(-total / max(1, len(keys)))
+
+    def model(params: Mapping[str, Any], seed: int) -> bool:
+        return seed_difficulty(seed) < probability(params)
+
+    model.probability = probability  # type: ignore[attr-defined]
+    return model
+
+
+#: Where the ``--fake`` world puts the best Push-T scripted params (within the search space).
+PUSH_T_FAKE_OPTIMUM = {'push_gain': 0.5, 'max_step_px': 30.0, 'lever_px': 35.0,
+                       'angle_weight_px': 90.0}
+
+
+def read_params(revision_dir: Path) -> dict[str, Any]:
+    """The ``params:`` mapping of ``<revision_dir>/policy.yaml`` (empty if absent)."""
+    path = Path(revision_dir) / 'policy.yaml'
+    data = yaml.safe_load(path.read_text(encoding='utf-8')) if path.is_file() else {}
+    params = (data or {}).get('params') or {}
+    return dict(params) if isinstance(params, Mapping) else {}
+
+
+class FakeTrialsPort:
+    """A deterministic :class:`TrialsPort` that records its trials in the store.
+
+    Args:
+        store: the experiment store trials are written to.
+        success_model: ``(params, seed) -> success``; params are read from the revision's
+            ``policy.yaml`` (as the real policy host would).
+        evaluation_seeds: inclusive ``(first, last)`` range marking ``is_eval`` trials.
+        clock: advanced by ``trial_s`` per trial (a fake of wall time passing).
+        trial_s: simulated wall time of one trial (reset included).
+        cell: cell id recorded on each trial.
+        kill_after: raise :class:`SimulatedKill` once this many trials have been recorded by
+            this port instance (None = never).
+        wall: epoch seconds stamped on trials (default ``FAKE_START_S + clock``).
+    """
+
+    def __init__(self, store: ExperimentStore, success_model: SuccessModel, *,
+                 evaluation_seeds: tuple[int, int] = (100000, 100999),
+                 clock: FakeClock | None = None, trial_s: float = 10.0,
+                 cell: str = 'cell_0', kill_after: int | None = None,
+                 wall: Callable[[], float] | None = None) -> None:
+        self.store = store
+        self.success_model = success_model
+        self.evaluation_seeds = (int(evaluation_seeds[0]), int(evaluation_seeds[1]))
+        self.clock = clock or FakeClock()
+        self.trial_s = float(trial_s)
+        self.cell = cell
+        self.kill_after = kill_after
+        self.wall = wall or (lambda: FAKE_START_S + self.clock.now_s())
+        self.recorded = 0
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def run(self, *, experiment_id: str, revision_id: str, revision_dir: Path,
+            seeds: Sequence[int], max_wall_time_s: float = 0.0,
+            on_trial: Callable[[TrialOutcome], None] | None = None
+            ) -> list[TrialOutcome]:
+        if not self.store.has_revision(experiment_id, revision_id):
+            raise ConfigError(f"revision '{revision_id[:12]}' is not in experiment "
+                              f"'{experiment_id}'; add_revision before running its trials")
+        rev = self.store.revision(experiment_id, revision_id)
+        params = read_params(revision_dir)
+        self.calls.append((revision_id, tuple(int(s) for s in seeds)))
+        start = self.clock.now_s()
+        out: list[TrialOutcome] = []
+        lo, hi = self.evaluation_seeds
+        for seed in seeds:
+            if max_wall_time_s > 0 and self.clock.now_s() - start >= max_wall_time_s:
+                break
+            started = self.wall()
+            self.clock.advance(self.trial_s)
+            ok = bool(self.success_model(params, int(seed)))
+            difficulty = seed_difficulty(int(seed))
+            score = 1.0 if ok else round(0.3 + 0.6 * (1.0 - difficulty), 3)
+            trial_id = f'{experiment_id}-{revision_id[:12]}-s{int(seed)}'
+            trial = Trial(
+                trial_id=trial_id, experiment=experiment_id, revision=revision_id,
+                branch=rev.branch, cell=self.cell, seed=int(seed),
+                outcome='success' if ok else 'timeout', success=ok, score=score,
+                steps=120 if ok else 300, started_at=started, ended_at=started + self.trial_s,
+                duration_s=self.trial_s * 0.8, reset_s=self.trial_s * 0.2,
+                reason='' if ok else 'time limit', is_eval=lo <= int(seed) <= hi)
+            self.store.record_trial(trial)
+            self.recorded += 1
+            outcome = TrialOutcome(trial_id, int(seed), trial.outcome, ok, score, trial.steps,
+                                   trial.duration_s, trial.reason)
+            out.append(outcome)
+            if on_trial is not None:
+                on_trial(outcome)
+            if self.kill_after is not None and self.recorded >= self.kill_after:
+                raise SimulatedKill(f'simulated SIGKILL after {self.recorded} trials')
+        return out

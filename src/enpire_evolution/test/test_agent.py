@@ -1,0 +1,274 @@
+"""The built-in search agent against the fake trials port (no ROS, simulated time)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from enpire_agent_bridge.core.contract import load_policy_manifest
+from enpire_agent_bridge.core.revisions import RevisionStore
+from enpire_common.clock import FakeClock
+from enpire_common.errors import ConfigError, PolicyRejectedError
+from enpire_common.tasks import load_task
+from enpire_evolution.core.agent import (
+    CANDIDATE_DONE,
+    CANDIDATE_STARTED,
+    EVALUATION_DONE,
+    BuiltinAgent,
+)
+from enpire_evolution.core.agent_config import BuiltinAgentConfig
+from enpire_evolution.core.branches import PolicyWorkspace
+from enpire_evolution.core.fakes import FAKE_START_S
+from enpire_evolution.core.search_space import derive_search_space, round_sig
+from enpire_evolution.core.store import ExperimentStore, Revision
+from enpire_evolution.core.trials_port import (
+    FakeTrialsPort,
+    SimulatedKill,
+    peaked_success_model,
+    seed_difficulty,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+SEED = ROOT / 'examples' / 'policies' / 'push_t' / 'scripted'
+TASK = load_task('push_t')
+EVAL_LO, EVAL_HI = TASK.evaluation_seeds
+# A small world: two searched params (the rest held fixed), success peaking inside the space.
+OPTIMUM = {'push_gain': 0.5, 'max_step_px': 30.0}
+SEARCHED = ('push_gain', 'max_step_px')
+OVERRIDES = {k: None for k in yaml.safe_load((SEED / 'policy.yaml').read_text())['params']
+             if k not in SEARCHED}
+MODEL = peaked_success_model(OPTIMUM, peak=0.999, floor=0.05, width=0.6)
+
+
+def manifest_validator(policy_dir: Path) -> None:
+    """A fast stand-in for check_policy: the manifest must load."""
+    load_policy_manifest(policy_dir)
+
+
+class World:
+    """One ENPIRE_HOME: store, revision store, workspace and fake time, reopened per agent."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.clock = FakeClock()
+        self.store = ExperimentStore.open(home)
+        self.lines: list[str] = []
+
+    def agent(self, *, kill_after: int | None = None, validate=manifest_validator,
+              success_model=MODEL, **cfg) -> tuple[BuiltinAgent, FakeTrialsPort]:
+        config = BuiltinAgentConfig(**{'budget_min': 60.0, 'goal_consecutive': 5,
+                                       'search_overrides': OVERRIDES, 'n_startup_trials': 4,
+                                       **cfg})
+        port = FakeTrialsPort(self.store, success_model, evaluation_seeds=TASK.evaluation_seeds,
+                              clock=self.clock, trial_s=10.0, kill_after=kill_after)
+        agent = BuiltinAgent(config, self.store, RevisionStore(self.home / 'revisions'),
+                             PolicyWorkspace(self.home / 'workspace' / 'push_t'), port,
+                             home=self.home, task=TASK, seed_policy=SEED, clock=self.clock,
+                             wall=lambda: FAKE_START_S + self.clock.now_s(),
+                             log=self.lines.append, validate=validate)
+        return agent, port
+
+    def close(self) -> None:
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(tmp_path / 'runs')
+    yield w
+    w.close()
+
+
+def test_the_agent_improves_on_the_seed_policy_and_meets_a_small_goal(world):
+    agent, _ = world.agent()
+    result = agent.run()
+    assert result.goal_met and result.stop_reason == 'goal'
+    exp = result.experiment
+    assert exp == 'improve-push_t'
+    best = world.store.revision(exp, result.best_revision)
+    baseline = next(e.data for e in world.store.events(exp, CANDIDATE_DONE)
+                    if e.data.get('baseline'))
+    assert result.best_tuning['success_rate'] > baseline['successes'] / baseline['n']
+    assert MODEL.probability(best.params) > MODEL.probability(agent.space.defaults)
+    assert result.best_eval_streak >= 5 and result.time_to_success_s is not None
+    assert world.store.experiment(exp).status == 'done'
+    # The kept revision is a real policy revision on the agent's branch, with its lineage.
+    assert best.branch == 'agent-0' and best.status == 'kept' and best.parent
+    manifest = load_policy_manifest(agent.revisions.get(best.id).path)
+    assert manifest.parent == best.parent and manifest.version >= 2
+    assert dict(manifest.params) == best.params and 'trial' in manifest.hypothesis
+    log = agent.workspace.log(agent.config.git_branch)
+    assert any(e.subject.startswith('revert: ') and ' vs best ' in e.subject for e in log)
+    assert any(e.sha == best.commit for e in log)
+    assert Path(result.recipe_path).is_file()
+    assert any(best.id[:12] in line for line in world.lines)
+    assert result.n_trials == world.store.count_trials(exp)
+
+
+def test_evaluation_seeds_are_held_out_fresh_and_consumed_in_order(world):
+    agent, _ = world.agent(goal_consecutive=6, max_eval_attempts=1)
+    result = agent.run()
+    exp = result.experiment
+    tuning = world.store.trials_for(exp, is_eval=False)
+    evals = world.store.trials_for(exp, is_eval=True)
+    assert tuning and evals
+    assert all(t.seed < EVAL_LO or t.seed > EVAL_HI for t in tuning)
+    assert {t.seed for t in tuning} <= set(agent.tuning_seeds)
+    seeds = [t.seed for t in evals]
+    assert len(seeds) == len(set(seeds)), 'an evaluation seed was used twice'
+    assert sorted(seeds) == list(range(EVAL_LO, EVAL_LO + len(seeds)))
+    attempts = world.store.events(exp, EVALUATION_DONE)
+    for a, b in zip(attempts, attempts[1:], strict=False):
+        assert b.data['first_seed'] == a.data['last_seed'] + 1
+    evaluated = [e.data['revision'] for e in attempts]
+    assert len(evaluated) == len(set(evaluated)), 'a revision was evaluated twice'
+
+
+def test_rejected_candidates_are_logged_and_skipped_without_crashing(world):
+    def picky(policy_dir: Path) -> None:
+        params = load_policy_manifest(policy_dir).params
+        if params['push_gain'] > 0.4:
+            raise PolicyRejectedError(f"push_gain={params['push_gain']} makes it fault")
+
+    agent, _ = world.agent(validate=picky, max_candidates=8, goal_consecutive=50)
+    result = agent.run()
+    exp = result.experiment
+    done = [e.data for e in world.store.events(exp, CANDIDATE_DONE)]
+    rejected = [d for d in done if d['decision'] == 'rejected']
+    assert rejected and 'push_gain=' in rejected[0]['reason']
+    for d in rejected:
+        rev = world.store.revision(exp, d['revision'])
+        assert rev.status == 'rejected' and rev.params['push_gain'] > 0.4
+        assert not world.store.trials_for(exp, revision=rev.id)
+    assert result.stop_reason == 'max_candidates' and result.n_candidates == len(done)
+    assert any('REJECTED' in line for line in world.lines)
+    # The worktree is back on the best's files after a rejection.
+    best = world.store.revision(exp, result.best_revision)
+    wt = yaml.safe_load((agent.worktree / 'policy.yaml').read_text())
+    assert wt['params'] == best.params
+
+
+def test_the_seed_policy_failing_validation_stops_the_agent_with_a_clear_error(world):
+    def reject_all(_dir: Path) -> None:
+        raise PolicyRejectedError('act() returned NaN')
+
+    agent, _ = world.agent(validate=reject_all)
+    with pytest.raises(PolicyRejectedError, match='seed policy .* rejected.*NaN'):
+        agent.run()
+
+
+def test_the_budget_stops_the_agent_and_a_rerun_continues_the_same_experiment(world):
+    agent, _ = world.agent(budget_min=4.0, goal_consecutive=50)  # 24 trials of 10 s
+    result = agent.run()
+    assert result.stop_reason == 'budget' and not result.goal_met
+    assert result.wall_time_s == pytest.approx(240.0)
+    assert result.n_trials == 24
+    assert world.store.experiment(result.experiment).status == 'running'
+    agent2, _ = world.agent(budget_min=2.0, goal_consecutive=50)
+    result2 = agent2.run()
+    assert result2.n_trials == 36 and result2.stop_reason == 'budget'
+
+
+@pytest.mark.parametrize('kill_points', [(7,), (23, 31), (26, 6, 41)])
+def test_a_killed_agent_resumes_without_losing_or_repeating_trials(world, kill_points):
+    exp = 'improve-push_t'
+    seen_pairs: set[tuple[str, int]] = set()
+    for k in kill_points:
+        agent, port = world.agent(kill_after=k, goal_consecutive=4)
+        with pytest.raises(SimulatedKill):
+            agent.run()
+        trials = world.store.trials_for(exp)
+        pairs = {(t.revision, t.seed) for t in trials}
+        assert pairs >= seen_pairs, 'a restart lost trials'
+        seen_pairs = pairs
+    agent, port = world.agent(goal_consecutive=4)
+    result = agent.run()
+    assert result.goal_met
+    trials = world.store.trials_for(exp)
+    assert {(t.revision, t.seed) for t in trials} >= seen_pairs
+    counts = Counter((t.revision, t.seed) for t in trials)
+    assert max(counts.values()) == 1, 'a seed of a revision ran twice'
+    # The resumed run asked the port only for seeds the store lacked.
+    asked = Counter((rev, s) for rev, seeds in port.calls for s in seeds)
+    assert all((rev, s) not in seen_pairs for rev, s in asked)
+    started = [e.data for e in world.store.events(exp, CANDIDATE_STARTED)]
+    done = [e.data for e in world.store.events(exp, CANDIDATE_DONE)]
+    assert len({d['optuna_trial'] for d in started}) == len(started)
+    tried = [d['revision'] for d in done if d['decision'] in ('keep', 'revert')]
+    assert len(tried) == len(set(tried)), 'a revision was tried twice'
+    study = agent.study.get_trials(deepcopy=False)
+    assert len(study) == len(done) == result.optuna_trials
+    assert all(t.state == TrialState.COMPLETE for t in study)
+    assert sorted(d['optuna_trial'] for d in done) == list(range(len(study)))
+
+
+def test_identical_proposals_reuse_the_stored_revision_instead_of_rerunning(world):
+    only_gain = {**OVERRIDES, 'max_step_px': None, 'push_gain': {'choices': [0.3, 0.6]}}
+    agent, _ = world.agent(search_overrides=only_gain, max_candidates=6, goal_consecutive=50)
+    result = agent.run()
+    exp = result.experiment
+    revisions = world.store.revisions(exp)
+    assert {r.params['push_gain'] for r in revisions} == {0.3, 0.6}
+    assert len(revisions) == 2
+    decisions = Counter(e.data['decision'] for e in world.store.events(exp, CANDIDATE_DONE))
+    assert decisions['duplicate'] >= 1
+    counts = Counter((t.revision, t.seed) for t in world.store.trials_for(exp))
+    assert max(counts.values()) == 1
+
+
+def test_the_fake_port_refuses_a_revision_the_store_does_not_hold(world, tmp_path):
+    port = FakeTrialsPort(world.store, MODEL)
+    world.store.create_experiment('e', 'push_t', 0.0)
+    with pytest.raises(ConfigError, match='add_revision before running'):
+        port.run(experiment_id='e', revision_id='ab' * 32, revision_dir=tmp_path, seeds=[1])
+
+
+def test_the_fake_port_records_trials_with_the_revision_branch_and_eval_flag(world):
+    world.store.create_experiment('e', 'push_t', 0.0)
+    world.store.add_revision(Revision('e', 'cd' * 32, 'agent-7', params={}))
+    port = FakeTrialsPort(world.store, MODEL, clock=world.clock)
+    out = port.run(experiment_id='e', revision_id='cd' * 32, revision_dir=SEED,
+                   seeds=[3, EVAL_LO], max_wall_time_s=0.0)
+    trials = world.store.trials_for('e')
+    assert [t.seed for t in trials] == [3, EVAL_LO] == [o.seed for o in out]
+    assert [t.is_eval for t in trials] == [False, True]
+    assert {t.branch for t in trials} == {'agent-7'}
+    assert world.clock.now_s() == 20.0
+    # Same seed, same difficulty: a better policy solves a superset of the starts.
+    assert seed_difficulty(3) == seed_difficulty(3)
+
+
+def test_the_search_space_follows_the_documented_table():
+    space = derive_search_space({'gain': 0.3, 'neg': -2.0, 'n': 40, 'flag': True, 'zero': 0.0,
+                                 'name': 'x', 'k': 0})
+    d = space.distributions
+    assert d['gain'] == FloatDistribution(0.15, 0.6, log=True)
+    assert d['neg'] == FloatDistribution(-4.0, -1.0)
+    assert d['n'] == IntDistribution(20, 80)
+    assert d['flag'] == CategoricalDistribution([False, True])
+    assert set(space.fixed) == {'zero', 'name', 'k'}
+    params = space.materialise({'gain': 0.123456, 'n': 33, 'flag': False, 'neg': -1.5})
+    assert params == {'gain': 0.123, 'neg': -1.5, 'n': 33, 'flag': False, 'zero': 0.0,
+                      'name': 'x', 'k': 0}
+    assert round_sig(12345.0, 3) == 12300.0
+    with pytest.raises(ConfigError, match="unknown param.*'gian'"):
+        derive_search_space({'gain': 0.3}, {'gian': (0.1, 1.0)})
+    with pytest.raises(ConfigError, match='low must be < high'):
+        derive_search_space({'gain': 0.3}, {'gain': (1.0, 0.1)})
+    with pytest.raises(ConfigError, match="give \\[low, high\\], \\{'choices'"):
+        derive_search_space({'gain': 0.3}, {'gain': [0.1, 0.2, 0.3]})
+    assert derive_search_space({'g': 0.3}, {'g': {'choices': [0.1, 0.3]}}).distributions['g'] \
+        == CategoricalDistribution([0.1, 0.3])
+    with pytest.raises(ConfigError, match='no searchable params'):
+        derive_search_space({'name': 'x'})
+
+
+def test_agent_config_rejects_bad_stages():
+    with pytest.raises(ConfigError, match='stages'):
+        BuiltinAgentConfig(stages=(20, 6))
+    assert BuiltinAgentConfig(task='push_t').experiment_id == 'improve-push_t'
