@@ -1,0 +1,93 @@
+"""Message <-> core conversions of enpire_sim (the only place that knows both)."""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+
+from enpire_common.tasks import ViewSpec
+from enpire_interfaces.msg import SafetyEvent, StateVector
+from enpire_interfaces.srv import GetGroundTruth
+from enpire_sim.core.push_t import STATE_NAMES, GroundTruth
+
+SAFETY_KINDS = {'BOUNDS': SafetyEvent.KIND_BOUNDS, 'NAN': SafetyEvent.KIND_NAN,
+                'SHAPE': SafetyEvent.KIND_SHAPE}
+
+
+def time_msg(t_s: float) -> Time:
+    ns = int(round(t_s * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def image_msg(img: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """An rgb8 Image. ``array('B', bytes)`` is a memcpy; assigning bytes or a list would make
+    the generated setter check every pixel value in Python."""
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(img.shape[0]), int(img.shape[1])
+    msg.encoding = 'rgb8'
+    msg.is_bigendian = 0
+    msg.step = int(img.shape[1]) * 3
+    msg.data = array.array('B', np.ascontiguousarray(img, dtype=np.uint8).tobytes())
+    return msg
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """An rgb8 Image as an (H, W, 3) uint8 array (a view of the message buffer)."""
+    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
+
+
+def camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
+    """CameraInfo of the orthographic top camera: K holds the workspace->pixel affine
+    (fx = A[0][0], fy = A[1][1], cx = A[0][2], cy = A[1][2]) so u = fx * x_px + cx."""
+    (a, _b, c), (_d, e, f) = view.workspace_to_pixel
+    msg = CameraInfo()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = view.height_px, view.width_px
+    msg.distortion_model = 'plumb_bob'
+    msg.d = [0.0] * 5
+    msg.k = [a, 0.0, c, 0.0, e, f, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [a, 0.0, c, 0.0, 0.0, e, f, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def state_msg(values: Sequence[float], tick: int, stamp: Time) -> StateVector:
+    msg = StateVector()
+    msg.header.stamp = stamp
+    msg.tick = int(tick)
+    msg.names = list(STATE_NAMES)
+    msg.values = [float(v) for v in values]
+    return msg
+
+
+def ground_truth_response(gt: GroundTruth, resp: GetGroundTruth.Response
+                          ) -> GetGroundTruth.Response:
+    resp.object_pose = [float(v) for v in gt.object_pose]
+    resp.agent_pos = [float(v) for v in gt.agent_pos]
+    resp.goal_pose = [float(v) for v in gt.goal_pose]
+    resp.coverage = float(gt.coverage)
+    resp.success = bool(gt.success)
+    resp.step = int(gt.step)
+    resp.seed = int(gt.seed)
+    return resp
+
+
+def safety_event_msg(cell_id: str, kind: str, requested: Sequence[float], revision_id: str,
+                     detail: str, stamp: Time) -> SafetyEvent:
+    msg = SafetyEvent()
+    msg.header.stamp = stamp
+    msg.cell_id = cell_id
+    msg.kind = SAFETY_KINDS.get(kind, SafetyEvent.KIND_BOUNDS)
+    msg.action = SafetyEvent.ACTION_REJECTED
+    msg.requested = [float(v) for v in requested]
+    msg.applied = []
+    msg.revision_id = revision_id
+    msg.detail = detail
+    return msg
