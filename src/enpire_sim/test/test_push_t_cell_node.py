@@ -6,6 +6,8 @@ import threading
 
 import pytest
 from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, Image
 
 from enpire_common.errors import ConfigError
 from enpire_common.ros import call_service
@@ -14,8 +16,6 @@ from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
 from enpire_interfaces.srv import GetGroundTruth, SimReset
 from enpire_sim.ros.conversions import image_to_array
 from enpire_sim.ros.push_t_cell import LATEST_QOS, PushTCellNode
-from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import CameraInfo, Image
 
 pytestmark = pytest.mark.ros
 NS = '/cell_t'
