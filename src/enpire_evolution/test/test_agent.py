@@ -59,13 +59,15 @@ class World:
         self.store = ExperimentStore.open(home)
         self.lines: list[str] = []
 
-    def agent(self, *, kill_after: int | None = None, validate=manifest_validator,
-              success_model=MODEL, **cfg) -> tuple[BuiltinAgent, FakeTrialsPort]:
+    def agent(self, *, kill_after: int | None = None, kill_on_seed: int | None = None,
+              validate=manifest_validator, success_model=MODEL,
+              **cfg) -> tuple[BuiltinAgent, FakeTrialsPort]:
         config = BuiltinAgentConfig(**{'budget_min': 60.0, 'goal_consecutive': 5,
                                        'search_overrides': OVERRIDES, 'n_startup_trials': 4,
                                        **cfg})
         port = FakeTrialsPort(self.store, success_model, evaluation_seeds=TASK.evaluation_seeds,
-                              clock=self.clock, trial_s=10.0, kill_after=kill_after)
+                              clock=self.clock, trial_s=10.0, kill_after=kill_after,
+                              kill_on_seed=kill_on_seed)
         agent = BuiltinAgent(config, self.store, RevisionStore(self.home / 'revisions'),
                              PolicyWorkspace(self.home / 'workspace' / 'push_t'), port,
                              home=self.home, task=TASK, seed_policy=SEED, clock=self.clock,
@@ -110,10 +112,18 @@ def test_the_agent_improves_on_the_seed_policy_and_meets_a_small_goal(world):
     assert result.n_trials == world.store.count_trials(exp)
 
 
-def test_evaluation_seeds_are_held_out_fresh_and_consumed_in_order(world):
-    agent, _ = world.agent(goal_consecutive=6, max_eval_attempts=1)
-    result = agent.run()
-    exp = result.experiment
+def test_evaluation_seeds_are_held_out_fresh_and_consumed_in_order_across_a_kill(world):
+    agent, _ = world.agent(goal_consecutive=6, kill_on_seed=EVAL_LO + 1)
+    with pytest.raises(SimulatedKill):
+        agent.run()  # killed in the middle of the first evaluation
+    exp = agent.exp
+    assert [t.seed for t in world.store.trials_for(exp, is_eval=True)] == [EVAL_LO,
+                                                                           EVAL_LO + 1]
+    agent, port = world.agent(goal_consecutive=6)
+    assert agent.run().experiment == exp
+    assert any('resuming' in line for line in world.lines)
+    first_eval_call = next(seeds for _rev, seeds in port.calls if seeds[0] >= EVAL_LO)
+    assert first_eval_call == (EVAL_LO + 2,), 'the evaluation did not continue where it died'
     tuning = world.store.trials_for(exp, is_eval=False)
     evals = world.store.trials_for(exp, is_eval=True)
     assert tuning and evals
@@ -135,7 +145,7 @@ def test_rejected_candidates_are_logged_and_skipped_without_crashing(world):
         if params['push_gain'] > 0.4:
             raise PolicyRejectedError(f"push_gain={params['push_gain']} makes it fault")
 
-    agent, _ = world.agent(validate=picky, max_candidates=8, goal_consecutive=50)
+    agent, _ = world.agent(validate=picky, max_candidates=6, goal_consecutive=50)
     result = agent.run()
     exp = result.experiment
     done = [e.data for e in world.store.events(exp, CANDIDATE_DONE)]
@@ -174,20 +184,25 @@ def test_the_budget_stops_the_agent_and_a_rerun_continues_the_same_experiment(wo
     assert result2.n_trials == 36 and result2.stop_reason == 'budget'
 
 
-@pytest.mark.parametrize('kill_points', [(7,), (23, 31), (26, 6, 41)])
+@pytest.mark.parametrize('kill_points', [(7, 23), (13,) * 60],
+                         ids=['in-baseline-and-first-candidate', 'every-13-trials'])
 def test_a_killed_agent_resumes_without_losing_or_repeating_trials(world, kill_points):
     exp = 'improve-push_t'
     seen_pairs: set[tuple[str, int]] = set()
+    result = None
     for k in kill_points:
         agent, port = world.agent(kill_after=k, goal_consecutive=4)
-        with pytest.raises(SimulatedKill):
-            agent.run()
-        trials = world.store.trials_for(exp)
-        pairs = {(t.revision, t.seed) for t in trials}
+        try:
+            result = agent.run()
+            break
+        except SimulatedKill:
+            pass
+        pairs = {(t.revision, t.seed) for t in world.store.trials_for(exp)}
         assert pairs >= seen_pairs, 'a restart lost trials'
         seen_pairs = pairs
-    agent, port = world.agent(goal_consecutive=4)
-    result = agent.run()
+    if result is None:
+        agent, port = world.agent(goal_consecutive=4)
+        result = agent.run()
     assert result.goal_met
     trials = world.store.trials_for(exp)
     assert {(t.revision, t.seed) for t in trials} >= seen_pairs

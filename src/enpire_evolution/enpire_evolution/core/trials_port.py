@@ -144,13 +144,16 @@ class FakeTrialsPort:
         kill_after: raise :class:`SimulatedKill` once this many trials have been recorded by
             this port instance (None = never).
         wall: epoch seconds stamped on trials (default ``FAKE_START_S + clock``).
+        kill_on_seed: raise :class:`SimulatedKill` right after recording a trial of this seed
+            (e.g. in the middle of a held-out evaluation).
     """
 
     def __init__(self, store: ExperimentStore, success_model: SuccessModel, *,
                  evaluation_seeds: tuple[int, int] = (100000, 100999),
                  clock: FakeClock | None = None, trial_s: float = 10.0,
                  cell: str = 'cell_0', kill_after: int | None = None,
-                 wall: Callable[[], float] | None = None) -> None:
+                 wall: Callable[[], float] | None = None,
+                 kill_on_seed: int | None = None) -> None:
         self.store = store
         self.success_model = success_model
         self.evaluation_seeds = (int(evaluation_seeds[0]), int(evaluation_seeds[1]))
@@ -158,6 +161,7 @@ class FakeTrialsPort:
         self.trial_s = float(trial_s)
         self.cell = cell
         self.kill_after = kill_after
+        self.kill_on_seed = kill_on_seed
         self.wall = wall or (lambda: FAKE_START_S + self.clock.now_s())
         self.recorded = 0
         self.calls: list[tuple[str, tuple[int, ...]]] = []
@@ -200,4 +204,6 @@ class FakeTrialsPort:
                 on_trial(outcome)
             if self.kill_after is not None and self.recorded >= self.kill_after:
                 raise SimulatedKill(f'simulated SIGKILL after {self.recorded} trials')
+            if self.kill_on_seed is not None and int(seed) == self.kill_on_seed:
+                raise SimulatedKill(f'simulated SIGKILL after the trial of seed {seed}')
         return out
