@@ -1,0 +1,92 @@
+"""Config dataclasses of enpire_reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enpire_common.config import require
+from enpire_common.tasks import TaskSpec
+
+
+@dataclass(frozen=True)
+class ResetConfig:
+    """How one reset runs and what counts as a verified start.
+
+    Attributes:
+        strategy: reset strategy id (registry), e.g. ``sim_place``.
+        max_attempts: placements tried before ResetFailedError (re-resets included).
+        timeout_s: wall budget of the whole reset, seconds.
+        settle_s: wait after placing before verifying (scene at rest, fresh frame out).
+        call_timeout_s: bound of each place / verify call, seconds.
+        pose_tolerance_px: largest position error between requested and observed pose.
+        pose_tolerance_rad: largest angle error between requested and observed pose.
+        not_solved_max_score: a start whose verified score exceeds this counts as already
+            solved and is re-reset with a derived seed.
+    """
+
+    strategy: str = 'sim_place'
+    max_attempts: int = 3
+    timeout_s: float = 10.0
+    settle_s: float = 0.2
+    call_timeout_s: float = 3.0
+    pose_tolerance_px: float = 6.0
+    pose_tolerance_rad: float = 0.12
+    not_solved_max_score: float = 0.95
+
+    def __post_init__(self) -> None:
+        require(bool(self.strategy), 'strategy', self.strategy, 'must name a reset strategy')
+        require(self.max_attempts >= 1, 'max_attempts', self.max_attempts, 'must be >= 1')
+        require(self.timeout_s > 0, 'timeout_s', self.timeout_s, 'must be > 0 s')
+        require(self.settle_s >= 0, 'settle_s', self.settle_s, 'must be >= 0 s')
+        require(self.call_timeout_s > 0, 'call_timeout_s', self.call_timeout_s,
+                'must be > 0 s')
+        require(self.pose_tolerance_px > 0, 'pose_tolerance_px', self.pose_tolerance_px,
+                'must be > 0 px')
+        require(self.pose_tolerance_rad > 0, 'pose_tolerance_rad', self.pose_tolerance_rad,
+                'must be > 0 rad')
+        require(0.0 < self.not_solved_max_score <= 1.0, 'not_solved_max_score',
+                self.not_solved_max_score, 'must be in (0, 1]')
+
+    @classmethod
+    def from_task(cls, task: TaskSpec, **overrides: object) -> ResetConfig:
+        """The task's ``reset`` section, with explicit overrides (unset/0 values ignored)."""
+        r = task.section('reset')
+        values = {k: r[k] for k in ('strategy', 'max_attempts', 'timeout_s',
+                                    'pose_tolerance_px', 'pose_tolerance_rad',
+                                    'not_solved_max_score') if k in r}
+        values.update({k: v for k, v in overrides.items() if v not in (None, '', 0, 0.0)})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ResetServerConfig:
+    """Parameters of the ``reset_server`` node (empty / 0 = the task's reset section).
+
+    Attributes:
+        task: task id from the task registry.
+        strategy: default strategy when a goal names none.
+        max_attempts: default attempts when a goal says 0.
+        timeout_s: default reset budget when a goal says 0, seconds.
+        settle_s: wait after placing before verifying, seconds.
+        call_timeout_s: bound of each sim/reset and verify_success call, seconds.
+        server_wait_s: how long to wait for sim/reset and verify_success to appear, seconds.
+    """
+
+    task: str = 'push_t'
+    strategy: str = ''
+    max_attempts: int = 0
+    timeout_s: float = 0.0
+    settle_s: float = 0.2
+    call_timeout_s: float = 3.0
+    server_wait_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        require(bool(self.task), 'task', self.task, 'must name a task (e.g. push_t)')
+        require(self.max_attempts >= 0, 'max_attempts', self.max_attempts,
+                'must be >= 0 (0 = the task default)')
+        require(self.timeout_s >= 0, 'timeout_s', self.timeout_s,
+                'must be >= 0 s (0 = the task default)')
+        require(self.settle_s >= 0, 'settle_s', self.settle_s, 'must be >= 0 s')
+        require(self.call_timeout_s > 0, 'call_timeout_s', self.call_timeout_s,
+                'must be > 0 s')
+        require(self.server_wait_s > 0, 'server_wait_s', self.server_wait_s, 'must be > 0 s')

@@ -1,0 +1,187 @@
+"""The reset procedure: place -> settle -> verify from the cameras -> retry.
+
+A reset is verified twice (DESIGN.md section 4): the observed object pose matches the
+requested start within the task tolerance, and the task is NOT already solved. A start that
+is already solved is re-reset with a seed derived from the requested one (deterministic, so
+the same seed always yields the same start), a start that does not match is placed again
+with the same seed. Both count as attempts; after ``max_attempts`` the reset fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from enpire_common.clock import Clock, Deadline, SystemClock
+from enpire_common.errors import (
+    CancelledError,
+    EnpireTimeoutError,
+    ResetFailedError,
+    VerificationError,
+)
+from enpire_reset.core.config import ResetConfig
+from enpire_reset.core.ports import Placement, ResetVerdict, VerifierPort
+from enpire_reset.core.strategies import ResetStrategy
+
+PHASE_PLACING = 'placing'
+PHASE_SETTLING = 'settling'
+PHASE_VERIFYING = 'verifying'
+PHASE_RETRYING = 'retrying'
+
+#: on_feedback(phase, attempt, progress in [0, 1])
+FeedbackFn = Callable[[str, int, float], None]
+
+
+@dataclass(frozen=True)
+class ResetOutcome:
+    """What a reset did. ``seed`` is the seed actually placed (derived after re-resets)."""
+
+    success: bool
+    placement: Placement | None
+    verdict: ResetVerdict | None
+    attempts: int
+    duration_s: float
+    seed: int
+    reasons: tuple[str, ...] = ()
+
+
+class ResetNotVerifiedError(ResetFailedError):
+    """No attempt produced a verified start; ``outcome`` holds the last placement/verdict."""
+
+    def __init__(self, message: str, outcome: ResetOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def derive_seed(seed: int, k: int) -> int:
+    """The k-th replacement seed for ``seed`` (stable across runs and machines, 31 bits)."""
+    digest = hashlib.sha256(f'enpire-reset:{seed}:{k}'.encode()).digest()
+    return int.from_bytes(digest[:4], 'big') & 0x7FFFFFFF
+
+
+def pose_error(expected: tuple[float, ...], observed: tuple[float, ...]
+               ) -> tuple[float, float]:
+    """(position error px, |angle error| rad wrapped to [0, pi]) between two poses."""
+    dxy = math.hypot(observed[0] - expected[0], observed[1] - expected[1])
+    if len(expected) < 3 or len(observed) < 3:
+        return dxy, 0.0
+    dth = (observed[2] - expected[2] + math.pi) % (2 * math.pi) - math.pi
+    return dxy, abs(dth)
+
+
+class ResetProcedure:
+    """Runs one camera-verified reset through a strategy and a verifier.
+
+    Args:
+        strategy: places the start state (e.g. ``sim_place``).
+        verifier: judges the placed scene from the cameras.
+        config: attempts, budget, tolerances.
+        clock: time source (FakeClock in tests).
+    """
+
+    def __init__(self, strategy: ResetStrategy, verifier: VerifierPort, config: ResetConfig,
+                 clock: Clock | None = None) -> None:
+        self.strategy = strategy
+        self.verifier = verifier
+        self.config = config
+        self.clock = clock or SystemClock()
+
+    def judge(self, placement: Placement, verdict: ResetVerdict) -> tuple[bool, bool, str]:
+        """(verified, already_solved, reason) for one placed + verified attempt."""
+        cfg = self.config
+        if verdict.error_code:
+            return False, False, f'verifier error {verdict.error_code}: {verdict.detail}'
+        if verdict.score > cfg.not_solved_max_score:
+            return False, True, (f'start already solved (score {verdict.score:.3f} > '
+                                 f'{cfg.not_solved_max_score})')
+        if len(verdict.observed_pose) < 2:
+            return False, False, f'object not found by the verifier ({verdict.detail})'
+        dxy, dth = pose_error(tuple(placement.object_pose), tuple(verdict.observed_pose))
+        if dxy > cfg.pose_tolerance_px or dth > cfg.pose_tolerance_rad:
+            return False, False, (
+                f'observed pose off by {dxy:.1f} px / {dth:.3f} rad (tolerance '
+                f'{cfg.pose_tolerance_px} px / {cfg.pose_tolerance_rad} rad)')
+        if not verdict.success:
+            return False, False, f'verifier refused the start: {verdict.detail}'
+        return True, False, 'verified'
+
+    def run(self, seed: int, *, max_attempts: int | None = None, timeout_s: float | None = None,
+            on_feedback: FeedbackFn | None = None,
+            cancelled: Callable[[], bool] | None = None) -> ResetOutcome:
+        """Reset to the start of ``seed`` and verify it.
+
+        Args:
+            seed: requested start (same seed -> same start).
+            max_attempts: overrides the config when > 0.
+            timeout_s: overrides the config's budget when > 0.
+            on_feedback: called with (phase, attempt, progress) at each phase.
+            cancelled: polled between phases; True stops with CancelledError.
+
+        Returns:
+            The successful outcome.
+
+        Raises:
+            ResetNotVerifiedError: (RESET_FAILED) no attempt verified; ``.outcome`` has the last.
+            EnpireTimeoutError: the budget ran out.
+            CancelledError: ``cancelled()`` became true.
+            EnpireError: the strategy could not place (e.g. CellUnavailableError).
+        """
+        cfg = self.config
+        attempts_max = max_attempts if max_attempts and max_attempts > 0 else cfg.max_attempts
+        budget_s = timeout_s if timeout_s and timeout_s > 0 else cfg.timeout_s
+        start_s = self.clock.now_s()
+        deadline = Deadline(budget_s, self.clock)
+        feedback = on_feedback or (lambda *_: None)
+        reasons: list[str] = []
+        placement: Placement | None = None
+        verdict: ResetVerdict | None = None
+        current_seed, rederived = int(seed), 0
+
+        def check(attempt: int) -> None:
+            if cancelled is not None and cancelled():
+                raise CancelledError(f'reset of seed {seed} cancelled at attempt {attempt}')
+            if deadline.expired():
+                raise EnpireTimeoutError(
+                    f'reset of seed {seed} ran past its {budget_s:.1f} s budget after '
+                    f'{attempt - 1} attempt(s) ({"; ".join(reasons) or "no verdict yet"}); '
+                    'raise timeout_s or check the cell and verifier')
+
+        def progress(attempt: int, frac: float) -> float:
+            return min(1.0, ((attempt - 1) + frac) / attempts_max)
+
+        for attempt in range(1, attempts_max + 1):
+            check(attempt)
+            if attempt > 1:
+                feedback(PHASE_RETRYING, attempt, progress(attempt, 0.0))
+            feedback(PHASE_PLACING, attempt, progress(attempt, 0.0))
+            placement = self.strategy.place(
+                current_seed, min(cfg.call_timeout_s, max(deadline.remaining_s(), 1e-3)))
+            check(attempt)
+            feedback(PHASE_SETTLING, attempt, progress(attempt, 0.33))
+            self.clock.sleep_s(min(cfg.settle_s, deadline.remaining_s()))
+            check(attempt)
+            feedback(PHASE_VERIFYING, attempt, progress(attempt, 0.66))
+            try:
+                verdict = self.verifier.verify_reset(
+                    tuple(placement.object_pose),
+                    min(cfg.call_timeout_s, max(deadline.remaining_s(), 1e-3)))
+            except (VerificationError, EnpireTimeoutError) as exc:
+                # A verifier hiccup (no fresh image yet, slow backend) is retried like a miss.
+                verdict = ResetVerdict(False, 0.0, (), exc.code, str(exc))
+            ok, solved, reason = self.judge(placement, verdict)
+            if ok:
+                feedback(PHASE_VERIFYING, attempt, 1.0)
+                return ResetOutcome(True, placement, verdict, attempt,
+                                    self.clock.now_s() - start_s, current_seed, tuple(reasons))
+            reasons.append(f'attempt {attempt} (seed {current_seed}): {reason}')
+            if solved:
+                rederived += 1
+                current_seed = derive_seed(int(seed), rederived)
+        outcome = ResetOutcome(False, placement, verdict, attempts_max,
+                               self.clock.now_s() - start_s, current_seed, tuple(reasons))
+        raise ResetNotVerifiedError(
+            f'reset of seed {seed} not verified after {attempts_max} attempt(s): '
+            f'{"; ".join(reasons)}. Check the verifier view and the pose tolerance, or raise '
+            'max_attempts', outcome)

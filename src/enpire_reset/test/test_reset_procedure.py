@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import pytest
+
+from enpire_common.clock import FakeClock
+from enpire_common.errors import (
+    CancelledError,
+    CellUnavailableError,
+    ConfigError,
+    EnpireTimeoutError,
+    ResetFailedError,
+    UnknownNameError,
+)
+from enpire_common.tasks import load_task
+from enpire_reset.core import (
+    PHASE_PLACING,
+    PHASE_RETRYING,
+    PHASE_SETTLING,
+    PHASE_VERIFYING,
+    ResetConfig,
+    ResetNotVerifiedError,
+    ResetProcedure,
+    available_strategies,
+    derive_seed,
+    make_strategy,
+    resolve_strategy_id,
+)
+from enpire_reset.core.fakes import FakeSim, FakeVerifier
+
+
+def make(verifier_kwargs=None, sim=None, **cfg):
+    sim = sim or FakeSim()
+    verifier = FakeVerifier(sim, **(verifier_kwargs or {}))
+    clock = FakeClock()
+    proc = ResetProcedure(make_strategy('sim_place', sim), verifier,
+                          ResetConfig(**cfg), clock)
+    return proc, sim, verifier, clock
+
+
+def test_a_matching_unsolved_start_is_verified_on_the_first_attempt():
+    proc, sim, verifier, _ = make()
+    phases = []
+    out = proc.run(7, on_feedback=lambda p, a, f: phases.append((p, a, f)))
+    assert out.success and out.attempts == 1 and out.seed == 7
+    assert out.placement.object_pose == sim.pose_of(7)
+    assert verifier.calls == [sim.pose_of(7)]
+    assert [p for p, _, _ in phases] == [PHASE_PLACING, PHASE_SETTLING, PHASE_VERIFYING,
+                                         PHASE_VERIFYING]
+    assert phases[-1][2] == 1.0
+
+
+def test_same_seed_twice_gives_the_same_start():
+    proc, _, _, _ = make()
+    assert proc.run(7).placement == proc.run(7).placement
+
+
+def test_settling_waits_on_the_injected_clock():
+    proc, _, _, clock = make(settle_s=0.5)
+    out = proc.run(1)
+    assert clock.now_s() == pytest.approx(0.5)
+    assert out.duration_s == pytest.approx(0.5)
+
+
+def test_an_already_solved_start_is_re_reset_with_a_derived_seed():
+    proc, sim, _, _ = make({'solved_seeds': {7}})
+    phases = []
+    out = proc.run(7, on_feedback=lambda p, a, f: phases.append(p))
+    assert out.success and out.attempts == 2
+    assert sim.placed == [7, derive_seed(7, 1)] and out.seed == derive_seed(7, 1)
+    assert PHASE_RETRYING in phases
+    assert 'already solved' in out.reasons[0]
+
+
+def test_a_pose_mismatch_is_placed_again_with_the_same_seed():
+    proc, sim, _, _ = make({'offsets': {0: (20.0, 0.0, 0.0)}})
+    out = proc.run(3)
+    assert out.success and out.attempts == 2 and sim.placed == [3, 3]
+    assert 'off by 20.0 px' in out.reasons[0]
+
+
+def test_angle_error_beyond_tolerance_is_a_mismatch_and_wraps_around_pi():
+    proc, _, _, _ = make({'offsets': {0: (0.0, 0.0, 0.5)}})
+    assert proc.run(3).attempts == 2
+    proc, _, _, _ = make({'offsets': {0: (0.0, 0.0, 6.283185307179586)}})
+    # a full turn is the same pose, but the fake calls it a mismatch: trust our own check
+    out = proc.run(3)
+    assert out.attempts == 2 and 'verifier refused' in out.reasons[0]
+
+
+def test_a_verifier_that_always_says_solved_fails_after_max_attempts():
+    proc, sim, verifier, _ = make({'always_solved': True}, max_attempts=3)
+    with pytest.raises(ResetFailedError, match=r'not verified after 3 attempt\(s\).*already '
+                                               r'solved') as info:
+        proc.run(9)
+    assert isinstance(info.value, ResetNotVerifiedError)
+    assert info.value.code == 202
+    assert info.value.outcome.attempts == 3 and len(sim.placed) == 3
+    assert len(set(sim.placed)) == 3   # each re-reset used a new derived seed
+
+
+def test_verifier_errors_are_retried_then_fail():
+    proc, _, _, _ = make({'error_code': 502}, max_attempts=2)
+    with pytest.raises(ResetNotVerifiedError, match='verifier error 502'):
+        proc.run(1)
+
+
+def test_goal_overrides_of_attempts_and_budget_apply():
+    proc, sim, _, _ = make({'always_solved': True}, max_attempts=3)
+    with pytest.raises(ResetNotVerifiedError):
+        proc.run(1, max_attempts=1)
+    assert len(sim.placed) == 1
+
+
+def test_the_budget_bounds_the_whole_reset():
+    proc, _, _, _ = make({'always_solved': True}, max_attempts=10, settle_s=1.0,
+                         timeout_s=2.5)
+    with pytest.raises(EnpireTimeoutError, match=r'ran past its 2.5 s budget'):
+        proc.run(1)
+
+
+def test_cancellation_stops_the_reset():
+    proc, _, _, _ = make()
+    with pytest.raises(CancelledError, match='cancelled'):
+        proc.run(1, cancelled=lambda: True)
+
+
+def test_an_unavailable_cell_propagates():
+    proc, _, _, _ = make(sim=FakeSim(unavailable=True))
+    with pytest.raises(CellUnavailableError):
+        proc.run(1)
+
+
+def test_strategy_aliases_resolve_to_the_latest_version():
+    assert resolve_strategy_id('sim_place') == 'sim_place-v1'
+    assert resolve_strategy_id('sim_place-v1') == 'sim_place-v1'
+    assert 'sim_place' in available_strategies()
+
+
+def test_unknown_strategy_suggests_the_closest_name():
+    with pytest.raises(UnknownNameError, match=r"unknown reset strategy 'sim_plac'; did you "
+                                                r"mean 'sim_place'"):
+        make_strategy('sim_plac', FakeSim())
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(7, 1) == derive_seed(7, 1)
+    assert len({derive_seed(7, k) for k in range(1, 20)}) == 19
+
+
+def test_reset_config_comes_from_the_task_with_overrides():
+    cfg = ResetConfig.from_task(load_task('push_t'), max_attempts=5, timeout_s=0.0)
+    assert cfg.strategy == 'sim_place' and cfg.max_attempts == 5
+    assert cfg.timeout_s == 10.0 and cfg.pose_tolerance_px == 6.0
+
+
+def test_invalid_reset_config_names_the_field():
+    with pytest.raises(ConfigError, match=r'max_attempts=0 is invalid: must be >= 1'):
+        ResetConfig(max_attempts=0)
