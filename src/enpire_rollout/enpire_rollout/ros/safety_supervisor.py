@@ -98,13 +98,10 @@ def main(args: list[str] | None = None) -> int:
         print(f'safety_supervisor: invalid config: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    # The events executor: ~10x lower latency than the default one on this hot path.
-    from rclpy.experimental import EventsExecutor
-
-    executor = EventsExecutor()
-    executor.add_node(node)
+    # Default executor: rclpy.experimental.EventsExecutor busy-spun a core and ignored SIGINT
+    # here (rclpy wheels, Jazzy); revisit when the control loop needs its lower latency.
     try:
-        executor.spin()
+        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
