@@ -1,4 +1,4 @@
-"""``enpire`` commands of enpire_rollout: ``bag`` (and, later, ``trial``).
+"""``enpire`` commands of enpire_rollout: ``bag`` and ``trial`` (see cli_trial.py).
 
 Each noun has a ``_register_<noun>(sub)`` function; :func:`register` calls them in order.
 Heavy imports (rosbags, mcap) happen inside handlers.
@@ -15,8 +15,10 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's nouns to the ``enpire`` parser."""
+    from enpire_rollout.cli_trial import register_trial
+
     _register_bag(sub)
-    # _register_trial(sub)  # `enpire trial ...` (run_trials) goes here.
+    register_trial(sub)
 
 
 def _runs_roots() -> list[Path]:
