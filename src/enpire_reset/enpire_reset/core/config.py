@@ -90,3 +90,29 @@ class ResetServerConfig:
         require(self.call_timeout_s > 0, 'call_timeout_s', self.call_timeout_s,
                 'must be > 0 s')
         require(self.server_wait_s > 0, 'server_wait_s', self.server_wait_s, 'must be > 0 s')
+
+
+FAKE_VERIFIER_MODES = ('ground_truth', 'always_solved')
+
+
+@dataclass(frozen=True)
+class FakeVerifierConfig:
+    """Parameters of the ``fake_verifier`` TEST DOUBLE (it reads sim/ground_truth).
+
+    Attributes:
+        mode: ``ground_truth`` judges from simulator truth; ``always_solved`` reports every
+            scene as solved (to exercise re-reset and RESET_FAILED).
+        pose_tolerance_px: position tolerance of the reset goal, px.
+        pose_tolerance_rad: angle tolerance of the reset goal, rad.
+        call_timeout_s: bound of the sim/ground_truth call, seconds.
+    """
+
+    mode: str = 'ground_truth'
+    pose_tolerance_px: float = 6.0
+    pose_tolerance_rad: float = 0.12
+    call_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        require(self.mode in FAKE_VERIFIER_MODES, 'mode', self.mode,
+                f'must be one of {", ".join(FAKE_VERIFIER_MODES)}')
+        require(self.call_timeout_s > 0, 'call_timeout_s', self.call_timeout_s, 'must be > 0 s')

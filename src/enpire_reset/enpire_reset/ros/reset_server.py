@@ -1,0 +1,178 @@
+"""The ``reset_server`` node: the ``reset_cell`` action (place, settle, verify, retry)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+
+import rclpy
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from enpire_common.clock import SystemClock
+from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
+from enpire_common.ros import call_service, declare_config, raise_for_result
+from enpire_common.tasks import load_task
+from enpire_interfaces.action import ResetCell
+from enpire_interfaces.srv import SimReset, VerifySuccess
+from enpire_reset.core.config import ResetConfig, ResetServerConfig
+from enpire_reset.core.ports import Placement, ResetVerdict
+from enpire_reset.core.procedure import ResetNotVerifiedError, ResetProcedure
+from enpire_reset.core.strategies import make_strategy, resolve_strategy_id
+from enpire_reset.ros import conversions as conv
+
+
+class RosSimPort:
+    """SimPort over the cell's ``sim/reset`` service."""
+
+    def __init__(self, client, server_wait_s: float) -> None:
+        self._client = client
+        self._wait_s = server_wait_s
+
+    def place(self, seed: int, timeout_s: float) -> Placement:
+        resp = call_service(self._client, SimReset.Request(seed=int(seed)),
+                            max(timeout_s, self._wait_s), 'sim/reset')
+        raise_for_result(resp)
+        return Placement(tuple(resp.object_pose), tuple(resp.agent_pos), int(seed))
+
+
+class RosVerifierPort:
+    """VerifierPort over the cell's ``verify_success`` service (goal ``reset``)."""
+
+    def __init__(self, client, server_wait_s: float) -> None:
+        self._client = client
+        self._wait_s = server_wait_s
+
+    def verify_reset(self, expected_pose: tuple[float, ...], timeout_s: float) -> ResetVerdict:
+        req = VerifySuccess.Request(goal=VerifySuccess.Request.GOAL_RESET,
+                                    expected_pose=[float(v) for v in expected_pose])
+        resp = call_service(self._client, req, max(timeout_s, self._wait_s), 'verify_success')
+        return conv.verdict_from_response(resp)
+
+
+class ResetServerNode(Node):
+    """Resets a cell to a verified start state.
+
+    Actions:
+        ``reset_cell`` (enpire_interfaces/ResetCell): goal seed, strategy ('' = task
+        default), max_attempts (0 = default), timeout_s (0 = default); feedback phase
+        (placing / settling / verifying / retrying), attempt, progress; result success,
+        start_pose, observed_pose, attempts, duration_s, verdict, error_code, error_msg
+        (RESET_FAILED, UNKNOWN_NAME, TIMEOUT, CANCELLED, CELL_UNAVAILABLE, CELL_BUSY).
+        One goal at a time; a second concurrent goal is answered CELL_BUSY.
+
+    Calls (in its namespace): ``sim/reset`` (SimReset) to place, ``verify_success``
+    (VerifySuccess, goal ``reset``, expected_pose = placed pose) to verify, each bounded
+    by ``call_timeout_s``.
+
+    Parameters (ResetServerConfig): ``task`` (str), ``strategy`` (str), ``max_attempts``
+    (int), ``timeout_s`` (float, s), ``settle_s`` (float, s), ``call_timeout_s`` (float, s),
+    ``server_wait_s`` (float, s). Empty / 0 take the task's ``reset`` section.
+
+    The reset budget is wall time (SystemClock): in lockstep mode sim time does not advance
+    while the cell is being reset.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('reset_server', **kwargs)
+        self.config: ResetServerConfig = declare_config(self, ResetServerConfig)
+        self.task = load_task(self.config.task)
+        self.defaults = self._reset_config(self.config.strategy, self.config.max_attempts,
+                                           self.config.timeout_s)
+        resolve_strategy_id(self.defaults.strategy)   # fail at start on an unknown default
+        self._group = ReentrantCallbackGroup()
+        self._sim = RosSimPort(self.create_client(SimReset, 'sim/reset',
+                                                  callback_group=self._group),
+                               self.config.server_wait_s)
+        self._verifier = RosVerifierPort(
+            self.create_client(VerifySuccess, 'verify_success', callback_group=self._group),
+            self.config.server_wait_s)
+        self._busy = threading.Lock()
+        self._server = ActionServer(
+            self, ResetCell, 'reset_cell', execute_callback=self._execute,
+            cancel_callback=lambda _g: CancelResponse.ACCEPT,
+            goal_callback=lambda _g: GoalResponse.ACCEPT, callback_group=self._group)
+        self.get_logger().info(
+            f'reset_server ready: task {self.task.id}, strategy {self.defaults.strategy}, '
+            f'{self.defaults.max_attempts} attempts, {self.defaults.timeout_s} s')
+
+    def _reset_config(self, strategy: str, max_attempts: int, timeout_s: float) -> ResetConfig:
+        cfg = ResetConfig.from_task(self.task, strategy=strategy, max_attempts=max_attempts,
+                                    timeout_s=timeout_s)
+        return dataclasses.replace(cfg, settle_s=self.config.settle_s,
+                                   call_timeout_s=self.config.call_timeout_s)
+
+    def _execute(self, goal_handle) -> ResetCell.Result:
+        goal = goal_handle.request
+        result = ResetCell.Result()
+        if not self._busy.acquire(blocking=False):
+            err = CellBusyError('a reset is already running on this cell; wait for its result')
+            result.error_code, result.error_msg = err.code, str(err)
+            goal_handle.abort()
+            return result
+        try:
+            return self._run(goal_handle, goal, result)
+        finally:
+            self._busy.release()
+
+    def _run(self, goal_handle, goal, result: ResetCell.Result) -> ResetCell.Result:
+        def feedback(phase: str, attempt: int, progress: float) -> None:
+            goal_handle.publish_feedback(
+                ResetCell.Feedback(phase=phase, attempt=attempt, progress=float(progress)))
+
+        try:
+            cfg = self._reset_config(goal.strategy or self.config.strategy,
+                                     int(goal.max_attempts), float(goal.timeout_s))
+            strategy = make_strategy(cfg.strategy, self._sim)
+            procedure = ResetProcedure(strategy, self._verifier, cfg, SystemClock())
+            outcome = procedure.run(int(goal.seed), on_feedback=feedback,
+                                    cancelled=lambda: goal_handle.is_cancel_requested)
+        except ResetNotVerifiedError as exc:
+            conv.result_from_outcome(exc.outcome, result)
+            result.error_code, result.error_msg = exc.code, str(exc)
+        # Action boundary: every failure becomes error_code/error_msg; the server lives on.
+        except EnpireError as exc:
+            result.error_code, result.error_msg = exc.code, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the executor thread
+            self.get_logger().error(f'reset failed unexpectedly: {exc!r}')
+            result.error_code, result.error_msg = 1, f'unexpected error: {exc!r}'
+        else:
+            conv.result_from_outcome(outcome, result)
+            result.error_code = OK
+        if result.error_code == OK:
+            goal_handle.succeed()
+        elif goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = ResetServerNode()
+    except (ConfigError, ParameterException) as exc:
+        print(f'reset_server: invalid config: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    # Several threads: the action callback blocks on service futures others complete.
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
