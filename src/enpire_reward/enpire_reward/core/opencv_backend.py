@@ -72,9 +72,11 @@ class OpenCvConfig:
     min_object_area_frac: float = 0.05
     roi_pad_px: int = 8
     dilation_px: float = 2.0
-    offset_px: tuple[float, float] = (0.0, 0.0)
+    offset_px: tuple[float, float] = (0.26, 0.26)
     max_iterations: int = 8
     retry_residual: float = 0.08
+    coarse_width_px: float = 4.0
+    edge_width_px: float = 1.0
 
     def __post_init__(self) -> None:
         require(4 <= self.lut_bits <= 7, 'lut_bits', self.lut_bits, 'must be in 4..7')
@@ -199,14 +201,6 @@ def _view_scale(view: ViewSpec) -> float:
 
 
 # --- pose ----------------------------------------------------------------------------------
-def _outline_body(dilation: float) -> np.ndarray:
-    """The T's 8-vertex outline in the body frame, grown by ``dilation`` on every side."""
-    d = dilation
-    return np.array([(-60 - d, -d), (60 + d, -d), (60 + d, 30 + d), (15 + d, 30 + d),
-                     (15 + d, 120 + d), (-15 - d, 120 + d), (-15 - d, 30 + d),
-                     (-60 - d, 30 + d)])
-
-
 def _render_centroid_body(dilation: float) -> np.ndarray:
     """Centroid of the grown T (what the image moments measure), body frame."""
     d = dilation
@@ -229,23 +223,19 @@ class OpenCvTEstimator:
                  segmenter: ColorSegmenter | None = None) -> None:
         self.config = config or OpenCvConfig()
         self.segmenter = segmenter or ColorSegmenter(self.config)
-        self._outline = _outline_body(self.config.dilation_px)
         self._centroid = _render_centroid_body(self.config.dilation_px)
-
-    # The affine maps workspace -> image; the top camera is orthographic (a similarity).
-    def _affine(self, view: ViewSpec) -> tuple[np.ndarray, np.ndarray]:
-        (a, b, c), (d, e, f) = view.workspace_to_pixel
-        m = np.array([[a, b], [d, e]])
-        t = np.array([c, f]) + np.asarray(self.config.offset_px, dtype=np.float64)
-        return m, t
 
     def estimate(self, image: np.ndarray, view: ViewSpec) -> Estimate:
         """Segment, initialise from moments, refine; pose in workspace px and radians."""
+        cfg = self.config
         seg = self.segmenter.segment(image, view)
         if not seg.found:
             return Estimate(False, segmentation=seg, detail=f'no T block found: {seg.detail}')
-        m, t = self._affine(view)
+        (a, b, c), (d, e, f) = view.workspace_to_pixel
+        m = np.array([[a, b], [d, e]])
         minv = np.linalg.inv(m)
+        # Workspace position of pixel (0, 0)'s sample point; pixel (u, v) adds minv @ (u, v).
+        origin_ws = minv @ (np.asarray(cfg.offset_px, dtype=np.float64) - (c, f))
         x0, y0 = seg.roi[0], seg.roi[1]
         mom = cv2.moments(seg.alpha)
         if mom['m00'] <= 1e-6:
@@ -259,91 +249,163 @@ class OpenCvTEstimator:
             ux, uy = -ux, -uy
         u_ws = minv @ np.array([ux, uy])
         theta0 = math.atan2(-u_ws[0], u_ws[1])  # stem direction is R(theta) @ (0, 1)
-        c_ws = minv @ (c_px - t)
-        start = np.array(geometry.pose_from_centroid(c_ws, theta0, self._centroid))
-        coarse = _TemplateFit(seg, m, t, self._outline, blur_px=3.0)
-        start, _ = coarse.refine(start, self.config.max_iterations)
-        fit = _TemplateFit(seg, m, t, self._outline)
-        pose, resid = fit.refine(start, self.config.max_iterations)
-        if resid > self.config.retry_residual:
-            for dtheta in (math.pi, math.pi / 2, -math.pi / 2):
-                alt = np.array(geometry.pose_from_centroid(c_ws, theta0 + dtheta,
-                                                           self._centroid))
-                p2, r2 = fit.refine(alt, self.config.max_iterations)
-                if r2 < resid:
-                    pose, resid = p2, r2
-        confidence = float(np.clip(1.0 - resid, 0.0, 1.0))
-        pose_t = (float(pose[0]), float(pose[1]), geometry.wrap_angle(float(pose[2])))
-        return Estimate(True, pose_t, confidence, seg, detail=f'fit residual {resid:.3f}')
+        c_ws = minv @ c_px + origin_ws
+        coarse = _SdfFit(seg, minv, origin_ws, cfg.dilation_px, 8, stride=2)
+        fine = _SdfFit(seg, minv, origin_ws, cfg.dilation_px, 3)
+        best, best_r = None, math.inf
+        for dtheta in (0.0, math.pi, math.pi / 2, -math.pi / 2):
+            start = np.array(geometry.pose_from_centroid(c_ws, theta0 + dtheta,
+                                                         self._centroid))
+            p, _ = coarse.refine(start, cfg.coarse_width_px, cfg.max_iterations)
+            p, r = fine.refine(p, cfg.edge_width_px, cfg.max_iterations)
+            if r < best_r:
+                best, best_r = p, r
+            if best_r <= cfg.retry_residual:
+                break
+        assert best is not None
+        confidence = float(np.clip(1.0 - best_r, 0.0, 1.0))
+        pose_t = (float(best[0]), float(best[1]), geometry.wrap_angle(float(best[2])))
+        return Estimate(True, pose_t, confidence, seg, detail=f'fit residual {best_r:.3f}')
 
 
-class _TemplateFit:
-    """Gauss-Newton fit of the rendered T outline to a soft mask inside the ROI."""
+def _side_growth(theta: float, radius: float) -> np.ndarray:
+    """How far gym-pusht's border grows each side of the bar and the stem, workspace px.
 
-    # Finite-difference steps: workspace px for x/y, radians for theta.
-    _STEPS = (0.5, 0.5, 0.005)
+    Rows: bar, stem; columns: the +x, -x, +y, -y sides (body frame). pymunk's debug draw
+    strokes every edge with a 4 px pygame line, which spreads along the image axis closer to
+    the edge's normal and sits half a pixel towards + of that axis, plus a polygon whose
+    offsets are rounded to whole pixels. So the border is about ``radius`` px wide but
+    thicker on sides facing +x / +y and thinner on diagonal sides; this matters at the
+    goal, where every edge is near 45 degrees.
+    """
+    c, s = math.cos(theta), math.sin(theta)
+    out = np.empty(4)
+    for i, (bx, by) in enumerate(((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))):
+        nx, ny = c * bx - s * by, s * bx + c * by  # outward normal in the image frame
+        major = nx if abs(nx) >= abs(ny) else ny
+        line = radius * abs(major) + 0.5 * major
+        poly = round(radius * abs(nx)) * abs(nx) + round(radius * abs(ny)) * abs(ny)
+        out[i] = max(line, poly)
+    return np.stack([out, out])
 
-    def __init__(self, seg: Segmentation, m: np.ndarray, t: np.ndarray,
-                 outline: np.ndarray, blur_px: float = 0.0) -> None:
+
+class _SdfFit:
+    """Gauss-Newton fit of a soft T silhouette to the unmixed mask, with exact gradients.
+
+    The model of a pixel's object share is a linear ramp of the signed distance ``sd`` from
+    the pixel's centre (mapped to workspace px) to the T outline grown by ``dilation``:
+    ``clip(0.5 - (sd - dilation) / width, 0, 1)``. ``sd`` is the minimum of the two
+    rectangles' box distances, so its derivative with respect to the pose is analytic: no
+    rendering, no finite differences. A wide ramp (coarse stage) has a wide basin; the
+    final ramp matches the renderer's edge blur (about one render pixel).
+    """
+
+    # Body-frame centre (y; x is 0) and half sizes of the bar and the stem.
+    _BOXES = ((15.0, 60.0, 15.0), (75.0, 15.0, 45.0))
+
+    def __init__(self, seg: Segmentation, minv: np.ndarray, origin_ws: np.ndarray,
+                 dilation: float, band_px: int, stride: int = 1) -> None:
         assert seg.alpha is not None and seg.weight is not None
-        self.blur_px = blur_px
-        self.alpha = self._blur(seg.alpha)
-        self.weight = seg.weight
-        self.origin = np.array(seg.roi[:2], dtype=np.float64)
-        self.m, self.t = m, t
-        self.outline = outline
-        self.canvas = np.zeros(self.alpha.shape, dtype=np.uint8)
-        self.norm = max(1.0, float(self.alpha.sum()))
+        # Only pixels near the observed outline can have a residual once the pose is within
+        # ``band_px``: elsewhere model and mask are both saturated (0 or 1).
+        solid = (seg.alpha >= 0.5).astype(np.uint8)
+        kernel = np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8)
+        band = cv2.dilate(solid, kernel) != cv2.erode(solid, kernel)
+        if stride > 1:
+            sub = np.zeros_like(band)
+            sub[::stride, ::stride] = True
+            band &= sub
+        vv, uu = np.nonzero(band)
+        u = (uu + seg.roi[0]).astype(np.float64)
+        v = (vv + seg.roi[1]).astype(np.float64)
+        self.x = minv[0, 0] * u + minv[0, 1] * v + origin_ws[0]
+        self.y = minv[1, 0] * u + minv[1, 1] * v + origin_ws[1]
+        self.alpha = seg.alpha[vv, uu].astype(np.float64)
+        self.weight = seg.weight[vv, uu].astype(np.float64)
+        self.dilation = dilation
+        self.corner_px = min(1.0, dilation)
+        self.norm = max(1.0, float(seg.alpha.sum()))
 
-    def render(self, pose: np.ndarray) -> np.ndarray:
+    def _model(self, pose: np.ndarray, width: float, jac: bool):
         c, s = math.cos(pose[2]), math.sin(pose[2])
-        rot = np.array([[c, -s], [s, c]])
-        ws = self.outline @ rot.T + pose[:2]
-        px = ws @ self.m.T + self.t - self.origin
-        self.canvas.fill(0)
-        cv2.fillPoly(self.canvas, [np.round(px * 16.0).astype(np.int32)], 255, cv2.LINE_AA,
-                     shift=4)
-        return self._blur(self.canvas.astype(np.float32) * (1.0 / 255.0))
+        dx, dy = self.x - pose[0], self.y - pose[1]
+        qx = c * dx + s * dy
+        qy = c * dy - s * dx
+        best = None
+        grow = _side_growth(pose[2], self.dilation)
+        r_c = self.corner_px
+        for k, (cy, hx, hy) in enumerate(self._BOXES):
+            # The box grown by each side's border width less the corner radius.
+            gpx, gnx, gpy, gny = grow[k] - r_c
+            cxk = 0.5 * (gpx - gnx)
+            ry = qy - (cy + 0.5 * (gpy - gny))
+            rx = qx - cxk
+            ex = np.abs(rx) - (hx + 0.5 * (gpx + gnx))
+            ey = np.abs(ry) - (hy + 0.5 * (gpy + gny))
+            ox, oy = np.maximum(ex, 0.0), np.maximum(ey, 0.0)
+            olen = np.sqrt(ox * ox + oy * oy)
+            sd = olen + np.minimum(np.maximum(ex, ey), 0.0) - r_c
+            if jac:
+                outside = olen > 1e-9
+                inv = 1.0 / np.where(outside, olen, 1.0)
+                y_axis = ey > ex
+                gx = np.where(outside, ox * inv, ~y_axis)
+                gy = np.where(outside, oy * inv, y_axis)
+                gx = gx * np.where(rx >= 0, 1.0, -1.0)
+                gy = gy * np.where(ry >= 0, 1.0, -1.0)
+            if best is None:
+                best = (sd, gx, gy) if jac else (sd,)
+            else:
+                take = sd < best[0]
+                if jac:
+                    best = (np.where(take, sd, best[0]), np.where(take, gx, best[1]),
+                            np.where(take, gy, best[2]))
+                else:
+                    best = (np.minimum(sd, best[0]),)
+        lin = 0.5 - best[0] / width
+        m = np.clip(lin, 0.0, 1.0)
+        if not jac:
+            return m, None
+        _, gx, gy = best
+        k = ((lin > 0.0) & (lin < 1.0)) * (-1.0 / width) * self.weight
+        # d sd / d (x, y) = -R(theta) g ; d sd / d theta = g . (q_y, -q_x)
+        jm = np.empty((m.size, 3))
+        jm[:, 0] = -(c * gx - s * gy) * k
+        jm[:, 1] = -(s * gx + c * gy) * k
+        jm[:, 2] = (gx * qy - gy * qx) * k
+        return m, jm
 
-    def _blur(self, img: np.ndarray) -> np.ndarray:
-        # A blurred fit has a wide basin (coarse stage); the sharp fit is precise.
-        if self.blur_px <= 0:
-            return img
-        return cv2.GaussianBlur(img, (0, 0), self.blur_px)
+    def cost(self, pose: np.ndarray, width: float) -> float:
+        m, _ = self._model(pose, width, False)
+        r = (m - self.alpha) * self.weight
+        return float(r @ r)
 
-    def residual(self, pose: np.ndarray) -> np.ndarray:
-        return ((self.render(pose) - self.alpha) * self.weight).ravel()
-
-    def refine(self, pose: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
+    def refine(self, pose: np.ndarray, width: float, iterations: int
+               ) -> tuple[np.ndarray, float]:
         pose = np.asarray(pose, dtype=np.float64).copy()
-        r = self.residual(pose)
-        cost = float(r @ r)
-        lam = 1e-3
+        lam = 1e-4
         for _ in range(iterations):
-            jac = np.empty((r.size, 3), dtype=np.float32)
-            for k, h in enumerate(self._STEPS):
-                p = pose.copy()
-                p[k] += h
-                jac[:, k] = (self.residual(p) - r) / h
-            jtj = (jac.T @ jac).astype(np.float64)
-            jtr = (jac.T @ r).astype(np.float64)
+            m, jm = self._model(pose, width, True)
+            r = (m - self.alpha) * self.weight
+            cost = float(r @ r)
+            jtj = jm.T @ jm
+            jtr = jm.T @ r
             improved = False
-            for _try in range(4):
+            for _try in range(5):
                 a = jtj + lam * np.diag(np.diag(jtj) + 1e-9)
                 try:
                     delta = -np.linalg.solve(a, jtr)
                 except np.linalg.LinAlgError:
                     break
                 cand = pose + delta
-                r2 = self.residual(cand)
-                c2 = float(r2 @ r2)
-                if c2 < cost:
-                    pose, r, cost = cand, r2, c2
-                    lam = max(lam * 0.3, 1e-6)
+                c2 = self.cost(cand, width)
+                if c2 <= cost:
+                    pose = cand
+                    lam = max(lam * 0.3, 1e-7)
                     improved = True
                     break
                 lam *= 10.0
-            if not improved or (abs(delta[0]) < 0.02 and abs(delta[1]) < 0.02
-                                and abs(delta[2]) < 2e-4):
+            if not improved or (abs(delta[0]) < 0.005 and abs(delta[1]) < 0.005
+                                and abs(delta[2]) < 5e-5):
                 break
-        return pose, cost / self.norm
+        return pose, self.cost(pose, width) / self.norm
