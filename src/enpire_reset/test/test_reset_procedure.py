@@ -55,7 +55,7 @@ def test_same_seed_twice_gives_the_same_start():
 
 
 def test_settling_waits_on_the_injected_clock():
-    proc, _, _, clock = make(settle_s=0.5)
+    proc, _, _, clock = make(settle_s=0.5, retry_backoff_s=0.0)
     out = proc.run(1)
     assert clock.now_s() == pytest.approx(0.5)
     assert out.duration_s == pytest.approx(0.5)
@@ -156,3 +156,10 @@ def test_reset_config_comes_from_the_task_with_overrides():
 def test_invalid_reset_config_names_the_field():
     with pytest.raises(ConfigError, match=r'max_attempts=0 is invalid: must be >= 1'):
         ResetConfig(max_attempts=0)
+
+
+def test_each_retry_waits_the_backoff_on_the_injected_clock():
+    proc, _, _, clock = make({'offsets': {0: (20.0, 0.0, 0.0)}}, settle_s=0.0,
+                             retry_backoff_s=0.5)
+    assert proc.run(3).attempts == 2
+    assert clock.now_s() == pytest.approx(0.5)

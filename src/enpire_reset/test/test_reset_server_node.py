@@ -25,7 +25,8 @@ def cell(ros):
     ros.add(PushTCellNode(context=ros.context, namespace=NS, parameter_overrides=params(
         **{'camera.width_px': 64, 'camera.height_px': 64})))
     ros.add(ResetServerNode(context=ros.context, namespace=NS,
-                            parameter_overrides=params(settle_s=0.0)))
+                            parameter_overrides=params(settle_s=0.0,
+                                                                 retry_backoff_s=0.0)))
     client = ActionClient(ros.node('driver', namespace=NS), ResetCell, 'reset_cell')
     wait_for_service(client, TIMEOUT_S, 'reset_cell')
     return client
@@ -76,7 +77,7 @@ def test_a_missing_verifier_fails_with_a_bounded_wait(ros):
     ros.add(PushTCellNode(context=ros.context, namespace=NS, parameter_overrides=params(
         **{'camera.width_px': 32, 'camera.height_px': 32})))
     ros.add(ResetServerNode(context=ros.context, namespace=NS, parameter_overrides=params(
-        settle_s=0.0, call_timeout_s=0.3, server_wait_s=0.3, timeout_s=2.0)))
+        settle_s=0.0, retry_backoff_s=0.0, call_timeout_s=0.3, server_wait_s=0.3, timeout_s=2.0)))
     client = ActionClient(ros.node('driver', namespace=NS), ResetCell, 'reset_cell')
     wait_for_service(client, TIMEOUT_S, 'reset_cell')
     result, _ = reset(client, 1, max_attempts=1)

@@ -18,6 +18,7 @@ class ResetConfig:
         timeout_s: wall budget of the whole reset, seconds.
         settle_s: wait after placing before verifying (scene at rest, fresh frame out).
         call_timeout_s: bound of each place / verify call, seconds.
+        retry_backoff_s: wait before a retry (a late frame or a starting verifier), seconds.
         pose_tolerance_px: largest position error between requested and observed pose.
         pose_tolerance_rad: largest angle error between requested and observed pose.
         not_solved_max_score: a start whose verified score exceeds this counts as already
@@ -29,6 +30,7 @@ class ResetConfig:
     timeout_s: float = 10.0
     settle_s: float = 0.2
     call_timeout_s: float = 3.0
+    retry_backoff_s: float = 0.5
     pose_tolerance_px: float = 6.0
     pose_tolerance_rad: float = 0.12
     not_solved_max_score: float = 0.95
@@ -40,6 +42,8 @@ class ResetConfig:
         require(self.settle_s >= 0, 'settle_s', self.settle_s, 'must be >= 0 s')
         require(self.call_timeout_s > 0, 'call_timeout_s', self.call_timeout_s,
                 'must be > 0 s')
+        require(self.retry_backoff_s >= 0, 'retry_backoff_s', self.retry_backoff_s,
+                'must be >= 0 s')
         require(self.pose_tolerance_px > 0, 'pose_tolerance_px', self.pose_tolerance_px,
                 'must be > 0 px')
         require(self.pose_tolerance_rad > 0, 'pose_tolerance_rad', self.pose_tolerance_rad,
@@ -69,6 +73,7 @@ class ResetServerConfig:
         timeout_s: default reset budget when a goal says 0, seconds.
         settle_s: wait after placing before verifying, seconds.
         call_timeout_s: bound of each sim/reset and verify_success call, seconds.
+        retry_backoff_s: wait before a retry, seconds.
         server_wait_s: how long to wait for sim/reset and verify_success to appear, seconds.
     """
 
@@ -78,6 +83,7 @@ class ResetServerConfig:
     timeout_s: float = 0.0
     settle_s: float = 0.2
     call_timeout_s: float = 3.0
+    retry_backoff_s: float = 0.5
     server_wait_s: float = 5.0
 
     def __post_init__(self) -> None:

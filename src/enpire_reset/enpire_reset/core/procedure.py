@@ -155,6 +155,8 @@ class ResetProcedure:
             check(attempt)
             if attempt > 1:
                 feedback(PHASE_RETRYING, attempt, progress(attempt, 0.0))
+                self.clock.sleep_s(min(cfg.retry_backoff_s, deadline.remaining_s()))
+                check(attempt)
             feedback(PHASE_PLACING, attempt, progress(attempt, 0.0))
             placement = self.strategy.place(
                 current_seed, min(cfg.call_timeout_s, max(deadline.remaining_s(), 1e-3)))

@@ -104,7 +104,8 @@ class ResetServerNode(Node):
         cfg = ResetConfig.from_task(self.task, strategy=strategy, max_attempts=max_attempts,
                                     timeout_s=timeout_s)
         return dataclasses.replace(cfg, settle_s=self.config.settle_s,
-                                   call_timeout_s=self.config.call_timeout_s)
+                                   call_timeout_s=self.config.call_timeout_s,
+                                   retry_backoff_s=self.config.retry_backoff_s)
 
     def _execute(self, goal_handle) -> ResetCell.Result:
         goal = goal_handle.request
@@ -143,6 +144,8 @@ class ResetServerNode(Node):
         else:
             conv.result_from_outcome(outcome, result)
             result.error_code = OK
+            for reason in outcome.reasons:
+                self.get_logger().warning(f'reset of seed {goal.seed}: retried after {reason}')
         if result.error_code == OK:
             goal_handle.succeed()
         elif goal_handle.is_cancel_requested:
