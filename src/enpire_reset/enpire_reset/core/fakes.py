@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from enpire_common.errors import CellUnavailableError
+from enpire_common.errors import CellUnavailableError, VerificationError
 from enpire_reset.core.ports import Placement, ResetVerdict
 
 
@@ -61,7 +61,8 @@ class FakeVerifier:
         if self.error_code:
             return ResetVerdict(False, 0.0, (), self.error_code, 'fake verifier error')
         placed = self.sim.current
-        assert placed is not None, 'FakeVerifier called before anything was placed'
+        if placed is None:
+            raise VerificationError('FakeVerifier called before anything was placed')
         dx, dy, dth = self.offsets.get(index, (0.0, 0.0, 0.0))
         pose = (placed.object_pose[0] + dx, placed.object_pose[1] + dy,
                 placed.object_pose[2] + dth)
