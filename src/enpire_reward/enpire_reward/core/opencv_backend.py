@@ -11,15 +11,19 @@ Pipeline per view (cv2 + numpy only; ~1-3 ms for a 480 x 480 frame):
 3. **Initial pose** from image moments of ``alpha``: centroid, major axis (the stem axis:
    the T's second moments differ by 1.7x), and the 180-degree ambiguity resolved by the
    sign of the third moment along that axis (the stem is the long tail).
-4. **Refine** (x, y, theta) by Gauss-Newton on the squared difference between ``alpha`` and
-   an anti-aliased rendering of the T outline (``cv2.fillPoly`` with ``LINE_AA``), ignoring
-   occluded pixels; a poor fit retries from the flipped and the two perpendicular starts.
+4. **Refine** (x, y, theta) by Levenberg-Marquardt on the squared difference between
+   ``alpha`` and a soft T silhouette (a linear ramp of the signed distance to the outline,
+   :class:`_SdfFit`) over a band of pixels around the observed outline, with analytic
+   Jacobians: a wide ramp first (wide basin), then the renderer's ~1 px edge. Occluded
+   pixels are ignored; a poor fit retries from the flipped and the two perpendicular starts.
 
 The score is the goal coverage of the estimated pose, computed analytically
-(:func:`enpire_reward.core.geometry.coverage`). Two small constants describe the renderer,
-not the scene: gym-pusht draws the block with a 4 px border (so its silhouette is the T grown
-by ~2 px) and pygame/cv2 place pixel centres slightly differently; both are calibrated on
-gym-pusht renders by ``enpire verify crosscheck`` and live in :class:`OpenCvConfig`.
+(:func:`enpire_reward.core.geometry.coverage`). The silhouette models gym-pusht's renderer,
+calibrated on renders from seeds other than the crosscheck's: the block's 4 px pygame border
+grows each side by ``dilation_px`` with pygame's half-pixel line offset towards +x / +y
+(:func:`_side_growth`), and ``offset_px`` places pixel sample points (pygame's integer
+sampling, then cv2.resize 512 -> 480). Pose error on near-goal renders: ~0.19 px,
+0.002 rad (std); the renderer's whole-pixel rounding of the T's corners alone costs ~0.12 px.
 """
 
 from __future__ import annotations

@@ -78,6 +78,6 @@ def _opencv_factory(task: TaskSpec) -> PoseEstimator:
 
 
 register_backend('opencv-v1', _opencv_factory,
-                 'colour segmentation + moments + template refinement (CPU, ~2 ms)')
+                 'colour segmentation + moments + SDF template refinement (CPU, ~5 ms)')
 register_backend('yolo', None, 'ultralytics YOLO-seg masks + the opencv pose stage')
 register_backend('sam2', None, 'box-prompted SAM2 masks, for occasional final verdicts')
