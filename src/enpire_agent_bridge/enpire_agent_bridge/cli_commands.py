@@ -1,14 +1,40 @@
-"""`enpire task ...`: show, lock and verify the frozen task contract."""
+"""The agent verbs: `enpire task|policy|cell ...` and `enpire mcp`.
+
+`task` shows, locks and verifies the frozen task contract; `policy` submits (validates in a
+sandbox first), lists, shows, watches and activates revisions; `cell` reads a cell's status
+and pauses, resumes or homes it; `mcp` serves the same operations as MCP tools over stdio.
+The operations live in :mod:`enpire_agent_bridge.tools`; handlers here only print.
+Exit codes: 0 ok, 1 failed (no cell / bridge), 2 usage or contract mismatch, 3 timeout,
+4 policy rejected.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
+from typing import Any
 
 from enpire_common.paths import enpire_home
 
+HOME_HELP = 'runtime data dir (default $ENPIRE_HOME or ./runs)'
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_task(sub)
+    _register_policy(sub)
+    _register_cell(sub)
+    p = sub.add_parser('mcp', help='serve the agent tools over MCP (stdio)',
+                       description='An MCP server on stdin/stdout with the tools task_show, '
+                                   'policy_submit, policy_list, policy_show, policy_activate, '
+                                   'trial_run, trial_show, trial_list, exp_compare, '
+                                   'cell_status (same JSON as the CLI verbs).')
+    p.add_argument('--home', help=HOME_HELP)
+    p.set_defaults(func=_mcp)
+
+
+def _register_task(sub: argparse._SubParsersAction) -> None:
     task = sub.add_parser('task', help='show, lock and verify task contracts')
     verbs = task.add_subparsers(dest='verb', metavar='<verb>', required=True)
 
@@ -43,26 +69,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from enpire_common.tasks import contract_hash, load_task
+    from enpire_agent_bridge.tools import task_show
 
-    task = load_task(args.task)
-    out = {
-        'ok': True, 'task': task.name, 'id': task.id, 'directory': str(task.directory),
-        'contract_sha256': contract_hash(task),
-        'observation': {k: {'shape': list(v.shape), 'dtype': v.dtype, 'source': v.source}
-                        for k, v in task.observation.items()},
-        'action': {'shape': list(task.action.shape), 'low': list(task.action.low),
-                   'high': list(task.action.high), 'rate_hz': task.action.rate_hz,
-                   'deadline_s': task.action.deadline_s},
-        'views': {k: {'width_px': v.width_px, 'height_px': v.height_px}
-                  for k, v in task.views.items()},
-        'goal_pose': list(task.goal_pose), 'success_threshold': task.success_threshold,
-        'safety': {'low': list(task.safety.low), 'high': list(task.safety.high),
-                   'max_step_px': task.safety.max_step_px, 'mode': task.safety.mode},
-        'episode': {'max_steps': task.max_steps, 'max_time_s': task.max_time_s},
-        'seeds': {'tuning': list(task.tuning_seeds), 'evaluation': list(task.evaluation_seeds)},
-    }
-    print(json.dumps(out, indent=None if args.json else 2))
+    print(json.dumps(task_show(args.task), indent=None if args.json else 2))
     return 0
 
 
@@ -83,3 +92,188 @@ def _verify(args: argparse.Namespace) -> int:
     print(json.dumps({'ok': True, 'task': args.task, 'sha256': digest}) if args.json
           else f'{args.task} contract unchanged ({digest[:12]})')
     return 0
+
+
+# --- policy ----------------------------------------------------------------------------------
+def _register_policy(sub: argparse._SubParsersAction) -> None:
+    policy = sub.add_parser('policy', help='submit, list, show, watch and activate revisions')
+    verbs = policy.add_subparsers(dest='verb', metavar='<verb>', required=True)
+
+    p = verbs.add_parser('submit', help='validate a policy dir in a sandbox and store it '
+                                        '(exit 4 + what to fix when rejected)')
+    p.add_argument('dir', help='policy directory (policy.py + policy.yaml)')
+    p.add_argument('--parent', default='', help="parent revision (default: policy.yaml's)")
+    p.add_argument('--home', help=HOME_HELP)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_submit)
+
+    p = verbs.add_parser('list', help='list stored revisions')
+    p.add_argument('--home', help=HOME_HELP)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_policy_list)
+
+    p = verbs.add_parser('show', help='a revision: manifest, files, trial summary')
+    p.add_argument('rev', help='revision id or unique prefix (>= 6 characters)')
+    p.add_argument('--home', help=HOME_HELP)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_policy_show)
+
+    p = verbs.add_parser('watch', help="submit a revision whenever policy.yaml's version is "
+                                       'bumped (one JSON line per event with --json)')
+    p.add_argument('dir', help='policy directory to watch')
+    p.add_argument('--cell', default='cell_0')
+    p.add_argument('--activate', action='store_true',
+                   help='activate each new revision on --cell (needs the agent bridge node)')
+    p.add_argument('--debounce-s', type=float, default=1.0,
+                   help='content must be unchanged this long before submitting (default 1.0)')
+    p.add_argument('--poll-s', type=float, default=0.25, help='poll interval (default 0.25)')
+    p.add_argument('--home', help=HOME_HELP)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_watch)
+
+    p = verbs.add_parser('activate', help='hot-swap a cell to a revision (or hold)')
+    p.add_argument('rev', help="revision id or prefix, or 'hold'")
+    p.add_argument('--cell', default='cell_0')
+    p.add_argument('--best-effort', action='store_true',
+                   help='fall back to hold on failure (default: keep the previous revision)')
+    p.add_argument('--wait-s', type=float, default=3.0,
+                   help='how long to wait for the switch_policy service (default 3)')
+    p.add_argument('--home', help=HOME_HELP)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_activate)
+
+
+def _emit(args: argparse.Namespace, out: dict[str, Any], text: str) -> int:
+    print(json.dumps(out) if args.json else text)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.tools import policy_submit
+
+    out = policy_submit(args.dir, parent=args.parent, home=args.home)
+    state = 'stored' if out['created'] else 'already stored'
+    check = out.get('check')
+    lat = (f", act {check['act_latency_median_ms']:.1f} ms median / "
+           f"{check['act_latency_max_ms']:.1f} ms max of {check['deadline_ms']:.0f} ms"
+           if check else '')
+    return _emit(args, out, f"{state} revision {out['revision_id']} ({out['name']} "
+                            f"v{out['version']}{lat})")
+
+
+def _policy_list(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.tools import policy_list
+
+    out = policy_list(args.home)
+    lines = [f"{r['short']}  {r['name']:<20} v{r['version']:<4} {r['regime']:<12} "
+             f"{r['hypothesis'][:60]}" for r in out['revisions']] or ['no revisions stored']
+    return _emit(args, out, '\n'.join(lines))
+
+
+def _policy_show(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.tools import policy_show
+
+    out = policy_show(args.rev, args.home)
+    return _emit(args, out, json.dumps(out, indent=2))
+
+
+def _activate(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.tools import policy_activate
+
+    out = policy_activate(args.rev, cell=args.cell, home=args.home,
+                          strict=not args.best_effort, wait_s=args.wait_s)
+    return _emit(args, out, f"/{out['cell']}: active {out['active_revision']} (was "
+                            f"{out['previous_revision'] or '-'}, switched in "
+                            f"{out['switch_latency_s'] * 1e3:.0f} ms)")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from enpire_agent_bridge.core.watch import PolicyWatcher, WatchConfig, WatchEvent
+    from enpire_agent_bridge.tools import policy_activate, policy_submit
+    from enpire_common.clock import SystemClock
+    from enpire_common.errors import CellUnavailableError, EnpireError
+
+    root = Path(args.dir).resolve()
+    if not root.is_dir():
+        from enpire_common.errors import ConfigError
+
+        raise ConfigError(f'{root}: not a directory; give the policy directory to watch')
+
+    def on_event(ev: WatchEvent) -> None:
+        out = ev.to_dict()
+        if ev.kind == 'submitted' and args.activate:
+            try:
+                out['activation'] = policy_activate(out['revision_id'], cell=args.cell,
+                                                    home=args.home)
+            except CellUnavailableError:
+                out['activation'] = {'ok': False, 'message': (
+                    f'activation needs the agent bridge node: no switch_policy service on '
+                    f'/{args.cell} (is the agent bridge running?)')}
+            except EnpireError as err:
+                out['activation'] = {'ok': False, 'error_code': err.code, 'message': str(err)}
+        if args.json:
+            print(json.dumps(out), flush=True)
+        elif ev.kind == 'submitted':
+            act = out.get('activation')
+            print(f"v{ev.version}: revision {out['revision_id']}"
+                  f"{' (already stored)' if not out['created'] else ''}"
+                  f"{'; ' + act.get('message', 'activated') if act else ''}", flush=True)
+        else:
+            print(f'v{ev.version}: rejected: {ev.message}', flush=True)
+
+    watcher = PolicyWatcher(root, lambda d: policy_submit(d, home=args.home), SystemClock(),
+                            WatchConfig(debounce_s=args.debounce_s, poll_interval_s=args.poll_s),
+                            on_event=on_event)
+    print(f'watching {root} (Ctrl-C to stop)', file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        watcher.run(lambda: False)
+    return 0
+
+
+# --- cell ------------------------------------------------------------------------------------
+def _register_cell(sub: argparse._SubParsersAction) -> None:
+    cell = sub.add_parser('cell', help="a cell's status; pause, resume or home it")
+    verbs = cell.add_subparsers(dest='verb', metavar='<verb>', required=True)
+    p = verbs.add_parser('status', help='mode, step, episode, active revision, servers')
+    p.add_argument('--cell', default='cell_0')
+    p.add_argument('--wait-s', type=float, default=2.0,
+                   help='how long to wait for the latched state (default 2)')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_cell_status)
+    for verb, helptext in (('pause', 'hold position and stop acting'),
+                           ('resume', 'resume the active policy'),
+                           ('home', 'move to the home pose')):
+        p = verbs.add_parser(verb, help=f'{helptext} (needs the agent bridge node)')
+        p.add_argument('--cell', default='cell_0')
+        p.add_argument('--wait-s', type=float, default=3.0)
+        p.add_argument('--json', action='store_true')
+        p.set_defaults(func=_cell_command, cell_verb=verb)
+
+
+def _cell_status(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.tools import cell_status
+
+    out = cell_status(args.cell, wait_s=args.wait_s)
+    servers = ' '.join(f"{k}:{'yes' if v else 'no'}" for k, v in out['servers'].items())
+    if out['reachable']:
+        text = (f"/{out['cell']}: {out['mode']} step {out['step']} episode {out['episode']} "
+                f"revision {out['active_revision'] or '-'} | {servers}")
+    else:
+        text = f"/{out['cell']}: no cell_state received (is the cell running?) | {servers}"
+    _emit(args, out, text)
+    return 0 if out['reachable'] else 1
+
+
+def _cell_command(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.tools import cell_command
+
+    out = cell_command(args.cell_verb, args.cell, wait_s=args.wait_s)
+    return _emit(args, out, f"/{out['cell']}: {args.cell_verb} ok {out['message']}".rstrip())
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from enpire_agent_bridge.mcp_server import serve
+
+    return serve(home=args.home)
