@@ -60,8 +60,8 @@ def ros_lockstep(n: int, size: int, timeout_s: float = 60.0) -> float:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
+    from enpire_common.ros import LATEST_QOS
     from enpire_interfaces.msg import Command, StateVector
-    from enpire_sim.ros.push_t_cell import LATEST_QOS
 
     ns = f'/bench_{os.getpid()}'
     cell = subprocess.Popen(

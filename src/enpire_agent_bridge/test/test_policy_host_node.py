@@ -13,7 +13,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_agent_bridge.ros.policy_host_node import CONTROL_QOS, LATEST_QOS, PolicyHostNode
+from enpire_agent_bridge.ros.policy_host_node import CONTROL_QOS, PolicyHostNode
+from enpire_common.ros import LATEST_QOS
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import Command, StateVector
 

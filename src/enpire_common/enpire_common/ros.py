@@ -9,13 +9,57 @@ import threading
 from typing import Any, TypeVar
 
 import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from enpire_common.config import from_parameters, to_parameters
 from enpire_common.errors import CellUnavailableError, EnpireTimeoutError, error_from_code
 
 T = TypeVar('T')
+
+#: Newest-only, reliable, latched: camera frames and states of a cell. A late subscriber gets
+#: the current frame at once, and no frame is silently dropped between two lockstep ticks.
+LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def image_qos(name: str) -> QoSProfile:
+    """Camera subscription QoS by name: ``latched``, ``reliable`` or ``sensor_data``."""
+    if name == 'latched':
+        return LATEST_QOS
+    if name == 'reliable':
+        return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    if name == 'sensor_data':
+        from rclpy.qos import qos_profile_sensor_data
+
+        return qos_profile_sensor_data
+    raise ValueError(f'unknown image QoS {name!r} (latched, reliable, sensor_data)')
+
+
+def make_fast_executor(context: Any = None) -> Any:
+    """The events executor (fastest callbacks) where available, else single-threaded."""
+    try:
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    except (ImportError, RuntimeError):
+        return SingleThreadedExecutor(context=context)
+
+
+def spin_until_shutdown(executor: Any, context: Any = None) -> None:
+    """Spin until Ctrl-C / shutdown.
+
+    ``EventsExecutor.spin()`` ignores the SIGINT shutdown and keeps a core busy here; a
+    bounded ``spin_once`` loop does neither (and costs nothing while idle).
+    """
+    try:
+        while rclpy.ok(context=context):
+            executor.spin_once(timeout_sec=0.5)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
 
 
 def declare_config(node: Node, cls: type[T], prefix: str = '') -> T:

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from enpire_common.ros import call_service
+from enpire_common.ros import LATEST_QOS, call_service
 from enpire_common.testing import wait_until
 
 pytestmark = pytest.mark.ros
@@ -21,7 +21,7 @@ def test_service_judges_a_published_frame_and_survives_a_bad_one(ros, frames):
 
     node = ros.add(VerifierNode(context=ros.context))
     client_node = ros.node('verify_client')
-    pub = client_node.create_publisher(Image, 'camera/top/image_raw', 10)
+    pub = client_node.create_publisher(Image, 'camera/top/image_raw', LATEST_QOS)
     got: list = []
     seen = threading.Event()
     client_node.create_subscription(VerdictMsg, 'verdicts',

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -26,13 +25,15 @@ from enpire_agent_bridge.core.host import PolicyHost
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_common.errors import ConfigError, EnpireError, PolicyError
 from enpire_common.paths import enpire_home
-from enpire_common.ros import declare_config
+from enpire_common.ros import (
+    LATEST_QOS,
+    declare_config,
+    make_fast_executor,
+    spin_until_shutdown,
+)
 from enpire_common.tasks import load_task, parse_task
 from enpire_interfaces.msg import Command, StateVector
 
-#: Matches the cell's latched, newest-only topics.
-LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 #: Episode control is never latched: a restarted host must not act on a stale start.
 CONTROL_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
@@ -224,16 +225,6 @@ class PolicyHostNode(Node):
         super().destroy_node()
 
 
-def make_executor(context=None):
-    """The events executor (fast callbacks), else a single-threaded one."""
-    try:
-        from rclpy.experimental import EventsExecutor
-
-        return EventsExecutor(context=context)
-    except (ImportError, RuntimeError):
-        return SingleThreadedExecutor(context=context)
-
-
 def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
@@ -242,12 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f'policy_host: invalid config: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = make_executor()
+    executor = make_fast_executor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor)
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -19,6 +19,9 @@ class VerifierConfig:
         fusion: ``all`` | ``any`` | ``mean``; empty = the task's ``success.fusion``.
         max_image_age_s: a frame older than this (node clock) is VIEW_UNAVAILABLE.
         evidence_dir: default directory for evidence images; empty = ``$ENPIRE_HOME/evidence``.
+        image_qos: camera subscription QoS: ``latched`` (reliable, transient local: the sim
+            cell and latched drivers; no frame lost), ``reliable`` (reliable, volatile) or
+            ``sensor_data`` (best effort: most real camera drivers).
     """
 
     task: str = 'push_t'
@@ -27,8 +30,11 @@ class VerifierConfig:
     fusion: str = ''
     max_image_age_s: float = 2.0
     evidence_dir: str = ''
+    image_qos: str = 'latched'
 
     def __post_init__(self) -> None:
+        require(self.image_qos in ('latched', 'reliable', 'sensor_data'), 'image_qos',
+                self.image_qos, 'must be latched, reliable or sensor_data')
         require(bool(self.task), 'task', self.task, 'must name a task')
         require(bool(self.backend), 'backend', self.backend, 'must name a backend')
         require(self.fusion in ('', *FUSION_RULES), 'fusion', self.fusion,

@@ -10,11 +10,10 @@ from pathlib import Path
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from enpire_common.errors import OK, EnpireError, ViewUnavailableError
-from enpire_common.ros import declare_config, ros_time_s
+from enpire_common.ros import declare_config, image_qos, ros_time_s
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import Verdict as VerdictMsg
 from enpire_interfaces.srv import VerifySuccess
@@ -52,7 +51,8 @@ class VerifierNode(Node):
         for view in self.verifier.views:
             self.create_subscription(
                 Image, f'camera/{view}/image_raw',
-                lambda msg, v=view: self._on_image(v, msg), qos_profile_sensor_data)
+                lambda msg, v=view: self._on_image(v, msg),
+                image_qos(self.config.image_qos))
         self.verdict_pub = self.create_publisher(VerdictMsg, 'verdicts', 10)
         self.create_service(VerifySuccess, 'verify_success', self._on_verify)
         self.get_logger().info(

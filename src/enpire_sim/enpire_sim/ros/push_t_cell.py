@@ -8,14 +8,17 @@ import threading
 import numpy as np
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
 
 from enpire_common.errors import OK, ConfigError, EnpireError
-from enpire_common.ros import declare_config
+from enpire_common.ros import (
+    LATEST_QOS,
+    declare_config,
+    make_fast_executor,
+    spin_until_shutdown,
+)
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
 from enpire_interfaces.srv import GetGroundTruth, SimReset
@@ -25,10 +28,6 @@ from enpire_sim.ros import conversions as conv
 
 FRAME_ID = 'top_camera'
 
-#: Latched, reliable, newest only: a late subscriber (verifier, recorder) still gets the
-#: latest frame, and a lockstep driver never loses the sample it waits for.
-LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class PushTCellNode(Node):
@@ -206,26 +205,6 @@ class PushTCellNode(Node):
         super().destroy_node()
 
 
-def make_executor(context=None):
-    """The events executor (much faster service round trips), else a single-threaded one."""
-    try:
-        from rclpy.experimental import EventsExecutor
-
-        return EventsExecutor(context=context)
-    except (ImportError, RuntimeError):
-        return SingleThreadedExecutor(context=context)
-
-
-def spin_until_shutdown(executor, context=None) -> None:
-    """Spin until Ctrl-C / shutdown. ``EventsExecutor.spin()`` ignores the SIGINT shutdown
-    and keeps a core busy here; a bounded ``spin_once`` loop does neither."""
-    try:
-        while rclpy.ok(context=context):
-            executor.spin_once(timeout_sec=0.5)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
@@ -234,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'push_t_cell: invalid config: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = make_executor()
+    executor = make_fast_executor()
     executor.add_node(node)
     try:
         spin_until_shutdown(executor)
