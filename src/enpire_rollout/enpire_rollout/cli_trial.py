@@ -23,7 +23,7 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     run.add_argument('--seed-start', type=int, default=None,
                      help="first seed (default: the start of the task's tuning range)")
     run.add_argument('--seeds', type=int, nargs='+', help='explicit seeds')
-    run.add_argument('--experiment', default='trials', help='experiment id (default trials)')
+    run.add_argument('--experiment', default='manual', help='experiment id (default manual)')
     run.add_argument('--cell', default='cell_0', help='cell namespace (default cell_0)')
     run.add_argument('--no-start', action='store_true',
                      help='fail instead of starting the sim cell when none runs')
@@ -34,7 +34,7 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
     ls = verbs.add_parser('list', help='list recorded trials of an experiment')
-    ls.add_argument('--experiment', default='trials')
+    ls.add_argument('--experiment', default='manual')
     ls.add_argument('--home')
     ls.add_argument('--json', action='store_true')
     ls.set_defaults(func=_list)

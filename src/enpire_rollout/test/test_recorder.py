@@ -252,3 +252,18 @@ def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_abor
     assert verify_files(trials / 't1', first) == {}
     assert [r['ids']['trial_id'] for r in list_trials(tmp_path / 'run')] == ['t1', 't2']
     assert recover_incomplete(tmp_path / 'run') == []
+
+
+def test_middleware_bytes_with_trailing_garbage_are_canonicalised_for_strict_readers():
+    from rclpy.serialization import serialize_message
+
+    from enpire_interfaces.msg import SafetyEvent
+    from enpire_rollout.core.bag import canonical_cdr, typestore
+
+    raw = serialize_message(SafetyEvent(cell_id='c', kind=3, action=2, requested=[1.0, 2.0],
+                                        applied=[], revision_id='r', detail='x'))
+    fixed = canonical_cdr('enpire_interfaces/msg/SafetyEvent', raw)
+    assert len(fixed) < len(raw)
+    msg = typestore().deserialize_cdr(fixed, 'enpire_interfaces/msg/SafetyEvent')
+    assert (msg.kind, list(msg.requested), list(msg.applied), msg.detail) == (
+        3, [1.0, 2.0], [], 'x')

@@ -180,3 +180,13 @@ def test_no_input_ever_yields_a_non_finite_or_out_of_bounds_command(command, pre
         assert decisions, 'a dropped command must say why'
     for d in decisions:
         assert d.applied is None or all(0.0 <= v <= 512.0 for v in d.applied)
+
+
+def test_the_task_contract_envelope_replaces_the_defaults():
+    from enpire_common.tasks import load_task
+    from enpire_rollout.core.config import SafetyConfig
+
+    cfg = SafetyConfig(task='push_t').with_task_envelope(load_task('push_t').safety)
+    assert cfg.envelope.low == (10.0, 10.0) and cfg.envelope.high == (502.0, 502.0)
+    assert cfg.envelope.max_step_px == 120.0 and cfg.envelope.max_rate_hz == 60.0
+    assert (cfg.modes.bounds, cfg.modes.max_step, cfg.modes.rate) == ('clamp', 'clamp', 'reject')

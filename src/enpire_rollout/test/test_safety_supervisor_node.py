@@ -34,10 +34,12 @@ class Probe:
                    TIMEOUT_S, 'supervisor and probe to discover each other')
         self.tick = 0
 
-    def send(self, action) -> None:
+    def send(self, action, stamp_s: float = 0.0) -> None:
         self.tick += 1
-        self.pub.publish(Command(tick=self.tick, revision_id='rev1',
-                                 action=[float(v) for v in action]))
+        msg = Command(tick=self.tick, revision_id='rev1', action=[float(v) for v in action])
+        msg.header.stamp.sec = int(stamp_s)
+        msg.header.stamp.nanosec = int(round((stamp_s - int(stamp_s)) * 1e9))
+        self.pub.publish(msg)
 
 
 def make_supervisor(ros, **params):
@@ -70,6 +72,31 @@ def test_nan_command_is_dropped_with_an_event(ros):
     probe.send([10.0, 20.0])
     cmd = probe.commands.get(timeout=TIMEOUT_S)
     assert cmd.tick == 2 and list(cmd.action) == [10.0, 20.0]
+
+
+def test_a_rejected_command_becomes_a_hold_so_a_lockstep_cell_keeps_ticking(ros):
+    sup = make_supervisor(ros)
+    probe = Probe(ros, sup)
+    probe.send([100.0, 200.0])
+    assert list(probe.commands.get(timeout=TIMEOUT_S).action) == [100.0, 200.0]
+    probe.send([float('inf'), 5.0])
+    hold = probe.commands.get(timeout=TIMEOUT_S)
+    assert hold.tick == 2 and list(hold.action) == [100.0, 200.0]
+    assert probe.events.get(timeout=TIMEOUT_S).action == SafetyAction.REJECTED
+
+
+def test_rates_are_judged_on_command_stamps_not_arrival_time(ros):
+    sup = make_supervisor(ros, **{'envelope.max_rate_hz': 60.0})
+    probe = Probe(ros, sup)
+    # Sent back to back, but stamped one 10 Hz tick apart: both pass.
+    probe.send([10.0, 10.0], stamp_s=5.0)
+    probe.send([11.0, 10.0], stamp_s=5.1)
+    assert [probe.commands.get(timeout=TIMEOUT_S).tick for _ in range(2)] == [1, 2]
+    assert probe.events.empty()
+    # Same stamp twice: a RATE violation, held at the previous target.
+    probe.send([12.0, 10.0], stamp_s=5.1)
+    assert probe.events.get(timeout=TIMEOUT_S).kind == SafetyKind.RATE
+    assert list(probe.commands.get(timeout=TIMEOUT_S).action) == [11.0, 10.0]
 
 
 def test_abort_mode_rejects_everything_until_reset(ros):

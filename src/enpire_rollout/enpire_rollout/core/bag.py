@@ -132,10 +132,33 @@ def build_message(store: Any, msgtype: str, value: Any) -> Any:
     return store.types[msgtype](**kwargs)
 
 
+def canonical_cdr(msgtype: str, data: bytes | bytearray | memoryview) -> memoryview:
+    """``data`` without the trailing bytes some middlewares append after a CDR message.
+
+    rmw_fastrtps may hand out a serialized message with up to a few stray bytes past its
+    end (seen with an empty float64[] followed by strings); strict readers such as rosbags
+    then refuse the whole message ("CDR message size mismatch"). Parsing once to find the
+    true end (cheap: arrays are zero-copy views) keeps every bag readable by every reader.
+    Raises BagError when the bytes are not a valid ``msgtype`` at all.
+    """
+    view = memoryview(data)
+    if len(view) < 4 or bytes(view[:2]) not in (b'\x00\x00', b'\x00\x01'):
+        raise BagError(f'{msgtype}: not a CDR-encapsulated message')
+    msgdef = typestore().get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if view[1] else msgdef.deserialize_cdr_be
+    try:
+        _msg, pos = func(view[4:], 0, msgdef.cls, typestore())
+    except Exception as exc:  # noqa: BLE001 - any parse failure means corrupt input
+        raise BagError(f'{msgtype}: CDR bytes do not parse ({exc})') from None
+    end = 4 + pos
+    end += -end % 4  # keep the CDR stream's final alignment padding
+    return view[:min(end, len(view))]
+
+
 def serialize(msgtype: str, msg_or_bytes: Any) -> bytes | memoryview:
-    """CDR bytes of a message given as bytes (passed through), dict or dataclass."""
+    """CDR bytes of a message given as bytes (canonicalised), dict or dataclass."""
     if isinstance(msg_or_bytes, (bytes, bytearray, memoryview)):
-        return msg_or_bytes
+        return canonical_cdr(msgtype, msg_or_bytes)
     store = typestore()
     return store.serialize_cdr(build_message(store, msgtype, msg_or_bytes), msgtype)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from enpire_common.config import require
 
@@ -79,10 +80,30 @@ class SafetyConfig:
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
     modes: ModesConfig = field(default_factory=ModesConfig)
     cell_id: str = ''
+    task: str = ''   # when set, envelope and modes come from the task contract's safety.yaml
 
     @property
     def ndim(self) -> int:
         return len(self.envelope.low)
+
+    def with_task_envelope(self, safety: Any) -> SafetyConfig:
+        """This config with the envelope of a task contract (``TaskSpec.safety``).
+
+        The contract is the single source of truth of a task's envelope: ``clamp`` clamps
+        bounds and steps, ``abort`` aborts on them; a too-early command is rejected, or aborts
+        in ``abort`` mode.
+        """
+        inf = float('inf')
+        envelope = EnvelopeConfig(
+            low=tuple(safety.low), high=tuple(safety.high),
+            max_step_px=0.0 if safety.max_step_px == inf else float(safety.max_step_px),
+            max_rate_hz=0.0 if safety.max_rate_hz == inf else float(safety.max_rate_hz),
+            stale_timeout_s=self.envelope.stale_timeout_s)
+        rate = 'abort' if safety.mode == 'abort' else 'reject'
+        return SafetyConfig(envelope=envelope,
+                            modes=ModesConfig(bounds=safety.mode, max_step=safety.mode,
+                                              rate=rate),
+                            cell_id=self.cell_id, task=self.task)
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,14 @@ class RosController:
     """
 
     def __init__(self, node: Node, group: ReentrantCallbackGroup, *, task: str,
-                 log_dir: Path, start_timeout_s: float = 60.0,
+                 log_dir: Path, start_timeout_s: float = 60.0, stall_timeout_s: float = 15.0,
                  extra_params: dict[str, Any] | None = None) -> None:
         self._node = node
         self.task = task
         self.log_dir = log_dir
         self.start_timeout_s = start_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self._last_tick_t = time.monotonic()
         self.extra_params = extra_params or {}
         self._cond = threading.Condition()
         self._tick = -1
@@ -151,6 +153,8 @@ class RosController:
     # -- subscriptions -----------------------------------------------------------------------
     def _on_state(self, msg: StateVector) -> None:
         with self._cond:
+            if int(msg.tick) != self._tick:
+                self._last_tick_t = time.monotonic()
             self._tick = int(msg.tick)
             self._cond.notify_all()
 
@@ -256,6 +260,7 @@ class RosController:
         with self._cond:
             self._abort = None
             self._episode = episode
+            self._last_tick_t = time.monotonic()
         self._safety_reset.publish(Empty())
         self._send('start', seed=int(seed), episode=episode)
         self._await_status(('running', 'fault'), 10.0, 'episode start', episode=episode)
@@ -278,6 +283,11 @@ class RosController:
                                     cell_lost=f'policy host process died (exit code {code})')
                 if self._tick != last:
                     return Progress(max(self._tick, 0))
+                stalled_s = time.monotonic() - self._last_tick_t
+                if stalled_s > self.stall_timeout_s:
+                    return Progress(max(self._tick, 0), cell_lost=(
+                        f'cell stalled: no new state for {stalled_s:.0f} s at step '
+                        f'{self._tick} (lost command or dead cell/supervisor)'))
                 left = end - time.monotonic()
                 if left <= 0:
                     return Progress(max(self._tick, 0))

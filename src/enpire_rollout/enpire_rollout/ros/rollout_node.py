@@ -51,12 +51,15 @@ class RolloutConfig:
     record_default: bool = True     # record when the goal leaves it unset (always true here)
     host_start_timeout_s: float = 60.0
     verify_timeout_s: float = 10.0
+    stall_timeout_s: float = 15.0   # no new state for this long ends the trial as aborted
     budget: BudgetConfig = field(default_factory=BudgetConfig)
 
     def __post_init__(self) -> None:
         require(self.host_start_timeout_s > 0, 'host_start_timeout_s',
                 self.host_start_timeout_s, 'must be > 0 seconds')
         require(self.verify_timeout_s > 0, 'verify_timeout_s', self.verify_timeout_s,
+                'must be > 0 seconds')
+        require(self.stall_timeout_s > 0, 'stall_timeout_s', self.stall_timeout_s,
                 'must be > 0 seconds')
 
 
@@ -162,7 +165,8 @@ class RolloutNode(Node):
         self.verifier = RosVerifier(self, self._group, self.config.verify_timeout_s)
         self.controller = RosController(
             self, self._group, task=self.task.name, log_dir=self.home / 'logs' / self.cell_id,
-            start_timeout_s=self.config.host_start_timeout_s)
+            start_timeout_s=self.config.host_start_timeout_s,
+            stall_timeout_s=self.config.stall_timeout_s)
         from enpire_rollout.ros.recorder_node import RecorderClient
 
         self.recorder = RecorderClient(self, runs_root=self.home)

@@ -2,8 +2,9 @@
 
 Commands that violate a rule are clamped, rejected or abort the trial (per rule, see
 :class:`enpire_rollout.core.config.SafetyConfig`); every decision is published as a
-SafetyEvent. A rejected command is simply not forwarded: the cell keeps its last command
-(holds). After an abort everything is rejected until a message on ``safety/reset``.
+SafetyEvent. A rejected command is replaced by a hold (the last applied target, or the
+pusher's position) for the same tick, so a lockstep cell keeps stepping and a real-time cell
+holds. After an abort everything is rejected, with no hold, until ``safety/reset``.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ class SafetySupervisor(Node):
         envelope.low / envelope.high (float[], task units), envelope.max_step_px (float, px,
         0 = off), envelope.max_rate_hz (float, Hz, 0 = off), envelope.stale_timeout_s
         (float, s, 0 = off), modes.bounds / modes.max_step ('clamp'|'reject'|'abort'),
-        modes.rate ('reject'|'abort'), cell_id (str; default: the node namespace).
+        modes.rate ('reject'|'abort'), cell_id (str; default: the node namespace),
+        task (str; when set, envelope and modes come from that task's contract instead).
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__('safety_supervisor', **kwargs)
         self.config = declare_config(self, SafetyConfig)
+        if self.config.task:
+            from enpire_common.tasks import load_task
+
+            self.config = self.config.with_task_envelope(load_task(self.config.task).safety)
         self.filter = SafetyFilter(self.config)
         self._cell_id = self.config.cell_id or self.get_namespace().strip('/')
         self._prev: np.ndarray | None = None
@@ -72,7 +78,12 @@ class SafetySupervisor(Node):
     def _on_command(self, msg: Command) -> None:
         self._revision = msg.revision_id
         prev = self._prev if self._prev is not None else self._agent
-        applied, decisions = self.filter.filter(command_values(msg), prev, ros_time_s(self))
+        # Rates are judged on the command's own stamp (the tick it answers, stamped by the
+        # cell) when it has one: the node clock races /clock in lockstep, where two ticks can
+        # arrive within the same sim-time instant of this node.
+        stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        now_s = stamp_s if stamp_s > 0 else ros_time_s(self)
+        applied, decisions = self.filter.filter(command_values(msg), prev, now_s)
         stamp = self.get_clock().now().to_msg()
         for decision in decisions:
             self._event_pub.publish(safety_event(decision, self._cell_id, msg.revision_id,
@@ -82,6 +93,12 @@ class SafetySupervisor(Node):
         if applied is not None:
             self._prev = applied
             self._cmd_pub.publish(applied_command(msg, applied))
+        elif not self.filter.aborted:
+            # A rejected command must not stall a lockstep cell (it steps only on a command):
+            # hold the last applied target (or the pusher's position) for this tick instead.
+            hold = self._prev if self._prev is not None else self._agent
+            if hold is not None:
+                self._cmd_pub.publish(applied_command(msg, hold))
 
     def _check_stale(self) -> None:
         decision = self.filter.check_stale(ros_time_s(self))
