@@ -88,7 +88,11 @@ class RolloutClient:
                    max_consecutive_faults: int = 0, record: bool = True,
                    on_feedback: Callable[[Any], None] | None = None,
                    timeout_s: float = 24 * 3600.0) -> Any:
-        """Send one RunTrials goal and wait for its result (raises the result's error)."""
+        """Send one RunTrials goal and wait for its result (raises the result's error).
+
+        ``record=False`` runs the trials without bag, video or trial.json (benchmarks);
+        the node honours the flag as sent.
+        """
         from enpire_common.ros import wait_future
         from enpire_interfaces.action import RunTrials
 

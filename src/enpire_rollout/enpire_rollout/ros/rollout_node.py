@@ -48,7 +48,9 @@ class RolloutConfig:
     home: str = ''                  # ENPIRE_HOME override ('' = $ENPIRE_HOME or ./runs)
     cell_id: str = ''               # '' = the node's namespace
     store: bool = True              # record trials in the experiment store
-    record_default: bool = True     # record when the goal leaves it unset (always true here)
+    # RunTrials.record is a plain bool, so "unset" reads as false: the node honours it as given
+    # (RolloutClient sends true unless asked not to); force_record records every trial anyway.
+    force_record: bool = False
     host_start_timeout_s: float = 60.0
     verify_timeout_s: float = 10.0
     stall_timeout_s: float = 15.0   # no new state for this long ends the trial as aborted
@@ -138,18 +140,20 @@ class RolloutNode(Node):
 
     Action server: ``run_trials`` (enpire_interfaces/RunTrials): revision_id or policy_dir,
         count, seeds / seed_start, budget fields (0 = the node's ``budget.*`` default),
-        record. Feedback per phase and per finished trial; cancel stops after making the
-        cell safe (the open trial ends ``aborted``).
+        record (honoured as given: false writes no bag/video/trial.json; a raw goal that
+        leaves it unset records nothing unless ``force_record``). Feedback per phase and
+        per finished trial; cancel stops after making the cell safe (the open trial ends
+        ``aborted``).
     Publishes: ``trial_events`` (TrialResult), ``policy/control`` (to the policy host),
         ``safety/reset`` (to the supervisor, at each episode start).
     Subscribes: ``state``, ``policy/status``, ``safety/events``.
     Uses: ``reset_cell`` (action), ``verify_success`` (service), the recorder
         (``recorder/control`` / ``recorder/status``), and starts one ``policy_host`` process
         per revision under test.
-    Parameters (RolloutConfig): task, home, cell_id, store, host_start_timeout_s,
-        verify_timeout_s, budget.max_wall_time_s, budget.max_consecutive_faults,
-        budget.max_episode_steps, budget.max_episode_time_s, budget.verify_period_s,
-        budget.reset_timeout_s.
+    Parameters (RolloutConfig): task, home, cell_id, store, force_record,
+        host_start_timeout_s, verify_timeout_s, budget.max_wall_time_s,
+        budget.max_consecutive_faults, budget.max_episode_steps, budget.max_episode_time_s,
+        budget.verify_period_s, budget.reset_timeout_s.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -256,7 +260,7 @@ class RolloutNode(Node):
             feedback.n_success, feedback.last, feedback.phase = n_success, msg, 'done'
             goal_handle.publish_feedback(feedback)
 
-        record = goal.record or self.config.record_default
+        record = bool(goal.record) or self.config.force_record
         runner = TrialRunner(
             cell=self.cell, controller=self.controller, verifier=self.verifier,
             recorder=self.recorder if record else NullRecorder(), clock=SystemClock(),
