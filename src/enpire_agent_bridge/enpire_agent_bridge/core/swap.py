@@ -132,9 +132,18 @@ class SwapMachine:
             self._fail_staging(reason)
 
     def tick(self, tick: int) -> None:
-        """A control tick boundary was crossed."""
-        self._tick = tick
+        """A control tick boundary was crossed.
+
+        A tick lower than the last one is a new episode (the cell was reset and counts from
+        0 again): a scheduled switch then takes effect at once, and a warm-up window restarts.
+        """
         s = self.state
+        if tick < self._tick:
+            if s.phase is Phase.SWITCHED:
+                s.switch_tick = tick
+            elif s.phase is Phase.STAGING:
+                s.staged_at_tick = tick
+        self._tick = tick
         if s.phase is Phase.STAGING and tick - s.staged_at_tick > self.warmup_ticks:
             self._fail_staging(f'no valid warm-up action within {self.warmup_ticks} ticks')
 
