@@ -430,6 +430,10 @@ class AgentBridgeNode(Node):
                                     'last_good')
         if rid == HOLD:
             return HOLD, None
+        with self._lock:
+            known = rid in self._standby or rid in self._hosts or rid in self._dirs
+        if known:   # hosted before (maybe parked warm): no store lookup, no directory needed
+            return rid, self._dirs.get(rid)
         rev = self.store.get(rid)
         return rev.id, rev.path
 

@@ -1,0 +1,282 @@
+"""The agent_bridge node in-process: hot swaps at a tick boundary, strict failures, fallback.
+
+A fake real-time cell ticks image + state on a background thread; the tests call the bridge's
+services like the CLI does and check every command it published (tick + revision_id).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from enpire_agent_bridge.core.swap import HOLD, Phase, SwapMachine
+from enpire_agent_bridge.ros import conversions as conv
+from enpire_agent_bridge.ros.bridge_node import AgentBridgeNode, TriggerSrv
+from enpire_common.ros import LATEST_QOS, wait_future
+from enpire_common.testing import wait_until
+from enpire_interfaces.msg import Command, StateVector
+from enpire_interfaces.srv import SwitchPolicy
+
+ROOT = Path(__file__).resolve().parents[3]
+TASK_FILE = ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml'
+BAD = ROOT / 'tests' / 'data' / 'bad_policies'
+IMAGE_PX = 96        # the bridge forwards whatever the cell sends; keep the fake cell cheap
+TICK_HZ = 20.0
+WAIT_S = 30.0        # generous: a loaded 2-core machine starts sandboxes slowly
+
+OFFSET_POLICY = '''
+import numpy as np
+
+
+class Offset:
+    def __init__(self, spec):
+        self.low, self.high = spec.low, spec.high
+        self.offset = np.asarray(spec.params.get('offset_px', [0.0, 0.0]), dtype=np.float64)
+        self.fault_above_x_px = float(spec.params.get('fault_above_x_px', 1e9))
+
+    def reset(self, seed):
+        pass
+
+    def act(self, obs):
+        pos = np.asarray(obs['agent_pos'], dtype=np.float64)
+        if pos[0] > self.fault_above_x_px:
+            return np.array([np.nan, np.nan])   # a fault the host must catch
+        return np.clip(pos + self.offset, self.low, self.high)
+
+
+def make_policy(spec):
+    return Offset(spec)
+'''
+
+
+def offset_policy(root: Path, name: str, offset: float, **params: float) -> Path:
+    d = root / name
+    d.mkdir()
+    (d / 'policy.py').write_text(OFFSET_POLICY)
+    all_params = {'offset_px': [offset, offset], **params}
+    (d / 'policy.yaml').write_text(
+        f'name: {name}\ntask: push_t\nversion: 1\nregime: heuristic\n'
+        f"hypothesis: test\nparent: ''\nparams: {json.dumps(all_params)}\n")
+    return d
+
+
+class FakeCell:
+    """Ticks image + state at TICK_HZ; records the bridge's commands and status."""
+
+    def __init__(self, ros) -> None:
+        self.node = ros.node('fake_cell')
+        self.image_pub = self.node.create_publisher(Image, 'camera/top/image_raw', LATEST_QOS)
+        self.state_pub = self.node.create_publisher(StateVector, 'state', LATEST_QOS)
+        self.switch = self.node.create_client(SwitchPolicy, 'switch_policy')
+        self.commands: list[Command] = []
+        self.statuses: list[dict] = []
+        self.pos = [120.0, 340.0]
+        self.tick = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.node.create_subscription(Command, 'policy/command', self._on_cmd, 100)
+        self.node.create_subscription(String, 'bridge/status', self._on_status, LATEST_QOS)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_cmd(self, msg: Command) -> None:
+        with self._lock:
+            self.commands.append(msg)
+
+    def _on_status(self, msg: String) -> None:
+        with self._lock:
+            self.statuses.append(json.loads(msg.data))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        # A real-time cell: one tick per period, whatever the bridge does.
+        while not self._stop.wait(1.0 / TICK_HZ):
+            self.tick += 1
+            stamp = conv.Time(sec=self.tick, nanosec=0)
+            img = Image(height=IMAGE_PX, width=IMAGE_PX, encoding='rgb8', step=IMAGE_PX * 3)
+            img.header.stamp = stamp
+            img.data = bytes(IMAGE_PX * IMAGE_PX * 3)
+            self.image_pub.publish(img)
+            state = StateVector(tick=self.tick, names=['x', 'y', 'vx', 'vy'],
+                                values=[self.pos[0], self.pos[1], 0.0, 0.0])
+            state.header.stamp = stamp
+            self.state_pub.publish(state)
+
+    def call(self, revision_id: str = '', revision_dir: Path | str = '', strict: bool = True,
+             timeout_s: float = WAIT_S) -> SwitchPolicy.Response:
+        req = SwitchPolicy.Request(
+            revision_id=revision_id, revision_dir=str(revision_dir),
+            strictness=SwitchPolicy.Request.STRICT if strict
+            else SwitchPolicy.Request.BEST_EFFORT, timeout_s=timeout_s)
+        return wait_future(self.switch.call_async(req), timeout_s + 10.0, 'switch_policy')
+
+    def trigger(self, verb: str) -> object:
+        client = self.node.create_client(TriggerSrv, f'{verb}_cell')
+        assert client.wait_for_service(timeout_sec=10.0)
+        return wait_future(client.call_async(TriggerSrv.Request()), 10.0, f'{verb}_cell')
+
+    def snapshot(self) -> list[tuple[int, str, list[float]]]:
+        with self._lock:
+            return [(int(c.tick), c.revision_id, list(c.action)) for c in self.commands]
+
+    def wait_commands(self, revision: str, n: int) -> None:
+        wait_until(lambda: sum(r == revision for _, r, _ in self.snapshot()) >= n, WAIT_S,
+                   f'{n} commands of {revision}')
+
+
+@pytest.fixture
+def cell(ros):
+    cell = FakeCell(ros)
+    params = [Parameter('task_file', value=str(TASK_FILE)),
+              # Generous: this test checks the switch logic, not speed, on a loaded machine.
+              Parameter('deadline_override_s', value=2.0),
+              Parameter('revisions_dir', value=''),
+              Parameter('log_dir', value='')]
+    cell.bridge = ros.add(AgentBridgeNode(context=ros.context, parameter_overrides=params))
+    assert cell.switch.wait_for_service(timeout_sec=10.0)
+    wait_until(lambda: cell.node.count_subscribers('state') >= 1, 10.0, 'bridge subscription')
+    cell.start()
+    yield cell
+    cell.stop()
+
+
+def assert_one_command_per_tick(commands: list[tuple[int, str, list[float]]]) -> None:
+    ticks = [t for t, _, _ in commands]
+    assert ticks == sorted(set(ticks)), 'a tick got two commands or they came out of order'
+
+
+@pytest.mark.ros
+def test_a_switch_lands_on_a_tick_boundary_and_no_old_command_follows_it(cell, tmp_path):
+    a = offset_policy(tmp_path, 'a', 0.0)
+    b = offset_policy(tmp_path, 'b', 3.0)
+    first = cell.call('rev-a', a)
+    assert (first.ok, first.error_msg, first.active_revision) == (True, '', 'rev-a')
+    cell.wait_commands('rev-a', 3)
+
+    res = cell.call('rev-b', b)
+    assert res.ok, res.error_msg
+    assert (res.active_revision, res.previous_revision) == ('rev-b', 'rev-a')
+    assert 0.0 < res.switch_latency_s < WAIT_S
+    cell.wait_commands('rev-b', 3)
+    back = cell.call('rev-a')       # parked warm: no directory needed, no process start
+    assert back.ok, back.error_msg
+    cell.wait_commands('rev-a', 6)
+
+    cmds = cell.snapshot()
+    assert_one_command_per_tick(cmds)
+    switch_b = min(t for t, r, _ in cmds if r == 'rev-b')
+    switch_a = min(t for t, r, _ in cmds if r == 'rev-a' and t > switch_b)
+    revs = [r for _, r, _ in cmds]
+    assert set(revs) == {'rev-a', 'rev-b'}
+    assert all(r == 'rev-b' for t, r, _ in cmds if switch_b <= t < switch_a), \
+        'a command of the old revision passed after the switch tick'
+    assert all(r == 'rev-a' for t, r, _ in cmds if t >= switch_a)
+    b_actions = [act for _, r, act in cmds if r == 'rev-b']
+    np.testing.assert_allclose(b_actions[0], [123.0, 343.0])
+    status = cell.bridge.status()
+    assert status['active'] == 'rev-a' and status['last_good'] == 'rev-b'
+    assert status['standby'] == ['rev-b'] and status['switches'] == 2
+
+
+@pytest.mark.ros
+def test_a_strict_switch_to_a_policy_failing_on_import_keeps_the_old_revision(cell, tmp_path):
+    a = offset_policy(tmp_path, 'a', 0.0)
+    assert cell.call('rev-a', a).ok
+    cell.wait_commands('rev-a', 2)
+    res = cell.call('rev-bad', BAD / 'raise_on_import')
+    assert not res.ok
+    assert res.error_code == 404
+    assert 'switch to rev-bad failed, rev-a stays active' in res.error_msg
+    assert 'RuntimeError in importing policy.py: deliberate import failure' in res.error_msg
+    assert res.active_revision == 'rev-a'
+    n = len(cell.snapshot())
+    wait_until(lambda: len(cell.snapshot()) >= n + 3, WAIT_S, 'commands after the failure')
+    assert {r for _, r, _ in cell.snapshot()} == {'rev-a'}
+    assert cell.bridge.status()['phase'] == 'active'
+
+
+@pytest.mark.ros
+def test_a_best_effort_switch_that_fails_falls_back_to_hold(cell, tmp_path):
+    a = offset_policy(tmp_path, 'a', 0.0)
+    assert cell.call('rev-a', a).ok
+    res = cell.call('rev-nan', BAD / 'returns_nan', strict=False)
+    assert not res.ok and 'fell back to hold' in res.error_msg
+    assert res.active_revision == HOLD
+    cell.wait_commands(HOLD, 2)
+    assert cell.bridge.status()['last_good'] == 'rev-a'
+
+
+@pytest.mark.ros
+def test_a_fault_after_activation_holds_and_restore_brings_back_the_last_good(cell, tmp_path):
+    a = offset_policy(tmp_path, 'a', 0.0)
+    f = offset_policy(tmp_path, 'f', 1.0, fault_above_x_px=400.0)
+    assert cell.call('rev-a', a).ok
+    res = cell.call('rev-f', f)
+    assert res.ok, res.error_msg
+    cell.wait_commands('rev-f', 2)
+
+    cell.pos = [450.0, 300.0]     # the policy emits NaN from here on
+    cell.wait_commands(HOLD, 2)
+    cmds = cell.snapshot()
+    assert_one_command_per_tick(cmds)
+    fault_tick = min(t for t, r, _ in cmds if r == HOLD)
+    assert all(r == HOLD for t, r, _ in cmds if t >= fault_tick)
+    hold_action = next(act for t, r, act in cmds if r == HOLD)
+    assert hold_action == [450.0, 300.0], 'hold commands the current agent position'
+    status = cell.bridge.status()
+    assert status['active'] == HOLD and status['last_good'] == 'rev-a'
+    assert 'non-finite action' in status['faults'][-1]
+
+    restored = cell.call('last_good')
+    assert restored.ok, restored.error_msg
+    assert (restored.active_revision, restored.previous_revision) == ('rev-a', HOLD)
+    cell.wait_commands('rev-a', len([1 for _, r, _ in cmds if r == 'rev-a']) + 2)
+    after = [r for t, r, _ in cell.snapshot() if t > fault_tick]
+    assert after[-1] == 'rev-a' and 'rev-f' not in after
+
+
+@pytest.mark.ros
+def test_pause_stops_commands_home_holds_a_target_and_resume_returns(cell, tmp_path):
+    a = offset_policy(tmp_path, 'a', 2.0)
+    assert cell.call('rev-a', a).ok
+    cell.wait_commands('rev-a', 2)
+    assert cell.trigger('pause').success
+    refused = cell.call('rev-a2', offset_policy(tmp_path, 'a2', 1.0))
+    assert not refused.ok and refused.error_code == 205 and 'paused' in refused.error_msg
+    n = len(cell.snapshot())
+    # Ticks keep coming; wait for several of them, then no command may have been published.
+    start = cell.tick
+    wait_until(lambda: cell.tick >= start + 4, WAIT_S, 'ticks while paused')
+    assert len(cell.snapshot()) <= n + 1   # one command may have been in flight
+    assert cell.trigger('home').success
+    cell.wait_commands('home', 2)
+    assert all(act == [120.0, 340.0] for _, r, act in cell.snapshot() if r == 'home')
+    assert cell.trigger('resume').success
+    count = sum(r == 'rev-a' for _, r, _ in cell.snapshot())
+    cell.wait_commands('rev-a', count + 2)
+    assert cell.bridge.status()['mode'] == 'running'
+
+
+def test_a_cell_reset_during_a_scheduled_switch_applies_it_at_once():
+    m = SwapMachine()
+    m.activate('A')
+    m.tick(40)
+    m.request('B')
+    m.warm_action('B', valid=True)
+    assert m.state.switch_tick == 41
+    m.tick(0)   # the cell was reset: ticks count from 0 again
+    assert m.accepts('B', 0) and not m.accepts('A', 0)
+    m.published('B', 0)
+    assert m.state.phase is Phase.ACTIVE and m.active == 'B'
