@@ -145,6 +145,7 @@ def cell(ros):
               Parameter('revisions_dir', value=''),
               Parameter('log_dir', value='')]
     cell.bridge = ros.add(AgentBridgeNode(context=ros.context, parameter_overrides=params))
+    ros.add(cell.bridge.control)   # its services' node
     assert cell.switch.wait_for_service(timeout_sec=10.0)
     wait_until(lambda: cell.node.count_subscribers('state') >= 1, 10.0, 'bridge subscription')
     cell.start()

@@ -155,3 +155,33 @@ def test_policy_edits_after_start_do_not_reach_the_running_host(spec, tmp_path):
         (src / 'policy.py').write_text('raise SystemExit(1)\n')
         host.reset(1)
         assert host.act(spec.example_observation(), deadline_s=ACT_DEADLINE_S).shape == (2,)
+
+
+def _write_policy(d: Path, act_body: str) -> Path:
+    d.mkdir()
+    (d / 'policy.yaml').write_text('name: t\ntask: push_t\nversion: 1\nregime: heuristic\n')
+    (d / 'policy.py').write_text(
+        'import time\nimport numpy as np\n\n\nclass P:\n    def reset(self, seed):\n'
+        '        pass\n\n    def act(self, obs):\n' + act_body +
+        "        return np.asarray(obs['agent_pos'], dtype=np.float64)\n\n\n"
+        'def make_policy(spec):\n    return P()\n')
+    return d
+
+
+def test_a_slow_round_trip_is_late_but_only_cpu_time_over_the_deadline_faults(spec, tmp_path):
+    obs = spec.example_observation()
+    # Waiting (not computing) 60 ms against a 30 ms deadline: late, not a fault, below the
+    # hard limit, like a policy delayed by a loaded machine.
+    with PolicyHost(_write_policy(tmp_path / 'waits', '        time.sleep(0.06)\n'),
+                    spec) as host:
+        host.reset(0)
+        host.act(obs, deadline_s=0.03, hard_deadline_s=0.5)
+        assert host.last_late and host.alive
+    # Computing 60 ms of CPU against a 30 ms deadline is too slow: killed with the reason.
+    busy = ('        end = time.thread_time() + 0.06\n'
+            '        while time.thread_time() < end:\n            pass\n')
+    with PolicyHost(_write_policy(tmp_path / 'computes', busy), spec) as host:
+        host.reset(0)
+        with pytest.raises(PolicyDeadlineError, match=r'ms of CPU time, over the 30 ms'):
+            host.act(obs, deadline_s=0.03, hard_deadline_s=0.5)
+        assert not host.alive

@@ -54,6 +54,11 @@ def _check_observation(i: int, obs: Mapping[str, Any], spec: PolicySpec) -> None
                                 f'the spec says {list(fld.shape)}')
 
 
+#: As in the policy host node: an act is hung past this many deadlines (wall clock); within
+#: that, its CPU time must fit the deadline, so a loaded machine cannot reject a fast policy.
+HARD_DEADLINE_FACTOR = 4.0
+
+
 def check_policy(policy_dir: str | Path, spec: PolicySpec,
                  observations: Sequence[Mapping[str, Any]], *,
                  config: SandboxConfig | None = None, log_dir: str | Path | None = None,
@@ -101,7 +106,7 @@ def check_policy(policy_dir: str | Path, spec: PolicySpec,
             host.act(observations[0], deadline_s=warmup_timeout_s)
             for i, obs in enumerate(observations):
                 stage = f'act on observation #{i}'
-                host.act(obs)
+                host.act(obs, hard_deadline_s=spec.deadline_s * HARD_DEADLINE_FACTOR)
                 latencies.append(host.last_round_trip_s)
     except PolicyDeadlineError as exc:
         raise PolicyRejectedError(

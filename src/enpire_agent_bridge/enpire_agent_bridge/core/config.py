@@ -87,6 +87,9 @@ class PolicyHostNodeConfig:
         max_image_age_s: Act on a state only with an image at most this much older (stamps);
             otherwise wait for the next image (0 = the image of the same tick).
         log_dir: Where the host's stdout/stderr go ('' = ``$ENPIRE_HOME/logs/policy_host``).
+        hard_deadline_factor: An act is killed as hung once its round trip exceeds this many
+            per-act deadlines (wall clock); within that, only its CPU time must fit the
+            deadline (see PolicyHost.act). >= 1.
         gated: Act only inside an episode opened on ``policy/control`` (the rollout's
             start/stop); False = act on every new state tick (bench / manual driving).
         sandbox: The host process limits.
@@ -101,6 +104,7 @@ class PolicyHostNodeConfig:
     warmup_timeout_s: float = 5.0
     max_image_age_s: float = 0.0
     log_dir: str = ''
+    hard_deadline_factor: float = 4.0
     gated: bool = True
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
@@ -109,3 +113,5 @@ class PolicyHostNodeConfig:
                 'must be >= 0 seconds')
         require(self.warmup_timeout_s > 0, 'warmup_timeout_s', self.warmup_timeout_s,
                 'must be > 0 seconds')
+        require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',
+                self.hard_deadline_factor, 'must be >= 1')

@@ -142,6 +142,7 @@ class PolicyHost:
         self.fault_reason: str | None = None
         self.last_round_trip_s: float = float('nan')
         self.last_act_s: float = float('nan')
+        self.last_late = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._req_w = -1
         self._reader: ipc.FrameReader | None = None
@@ -298,29 +299,47 @@ class PolicyHost:
             if kind != 'ok':
                 self._fault(PolicyFaultError, f'unexpected {kind!r} reply to reset')
 
-    def act(self, obs: Mapping[str, Any], deadline_s: float | None = None) -> np.ndarray:
+    def act(self, obs: Mapping[str, Any], deadline_s: float | None = None,
+            hard_deadline_s: float | None = None) -> np.ndarray:
         """Send ``obs``, return the validated action (float64, the spec's shape).
+
+        Two limits: the policy's own compute (CPU time of ``act`` in the host) must fit
+        ``deadline_s``; the wall-clock round trip may stretch to ``hard_deadline_s`` (default:
+        ``deadline_s``) before the host is killed. On a loaded machine the scheduler, not the
+        policy, decides the wall time of one act, so a policy is judged too slow by the CPU
+        time it used, and killed as hung (sleep, endless loop, blocking I/O) by the wall
+        clock. ``last_late`` tells whether the round trip missed ``deadline_s``.
 
         Args:
             obs: Observation dict (arrays or numbers) named as the spec's observation.
-            deadline_s: Round-trip limit; default ``spec.deadline_s``.
+            deadline_s: Per-act budget; default ``spec.deadline_s``.
+            hard_deadline_s: Wall-clock limit of the round trip (>= deadline_s).
 
         Raises:
-            PolicyDeadlineError: no action within the deadline (the process was killed).
+            PolicyDeadlineError: no action within the hard deadline (the process was killed),
+                or act used more CPU time than the deadline.
             PolicyFaultError: the policy raised, crashed or returned an invalid action (the
                 process was killed); the message says which and what to fix.
         """
         deadline_s = self.spec.deadline_s if deadline_s is None else deadline_s
+        hard_s = max(deadline_s, hard_deadline_s or deadline_s)
         arrays = {k: np.asarray(v) for k, v in obs.items()}
         with self._lock:
             self._require_alive()
             t0 = time.monotonic()
-            kind, meta, out = self._exchange(ipc.encode('act', None, arrays), t0 + deadline_s,
-                                             what='act', deadline_s=deadline_s)
+            kind, meta, out = self._exchange(ipc.encode('act', None, arrays), t0 + hard_s,
+                                             what='act', deadline_s=hard_s)
             self.last_round_trip_s = time.monotonic() - t0
+            self.last_late = self.last_round_trip_s > deadline_s
             if kind != 'action' or 'action' not in out:
                 self._fault(PolicyFaultError, f'unexpected {kind!r} reply to act')
             self.last_act_s = float(meta.get('act_s', float('nan')))
+            cpu_s = float(meta.get('act_cpu_s', 0.0))
+            if cpu_s > deadline_s:
+                self._fault(PolicyDeadlineError,
+                            f'act used {cpu_s * 1000:.0f} ms of CPU time, over the '
+                            f'{deadline_s * 1000:.0f} ms deadline; the host was killed. Make '
+                            f'act faster (precompute in make_policy/reset)')
             return self._validate(out['action'])
 
     def _require_alive(self) -> None:

@@ -117,9 +117,9 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
                 policy.reset(meta.get('seed'))
                 ipc.write_blocking(resp_fd, ipc.encode('ok'))
             elif kind == 'act':
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 action = policy.act(_obs_from_frame(arrays))
-                dt = time.perf_counter() - t0
+                dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
                 try:
                     arr = np.asarray(action)
                 except Exception as exc:  # noqa: BLE001 - arbitrary return values
@@ -128,7 +128,7 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
                 if arr.dtype.kind not in 'biuf':
                     raise TypeError(f'act returned an array of dtype {arr.dtype}; return '
                                     f'numbers (float64)')
-                ipc.write_blocking(resp_fd, ipc.encode('action', {'act_s': dt},
+                ipc.write_blocking(resp_fd, ipc.encode('action', {'act_s': dt, 'act_cpu_s': cpu},
                                                        {'action': arr}))
             else:
                 raise ValueError(f'unknown request {kind!r}')

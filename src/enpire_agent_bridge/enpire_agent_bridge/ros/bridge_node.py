@@ -60,7 +60,7 @@ import json
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.exceptions import ParameterException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -89,7 +90,12 @@ from enpire_common.errors import (
     SwitchFailedError,
 )
 from enpire_common.paths import enpire_home
-from enpire_common.ros import LATEST_QOS, declare_config, spin_until_shutdown
+from enpire_common.ros import (
+    LATEST_QOS,
+    declare_config,
+    make_fast_executor,
+    spin_until_shutdown,
+)
 from enpire_common.tasks import TaskSpec, load_task, parse_task
 from enpire_interfaces.msg import Command, StateVector
 from enpire_interfaces.srv import SwitchPolicy
@@ -101,6 +107,12 @@ except ImportError:
     # ``success`` + ``error_code``/``error_msg`` response, which is all the agent client reads
     # (it takes the type from the graph). Its sim fields stay empty here.
     from enpire_interfaces.srv import GetGroundTruth as TriggerSrv
+
+#: State ticks: reliable and latched like LATEST_QOS, but a short queue on our side, so a tick
+#: that arrives while the bridge is still busy with the previous one is served late rather
+#: than overwritten (every tick gets exactly one command).
+TICK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 #: ``revision_id`` values that restore the last good revision.
 RESTORE_IDS = ('last_good', 'restore')
@@ -178,6 +190,7 @@ class _Waiter:
         self.time_s = 0.0
         self.tick = -1
         self.error = ''     # set with the event when the revision faulted before its command
+        self.scheduled_s = 0.0   # when the warm-up action scheduled the switch
 
 
 class AgentBridgeNode(Node):
@@ -214,28 +227,36 @@ class AgentBridgeNode(Node):
         self._mode = 'running'                          # running | paused | homing
         self._home_target: np.ndarray | None = None
         self._image: tuple[float, np.ndarray] | None = None
-        self._pending: StateVector | None = None
+        self._pending: deque[StateVector] = deque(maxlen=TICK_QOS.depth)
         self._last_tick: int | None = None
         self._latest_obs: tuple[int, dict[str, Any]] | None = None
         self._obs_event = threading.Event()
         self._switches = 0
+        self._skipped_ticks = 0
+        self._last_switch: dict[str, Any] = {}
         self._faults: list[str] = []
         self._closers: list[threading.Thread] = []
 
         self._status_pub = self.create_publisher(String, 'bridge/status', LATEST_QOS)
         self._cmd_pub = self.create_publisher(Command, 'policy/command', 10)
         tick_group = MutuallyExclusiveCallbackGroup()
+        # The services live on a second node so that main() can spin the tick path on the
+        # fast single-threaded events executor while a switch_policy call blocks (process
+        # start, waiting for the first new command) on another thread. Same namespace; the
+        # global remaps/params are for the main node.
+        self.control = Node(f'{self.get_name()}_control', namespace=self.get_namespace(),
+                            context=self.context, use_global_arguments=False)
         self._srv_group = ReentrantCallbackGroup()
         self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS,
                                  callback_group=tick_group)
-        self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS,
+        self.create_subscription(StateVector, 'state', self._on_state, TICK_QOS,
                                  callback_group=tick_group)
-        self.create_service(SwitchPolicy, 'switch_policy', self._on_switch,
-                            callback_group=self._srv_group)
+        self.control.create_service(SwitchPolicy, 'switch_policy', self._on_switch,
+                                    callback_group=self._srv_group)
         for verb in ('pause', 'resume', 'home'):
-            self.create_service(TriggerSrv, f'{verb}_cell',
-                                lambda req, resp, v=verb: self._on_cell_verb(v, resp),
-                                callback_group=self._srv_group)
+            self.control.create_service(TriggerSrv, f'{verb}_cell',
+                                        lambda req, resp, v=verb: self._on_cell_verb(v, resp),
+                                        callback_group=self._srv_group)
         self._publish_status('started')
 
     # --- setup ------------------------------------------------------------------------------
@@ -279,48 +300,61 @@ class AgentBridgeNode(Node):
         except EnpireError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
             return
-        self._image = (conv.stamp_s(msg.header.stamp), img)
-        pending = self._pending
-        if pending is not None:
-            self._on_tick(pending)
+        with self._tick_lock:
+            self._image = (conv.stamp_s(msg.header.stamp), img)
+            self._drain()
 
     def _on_state(self, msg: StateVector) -> None:
-        self._on_tick(msg)
-
-    def _on_tick(self, state: StateVector) -> None:
         with self._tick_lock:
-            tick = int(state.tick)
-            if tick == self._last_tick:
-                return
+            self._pending.append(msg)
+            self._drain()
+
+    def _drain(self) -> None:
+        """Serve queued states, oldest first, as soon as an image recent enough exists."""
+        while self._pending:
+            state = self._pending[0]
             image = self._image
             if image is None or image[0] < conv.stamp_s(state.header.stamp) - \
                     self.config.max_image_age_s - 1e-9:
-                self._pending = state   # act once the matching frame arrives
-                return
-            self._pending = None
-            new_episode = self._last_tick is not None and tick < self._last_tick
-            self._last_tick = tick
-            try:
-                pos, vel = conv.state_parts(state)
-            except EnpireError as exc:
-                self.get_logger().error(f'tick {tick}: {exc}', throttle_duration_sec=5.0)
-                return
-            obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel, 'step': tick,
-                   'retry_index': 0}
-            self._latest_obs = (tick, obs)
-            self._obs_event.set()
-            with self._lock:
-                self.machine.tick(tick)
-                mode = self._mode
-                revision = self._gate(tick)
-                slot = self._hosts.get(revision) if revision else None
-            if mode == 'paused':
-                return
-            if mode == 'homing':
-                target = self._home_target if self._home_target is not None else pos
-                self._publish_command(tick, HOME, target, state)
-                return
-            self._act_and_publish(tick, revision, slot, obs, state, new_episode)
+                return      # act once the matching frame arrives
+            self._pending.popleft()
+            self._on_tick(state, image)
+
+    def _on_tick(self, state: StateVector, image: tuple[float, np.ndarray]) -> None:
+        """One state tick (tick lock held): gate, act, publish exactly one command."""
+        tick = int(state.tick)
+        if tick == self._last_tick:
+            return
+        new_episode = self._last_tick is not None and tick < self._last_tick
+        if self._last_tick is not None and tick > self._last_tick + 1:
+            # The cell ticked more than TICK_QOS.depth times while we were busy: lost.
+            self._skipped_ticks += tick - self._last_tick - 1
+            self.get_logger().warning(
+                f'ticks {self._last_tick + 1}..{tick - 1} never reached the bridge '
+                f'({self._skipped_ticks} in all); the host is overloaded',
+                throttle_duration_sec=5.0)
+        self._last_tick = tick
+        try:
+            pos, vel = conv.state_parts(state)
+        except EnpireError as exc:
+            self.get_logger().error(f'tick {tick}: {exc}', throttle_duration_sec=5.0)
+            return
+        obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel, 'step': tick,
+               'retry_index': 0}
+        self._latest_obs = (tick, obs)
+        self._obs_event.set()
+        with self._lock:
+            self.machine.tick(tick)
+            mode = self._mode
+            revision = self._gate(tick)
+            slot = self._hosts.get(revision) if revision else None
+        if mode == 'paused':
+            return
+        if mode == 'homing':
+            target = self._home_target if self._home_target is not None else pos
+            self._publish_command(tick, HOME, target, state)
+            return
+        self._act_and_publish(tick, revision, slot, obs, state, new_episode)
 
     def _gate(self, tick: int) -> str:
         """The revision whose command passes the gate for ``tick`` ('' = none). Lock held."""
@@ -365,10 +399,8 @@ class AgentBridgeNode(Node):
             if waiter is not None and not waiter.event.is_set():
                 waiter.time_s, waiter.tick = time.monotonic(), tick
                 waiter.event.set()
-            switched = before is Phase.SWITCHED and self.machine.state.phase is Phase.ACTIVE
-        if switched:
-            self._switches += 1
-            self._publish_status('switched')
+            if before is Phase.SWITCHED and self.machine.state.phase is Phase.ACTIVE:
+                self._switches += 1
 
     def _publish_command(self, tick: int, revision: str, action: np.ndarray,
                          state: StateVector) -> None:
@@ -534,6 +566,7 @@ class AgentBridgeNode(Node):
             try:
                 if staging:
                     self._warm_up(revision, slot, strictness, previous, end_s)
+                    waiter.scheduled_s = time.monotonic()
                 if not waiter.event.wait(max(0.0, end_s - time.monotonic())):
                     self._first_command_missing(revision, timeout_s)
                 if waiter.error:
@@ -542,7 +575,14 @@ class AgentBridgeNode(Node):
             finally:
                 with self._lock:
                     self._waiters.pop(revision, None)
-            return revision, waiter.time_s - t0
+            latency_s = waiter.time_s - t0
+            # Monotonic times are comparable across processes on one host (benchmarks).
+            self._last_switch = {
+                'revision': revision, 'previous': previous, 'switch_tick': waiter.tick,
+                'latency_s': latency_s, 'request_mono_s': t0,
+                'warmup_s': (waiter.scheduled_s - t0) if waiter.scheduled_s else None}
+            self._publish_status('switched', target=revision)
+            return revision, latency_s
         finally:
             self._switch_lock.release()
 
@@ -655,6 +695,7 @@ class AgentBridgeNode(Node):
             return {'mode': self._mode, 'phase': s.phase.value, 'active': s.active,
                     'staged': s.staged, 'retiring': s.retiring, 'last_good': s.last_good,
                     'standby': list(self._standby), 'switches': self._switches,
+                    'skipped_ticks': self._skipped_ticks, 'last_switch': self._last_switch,
                     'faults': self._faults[-5:],
                     'last_event': None if last is None else {
                         'kind': last.kind, 'revision': last.revision, 'tick': last.tick,
@@ -673,6 +714,7 @@ class AgentBridgeNode(Node):
             slot.host.close()
         for t in self._closers:
             t.join(timeout=5.0)
+        self.control.destroy_node()
         super().destroy_node()
 
 
@@ -684,13 +726,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f'agent_bridge: invalid config: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    # Several threads: a switch_policy call blocks (host start, waiting for the first new
-    # command) while the tick path keeps serving the cell.
-    executor = MultiThreadedExecutor(num_threads=3)
+    # The tick path on the fast events executor; the services on their own threads, since a
+    # switch_policy call blocks (host start, waiting for the first new command).
+    executor = make_fast_executor()
     executor.add_node(node)
+    control = MultiThreadedExecutor(num_threads=2)
+    control.add_node(node.control)
+    control_thread = threading.Thread(target=spin_until_shutdown, args=(control,),
+                                      name='bridge-control', daemon=True)
+    control_thread.start()
     try:
         spin_until_shutdown(executor)
     finally:
+        control.shutdown(timeout_sec=2.0)
         executor.shutdown()
         with contextlib.suppress(Exception):
             node.destroy_node()
