@@ -290,9 +290,20 @@ class BuiltinAgent:
                 return
             self._check_budget()
             before = len(missing)
+            done = {'n': 0, 'ok': 0}
+
+            def on_trial(t: Any, n_missing: int = len(missing), done: dict = done) -> None:
+                # One line per trial: a candidate's trials can take minutes on a real cell.
+                done['n'] += 1
+                done['ok'] += bool(t.success)
+                kind = 'eval' if is_eval else 'tune'
+                self._say(f"  {revision[:12]} trial {done['n']}/{n_missing} seed {t.seed} "
+                          f"{kind}: {t.outcome} (score {t.score:.2f}) | "
+                          f"{done['ok']}/{done['n']}")
+
             self.trials.run(experiment_id=self.exp, revision_id=revision,
                             revision_dir=self._revision_dir(revision), seeds=missing,
-                            max_wall_time_s=max(0.0, self._remaining_s()))
+                            max_wall_time_s=max(0.0, self._remaining_s()), on_trial=on_trial)
             after = len([s for s in seeds if s not in self._seeds_done(revision, is_eval)])
             if after >= before and self._remaining_s() > 0:
                 self._stalls += 1
