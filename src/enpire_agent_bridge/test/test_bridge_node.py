@@ -19,6 +19,7 @@ from std_msgs.msg import String
 from enpire_agent_bridge.core.swap import HOLD, Phase, SwapMachine
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_agent_bridge.ros.bridge_node import AgentBridgeNode, TriggerSrv
+from enpire_common.errors import SwitchFailedError
 from enpire_common.ros import LATEST_QOS, wait_future
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import Command, StateVector
@@ -281,3 +282,21 @@ def test_a_cell_reset_during_a_scheduled_switch_applies_it_at_once():
     assert m.accepts('B', 0) and not m.accepts('A', 0)
     m.published('B', 0)
     assert m.state.phase is Phase.ACTIVE and m.active == 'B'
+
+
+
+@pytest.mark.ros
+def test_the_cli_client_drives_pause_home_resume_and_gets_coded_switch_errors(ros):
+    from enpire_agent_bridge.ros import agent_client
+
+    cell_name = f'cell_bridge_{threading.get_ident() % 100000}'
+    params = [Parameter('task_file', value=str(TASK_FILE))]
+    bridge = ros.add(AgentBridgeNode(context=ros.context, namespace=f'/{cell_name}',
+                                     parameter_overrides=params))
+    ros.add(bridge.control)
+    for verb, mode in (('pause', 'paused'), ('home', 'homing'), ('resume', 'running')):
+        res = agent_client.cell_command(cell_name, verb, wait_s=10.0)
+        assert res['ok'] and res['verb'] == verb
+        assert bridge.status()['mode'] == mode
+    with pytest.raises(SwitchFailedError, match='no earlier good revision to restore'):
+        agent_client.switch_policy(cell_name, 'last_good', wait_s=10.0)
