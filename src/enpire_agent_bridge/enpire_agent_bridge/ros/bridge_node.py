@@ -42,7 +42,8 @@ Topics (relative to the cell namespace):
     publishes ``policy/command`` (enpire_interfaces/Command: tick, revision_id, action in task
         units) and ``bridge/status`` (std_msgs/String JSON, latched: ``{mode, phase, active,
         staged, retiring, last_good, standby, switches, faults, last_event}``).
-Services:
+Services (served by the companion node ``agent_bridge_control`` in the same namespace, so the
+tick path can spin on the events executor while a switch blocks on another thread):
     ``switch_policy`` (enpire_interfaces/SwitchPolicy); ``pause_cell``, ``resume_cell``,
     ``home_cell`` (empty request; ``success`` + message/``error_code``/``error_msg``; the
     type is :data:`TriggerSrv`, see there).
@@ -121,7 +122,7 @@ HOME = 'home'
 
 @dataclass(frozen=True)
 class BridgeNodeConfig:
-    """Parameters of the ``agent_bridge`` node.
+    """Parameters of the ``agent_bridge`` node (belongs in core/config.py; kept here for now).
 
     Attributes:
         task: Task name (contract lookup) when ``task_file`` is empty.
