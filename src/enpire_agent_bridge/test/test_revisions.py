@@ -63,14 +63,14 @@ def test_a_rejected_validation_stores_nothing(tmp_path):
 
 @pytest.mark.parametrize(('setup', 'message'), [
     (lambda d: (d / 'policy.py').unlink(), 'missing policy.py'),
-    (lambda d: (d / 'big.bin').write_bytes(b'0' * 2048), 'exceeds the per-file limit'),
+    (lambda d: (d / 'big.bin').write_bytes(b'0' * 2048), 'exceeds the limit of 0.001 MiB'),
     (lambda d: (d / 'link.py').symlink_to(d / 'policy.py'), 'symbolic links are not allowed'),
     (lambda d: (d / 'policy.yaml').write_text('name: [unclosed\n'), r'policy.yaml:\d+: invalid'),
 ])
 def test_bad_policy_directories_are_rejected_with_a_specific_message(tmp_path, setup, message):
     d = make_policy(tmp_path / 'p')
     setup(d)
-    store = RevisionStore(tmp_path / 'revisions', SizeLimits(max_file_bytes=1024))
+    store = RevisionStore(tmp_path / 'revisions', SizeLimits(max_total_mb=0.001))
     with pytest.raises(PolicyRejectedError, match=message):
         store.submit(d)
 

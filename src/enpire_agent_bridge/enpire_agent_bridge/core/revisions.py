@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from enpire_agent_bridge.core.contract import SizeLimits
 from enpire_common.errors import ConfigError, PolicyRejectedError, UnknownNameError
 
 #: Never part of a revision: caches, VCS metadata, editor droppings.
@@ -30,13 +31,6 @@ IGNORED_DIRS = frozenset({'__pycache__', '.git', '.pytest_cache', '.ruff_cache',
 IGNORED_SUFFIXES = ('.pyc', '.pyo', '.swp', '~')
 MANIFEST = 'revision.json'
 HOLD = 'hold'
-
-
-@dataclass(frozen=True)
-class SizeLimits:
-    max_total_bytes: int = 200 * 1024 * 1024
-    max_files: int = 500
-    max_file_bytes: int = 150 * 1024 * 1024
 
 
 @dataclass
@@ -84,19 +78,15 @@ def _policy_files(policy_dir: Path, limits: SizeLimits) -> list[Path]:
                 raise PolicyRejectedError(
                     f'{rel}: symbolic links are not allowed in a policy directory; copy the '
                     'file in instead')
-            size = p.stat().st_size
-            if size > limits.max_file_bytes:
-                raise PolicyRejectedError(
-                    f'{rel}: {size / 2**20:.1f} MiB exceeds the per-file limit of '
-                    f'{limits.max_file_bytes / 2**20:.0f} MiB')
-            total += size
+            total += p.stat().st_size
             files.append(p)
     if len(files) > limits.max_files:
         raise PolicyRejectedError(f'{policy_dir}: {len(files)} files exceed the limit of '
                                   f'{limits.max_files}; remove generated files')
-    if total > limits.max_total_bytes:
-        raise PolicyRejectedError(f'{policy_dir}: {total / 2**20:.1f} MiB exceeds the limit of '
-                                  f'{limits.max_total_bytes / 2**20:.0f} MiB')
+    if total > limits.max_total_mb * 2**20:
+        raise PolicyRejectedError(f'{policy_dir}: {total / 2**20:.2f} MiB exceeds the limit of '
+                                  f'{limits.max_total_mb:g} MiB; keep large weights out of '
+                                  'the policy directory or shrink them')
     for required in ('policy.py', 'policy.yaml'):
         if not (policy_dir / required).is_file():
             raise PolicyRejectedError(f'{policy_dir}: missing {required}; a policy directory '
