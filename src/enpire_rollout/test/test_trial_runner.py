@@ -5,7 +5,7 @@ import pytest
 from enpire_common.clock import FakeClock
 from enpire_common.errors import ConfigError
 from enpire_rollout.core.fakes import FakeCell, FakeController, FakeVerifier, ListRecorder
-from enpire_rollout.core.trial import BudgetConfig, TrialRunner, seed_sequence, wilson_interval
+from enpire_rollout.core.trial import BudgetConfig, TrialRunner, seed_sequence
 
 
 def make_runner(clock=None, cancel_after=None, **controller_kw):
@@ -116,9 +116,3 @@ def test_invalid_budgets_are_rejected(field, value, message):
 def test_seed_sequence_uses_explicit_seeds_or_counts_from_the_start():
     assert list(seed_sequence([5, 9, 11], 0, 2)) == [5, 9]
     assert list(seed_sequence(None, 100, 3)) == [100, 101, 102]
-
-
-def test_wilson_interval_matches_the_reference_values():
-    low, high = wilson_interval(8, 10)
-    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
-    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from enpire_common.errors import (
     ResetFailedError,
     VerificationError,
 )
+from enpire_evolution.core.metrics import wilson_interval
 
 SUCCESS, FAILURE, TIMEOUT = 'success', 'failure', 'timeout'
 SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED = (
@@ -148,17 +148,6 @@ class RunSummary:
                 'outcomes': {o: sum(t.outcome == o for t in self.trials) for o in OUTCOMES
                              if any(t.outcome == o for t in self.trials)},
                 'trials': [t.to_dict() for t in self.trials]}
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% by default); (0, 1) when there are no trials."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class CellPort(Protocol):
