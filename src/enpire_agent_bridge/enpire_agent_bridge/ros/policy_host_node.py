@@ -84,6 +84,7 @@ class PolicyHostNode(Node):
         self._latest_state: StateVector | None = None
         self._episode = ''
         self._fault_reason = ''
+        self.late_acts = 0
         self.state = 'starting'
         self._publish_status('starting', '')
         log_dir = Path(cfg.log_dir) if cfg.log_dir else (
@@ -154,7 +155,7 @@ class PolicyHostNode(Node):
                 self._episode = ''
                 if self.state == 'running':
                     self.state = 'ready'
-                self._publish_status('stopped', '', episode=episode)
+                self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts)
                 return
             if op != 'start':
                 self.get_logger().error(f'policy/control: unknown op {op!r}')
@@ -168,6 +169,7 @@ class PolicyHostNode(Node):
                 self._fault(exc, episode=episode)
                 return
             self._episode, self.state, self._last_tick = episode, 'running', None
+            self.late_acts = 0
             self._pending = None
             self._publish_status('running', '', episode=episode)
             latest = self._latest_state
@@ -198,7 +200,9 @@ class PolicyHostNode(Node):
                 pos, vel = conv.state_parts(state)
                 obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel,
                        'step': tick, 'retry_index': 0}
-                action = self.host.act(obs)
+                action = self.host.act(
+                    obs, hard_deadline_s=self.spec.deadline_s * self.config.hard_deadline_factor)
+                self.late_acts += self.host.last_late
             except PolicyError as exc:
                 self._fault(exc)
                 return

@@ -254,8 +254,12 @@ class RosController:
 
     # -- ControllerPort ----------------------------------------------------------------------
     def start_episode(self, seed: int) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            self._spawn()  # the host died (killed?) since the last trial: start a fresh one
+        if self._proc is None or self._proc.poll() is not None \
+                or self._status.get('state') == 'fault':
+            # The host died (killed?) or its policy faulted in the last trial: every trial
+            # starts with a fresh host, so one fault never leaks into the next trial.
+            self.unload()
+            self._spawn()
         episode = uuid.uuid4().hex[:12]
         with self._cond:
             self._abort = None
