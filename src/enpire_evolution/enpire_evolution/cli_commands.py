@@ -315,7 +315,10 @@ def _register_improve(sub: argparse._SubParsersAction) -> None:
                    help='experiment id (default improve-<task>)')
     p.add_argument('--goal-consecutive', type=int, default=50,
                    help='consecutive held-out successes that meet the goal (default 50)')
-    p.add_argument('--cells', type=int, default=1, help='cells to run trials on (default 1)')
+    p.add_argument('--cells', type=int, default=1,
+                   help='cells to run trials on (default 1); N > 1 runs a fleet: one agent '
+                        'per cell on its own branch, sharing ideas through '
+                        '<home>/remote.git (see enpire_evolution.core.fleet)')
     p.add_argument('--seed-policy', default=None,
                    help='policy directory seeding the workspace (default '
                         'examples/policies/<task>/scripted)')
@@ -340,6 +343,8 @@ def _improve(args: argparse.Namespace) -> int:
     from enpire_evolution.core.store import ExperimentStore
 
     home = enpire_home(args.home).absolute()
+    if args.cells > 1:
+        return _improve_fleet(args, home)
     config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
                                 budget_min=args.budget_min,
                                 goal_consecutive=args.goal_consecutive, cells=args.cells)
@@ -413,4 +418,101 @@ def _improve(args: argparse.Namespace) -> int:
         summary.append(f'report {report_path}')
     _print(args, {'ok': True, **res, 'report': str(report_path) if report_path else None},
            '\n'.join(summary))
+    return 0 if result.goal_met else 1
+
+
+def _improve_fleet(args: argparse.Namespace, home: Path) -> int:
+    """``enpire improve --cells N`` (N > 1): one built-in agent per cell (core.fleet)."""
+    import time
+
+    from enpire_agent_bridge.core.revisions import RevisionStore
+    from enpire_common.clock import FakeClock, SystemClock
+    from enpire_evolution.core.agent_config import BuiltinAgentConfig
+    from enpire_evolution.core.fleet import MAX_CELLS, Fleet, LockedWorkspace, cell_name
+    from enpire_evolution.core.store import ExperimentStore
+
+    if args.cells > MAX_CELLS:
+        raise ConfigError(f'--cells {args.cells}: the sim fleet launch starts 1 to {MAX_CELLS} '
+                          'cells; use --cells 1..4 (or several hosts)')
+    config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
+                                budget_min=args.budget_min,
+                                goal_consecutive=args.goal_consecutive)
+    out = sys.stderr if args.json else sys.stdout
+
+    def log(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    store = ExperimentStore(_store_url(args))
+    ports: list[Any] = []
+    session: Any = None
+    try:
+        if args.fake:
+            from enpire_common.tasks import load_task
+            from enpire_evolution.core.trials_port import (
+                PUSH_T_FAKE_OPTIMUM,
+                FakeTrialsPort,
+                peaked_success_model,
+            )
+
+            task = load_task(args.task)
+            start = time.time()
+            clocks: list[Any] = [FakeClock(start_s=start) for _ in range(args.cells)]
+            walls: list[Any] = [c.now_s for c in clocks]
+            model = peaked_success_model(PUSH_T_FAKE_OPTIMUM)
+            ports = [FakeTrialsPort(store, model, evaluation_seeds=task.evaluation_seeds,
+                                    clock=c, trial_s=5.0, cell=cell_name(i), wall=c.now_s)
+                     for i, c in enumerate(clocks)]
+        else:
+            try:
+                from enpire_rollout.client import make_ros_fleet_ports
+            except ImportError as exc:
+                print(f'enpire improve: the ROS trials port is unavailable ({exc}); install '
+                      'enpire_rollout and ROS 2, or pass --fake', file=sys.stderr)
+                return 2
+            clocks, walls = SystemClock(), time.time  # type: ignore[assignment]
+            session, ports = make_ros_fleet_ports(args.task, home, args.cells, log=log)
+        fleet = Fleet(config, store, RevisionStore(home / 'revisions'),
+                      LockedWorkspace(home / 'workspace' / args.task), ports, home=home,
+                      seed_policy=args.seed_policy, clocks=clocks, walls=walls, log=log)
+        result = fleet.run()
+        report_path = None
+        if not args.no_report:
+            from enpire_evolution.core.config import ReportConfig
+            from enpire_evolution.core.report import build_report, render_html
+
+            report = build_report(store, result.experiment,
+                                  ReportConfig(goal_consecutive=config.goal_consecutive))
+            report_path = home / 'reports' / f'{result.experiment}.html'
+            render_html(report, report_path, home=home)
+    finally:
+        for port in ports:
+            close = getattr(port, 'close', None)
+            if callable(close):
+                close()
+        if session is not None:
+            session.close()
+        store.close()
+    m = result.mru
+    lines = [f"experiment {result.experiment} (fleet of {args.cells}): "
+             f"{'GOAL MET' if result.goal_met else 'goal not met'}"]
+    for a in result.agents:
+        bt = a['best_tuning']
+        lines.append(f"  {a['branch']}@{a['cell']}: {a['stop_reason']}"
+                     f"{(' - ' + a['error']) if a['error'] else ''}; best "
+                     f"{(a['best_revision'] or '-')[:12]} tuning {bt.get('successes', 0)}/"
+                     f"{bt.get('n', 0)}; {a['candidates']} candidates")
+    lines.append(f"borrowed ideas: {len(result.borrowed)} ("
+                 f"{sum(b['status'] == 'kept' for b in result.borrowed)} kept)")
+    per_cell = '  '.join(f'{c} {v:.2f}' for c, v in m['per_cell'].items())
+    lines.append(f"MRU {per_cell}  fleet mean {m['mean']:.2f} over {m['span_s']:.0f} s "
+                 f"({m['how']})")
+    g = result.gpu
+    lines.append(f"GPU utilisation {g['mean']:.2f}" if g.get('available') else
+                 f"GPU utilisation unavailable ({g.get('reason', '')})")
+    lines.append(f'{result.n_trials} trials in the experiment, this run '
+                 f'{result.wall_time_s:.0f} s; recipe {result.recipe_path}')
+    if report_path is not None:
+        lines.append(f'report {report_path}')
+    _print(args, {'ok': True, **result.to_dict(),
+                  'report': str(report_path) if report_path else None}, '\n'.join(lines))
     return 0 if result.goal_met else 1

@@ -129,7 +129,7 @@ class AgentResult:
 
 @dataclass
 class _Candidate:
-    number: int
+    number: int | str  # the optuna trial, or 'borrow:<revision>' for a peer's idea (fleet)
     revision: str
     path: Path
     parent: str | None
@@ -223,12 +223,12 @@ class BuiltinAgent:
         else:
             from optuna.storages.journal import JournalFileBackend
 
-            path = self.home / 'optuna' / f'{self.exp}.journal'
+            path = self.home / 'optuna' / f'{self.study_name}.journal'
             path.parent.mkdir(parents=True, exist_ok=True)
             storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         sampler = optuna.samplers.TPESampler(seed=self.config.sampler_seed,
                                              n_startup_trials=self.config.n_startup_trials)
-        study = optuna.create_study(study_name=self.exp, storage=storage, sampler=sampler,
+        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
                                     direction='maximize', load_if_exists=True)
         if not study.get_trials(deepcopy=False):
             # The seed policy is the first trial: the baseline every candidate must beat.
@@ -240,6 +240,11 @@ class BuiltinAgent:
     def study(self) -> Any:
         return self._study
 
+    @property
+    def study_name(self) -> str:
+        """The optuna study (one per agent: a fleet's agents do not share a sampler)."""
+        return self.exp
+
     # --- time ----------------------------------------------------------------------------
     def _elapsed_s(self) -> float:
         return self.clock.now_s() - self._start_s
@@ -250,13 +255,22 @@ class BuiltinAgent:
     def _check_budget(self) -> None:
         if self._remaining_s() <= 0:
             raise _OutOfBudget
+        if self._stopped():
+            raise _Stopped
 
     def _say(self, text: str) -> None:
         self.log(f'[{self._elapsed_s():7.0f}s/{self.config.budget_s:.0f}s] {text}')
 
     # --- derived state -------------------------------------------------------------------
     def _events(self, kind: str) -> list[Event]:
-        return self.store.events(self.exp, kind)
+        """This agent's events of ``kind`` (several agents may share an experiment; events
+        written before events named their agent belong to the default agent 'builtin')."""
+        me = self.config.agent_id
+        return [e for e in self.store.events(self.exp, kind)
+                if e.data.get('agent', 'builtin') == me]
+
+    def _event(self, kind: str, data: Mapping[str, Any]) -> None:
+        self.store.add_event(self.exp, kind, self.wall(), {**data, 'agent': self.config.agent_id})
 
     def _best(self) -> Revision | None:
         """The last kept revision (events are in decision order)."""
@@ -412,10 +426,22 @@ class BuiltinAgent:
         self.store.add_revision(Revision(
             self.exp, rev.id, self.config.branch, parent, sha, hypothesis, regime,
             self.wall(), params, status='running'))
-        self.store.add_event(self.exp, CANDIDATE_STARTED, self.wall(), {
+        self._event(CANDIDATE_STARTED, {
             'optuna_trial': number, 'revision': rev.id, 'parent': parent, 'commit': sha,
             'params': params, 'hypothesis': hypothesis})
         return _Candidate(number, rev.id, Path(rev.path), parent, hypothesis, params)
+
+    # --- hooks of a fleet agent (core.fleet.FleetAgent) ---------------------------------------
+    def _on_kept(self, cand: _Candidate) -> None:
+        """Called when a candidate becomes the best (a fleet agent pushes its branch)."""
+
+    def _borrow(self, best: Revision | None) -> _Candidate | None:
+        """A peer's better idea to try next instead of a new proposal (none alone)."""
+        return None
+
+    def _stopped(self) -> bool:
+        """Whether to stop starting work now (a fleet stops all agents at the goal)."""
+        return False
 
     def _duplicate_of(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
         for e in self._events(CANDIDATE_DONE):
@@ -490,6 +516,7 @@ class BuiltinAgent:
         b, c = result['a'], result['b']
         if decision in ('keep', 'baseline'):
             self.store.set_revision_status(self.exp, cand.revision, 'kept')
+            self._on_kept(cand)
         else:
             assert best is not None
             self.workspace.revert_to(
@@ -509,12 +536,13 @@ class BuiltinAgent:
                   f"{c['successes']}/{c['n']}  best {now_best.id[:8] if now_best else '-'} "
                   f'{nb_ok}/{len(nb)}  {_first_line(cand.hypothesis)[:110]}')
 
-    def _done(self, number: int, revision: str, decision: str, value: float,
+    def _done(self, number: int | str, revision: str, decision: str, value: float,
               data: Mapping[str, Any]) -> None:
-        self.store.add_event(self.exp, CANDIDATE_DONE, self.wall(), {
+        self._event(CANDIDATE_DONE, {
             **data, 'optuna_trial': number, 'revision': revision, 'decision': decision,
             'value': value})
-        self.study.tell(number, value, skip_if_finished=True)
+        if isinstance(number, int):  # a borrowed idea (fleet) has no optuna trial
+            self.study.tell(number, value, skip_if_finished=True)
 
     # --- evaluation ----------------------------------------------------------------------
     def _gate(self, best: Revision) -> bool:
@@ -549,7 +577,7 @@ class BuiltinAgent:
         first = max(used) + 1 if used else lo
         data = {'attempt': len(self._events(EVALUATION_STARTED)) + 1, 'revision': best.id,
                 'first_seed': first, 'goal': self.config.goal_consecutive}
-        self.store.add_event(self.exp, EVALUATION_STARTED, self.wall(), data)
+        self._event(EVALUATION_STARTED, data)
         self._say(f"evaluation #{data['attempt']} of {best.id[:12]} on held-out seeds from "
                   f'{first} (goal {self.config.goal_consecutive} in a row)')
         return data
@@ -593,7 +621,7 @@ class BuiltinAgent:
     def _finish_evaluation(self, data: Mapping[str, Any], streak: int, trials: list[Trial],
                            goal_met: bool, *, exhausted: bool = False) -> None:
         seeds = [t.seed for t in trials]
-        self.store.add_event(self.exp, EVALUATION_DONE, self.wall(), {
+        self._event(EVALUATION_DONE, {
             'attempt': data['attempt'], 'revision': data['revision'], 'streak': streak,
             'n': len(trials), 'first_seed': data['first_seed'],
             'last_seed': max(seeds) if seeds else None, 'goal_met': goal_met,
@@ -621,7 +649,7 @@ class BuiltinAgent:
         self._start_s = self.clock.now_s()
         self._setup()
         resumed = bool(self._events(CANDIDATE_STARTED) or self._events(EVALUATION_STARTED))
-        self.store.add_event(self.exp, AGENT_STARTED, self.wall(), {
+        self._event(AGENT_STARTED, {
             'budget_s': self.config.budget_s, 'resumed': resumed})
         if resumed:
             self._say(f'resuming experiment {self.exp} from the store')
@@ -650,14 +678,16 @@ class BuiltinAgent:
                     stop = 'max_candidates'
                     break
                 n_run += 1
-                cand = self._propose(best)
+                cand = self._borrow(best) or self._propose(best)
                 if cand is not None:
                     self._try(cand)
         except _OutOfBudget:
             stop = 'budget'
         except _SeedsExhausted:
             stop = 'eval_seeds_exhausted'
-        self.store.add_event(self.exp, AGENT_STOPPED, self.wall(), {'stop_reason': stop})
+        except _Stopped:
+            stop = 'stopped'
+        self._event(AGENT_STOPPED, {'stop_reason': stop})
         if stop == 'goal':
             self.store.set_experiment_status(self.exp, 'done')
         recipe = write_recipe(self.store, self.exp, self.config.task, self.home / 'recipes',
@@ -704,6 +734,10 @@ class BuiltinAgent:
 
 
 class _SeedsExhausted(Exception):  # noqa: N818 - control flow, never escapes run()
+    pass
+
+
+class _Stopped(Exception):  # noqa: N818 - control flow, never escapes run()
     pass
 
 

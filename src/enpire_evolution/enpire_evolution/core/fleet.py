@@ -1,0 +1,544 @@
+"""A fleet: one built-in agent per cell, in parallel, sharing ideas through git alone.
+
+``enpire improve --cells N`` runs N :class:`FleetAgent` s (threads of one process; each has its
+own trials port, i.e. its own cell and RolloutClient) in ONE experiment. There is no central
+coordinator of ideas:
+
+* each agent searches with its own optuna study (``<experiment>.<agent>``, sampler seed
+  ``sampler_seed + i``) on its own git branch ``<experiment>/agent-<i>`` in its own worktree;
+* after each kept revision it pushes its branch to the fleet's bare remote
+  (``ENPIRE_HOME/remote.git``);
+* before proposing, it fetches the remote and looks at its peers' best revisions in the shared
+  store; when a peer's best beats its own best on the same tuning seeds (common random numbers:
+  every agent uses the task's tuning seed block) by ``borrow_margin`` successes, it
+  cherry-picks the peer's commit onto its own best (falling back to a copy of the peer's tree
+  when the pick conflicts), commits it as a new revision whose ``origin`` is
+  ``'borrowed from agent <k> revision <r>'`` and tries it on its OWN cell like any candidate
+  (successive halving against its best: a peer's idea must reproduce here to be kept).
+
+Utilisation: :func:`fleet_mru` is MRU per cell over the fleet run's wall span (the union of
+each cell's trial ``started_at..ended_at`` intervals divided by the span; aborted trials count,
+they occupied the cell), and the fleet mean. :class:`GpuSampler` reads NVML when
+``nvidia-ml-py`` is installed and says 'unavailable' otherwise.
+
+A lost cell (its port raises :class:`~enpire_common.errors.CellUnavailableError` or a timeout)
+stops only its agent: :class:`GuardedTrialsPort` stores the trial that was running as
+``aborted`` (void: excluded from statistics) and the agent's stop reason names the cell and
+the error; the other agents go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from enpire_common.clock import Clock, SystemClock
+from enpire_common.errors import (
+    CellUnavailableError,
+    ConfigError,
+    EnpireError,
+    EnpireTimeoutError,
+    PolicyRejectedError,
+)
+from enpire_evolution.core import metrics
+from enpire_evolution.core.agent import (
+    AGENT_STOPPED,
+    CANDIDATE_DONE,
+    CANDIDATE_STARTED,
+    BuiltinAgent,
+    LogFn,
+    _Candidate,
+    _first_line,
+    _read_yaml,
+)
+from enpire_evolution.core.agent_config import BuiltinAgentConfig
+from enpire_evolution.core.branches import GitError, PolicyWorkspace
+from enpire_evolution.core.recipes import write_recipe
+from enpire_evolution.core.store import ExperimentStore, Revision, Trial
+from enpire_evolution.core.trials_port import TrialOutcome, TrialsPort
+
+MAX_CELLS = 4  # fleet_sim.launch.yaml starts 1 to 4 cells
+REMOTE = 'origin'
+
+
+def cell_name(i: int) -> str:
+    return f'cell_{i}'
+
+
+def fleet_agent_config(base: BuiltinAgentConfig, i: int) -> BuiltinAgentConfig:
+    """Agent ``i``'s config: its id, branch, cell and sampler seed; one cell each."""
+    return replace(base, agent_id=f'builtin-{i}', branch=f'agent-{i}', cell=cell_name(i),
+                   cells=1, sampler_seed=base.sampler_seed + i)
+
+
+class LockedWorkspace(PolicyWorkspace):
+    """A :class:`PolicyWorkspace` whose git commands run one at a time.
+
+    The fleet's agents share one repository (one worktree each); git's ref and config locks
+    make concurrent commands from threads fail at random, so they take turns (git commands
+    take milliseconds; trials take seconds).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.RLock()
+
+    def git(self, *args: str, cwd: str | Path | None = None, check: bool = True) -> str:
+        with self._lock:
+            return super().git(*args, cwd=cwd, check=check)
+
+    def has_commit(self, sha: str) -> bool:
+        """Whether ``sha`` is a commit of this repository (e.g. after a fetch)."""
+        try:
+            self.head(sha)
+        except GitError:
+            return False
+        return True
+
+
+class GuardedTrialsPort:
+    """A trials port that turns a lost cell into one ``aborted`` trial, then re-raises.
+
+    Args:
+        port: the cell's trials port.
+        store: where the aborted trial is stored.
+        cell: the cell's id (stored on the trial).
+        wall: epoch seconds (start and end of the aborted trial).
+    """
+
+    def __init__(self, port: TrialsPort, store: ExperimentStore, cell: str,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.port = port
+        self.store = store
+        self.cell = cell
+        self.wall = wall
+
+    def run(self, *, experiment_id: str, revision_id: str, revision_dir: Path,
+            seeds: Sequence[int], max_wall_time_s: float = 0.0,
+            on_trial: Callable[[TrialOutcome], None] | None = None) -> list[TrialOutcome]:
+        done: list[int] = []
+        last_end = [self.wall()]
+
+        def seen(t: TrialOutcome) -> None:
+            done.append(int(t.seed))
+            last_end[0] = self.wall()
+            if on_trial is not None:
+                on_trial(t)
+
+        try:
+            return self.port.run(experiment_id=experiment_id, revision_id=revision_id,
+                                 revision_dir=revision_dir, seeds=seeds,
+                                 max_wall_time_s=max_wall_time_s, on_trial=seen)
+        except (CellUnavailableError, EnpireTimeoutError) as exc:
+            open_seeds = [int(s) for s in seeds if int(s) not in done]
+            if open_seeds:
+                self._abort(experiment_id, revision_id, open_seeds[0], last_end[0], exc)
+            raise
+
+    def _abort(self, experiment: str, revision: str, seed: int, started_at: float,
+               exc: EnpireError) -> None:
+        branch = (self.store.revision(experiment, revision).branch
+                  if self.store.has_revision(experiment, revision) else 'manual')
+        now = self.wall()
+        self.store.record_trial(Trial(
+            trial_id=f'{experiment}-{self.cell}-{revision[:12]}-s{seed}-aborted-{int(now)}',
+            experiment=experiment, revision=revision, branch=branch, cell=self.cell,
+            seed=seed, outcome='aborted', success=False, score=0.0, steps=0,
+            started_at=started_at, ended_at=max(now, started_at), duration_s=0.0,
+            reset_s=0.0, record_dir='', reason=f'cell {self.cell} lost: {exc}',
+            is_eval=False))
+
+    def close(self) -> None:
+        close = getattr(self.port, 'close', None)
+        if callable(close):
+            close()
+
+
+class FleetAgent(BuiltinAgent):
+    """A :class:`BuiltinAgent` that shares its branch and borrows its peers' better ideas.
+
+    Args (besides BuiltinAgent's):
+        peers: the other agents' ids in the experiment.
+        stop_event: set by the fleet when any agent meets the goal; the agent stops starting
+            work.
+        borrow_margin: a peer's best must beat this agent's best by at least this many
+            successes on the same tuning seeds to be borrowed.
+        remote: the git remote the fleet shares branches through.
+    """
+
+    def __init__(self, *args: Any, peers: Sequence[str] = (),
+                 stop_event: threading.Event | None = None, borrow_margin: int = 1,
+                 remote: str = REMOTE, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if borrow_margin < 1:
+            raise ConfigError(f'borrow_margin={borrow_margin}: must be >= 1 success (a tie '
+                              'is no reason to switch ideas)')
+        self.peers = tuple(p for p in peers if p != self.config.agent_id)
+        self.stop_event = stop_event or threading.Event()
+        self.borrow_margin = borrow_margin
+        self.remote = remote
+
+    @property
+    def study_name(self) -> str:
+        return f'{self.exp}.{self.config.agent_id}'
+
+    def _stopped(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _has_remote(self) -> bool:
+        return self.remote in self.workspace.git('remote').split()
+
+    def _on_kept(self, cand: _Candidate) -> None:
+        if not self._has_remote():
+            return
+        try:
+            self.workspace.push(self.config.git_branch, self.remote)
+        except GitError as exc:  # sharing is best effort: the store still has the revision
+            self._say(f'push of {self.config.git_branch} failed (peers will not see it yet): '
+                      f'{exc}')
+
+    def peer_best(self, peer: str) -> Revision | None:
+        """A peer agent's last kept revision (from the shared store)."""
+        kept = [e.data['revision'] for e in self.store.events(self.exp, CANDIDATE_DONE)
+                if e.data.get('agent', 'builtin') == peer and e.data.get('decision') == 'keep']
+        return self.store.revision(self.exp, kept[-1]) if kept else None
+
+    def _borrow(self, best: Revision | None) -> _Candidate | None:
+        if best is None or not self.peers:
+            return None
+        borrowed = {(e.data.get('borrowed_from') or {}).get('revision')
+                    for e in self._events(CANDIDATE_STARTED)}
+        own = self._tuning(best.id)
+        pick: tuple[int, str, Revision, int, int, int] | None = None
+        for peer in self.peers:
+            rev = self.peer_best(peer)
+            if (rev is None or rev.id == best.id or rev.id in borrowed
+                    or dict(rev.params) == dict(best.params)
+                    or self._duplicate_of(rev.params) is not None):
+                continue
+            theirs = self._tuning(rev.id)
+            common = sorted(set(own) & set(theirs))
+            if len(common) < self.config.stages[1]:
+                continue
+            mine = sum(own[s].success for s in common)
+            their = sum(theirs[s].success for s in common)
+            gain = their - mine
+            if gain >= self.borrow_margin and (pick is None or gain > pick[0]):
+                pick = (gain, peer, rev, mine, their, len(common))
+        if pick is None:
+            return None
+        _gain, peer, rev, mine, their, n = pick
+        return self._take(best, peer, rev, f'{their}/{n} vs my best {mine}/{n} on the same '
+                                           'tuning seeds')
+
+    def _take(self, best: Revision, peer: str, rev: Revision, why: str) -> _Candidate | None:
+        """Cherry-pick ``rev``'s commit onto this agent's best and start it as a candidate."""
+        from enpire_agent_bridge.core.revisions import content_id
+
+        assert self.worktree is not None
+        wt = self.worktree
+        if self._has_remote():
+            try:
+                self.workspace.fetch(self.remote)
+            except GitError as exc:
+                self._say(f'fetch from {self.remote} failed: {exc}')
+        if not rev.commit or not self.workspace.has_commit(rev.commit):
+            self._say(f'cannot borrow {rev.id[:12]} from {peer}: its commit '
+                      f'{rev.commit[:12] or "-"} is not on the remote yet')
+            return None
+        self._restore_best_tree(best)
+        self.workspace.commit(wt, f'restore the best {best.id[:12]}')
+        version = int(_read_yaml(wt / 'policy.yaml').get('version', 0) or 0)
+        method = 'cherry-pick'
+        try:
+            self.workspace.git('cherry-pick', '--no-commit', rev.commit, cwd=wt)
+        except GitError:
+            # The peer changed the same lines from another base (policy.yaml always differs
+            # in parent/version): take its files, then restate the manifest below.
+            method = 'copy of its tree (the cherry-pick conflicted)'
+            self.workspace.git('cherry-pick', '--quit', cwd=wt, check=False)
+            self.workspace.git('read-tree', '-u', '--reset', rev.commit, cwd=wt)
+            self.workspace.git('clean', '-fdq', cwd=wt)
+        origin = f'borrowed from agent {peer} revision {rev.id}'
+        hypothesis = (f'borrowed from agent {peer} revision {rev.id[:12]} ({method} of '
+                      f'{rev.commit[:12]}): {why}. Its idea: '
+                      f'{_first_line(rev.hypothesis)}')
+        manifest_path = wt / 'policy.yaml'
+        manifest = _read_yaml(manifest_path)
+        manifest.update(version=version + 1, hypothesis=hypothesis, parent=best.id,
+                        params=dict(rev.params))
+        manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False, width=1000),
+                                 encoding='utf-8')
+        sha = self.workspace.commit(wt, f'{hypothesis}\n\n(cherry picked from commit '
+                                        f'{rev.commit})')
+        number = f'borrow:{rev.id[:12]}'
+        regime = str(manifest.get('regime') or 'heuristic')
+        try:
+            snap, _created = self.revisions.submit(wt, parent=best.id, now_s=self.wall(),
+                                                   validate=self.validate)
+        except PolicyRejectedError as exc:
+            rid = content_id(wt)[0]
+            self.store.add_revision(Revision(self.exp, rid, self.config.branch, best.id, sha,
+                                             hypothesis, regime, self.wall(), dict(rev.params),
+                                             origin=origin, status='rejected'))
+            self.workspace.revert_to(wt, best.commit, f'revert: borrowed {rev.id[:12]} '
+                                                      f'rejected: {_first_line(str(exc))}')
+            self._event(CANDIDATE_STARTED, {'optuna_trial': number, 'revision': rid,
+                                            'borrowed_from': {'agent': peer,
+                                                              'revision': rev.id}})
+            self._done(number, rid, 'rejected', 0.0, {'reason': str(exc)})
+            return None
+        self.store.add_revision(Revision(
+            self.exp, snap.id, self.config.branch, best.id, sha, hypothesis, regime,
+            self.wall(), dict(rev.params), origin=origin, status='running'))
+        self._event(CANDIDATE_STARTED, {
+            'optuna_trial': number, 'revision': snap.id, 'parent': best.id, 'commit': sha,
+            'params': dict(rev.params), 'hypothesis': hypothesis,
+            'borrowed_from': {'agent': peer, 'revision': rev.id, 'commit': rev.commit,
+                              'method': method}})
+        self._say(f'{number} {snap.id[:12]} {origin[:60]}: {why}')
+        return _Candidate(number, snap.id, Path(snap.path), best.id, hypothesis,
+                          dict(rev.params))
+
+
+# --- utilisation -------------------------------------------------------------------------------
+def fleet_mru(store: ExperimentStore, experiment: str, cells: Sequence[str],
+              span_start_s: float, span_end_s: float) -> dict[str, Any]:
+    """MRU per cell and the fleet mean over one wall span (see the module docstring).
+
+    Cells in ``cells`` with no trial in the span count as 0.0; trials of other cells (an
+    earlier run's) are counted too when they fall in the span.
+    """
+    intervals: dict[str, list[tuple[float, float]]] = {c: [] for c in cells}
+    for t in store.trials_for(experiment):
+        if t.ended_at >= span_start_s and t.started_at <= span_end_s:
+            intervals.setdefault(t.cell, []).append((t.started_at, t.ended_at))
+    summary = metrics.mru_by_cell(intervals, span_start_s, span_end_s)
+    return {'per_cell': summary.per_cell, 'mean': summary.mean,
+            'span_s': max(0.0, span_end_s - span_start_s),
+            'trials_per_cell': {c: len(v) for c, v in sorted(intervals.items())},
+            'how': 'per cell: union of trial started_at..ended_at intervals / fleet run wall '
+                   'span; mean over cells'}
+
+
+class GpuSampler:
+    """Mean GPU utilisation (NVML) sampled in a thread; 'unavailable' without nvidia-ml-py.
+
+    Args:
+        interval_s: sampling period.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.samples: list[float] = []
+        self.reason = ''
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nvml: Any = None
+        try:
+            import pynvml  # nvidia-ml-py
+
+            pynvml.nvmlInit()
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
+                             for i in range(pynvml.nvmlDeviceGetCount())]
+            self._nvml = pynvml
+            if not self._handles:
+                self.reason = 'no GPU'
+        except ImportError:
+            self.reason = 'nvidia-ml-py not installed'
+        except Exception as exc:  # noqa: BLE001 - any NVML failure means no GPU numbers
+            self.reason = f'NVML: {exc}'
+
+    @property
+    def available(self) -> bool:
+        return self._nvml is not None and not self.reason
+
+    def start(self) -> GpuSampler:
+        if self.available:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            rates = [self._nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]
+            self.samples.append(sum(rates) / len(rates) / 100.0)
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if not self.available:
+            return {'available': False, 'reason': self.reason}
+        mean = sum(self.samples) / len(self.samples) if self.samples else 0.0
+        return {'available': True, 'mean': mean, 'samples': len(self.samples)}
+
+
+# --- the fleet ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FleetResult:
+    """What a fleet run achieved: per agent, per cell, and overall."""
+
+    experiment: str
+    task: str
+    goal_met: bool
+    agents: list[dict[str, Any]]
+    mru: dict[str, Any]
+    gpu: dict[str, Any]
+    wall_time_s: float
+    n_trials: int
+    best: dict[str, Any] = field(default_factory=dict)
+    borrowed: list[dict[str, Any]] = field(default_factory=list)
+    recipe_path: str = ''
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Fleet:
+    """N :class:`FleetAgent` s, one per trials port (cell), in threads of this process.
+
+    Args:
+        config: the base agent config (experiment, budget, goal, stages...); agent ``i`` gets
+            :func:`fleet_agent_config`.
+        store, revisions: shared by the agents.
+        workspace: the shared policy repository (a :class:`LockedWorkspace`).
+        ports: one trials port per agent; agent ``i`` runs on ``ports[i]`` (cell ``cell_i``).
+        remote_path: the bare git remote (default ``<home>/remote.git``).
+        clocks: one budget clock per agent, or one shared (default the system clock).
+        walls: one epoch-seconds function per agent, or one shared (default time.time).
+        borrow_margin: see :class:`FleetAgent`.
+        Others: as :class:`BuiltinAgent`.
+    """
+
+    def __init__(self, config: BuiltinAgentConfig, store: ExperimentStore, revisions: Any,
+                 workspace: LockedWorkspace, ports: Sequence[TrialsPort], *,
+                 home: str | Path, remote_path: str | Path | None = None,
+                 seed_policy: str | Path | None = None,
+                 clocks: Clock | Sequence[Clock] | None = None,
+                 walls: Callable[[], float] | Sequence[Callable[[], float]] | None = None,
+                 log: LogFn | None = None, borrow_margin: int = 1,
+                 **agent_kwargs: Any) -> None:
+        n = len(ports)
+        if not 1 <= n <= MAX_CELLS:
+            raise ConfigError(f'a fleet needs 1 to {MAX_CELLS} cells (one trials port each), '
+                              f'got {n}')
+        self.config = config
+        self.store = store
+        self.workspace = workspace
+        self.home = Path(home)
+        self.remote_path = Path(remote_path) if remote_path else self.home / 'remote.git'
+        self.log = log or (lambda _line: None)
+        self.stop_event = threading.Event()
+        self.cells = [cell_name(i) for i in range(n)]
+        clock_list = (list(clocks) if isinstance(clocks, Sequence)
+                      else [clocks or SystemClock()] * n)
+        wall_list = (list(walls) if isinstance(walls, Sequence) else [walls or time.time] * n)
+        ids = [fleet_agent_config(config, i).agent_id for i in range(n)]
+        self.agents: list[FleetAgent] = []
+        for i in range(n):
+            cfg = fleet_agent_config(config, i)
+            prefix = f'[{cfg.branch}@{cfg.cell}] '
+            self.agents.append(FleetAgent(
+                cfg, store, revisions, workspace,
+                GuardedTrialsPort(ports[i], store, cfg.cell, wall_list[i]),
+                home=home, seed_policy=seed_policy, clock=clock_list[i], wall=wall_list[i],
+                log=lambda line, p=prefix: self.log(p + line), peers=ids,
+                stop_event=self.stop_event, borrow_margin=borrow_margin, **agent_kwargs))
+        self._wall = wall_list[0]
+
+    @property
+    def experiment(self) -> str:
+        return self.config.experiment_id
+
+    def prepare(self) -> None:
+        """The shared repository with the seed commit, and the bare remote holding main."""
+        seed = self.agents[0].seed_policy
+        if not (seed / 'policy.yaml').is_file():
+            raise ConfigError(f'seed policy {seed} has no policy.yaml; pass an existing '
+                              'policy directory')
+        self.workspace.init(seed, message=f'seed policy {seed.name}')
+        self.workspace.init_remote(self.remote_path, REMOTE)
+        self.workspace.push(self.workspace.main_branch, REMOTE)
+
+    def _run_agent(self, agent: FleetAgent, out: dict[str, Any]) -> None:
+        cfg = agent.config
+        try:
+            res = agent.run()
+            out.update(stop_reason=res.stop_reason, goal_met=res.goal_met, error='')
+            if res.goal_met:
+                self.stop_event.set()
+                self.log(f'[{cfg.branch}@{cfg.cell}] goal met: stopping the other agents')
+        except EnpireError as exc:
+            reason = ('cell_lost' if isinstance(exc, (CellUnavailableError, EnpireTimeoutError))
+                      else 'error')
+            out.update(stop_reason=reason, goal_met=False, error=str(exc), code=exc.code)
+            self.store.add_event(self.experiment, AGENT_STOPPED, agent.wall(), {
+                'agent': cfg.agent_id, 'stop_reason': reason, 'error': str(exc),
+                'cell': cfg.cell})
+            self.log(f'[{cfg.branch}@{cfg.cell}] STOPPED ({reason}): {exc}; the other agents '
+                     'go on')
+        except Exception as exc:  # noqa: BLE001 - one agent's bug must not end the fleet
+            out.update(stop_reason='crashed', goal_met=False, error=repr(exc))
+            self.log(f'[{cfg.branch}@{cfg.cell}] CRASHED: {exc!r}; the other agents go on')
+
+    def run(self) -> FleetResult:
+        """Run every agent until the goal (any agent) or each one's budget; then summarise."""
+        self.prepare()
+        gpu = GpuSampler().start()
+        start_wall = min(a.wall() for a in self.agents)
+        t0 = time.monotonic()
+        outs: list[dict[str, Any]] = [{} for _ in self.agents]
+        threads = [threading.Thread(target=self._run_agent, args=(a, o),
+                                    name=f'fleet-{a.config.branch}', daemon=True)
+                   for a, o in zip(self.agents, outs, strict=True)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        end_wall = max(a.wall() for a in self.agents)
+        gpu_stats = gpu.stop()
+        recipe = write_recipe(self.store, self.experiment, self.config.task,
+                              self.home / 'recipes')
+        return self.summarise(outs, start_wall, end_wall, time.monotonic() - t0, gpu_stats,
+                              recipe)
+
+    def summarise(self, outs: Sequence[dict[str, Any]], start_wall: float, end_wall: float,
+                  wall_time_s: float, gpu: dict[str, Any], recipe: Path | None = None
+                  ) -> FleetResult:
+        """The fleet's result from the store (per agent: best, tuning, stop reason)."""
+        from enpire_evolution.core.compare import summarise
+
+        agents = []
+        best: dict[str, Any] = {}
+        for a, o in zip(self.agents, outs, strict=True):
+            b = a._best()
+            tuning = summarise(list(a._tuning(b.id).values())) if b else {}
+            row = {'agent': a.config.agent_id, 'branch': a.config.branch,
+                   'cell': a.config.cell, 'stop_reason': o.get('stop_reason', ''),
+                   'goal_met': bool(o.get('goal_met')), 'error': o.get('error', ''),
+                   'best_revision': b.id if b else None, 'best_origin': b.origin if b else '',
+                   'best_tuning': tuning,
+                   'candidates': len(a._events(CANDIDATE_DONE))}
+            agents.append(row)
+            rate = tuning.get('success_rate', -1.0)
+            if b and (not best or (rate, tuning.get('n', 0)) >
+                      (best['success_rate'], best['n'])):
+                best = {'agent': a.config.agent_id, 'revision': b.id, 'success_rate': rate,
+                        'n': tuning.get('n', 0), 'successes': tuning.get('successes', 0)}
+        borrowed = [{'revision': r.id, 'branch': r.branch, 'origin': r.origin,
+                     'status': r.status}
+                    for r in self.store.revisions(self.experiment) if r.origin]
+        return FleetResult(
+            experiment=self.experiment, task=self.config.task,
+            goal_met=any(a['goal_met'] for a in agents), agents=agents,
+            mru=fleet_mru(self.store, self.experiment, self.cells, start_wall, end_wall),
+            gpu=gpu, wall_time_s=wall_time_s,
+            n_trials=self.store.count_trials(self.experiment), best=best, borrowed=borrowed,
+            recipe_path=str(recipe or ''))
