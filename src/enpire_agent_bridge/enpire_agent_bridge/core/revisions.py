@@ -70,7 +70,9 @@ def _policy_files(policy_dir: Path, limits: SizeLimits) -> list[Path]:
     for root, dirs, names in os.walk(policy_dir, followlinks=False):
         dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
         for name in sorted(names):
-            if name.endswith(IGNORED_SUFFIXES):
+            # A '.git' FILE is a git worktree's link to its repository (its path differs per
+            # worktree): not policy content, or one policy would get one id per checkout.
+            if name.endswith(IGNORED_SUFFIXES) or name == '.git':
                 continue
             p = Path(root) / name
             rel = p.relative_to(policy_dir)
