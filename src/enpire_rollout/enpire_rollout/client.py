@@ -58,6 +58,9 @@ def trial_to_dict(t: Any) -> dict[str, Any]:
 class RolloutClient:
     """Action client of one cell's ``run_trials``, spinning in a private context."""
 
+    #: A run whose action server is gone from the graph this long is a lost cell.
+    LOST_AFTER_S = 3.0
+
     def __init__(self, cell: str = 'cell_0') -> None:
         import rclpy
         from rclpy.action import ActionClient
@@ -111,12 +114,37 @@ class RolloutClient:
                                        'progress on this cell)')
         self._goal = handle
         try:
-            result = wait_future(handle.get_result_async(), timeout_s, 'run_trials').result
+            result = self._wait_result(handle.get_result_async(), timeout_s)
         finally:
             self._goal = None
         if result.error_code:
             raise error_from_code(result.error_code, result.error_msg)
         return result
+
+    def _wait_result(self, future: Any, timeout_s: float) -> Any:
+        """The run's result; a server that leaves the graph mid-run (its node died) raises
+        CellUnavailableError instead of waiting for a result that will never come."""
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        end = time.monotonic() + timeout_s
+        gone_since: float | None = None
+        while not done.wait(0.5):
+            now = time.monotonic()
+            if now > end:
+                future.cancel()
+                raise EnpireTimeoutError(f'/{self.cell}/run_trials did not finish within '
+                                         f'{timeout_s:.0f} s')
+            if self._client.server_is_ready():
+                gone_since = None
+                continue
+            gone_since = gone_since if gone_since is not None else now
+            if now - gone_since >= self.LOST_AFTER_S:
+                future.cancel()
+                raise CellUnavailableError(
+                    f'/{self.cell}/run_trials left the graph during a run (gone for '
+                    f'{now - gone_since:.1f} s): the cell\'s rollout node died; restart the '
+                    'cell (enpire up ...) and run the same command to resume')
+        return future.result().result
 
     def cancel(self) -> None:
         if self._goal is not None:
@@ -246,12 +274,101 @@ class RosTrialsPort:
         self.session.close()
 
 
+class FleetSession:
+    """Clients for several cells, starting ``fleet_sim.launch.yaml cells:=N`` when none answers.
+
+    Args:
+        home: ENPIRE_HOME of the launch (logs, runs).
+        cells: the cell namespaces (e.g. ``['cell_0', 'cell_1']``); a started launch names
+            them cell_0..cell_<N-1>, so pass those names when ``start`` may be needed.
+        start: start the fleet launch if no cell answers (else raise).
+        probe_s: how long to look for running cells before starting any.
+        ready_timeout_s: how long the started cells may take to answer.
+
+    Raises:
+        CellUnavailableError: some but not all cells answer (start or stop the others), or
+            none answers and ``start`` is False, or the launch exited.
+        EnpireTimeoutError: the started cells did not answer in time.
+    """
+
+    def __init__(self, *, home: Path, cells: Sequence[str], start: bool = True,
+                 launch_args: dict[str, str] | None = None, probe_s: float = 3.0,
+                 ready_timeout_s: float = 180.0,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.log = log or (lambda _m: None)
+        self.cells = list(cells)
+        self.clients = [RolloutClient(c) for c in self.cells]
+        self.stack: CellStack | None = None
+        ready = [self.clients[0].wait_ready(probe_s)]
+        ready += [c.wait_ready(1.0) for c in self.clients[1:]]
+        if all(ready):
+            self.log(f"using the running cells {', '.join(self.cells)}")
+            return
+        if any(ready) or not start:
+            missing = [c for c, ok in zip(self.cells, ready, strict=True) if not ok]
+            self.close()
+            raise CellUnavailableError(
+                f"no run_trials on {', '.join('/' + c for c in missing)}"
+                + (' while other cells run: start the missing cells or stop the running ones'
+                   if any(ready) else ''))
+        self.stack = CellStack(default_launch_file('fleet_sim.launch.yaml'),
+                               {'cells': str(len(self.cells)), **(launch_args or {})},
+                               home / 'logs' / 'launch-fleet.log', home)
+        self.log(f'starting {len(self.cells)} sim cells ({self.stack.launch_file.name}); '
+                 f'log: {self.stack.log_path}')
+        self.stack.start()
+        end = time.monotonic() + ready_timeout_s
+        for cell, client in zip(self.cells, self.clients, strict=True):
+            while not client.wait_ready(1.0):
+                if not self.stack.alive():
+                    path = self.stack.log_path
+                    self.close()
+                    raise CellUnavailableError(f'the fleet launch exited; see {path}')
+                if time.monotonic() > end:
+                    self.close()
+                    raise EnpireTimeoutError(f'/{cell}/run_trials not ready within '
+                                             f'{ready_timeout_s:.0f} s')
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients = []
+        if self.stack is not None:
+            self.stack.stop()
+
+
+class _FleetCell:
+    """One cell of a FleetSession as RosTrialsPort's session (closing is the fleet's job)."""
+
+    def __init__(self, client: RolloutClient) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        pass
+
+
+def make_ros_fleet_ports(task: str, home: Path, cells: int,
+                         log: Callable[[str], None] | None = None,
+                         ) -> tuple[FleetSession, list[RosTrialsPort]]:
+    """One TrialsPort per cell of ``cell_0..cell_<cells-1>`` (started here if none runs).
+
+    Close the returned session when done (it stops a launch it started).
+    """
+    if task != 'push_t':
+        raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
+    if not 1 <= cells <= 4:
+        raise ConfigError(f'cells={cells}: fleet_sim.launch.yaml starts 1 to 4 cells')
+    session = FleetSession(home=Path(home), cells=[f'cell_{i}' for i in range(cells)],
+                           log=log)
+    return session, [RosTrialsPort(_FleetCell(c)) for c in session.clients]
+
+
 def make_ros_trials_port(task: str, home: Path, cells: int = 1,
                          log: Callable[[str], None] | None = None) -> RosTrialsPort:
     """A TrialsPort on ``cell_0`` (started here if no cell runs)."""
     if cells != 1:
         raise ConfigError(f'cells={cells}: the ROS trials port drives one cell per agent; '
-                          'start one agent per cell')
+                          'use make_ros_fleet_ports (enpire improve --cells N)')
     if task != 'push_t':
         raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
     return RosTrialsPort(CellSession(home=Path(home), log=log))
