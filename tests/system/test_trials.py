@@ -1,0 +1,242 @@
+"""System tests of the trial pipeline on one embedded sim cell (``enpire up`` + run_trials).
+
+One Push-T sim cell (lockstep) serves the whole module: scripted trials and their records,
+every bad policy contained as ``policy_fault``, and SIGKILLed policy hosts / recorders ending
+only the trial they hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTED = ROOT / 'examples' / 'policies' / 'push_t' / 'scripted'
+BAD = ROOT / 'tests' / 'data' / 'bad_policies'
+CELL = 'cell_0'
+#: What each bad policy's fault reason must name (the contract: a policy_fault with a reason).
+BAD_REASONS = {
+    'raise_on_import': r'(?i)import|deliberate import failure',
+    'raise_in_act': r'deliberate failure in act',
+    'infinite_loop': r'(?i)deadline|did not return',
+    'sleep_past_deadline': r'(?i)deadline|did not return',
+    'returns_nan': r'(?i)nan|finite',
+    'wrong_shape': r'(?i)shape',
+    'out_of_bounds': r'(?i)bound',
+    'allocate_8gb': r'(?i)memory|killed|exited|signal',
+    'fork': r'(?i)fork|subprocess|process|sandbox|permission|killed',
+}
+
+
+@pytest.fixture(scope='module')
+def cell(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One lockstep sim cell for the module, in a private ENPIRE_HOME (torn down after)."""
+    from enpire_rollout.client import CellSession
+
+    home = tmp_path_factory.mktemp('enpire_home')
+    old = os.environ.get('ENPIRE_HOME')
+    os.environ['ENPIRE_HOME'] = str(home)
+    session = None
+    try:
+        session = CellSession(home=home, cell=CELL, probe_s=1.0, ready_timeout_s=120.0)
+        session.home = home
+        yield session
+    finally:
+        if session is not None:
+            session.close()
+        if old is None:
+            os.environ.pop('ENPIRE_HOME', None)
+        else:
+            os.environ['ENPIRE_HOME'] = old
+
+
+def _bag_counts_rosbags(bag: Path) -> dict[str, int]:
+    from rosbags.rosbag2 import Reader
+
+    counts: dict[str, int] = {}
+    with Reader(bag) as reader:
+        for conn, _t, _raw in reader.messages():
+            counts[conn.topic] = counts.get(conn.topic, 0) + 1
+    return counts
+
+
+def _bag_counts_mcap(bag: Path) -> dict[str, int]:
+    from mcap.reader import make_reader
+
+    counts: dict[str, int] = {}
+    for path in sorted(bag.glob('*.mcap')):
+        with path.open('rb') as stream:
+            for _schema, channel, _msg in make_reader(stream).iter_messages():
+                counts[channel.topic] = counts.get(channel.topic, 0) + 1
+    return counts
+
+
+def _video_frames(path: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f'OpenCV cannot open {path}'
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def _assert_bag_readable(trial_dir: Path) -> dict[str, int]:
+    bag = trial_dir / 'episode'
+    by_rosbags = _bag_counts_rosbags(bag)
+    assert by_rosbags, f'{bag} holds no messages'
+    assert _bag_counts_mcap(bag) == by_rosbags
+    return by_rosbags
+
+
+def _run_cli(home: Path, *args: str, timeout_s: float = 240.0) -> dict[str, Any]:
+    env = {**os.environ, 'ENPIRE_HOME': str(home)}
+    proc = subprocess.run([sys.executable, '-m', 'enpire_bringup.cli', *args], env=env,
+                          capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_scripted_trials_report_wilson_interval_and_leave_verifiable_records(cell) -> None:
+    out = _run_cli(cell.home, 'trial', 'run', '--task', 'push_t', '--policy', str(SCRIPTED),
+                   '--seeds', '5', '6', '7', '--max-episode-steps', '60', '--no-start',
+                   '--experiment', 'scripted', '--json')
+    from enpire_rollout.core.records import read_trial, verify_files
+
+    assert out['n_trials'] == 3 and len(out['trials']) == 3
+    assert sum(out['outcomes'].values()) == 3
+    assert 0.0 <= out['wilson_95'][0] <= out['success_rate'] <= out['wilson_95'][1] <= 1.0
+    for trial in out['trials']:
+        assert trial['outcome'] in ('success', 'failure'), trial
+        trial_dir = Path(trial['record_dir'])
+        counts = _assert_bag_readable(trial_dir)
+        images = counts[f'/{CELL}/camera/top/image_raw']
+        assert images > 0
+        assert _video_frames(trial_dir / 'top.mp4') == images
+        record = read_trial(trial_dir)
+        assert record['outcome'] == trial['outcome']
+        assert record['files'] and verify_files(trial_dir, record) == {}
+
+
+@pytest.mark.parametrize('name', sorted(BAD_REASONS))
+def test_bad_policy_is_contained_as_a_policy_fault(cell, name: str) -> None:
+    result = cell.client.run_trials(count=1, policy_dir=str(BAD / name), seeds=[1],
+                                    experiment_id=f'bad-{name}', max_episode_steps=10,
+                                    max_consecutive_faults=1, timeout_s=180.0)
+    (trial,) = result.trials
+    assert trial.outcome == 'policy_fault', (trial.outcome, trial.reason)
+    assert trial.reason
+    import re
+
+    assert re.search(BAD_REASONS[name], trial.reason), trial.reason
+
+
+def test_good_policy_still_succeeds_after_the_bad_ones(cell) -> None:
+    result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[5],
+                                    experiment_id='after-bad', timeout_s=180.0)
+    (trial,) = result.trials
+    assert trial.outcome == 'success', (trial.outcome, trial.reason)
+
+
+# --- killed processes ------------------------------------------------------------------------
+def _descendant(cell, exe_suffix: str) -> Any:
+    import psutil
+
+    root = psutil.Process(cell.stack.proc.pid)
+    for proc in root.children(recursive=True):
+        try:
+            if any(arg.endswith(exe_suffix) for arg in proc.cmdline()):
+                return proc
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def _run_and_kill(cell, experiment: str, kill: Callable[[], None]) -> Any:
+    """Run 3 scripted trials; call ``kill`` once the second trial has stepped a while."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from enpire_common.testing import RosHarness
+    from enpire_interfaces.msg import StateVector
+
+    state = {'index': -1, 'phase': '', 'killed': False}
+    killed = threading.Event()
+    lock = threading.Lock()
+
+    def on_feedback(fb: Any) -> None:
+        with lock:
+            state['index'], state['phase'] = int(fb.trial_index), fb.phase
+
+    def on_state(msg: StateVector) -> None:
+        with lock:
+            due = (state['index'] == 1 and state['phase'] == 'running' and msg.tick >= 20
+                   and not state['killed'])
+            if due:
+                state['killed'] = True
+        if due:
+            kill()
+            killed.set()
+
+    harness = RosHarness(num_threads=1)
+    try:
+        node = harness.node('kill_watch', namespace=f'/{CELL}')
+        node.create_subscription(StateVector, 'state', on_state, QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE))
+        result = cell.client.run_trials(count=3, policy_dir=str(SCRIPTED), seeds=[5, 6, 7],
+                                        experiment_id=experiment, max_episode_steps=60,
+                                        max_consecutive_faults=0, on_feedback=on_feedback,
+                                        timeout_s=240.0)
+    finally:
+        harness.close()
+    assert killed.is_set(), 'the second trial never reached tick 20'
+    return result
+
+
+def _assert_only_second_trial_aborted(result: Any) -> None:
+    outcomes = [t.outcome for t in result.trials]
+    assert len(outcomes) == 3, outcomes
+    assert outcomes[1] == 'aborted', [(t.outcome, t.reason) for t in result.trials]
+    assert outcomes[0] in ('success', 'failure'), result.trials[0].reason
+    assert outcomes[2] in ('success', 'failure'), result.trials[2].reason
+    _assert_bag_readable(Path(result.trials[0].record_dir))
+
+
+def test_sigkilled_policy_host_aborts_only_its_trial(cell) -> None:
+    def kill() -> None:
+        host = _descendant(cell, 'enpire_agent_bridge/policy_host')
+        assert host is not None, 'no policy_host process under the launch'
+        os.kill(host.pid, signal.SIGKILL)
+
+    result = _run_and_kill(cell, 'kill-host', kill)
+    _assert_only_second_trial_aborted(result)
+    assert 'policy host' in result.trials[1].reason
+
+
+def test_sigkilled_recorder_aborts_only_its_trial_and_is_respawned(cell) -> None:
+    def kill() -> None:
+        rec = _descendant(cell, 'enpire_rollout/recorder')
+        assert rec is not None, 'no recorder process under the launch'
+        os.kill(rec.pid, signal.SIGKILL)
+
+    result = _run_and_kill(cell, 'kill-recorder', kill)
+    _assert_only_second_trial_aborted(result)
+    # The killed trial's partial bag is made readable as far as it got.
+    from enpire_rollout.core.records import recover_incomplete
+
+    recover_incomplete(Path(result.trials[1].record_dir).parents[1])
+    _assert_bag_readable(Path(result.trials[1].record_dir))
+    _assert_bag_readable(Path(result.trials[2].record_dir))
