@@ -49,10 +49,19 @@ class FakeController:
         self.steps = 0
         self.running = False
         self.episodes: list[int] = []
+        self.retries: list[tuple[int, int]] = []   # (seed, retry_index) of pass@k retries
+        self._carried = 0   # steps of the earlier attempts at the current subtask
 
-    def start_episode(self, seed: int) -> None:
+    def start_episode(self, seed: int, retry_index: int = 0) -> None:
+        """A retry (``retry_index`` > 0) goes on from the scene as it is: its steps count
+        towards ``solve_steps`` together with the earlier attempts' (progress is kept)."""
         if seed in self.start_fault_seeds:
             raise PolicyFaultError('policy raised in reset(): ValueError')
+        if retry_index:
+            self.retries.append((seed, retry_index))
+            self._carried = self._carried + self.steps if seed == self.seed else 0
+        else:
+            self._carried = 0
         self.seed, self.steps, self.running = seed, 0, True
         self.episodes.append(seed)
 
@@ -71,7 +80,7 @@ class FakeController:
 
     def solved(self) -> bool:
         need = self.solve_steps(self.seed) if self.seed is not None else None
-        return need is not None and self.steps >= need
+        return need is not None and self.steps + self._carried >= need
 
 
 class FakeVerifier:

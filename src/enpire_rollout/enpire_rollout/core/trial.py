@@ -11,6 +11,13 @@ four ports, so the same logic drives a ROS cell, a real robot or an in-process f
 
 Outcomes: success, failure (step limit reached, not solved), timeout (episode wall-time
 limit), safety_abort, policy_fault, reset_failed, aborted (cancelled or the cell died).
+
+pass@k (``BudgetConfig.attempts`` = k > 1): a long rollout in which, after a failed
+verification (failure or timeout), the policy gets up to k - 1 more attempts at the same
+subtask WITHOUT a reset: ``ControllerPort.start_episode(seed, retry_index=i)`` restarts the
+policy's episode from the scene as it is (the policy sees ``retry_index`` in its observation).
+Each attempt is kept in ``TrialRecord.attempts``; the trial succeeds if any attempt does;
+:meth:`RunSummary.pass_at` gives pass@1 (first attempts only) and pass@k.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from enpire_common.errors import (
     ResetFailedError,
     VerificationError,
 )
-from enpire_evolution.core.metrics import wilson_interval
+from enpire_evolution.core.metrics import pass_at_k, wilson_interval
 
 SUCCESS, FAILURE, TIMEOUT = 'success', 'failure', 'timeout'
 SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED = (
@@ -53,6 +60,7 @@ class BudgetConfig:
     max_episode_time_s: float = 120.0
     verify_period_s: float = 0.5
     reset_timeout_s: float = 30.0
+    attempts: int = 1   # pass@k: k attempts per subtask, retries without reset
 
     def __post_init__(self) -> None:
         require(self.max_trials >= 0, 'budget.max_trials', self.max_trials, 'must be >= 0')
@@ -68,6 +76,8 @@ class BudgetConfig:
                 'must be > 0 seconds')
         require(self.reset_timeout_s > 0, 'budget.reset_timeout_s', self.reset_timeout_s,
                 'must be > 0 seconds')
+        require(self.attempts >= 1, 'budget.attempts', self.attempts,
+                'must be >= 1 (k of pass@k; 1 = no in-context retry)')
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,9 @@ class TrialRecord:
     record_dir: str = ''
     error_code: int = OK
     error_msg: str = ''
+    #: pass@k: one entry per attempt (retry_index, outcome, reason, success, steps,
+    #: duration_s, score); empty when the trial never reached its episode.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,11 +153,23 @@ class RunSummary:
     def interval(self) -> tuple[float, float]:
         return wilson_interval(self.n_success, len(self.trials))
 
+    @property
+    def max_attempts(self) -> int:
+        return max((len(t.attempts) for t in self.trials), default=0)
+
+    def pass_at(self, k: int) -> float:
+        """Fraction of subtasks (trials that reached their episode) solved within ``k``
+        attempts; pass_at(1) counts first attempts only."""
+        return pass_at_k([[bool(a['success']) for a in t.attempts]
+                          for t in self.trials if t.attempts], k)
+
     def to_dict(self) -> dict[str, Any]:
         low, high = self.interval()
         return {'n_trials': len(self.trials), 'n_success': self.n_success,
                 'success_rate': self.success_rate, 'ci_low': low, 'ci_high': high,
                 'stop_reason': self.stop_reason,
+                **({'pass_at_1': self.pass_at(1), 'pass_at_k': self.pass_at(self.max_attempts),
+                    'k': self.max_attempts} if self.max_attempts > 1 else {}),
                 'outcomes': {o: sum(t.outcome == o for t in self.trials) for o in OUTCOMES
                              if any(t.outcome == o for t in self.trials)},
                 'trials': [t.to_dict() for t in self.trials]}
@@ -157,7 +182,11 @@ class CellPort(Protocol):
 
 
 class ControllerPort(Protocol):
-    def start_episode(self, seed: int) -> None: ...
+    def start_episode(self, seed: int) -> None:
+        """Start an episode; pass@k retries call ``start_episode(seed, retry_index=i)``
+        (i >= 1: continue from the current scene, no reset), so a controller that supports
+        ``BudgetConfig.attempts > 1`` takes that keyword."""
+        ...
 
     def poll(self, timeout_s: float) -> Progress: ...
 
@@ -270,7 +299,7 @@ class TrialRunner:
         try:
             self._reset(record, budget)
             if record.outcome != RESET_FAILED:
-                self._episode(record, budget)
+                self._attempts(record, budget)
         except CellUnavailableError as err:
             self._end(record, ABORTED, f'cell unavailable: {err}', err)
         finally:
@@ -297,13 +326,35 @@ class TrialRunner:
         finally:
             record.reset_s = self.clock.now_s() - t0
 
-    def _episode(self, record: TrialRecord, budget: BudgetConfig) -> None:
-        self.on_phase(record.index, 'running')
+    def _attempts(self, record: TrialRecord, budget: BudgetConfig) -> None:
+        """Up to ``budget.attempts`` episodes on one reset, each after a failed verdict."""
+        steps = duration = 0.0
+        for retry in range(budget.attempts):
+            record.steps, record.duration_s = 0, 0.0
+            self._episode(record, budget, retry)
+            steps += record.steps
+            duration += record.duration_s
+            record.attempts.append({
+                'retry_index': retry, 'outcome': record.outcome, 'reason': record.reason,
+                'success': record.success, 'steps': record.steps,
+                'duration_s': record.duration_s, 'score': record.score})
+            if record.outcome not in (FAILURE, TIMEOUT) or self.cancelled():
+                break
+        record.steps, record.duration_s = int(steps), duration
+        if len(record.attempts) > 1:
+            record.reason = f'attempt {len(record.attempts)}/{budget.attempts}: {record.reason}'
+
+    def _episode(self, record: TrialRecord, budget: BudgetConfig, retry_index: int = 0) -> None:
+        self.on_phase(record.index, 'running' if not retry_index else f'retry {retry_index}')
         verify_every = max(1, round(budget.verify_period_s * self.rate_hz))
         next_verify = verify_every
         t0 = self.clock.now_s()
         try:
-            self.controller.start_episode(record.seed)
+            if retry_index:
+                self.controller.start_episode(record.seed,  # type: ignore[call-arg]
+                                              retry_index=retry_index)
+            else:
+                self.controller.start_episode(record.seed)
         except PolicyError as err:
             record.duration_s = self.clock.now_s() - t0
             self._end(record, POLICY_FAULT, str(err), err)
