@@ -49,6 +49,45 @@ def make_fast_executor(context: Any = None) -> Any:
         return SingleThreadedExecutor(context=context)
 
 
+def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
+             executor: str = 'default', num_threads: int = 4) -> int:
+    """The ``main`` of a node executable: init, build, spin, shut down; returns the exit code.
+
+    A node whose config is invalid (EnpireError, ValueError or a parameter error raised by
+    ``factory``) prints one line and returns 2, as STYLE.md asks. ``executor``: ``default``
+    (single-threaded), ``multi`` (``num_threads`` threads, for callbacks that wait on other
+    callbacks) or ``fast`` (the events executor, for hot paths).
+    """
+    import sys
+
+    from rclpy.exceptions import ParameterException
+    from rclpy.executors import MultiThreadedExecutor
+
+    from enpire_common.errors import EnpireError
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = factory()
+    except (EnpireError, ValueError, ParameterException) as exc:
+        print(f'{name}: invalid config: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    if executor == 'fast':
+        ex = make_fast_executor()
+    elif executor == 'multi':
+        ex = MultiThreadedExecutor(num_threads=num_threads)
+    else:
+        ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    try:
+        spin_until_shutdown(ex)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
 def spin_until_shutdown(executor: Any, context: Any = None) -> None:
     """Spin until Ctrl-C / shutdown.
 

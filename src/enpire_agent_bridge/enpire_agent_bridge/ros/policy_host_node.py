@@ -12,8 +12,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import rclpy
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -28,8 +26,7 @@ from enpire_common.paths import enpire_home
 from enpire_common.ros import (
     LATEST_QOS,
     declare_config,
-    make_fast_executor,
-    spin_until_shutdown,
+    run_node,
 )
 from enpire_common.tasks import load_task, parse_task
 from enpire_interfaces.msg import Command, StateVector
@@ -230,22 +227,7 @@ class PolicyHostNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = PolicyHostNode()
-    except (ConfigError, ParameterException) as exc:
-        print(f'policy_host: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = make_fast_executor()
-    executor.add_node(node)
-    try:
-        spin_until_shutdown(executor)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node('policy_host', PolicyHostNode, argv, executor='fast')
 
 
 if __name__ == '__main__':

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
+
+from enpire_common.ros import run_node
 
 
 class HeartbeatNode(Node):
@@ -35,22 +35,8 @@ class HeartbeatNode(Node):
                                       f'{self._count}'))
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = HeartbeatNode()
-    except ValueError as exc:
-        print(f'heartbeat: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    return run_node('heartbeat', HeartbeatNode, argv, executor='default')
 
 
 if __name__ == '__main__':

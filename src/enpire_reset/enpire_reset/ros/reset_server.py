@@ -6,16 +6,13 @@ import dataclasses
 import sys
 import threading
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from enpire_common.clock import SystemClock
-from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
-from enpire_common.ros import call_service, declare_config, raise_for_result
+from enpire_common.errors import OK, CellBusyError, EnpireError
+from enpire_common.ros import call_service, declare_config, raise_for_result, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.srv import SimReset, VerifySuccess
@@ -156,25 +153,8 @@ class ResetServerNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = ResetServerNode()
-    except (ConfigError, ParameterException) as exc:
-        print(f'reset_server: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
     # Several threads: the action callback blocks on service futures others complete.
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node('reset_server', ResetServerNode, argv, executor='multi')
 
 
 if __name__ == '__main__':

@@ -7,13 +7,11 @@ import sys
 import threading
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from enpire_common.errors import OK, EnpireError, ViewUnavailableError
-from enpire_common.ros import declare_config, image_qos, ros_time_s
+from enpire_common.ros import declare_config, image_qos, ros_time_s, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import Verdict as VerdictMsg
 from enpire_interfaces.srv import VerifySuccess
@@ -115,22 +113,8 @@ class VerifierNode(Node):
         return res
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = VerifierNode()
-    except EnpireError as exc:
-        print(f'verifier: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    return run_node('verifier', VerifierNode, argv, executor='default')
 
 
 if __name__ == '__main__':

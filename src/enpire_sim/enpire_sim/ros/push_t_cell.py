@@ -6,8 +6,6 @@ import sys
 import threading
 
 import numpy as np
-import rclpy
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
@@ -16,8 +14,7 @@ from enpire_common.errors import OK, ConfigError, EnpireError
 from enpire_common.ros import (
     LATEST_QOS,
     declare_config,
-    make_fast_executor,
-    spin_until_shutdown,
+    run_node,
 )
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
@@ -206,22 +203,7 @@ class PushTCellNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = PushTCellNode()
-    except (ConfigError, ParameterException) as exc:
-        print(f'push_t_cell: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = make_fast_executor()
-    executor.add_node(node)
-    try:
-        spin_until_shutdown(executor)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node('push_t_cell', PushTCellNode, argv, executor='fast')
 
 
 if __name__ == '__main__':
