@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +95,26 @@ class PolicyHostNode(Node):
             self.host.act(self.spec.example_observation(), deadline_s=cfg.warmup_timeout_s)
         except PolicyError as exc:
             self._fault(exc)
-        else:
-            self.state = 'ready'
-            self._publish_status('ready', '')
         self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS)
         self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS)
         self.create_subscription(String, 'policy/control', self._on_control, CONTROL_QOS)
+        if self.state == 'starting':
+            if cfg.gated:
+                self._await_command_subscriber(cfg.subscriber_wait_s)
+            self.state = 'ready'
+            self._publish_status('ready', '')
+
+    def _await_command_subscriber(self, timeout_s: float) -> None:
+        # A fresh host's first command must not be published before the safety supervisor
+        # has matched this publisher: a lockstep cell steps only on a command, so a lost
+        # first command stalls the whole episode. Discovery runs on DDS threads, so a
+        # bounded wait here (before spinning) sees the match.
+        end = time.monotonic() + timeout_s
+        while self._cmd_pub.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.01)
+        if self._cmd_pub.get_subscription_count() == 0:
+            self.get_logger().warning(f'nobody subscribes policy/command after {timeout_s:g} s '
+                                      '(is the safety supervisor running?)')
 
     def _spec(self) -> PolicySpec:
         cfg = self.config
@@ -156,6 +171,11 @@ class PolicyHostNode(Node):
                 return
             if op != 'start':
                 self.get_logger().error(f'policy/control: unknown op {op!r}')
+                return
+            if self.state == 'running' and episode == self._episode:
+                # A resent start (the first was not acknowledged in time): same episode, the
+                # policy was already reset; just acknowledge again.
+                self._publish_status('running', '', episode=episode)
                 return
             seed = req.get('seed')
             # The callback is the only broad catch: a policy raising in reset() ends in a fault

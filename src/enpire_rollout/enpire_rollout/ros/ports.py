@@ -266,8 +266,16 @@ class RosController:
             self._episode = episode
             self._last_tick_t = time.monotonic()
         self._safety_reset.publish(Empty())
-        self._send('start', seed=int(seed), episode=episode)
-        self._await_status(('running', 'fault'), 10.0, 'episode start', episode=episode)
+        # Control messages are volatile: one sent while the host's subscription is only half
+        # matched is lost. Resend until acknowledged (the host treats a repeat as a no-op).
+        for attempt in range(10):
+            self._send('start', seed=int(seed), episode=episode)
+            try:
+                self._await_status(('running', 'fault'), 1.0, 'episode start', episode=episode)
+                break
+            except EnpireTimeoutError:
+                if attempt == 9:
+                    raise
         if self._status.get('state') == 'fault':
             raise PolicyFaultError(self._status.get('reason') or 'policy faulted in reset')
 

@@ -41,8 +41,7 @@ from enpire_rollout.ros.conversions import image_to_rgb
 
 CONTROL_TOPIC = 'recorder/control'
 STATUS_TOPIC = 'recorder/status'
-# Streams a sensor may publish best-effort: subscribe best-effort, which accepts both kinds of
-# publisher. Event streams (safety events, verdicts, cell state) are reliable on both sides.
+# Streams a real sensor may publish best-effort (see RecorderConfig.best_effort_sensors).
 _BEST_EFFORT = ('image_raw', 'state', 'command')
 
 
@@ -81,9 +80,12 @@ class RecorderNode(Node):
         self._status_pub = self.create_publisher(String, STATUS_TOPIC, status_qos())
         self.create_subscription(String, CONTROL_TOPIC, self._on_control, 10)
         for topic, msgtype in topic_types(self.config).items():
-            best_effort = topic.endswith(_BEST_EFFORT)
-            qos = QoSProfile(depth=50, reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
-                                                    else ReliabilityPolicy.RELIABLE))
+            best_effort = self.config.best_effort_sensors and topic.endswith(_BEST_EFFORT)
+            # Reliable with a deep queue by default: best-effort 691 KB frames between
+            # processes lost ~30% of them under load. Best-effort only for real drivers that
+            # publish best-effort (a reliable subscription would not match them).
+            qos = QoSProfile(depth=100, reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
+                                                     else ReliabilityPolicy.RELIABLE))
             resolved = self.resolve_topic_name(topic)
             view = topic.split('/')[1] if msgtype == IMAGE_TYPE else None
             self.create_subscription(
