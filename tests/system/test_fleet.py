@@ -1,0 +1,162 @@
+"""System tests of the fleet: `enpire improve --cells 2` on real sim cells (embedded launcher).
+
+* one cell's rollout node SIGKILLed mid-run: its agent stops with a clear message and its open
+  trial is stored as aborted; the other cell's agent keeps running trials to its budget;
+* two "hosts" (two `enpire up` processes, one cell each, same ROS_DOMAIN_ID) form one fleet
+  that `enpire improve --cells 2` drives without starting anything.
+
+Budgets are short (a lockstep Push-T trial takes ~10-30 s on a loaded 2-core machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET_LAUNCH = ROOT / 'launch' / 'fleet_sim.launch.yaml'
+
+
+def _enpire(*args: str, home: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, 'ENPIRE_HOME': str(home)}
+    with open(log, 'ab') as out:
+        return subprocess.Popen([sys.executable, '-m', 'enpire_bringup.cli', *args],
+                                stdout=subprocess.PIPE, stderr=out, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGINT the process group (the launcher stops its nodes), SIGKILL if it hangs."""
+    for sig, wait_s in ((signal.SIGINT, 30.0), (signal.SIGKILL, 10.0)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_for_line(path: Path, needle: str, proc: subprocess.Popen, timeout_s: float) -> str:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        text = path.read_text(errors='replace') if path.exists() else ''
+        for line in text.splitlines():
+            if needle in line:
+                return line
+        if proc.poll() is not None:
+            pytest.fail(f'process exited ({proc.returncode}) before {needle!r}:\n{text[-3000:]}')
+        time.sleep(0.5)  # polling a log file written by another process; no event to wait on
+    pytest.fail(f'{needle!r} not in {path} within {timeout_s} s:\n'
+                f'{path.read_text(errors="replace")[-3000:]}')
+
+
+def _node_pid(root_pid: int, package: str, executable: str, namespace: str) -> int:
+    """The pid of node ``package/executable`` in ``namespace`` among root_pid's descendants."""
+    import psutil
+
+    for child in psutil.Process(root_pid).children(recursive=True):
+        try:
+            argv = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if (any(a.endswith(f'/{package}/{executable}') for a in argv)
+                and f'__ns:={namespace}' in argv):
+            return child.pid
+    raise AssertionError(f'no {package}/{executable} process in {namespace} under pid '
+                         f'{root_pid}')
+
+
+def _wait_ready(cell: str, host: subprocess.Popen, timeout_s: float) -> None:
+    from enpire_rollout.client import RolloutClient
+
+    client = RolloutClient(cell)
+    try:
+        end = time.monotonic() + timeout_s
+        while not client.wait_ready(2.0):
+            assert host.poll() is None, f'the host of /{cell} exited ({host.returncode})'
+            assert time.monotonic() < end, f'/{cell}/run_trials not ready in {timeout_s} s'
+    finally:
+        client.close()
+
+
+def _result(proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=timeout_s)
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def _store(home: Path) -> Any:
+    from enpire_evolution.core.store import ExperimentStore
+
+    return ExperimentStore.open(home)
+
+
+def test_killing_one_cells_rollout_stops_only_its_agent_and_the_fleet_finishes(
+        tmp_path: Path) -> None:
+    log = tmp_path / 'improve.log'
+    proc = _enpire('improve', '--cells', '2', '--budget-min', '1.5', '--goal-consecutive', '5',
+                   '--no-report', '--json', '--home', str(tmp_path), home=tmp_path, log=log)
+    try:
+        _wait_for_line(log, '[agent-1@cell_1]', proc, 150.0)   # cell_1 ran its first trial
+        rollout = _node_pid(proc.pid, 'enpire_rollout', 'rollout', '/cell_1')
+        killed_at = time.time()
+        os.kill(rollout, signal.SIGKILL)
+        result = _result(proc, 240.0)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 1, log.read_text()[-3000:]   # budget, goal not met
+    a0, a1 = result['agents']
+    assert a1['stop_reason'] == 'cell_lost', a1
+    assert 'left the graph' in a1['error'] and 'restart the cell' in a1['error']
+    assert a0['stop_reason'] == 'budget' and not a0['error'], a0
+    assert 'STOPPED (cell_lost)' in log.read_text()
+    with _store(tmp_path) as store:
+        trials = store.trials_for(result['experiment'])
+    aborted = [t for t in trials if t.outcome == 'aborted']
+    assert [t.cell for t in aborted] == ['cell_1'], [(t.cell, t.outcome) for t in trials]
+    assert 'cell cell_1 lost' in aborted[0].reason
+    # cell_0 went on running trials after cell_1 died.
+    assert any(t.cell == 'cell_0' and t.started_at > killed_at for t in trials)
+    assert result['mru']['per_cell']['cell_0'] > result['mru']['per_cell']['cell_1']
+
+
+def test_two_hosts_with_one_cell_each_form_one_fleet(tmp_path: Path) -> None:
+    hosts = []
+    logs = [tmp_path / 'host_a.log', tmp_path / 'host_b.log']
+    try:
+        hosts.append(_enpire('up', str(FLEET_LAUNCH), 'cells:=1', home=tmp_path, log=logs[0]))
+        hosts.append(_enpire('up', str(FLEET_LAUNCH), 'cells:=1', 'name_0:=cell_1',
+                             home=tmp_path, log=logs[1]))
+        for host, cell in zip(hosts, ('cell_0', 'cell_1'), strict=True):
+            _wait_ready(cell, host, 150.0)
+        log = tmp_path / 'improve.log'
+        proc = _enpire('improve', '--cells', '2', '--budget-min', '0.75', '--no-report',
+                       '--json', '--home', str(tmp_path), home=tmp_path, log=log)
+        try:
+            result = _result(proc, 240.0)
+        finally:
+            _stop(proc)
+        text = log.read_text()
+        assert 'using the running cells cell_0, cell_1' in text, text[-3000:]
+        assert 'starting' not in text
+        assert [a['stop_reason'] for a in result['agents']] == ['budget', 'budget'], result
+        with _store(tmp_path) as store:
+            cells = {t.cell for t in store.trials_for(result['experiment'])}
+        assert cells == {'cell_0', 'cell_1'}
+        assert all(h.poll() is None for h in hosts)   # the fleet did not stop the hosts
+    finally:
+        for h in hosts:
+            _stop(h)
