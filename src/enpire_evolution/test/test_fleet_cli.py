@@ -1,0 +1,54 @@
+"""``enpire improve --cells N``: the fleet from the CLI (fake cells), JSON and text output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from enpire_common.errors import ConfigError, EnpireError
+from enpire_evolution import cli_commands
+
+
+def run(argv: list[str]) -> int:
+    from enpire_bringup.cli import exit_code_for
+
+    parser = argparse.ArgumentParser(prog='enpire')
+    cli_commands.register(parser.add_subparsers(dest='command'))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EnpireError as err:
+        return exit_code_for(err)
+
+
+@pytest.fixture(autouse=True)
+def _no_store_env(monkeypatch):
+    monkeypatch.delenv('ENPIRE_STORE_URL', raising=False)
+
+
+def test_improve_with_two_fake_cells_runs_two_agents_and_reports_mru_per_cell(tmp_path,
+                                                                              capsys):
+    # 2 simulated minutes per agent: 24 trials of 5 s on each cell (real check_policy).
+    code = run(['improve', '--fake', '--cells', '2', '--home', str(tmp_path),
+                '--budget-min', '2', '--experiment', 'fleet', '--json', '--no-report'])
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert code == 1 and not result['goal_met']
+    assert [(a['branch'], a['cell'], a['stop_reason']) for a in result['agents']] == [
+        ('agent-0', 'cell_0', 'budget'), ('agent-1', 'cell_1', 'budget')]
+    assert set(result['mru']['per_cell']) == {'cell_0', 'cell_1'}
+    assert 0.9 < result['mru']['mean'] <= 1.0
+    assert result['gpu']['available'] in (True, False)
+    assert '[agent-0@cell_0]' in err and '[agent-1@cell_1]' in err
+    assert (tmp_path / 'remote.git' / 'HEAD').is_file()
+
+
+def test_improve_refuses_more_cells_than_the_fleet_launch_starts(tmp_path):
+    parser = argparse.ArgumentParser(prog='enpire')
+    cli_commands.register(parser.add_subparsers(dest='command'))
+    args = parser.parse_args(['improve', '--fake', '--cells', '5', '--home', str(tmp_path)])
+    with pytest.raises(ConfigError, match=r'--cells 5: .*1 to 4 cells'):
+        args.func(args)
+    assert run(['improve', '--fake', '--cells', '5', '--home', str(tmp_path)]) == 2
