@@ -221,3 +221,20 @@ def test_gpu_utilisation_is_unavailable_without_nvidia_ml_py(monkeypatch) -> Non
     monkeypatch.setitem(sys.modules, 'pynvml', None)
     stats = GpuSampler().start().stop()
     assert stats == {'available': False, 'reason': 'nvidia-ml-py not installed'}
+
+
+def test_running_the_same_fleet_again_resumes_each_agent_from_its_own_events(
+        tmp_path: Path, store: ExperimentStore) -> None:
+    model = peaked_success_model({'push_gain': 0.5, 'max_step_px': 30.0})
+    first, _ = make_fleet(tmp_path, store, budget_min=3.0, model=model)
+    first.run()
+    n_before = {a.config.agent_id: len(a._events(CANDIDATE_DONE)) for a in first.agents}
+    again, lines = make_fleet(tmp_path, store, budget_min=3.0, model=model)
+    result = again.run()
+    assert any(line.startswith('[agent-0@cell_0]') and 'resuming experiment' in line
+               for line in lines)
+    for a in again.agents:
+        assert len(a._events(CANDIDATE_DONE)) > n_before[a.config.agent_id]
+        assert all(e.data['agent'] == a.config.agent_id
+                   for e in a._events(CANDIDATE_DONE))
+    assert [a['stop_reason'] for a in result.agents] == ['budget', 'budget']
