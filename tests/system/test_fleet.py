@@ -93,6 +93,21 @@ def _wait_ready(cell: str, host: subprocess.Popen, timeout_s: float) -> None:
         client.close()
 
 
+def _kill_orphans(home: Path) -> int:
+    """SIGKILL leftover processes of this test (named by its home); returns how many."""
+    import psutil
+
+    n = 0
+    for p in psutil.process_iter(['pid', 'cmdline']):
+        if p.pid != os.getpid() and str(home) in ' '.join(p.info['cmdline'] or ()):
+            try:
+                p.kill()
+                n += 1
+            except psutil.NoSuchProcess:
+                pass
+    return n
+
+
 def _result(proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=timeout_s)
     return json.loads(out.decode().strip().splitlines()[-1])
@@ -117,6 +132,8 @@ def test_killing_one_cells_rollout_stops_only_its_agent_and_the_fleet_finishes(
         result = _result(proc, 240.0)
     finally:
         _stop(proc)
+        # The killed rollout's policy host outlives it (it does not die with its parent).
+        _kill_orphans(tmp_path)
     assert proc.returncode == 1, log.read_text()[-3000:]   # budget, goal not met
     a0, a1 = result['agents']
     assert a1['stop_reason'] == 'cell_lost', a1
@@ -160,3 +177,4 @@ def test_two_hosts_with_one_cell_each_form_one_fleet(tmp_path: Path) -> None:
     finally:
         for h in hosts:
             _stop(h)
+        _kill_orphans(tmp_path)
