@@ -90,6 +90,8 @@ class PolicyHostNodeConfig:
         hard_deadline_factor: An act is killed as hung once its round trip exceeds this many
             per-act deadlines (wall clock); within that, only its CPU time must fit the
             deadline (see PolicyHost.act). >= 1.
+        hard_deadline_min_s: ...but never sooner than this (s): a machine busy with other
+            processes can stall one act for a few hundred ms; the cell holds meanwhile.
         subscriber_wait_s: A gated host reports ready only once its policy/command has a
             subscriber (the safety supervisor), waiting at most this long.
         gated: Act only inside an episode opened on ``policy/control`` (the rollout's
@@ -107,6 +109,7 @@ class PolicyHostNodeConfig:
     max_image_age_s: float = 0.0
     log_dir: str = ''
     hard_deadline_factor: float = 4.0
+    hard_deadline_min_s: float = 1.0
     subscriber_wait_s: float = 10.0
     gated: bool = True
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)

@@ -84,6 +84,8 @@ class PolicyHostNode(Node):
         self._fault_reason = ''
         self.late_acts = 0
         self.state = 'starting'
+        self._hard_deadline_s = max(self.spec.deadline_s * cfg.hard_deadline_factor,
+                                    cfg.hard_deadline_min_s)
         self._publish_status('starting', '')
         log_dir = Path(cfg.log_dir) if cfg.log_dir else (
             enpire_home() / 'logs' / 'policy_host' / self.revision_id)
@@ -217,8 +219,7 @@ class PolicyHostNode(Node):
                 pos, vel = conv.state_parts(state)
                 obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel,
                        'step': tick, 'retry_index': 0}
-                action = self.host.act(
-                    obs, hard_deadline_s=self.spec.deadline_s * self.config.hard_deadline_factor)
+                action = self.host.act(obs, hard_deadline_s=self._hard_deadline_s)
                 self.late_acts += self.host.last_late
             except PolicyError as exc:
                 self._fault(exc)
