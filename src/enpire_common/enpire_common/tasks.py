@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,7 +272,9 @@ def lock_contract(task: TaskSpec, home: Path) -> str:
     digest = contract_hash(task)
     path = lock_path(home, task.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp')
+    # A per-writer temp name: several cells locking a fresh home at once must not rename
+    # each other's temp file away (FileNotFoundError in the slower one).
+    tmp = path.with_name(f'{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
     tmp.write_text(json.dumps({'task': task.name, 'id': task.id, 'sha256': digest}, indent=2))
     os.replace(tmp, path)
     return digest
