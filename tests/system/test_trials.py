@@ -240,3 +240,16 @@ def test_sigkilled_recorder_aborts_only_its_trial_and_is_respawned(cell) -> None
     recover_incomplete(Path(result.trials[1].record_dir).parents[1])
     _assert_bag_readable(Path(result.trials[1].record_dir))
     _assert_bag_readable(Path(result.trials[2].record_dir))
+
+
+def test_pass_at_k_retries_the_same_subtask_without_a_reset(cell) -> None:
+    # Seed 5 needs ~200 steps: with 80-step attempts it is solved only at the third attempt,
+    # which is possible only if the retries continue the scene instead of resetting it.
+    result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[5],
+                                    experiment_id='pass-at-k', max_episode_steps=80,
+                                    attempts=3, timeout_s=240.0)
+    (trial,) = result.trials
+    assert trial.outcome == 'success', trial.reason
+    assert (trial.attempts, trial.solved_attempt) == (3, 3)
+    assert trial.steps > 160
+    assert (result.pass_at_1, result.pass_at_k) == (0.0, 1.0)

@@ -29,6 +29,8 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
                      help='fail instead of starting the sim cell when none runs')
     run.add_argument('--max-wall-time-s', type=float, default=0.0)
     run.add_argument('--max-episode-steps', type=int, default=0)
+    run.add_argument('--attempts', type=int, default=1,
+                     help='pass@k: attempts per subtask without a reset (default 1)')
     run.add_argument('--home', help='runtime data dir (default $ENPIRE_HOME or ./runs)')
     run.add_argument('--json', action='store_true', help='print exactly one JSON object')
     run.set_defaults(func=_run)
@@ -83,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
             count=count, policy_dir=policy, revision_id=args.revision or '',
             seeds=args.seeds or (), seed_start=seed_start, experiment_id=args.experiment,
             max_wall_time_s=args.max_wall_time_s, max_episode_steps=args.max_episode_steps,
-            on_feedback=on_feedback)
+            attempts=args.attempts, on_feedback=on_feedback)
     finally:
         session.close()
     trials = [trial_to_dict(t) for t in result.trials]
@@ -96,6 +98,9 @@ def _run(args: argparse.Namespace) -> int:
            'success_rate': float(result.success_rate),
            'wilson_95': [float(result.ci_low), float(result.ci_high)],
            'stop_reason': result.stop_reason, 'outcomes': outcomes, 'trials': trials}
+    if args.attempts > 1:
+        out.update(k=args.attempts, pass_at_1=float(result.pass_at_1),
+                   pass_at_k=float(result.pass_at_k))
     if args.json:
         print(json.dumps(out))
     else:

@@ -51,6 +51,7 @@ def trial_to_dict(t: Any) -> dict[str, Any]:
             'seed': int(t.seed), 'outcome': t.outcome, 'reason': t.reason,
             'success': bool(t.success), 'score': round(float(t.score), 6),
             'steps': int(t.steps), 'duration_s': round(float(t.duration_s), 3),
+            'attempts': int(t.attempts), 'solved_attempt': int(t.solved_attempt),
             'reset_s': round(float(t.reset_s), 3), 'record_dir': t.record_dir,
             'error_code': int(t.error_code), 'error_msg': t.error_msg}
 
@@ -88,7 +89,7 @@ class RolloutClient:
     def run_trials(self, *, count: int, policy_dir: str = '', revision_id: str = '',
                    seeds: Sequence[int] = (), seed_start: int = 0, experiment_id: str = '',
                    max_wall_time_s: float = 0.0, max_episode_steps: int = 0,
-                   max_consecutive_faults: int = 0, record: bool = True,
+                   max_consecutive_faults: int = 0, record: bool = True, attempts: int = 1,
                    on_feedback: Callable[[Any], None] | None = None,
                    timeout_s: float = 24 * 3600.0) -> Any:
         """Send one RunTrials goal and wait for its result (raises the result's error).
@@ -105,7 +106,8 @@ class RolloutClient:
             experiment_id=experiment_id, revision_id=revision_id, policy_dir=policy_dir,
             count=int(count), seeds=[int(s) for s in seeds], seed_start=int(seed_start),
             max_wall_time_s=float(max_wall_time_s), max_episode_steps=int(max_episode_steps),
-            max_consecutive_faults=int(max_consecutive_faults), record=bool(record))
+            max_consecutive_faults=int(max_consecutive_faults), record=bool(record),
+            attempts=int(attempts))
         cb = (lambda fb: on_feedback(fb.feedback)) if on_feedback else None
         handle = wait_future(self._client.send_goal_async(goal, feedback_callback=cb), 30.0,
                              'run_trials goal')

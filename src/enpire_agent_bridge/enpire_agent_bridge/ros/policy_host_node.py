@@ -83,6 +83,7 @@ class PolicyHostNode(Node):
         self._episode = ''
         self._fault_reason = ''
         self.late_acts = 0
+        self._retry_index = 0
         self.state = 'starting'
         self._hard_deadline_s = max(self.spec.deadline_s * cfg.hard_deadline_factor,
                                     cfg.hard_deadline_min_s)
@@ -180,13 +181,17 @@ class PolicyHostNode(Node):
                 self._publish_status('running', '', episode=episode)
                 return
             seed = req.get('seed')
+            retry_index = int(req.get('retry_index') or 0)
             # The callback is the only broad catch: a policy raising in reset() ends in a fault
-            # status, never in an exception inside the executor.
+            # status, never in an exception inside the executor. A pass@k retry keeps the
+            # policy's state (no reset): it sees retry_index in its observation instead.
             try:
-                self.host.reset(None if seed is None else int(seed))
+                if not retry_index:
+                    self.host.reset(None if seed is None else int(seed))
             except PolicyError as exc:
                 self._fault(exc, episode=episode)
                 return
+            self._retry_index = retry_index
             self._episode, self.state, self._last_tick = episode, 'running', None
             self.late_acts = 0
             self._pending = None
@@ -218,7 +223,7 @@ class PolicyHostNode(Node):
                     self.host.reset(None)
                 pos, vel = conv.state_parts(state)
                 obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel,
-                       'step': tick, 'retry_index': 0}
+                       'step': tick, 'retry_index': self._retry_index}
                 action = self.host.act(obs, hard_deadline_s=self._hard_deadline_s)
                 self.late_acts += self.host.last_late
             except PolicyError as exc:

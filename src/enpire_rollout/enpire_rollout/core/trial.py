@@ -182,10 +182,9 @@ class CellPort(Protocol):
 
 
 class ControllerPort(Protocol):
-    def start_episode(self, seed: int) -> None:
-        """Start an episode; pass@k retries call ``start_episode(seed, retry_index=i)``
-        (i >= 1: continue from the current scene, no reset), so a controller that supports
-        ``BudgetConfig.attempts > 1`` takes that keyword."""
+    def start_episode(self, seed: int, retry_index: int = 0) -> None:
+        """Start an episode. pass@k retries pass ``retry_index`` >= 1: continue from the
+        current scene (no reset); progress counts steps from this call."""
         ...
 
     def poll(self, timeout_s: float) -> Progress: ...
@@ -350,11 +349,7 @@ class TrialRunner:
         next_verify = verify_every
         t0 = self.clock.now_s()
         try:
-            if retry_index:
-                self.controller.start_episode(record.seed,  # type: ignore[call-arg]
-                                              retry_index=retry_index)
-            else:
-                self.controller.start_episode(record.seed)
+            self.controller.start_episode(record.seed, retry_index=retry_index)
         except PolicyError as err:
             record.duration_s = self.clock.now_s() - t0
             self._end(record, POLICY_FAULT, str(err), err)

@@ -134,6 +134,7 @@ class RosController:
         self.extra_params = extra_params or {}
         self._cond = threading.Condition()
         self._tick = -1
+        self._tick0 = 0
         self._status: dict[str, Any] = {}
         self._abort: str | None = None
         self._episode = ''
@@ -253,7 +254,7 @@ class RosController:
                                                       **payload})))
 
     # -- ControllerPort ----------------------------------------------------------------------
-    def start_episode(self, seed: int) -> None:
+    def start_episode(self, seed: int, retry_index: int = 0) -> None:
         if self._proc is None or self._proc.poll() is not None \
                 or self._status.get('state') == 'fault':
             # The host died (killed?) or its policy faulted in the last trial: every trial
@@ -265,11 +266,13 @@ class RosController:
             self._abort = None
             self._episode = episode
             self._last_tick_t = time.monotonic()
+            # Steps count from here: a pass@k retry continues the scene (no reset).
+            self._tick0 = max(self._tick, 0) if retry_index else 0
         self._safety_reset.publish(Empty())
         # Control messages are volatile: one sent while the host's subscription is only half
         # matched is lost. Resend until acknowledged (the host treats a repeat as a no-op).
         for attempt in range(10):
-            self._send('start', seed=int(seed), episode=episode)
+            self._send('start', seed=int(seed), episode=episode, retry_index=int(retry_index))
             try:
                 self._await_status(('running', 'fault'), 1.0, 'episode start', episode=episode)
                 break
@@ -285,25 +288,28 @@ class RosController:
             last = self._tick
             while True:
                 if self._status.get('state') == 'fault':
-                    return Progress(max(self._tick, 0), fault=self._status.get('reason')
+                    return Progress(self._steps(), fault=self._status.get('reason')
                                     or 'policy fault')
                 if self._abort:
-                    return Progress(max(self._tick, 0), safety_abort=self._abort)
+                    return Progress(self._steps(), safety_abort=self._abort)
                 if self._proc is None or self._proc.poll() is not None:
                     code = None if self._proc is None else self._proc.returncode
-                    return Progress(max(self._tick, 0),
+                    return Progress(self._steps(),
                                     cell_lost=f'policy host process died (exit code {code})')
                 if self._tick != last:
-                    return Progress(max(self._tick, 0))
+                    return Progress(self._steps())
                 stalled_s = time.monotonic() - self._last_tick_t
                 if stalled_s > self.stall_timeout_s:
-                    return Progress(max(self._tick, 0), cell_lost=(
+                    return Progress(self._steps(), cell_lost=(
                         f'cell stalled: no new state for {stalled_s:.0f} s at step '
                         f'{self._tick} (lost command or dead cell/supervisor)'))
                 left = end - time.monotonic()
                 if left <= 0:
-                    return Progress(max(self._tick, 0))
+                    return Progress(self._steps())
                 self._cond.wait(min(left, 0.1))
+
+    def _steps(self) -> int:
+        return max(self._tick - self._tick0, 0)
 
     def stop_episode(self) -> None:
         with self._cond:

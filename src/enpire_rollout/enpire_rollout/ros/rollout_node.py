@@ -81,7 +81,9 @@ def to_msg(record: TrialRecord) -> TrialResult:
         duration_s=float(record.duration_s), reset_s=float(record.reset_s),
         started_at=_stamp(record.started_at), ended_at=_stamp(record.ended_at),
         record_dir=record.record_dir, error_code=int(record.error_code),
-        error_msg=record.error_msg[:2000])
+        error_msg=record.error_msg[:2000], attempts=max(1, len(record.attempts)),
+        solved_attempt=next((i + 1 for i, a in enumerate(record.attempts) if a['success']),
+                            1 if record.success else 0))
     for v in record.verdicts:
         msg.verdicts.append(Verdict(
             view=str(v.get('view', '')), backend=str(v.get('backend', '')),
@@ -218,7 +220,8 @@ class RolloutNode(Node):
             max_episode_steps=goal.max_episode_steps or d.max_episode_steps,
             max_episode_time_s=goal.max_episode_time_s or d.max_episode_time_s,
             verify_period_s=goal.verify_period_s or d.verify_period_s,
-            reset_timeout_s=d.reset_timeout_s)
+            reset_timeout_s=d.reset_timeout_s,
+            attempts=max(1, int(goal.attempts)))
 
     def _run(self, goal_handle: Any, result: RunTrials.Result) -> RunTrials.Result:
         goal = goal_handle.request
@@ -276,6 +279,9 @@ class RolloutNode(Node):
         result.success_rate = summary.success_rate
         result.ci_low, result.ci_high = summary.interval()
         result.stop_reason = summary.stop_reason
+        if budget.attempts > 1:
+            result.pass_at_1 = summary.pass_at(1)
+            result.pass_at_k = summary.pass_at(budget.attempts)
         result.error_code, result.error_msg = OK, ''
         if summary.stop_reason == 'cancelled':
             goal_handle.canceled()
