@@ -178,7 +178,7 @@ def test_the_budget_stops_the_agent_and_a_rerun_continues_the_same_experiment(wo
     assert result.stop_reason == 'budget' and not result.goal_met
     assert result.wall_time_s == pytest.approx(240.0)
     assert result.n_trials == 24
-    assert world.store.experiment(result.experiment).status == 'running'
+    assert world.store.experiment(result.experiment).status == 'stopped'
     agent2, _ = world.agent(budget_min=2.0, goal_consecutive=50)
     result2 = agent2.run()
     assert result2.n_trials == 36 and result2.stop_reason == 'budget'

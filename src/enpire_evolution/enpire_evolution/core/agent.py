@@ -204,6 +204,7 @@ class BuiltinAgent:
         self.store.create_experiment(self.exp, cfg.task, self.wall(), {
             'agent': 'builtin', 'config': _jsonable(asdict(cfg)),
             'seed_policy': str(self.seed_policy)})
+        self.store.set_experiment_status(self.exp, 'running')  # a resumed run is running again
         self.store.add_agent(self.exp, cfg.agent_id, 'builtin', cfg.cell)
         self.store.add_branch(self.exp, cfg.branch, agent=cfg.agent_id, created_at=self.wall())
         self.workspace.init(self.seed_policy, message=f'seed policy {self.seed_policy.name}')
@@ -688,8 +689,8 @@ class BuiltinAgent:
         except _Stopped:
             stop = 'stopped'
         self._event(AGENT_STOPPED, {'stop_reason': stop})
-        if stop == 'goal':
-            self.store.set_experiment_status(self.exp, 'done')
+        # 'stopped' (budget, seeds, signal) is resumable: the same command continues it.
+        self.store.set_experiment_status(self.exp, 'done' if stop == 'goal' else 'stopped')
         recipe = write_recipe(self.store, self.exp, self.config.task, self.home / 'recipes',
                               self.compare_config)
         result = self.result(stop, recipe)
