@@ -141,18 +141,28 @@ def canonical_cdr(msgtype: str, data: bytes | bytearray | memoryview) -> memoryv
     true end (cheap: arrays are zero-copy views) keeps every bag readable by every reader.
     Raises BagError when the bytes are not a valid ``msgtype`` at all.
     """
+    return parse_cdr(msgtype, data)[0]
+
+
+def parse_cdr(msgtype: str, data: bytes | bytearray | memoryview) -> tuple[memoryview, Any]:
+    """``(canonical_cdr(msgtype, data), message)``: one parse gives both.
+
+    The message is a rosbags object whose arrays are zero-copy views of ``data`` (an
+    Image's ``data`` is the pixel buffer), so a recorder needs no second deserialization
+    to get at the pixels. Raises BagError like :func:`canonical_cdr`.
+    """
     view = memoryview(data)
     if len(view) < 4 or bytes(view[:2]) not in (b'\x00\x00', b'\x00\x01'):
         raise BagError(f'{msgtype}: not a CDR-encapsulated message')
     msgdef = typestore().get_msgdef(msgtype)
     func = msgdef.deserialize_cdr_le if view[1] else msgdef.deserialize_cdr_be
     try:
-        _msg, pos = func(view[4:], 0, msgdef.cls, typestore())
+        msg, pos = func(view[4:], 0, msgdef.cls, typestore())
     except Exception as exc:  # noqa: BLE001 - any parse failure means corrupt input
         raise BagError(f'{msgtype}: CDR bytes do not parse ({exc})') from None
     end = 4 + pos
     end += -end % 4  # keep the CDR stream's final alignment padding
-    return view[:min(end, len(view))]
+    return view[:min(end, len(view))], msg
 
 
 def serialize(msgtype: str, msg_or_bytes: Any) -> bytes | memoryview:

@@ -20,7 +20,13 @@ import numpy as np
 
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import ConfigError, UnknownNameError
-from enpire_rollout.core.bag import BAG_DIRNAME, BagWriter, make_bag_writer, serialize
+from enpire_rollout.core.bag import (
+    BAG_DIRNAME,
+    BagWriter,
+    make_bag_writer,
+    parse_cdr,
+    serialize,
+)
 from enpire_rollout.core.config import RecorderConfig
 from enpire_rollout.core.records import (
     OUTCOME_RUNNING,
@@ -30,7 +36,7 @@ from enpire_rollout.core.records import (
     atomic_write_json,
     hash_files,
 )
-from enpire_rollout.core.video import VideoWriter
+from enpire_rollout.core.video import VideoWriter, rgb_from_image
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 
@@ -202,6 +208,20 @@ class EpisodeRecorder:
             stream = self._streams[topic] = _Stream(msgtype)
         self._bag.write(topic, msgtype, int(stamp_ns), serialize(msgtype, msg_or_bytes))
         stream.add(int(stamp_ns))
+
+    def write_image(self, topic: str, view: str, stamp_ns: int, cdr: bytes | memoryview
+                    ) -> None:
+        """Record a serialized sensor_msgs/Image: into the bag and as a frame of ``<view>.mp4``.
+
+        The same as :meth:`write` then :meth:`write_frame` with the decoded pixels, from one
+        parse of ``cdr`` (the pixels are a view of it, never deserialized into a message).
+        """
+        if self._bag is None:
+            raise ConfigError(f'no trial is open; cannot record {topic} (call open first)')
+        data, msg = parse_cdr(IMAGE_TYPE, cdr)
+        self.write(topic, IMAGE_TYPE, stamp_ns, data)
+        self.write_frame(view, stamp_ns,
+                         rgb_from_image(msg.encoding, msg.height, msg.width, msg.step, msg.data))
 
     def write_frame(self, view: str, stamp_ns: int, frame: np.ndarray) -> None:
         """Append a frame to ``<view>.mp4`` (views come from ``config.camera_views``)."""

@@ -34,6 +34,37 @@ def pick_codec(preferred: str = 'libx264') -> str:
                         'FFmpeg; reinstall av from PyPI')
 
 
+_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
+
+
+def rgb_from_image(encoding: str, height: int, width: int, step: int, data: Any) -> np.ndarray:
+    """An HxWx3 uint8 RGB array from the fields of a sensor_msgs/Image.
+
+    ``data`` is any buffer (bytes, array.array, a numpy view of a CDR message); rgb8 data
+    is returned without a copy when it is already packed.
+
+    Raises:
+        BadImageError: unsupported encoding or a data size that does not match the header.
+    """
+    channels = _CHANNELS.get(encoding)
+    if channels is None:
+        raise BadImageError(f"image encoding '{encoding}' is not supported "
+                            f'(supported: {", ".join(_CHANNELS)})')
+    h, w, step = int(height), int(width), int(step)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if h == 0 or w == 0 or step < w * channels or buf.size < h * step:
+        raise BadImageError(f'image {w}x{h} step {step} has {buf.size} bytes; expected '
+                            f'{h * step} ({encoding})')
+    arr = buf[:h * step].reshape(h, step)[:, :w * channels].reshape(h, w, channels)
+    if encoding.startswith('bgr'):
+        arr = arr[:, :, 2::-1]
+    elif channels == 4:
+        arr = arr[:, :, :3]
+    elif channels == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
 class VideoWriter:
     """Encodes RGB frames (H x W x 3, uint8) into an MP4 file.
 
@@ -58,13 +89,18 @@ class VideoWriter:
         self.height, self.width = height - height % 2, width - width % 2
         self._container = av.open(str(self._tmp), mode='w', format='mp4')
         rate = Fraction(self.fps).limit_denominator(1000)
-        options = {'preset': 'veryfast', 'crf': '23'} if self.codec == 'libx264' else {}
+        # ultrafast + zerolatency: ~1.2 ms a 480x480 frame instead of ~2.1 ms (veryfast) on
+        # a CPU the control loop shares; the price is a ~4x larger file (~1 KB a frame of a
+        # sim scene), and no B-frames, so every frame leaves the encoder at once.
+        options = ({'preset': 'ultrafast', 'tune': 'zerolatency', 'crf': '23'}
+                   if self.codec == 'libx264' else {})
         self._stream = self._container.add_stream(self.codec, rate=rate, options=options)
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = 'yuv420p'
         self._stream.time_base = 1 / rate
-        # Two encoder threads at most: the machine is shared with the control loop.
-        self._stream.thread_count = 2
+        # One encoder thread: a frame this small gains nothing from more, and the machine
+        # is shared with the control loop.
+        self._stream.thread_count = 1
 
     def write(self, frame: np.ndarray) -> None:
         """Append one RGB frame.

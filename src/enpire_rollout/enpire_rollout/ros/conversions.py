@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
-from enpire_common.errors import BadImageError
 from enpire_interfaces.msg import Command, SafetyEvent
 from enpire_rollout.core.safety import SafetyDecision
-
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
+from enpire_rollout.core.video import rgb_from_image
 
 
 def stamp_ns(stamp: Time) -> int:
@@ -55,23 +55,8 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     Raises:
         BadImageError: unsupported encoding or a data size that does not match the header.
     """
-    channels = _CHANNELS.get(msg.encoding)
-    if channels is None:
-        raise BadImageError(f"image encoding '{msg.encoding}' is not supported "
-                            f'(supported: {", ".join(_CHANNELS)})')
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if h == 0 or w == 0 or step < w * channels or data.size < h * step:
-        raise BadImageError(f'image {w}x{h} step {step} has {data.size} bytes; expected '
-                            f'{h * step} ({msg.encoding})')
-    arr = data[:h * step].reshape(h, step)[:, :w * channels].reshape(h, w, channels)
-    if msg.encoding.startswith('bgr'):
-        arr = arr[:, :, 2::-1]
-    elif channels == 4:
-        arr = arr[:, :, :3]
-    elif channels == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr)
+    data = msg.data if isinstance(msg.data, (bytes, bytearray, array.array)) else bytes(msg.data)
+    return rgb_from_image(msg.encoding, msg.height, msg.width, msg.step, data)
 
 
 def rgb_to_image(frame: np.ndarray, stamp: Time, frame_id: str = '') -> Image:
