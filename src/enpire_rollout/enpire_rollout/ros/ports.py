@@ -124,7 +124,8 @@ class RosController:
 
     def __init__(self, node: Node, group: ReentrantCallbackGroup, *, task: str,
                  log_dir: Path, start_timeout_s: float = 60.0, stall_timeout_s: float = 15.0,
-                 extra_params: dict[str, Any] | None = None) -> None:
+                 extra_params: dict[str, Any] | None = None,
+                 listen_node: Node | None = None) -> None:
         self._node = node
         self.task = task
         self.log_dir = log_dir
@@ -144,12 +145,17 @@ class RosController:
         self._revision_dir = ''
         self._control = node.create_publisher(String, 'policy/control', CONTROL)
         self._safety_reset = node.create_publisher(Empty, 'safety/reset', 10)
-        node.create_subscription(StateVector, 'state', self._on_state, LATCHED,
-                                 callback_group=group)
-        node.create_subscription(String, 'policy/status', self._on_status, LATCHED,
-                                 callback_group=group)
-        node.create_subscription(SafetyEvent, 'safety/events', self._on_safety, 50,
-                                 callback_group=group)
+        # ``listen_node`` (same namespace, its own fast executor) takes the per-tick state
+        # stream off the caller's multi-threaded executor, whose per-message overhead cost
+        # more CPU than anything the rollout does with a tick.
+        sub_node = listen_node or node
+        sub_group = None if listen_node is not None else group
+        sub_node.create_subscription(StateVector, 'state', self._on_state, LATCHED,
+                                     callback_group=sub_group)
+        sub_node.create_subscription(String, 'policy/status', self._on_status, LATCHED,
+                                     callback_group=sub_group)
+        sub_node.create_subscription(SafetyEvent, 'safety/events', self._on_safety, 50,
+                                     callback_group=sub_group)
 
     # -- subscriptions -----------------------------------------------------------------------
     def _on_state(self, msg: StateVector) -> None:

@@ -169,10 +169,12 @@ class RolloutNode(Node):
         self._events = self.create_publisher(TrialResult, 'trial_events', 100)
         self.cell = RosCell(self, self._group)
         self.verifier = RosVerifier(self, self._group, self.config.verify_timeout_s)
+        self._listener = _Listener(self)
         self.controller = RosController(
             self, self._group, task=self.task.name, log_dir=self.home / 'logs' / self.cell_id,
             start_timeout_s=self.config.host_start_timeout_s,
-            stall_timeout_s=self.config.stall_timeout_s)
+            stall_timeout_s=self.config.stall_timeout_s, listen_node=self._listener.node)
+        self._listener.start()
         from enpire_rollout.ros.recorder_node import RecorderClient
 
         self.recorder = RecorderClient(self, runs_root=self.home)
@@ -302,7 +304,44 @@ class RolloutNode(Node):
 
     def destroy_node(self) -> None:
         self.controller.close()
+        self._listener.close()
         super().destroy_node()
+
+
+class _Listener:
+    """A helper node ``<name>_listener`` in the same namespace, spun by its own thread on the
+    events executor: the per-tick ``state`` stream of a lockstep cell (tens of messages a
+    second) costs a fraction of the CPU there that it costs on the multi-threaded executor
+    the action server needs. Its callbacks only update state under locks."""
+
+    def __init__(self, owner: Node) -> None:
+        from enpire_common.ros import make_fast_executor
+
+        self._context = owner.context
+        self.node = Node(f'{owner.get_name()}_listener', namespace=owner.get_namespace(),
+                         context=owner.context)
+        self._executor = make_fast_executor(context=owner.context)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name='rollout-listener',
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            while not self._stop.is_set() and self._context.ok():
+                self._executor.spin_once(timeout_sec=0.2)
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        self._executor.shutdown()
+        self.node.destroy_node()
 
 
 def main(argv: list[str] | None = None) -> int:
