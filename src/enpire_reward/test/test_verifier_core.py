@@ -88,7 +88,7 @@ def test_unknown_and_planned_backends_are_explained(task):
 def test_crosscheck_agrees_with_ground_truth_on_100_states(verifier, task):
     rep = crosscheck(verifier, task, 100, seed=11)
     assert rep.positives >= 10  # the wide near-goal spread solves about a fifth
-    assert rep.score_mae <= 0.005
+    assert rep.score_mae <= 0.0035  # 0.0020 measured (pixel-phase correction on)
     assert rep.label_agreement >= 0.98
     assert rep.false_positives <= 1
 

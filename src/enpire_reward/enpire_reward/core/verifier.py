@@ -30,7 +30,9 @@ class VisionVerifier:
     """Judges Push-T-like goals from images with a :class:`PoseEstimator` backend.
 
     ``success`` goal: a view succeeds iff its score (goal coverage of the estimated pose) is
-    strictly greater than the task threshold (gym-pusht's ``coverage > 0.95``).
+    strictly greater than the task threshold (gym-pusht's ``coverage > 0.95``) plus the
+    backend's calibrated ``success_margin`` (0 when it has none), which keeps false
+    positives down where the score's error straddles the threshold.
     ``reset`` goal: a view succeeds iff the estimated pose is within
     ``reset.pose_tolerance_px`` / ``pose_tolerance_rad`` of ``expected_pose`` AND the score is
     below ``reset.not_solved_max_score`` (the start is not already solved).
@@ -65,6 +67,7 @@ class VisionVerifier:
         self.pose_tolerance_px = float(reset.get('pose_tolerance_px', 6.0))
         self.pose_tolerance_rad = float(reset.get('pose_tolerance_rad', 0.12))
         self.not_solved_max_score = float(reset.get('not_solved_max_score', self.threshold))
+        self.success_margin = float(getattr(estimator, 'success_margin', 0.0))
         self.clock = clock or SystemClock()
 
     def verify(self, images: Mapping[str, np.ndarray], goal: str = GOAL_SUCCESS,
@@ -94,7 +97,8 @@ class VisionVerifier:
                 f"{', '.join(self.views)}: is the camera publishing?")
         verdicts = [self._judge(v, images[v], goal, expected_pose, write_evidence,
                                 evidence_dir) for v in views]
-        fused = fuse(verdicts, self.fusion, verdicts[0].threshold)
+        margin = self.success_margin if goal == GOAL_SUCCESS else 0.0
+        fused = fuse(verdicts, self.fusion, verdicts[0].threshold + margin)
         return VerifyResult(success=fused.success, score=fused.score, fusion=self.fusion,
                             goal=goal, verdicts=(*verdicts, fused))
 
@@ -127,9 +131,10 @@ class VisionVerifier:
     def _success(self, est: Estimate, score: float) -> tuple[bool, float, str]:
         if not est.found:
             return False, self.threshold, est.detail
-        ok = score > self.threshold
+        ok = score > self.threshold + self.success_margin
         rel = '>' if ok else '<='
-        return ok, self.threshold, f'coverage {score:.4f} {rel} {self.threshold:.2f}'
+        margin = f' + margin {self.success_margin:g}' if self.success_margin else ''
+        return ok, self.threshold, f'coverage {score:.4f} {rel} {self.threshold:.2f}{margin}'
 
     def _reset(self, est: Estimate, score: float, expected: Sequence[float] | None
                ) -> tuple[bool, float, str]:
