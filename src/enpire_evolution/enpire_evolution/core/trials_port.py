@@ -187,7 +187,9 @@ class FakeTrialsPort:
             ok = bool(self.success_model(params, int(seed)))
             difficulty = seed_difficulty(int(seed))
             score = 1.0 if ok else round(0.3 + 0.6 * (1.0 - difficulty), 3)
-            trial_id = f'{experiment_id}-{revision_id[:12]}-s{int(seed)}'
+            # Deterministic per cell (a resumed run re-records nothing), distinct across
+            # cells (two fleet agents running the same baseline seed both count).
+            trial_id = f'{experiment_id}-{self.cell}-{revision_id[:12]}-s{int(seed)}'
             trial = Trial(
                 trial_id=trial_id, experiment=experiment_id, revision=revision_id,
                 branch=rev.branch, cell=self.cell, seed=int(seed),
