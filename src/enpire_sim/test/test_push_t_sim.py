@@ -89,6 +89,17 @@ def test_render_is_rgb_uint8_of_the_configured_size_without_red_marker(task):
     assert s.view.workspace_to_pixel[0][0] == pytest.approx(320 / 512)
 
 
+@pytest.mark.parametrize('size', [(480, 480), (320, 240), (96, 96)])
+def test_render_is_bit_identical_to_gym_pushts_own_observation_render(task, size):
+    s = PushTSim(task, *size)
+    for seed in (0, 3):
+        s.reset(seed=seed)
+        s.step([150.0 + 20 * seed, 300.0])
+        expected = np.ascontiguousarray(s._env._render(visualize=False))
+        assert np.array_equal(s.render(), expected)
+    s.close()
+
+
 def test_camera_affine_maps_the_pusher_to_its_blue_disc(sim):
     sim.reset(seed=0, object_pose=[400.0, 400.0, 0.0], agent_pos=[120.0, 150.0])
     img = sim.render()

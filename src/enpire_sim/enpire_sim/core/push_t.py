@@ -217,9 +217,21 @@ class PushTSim:
     def render(self) -> np.ndarray:
         """The top camera image, (H, W, 3) uint8 RGB, without gym-pusht's action marker."""
         self._require_ready()
-        # visualize=False renders at the observation size and never draws the red marker.
-        img = self._env._render(visualize=False)
-        return np.ascontiguousarray(img, dtype=np.uint8)
+        env = self._env
+        if env.render_mode != 'rgb_array':
+            # visualize=False renders at the observation size and never draws the marker.
+            return np.ascontiguousarray(env._render(visualize=False), dtype=np.uint8)
+        # gym-pusht's own _get_img (visualize=False) copies pygame's column-major pixel view
+        # with np.array and transposes it; tobytes('RGB') reads the surface row-major in C.
+        # Same pixels into the same cv2.resize, bit for bit, ~0.6 ms a 480x480 frame less.
+        import cv2
+        import pygame
+
+        screen = env._draw()
+        w, h = screen.get_size()
+        img = np.frombuffer(pygame.image.tobytes(screen, 'RGB'), dtype=np.uint8).reshape(h, w, 3)
+        return np.ascontiguousarray(
+            cv2.resize(img, (env.observation_width, env.observation_height)), dtype=np.uint8)
 
     def agent_state(self) -> np.ndarray:
         """``[x, y, vx, vy]`` of the pusher, px and px/s."""

@@ -112,7 +112,7 @@ class PushTCellNode(Node):
             self._clock_pub.publish(ClockMsg(clock=stamp))
         step = self.sim.step_count
         if force_image or step % self.config.publish_every_n == 0:
-            self._image_pub.publish(conv.image_msg(self.sim.render(), stamp, FRAME_ID))
+            self._image_pub.publish(conv.image_cdr(self.sim.render(), stamp, FRAME_ID))
             self._info_pub.publish(conv.camera_info_msg(self.sim.view, stamp, FRAME_ID))
         self._state_pub.publish(conv.state_msg(self.sim.agent_state(), step, stamp))
         self._cell_pub.publish(self._cell_state(stamp))
