@@ -78,6 +78,8 @@ class PushTCellNode(Node):
         self._target: np.ndarray | None = None   # realtime: latest accepted target
         self._revision = ''
 
+        # Fixed for the node's life (the view never changes); only the stamp is set per frame.
+        self._camera_info = conv.camera_info_msg(self.sim.view, conv.time_msg(0.0), FRAME_ID)
         self._image_pub = self.create_publisher(Image, 'camera/top/image_raw', LATEST_QOS)
         self._info_pub = self.create_publisher(CameraInfo, 'camera/top/camera_info', LATEST_QOS)
         self._state_pub = self.create_publisher(StateVector, 'state', LATEST_QOS)
@@ -111,10 +113,15 @@ class PushTCellNode(Node):
         if self._clock_pub is not None:
             self._clock_pub.publish(ClockMsg(clock=stamp))
         step = self.sim.step_count
-        if force_image or step % self.config.publish_every_n == 0:
+        image = force_image or step % self.config.publish_every_n == 0
+        if image:
             self._image_pub.publish(conv.image_cdr(self.sim.render(), stamp, FRAME_ID))
-            self._info_pub.publish(conv.camera_info_msg(self.sim.view, stamp, FRAME_ID))
+        # The state right after the image: the policy host acts on the pair, so what nobody
+        # waits for in lockstep (camera_info, cell_state) goes out after it.
         self._state_pub.publish(conv.state_msg(self.sim.agent_state(), step, stamp))
+        if image:
+            self._camera_info.header.stamp = stamp
+            self._info_pub.publish(self._camera_info)
         self._cell_pub.publish(self._cell_state(stamp))
 
     def _cell_state(self, stamp) -> CellState:
