@@ -143,8 +143,11 @@ def test_killing_one_cells_rollout_stops_only_its_agent_and_the_fleet_finishes(
     with _store(tmp_path) as store:
         trials = store.trials_for(result['experiment'])
     aborted = [t for t in trials if t.outcome == 'aborted']
-    assert [t.cell for t in aborted] == ['cell_1'], [(t.cell, t.outcome) for t in trials]
-    assert 'cell cell_1 lost' in aborted[0].reason
+    # The killed cell's open trial is stored aborted. (On a heavily loaded machine the live
+    # cell may abort a trial of its own, e.g. a stall: that is not what this tests.)
+    lost = [t for t in aborted if t.cell == 'cell_1']
+    assert len(lost) == 1, [(t.cell, t.outcome, t.reason) for t in trials]
+    assert 'cell cell_1 lost' in lost[0].reason
     # cell_0 went on running trials after cell_1 died.
     assert any(t.cell == 'cell_0' and t.started_at > killed_at for t in trials)
     assert result['mru']['per_cell']['cell_0'] > result['mru']['per_cell']['cell_1']

@@ -25,6 +25,7 @@ from enpire_common.errors import (
     EnpireTimeoutError,
     error_from_code,
 )
+from enpire_common.process import die_with_this_process
 
 
 def default_launch_file(name: str = 'push_t_sim.launch.yaml') -> Path:
@@ -176,9 +177,11 @@ class CellStack:
         cmd = [sys.executable, '-m', 'enpire_bringup.cli', 'up', str(self.launch_file),
                *(f'{k}:={v}' for k, v in self.args.items())]
         with open(self.log_path, 'ab') as log:
+            # SIGINT (a clean launch shutdown) if this client dies without stopping it.
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=die_with_this_process(signal.SIGINT))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -13,7 +13,6 @@ line per start / exit / respawn goes to the output stream, prefixed ``[enpire]``
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
 import signal
@@ -27,8 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from enpire_bringup.launcher.parse import InlineParams, LaunchPlan, NodeSpec
-
-_PR_SET_PDEATHSIG = 1
+from enpire_common.process import die_with_this_process
 
 
 def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,19 +35,6 @@ def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env['PYTHONUNBUFFERED'] = '1'
     return env
-
-
-def _preexec(parent_pid: int) -> None:
-    # Runs in the child between fork and exec: the launcher dying must take the node with
-    # it (SIGTERM lets rclpy shut down cleanly). The flag survives exec; check the race
-    # where the parent died before prctl ran.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 @dataclass
@@ -138,7 +123,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, process_group=0,
-                preexec_fn=lambda pid=os.getpid(): _preexec(pid))
+                preexec_fn=die_with_this_process())
         except OSError as exc:
             self._failed = True
             self.status(f'failed to start {spec.label}: {exc}')

@@ -32,6 +32,7 @@ from enpire_common.errors import (
     VerificationError,
     error_from_code,
 )
+from enpire_common.process import die_with_this_process
 from enpire_common.ros import wait_for_service, wait_future
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import SafetyEvent, StateVector
@@ -211,8 +212,11 @@ class RosController:
             self._status = {}
         out = open(self.log_dir / f'policy_host-{self._revision_id[:16]}.log', 'ab')  # noqa: SIM115
         try:
+            # Its own session (killed as a group) and tied to this node's life: a SIGKILLed
+            # rollout must not leave a policy host driving the cell.
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+                                          stdin=subprocess.DEVNULL, start_new_session=True,
+                                          preexec_fn=die_with_this_process(signal.SIGINT))
         finally:
             out.close()
         self._await_status(('ready', 'fault'), self.start_timeout_s, 'policy host start')
