@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
-from enpire_common.errors import ConfigError, EnpireError
-from enpire_common.ros import call_service, declare_config
+from enpire_common.errors import EnpireError
+from enpire_common.ros import call_service, declare_config, run_node
 from enpire_interfaces.msg import Verdict
 from enpire_interfaces.srv import GetGroundTruth, VerifySuccess
 from enpire_reset.core.config import FakeVerifierConfig
@@ -70,24 +67,7 @@ class FakeVerifierNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = FakeVerifierNode()
-    except (ConfigError, ParameterException) as exc:
-        print(f'fake_verifier: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node('fake_verifier', FakeVerifierNode, argv, executor='multi', num_threads=2)
 
 
 if __name__ == '__main__':

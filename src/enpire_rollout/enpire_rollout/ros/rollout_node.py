@@ -15,18 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from enpire_common.clock import SystemClock
 from enpire_common.config import require
 from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
 from enpire_common.paths import enpire_home
-from enpire_common.ros import declare_config
+from enpire_common.ros import declare_config, run_node
 from enpire_common.tasks import TaskSpec, load_task, verify_contract
 from enpire_interfaces.action import RunTrials
 from enpire_interfaces.msg import TrialResult, Verdict
@@ -345,23 +343,8 @@ class _Listener:
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = RolloutNode()
-    except (EnpireError, ParameterException) as exc:
-        print(f'rollout: invalid config: {exc}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Several threads: run_trials blocks on futures other callbacks complete.
+    return run_node('rollout', RolloutNode, argv, executor='multi')
 
 
 if __name__ == '__main__':
