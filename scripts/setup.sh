@@ -92,6 +92,7 @@ if ! stamp_ok build "$SRC_HASH" || [ ! -d "$ROOT/install" ]; then
       export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
     fi
     export COLCON_HOME="$ROOT/.colcon"
+    mkdir -p "$ROOT/log"
     colcon --log-base "$ROOT/log" build --merge-install --symlink-install \
       --base-paths "$ROOT/src" --build-base "$ROOT/build" --install-base "$ROOT/install" \
       --metas "$ROOT/colcon.meta" --event-handlers console_cohesion- summary+ \
