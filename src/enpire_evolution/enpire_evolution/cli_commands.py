@@ -331,6 +331,17 @@ def _register_improve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_improve)
 
 
+def _write_report(store: Any, experiment: str, goal_consecutive: int, home: Path) -> Path:
+    """Render ``<home>/reports/<experiment>.html`` at the end of an improve run."""
+    from enpire_evolution.core.config import ReportConfig
+    from enpire_evolution.core.report import build_report, render_html
+
+    report = build_report(store, experiment, ReportConfig(goal_consecutive=goal_consecutive))
+    path = home / 'reports' / f'{experiment}.html'
+    render_html(report, path, home=home)
+    return path
+
+
 def _improve(args: argparse.Namespace) -> int:
     import time
 
@@ -386,15 +397,8 @@ def _improve(args: argparse.Namespace) -> int:
             home=home, seed_policy=args.seed_policy, clock=clock,  # type: ignore[arg-type]
             wall=wall, log=log)
         result = agent.run()
-        report_path = None
-        if not args.no_report:
-            from enpire_evolution.core.config import ReportConfig
-            from enpire_evolution.core.report import build_report, render_html
-
-            report = build_report(store, result.experiment,
-                                  ReportConfig(goal_consecutive=config.goal_consecutive))
-            report_path = home / 'reports' / f'{result.experiment}.html'
-            render_html(report, report_path, home=home)
+        report_path = None if args.no_report else _write_report(
+            store, result.experiment, config.goal_consecutive, home)
     finally:
         close = getattr(port, 'close', None)
         if callable(close):
@@ -475,15 +479,8 @@ def _improve_fleet(args: argparse.Namespace, home: Path) -> int:
                       LockedWorkspace(home / 'workspace' / args.task), ports, home=home,
                       seed_policy=args.seed_policy, clocks=clocks, walls=walls, log=log)
         result = fleet.run()
-        report_path = None
-        if not args.no_report:
-            from enpire_evolution.core.config import ReportConfig
-            from enpire_evolution.core.report import build_report, render_html
-
-            report = build_report(store, result.experiment,
-                                  ReportConfig(goal_consecutive=config.goal_consecutive))
-            report_path = home / 'reports' / f'{result.experiment}.html'
-            render_html(report, report_path, home=home)
+        report_path = None if args.no_report else _write_report(
+            store, result.experiment, config.goal_consecutive, home)
     finally:
         for port in ports:
             close = getattr(port, 'close', None)

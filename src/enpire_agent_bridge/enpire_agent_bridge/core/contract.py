@@ -253,6 +253,21 @@ def load_policy_manifest(policy_dir: str | Path) -> PolicyManifest:
     return PolicyManifest(name, task, version, regime, hypothesis, parent, dict(params))
 
 
+def spec_for_revision(task: Mapping[str, Any], policy_dir: str | Path, *,
+                      deadline_margin_s: float = -1.0,
+                      deadline_override_s: float = 0.0) -> PolicySpec:
+    """The PolicySpec a revision runs under: the task contract plus its ``params``.
+
+    ``deadline_margin_s`` < 0 keeps the contract's margin; ``deadline_override_s`` > 0 fixes
+    the per-act deadline (tests, slow debugging). Raises ContractError (manifest problems).
+    """
+    manifest = load_policy_manifest(policy_dir)
+    spec = PolicySpec.from_task_contract(
+        task, deadline_margin_s=None if deadline_margin_s < 0 else deadline_margin_s,
+        params=manifest.params)
+    return spec.with_deadline(deadline_override_s) if deadline_override_s > 0 else spec
+
+
 @dataclass(frozen=True)
 class SizeLimits:
     """Limits on a policy directory (weights included)."""

@@ -77,7 +77,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import SandboxConfig
-from enpire_agent_bridge.core.contract import ContractError, PolicySpec, load_policy_manifest
+from enpire_agent_bridge.core.contract import ContractError, PolicySpec, spec_for_revision
 from enpire_agent_bridge.core.host import PolicyHost
 from enpire_agent_bridge.core.revisions import RevisionStore
 from enpire_agent_bridge.core.swap import HOLD, Phase, Strictness, SwapMachine
@@ -284,15 +284,11 @@ class AgentBridgeNode(Node):
     def _spec(self, directory: Path) -> PolicySpec:
         cfg = self.config
         try:
-            manifest = load_policy_manifest(directory)
-            spec = PolicySpec.from_task_contract(
-                self.task.raw, deadline_margin_s=None if cfg.deadline_margin_s < 0
-                else cfg.deadline_margin_s, params=manifest.params)
+            return spec_for_revision(self.task.raw, directory,
+                                     deadline_margin_s=cfg.deadline_margin_s,
+                                     deadline_override_s=cfg.deadline_override_s)
         except ContractError as exc:
             raise SwitchFailedError(f'{directory}: {exc}') from None
-        if cfg.deadline_override_s > 0:
-            spec = spec.with_deadline(cfg.deadline_override_s)
-        return spec
 
     # --- observations and ticks -------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:

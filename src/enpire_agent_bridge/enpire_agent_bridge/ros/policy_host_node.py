@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import PolicyHostNodeConfig
-from enpire_agent_bridge.core.contract import ContractError, PolicySpec, load_policy_manifest
+from enpire_agent_bridge.core.contract import ContractError, PolicySpec, spec_for_revision
 from enpire_agent_bridge.core.host import PolicyHost
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_common.errors import ConfigError, EnpireError, PolicyError
@@ -124,15 +124,11 @@ class PolicyHostNode(Node):
         task = (parse_task(Path(cfg.task_file).parent) if cfg.task_file
                 else load_task(cfg.task))
         try:
-            manifest = load_policy_manifest(self.revision_dir)
-            spec = PolicySpec.from_task_contract(
-                task.raw, deadline_margin_s=None if cfg.deadline_margin_s < 0
-                else cfg.deadline_margin_s, params=manifest.params)
+            return spec_for_revision(task.raw, self.revision_dir,
+                                     deadline_margin_s=cfg.deadline_margin_s,
+                                     deadline_override_s=cfg.deadline_override_s)
         except ContractError as exc:
             raise ConfigError(str(exc)) from None
-        if cfg.deadline_override_s > 0:
-            spec = spec.with_deadline(cfg.deadline_override_s)
-        return spec
 
     # --- callbacks --------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
