@@ -94,6 +94,7 @@ class PolicyHostNodeConfig:
             processes can stall one act for a few hundred ms; the cell holds meanwhile.
         subscriber_wait_s: A gated host reports ready only once its policy/command has a
             subscriber (the safety supervisor), waiting at most this long.
+        discovery_grace_s: ...plus this long, for the subscriber's side of the match.
         gated: Act only inside an episode opened on ``policy/control`` (the rollout's
             start/stop); False = act on every new state tick (bench / manual driving).
         sandbox: The host process limits.
@@ -111,6 +112,7 @@ class PolicyHostNodeConfig:
     hard_deadline_factor: float = 4.0
     hard_deadline_min_s: float = 1.0
     subscriber_wait_s: float = 10.0
+    discovery_grace_s: float = 0.5
     gated: bool = True
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 

@@ -118,6 +118,11 @@ class PolicyHostNode(Node):
         if self._cmd_pub.get_subscription_count() == 0:
             self.get_logger().warning(f'nobody subscribes policy/command after {timeout_s:g} s '
                                       '(is the safety supervisor running?)')
+            return
+        # The count is this writer's view; the supervisor's reader matches this writer a
+        # moment later, and a volatile reader drops samples written before its own match
+        # (seen under load: a fresh host's first command lost, the cell stalled at step 0).
+        time.sleep(self.config.discovery_grace_s)
 
     def _spec(self) -> PolicySpec:
         cfg = self.config
