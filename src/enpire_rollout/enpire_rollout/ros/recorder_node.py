@@ -77,9 +77,7 @@ class RecorderNode(Node):
         self.create_subscription(String, CONTROL_TOPIC, self._on_control, 10)
         for topic, msgtype in topic_types(self.config).items():
             best_effort = self.config.best_effort_sensors and topic.endswith(_BEST_EFFORT)
-            # Reliable with a deep queue by default: best-effort 691 KB frames between
-            # processes lost ~30% of them under load. Best-effort only for real drivers that
-            # publish best-effort (a reliable subscription would not match them).
+            # Sensor streams best-effort by default (see RecorderConfig.best_effort_sensors).
             qos = QoSProfile(depth=100, reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
                                                      else ReliabilityPolicy.RELIABLE))
             resolved = self.resolve_topic_name(topic)
