@@ -95,14 +95,18 @@ def write_blocking(fd: int, bufs: list[Any]) -> None:
     pending = [memoryview(b).cast('B') if not isinstance(b, bytes) else memoryview(b)
                for b in bufs]
     while pending:
-        n = os.writev(fd, pending)
-        while n and pending:
-            if n >= pending[0].nbytes:
-                n -= pending[0].nbytes
-                pending.pop(0)
-            else:
-                pending[0] = pending[0][n:]
-                n = 0
+        _advance(pending, os.writev(fd, pending))
+
+
+def _advance(pending: list[memoryview], n: int) -> None:
+    """Drop the first ``n`` bytes written by a (partial) writev from ``pending``."""
+    while n and pending:
+        if n >= pending[0].nbytes:
+            n -= pending[0].nbytes
+            pending.pop(0)
+        else:
+            pending[0] = pending[0][n:]
+            n = 0
 
 
 def _read_exact_blocking(fd: int, n: int) -> bytearray:
@@ -141,13 +145,7 @@ def write_deadline(fd: int, bufs: list[Any], end_s: float) -> None:
             n = 0
         except (BrokenPipeError, ConnectionResetError):
             raise FrameError('pipe closed') from None
-        while n and pending:
-            if n >= pending[0].nbytes:
-                n -= pending[0].nbytes
-                pending.pop(0)
-            else:
-                pending[0] = pending[0][n:]
-                n = 0
+        _advance(pending, n)
         if pending:
             remaining_ms = (end_s - time.monotonic()) * 1000.0
             if remaining_ms <= 0:
