@@ -2,9 +2,10 @@
 
 Runs ``benchmarks/hot_swap.py`` (cell + safety supervisor + agent bridge as real processes,
 real DDS) with a few swaps at the contract's 10 Hz and checks the outcome, not the timing:
-every swap succeeded, every tick got exactly one command on ``policy/command`` and on
-``command``, no command of the old revision passed after a switch tick, and each switch took
-effect within two ticks of its request.
+every swap succeeded, every tick got one command on ``policy/command`` and on ``command``
+(two at each switch tick: the old revision's, then the new one's replacing it before the
+real-time cell steps), no command of the old revision passed after a switch, and each switch
+took effect at the tick of its request or the next one.
 """
 
 from __future__ import annotations
@@ -33,5 +34,6 @@ def test_ten_swaps_on_a_running_cell_lose_no_tick_and_pass_no_stale_command():
         t = result['topics'][topic]
         assert t['ticks'] > 20, t
         assert (t['missed'], t['duplicated'], t['stale_after_switch']) == (0, 0, 0), (topic, t)
-    assert set(result['ticks_after_request']) <= {'1', '2'}, result['ticks_after_request']
+        assert t['replaced'] == 11, t      # the cold switch and the ten measured ones
+    assert set(result['ticks_after_request']) <= {'0', '1'}, result['ticks_after_request']
     assert result['bridge_skipped_ticks'] == 0

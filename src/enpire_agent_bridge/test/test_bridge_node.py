@@ -1,13 +1,17 @@
 """The agent_bridge node in-process: hot swaps at a tick boundary, strict failures, fallback.
 
 A fake real-time cell ticks image + state on a background thread; the tests call the bridge's
-services like the CLI does and check every command it published (tick + revision_id).
+services like the CLI does and check every command it published (tick + revision_id). A
+real-time cell applies the latest command it holds when it steps, so the tick a switch lands
+on may carry two commands: the old revision's, then the new one's that replaces it
+(:func:`effective_commands`).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +141,11 @@ class FakeCell:
                    f'{n} commands of {revision}')
 
 
-@pytest.fixture
-def cell(ros):
+@pytest.fixture(params=[True], ids=['within_tick'])
+def cell(ros, request):
     cell = FakeCell(ros)
     params = [Parameter('task_file', value=str(TASK_FILE)),
+              Parameter('switch_within_tick', value=request.param),
               # Generous: this test checks the switch logic, not speed, on a loaded machine.
               Parameter('deadline_override_s', value=2.0),
               Parameter('revisions_dir', value=''),
@@ -154,12 +159,33 @@ def cell(ros):
     cell.stop()
 
 
-def assert_one_command_per_tick(commands: list[tuple[int, str, list[float]]]) -> None:
+def effective_commands(commands: list[tuple[int, str, list[float]]],
+                       replaced: int | None = None) -> list[tuple[int, str, list[float]]]:
+    """The command the cell steps with per tick (the last one), checking the stream's shape.
+
+    Ticks come in order; a tick has one command, or two when a switch replaced the old
+    revision's command by the new one's (then the revisions differ). ``replaced`` pins how
+    many ticks got such a replacement.
+    """
     ticks = [t for t, _, _ in commands]
-    assert ticks == sorted(set(ticks)), 'a tick got two commands or they came out of order'
+    assert ticks == sorted(ticks), 'commands came out of tick order'
+    last: dict[int, tuple[int, str, list[float]]] = {}
+    doubles = 0
+    for c in commands:
+        if c[0] in last:
+            doubles += 1
+            assert last[c[0]][1] != c[1], f'tick {c[0]} got two commands of {c[1]}'
+        last[c[0]] = c
+    assert len(commands) - len(last) == doubles
+    assert all(n <= 2 for n in Counter(ticks).values()), 'a tick got more than two commands'
+    if replaced is not None:
+        assert doubles == replaced, f'{doubles} ticks got a replacement command, not {replaced}'
+    return [last[t] for t in sorted(last)]
 
 
 @pytest.mark.ros
+@pytest.mark.parametrize('cell', [True, False], ids=['within_tick', 'next_tick'],
+                         indirect=True)
 def test_a_switch_lands_on_a_tick_boundary_and_no_old_command_follows_it(cell, tmp_path):
     a = offset_policy(tmp_path, 'a', 0.0)
     b = offset_policy(tmp_path, 'b', 3.0)
@@ -176,8 +202,9 @@ def test_a_switch_lands_on_a_tick_boundary_and_no_old_command_follows_it(cell, t
     assert back.ok, back.error_msg
     cell.wait_commands('rev-a', 6)
 
-    cmds = cell.snapshot()
-    assert_one_command_per_tick(cmds)
+    raw = cell.snapshot()
+    within = cell.bridge.config.switch_within_tick
+    cmds = effective_commands(raw, replaced=2 if within else 0)
     switch_b = min(t for t, r, _ in cmds if r == 'rev-b')
     switch_a = min(t for t, r, _ in cmds if r == 'rev-a' and t > switch_b)
     revs = [r for _, r, _ in cmds]
@@ -185,6 +212,12 @@ def test_a_switch_lands_on_a_tick_boundary_and_no_old_command_follows_it(cell, t
     assert all(r == 'rev-b' for t, r, _ in cmds if switch_b <= t < switch_a), \
         'a command of the old revision passed after the switch tick'
     assert all(r == 'rev-a' for t, r, _ in cmds if t >= switch_a)
+    # Nothing of the old revision is published after the new one's first command.
+    first_b = next(i for i, c in enumerate(raw) if c[1] == 'rev-b')
+    first_a_again = next(i for i, c in enumerate(raw) if c[1] == 'rev-a' and i > first_b
+                         and c[0] >= switch_a)
+    assert all(r == 'rev-b' for _, r, _ in raw[first_b:first_a_again])
+    assert all(r == 'rev-a' for _, r, _ in raw[first_a_again:])
     b_actions = [act for _, r, act in cmds if r == 'rev-b']
     np.testing.assert_allclose(b_actions[0], [123.0, 343.0])
     status = cell.bridge.status()
@@ -231,8 +264,7 @@ def test_a_fault_after_activation_holds_and_restore_brings_back_the_last_good(ce
 
     cell.pos = [450.0, 300.0]     # the policy emits NaN from here on
     cell.wait_commands(HOLD, 2)
-    cmds = cell.snapshot()
-    assert_one_command_per_tick(cmds)
+    cmds = effective_commands(cell.snapshot(), replaced=1)   # the switch to rev-f
     fault_tick = min(t for t, r, _ in cmds if r == HOLD)
     assert all(r == HOLD for t, r, _ in cmds if t >= fault_tick)
     hold_action = next(act for t, r, act in cmds if r == HOLD)

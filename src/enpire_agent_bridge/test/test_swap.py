@@ -37,6 +37,24 @@ def test_a_switch_happens_at_the_next_tick_and_no_old_command_passes_after_it(ma
     assert not machine.accepts('A', 12)
 
 
+def test_a_warm_action_for_the_current_tick_switches_at_that_tick(machine):
+    machine.request('B')
+    machine.warm_action('B', valid=True, at_tick=10)    # answers the newest tick: replace
+    assert machine.state.switch_tick == 10
+    assert machine.accepts('B', 10) and not machine.accepts('A', 10)
+    assert machine.retired == []                         # not before B's command is out
+    machine.published('B', 10)
+    assert machine.state.phase is Phase.ACTIVE and machine.retired == ['A']
+    assert 'replaces the current command' in machine.state.log[-2].detail
+
+
+def test_a_warm_action_for_an_older_tick_switches_at_the_next_one(machine):
+    machine.request('B')
+    machine.warm_action('B', valid=True, at_tick=9)     # the cell ticked since: stale
+    assert machine.state.switch_tick == 11
+    assert machine.accepts('A', 10) is False and not machine.accepts('B', 10)
+
+
 def test_the_old_host_is_retired_only_after_the_new_one_published(machine):
     machine.request('B')
     machine.warm_action('B', valid=True)

@@ -101,6 +101,19 @@ def test_commands_faster_than_max_rate_are_rejected_and_slower_ones_pass():
     assert f.filter([1.0, 1.0], None, 0.095)[0] is not None
 
 
+def test_a_second_command_for_the_same_tick_replaces_the_first_and_keeps_the_rate():
+    f = make(max_rate_hz=10.0)
+    assert f.filter([1.0, 1.0], None, 1.0)[0] is not None
+    assert f.filter([2.0, 2.0], None, 1.1)[0] is not None
+    # The same stamp again: a hot swap's replacement for tick 1.1, judged against 1.0.
+    out, decisions = f.filter([3.0, 3.0], None, 1.1)
+    assert decisions == [] and out.tolist() == [3.0, 3.0]
+    # The next tick is judged against 1.1, as before the replacement.
+    assert f.filter([4.0, 4.0], None, 1.2)[0] is not None
+    out, decisions = f.filter([5.0, 5.0], None, 1.23)
+    assert out is None and [(d.kind, d.action) for d in decisions] == [(K.RATE, A.REJECTED)]
+
+
 def test_after_an_abort_everything_is_rejected_until_reset():
     f = make(bounds='abort')
     out, decisions = f.filter([600.0, 1.0], None, 0.0)

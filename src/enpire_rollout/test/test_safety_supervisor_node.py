@@ -93,10 +93,26 @@ def test_rates_are_judged_on_command_stamps_not_arrival_time(ros):
     probe.send([11.0, 10.0], stamp_s=5.1)
     assert [probe.commands.get(timeout=TIMEOUT_S).tick for _ in range(2)] == [1, 2]
     assert probe.events.empty()
-    # Same stamp twice: a RATE violation, held at the previous target.
-    probe.send([12.0, 10.0], stamp_s=5.1)
+    # 10 ms after the last tick: a RATE violation, held at the previous target.
+    probe.send([12.0, 10.0], stamp_s=5.11)
     assert probe.events.get(timeout=TIMEOUT_S).kind == SafetyKind.RATE
     assert list(probe.commands.get(timeout=TIMEOUT_S).action) == [11.0, 10.0]
+
+
+def test_a_second_command_for_a_tick_replaces_the_first_judged_from_the_target_before(ros):
+    sup = make_supervisor(ros, **{'envelope.max_rate_hz': 60.0,
+                                  'envelope.max_step_px': 5.0})
+    probe = Probe(ros, sup)
+    probe.send([10.0, 10.0], stamp_s=5.0)
+    probe.send([14.0, 10.0], stamp_s=5.1)
+    # A hot swap replaces tick 5.1's command: no RATE violation; MAX_STEP is measured from
+    # the target applied before the replaced one ([10, 10]), so 8 px is clamped to 5.
+    probe.send([18.0, 10.0], stamp_s=5.1)
+    got = [list(probe.commands.get(timeout=TIMEOUT_S).action) for _ in range(3)]
+    assert got == [[10.0, 10.0], [14.0, 10.0], [15.0, 10.0]]
+    event = probe.events.get(timeout=TIMEOUT_S)
+    assert (event.kind, event.action) == (SafetyKind.MAX_STEP, SafetyAction.CLAMPED)
+    assert probe.events.empty()
 
 
 def test_abort_mode_rejects_everything_until_reset(ros):

@@ -2,10 +2,13 @@
 
 A cell has one *active* revision whose commands reach the cell. A switch request stages a new
 revision beside it; the staged host warms up on the live observation stream (its actions are
-computed but not published). Once it has produced a valid action, the switch happens at the
-next control-tick boundary: from that tick on only the new revision's commands are accepted,
+computed but not published). Once it has produced a valid action, the switch happens at a
+control-tick boundary: from the switch tick on only the new revision's commands are accepted,
 the old one's are dropped, and the old host is retired once the new one has published a
-valid action. STRICT: any failure while staging leaves the previous revision active.
+valid action. The switch tick is the next tick, or, for a cell that applies the latest command
+at its next step (a real-time cell), the current tick: the new revision's action for the
+newest observation *replaces* the old one's before the cell steps (``at_tick``).
+STRICT: any failure while staging leaves the previous revision active.
 BEST_EFFORT: a failed switch falls back to the hold policy. A fault of the active revision
 always falls back to hold; ``restore`` brings back the last good revision.
 """
@@ -113,18 +116,32 @@ class SwapMachine:
         s.staged_at_tick = self._tick
         self._log('staging', revision)
 
-    def warm_action(self, revision: str, valid: bool, detail: str = '') -> None:
-        """The staged host produced an action during warm-up (not published)."""
+    def warm_action(self, revision: str, valid: bool, detail: str = '', *,
+                    at_tick: int | None = None) -> None:
+        """The staged host produced an action during warm-up (not published yet).
+
+        Args:
+            revision: the staged revision.
+            valid: whether the action was valid (finite, in bounds, in time).
+            detail: why it was not.
+            at_tick: the tick whose observation the action answers. When it is the current
+                tick, the switch takes effect at that tick: the owner publishes this action
+                as the tick's command, replacing the old revision's (valid only for a cell
+                that applies the latest command at its next step). Otherwise (None, or an
+                older tick) the switch happens at the next tick.
+        """
         s = self.state
         if s.phase is not Phase.STAGING or revision != s.staged:
             return
         if not valid:
             self._fail_staging(f'warm-up action invalid: {detail}')
             return
-        # Switch at the next tick boundary: commands for ticks >= switch_tick come from new.
+        # Commands for ticks >= switch_tick come from the new revision only.
         s.retiring, s.active, s.staged = s.active, revision, ''
-        s.phase, s.switch_tick = Phase.SWITCHED, self._tick + 1
-        self._log('switch_scheduled', revision, f'at tick {s.switch_tick}')
+        s.phase = Phase.SWITCHED
+        s.switch_tick = at_tick if at_tick == self._tick else self._tick + 1
+        self._log('switch_scheduled', revision, f'at tick {s.switch_tick}'
+                  + (' (replaces the current command)' if s.switch_tick == self._tick else ''))
 
     def staging_failed(self, revision: str, reason: str) -> None:
         """The staged host could not start (import error, crash, ...)."""

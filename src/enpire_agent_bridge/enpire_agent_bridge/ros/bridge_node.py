@@ -16,12 +16,17 @@ Design (ros2_control's controller switching, applied to policy revisions):
   is parked, else start a new sandbox (import + ``make_policy`` + a first ``act`` with a
   generous deadline: lazy imports, caches); (2) ``SwapMachine.request`` -> STAGING;
   (3) warm-up on the live stream: ``reset(None)`` and one ``act`` on the newest observation
-  under the contract deadline; a valid action schedules the switch at the next tick boundary
-  (the old revision still owns the current tick); (4) the response waits until the new
-  revision's first command is published; the old host is retired only then (parked as a warm
-  standby, so switching back or restoring costs no process start). ``switch_latency_s`` is
-  request -> first published command of the new revision: the wait for the next tick
-  boundary plus one act.
+  under the contract deadline; (4) a valid action switches at a tick boundary. A real-time
+  cell applies the latest command it holds when it steps, so (``switch_within_tick``, the
+  default) the switch takes the *current* tick: with the tick path locked, the new revision's
+  action for the newest observation is published as that tick's command and replaces the
+  old revision's before the cell's next step; nothing of the old revision is published after
+  it. A lockstep cell steps once per command (``use_sim_time``), so there the switch waits
+  for the next tick. (5) The response returns once the new revision's first command is
+  published; the old host is retired only then (parked as a warm standby, so switching back
+  or restoring costs no process start). ``switch_latency_s`` is request -> first published
+  command of the new revision: about two acts in real time, plus the wait for the next tick
+  in lockstep.
 * **STRICT** failure (start, import, warm-up fault/deadline/NaN/bounds, no first command in
   time): the previous revision stays active and the response carries SWITCH_FAILED with the
   reason. **BEST_EFFORT** failure: falls back to ``hold``.
@@ -135,6 +140,9 @@ class BridgeNodeConfig:
         first_act_timeout_s: Deadline of the first act of a freshly started host.
         warmup_ticks: Ticks a staged revision gets to produce a valid warm-up action.
         standby_max: Retired, healthy hosts kept running for instant switch-back / restore.
+        switch_within_tick: Switch at the current tick by replacing its command (for cells
+            that apply the latest command at their next step: real time). Ignored (next-tick
+            switches) when ``use_sim_time`` is set: a lockstep cell steps once per command.
         max_image_age_s: Act on a state only with an image at most this much older (stamps).
         home_position: ``"x,y"`` home target in task units ('' = the contract's ``home``, else
             the agent position when ``home_cell`` is called).
@@ -151,6 +159,7 @@ class BridgeNodeConfig:
     first_act_timeout_s: float = 5.0
     warmup_ticks: int = 10
     standby_max: int = 2
+    switch_within_tick: bool = True
     max_image_age_s: float = 0.0
     home_position: str = ''
     log_dir: str = ''
@@ -209,6 +218,10 @@ class AgentBridgeNode(Node):
         self.low = np.asarray(self.task.action.low, dtype=np.float64)
         self.high = np.asarray(self.task.action.high, dtype=np.float64)
         self._home = self._configured_home()
+        # A lockstep cell steps on every command: a second command for a tick would step it
+        # twice, so replacing the current tick's command is for real-time cells only.
+        self._within_tick = cfg.switch_within_tick and not bool(
+            self.get_parameter('use_sim_time').value)
         self.store = RevisionStore(Path(cfg.revisions_dir) if cfg.revisions_dir
                                    else enpire_home() / 'revisions')
         self._log_root = Path(cfg.log_dir) if cfg.log_dir else (
@@ -231,6 +244,7 @@ class AgentBridgeNode(Node):
         self._pending: deque[StateVector] = deque(maxlen=TICK_QOS.depth)
         self._last_tick: int | None = None
         self._latest_obs: tuple[int, dict[str, Any]] | None = None
+        self._latest_state: StateVector | None = None
         self._obs_event = threading.Event()
         self._switches = 0
         self._skipped_ticks = 0
@@ -339,6 +353,7 @@ class AgentBridgeNode(Node):
         obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel, 'step': tick,
                'retry_index': 0}
         self._latest_obs = (tick, obs)
+        self._latest_state = state
         self._obs_event.set()
         with self._lock:
             self.machine.tick(tick)
@@ -389,6 +404,10 @@ class AgentBridgeNode(Node):
         else:
             return
         self._publish_command(tick, revision, action, state)
+        self._published(revision, tick)
+
+    def _published(self, revision: str, tick: int) -> None:
+        """Bookkeeping after a command of ``revision`` for ``tick`` went out."""
         with self._lock:
             before = self.machine.state.phase
             self.machine.published(revision, tick)
@@ -602,16 +621,23 @@ class AgentBridgeNode(Node):
         assert self._latest_obs is not None
         try:
             slot.host.reset(None)
-            slot.host.act(self._latest_obs[1])
+            warm_tick, obs = self._latest_obs
+            action = slot.host.act(obs)
+            if self._within_tick:
+                # The tick path is locked from here to the publish: no tick is served between
+                # the gate flip and this tick's replacement command.
+                with self._tick_lock:
+                    failed = self._switch_within_tick(revision, slot, warm_tick, action)
+            else:
+                with self._lock:
+                    self.machine.warm_action(revision, True)
+                    failed = self.machine.state.phase is not Phase.SWITCHED
         except PolicyError as exc:
             with self._lock:
                 self._discard.add(revision)
                 self.machine.warm_action(revision, False, str(exc))
             self._publish_status('staging_failed', reason=str(exc))
             raise self._switch_error(revision, previous, strictness, str(exc)) from None
-        with self._lock:
-            self.machine.warm_action(revision, True)
-            failed = self.machine.state.phase is not Phase.SWITCHED
         if failed:
             # Overtaken while acting: the warm-up window ran out, or the active revision
             # faulted (-> hold) and cancelled the staging.
@@ -624,6 +650,30 @@ class AgentBridgeNode(Node):
                 self._close_later(left)
             reason = f'overtaken by {last.kind} of {last.revision[:12]}: {last.detail}'
             raise self._switch_error(revision, previous, strictness, reason)
+
+    def _switch_within_tick(self, revision: str, slot: _Slot, warm_tick: int,
+                            action: np.ndarray) -> bool:
+        """Switch at the newest served tick, replacing its command (tick lock held).
+
+        The warm-up action answers ``warm_tick``; if the cell ticked since, the new host acts
+        once more on the newest observation (it is warm: one ordinary act). Returns True when
+        the switch was overtaken (no longer SWITCHED), like the next-tick path.
+        """
+        latest, state = self._latest_obs, self._latest_state
+        assert latest is not None and state is not None
+        tick, obs = latest
+        if tick != warm_tick:
+            action = slot.host.act(obs)      # PolicyError -> staging failure (caller)
+        with self._lock:
+            self.machine.warm_action(revision, True, at_tick=tick)
+            s = self.machine.state
+            if s.phase is not Phase.SWITCHED:
+                return True
+            replace = s.switch_tick == tick and self._mode == 'running'
+        if replace:
+            self._publish_command(tick, revision, action, state)
+            self._published(revision, tick)
+        return False
 
     def _staging_failed(self, revision: str, strictness: Strictness, reason: str) -> None:
         with self._lock:

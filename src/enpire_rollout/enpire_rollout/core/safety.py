@@ -68,6 +68,7 @@ class SafetyFilter:
         self._high = np.asarray(config.envelope.high, dtype=np.float64)
         self._aborted: SafetyDecision | None = None
         self._last_applied_s: float | None = None
+        self._applied_before_s: float | None = None   # the one before _last_applied_s
         self._last_seen_s: float | None = None
         self._stale_reported = False
 
@@ -80,6 +81,7 @@ class SafetyFilter:
         """Clear the abort latch and the rate/stale history (call at a trial boundary)."""
         self._aborted = None
         self._last_applied_s = None
+        self._applied_before_s = None
         self._last_seen_s = None
         self._stale_reported = False
 
@@ -90,7 +92,11 @@ class SafetyFilter:
         Args:
             command: the policy's command (anything ``np.asarray`` accepts).
             prev: reference for MAX_STEP (previous applied command or agent position), or None.
-            now_s: the time the command arrived, seconds (for RATE and STALE).
+            now_s: the time the command arrived, seconds (for RATE and STALE); the
+                command's tick stamp when it has one. A command with the same stamp as the
+                last applied one *replaces* it (a real-time cell steps with the latest
+                target it holds): RATE is judged against the command before that one, and
+                the caller passes that one's ``prev``.
 
         Returns:
             ``(applied, decisions)``: the command to send (float64, inside the bounds) or None
@@ -119,9 +125,11 @@ class SafetyFilter:
                 f'envelope aborted earlier ({self._aborted.detail}); rejected until reset')]
 
         decisions: list[SafetyDecision] = []
-        if env.max_rate_hz > 0 and self._last_applied_s is not None:
+        replaces = self._last_applied_s is not None and now_s == self._last_applied_s
+        last_s = self._applied_before_s if replaces else self._last_applied_s
+        if env.max_rate_hz > 0 and last_s is not None:
             min_dt = 1.0 / env.max_rate_hz
-            dt = now_s - self._last_applied_s
+            dt = now_s - last_s
             # A small tolerance: a 10 Hz stream with jitter must pass a 10 Hz limit.
             if dt < 0.9 * min_dt:
                 return self._violation(SafetyKind.RATE, self.config.modes.rate, requested,
@@ -156,6 +164,8 @@ class SafetyFilter:
                                                     requested, _as_tuple(out), detail))
 
         out = np.clip(out, self._low, self._high)
+        if not replaces:
+            self._applied_before_s = self._last_applied_s
         self._last_applied_s = now_s
         return out, decisions
 
