@@ -289,8 +289,15 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps(report, sort_keys=True))
     else:
         s = report['summary']
+        m = report['mru']
         print(f"wrote {out} ({s['n']} trials, success {_pct(s['success_rate'])}, "
               f"{len(report['revisions'])} revisions)")
+        print('MRU ' + '  '.join(f'{c} {v:.2f}' for c, v in m['per_cell'].items())
+              + f"  mean {m['mean']:.2f} ({m['how']})")
+        for i, r in enumerate(m.get('fleet_runs') or []):
+            print(f'fleet run {i + 1}: MRU '
+                  + '  '.join(f'{c} {v:.2f}' for c, v in r['per_cell'].items())
+                  + f"  fleet mean {r['mean']:.2f} over {r['span_s']:.0f} s")
     return 0
 
 
@@ -492,6 +499,13 @@ def _improve_fleet(args: argparse.Namespace, home: Path) -> int:
     m = result.mru
     lines = [f"experiment {result.experiment} (fleet of {args.cells}): "
              f"{'GOAL MET' if result.goal_met else 'goal not met'}"]
+    for c in result.cells:
+        if c['status'] != 'ok' or c['aborted']:
+            lines.append(f"  {c['cell']}: {c['status'].upper()}; {c['trials']} trials this "
+                         f"run, {c['aborted']} aborted"
+                         + (f" (last: {c['last_aborted_reason'][:160]})"
+                            if c['last_aborted_reason'] else '')
+                         + (f"; {c['error'][:300]}" if c['error'] else ''))
     for a in result.agents:
         bt = a['best_tuning']
         lines.append(f"  {a['branch']}@{a['cell']}: {a['stop_reason']}"

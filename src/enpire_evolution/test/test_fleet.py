@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,46 @@ class LostCellPort(FakeTrialsPort):
         if self.recorded >= self.lose_after:
             raise CellUnavailableError('/cell_1/run_trials left the graph during a run')
         return super().run(**kwargs)
+
+
+class DeadSimPort(FakeTrialsPort):
+    """A fake cell whose sim node dies after ``die_after`` trials and never comes back: the
+    rollout still answers, but every trial after that ends ``aborted`` (a stalled cell)."""
+
+    def __init__(self, *args, die_after: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.die_after = die_after
+
+    def run(self, *, experiment_id, revision_id, revision_dir, seeds, max_wall_time_s=0.0,
+            on_trial=None):
+        from enpire_evolution.core.store import Trial
+        from enpire_evolution.core.trials_port import TrialOutcome
+
+        if self.recorded < self.die_after:
+            seeds = list(seeds)[:self.die_after - self.recorded]
+            return super().run(experiment_id=experiment_id, revision_id=revision_id,
+                               revision_dir=revision_dir, seeds=seeds,
+                               max_wall_time_s=max_wall_time_s, on_trial=on_trial)
+        out = []
+        for seed in seeds:
+            started = self.wall()
+            self.clock.advance(self.trial_s)
+            reason = 'cell stalled: no new state for 15 s at step 40'
+            trial = Trial(
+                trial_id=f'{experiment_id}-{self.cell}-{revision_id[:12]}-s{seed}-{started}',
+                experiment=experiment_id, revision=revision_id,
+                branch=self.store.revision(experiment_id, revision_id).branch, cell=self.cell,
+                seed=int(seed), outcome='aborted', success=False, score=0.0, steps=40,
+                started_at=started, ended_at=started + self.trial_s, duration_s=self.trial_s,
+                reset_s=0.0, reason=reason, is_eval=False)
+            self.store.record_trial(trial)
+            self.recorded += 1
+            o = TrialOutcome(trial.trial_id, int(seed), 'aborted', False, 0.0, 40,
+                             self.trial_s, reason)
+            out.append(o)
+            if on_trial is not None:
+                on_trial(o)
+        return out
 
 
 def make_fleet(home: Path, store: ExperimentStore, *, n: int = 2, model=anything_but_the_seed,
@@ -238,3 +279,85 @@ def test_running_the_same_fleet_again_resumes_each_agent_from_its_own_events(
         assert all(e.data['agent'] == a.config.agent_id
                    for e in a._events(CANDIDATE_DONE))
     assert [a['stop_reason'] for a in result.agents] == ['budget', 'budget']
+
+
+def test_a_cell_whose_trials_keep_ending_void_is_lost_and_only_its_agent_stops(
+        tmp_path: Path, store: ExperimentStore) -> None:
+    clock0, clock1 = FakeClock(), FakeClock()
+    model = peaked_success_model({'push_gain': 0.5, 'max_step_px': 30.0})
+    ports = [FakeTrialsPort(store, model, evaluation_seeds=TASK.evaluation_seeds,
+                            clock=clock0, trial_s=10.0, cell='cell_0',
+                            wall=lambda: FAKE_START_S + clock0.now_s()),
+             DeadSimPort(store, model, evaluation_seeds=TASK.evaluation_seeds, clock=clock1,
+                         trial_s=10.0, cell='cell_1', die_after=3,
+                         wall=lambda: FAKE_START_S + clock1.now_s())]
+    fleet, lines = make_fleet(tmp_path, store, ports=ports, budget_min=4.0)
+    for agent, clock in zip(fleet.agents, (clock0, clock1), strict=True):
+        agent.clock = clock
+        agent.wall = lambda c=clock: FAKE_START_S + c.now_s()
+    result = fleet.run()
+    a0, a1 = result.agents
+    assert a0['stop_reason'] == 'budget' and not a0['error']
+    assert a1['stop_reason'] == 'cell_lost'
+    import re
+
+    m = re.match(r'cell cell_1 lost: its last (\d+) trials ended void \(aborted; last: cell '
+                 r'stalled', a1['error'])
+    assert m and int(m.group(1)) >= 4, a1['error']
+    # The result names the dead cell and its aborted trials.
+    cells = {c['cell']: c for c in result.cells}
+    assert cells['cell_1']['status'] == 'lost' and cells['cell_0']['status'] == 'ok'
+    assert cells['cell_1']['aborted'] == int(m.group(1)) and cells['cell_0']['aborted'] == 0
+    assert 'cell stalled' in cells['cell_1']['last_aborted_reason']
+
+
+def test_one_void_trial_does_not_lose_a_cell() -> None:
+    from enpire_evolution.core.fleet import GuardedTrialsPort
+    from enpire_evolution.core.trials_port import TrialOutcome
+
+    class Port:
+        def __init__(self, outcomes):
+            self.outcomes = list(outcomes)
+
+        def run(self, *, seeds, on_trial=None, **_kw):
+            out = [TrialOutcome(f't{s}', s, self.outcomes.pop(0), False, 0.0, 1, 1.0, 'x')
+                   for s in seeds]
+            for o in out:
+                on_trial(o)
+            return out
+
+    # A respawned sim node costs one aborted trial; trials that finish reset the count.
+    guard = GuardedTrialsPort(Port(['aborted', 'failure', 'aborted', 'aborted', 'timeout']),
+                              store=None, cell='cell_1', max_void_trials=3)
+    out = guard.run(experiment_id='e', revision_id='r', revision_dir=Path('.'),
+                    seeds=[1, 2, 3, 4, 5], on_trial=lambda _t: None)
+    assert len(out) == 5
+    with pytest.raises(ConfigError, match='max_void_trials=-1'):
+        GuardedTrialsPort(Port([]), store=None, cell='cell_1', max_void_trials=-1)
+
+
+def test_the_fleet_splits_the_shared_baseline_between_its_cells(
+        tmp_path: Path, store: ExperimentStore) -> None:
+    fleet, _ = make_fleet(tmp_path, store, n=2, max_candidates=1)
+    result = fleet.run()
+    baseline = next(e.data['revision'] for e in store.events(EXP, CANDIDATE_DONE)
+                    if e.data.get('baseline'))
+    trials = store.trials_for(EXP, revision=baseline)
+    by_cell = Counter(t.cell for t in trials)
+    # 8 baseline seeds (stage 2): each cell ran about half, not all 8.
+    assert set(by_cell) == {'cell_0', 'cell_1'}, by_cell
+    assert max(by_cell.values()) < 8 and sum(by_cell.values()) < 16, by_cell
+    assert {int(t.seed) for t in trials} >= set(fleet.agents[0].tuning_seeds[:8])
+    assert all(a['stop_reason'] == 'max_candidates' for a in result.agents)
+
+
+def test_each_fleet_run_stores_its_mru_per_cell_and_the_report_shows_it(
+        tmp_path: Path, store: ExperimentStore) -> None:
+    fleet, _ = make_fleet(tmp_path, store, n=2, max_candidates=2)
+    result = fleet.run()
+    report = build_report(store, EXP)
+    (run,) = report['mru']['fleet_runs']
+    assert set(run['per_cell']) == {'cell_0', 'cell_1'}
+    assert run['mean'] == pytest.approx(result.mru['mean'])
+    assert 'started_at..ended_at' in run['how'] and 'mean over cells' in run['how']
+    assert [c['status'] for c in run['cells']] == ['ok', 'ok']

@@ -38,3 +38,28 @@ def test_a_second_host_can_name_its_cells() -> None:
 def test_cells_outside_one_to_four_fail_before_anything_starts(cells: str) -> None:
     with pytest.raises(LaunchError, match='cells_must_be_1_to_4'):
         load_plan(FLEET, {'cells': cells})
+
+
+def test_no_node_of_a_fleet_cell_can_end_the_fleet_launch() -> None:
+    plan = load_plan(FLEET, {'cells': '4'})
+    assert not [n.label for n in plan.nodes if n.required]
+    cells = [n for n in plan.nodes if n.name == 'push_t_cell']
+    # A dead cell node comes back inside its own cell (its open trial ends aborted).
+    assert len(cells) == 4 and all(n.respawn and n.respawn_delay_s > 0 for n in cells)
+
+
+def test_a_lone_cell_launch_still_ends_when_its_cell_node_exits() -> None:
+    plan = load_plan(ROOT / 'launch' / 'push_t_sim.launch.yaml', {})
+    assert [n.name for n in plan.nodes if n.required] == ['push_t_cell']
+    assert [n.name for n in plan.nodes].count('push_t_cell') == 1
+
+
+def test_the_fleet_can_still_ask_for_the_old_all_or_nothing_behaviour() -> None:
+    plan = load_plan(FLEET, {'cells': '2', 'on_cell_exit': 'shutdown'})
+    assert sorted(n.label for n in plan.nodes if n.required) == [
+        'cell_0/push_t_cell', 'cell_1/push_t_cell']
+
+
+def test_an_unknown_cell_exit_behaviour_fails_before_anything_starts() -> None:
+    with pytest.raises(LaunchError, match='on_cell_exit_must_be_shutdown_or_respawn'):
+        load_plan(FLEET, {'cells': '1', 'on_cell_exit': 'ignore'})

@@ -19,6 +19,19 @@ One candidate at a time (DESIGN section 7, the agent with no LLM):
    order, one batch at a time, stopping at the first failure. The goal is met when an
    evaluation reaches ``goal_consecutive`` consecutive successes.
 
+Pipelining (``config.pipeline``, on by default): while a candidate's trials run, a background
+thread asks optuna for the NEXT proposal, writes it on top of the current best into a scratch
+directory and validates + snapshots it in the revision store, so the cell does not wait for the
+agent's thinking between candidates. The revision store is content-addressed: when the agent
+then writes the same files into its worktree and commits them, the submit finds the snapshot
+(and a rejection is remembered by content id), so nothing is validated twice. A prepared
+proposal is used only if the best is still the one it was built on; otherwise (the running
+candidate was kept) the same optuna trial is rebuilt on the new best in the foreground. The
+search itself changes in one way: optuna proposes candidate k+1 before it is told candidate
+k's result (a one-candidate lag; TPE ignores running trials). The order of asks and tells is
+fixed by construction (the ask for k+1 always falls between the start of k and the tell of
+k), so a run is as deterministic as before for a given sampler seed and trial outcomes.
+
 Resume: every decision derives from the store (trials, revisions, events), the optuna study
 and git. Events ``candidate_started`` / ``candidate_done`` (key ``optuna_trial``) and
 ``evaluation_started`` / ``evaluation_done`` (key ``attempt``) delimit units of work; a unit
@@ -31,6 +44,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,6 +144,17 @@ class AgentResult:
 
 
 @dataclass
+class _Prepared:
+    """A proposal made ahead of time (pipelining): its optuna trial, params and manifest."""
+
+    number: int
+    params: dict[str, Any]
+    parent: str | None
+    hypothesis: str = ''
+    duplicate: bool = False
+
+
+@dataclass
 class _Candidate:
     number: int | str  # the optuna trial, or 'borrow:<revision>' for a peer's idea (fleet)
     revision: str
@@ -184,9 +211,13 @@ class BuiltinAgent:
         self.exp = config.experiment_id
         self._start_s = 0.0
         self._stalls = 0
+        self._n_run = 0
         self._study: Any = None
         self.space: SearchSpace | None = None
         self.worktree: Path | None = None
+        self._prepared: _Prepared | None = None
+        self._prefetch: threading.Thread | None = None
+        self._rejections: dict[str, PolicyRejectedError] = {}
         lo, hi = self.task.tuning_seeds
         n = config.stages[-1]
         if hi - lo + 1 < n:
@@ -305,6 +336,7 @@ class BuiltinAgent:
                 return
             self._check_budget()
             before = len(missing)
+            missing = self._batch(revision, seeds, missing)
             done = {'n': 0, 'ok': 0}
 
             def on_trial(t: Any, n_missing: int = len(missing), done: dict = done) -> None:
@@ -335,10 +367,13 @@ class BuiltinAgent:
 
         assert self.space is not None
         done = {e.data['optuna_trial']: e.data for e in self._events(CANDIDATE_DONE)}
+        started = {e.data['optuna_trial'] for e in self._events(CANDIDATE_STARTED)}
         for ft in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if ft.number in done:  # killed between the done event and tell
                 self.study.tell(ft.number, float(done[ft.number].get('value', 0.0)),
                                 skip_if_finished=True)
+                continue
+            if ft.number in started:  # the candidate on the cell right now (pipelining)
                 continue
             return ft.number, dict(ft.params)
         trial = self.study.ask(dict(self.space.distributions))
@@ -367,25 +402,104 @@ class BuiltinAgent:
         return (f"trial {number}: {', '.join(shown) or 'no change'}{more}. Why: {why}, "
                 f'against the best {best.id[:12]} ({b_ok}/{len(bt)} tuning successes).')
 
+    def _write_manifest(self, tree: Path, number: int, best: Revision | None,
+                        params: dict[str, Any], hypothesis: str = '') -> str:
+        """Turn ``tree`` (a copy of the best's files) into the candidate; returns its
+        hypothesis. The same inputs give the same bytes (pipelining relies on it)."""
+        manifest_path = tree / 'policy.yaml'
+        manifest = _read_yaml(manifest_path)
+        if best is None:  # the baseline: the seed policy as it is
+            return str(manifest.get('hypothesis', '')).strip() or 'seed policy'
+        hypothesis = hypothesis or self._hypothesis(number, best, params)
+        manifest['version'] = int(manifest.get('version', 0) or 0) + 1
+        manifest['hypothesis'] = hypothesis
+        manifest['parent'] = best.id
+        manifest['params'] = params
+        manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False, width=1000),
+                                 encoding='utf-8')
+        return hypothesis
+
     def _write_candidate(self, number: int, best: Revision | None,
-                         params: dict[str, Any]) -> tuple[str, str]:
+                         params: dict[str, Any], hypothesis: str = '') -> tuple[str, str]:
         """Write the candidate into the worktree and commit it; returns (hypothesis, sha)."""
         assert self.worktree is not None
         self._restore_best_tree(best)
-        manifest_path = self.worktree / 'policy.yaml'
-        manifest = _read_yaml(manifest_path)
-        if best is None:  # the baseline: the seed policy as it is
-            hypothesis = str(manifest.get('hypothesis', '')).strip() or 'seed policy'
-        else:
-            hypothesis = self._hypothesis(number, best, params)
-            manifest['version'] = int(manifest.get('version', 0) or 0) + 1
-            manifest['hypothesis'] = hypothesis
-            manifest['parent'] = best.id
-            manifest['params'] = params
-            manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False, width=1000),
-                                     encoding='utf-8')
+        hypothesis = self._write_manifest(self.worktree, number, best, params, hypothesis)
         sha = self.workspace.commit(self.worktree, hypothesis)
         return hypothesis, sha
+
+    # --- pipelining: the next proposal is prepared while the cell runs trials -----------------
+    def _start_prefetch(self, best: Revision | None) -> None:
+        """Prepare the next proposal on top of ``best`` in a background thread (if enabled
+        and none is prepared or being prepared)."""
+        if (not self.config.pipeline or best is None or self._prefetch is not None
+                or (self._prepared is not None and self._prepared.parent == best.id)):
+            return
+        if self.config.max_candidates and self._n_run >= self.config.max_candidates:
+            return
+        self._prefetch = threading.Thread(target=self._prefetch_safely, args=(best,),
+                                          name=f'prefetch-{self.config.agent_id}',
+                                          daemon=True)
+        self._prefetch.start()
+
+    def _prefetch_safely(self, best: Revision) -> None:
+        try:
+            self._prepared = self._prepare(best)
+        except Exception as exc:  # noqa: BLE001 - a failed prefetch only costs the overlap
+            self._prepared = None
+            self._say(f'preparing the next candidate ahead failed ({exc!r}); it will be made '
+                      'when needed')
+
+    def _join_prefetch(self) -> None:
+        """Wait for the background preparation (before optuna is told, or it is used)."""
+        th, self._prefetch = self._prefetch, None
+        if th is not None:
+            th.join()
+
+    def _prepare(self, best: Revision) -> _Prepared:
+        """Ask optuna, write the candidate into a scratch copy of the best's files, validate
+        and snapshot it (rejections are remembered by content id). No git, no store events:
+        the foreground commits and starts it (or drops it when the best changed)."""
+        from enpire_agent_bridge.core.revisions import content_id
+
+        assert self.space is not None
+        number, sampled = self._next_proposal()
+        params = self.space.materialise(sampled)
+        if self._duplicate_of(params) is not None:
+            return _Prepared(number, params, best.id, duplicate=True)
+        hypothesis = self._hypothesis(number, best, params)
+        scratch = Path(tempfile.mkdtemp(prefix=f'.prepare-{self.config.agent_id}-',
+                                        dir=self.home))
+        try:
+            tree = scratch / 'policy'
+            shutil.copytree(self._revision_dir(best.id), tree)
+            self._write_manifest(tree, number, best, params, hypothesis)
+            try:
+                self.revisions.submit(tree, parent=best.id, now_s=self.wall(),
+                                      validate=self.validate)
+            except PolicyRejectedError as exc:
+                self._rejections[content_id(tree)[0]] = exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return _Prepared(number, params, best.id, hypothesis)
+
+    def _claim_prepared(self, best: Revision | None) -> _Prepared | None:
+        """The prepared proposal if it was built on ``best`` (else its optuna trial is
+        re-used by _next_proposal and rebuilt on the new best)."""
+        self._join_prefetch()
+        prep, self._prepared = self._prepared, None
+        if prep is None or best is None or prep.parent != best.id:
+            return None
+        return prep
+
+    def _validate_once(self, snapshot: Path) -> None:
+        """The validator, but a content already rejected ahead of time is not run again."""
+        from enpire_agent_bridge.core.revisions import content_id
+
+        known = self._rejections.get(content_id(snapshot)[0])
+        if known is not None:
+            raise known
+        self.validate(snapshot)
 
     def _propose(self, best: Revision | None) -> _Candidate | None:
         """Turn the next optuna proposal into a stored revision; None if it was settled
@@ -393,9 +507,14 @@ class BuiltinAgent:
         from enpire_agent_bridge.core.revisions import content_id
 
         assert self.space is not None and self.worktree is not None
-        number, sampled = self._next_proposal()
-        params = (dict(self.space.defaults) if best is None
-                  else self.space.materialise(sampled))
+        prep = self._claim_prepared(best)
+        hypothesis = ''
+        if prep is not None:
+            number, params, hypothesis = prep.number, dict(prep.params), prep.hypothesis
+        else:
+            number, sampled = self._next_proposal()
+            params = (dict(self.space.defaults) if best is None
+                      else self.space.materialise(sampled))
         if best is not None:
             dup = self._duplicate_of(params)
             if dup is not None:
@@ -403,12 +522,13 @@ class BuiltinAgent:
                            {'reason': f"same params as revision {dup['revision'][:12]}"})
                 self._say(f"#{number} duplicate of {dup['revision'][:12]}: re-used its result")
                 return None
-        hypothesis, sha = self._write_candidate(number, best, params)
+        hypothesis, sha = self._write_candidate(number, best, params, hypothesis)
         parent = best.id if best is not None else None
         regime = str(_read_yaml(self.worktree / 'policy.yaml').get('regime') or 'heuristic')
         try:
             rev, _created = self.revisions.submit(self.worktree, parent=parent or '',
-                                                  now_s=self.wall(), validate=self.validate)
+                                                  now_s=self.wall(),
+                                                  validate=self._validate_once)
         except PolicyRejectedError as exc:
             if best is None:
                 raise PolicyRejectedError(f'the seed policy {self.seed_policy} was rejected, so '
@@ -433,6 +553,11 @@ class BuiltinAgent:
         return _Candidate(number, rev.id, Path(rev.path), parent, hypothesis, params)
 
     # --- hooks of a fleet agent (core.fleet.FleetAgent) ---------------------------------------
+    def _batch(self, revision: str, seeds: Sequence[int], missing: list[int]) -> list[int]:
+        """Which of the ``missing`` seeds of ``revision`` to run now (all of them alone; a
+        fleet splits the revisions every agent runs, the baseline, between the cells)."""
+        return missing
+
     def _on_kept(self, cand: _Candidate) -> None:
         """Called when a candidate becomes the best (a fleet agent pushes its branch)."""
 
@@ -470,6 +595,8 @@ class BuiltinAgent:
         stages = cfg.stages
         result: dict[str, Any] = {}
         decision = 'revert'
+        # The next proposal is prepared while this candidate's trials run (pipelining).
+        self._start_prefetch(best)
         if best is None:
             seeds = self.tuning_seeds[:stages[1]]
             self._ensure(cand.revision, seeds)
@@ -498,6 +625,7 @@ class BuiltinAgent:
                     continue
                 decision = 'revert'
                 break
+        self._join_prefetch()  # optuna is told below: the ask of the next one comes first
         self._settle(cand, best, decision, result)
 
     def _compare(self, best: str | None, cand: str, seeds: Sequence[int]) -> dict[str, Any]:
@@ -654,7 +782,7 @@ class BuiltinAgent:
             'budget_s': self.config.budget_s, 'resumed': resumed})
         if resumed:
             self._say(f'resuming experiment {self.exp} from the store')
-        n_run = 0
+        self._n_run = 0
         stop = 'budget'
         try:
             while True:
@@ -675,10 +803,10 @@ class BuiltinAgent:
                 if best is not None and self._gate(best):
                     self._evaluate(self._start_evaluation(best))
                     continue
-                if self.config.max_candidates and n_run >= self.config.max_candidates:
+                if self.config.max_candidates and self._n_run >= self.config.max_candidates:
                     stop = 'max_candidates'
                     break
-                n_run += 1
+                self._n_run += 1
                 cand = self._borrow(best) or self._propose(best)
                 if cand is not None:
                     self._try(cand)
@@ -688,6 +816,10 @@ class BuiltinAgent:
             stop = 'eval_seeds_exhausted'
         except _Stopped:
             stop = 'stopped'
+        finally:
+            # A prepared but unstarted proposal stays an asked optuna trial: a resumed run
+            # re-uses its params (_next_proposal).
+            self._join_prefetch()
         self._event(AGENT_STOPPED, {'stop_reason': stop})
         # 'stopped' (budget, seeds, signal) is resumable: the same command continues it.
         self.store.set_experiment_status(self.exp, 'done' if stop == 'goal' else 'stopped')

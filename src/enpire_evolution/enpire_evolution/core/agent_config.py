@@ -41,6 +41,9 @@ class BuiltinAgentConfig:
         study_url: optuna storage: empty = a journal file under ENPIRE_HOME/optuna/, or an
             RDB URL (e.g. the fleet's PostgreSQL) for optuna's RDBStorage.
         max_stalls: consecutive trial runs that record nothing before the agent gives up.
+        pipeline: prepare (ask, write, validate, snapshot) the next candidate in a background
+            thread while the current one's trials run, so the cell does not wait for the
+            agent (see :mod:`core.agent`); False = strictly one step after another.
     """
 
     task: str = 'push_t'
@@ -64,6 +67,7 @@ class BuiltinAgentConfig:
     search_overrides: Mapping[str, Any] = field(default_factory=dict)
     study_url: str = ''
     max_stalls: int = 2
+    pipeline: bool = True
 
     def __post_init__(self) -> None:
         require(bool(self.task), 'task', self.task, 'must name a task')

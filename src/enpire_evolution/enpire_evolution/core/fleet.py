@@ -24,11 +24,16 @@ they occupied the cell), and the fleet mean. :class:`GpuSampler` reads NVML when
 A lost cell (its port raises :class:`~enpire_common.errors.CellUnavailableError` or a timeout)
 stops only its agent: :class:`GuardedTrialsPort` stores the trial that was running as
 ``aborted`` (void: excluded from statistics) and the agent's stop reason names the cell and
-the error; the other agents go on.
+the error; the other agents go on. A cell whose rollout still answers but whose trials keep
+ending void (``aborted`` / ``reset_failed``: its sim node died and does not come back, its
+reset server is gone...) is lost too, after ``max_void_trials`` in a row, so its agent stops
+with a clear reason instead of burning its budget on void trials. A single dead-and-respawned
+cell node (fleet_sim.launch.yaml respawns it) costs one aborted trial and the agent goes on.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,9 +66,16 @@ from enpire_evolution.core.agent_config import BuiltinAgentConfig
 from enpire_evolution.core.branches import GitError, PolicyWorkspace
 from enpire_evolution.core.recipes import write_recipe
 from enpire_evolution.core.store import ExperimentStore, Revision, Trial
-from enpire_evolution.core.trials_port import TrialOutcome, TrialsPort
+from enpire_evolution.core.trials_port import VOID_OUTCOMES, TrialOutcome, TrialsPort
 
 MAX_CELLS = 4  # fleet_sim.launch.yaml starts 1 to 4 cells
+#: Event stored at the end of each fleet run: its MRU per cell and mean (with how it was
+#: computed), its cells' status and the GPU figure; the report lists one row per run.
+FLEET_RUN = 'fleet_run'
+MRU_HOW = ('per cell: union of its trials\' started_at..ended_at intervals (reset + run + '
+           'verify + record, aborted trials included) / the fleet run\'s wall span (all agents '
+           'started -> all agents stopped; launch start-up excluded); fleet MRU = mean over '
+           'cells')
 REMOTE = 'origin'
 
 
@@ -110,14 +122,21 @@ class GuardedTrialsPort:
         store: where the aborted trial is stored.
         cell: the cell's id (stored on the trial).
         wall: epoch seconds (start and end of the aborted trial).
+        max_void_trials: this many void trials (aborted / reset_failed) in a row on the cell,
+            across runs, make it lost (CellUnavailableError after the run); 0 = never.
     """
 
     def __init__(self, port: TrialsPort, store: ExperimentStore, cell: str,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, max_void_trials: int = 4) -> None:
+        if max_void_trials < 0:
+            raise ConfigError(f'max_void_trials={max_void_trials}: must be >= 0 (0 = never '
+                              'call a cell lost for void trials)')
         self.port = port
         self.store = store
         self.cell = cell
         self.wall = wall
+        self.max_void_trials = max_void_trials
+        self._void: list[TrialOutcome] = []
 
     def run(self, *, experiment_id: str, revision_id: str, revision_dir: Path,
             seeds: Sequence[int], max_wall_time_s: float = 0.0,
@@ -128,18 +147,28 @@ class GuardedTrialsPort:
         def seen(t: TrialOutcome) -> None:
             done.append(int(t.seed))
             last_end[0] = self.wall()
+            self._void = [*self._void, t] if t.outcome in VOID_OUTCOMES else []
             if on_trial is not None:
                 on_trial(t)
 
         try:
-            return self.port.run(experiment_id=experiment_id, revision_id=revision_id,
-                                 revision_dir=revision_dir, seeds=seeds,
-                                 max_wall_time_s=max_wall_time_s, on_trial=seen)
+            out = self.port.run(experiment_id=experiment_id, revision_id=revision_id,
+                                revision_dir=revision_dir, seeds=seeds,
+                                max_wall_time_s=max_wall_time_s, on_trial=seen)
         except (CellUnavailableError, EnpireTimeoutError) as exc:
             open_seeds = [int(s) for s in seeds if int(s) not in done]
             if open_seeds:
                 self._abort(experiment_id, revision_id, open_seeds[0], last_end[0], exc)
             raise
+        if self.max_void_trials and len(self._void) >= self.max_void_trials:
+            void, self._void = self._void, []
+            raise CellUnavailableError(
+                f'cell {self.cell} lost: its last {len(void)} trials ended void ('
+                + ', '.join(sorted({t.outcome for t in void}))
+                + f'; last: {_first_line(void[-1].reason)[:300]}); check its nodes '
+                f'(enpire doctor, the launch log), restart the cell and run the same command '
+                'to resume')
+        return out
 
     def _abort(self, experiment: str, revision: str, seed: int, started_at: float,
                exc: EnpireError) -> None:
@@ -180,6 +209,10 @@ class FleetAgent(BuiltinAgent):
             raise ConfigError(f'borrow_margin={borrow_margin}: must be >= 1 success (a tie '
                               'is no reason to switch ideas)')
         self.peers = tuple(p for p in peers if p != self.config.agent_id)
+        team = sorted({*self.peers, self.config.agent_id})
+        self._rank, self._team_size = team.index(self.config.agent_id), len(team)
+        #: Revisions every agent of the fleet runs (the seed policy, its baseline).
+        self._shared: set[str] = set()
         self.stop_event = stop_event or threading.Event()
         self.borrow_margin = borrow_margin
         self.remote = remote
@@ -190,6 +223,31 @@ class FleetAgent(BuiltinAgent):
 
     def _stopped(self) -> bool:
         return self.stop_event.is_set()
+
+    def _try(self, cand: _Candidate) -> None:
+        if cand.parent is None:  # the baseline: the same revision (content id) for everyone
+            self._shared.add(cand.revision)
+        super()._try(cand)
+
+    def _batch(self, revision: str, seeds: Sequence[int], missing: list[int]) -> list[int]:
+        """Split a revision every agent runs (the baseline) between the cells: this agent's
+        share of ``seeds`` first, then, one trial at a time (rechecking the store in between),
+        whatever no peer has recorded yet. Trials are shared through the store: a seed any
+        cell ran counts for everyone (common random numbers), so the fleet's baseline costs
+        each cell 1/N of it instead of all of it, and no cell waits for another."""
+        if revision not in self._shared or self._team_size < 2:
+            return missing
+        share = math.ceil(len(seeds) / self._team_size)
+        mine = set(seeds[self._rank * share:(self._rank + 1) * share])
+        first = [s for s in missing if s in mine]
+        if first:
+            return first
+        # After its share: the peers' seeds that are still missing, starting with the next
+        # peer's last ones (the least likely to be running there right now).
+        order = {s: i for i, s in enumerate(seeds)}
+        start = ((self._rank + 2) * share - 1) % len(seeds)
+        rest = sorted(missing, key=lambda s: (start - order[s]) % len(seeds))
+        return rest[:1]
 
     def _has_remote(self) -> bool:
         return self.remote in self.workspace.git('remote').split()
@@ -323,8 +381,7 @@ def fleet_mru(store: ExperimentStore, experiment: str, cells: Sequence[str],
     return {'per_cell': summary.per_cell, 'mean': summary.mean,
             'span_s': max(0.0, span_end_s - span_start_s),
             'trials_per_cell': {c: len(v) for c, v in sorted(intervals.items())},
-            'how': 'per cell: union of trial started_at..ended_at intervals / fleet run wall '
-                   'span; mean over cells'}
+            'how': MRU_HOW}
 
 
 class GpuSampler:
@@ -396,6 +453,9 @@ class FleetResult:
     best: dict[str, Any] = field(default_factory=dict)
     borrowed: list[dict[str, Any]] = field(default_factory=list)
     recipe_path: str = ''
+    #: Per cell over this run: status ('ok', or 'lost' / 'error' / 'crashed' with the agent's
+    #: error), trials, aborted trials and the last abort's reason.
+    cells: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -414,6 +474,7 @@ class Fleet:
         clocks: one budget clock per agent, or one shared (default the system clock).
         walls: one epoch-seconds function per agent, or one shared (default time.time).
         borrow_margin: see :class:`FleetAgent`.
+        max_void_trials: see :class:`GuardedTrialsPort`.
         Others: as :class:`BuiltinAgent`.
     """
 
@@ -424,7 +485,7 @@ class Fleet:
                  clocks: Clock | Sequence[Clock] | None = None,
                  walls: Callable[[], float] | Sequence[Callable[[], float]] | None = None,
                  log: LogFn | None = None, borrow_margin: int = 1,
-                 **agent_kwargs: Any) -> None:
+                 max_void_trials: int = 4, **agent_kwargs: Any) -> None:
         n = len(ports)
         if not 1 <= n <= MAX_CELLS:
             raise ConfigError(f'a fleet needs 1 to {MAX_CELLS} cells (one trials port each), '
@@ -447,7 +508,7 @@ class Fleet:
             prefix = f'[{cfg.branch}@{cfg.cell}] '
             self.agents.append(FleetAgent(
                 cfg, store, revisions, workspace,
-                GuardedTrialsPort(ports[i], store, cfg.cell, wall_list[i]),
+                GuardedTrialsPort(ports[i], store, cfg.cell, wall_list[i], max_void_trials),
                 home=home, seed_policy=seed_policy, clock=clock_list[i], wall=wall_list[i],
                 log=lambda line, p=prefix: self.log(p + line), peers=ids,
                 stop_event=self.stop_event, borrow_margin=borrow_margin, **agent_kwargs))
@@ -506,8 +567,12 @@ class Fleet:
         gpu_stats = gpu.stop()
         recipe = write_recipe(self.store, self.experiment, self.config.task,
                               self.home / 'recipes')
-        return self.summarise(outs, start_wall, end_wall, time.monotonic() - t0, gpu_stats,
-                              recipe)
+        result = self.summarise(outs, start_wall, end_wall, time.monotonic() - t0, gpu_stats,
+                                recipe)
+        self.store.add_event(self.experiment, FLEET_RUN, end_wall, {
+            'cells': self.cells, 'span': [start_wall, end_wall], 'mru': result.mru,
+            'gpu': result.gpu, 'cell_status': result.cells, 'goal_met': result.goal_met})
+        return result
 
     def summarise(self, outs: Sequence[dict[str, Any]], start_wall: float, end_wall: float,
                   wall_time_s: float, gpu: dict[str, Any], recipe: Path | None = None
@@ -535,10 +600,24 @@ class Fleet:
         borrowed = [{'revision': r.id, 'branch': r.branch, 'origin': r.origin,
                      'status': r.status}
                     for r in self.store.revisions(self.experiment) if r.origin]
+        in_span = [t for t in self.store.trials_for(self.experiment)
+                   if t.ended_at >= start_wall and t.started_at <= end_wall]
+        cells = []
+        for row in agents:
+            mine = [t for t in in_span if t.cell == row['cell']]
+            aborted = sorted((t for t in mine if t.outcome == 'aborted'),
+                             key=lambda t: t.ended_at)
+            stop = row['stop_reason']
+            status = {'cell_lost': 'lost', 'error': 'error', 'crashed': 'crashed'}.get(stop,
+                                                                                      'ok')
+            cells.append({'cell': row['cell'], 'agent': row['agent'], 'status': status,
+                          'trials': len(mine), 'aborted': len(aborted),
+                          'last_aborted_reason': aborted[-1].reason if aborted else '',
+                          'error': row['error']})
         return FleetResult(
             experiment=self.experiment, task=self.config.task,
             goal_met=any(a['goal_met'] for a in agents), agents=agents,
             mru=fleet_mru(self.store, self.experiment, self.cells, start_wall, end_wall),
             gpu=gpu, wall_time_s=wall_time_s,
             n_trials=self.store.count_trials(self.experiment), best=best, borrowed=borrowed,
-            recipe_path=str(recipe or ''))
+            recipe_path=str(recipe or ''), cells=cells)

@@ -123,6 +123,12 @@ def build_report(store: ExperimentStore, experiment: str,
     span = ((min(t.started_at for t in trials), max(t.ended_at for t in trials))
             if trials else (t0, t0))
     mru = metrics.mru_by_cell(intervals, *span)
+    # Fleet runs store their own MRU over each run's wall span (core.fleet.FLEET_RUN).
+    fleet_runs = [{'t_s': e.ts - t0, 'span_s': e.data['span'][1] - e.data['span'][0],
+                   'per_cell': e.data['mru']['per_cell'], 'mean': e.data['mru']['mean'],
+                   'how': e.data['mru'].get('how', ''),
+                   'cells': e.data.get('cell_status', [])}
+                  for e in store.events(experiment, 'fleet_run')]
 
     trial_rows = []
     for t in trials:
@@ -146,7 +152,11 @@ def build_report(store: ExperimentStore, experiment: str,
         'branches': branch_rows,
         'idea_tree': {'lanes': lanes, 'nodes': nodes, 'edges': edges},
         'mru': {'span_s': [span[0] - t0, span[1] - t0], 'per_cell': mru.per_cell,
-                'mean': mru.mean},
+                'mean': mru.mean,
+                'how': 'per cell: union of its trials\' started_at..ended_at intervals / the '
+                       'experiment\'s trial span (first trial start to last trial end, '
+                       'across runs); mean over cells',
+                'fleet_runs': fleet_runs},
         'revisions': table,
         'trials': trial_rows,
     }
@@ -357,6 +367,19 @@ def render_html(report: dict[str, Any], out_path: str | Path, *,
     parts.append('<h2>Machine utilisation (MRU)</h2>')
     parts.append(_svg_bars({**report['mru']['per_cell'], 'mean': report['mru']['mean']},
                            'fraction of wall time executing trials'))
+    parts.append(f'<p class="muted">{_E(report["mru"].get("how", ""))}</p>')
+    runs = report['mru'].get('fleet_runs') or []
+    if runs:
+        cells = sorted({c for r in runs for c in r['per_cell']})
+        parts.append('<h3>Fleet runs</h3>')
+        parts.append(_table(
+            ['run', 'wall span s', *[f'MRU {c}' for c in cells], 'fleet MRU', 'cells lost'],
+            [[str(i + 1), f"{r['span_s']:.0f}",
+              *[_fmt(r['per_cell'].get(c, 0.0)) for c in cells], _fmt(r['mean']),
+              _E(', '.join(f"{c['cell']} ({c['status']})" for c in r['cells']
+                           if c.get('status') != 'ok') or '-')]
+             for i, r in enumerate(runs)], 'fleet_runs'))
+        parts.append(f'<p class="muted">{_E(runs[-1]["how"])}</p>')
 
     parts.append('<h2>Revisions</h2>')
     parts.append(_table(
