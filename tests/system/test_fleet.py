@@ -1,7 +1,11 @@
 """System tests of the fleet: `enpire improve --cells 2` on real sim cells (embedded launcher).
 
-* one cell's rollout node SIGKILLed mid-run: its agent stops with a clear message and its open
-  trial is stored as aborted; the other cell's agent keeps running trials to its budget;
+* one cell's sim node (push_t_cell) SIGKILLed mid-trial: the fleet launch stays up (the node
+  is respawned inside its cell), the open trial ends `aborted` (store, trial.json and the
+  command's result), the other cell keeps running trials and the fleet finishes;
+* all of one cell's nodes SIGKILLed mid-run (rollout included): its agent stops with a clear
+  message and its open trial is stored as aborted; the other cell's agent keeps running
+  trials to its budget;
 * two "hosts" (two `enpire up` processes, one cell each, same ROS_DOMAIN_ID) form one fleet
   that `enpire improve --cells 2` drives without starting anything.
 
@@ -93,6 +97,35 @@ def _wait_ready(cell: str, host: subprocess.Popen, timeout_s: float) -> None:
         client.close()
 
 
+def _wait_for_steps(cell: str, n: int, proc: subprocess.Popen, timeout_s: float) -> None:
+    """Wait until ``/<cell>/state`` has published ``n`` more messages (the cell is stepping)."""
+    import threading
+
+    from rclpy.qos import qos_profile_sensor_data
+
+    from enpire_common.testing import RosHarness
+    from enpire_interfaces.msg import StateVector
+
+    seen = {'n': 0}
+    enough = threading.Event()
+
+    def on_state(_msg: Any) -> None:
+        seen['n'] += 1
+        if seen['n'] >= n:
+            enough.set()
+
+    ros = RosHarness(num_threads=1)
+    try:
+        node = ros.node('fleet_test_state_probe', namespace=f'/{cell}')
+        node.create_subscription(StateVector, 'state', on_state, qos_profile_sensor_data)
+        end = time.monotonic() + timeout_s
+        while not enough.wait(1.0):
+            assert proc.poll() is None, f'the command exited ({proc.returncode})'
+            assert time.monotonic() < end, f'/{cell}/state: {seen["n"]}/{n} in {timeout_s} s'
+    finally:
+        ros.close()
+
+
 def _kill_orphans(home: Path) -> int:
     """SIGKILL leftover processes of this test (named by its home); returns how many."""
     import psutil
@@ -119,16 +152,62 @@ def _store(home: Path) -> Any:
     return ExperimentStore.open(home)
 
 
-def test_killing_one_cells_rollout_stops_only_its_agent_and_the_fleet_finishes(
+def test_killing_one_cells_sim_node_aborts_its_trial_and_the_fleet_goes_on(
         tmp_path: Path) -> None:
     log = tmp_path / 'improve.log'
     proc = _enpire('improve', '--cells', '2', '--budget-min', '1.5', '--goal-consecutive', '5',
                    '--no-report', '--json', '--home', str(tmp_path), home=tmp_path, log=log)
     try:
         _wait_for_line(log, '[agent-1@cell_1]', proc, 150.0)   # cell_1 ran its first trial
-        rollout = _node_pid(proc.pid, 'enpire_rollout', 'rollout', '/cell_1')
+        # Mid-episode (not in a reset): once cell_1's next episode is stepping.
+        _wait_for_steps('cell_1', 10, proc, 90.0)
+        sim = _node_pid(proc.pid, 'enpire_sim', 'push_t_cell', '/cell_1')
         killed_at = time.time()
-        os.kill(rollout, signal.SIGKILL)
+        os.kill(sim, signal.SIGKILL)
+        result = _result(proc, 240.0)
+    finally:
+        _stop(proc)
+        _kill_orphans(tmp_path)
+    text = log.read_text()
+    assert proc.returncode == 1, text[-3000:]   # budget, goal not met: the fleet finished
+    launch = (tmp_path / 'logs' / 'launch-fleet.log').read_text()
+    assert 'exited cell_1/push_t_cell' in launch and 'respawning' in launch, launch[-3000:]
+    assert 'shutting down (required node' not in launch
+    with _store(tmp_path) as store:
+        trials = store.trials_for(result['experiment'])
+    # The trial that was running on cell_1 when its cell died is aborted...
+    open_trial = [t for t in trials if t.cell == 'cell_1' and t.started_at <= killed_at
+                  and t.ended_at >= killed_at]
+    assert [t.outcome for t in open_trial] == ['aborted'], \
+        [(t.cell, t.seed, t.outcome, t.reason) for t in trials]
+    (dead,) = open_trial
+    # ... on disk too (trial.json of its record), and in the command's result.
+    record = json.loads((Path(dead.record_dir) / 'trial.json').read_text())
+    assert record['outcome'] == 'aborted', record
+    cells = {c['cell']: c for c in result['cells']}
+    assert cells['cell_1']['aborted'] >= 1 and cells['cell_1']['last_aborted_reason']
+    assert 'cell_1: ' in text and 'aborted' in text
+    # cell_0 went on running trials after cell_1's sim node died, and no trial of it was lost.
+    assert any(t.cell == 'cell_0' and t.started_at > killed_at for t in trials)
+    assert not [t for t in trials if t.cell == 'cell_0' and t.outcome == 'aborted'
+                and t.started_at <= killed_at <= t.ended_at]
+    assert result['agents'][0]['stop_reason'] == 'budget', result['agents']
+
+
+def test_killing_all_of_one_cells_nodes_stops_only_its_agent_and_the_fleet_finishes(
+        tmp_path: Path) -> None:
+    log = tmp_path / 'improve.log'
+    proc = _enpire('improve', '--cells', '2', '--budget-min', '1.5', '--goal-consecutive', '5',
+                   '--no-report', '--json', '--home', str(tmp_path), home=tmp_path, log=log)
+    try:
+        _wait_for_line(log, '[agent-1@cell_1]', proc, 150.0)   # cell_1 ran its first trial
+        pids = [_node_pid(proc.pid, pkg, exe, '/cell_1') for pkg, exe in (
+            ('enpire_rollout', 'rollout'), ('enpire_sim', 'push_t_cell'),
+            ('enpire_reset', 'reset_server'), ('enpire_reward', 'verifier'),
+            ('enpire_rollout', 'safety_supervisor'), ('enpire_rollout', 'recorder'))]
+        killed_at = time.time()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
         result = _result(proc, 240.0)
     finally:
         _stop(proc)

@@ -595,8 +595,10 @@ class BuiltinAgent:
         stages = cfg.stages
         result: dict[str, Any] = {}
         decision = 'revert'
-        # The next proposal is prepared while this candidate's trials run (pipelining).
-        self._start_prefetch(best)
+        # The next proposal is prepared while this candidate's trials run (pipelining). The
+        # baseline is always kept, so the one after it is built on the baseline itself.
+        self._start_prefetch(best if best is not None
+                             else self.store.revision(self.exp, cand.revision))
         if best is None:
             seeds = self.tuning_seeds[:stages[1]]
             self._ensure(cand.revision, seeds)
@@ -729,6 +731,8 @@ class BuiltinAgent:
         cfg = self.config
         rev, first = data['revision'], int(data['first_seed'])
         lo, hi = self.task.evaluation_seeds
+        # A failed evaluation goes back to the search: its next proposal is made meanwhile.
+        self._start_prefetch(self._best())
         while True:
             streak, failed, trials = self._streak(rev, first)
             goal_met = streak >= cfg.goal_consecutive
