@@ -35,6 +35,7 @@ calibration renders).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -45,6 +46,7 @@ from enpire_common.tasks import ViewSpec
 from enpire_reward.core import geometry
 from enpire_reward.core.phase_correction import default_correction
 from enpire_reward.core.ports import Estimate, Segmentation
+from enpire_reward.core.synthesis import SynthesisRefiner
 
 BACKEND_ID = 'opencv-v1'
 
@@ -99,6 +101,8 @@ class OpenCvConfig:
     corner_px: float = 1.0
     phase_correction: bool = True
     success_margin: float = 0.002
+    synthesis_band: float = 0.015
+    synthesis_margin: float = 0.0
 
     def __post_init__(self) -> None:
         require(4 <= self.lut_bits <= 7, 'lut_bits', self.lut_bits, 'must be in 4..7')
@@ -113,6 +117,10 @@ class OpenCvConfig:
         require(self.max_iterations >= 1, 'max_iterations', self.max_iterations, 'must be >= 1')
         require(0.0 <= self.success_margin < 0.05, 'success_margin', self.success_margin,
                 'must be in [0, 0.05)')
+        require(0.0 <= self.synthesis_band <= 0.2, 'synthesis_band', self.synthesis_band,
+                'must be in [0, 0.2] (score units; 0 disables analysis by synthesis)')
+        require(0.0 <= self.synthesis_margin < 0.05, 'synthesis_margin',
+                self.synthesis_margin, 'must be in [0, 0.05)')
 
 
 # --- colour unmixing -----------------------------------------------------------------------
@@ -220,6 +228,14 @@ class ColorSegmenter:
         weight = 1.0 - cv2.dilate(occluded, self._kernel).astype(np.float32)
         return Segmentation(True, (x0, y0, x1, y1), alpha, weight)
 
+    def occluded(self, rgb: np.ndarray) -> np.ndarray:
+        """Bool mask of the pixels of ``rgb`` (h, w, 3) that blend with an occluder."""
+        s = self._shift
+        bits = self.config.lut_bits
+        idx = ((rgb[..., 0] >> s).astype(np.int32) << (2 * bits)) \
+            | ((rgb[..., 1] >> s).astype(np.int32) << bits) | (rgb[..., 2] >> s)
+        return self._lut[idx] == _OCCLUDED
+
 
 def view_scale(view: ViewSpec) -> float:
     """View px per workspace px (the square root of the affine map's determinant)."""
@@ -247,12 +263,22 @@ class OpenCvTEstimator:
     backend_id = BACKEND_ID
 
     def __init__(self, config: OpenCvConfig | None = None,
-                 segmenter: ColorSegmenter | None = None) -> None:
+                 segmenter: ColorSegmenter | None = None,
+                 goal_pose: Sequence[float] | None = None, threshold: float | None = None,
+                 camera_models: Mapping[str, object | None] | None = None) -> None:
         self.config = config or OpenCvConfig()
         self.segmenter = segmenter or ColorSegmenter(self.config)
         self._centroid = _render_centroid_body(self.config.dilation_px)
         #: Read by VisionVerifier: success iff score > threshold + success_margin.
         self.success_margin = float(self.config.success_margin)
+        self.goal_pose = None if goal_pose is None else tuple(float(g) for g in goal_pose)
+        self.threshold = None if threshold is None else float(threshold)
+        # Analysis by synthesis per view, where the view has a forward camera model.
+        self._refiners: dict[str, SynthesisRefiner] = {}
+        if self.goal_pose is not None and self.threshold is not None:
+            for name, model in (camera_models or {}).items():
+                if model is not None:
+                    self._refiners[name] = SynthesisRefiner(model)
 
     def estimate(self, image: np.ndarray, view: ViewSpec) -> Estimate:
         """Segment, initialise from moments, refine; pose in workspace px and radians."""
@@ -297,7 +323,21 @@ class OpenCvTEstimator:
         pose_t = (float(best[0]), float(best[1]), geometry.wrap_angle(float(best[2])))
         if cfg.phase_correction:
             pose_t = default_correction().correct(pose_t, view_scale(view))
-        return Estimate(True, pose_t, confidence, seg, detail=f'fit residual {best_r:.3f}')
+        detail = f'fit residual {best_r:.3f}'
+        margin = None  # the calibrated success_margin of the analytic fit
+        refiner = self._refiners.get(view.name)
+        if refiner is not None and cfg.synthesis_band > 0.0:
+            assert self.goal_pose is not None and self.threshold is not None
+            fit_score = geometry.coverage(pose_t, self.goal_pose)
+            if abs(fit_score - self.threshold) <= cfg.synthesis_band:
+                res = refiner.refine(pose_t, image, self.segmenter.occluded)
+                if res is not None and res.exact:
+                    pose_t = (res.pose[0], res.pose[1], geometry.wrap_angle(res.pose[2]))
+                    margin = cfg.synthesis_margin
+                if res is not None:
+                    detail += (f'; synthesis: {"exact" if res.exact else "no exact"} match '
+                               f'after {res.rendered} render(s), mismatch {res.mismatch:.2f}')
+        return Estimate(True, pose_t, confidence, seg, detail=detail, success_margin=margin)
 
 
 def _side_growth(theta: float, radius: float) -> np.ndarray:

@@ -104,13 +104,18 @@ class Segmentation:
 
 @dataclass(frozen=True)
 class Estimate:
-    """What a backend sees in one view: the object's pose and the fit quality."""
+    """What a backend sees in one view: the object's pose and the fit quality.
+
+    ``success_margin``, when not None, replaces the backend's calibrated margin for this
+    estimate (e.g. 0 when the pose is the Bayes estimate of an exact image match).
+    """
 
     found: bool
     pose: tuple[float, float, float] | None = None
     confidence: float = 0.0
     segmentation: Segmentation | None = None
     detail: str = ''
+    success_margin: float | None = None
 
 
 @runtime_checkable

@@ -70,11 +70,15 @@ def make_verifier(backend_id: str, task: TaskSpec, views: Sequence[str] | None =
 
 
 def _opencv_factory(task: TaskSpec) -> PoseEstimator:
+    from enpire_reward.core.camera_model import make_camera_model, view_camera_model_name
     from enpire_reward.core.opencv_backend import OpenCvTEstimator
 
     if task.name != 'push_t' and not task.id.startswith('push_t'):
         raise ConfigError(f"backend 'opencv-v1' judges Push-T only, not task '{task.name}'")
-    return OpenCvTEstimator()
+    models = {name: make_camera_model(view_camera_model_name(task, name), task, view)
+              for name, view in task.views.items()}
+    return OpenCvTEstimator(goal_pose=task.goal_pose, threshold=task.success_threshold,
+                            camera_models=models)
 
 
 register_backend('opencv-v1', _opencv_factory,

@@ -131,9 +131,12 @@ class VisionVerifier:
     def _success(self, est: Estimate, score: float) -> tuple[bool, float, str]:
         if not est.found:
             return False, self.threshold, est.detail
-        ok = score > self.threshold + self.success_margin
+        m = self.success_margin if est.success_margin is None else est.success_margin
+        ok = score > self.threshold + m
         rel = '>' if ok else '<='
-        margin = f' + margin {self.success_margin:g}' if self.success_margin else ''
+        margin = f' + margin {m:g}' if m else ''
+        if est.success_margin is not None:  # the backend says why this estimate's margin
+            margin += f' ({est.detail})'
         return ok, self.threshold, f'coverage {score:.4f} {rel} {self.threshold:.2f}{margin}'
 
     def _reset(self, est: Estimate, score: float, expected: Sequence[float] | None

@@ -1,0 +1,261 @@
+"""Forward camera models: render what a camera would see for a hypothesised object pose.
+
+A *camera model* lets a backend compare the observed image with the image a candidate pose
+would produce (analysis by synthesis). It is part of the view's configuration in the task
+contract (``views.<name>.camera_model``), never guessed:
+
+- ``none``: no forward model (real cameras; the backend uses its analytic fit alone).
+- ``gym-pusht-pygame``: gym-pusht's top camera. gym-pusht draws the scene with pygame at
+  512 x 512 px from corners rounded to whole pixels (pymunk's ``to_pygame``): each of the T's
+  two rectangles is a filled polygon in the block's light colour, then each edge a 4 px
+  ``pygame.draw.lines`` stroke, a polygon widened by whole-pixel offsets and two radius-2
+  circles (gym-pusht's ``DrawOptions``); the goal is a LightGreen polygon under it and the
+  walls are fat segments. ``cv2.resize`` (bilinear) then maps 512 -> 480 px. That image is a
+  deterministic function of the 8 rounded corners, so this model reproduces it bit for bit
+  from those corners: see :class:`PushTPygameCamera`.
+
+The model knows only what the camera and the task contract define (the renderer, the goal
+pose from the task, the T's geometry, the static walls of the scene): never the simulator's
+state. Models are looked up by name in :data:`CAMERA_MODELS`
+(:func:`register_camera_model` adds one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_common.tasks import TaskSpec, ViewSpec
+from enpire_reward.core import geometry
+
+CAMERA_MODEL_NONE = 'none'
+CAMERA_MODEL_PUSHT = 'gym-pusht-pygame'
+
+#: gym-pusht's colours (pygame names), RGB.
+_LIGHT_GREEN = (144, 238, 144)
+_LIGHT_GRAY = (211, 211, 211)
+_SLATE = (119, 136, 153)          # LightSlateGray: the block's border
+_SLATE_LIGHT = (143, 163, 184)    # round(1.2 x LightSlateGray): the block's fill
+#: The static walls of gym-pusht's table: (a, b, radius) in workspace px.
+_WALLS = (((5, 506), (5, 5), 2.0), ((5, 5), (506, 5), 2.0), ((506, 5), (506, 506), 2.0),
+          ((5, 506), (506, 506), 2.0))
+#: Render size of gym-pusht (workspace px = render px).
+_RENDER_PX = 512
+
+
+def _pygame():
+    os.environ.setdefault('PYGAME_HIDE_SUPPORT_PROMPT', '1')
+    import pygame  # a dependency of gym-pusht; drawing on a plain Surface needs no display
+
+    return pygame
+
+
+def t_corners(poses: np.ndarray) -> np.ndarray:
+    """World corners of the T for an (N, 3) pose array: (N, 2, 4, 2) float64.
+
+    Same arithmetic as Chipmunk's ``cpTransformPoint`` (``cos * x - sin * y + tx``) in
+    pymunk's vertex order (gym-pusht's ``add_tee``: bar, then stem).
+    """
+    poses = np.atleast_2d(np.asarray(poses, dtype=np.float64))
+    c = np.cos(poses[:, 2])[:, None, None]
+    s = np.sin(poses[:, 2])[:, None, None]
+    body = np.stack(geometry.RECTS)  # (2, 4, 2)
+    bx, by = body[..., 0][None], body[..., 1][None]
+    x = c * bx - s * by + poses[:, 0][:, None, None]
+    y = s * bx + c * by + poses[:, 1][:, None, None]
+    return np.stack([x, y], axis=-1)
+
+
+def round_half_even(v: np.ndarray) -> np.ndarray:
+    """Python's ``round`` (what ``to_pygame`` applies) for arrays: half to even."""
+    return np.rint(v).astype(np.int64)
+
+
+class _FatSegmentDrawer:
+    """gym-pusht's ``DrawOptions.draw_fat_segment`` with integer (rounded) end points."""
+
+    def __init__(self, pygame) -> None:
+        self.pg = pygame
+
+    def draw(self, surface, p1: tuple[int, int], p2: tuple[int, int], radius: float,
+             color: tuple[int, int, int]) -> None:
+        pg = self.pg
+        r = round(max(1, radius * 2))
+        pg.draw.lines(surface, color, False, [p1, p2], r)
+        if r > 2:
+            orthog = [abs(p2[1] - p1[1]), abs(p2[0] - p1[0])]
+            if orthog[0] == 0 and orthog[1] == 0:
+                return
+            scale = radius / (orthog[0] * orthog[0] + orthog[1] * orthog[1]) ** 0.5
+            orthog[0] = round(orthog[0] * scale)
+            orthog[1] = round(orthog[1] * scale)
+            points = [(p1[0] - orthog[0], p1[1] - orthog[1]),
+                      (p1[0] + orthog[0], p1[1] + orthog[1]),
+                      (p2[0] + orthog[0], p2[1] + orthog[1]),
+                      (p2[0] - orthog[0], p2[1] - orthog[1])]
+            pg.draw.polygon(surface, color, points)
+            pg.draw.circle(surface, color, p1, round(radius))
+            pg.draw.circle(surface, color, p2, round(radius))
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A render-aligned crop: ``render`` box at 512 px and its exact ``image`` box.
+
+    Boxes are ``(x0, y0, x1, y1)``, exclusive ends. The render box is aligned to the
+    resize's period (16 px at 512 -> 480), so the image box (15 px) is computed from the
+    render box's pixels alone, bit for bit as in the full frame.
+    """
+
+    render: tuple[int, int, int, int]
+    image: tuple[int, int, int, int]
+
+
+class PushTPygameCamera:
+    """gym-pusht's top camera as a forward model (``camera_model: gym-pusht-pygame``).
+
+    Args:
+        goal_pose: the task's goal pose (drawn LightGreen under the block).
+        view: the camera view; its image must be the 512 px render resized by a rational
+            factor ``p / q`` (480 / 512 = 15 / 16), e.g. 480 x 480.
+
+    Raises:
+        ConfigError: the view is not a resize of gym-pusht's square 512 px render.
+    """
+
+    name = CAMERA_MODEL_PUSHT
+
+    def __init__(self, goal_pose: Sequence[float], view: ViewSpec) -> None:
+        (a, b, c), (d, e, f) = view.workspace_to_pixel
+        scale = view.width_px / _RENDER_PX
+        if (view.width_px != view.height_px or b or d or c or f
+                or abs(a - scale) > 1e-9 or abs(e - scale) > 1e-9):
+            raise ConfigError(
+                f"camera model '{CAMERA_MODEL_PUSHT}' needs a square view that is gym-pusht's "
+                f'512 px render resized (workspace_to_pixel = diag(s, s), s = width / 512); '
+                f"view '{view.name}' is {view.width_px} x {view.height_px} with "
+                f'{view.workspace_to_pixel}: set its camera_model to none')
+        g = math.gcd(view.width_px, _RENDER_PX)
+        #: Resize period: ``self.src_period`` render px -> ``self.dst_period`` image px.
+        self.src_period = _RENDER_PX // g
+        self.dst_period = view.width_px // g
+        self.view = view
+        self.goal_pose = tuple(float(v) for v in goal_pose)
+        self._pg = _pygame()
+        self._fat = _FatSegmentDrawer(self._pg)
+        self._background = self._render_background()
+        self._surfaces: dict[tuple[int, int], object] = {}
+
+    # --- rendering ------------------------------------------------------------------------
+    def _render_background(self):
+        """The static scene (white, goal, walls) at 512 px, as gym-pusht draws it."""
+        pg = self._pg
+        screen = pg.Surface((_RENDER_PX, _RENDER_PX))
+        screen.fill((255, 255, 255))
+        goal = round_half_even(t_corners(np.asarray([self.goal_pose]))[0])
+        for poly in goal:
+            pts = [(int(x), int(y)) for x, y in poly]
+            pg.draw.polygon(screen, _LIGHT_GREEN, [*pts, pts[0]])
+        for a, b, radius in _WALLS:
+            self._fat.draw(screen, a, b, radius, _LIGHT_GRAY)
+        return screen
+
+    def _draw_block(self, surface, corners: np.ndarray, dx: int, dy: int) -> None:
+        pg = self._pg
+        for poly in corners:
+            pts = [(int(x) - dx, int(y) - dy) for x, y in poly]
+            pg.draw.polygon(surface, _SLATE_LIGHT, [*pts, pts[0]])
+            for i in range(4):
+                self._fat.draw(surface, pts[i], pts[(i + 1) % 4], 2.0, _SLATE)
+
+    def crop_for(self, corners: np.ndarray, margin_px: int = 8) -> Crop | None:
+        """The aligned crop holding the block drawn at integer ``corners`` (2, 4, 2).
+
+        Returns None when the block (plus ``margin_px``) reaches the frame's edge, where
+        clipped strokes would not be reproduced exactly.
+        """
+        lo = corners.reshape(-1, 2).min(axis=0) - margin_px
+        hi = corners.reshape(-1, 2).max(axis=0) + margin_px + 1
+        if lo.min() < 0 or hi.max() > _RENDER_PX:
+            return None
+        p, q = self.src_period, self.dst_period
+        x0, y0 = (int(v) // p * p for v in lo)
+        x1, y1 = (-(-int(v) // p) * p for v in hi)
+        return Crop((x0, y0, x1, y1), (x0 // p * q, y0 // p * q, x1 // p * q, y1 // p * q))
+
+    def render_crop(self, corners: np.ndarray, crop: Crop) -> np.ndarray:
+        """The camera image inside ``crop.image`` with the block at integer ``corners``.
+
+        Args:
+            corners: (2, 4, 2) integer corners (bar, stem) at 512 px, as drawn.
+            crop: from :meth:`crop_for`.
+
+        Returns:
+            (h, w, 3) uint8 RGB, bit-identical to the same pixels of the full camera image
+            when no pusher is near.
+        """
+        x0, y0, x1, y1 = crop.render
+        key = (x1 - x0, y1 - y0)
+        surface = self._surfaces.get(key)
+        if surface is None:
+            surface = self._surfaces[key] = self._pg.Surface(key)
+        surface.blit(self._background, (0, 0), (x0, y0, x1 - x0, y1 - y0))
+        self._draw_block(surface, corners, x0, y0)
+        raw = np.frombuffer(self._pg.image.tobytes(surface, 'RGB'), dtype=np.uint8)
+        raw = raw.reshape(key[1], key[0], 3)
+        ix0, iy0, ix1, iy1 = crop.image
+        return cv2.resize(raw, (ix1 - ix0, iy1 - iy0))
+
+    def render_full(self, corners: np.ndarray) -> np.ndarray:
+        """The whole camera image with the block at integer ``corners`` (tests, evidence)."""
+        surface = self._background.copy()
+        self._draw_block(surface, corners, 0, 0)
+        raw = np.frombuffer(self._pg.image.tobytes(surface, 'RGB'), dtype=np.uint8)
+        raw = raw.reshape(_RENDER_PX, _RENDER_PX, 3)
+        return cv2.resize(raw, (self.view.width_px, self.view.height_px))
+
+
+CameraModelFactory = Callable[[TaskSpec, ViewSpec], object]
+
+#: Registered forward camera models by name; ``none`` has no model.
+CAMERA_MODELS: dict[str, CameraModelFactory | None] = {
+    CAMERA_MODEL_NONE: None,
+    CAMERA_MODEL_PUSHT: lambda task, view: PushTPygameCamera(task.goal_pose, view),
+}
+
+
+def register_camera_model(name: str, factory: CameraModelFactory) -> None:
+    """Add a forward camera model; ``factory(task, view)`` builds it for one view."""
+    if name in CAMERA_MODELS:
+        raise ConfigError(f"camera model '{name}' is already registered")
+    CAMERA_MODELS[name] = factory
+
+
+def view_camera_model_name(task: TaskSpec, view_name: str) -> str:
+    """``views.<view_name>.camera_model`` of the task contract (default ``none``)."""
+    raw = (task.section('views') or {}).get(view_name) or {}
+    return str(raw.get('camera_model', CAMERA_MODEL_NONE) or CAMERA_MODEL_NONE)
+
+
+def make_camera_model(name: str, task: TaskSpec, view: ViewSpec):
+    """The forward model ``name`` for ``view`` (None for ``none``).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (with a did-you-mean).
+        ConfigError: the model does not fit the view.
+    """
+    if name not in CAMERA_MODELS:
+        raise UnknownNameError('camera model', name, CAMERA_MODELS)
+    factory = CAMERA_MODELS[name]
+    return None if factory is None else factory(task, view)
+
+
+__all__ = ['CAMERA_MODELS', 'CAMERA_MODEL_NONE', 'CAMERA_MODEL_PUSHT', 'Crop',
+           'PushTPygameCamera', 'make_camera_model', 'register_camera_model',
+           'round_half_even', 't_corners', 'view_camera_model_name']
