@@ -1,4 +1,4 @@
-"""Config dataclasses of the agent bridge's policy host and checker."""
+"""Config dataclasses of the agent bridge: sandbox, policy host node, bridge node."""
 
 from __future__ import annotations
 
@@ -123,3 +123,60 @@ class PolicyHostNodeConfig:
                 'must be > 0 seconds')
         require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',
                 self.hard_deadline_factor, 'must be >= 1')
+
+
+@dataclass(frozen=True)
+class BridgeNodeConfig:
+    """Parameters of the ``agent_bridge`` node.
+
+    Attributes:
+        task: Task name (contract lookup) when ``task_file`` is empty.
+        task_file: Path of the task contract (``task.yaml``).
+        revisions_dir: Revision store root ('' = ``$ENPIRE_HOME/revisions``).
+        deadline_margin_s: Per-act deadline is ``1 / rate_hz - margin`` (< 0 = the contract's).
+        deadline_override_s: If > 0, the per-act deadline in seconds regardless of the rate.
+        switch_timeout_s: Budget of one switch (start + warm-up + first command) when the
+            request's ``timeout_s`` is <= 0.
+        first_act_timeout_s: Deadline of the first act of a freshly started host.
+        warmup_ticks: Ticks a staged revision gets to produce a valid warm-up action.
+        standby_max: Retired, healthy hosts kept running for instant switch-back / restore.
+        switch_within_tick: Switch at the current tick by replacing its command (for cells
+            that apply the latest command at their next step: real time). Ignored (next-tick
+            switches) when ``use_sim_time`` is set: a lockstep cell steps once per command.
+        max_image_age_s: Act on a state only with an image at most this much older (stamps).
+        home_position: ``"x,y"`` home target in task units ('' = the contract's ``home``, else
+            the agent position when ``home_cell`` is called).
+        log_dir: Where host stdout/stderr go ('' = ``$ENPIRE_HOME/logs/agent_bridge``).
+        sandbox: Resource limits of each host process.
+    """
+
+    task: str = 'push_t'
+    task_file: str = ''
+    revisions_dir: str = ''
+    deadline_margin_s: float = -1.0
+    deadline_override_s: float = 0.0
+    switch_timeout_s: float = 20.0
+    first_act_timeout_s: float = 5.0
+    warmup_ticks: int = 10
+    standby_max: int = 2
+    switch_within_tick: bool = True
+    max_image_age_s: float = 0.0
+    home_position: str = ''
+    log_dir: str = ''
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+    def __post_init__(self) -> None:
+        require(self.switch_timeout_s > 0, 'switch_timeout_s', self.switch_timeout_s,
+                'must be > 0 seconds')
+        require(self.first_act_timeout_s > 0, 'first_act_timeout_s', self.first_act_timeout_s,
+                'must be > 0 seconds')
+        require(self.warmup_ticks >= 1, 'warmup_ticks', self.warmup_ticks, 'must be >= 1')
+        require(self.standby_max >= 0, 'standby_max', self.standby_max, 'must be >= 0')
+        require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,
+                'must be >= 0 seconds')
+        if self.home_position:
+            try:
+                [float(v) for v in self.home_position.split(',')]
+            except ValueError:
+                require(False, 'home_position', self.home_position,
+                        'must be comma-separated numbers in task units, e.g. "256,256"')
