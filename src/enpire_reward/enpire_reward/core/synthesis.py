@@ -70,15 +70,18 @@ class SynthesisRefiner:
         camera: the view's forward model.
         window_px: half size of the per-corner scoring window (image px).
         max_passes: most search passes (each renders 10 corner sets).
+        max_renders: no single-corner moves are tried past this many renders.
         theta_range_rad: half range of the angle grid that integrates the cell.
         theta_steps: points of that grid.
     """
 
     def __init__(self, camera: PushTPygameCamera, window_px: int = 5, max_passes: int = 4,
+                 max_renders: int = 60,
                  theta_range_rad: float = 0.015, theta_steps: int = 601) -> None:
         self.camera = camera
         self.window_px = int(window_px)
         self.max_passes = int(max_passes)
+        self.max_renders = int(max_renders)
         self.theta_range_rad = float(theta_range_rad)
         self.theta_steps = int(theta_steps)
         self._kernel = np.ones((9, 9), np.uint8)
@@ -113,7 +116,8 @@ class SynthesisRefiner:
             valid = np.where(occ == 0, 255, 0).astype(np.uint8)
         else:
             valid = np.full(obs.shape[:2], 255, dtype=np.uint8)
-        valid3 = cv2.merge([valid, valid, valid])
+        valid4 = cv2.merge([valid, valid, valid, valid])
+        obs4 = cv2.cvtColor(obs, cv2.COLOR_RGB2RGBA)  # compared as RGBX: only 3 channels count
         n_valid = max(1, cv2.countNonZero(valid))
         h, w = obs.shape[:2]
         a, c, e, f = self._to_image
@@ -121,8 +125,8 @@ class SynthesisRefiner:
         best, best_err, rendered = corners, np.inf, 0
 
         def mismatch_map(cs: np.ndarray) -> np.ndarray:
-            ren = self.camera.render_crop(cs, crop)
-            return cv2.bitwise_and(cv2.absdiff(ren, obs), valid3)
+            ren = self.camera.render_crop_rgbx(cs, crop)
+            return cv2.bitwise_and(cv2.absdiff(ren, obs4), valid4)
 
         def window_scores(d: np.ndarray, boxes: list) -> np.ndarray:
             return np.array([sum(cv2.sumElems(d[b0:b1, b2:b3])[:3])
@@ -166,6 +170,29 @@ class SynthesisRefiner:
             corners, active = moved, now_active
             if not active.any():
                 break
+        if best_err > 0.0:
+            # Joint shifts can stall where corners interact (the stem's inner corners sit
+            # on the bar's edge): move one doubtful corner at a time, keep what helps.
+            if np.array_equal(best, corners):
+                m = current
+            else:
+                m = mismatch_map(best)
+                rendered += 1
+            doubt = window_scores(m, windows(best))
+            for k in np.argsort(-doubt):
+                if doubt[k] <= 0.0 or rendered >= self.max_renders or best_err == 0.0:
+                    break
+                start = best
+                for dxy in shifts[1:]:
+                    moved = start.reshape(8, 2).copy()
+                    moved[k] += dxy
+                    moved = moved.reshape(2, 4, 2)
+                    rendered += 1
+                    err = sum(cv2.sumElems(mismatch_map(moved))[:3]) / n_valid
+                    if err < best_err:
+                        best, best_err = moved, err
+                    if err == 0.0:
+                        break
         cell = self._cell(best, float(p0[2]))
         mean, extent = cell if cell is not None else (p0, 0.0)
         return SynthesisResult((float(mean[0]), float(mean[1]), float(mean[2])),
