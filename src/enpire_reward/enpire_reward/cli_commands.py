@@ -52,6 +52,9 @@ def _crosscheck(args: argparse.Namespace) -> int:
         print(f'label agreement {rep.label_agreement:.2%}, FPR {rep.false_positive_rate:.2%} '
               f'({rep.false_positives}), FNR {rep.false_negative_rate:.2%} '
               f'({rep.false_negatives})')
+        print(f'ideal image-only verifier: label agreement {rep.ideal_label_agreement:.2%} '
+              f'({rep.ideal_false_positives} FP, {rep.ideal_false_negatives} FN: poses that '
+              f'render the same pixels straddle the threshold)')
         print(f'latency p50 {rep.latency_p50_s * 1e3:.2f} ms, p95 '
               f'{rep.latency_p95_s * 1e3:.2f} ms, p99 {rep.latency_p99_s * 1e3:.2f} ms')
         print('targets met' if ok else 'targets NOT met (agreement >= 99%, FPR <= 0.5%, '

@@ -163,3 +163,15 @@ def test_camera_model_none_or_zero_band_keeps_the_analytic_fit(task, sim):
     assert plain.success_margin is None and 'synthesis' not in plain.detail
     with pytest.raises(ConfigError, match='synthesis_band'):
         OpenCvConfig(synthesis_band=-0.1)
+
+
+def test_the_ideal_verdict_is_the_majority_of_the_pixel_cell(task):
+    from enpire_reward.core.crosscheck import ideal_verdict
+
+    goal = task.goal_pose
+    assert ideal_verdict(goal, goal, 0.95)
+    assert not ideal_verdict((goal[0] + 6.0, goal[1], goal[2]), goal, 0.95)
+    for pose in _near_threshold_poses(goal, 4, seed=2):
+        frac = _cell_fraction_above(pose, goal, 0.95)  # brute force, another estimate
+        if abs(frac - 0.5) > 0.15:
+            assert ideal_verdict(pose, goal, 0.95) == (frac > 0.5)

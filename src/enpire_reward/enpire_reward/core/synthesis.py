@@ -200,37 +200,71 @@ class SynthesisRefiner:
                                rendered, extent)
 
     def _cell(self, corners: np.ndarray, theta0: float) -> tuple[np.ndarray, float] | None:
-        """Mean pose of the cell of poses whose corners round to ``corners``, and its extent.
-
-        For a fixed angle each corner's rounding bounds ``x`` and ``y`` independently, so the
-        cell's slice at angle ``theta`` is the rectangle ``max(V - 0.5 - R b) <= (x, y) <=
-        min(V + 0.5 - R b)``; integrating the slices over a fine angle grid gives the cell's
-        exact mean (up to the grid step).
-
-        Returns:
-            ``(mean pose, angular extent rad)``, or None when no pose rounds to ``corners``.
-        """
-        body = np.concatenate(geometry.RECTS)  # (8, 2), same order as t_corners
-        vx, vy = (corners.reshape(8, 2).astype(np.float64).T)
-        lo_t, hi_t = -self.theta_range_rad, self.theta_range_rad
-        for _ in range(3):
-            th = theta0 + np.linspace(lo_t, hi_t, self.theta_steps)
-            c, s = np.cos(th)[:, None], np.sin(th)[:, None]
-            ax = c * body[:, 0] - s * body[:, 1]
-            ay = s * body[:, 0] + c * body[:, 1]
-            xlo, xhi = (vx - 0.5 - ax).max(axis=1), (vx + 0.5 - ax).min(axis=1)
-            ylo, yhi = (vy - 0.5 - ay).max(axis=1), (vy + 0.5 - ay).min(axis=1)
-            area = np.clip(xhi - xlo, 0.0, None) * np.clip(yhi - ylo, 0.0, None)
-            total = float(area.sum())
-            if total <= 0.0:
-                return None
-            inside = np.nonzero(area > 0.0)[0]
-            if inside[0] > 0 and inside[-1] < len(th) - 1:
-                break
-            lo_t, hi_t = lo_t * 2.0, hi_t * 2.0  # the cell reaches the grid's end: widen
-        mean = np.array([(area * 0.5 * (xlo + xhi)).sum(), (area * 0.5 * (ylo + yhi)).sum(),
-                         (area * th).sum()]) / total
-        return mean, float(th[inside[-1]] - th[inside[0]])
+        """Mean pose and angular extent of ``corners``' cell (None: no pose rounds to it)."""
+        cell = corner_cell(corners, theta0, self.theta_range_rad, self.theta_steps)
+        return None if cell is None else (cell.mean(), cell.extent_rad())
 
 
-__all__ = ['SynthesisRefiner', 'SynthesisResult']
+@dataclass(frozen=True)
+class CornerCell:
+    """Every pose whose T corners round to one corner set, as slices over a fine angle grid.
+
+    For a fixed angle each corner's rounding bounds ``x`` and ``y`` independently, so the
+    cell's slice at angle ``theta`` is the rectangle ``max(V - 0.5 - R b) <= (x, y) <=
+    min(V + 0.5 - R b)`` over the corners ``V`` and body corners ``b``: exact up to the grid.
+    """
+
+    theta: np.ndarray
+    x_lo: np.ndarray
+    x_hi: np.ndarray
+    y_lo: np.ndarray
+    y_hi: np.ndarray
+    area: np.ndarray
+
+    def mean(self) -> np.ndarray:
+        """The cell's centroid (x_px, y_px, theta_rad): the posterior mean, flat prior."""
+        w = self.area / self.area.sum()
+        return np.array([(w * 0.5 * (self.x_lo + self.x_hi)).sum(),
+                         (w * 0.5 * (self.y_lo + self.y_hi)).sum(), (w * self.theta).sum()])
+
+    def extent_rad(self) -> float:
+        inside = np.nonzero(self.area > 0.0)[0]
+        return float(self.theta[inside[-1]] - self.theta[inside[0]])
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` poses drawn uniformly from the cell, (n, 3)."""
+        k = rng.choice(len(self.theta), n, p=self.area / self.area.sum())
+        u = rng.uniform(0.0, 1.0, (n, 2))
+        return np.column_stack([self.x_lo[k] + u[:, 0] * (self.x_hi - self.x_lo)[k],
+                                self.y_lo[k] + u[:, 1] * (self.y_hi - self.y_lo)[k],
+                                self.theta[k]])
+
+
+def corner_cell(corners: np.ndarray, theta0: float, theta_range_rad: float = 0.015,
+                theta_steps: int = 601) -> CornerCell | None:
+    """The cell of integer ``corners`` (2, 4, 2) around angle ``theta0``; None if empty.
+
+    The angle grid is ``theta0 +- theta_range_rad``, widened (up to 4x) while the cell
+    reaches its ends.
+    """
+    body = np.concatenate(geometry.RECTS)  # (8, 2), same order as t_corners
+    vx, vy = corners.reshape(8, 2).astype(np.float64).T
+    half = float(theta_range_rad)
+    for _ in range(3):
+        th = theta0 + np.linspace(-half, half, int(theta_steps))
+        c, s = np.cos(th)[:, None], np.sin(th)[:, None]
+        ax = c * body[:, 0] - s * body[:, 1]
+        ay = s * body[:, 0] + c * body[:, 1]
+        xlo, xhi = (vx - 0.5 - ax).max(axis=1), (vx + 0.5 - ax).min(axis=1)
+        ylo, yhi = (vy - 0.5 - ay).max(axis=1), (vy + 0.5 - ay).min(axis=1)
+        area = np.clip(xhi - xlo, 0.0, None) * np.clip(yhi - ylo, 0.0, None)
+        inside = np.nonzero(area > 0.0)[0]
+        if len(inside) == 0:
+            return None
+        if inside[0] > 0 and inside[-1] < len(th) - 1:
+            break
+        half *= 2.0  # the cell reaches the grid's end: widen
+    return CornerCell(th, xlo, xhi, ylo, yhi, area)
+
+
+__all__ = ['CornerCell', 'SynthesisRefiner', 'SynthesisResult', 'corner_cell']
