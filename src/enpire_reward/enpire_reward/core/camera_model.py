@@ -171,8 +171,22 @@ class PushTPygameCamera:
         for poly in corners:
             pts = [(int(x) - dx, int(y) - dy) for x, y in poly]
             pg.draw.polygon(surface, _SLATE_LIGHT, [*pts, pts[0]])
+            # gym-pusht's four fat segments, whose strokes share one colour: their union
+            # does not depend on order, so each corner's two identical end circles are
+            # drawn once.
             for i in range(4):
-                self._fat.draw(surface, pts[i], pts[(i + 1) % 4], 2.0, _SLATE)
+                p1, p2 = pts[i], pts[(i + 1) % 4]
+                pg.draw.lines(surface, _SLATE, False, [p1, p2], 4)
+                ox, oy = abs(p2[1] - p1[1]), abs(p2[0] - p1[0])
+                if ox or oy:
+                    scale = 2.0 / (ox * ox + oy * oy) ** 0.5
+                    ox, oy = round(ox * scale), round(oy * scale)
+                    pg.draw.polygon(surface, _SLATE, [(p1[0] - ox, p1[1] - oy),
+                                                      (p1[0] + ox, p1[1] + oy),
+                                                      (p2[0] + ox, p2[1] + oy),
+                                                      (p2[0] - ox, p2[1] - oy)])
+            for p in pts:
+                pg.draw.circle(surface, _SLATE, p, 2)
 
     def crop_for(self, corners: np.ndarray, margin_px: int = 8) -> Crop | None:
         """The aligned crop holding the block drawn at integer ``corners`` (2, 4, 2).
@@ -219,6 +233,15 @@ class PushTPygameCamera:
         raw = raw.reshape(key[1], key[0], 4)
         ix0, iy0, ix1, iy1 = crop.image
         return cv2.resize(raw, (ix1 - ix0, iy1 - iy0))
+
+    def occluded(self, rgb: np.ndarray) -> np.ndarray:
+        """Pixels of ``rgb`` (h, w, 3) that the pusher tints, (h, w) bool.
+
+        The pusher (RoyalBlue) is the scene's only bluish colour: every blend of the block,
+        goal, wall and background colours has ``B - R <= 41`` (the block's fill), so a
+        larger difference means some pusher share (>= ~1%).
+        """
+        return cv2.subtract(rgb[..., 2], rgb[..., 0]) > 41
 
     def render_full(self, corners: np.ndarray) -> np.ndarray:
         """The whole camera image with the block at integer ``corners`` (tests, evidence)."""

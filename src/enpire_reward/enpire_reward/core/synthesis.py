@@ -97,8 +97,8 @@ class SynthesisRefiner:
             pose: the analytic fit (x_px, y_px, theta_rad).
             image: (H, W, 3) uint8 RGB, the observed view.
             occluded: maps an (h, w, 3) crop to an (h, w) bool mask, True where an occluder
-                (the pusher) tints the pixel; its neighbours are ignored too. None: no
-                occluders.
+                (the pusher) tints the pixel; its neighbours are ignored too. None: the
+                camera model's own ``occluded`` test.
 
         Returns:
             The refined pose, or None when the block is too close to the frame's edge.
@@ -111,6 +111,7 @@ class SynthesisRefiner:
             return None
         x0, y0, x1, y1 = crop.image
         obs = image[y0:y1, x0:x1]
+        occluded = occluded or getattr(self.camera, 'occluded', None)
         if occluded is not None:
             occ = cv2.dilate(occluded(obs).astype(np.uint8), self._kernel)
             valid = np.where(occ == 0, 255, 0).astype(np.uint8)
