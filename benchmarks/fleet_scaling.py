@@ -92,9 +92,21 @@ def analyse(home: Path, experiment: str | None = None,
         outcomes[t.outcome] = outcomes.get(t.outcome, 0) + 1
     faults = [f'{t.cell} s{t.seed}: {t.reason[:120]}' for t in trials
               if t.outcome == 'policy_fault']
+    # Lockstep: a cell steps once per command, so a missed control deadline shows as a
+    # command the recorder expected (rate x duration) and did not see.
+    missing = {'command': 0, 'policy/command': 0, 'records': 0}
+    for t in trials:
+        path = Path(t.record_dir) / 'trial.json' if t.record_dir else None
+        if path is None or not path.is_file():
+            continue
+        streams = json.loads(path.read_text()).get('streams') or {}
+        missing['records'] += 1
+        for topic in ('command', 'policy/command'):
+            missing[topic] += int((streams.get(topic) or {}).get('missing') or 0)
     return {'experiment': exp, 'span_s': span[1] - span[0], 'mru': mru['per_cell'],
             'mru_mean': mru['mean'], 'how': MRU_HOW, 'outcomes': outcomes,
-            'policy_faults': faults, 'revisions': len({t.revision for t in trials}),
+            'policy_faults': faults, 'command_missing': missing,
+            'revisions': len({t.revision for t in trials}),
             'gaps': {c: gaps(v, span) for c, v in by_cell.items()},
             'first_success_s': min((t.ended_at - span[0] for t in trials if t.success),
                                    default=None)}
@@ -108,6 +120,9 @@ def print_analysis(a: dict[str, Any]) -> None:
     print(f"  how: {a['how']}")
     print(f"policy faults (hard deadline misses, crashes): {len(a['policy_faults'])}"
           + ''.join(f'\n  {f}' for f in a['policy_faults'][:10]))
+    m = a['command_missing']
+    print(f"missed control ticks (expected - recorded commands) over {m['records']} trial "
+          f"records: command {m['command']}, policy/command {m['policy/command']}")
     for c, g in a['gaps'].items():
         print(f"  {c} idle: lead {g['lead_s']:.1f}s | between trials, same revision "
               f"{_stat(g['same_revision_s'])} | new revision {_stat(g['new_revision_s'])} "

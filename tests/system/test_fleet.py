@@ -1,8 +1,9 @@
 """System tests of the fleet: `enpire improve --cells 2` on real sim cells (embedded launcher).
 
-* one cell's sim node (push_t_cell) SIGKILLed mid-trial: the fleet launch stays up (the node
-  is respawned inside its cell), the open trial ends `aborted` (store, trial.json and the
-  command's result), the other cell keeps running trials and the fleet finishes;
+* one cell's sim node (push_t_cell) SIGKILLed mid-episode: the fleet launch stays up (a cell
+  node's exit is local to its cell), the open trial ends `aborted` (store, trial.json and the
+  command's result), that cell's agent stops with the cell reported lost, the other cell
+  keeps running trials and the fleet finishes;
 * all of one cell's nodes SIGKILLed mid-run (rollout included): its agent stops with a clear
   message and its open trial is stored as aborted; the other cell's agent keeps running
   trials to its budget;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,33 +99,41 @@ def _wait_ready(cell: str, host: subprocess.Popen, timeout_s: float) -> None:
         client.close()
 
 
-def _wait_for_steps(cell: str, n: int, proc: subprocess.Popen, timeout_s: float) -> None:
-    """Wait until ``/<cell>/state`` has published ``n`` more messages (the cell is stepping)."""
-    import threading
+class _StateProbe:
+    """Watches ``/<cell>/state`` (``tick`` = control steps since the cell's last reset)."""
 
-    from rclpy.qos import qos_profile_sensor_data
+    def __init__(self, cell: str) -> None:
+        import threading
 
-    from enpire_common.testing import RosHarness
-    from enpire_interfaces.msg import StateVector
+        from rclpy.qos import qos_profile_sensor_data
 
-    seen = {'n': 0}
-    enough = threading.Event()
+        from enpire_common.testing import RosHarness
+        from enpire_interfaces.msg import StateVector
 
-    def on_state(_msg: Any) -> None:
-        seen['n'] += 1
-        if seen['n'] >= n:
-            enough.set()
+        self.cell = cell
+        self._window = (1, 0)
+        self._hit = threading.Event()
+        self._ros = RosHarness(num_threads=1)
+        node = self._ros.node('fleet_test_state_probe', namespace=f'/{cell}')
+        node.create_subscription(StateVector, 'state', self._on_state, qos_profile_sensor_data)
 
-    ros = RosHarness(num_threads=1)
-    try:
-        node = ros.node('fleet_test_state_probe', namespace=f'/{cell}')
-        node.create_subscription(StateVector, 'state', on_state, qos_profile_sensor_data)
+    def _on_state(self, msg: Any) -> None:
+        lo, hi = self._window
+        if lo <= int(msg.tick) <= hi:
+            self._hit.set()
+
+    def wait_tick(self, lo: int, hi: int, proc: subprocess.Popen, timeout_s: float) -> None:
+        """Wait for a state with ``lo <= tick <= hi`` from now on: the cell is mid-episode."""
+        self._hit.clear()
+        self._window = (lo, hi)
         end = time.monotonic() + timeout_s
-        while not enough.wait(1.0):
+        while not self._hit.wait(0.5):
             assert proc.poll() is None, f'the command exited ({proc.returncode})'
-            assert time.monotonic() < end, f'/{cell}/state: {seen["n"]}/{n} in {timeout_s} s'
-    finally:
-        ros.close()
+            assert time.monotonic() < end, f'/{self.cell}/state: no tick in {lo}..{hi}'
+        self._window = (1, 0)
+
+    def close(self) -> None:
+        self._ros.close()
 
 
 def _kill_orphans(home: Path) -> int:
@@ -152,26 +162,28 @@ def _store(home: Path) -> Any:
     return ExperimentStore.open(home)
 
 
-def test_killing_one_cells_sim_node_aborts_its_trial_and_the_fleet_goes_on(
+def test_killing_one_cells_sim_node_aborts_its_trial_and_only_that_cell_stops(
         tmp_path: Path) -> None:
     log = tmp_path / 'improve.log'
     proc = _enpire('improve', '--cells', '2', '--budget-min', '1.5', '--goal-consecutive', '5',
                    '--no-report', '--json', '--home', str(tmp_path), home=tmp_path, log=log)
+    probe = _StateProbe('cell_1')
     try:
         _wait_for_line(log, '[agent-1@cell_1]', proc, 150.0)   # cell_1 ran its first trial
-        # Mid-episode (not in a reset): once cell_1's next episode is stepping.
-        _wait_for_steps('cell_1', 10, proc, 90.0)
+        # Mid-episode (not in a reset or the final verdict): its next episode is stepping.
+        probe.wait_tick(20, 150, proc, 90.0)
         sim = _node_pid(proc.pid, 'enpire_sim', 'push_t_cell', '/cell_1')
         killed_at = time.time()
         os.kill(sim, signal.SIGKILL)
         result = _result(proc, 240.0)
     finally:
+        probe.close()
         _stop(proc)
         _kill_orphans(tmp_path)
     text = log.read_text()
     assert proc.returncode == 1, text[-3000:]   # budget, goal not met: the fleet finished
     launch = (tmp_path / 'logs' / 'launch-fleet.log').read_text()
-    assert 'exited cell_1/push_t_cell' in launch and 'respawning' in launch, launch[-3000:]
+    assert 'exited cell_1/push_t_cell' in launch, launch[-3000:]
     assert 'shutting down (required node' not in launch
     with _store(tmp_path) as store:
         trials = store.trials_for(result['experiment'])
@@ -186,7 +198,14 @@ def test_killing_one_cells_sim_node_aborts_its_trial_and_the_fleet_goes_on(
     assert record['outcome'] == 'aborted', record
     cells = {c['cell']: c for c in result['cells']}
     assert cells['cell_1']['aborted'] >= 1 and cells['cell_1']['last_aborted_reason']
-    assert 'cell_1: ' in text and 'aborted' in text
+    assert cells['cell_1']['status'] == 'lost' and cells['cell_0']['status'] == 'ok'
+    assert re.search(r'\[fleet\] cell_1: LOST, \d+ trials this run, [1-9]\d* aborted \(last: ',
+                     text), text[-3000:]
+    # Its agent stopped with the cell named, instead of running void trials to its budget.
+    a1 = result['agents'][1]
+    assert a1['stop_reason'] == 'cell_lost' and 'cell_1' in a1['error'], a1
+    assert not [t for t in trials if t.cell == 'cell_1' and t.started_at > dead.ended_at
+                and t.outcome not in ('aborted', 'reset_failed')]
     # cell_0 went on running trials after cell_1's sim node died, and no trial of it was lost.
     assert any(t.cell == 'cell_0' and t.started_at > killed_at for t in trials)
     assert not [t for t in trials if t.cell == 'cell_0' and t.outcome == 'aborted'

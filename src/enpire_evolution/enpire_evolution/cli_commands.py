@@ -499,13 +499,6 @@ def _improve_fleet(args: argparse.Namespace, home: Path) -> int:
     m = result.mru
     lines = [f"experiment {result.experiment} (fleet of {args.cells}): "
              f"{'GOAL MET' if result.goal_met else 'goal not met'}"]
-    for c in result.cells:
-        if c['status'] != 'ok' or c['aborted']:
-            lines.append(f"  {c['cell']}: {c['status'].upper()}; {c['trials']} trials this "
-                         f"run, {c['aborted']} aborted"
-                         + (f" (last: {c['last_aborted_reason'][:160]})"
-                            if c['last_aborted_reason'] else '')
-                         + (f"; {c['error'][:300]}" if c['error'] else ''))
     for a in result.agents:
         bt = a['best_tuning']
         lines.append(f"  {a['branch']}@{a['cell']}: {a['stop_reason']}"

@@ -44,8 +44,15 @@ def test_no_node_of_a_fleet_cell_can_end_the_fleet_launch() -> None:
     plan = load_plan(FLEET, {'cells': '4'})
     assert not [n.label for n in plan.nodes if n.required]
     cells = [n for n in plan.nodes if n.name == 'push_t_cell']
-    # A dead cell node comes back inside its own cell (its open trial ends aborted).
-    assert len(cells) == 4 and all(n.respawn and n.respawn_delay_s > 0 for n in cells)
+    # A dead cell node stays down inside its own cell (its open trial ends aborted).
+    assert len(cells) == 4 and not any(n.respawn for n in cells)
+
+
+def test_a_fleet_may_ask_for_its_cell_nodes_to_be_respawned() -> None:
+    plan = load_plan(FLEET, {'cells': '2', 'on_cell_exit': 'respawn'})
+    cells = [n for n in plan.nodes if n.name == 'push_t_cell']
+    assert len(cells) == 2 and all(n.respawn and n.respawn_delay_s > 0 for n in cells)
+    assert not [n for n in plan.nodes if n.required]
 
 
 def test_a_lone_cell_launch_still_ends_when_its_cell_node_exits() -> None:
@@ -61,5 +68,5 @@ def test_the_fleet_can_still_ask_for_the_old_all_or_nothing_behaviour() -> None:
 
 
 def test_an_unknown_cell_exit_behaviour_fails_before_anything_starts() -> None:
-    with pytest.raises(LaunchError, match='on_cell_exit_must_be_shutdown_or_respawn'):
+    with pytest.raises(LaunchError, match='on_cell_exit_must_be_shutdown_none_or_respawn'):
         load_plan(FLEET, {'cells': '1', 'on_cell_exit': 'ignore'})

@@ -539,11 +539,14 @@ class Fleet:
         except EnpireError as exc:
             reason = ('cell_lost' if isinstance(exc, (CellUnavailableError, EnpireTimeoutError))
                       else 'error')
-            out.update(stop_reason=reason, goal_met=False, error=str(exc), code=exc.code)
+            error = str(exc)
+            if reason == 'cell_lost' and not error.startswith(f'cell {cfg.cell} lost'):
+                error = f'cell {cfg.cell} lost: {error}'  # name the cell whatever failed
+            out.update(stop_reason=reason, goal_met=False, error=error, code=exc.code)
             self.store.add_event(self.experiment, AGENT_STOPPED, agent.wall(), {
-                'agent': cfg.agent_id, 'stop_reason': reason, 'error': str(exc),
+                'agent': cfg.agent_id, 'stop_reason': reason, 'error': error,
                 'cell': cfg.cell})
-            self.log(f'[{cfg.branch}@{cfg.cell}] STOPPED ({reason}): {exc}; the other agents '
+            self.log(f'[{cfg.branch}@{cfg.cell}] STOPPED ({reason}): {error}; the other agents '
                      'go on')
         except Exception as exc:  # noqa: BLE001 - one agent's bug must not end the fleet
             out.update(stop_reason='crashed', goal_met=False, error=repr(exc))
@@ -569,6 +572,15 @@ class Fleet:
                               self.home / 'recipes')
         result = self.summarise(outs, start_wall, end_wall, time.monotonic() - t0, gpu_stats,
                                 recipe)
+        for c in result.cells:
+            # The run's word on each cell that lost trials or stopped early (also in --json
+            # mode, where this log goes to stderr and the same facts are in result.cells).
+            if c['status'] != 'ok' or c['aborted']:
+                self.log(f"[fleet] {c['cell']}: {c['status'].upper()}, {c['trials']} trials "
+                         f"this run, {c['aborted']} aborted"
+                         + (f" (last: {_first_line(c['last_aborted_reason'])[:160]})"
+                            if c['last_aborted_reason'] else '')
+                         + (f"; stopped: {c['error'][:300]}" if c['error'] else ''))
         self.store.add_event(self.experiment, FLEET_RUN, end_wall, {
             'cells': self.cells, 'span': [start_wall, end_wall], 'mru': result.mru,
             'gpu': result.gpu, 'cell_status': result.cells, 'goal_met': result.goal_met})
