@@ -2,9 +2,14 @@
 
 1. Bare loop: the scripted policy (imported directly) drives
    ``gym.make('gym_pusht/PushT-v0', obs_type='pixels_agent_pos', 480x480)`` in this process.
+   It runs before AND after the pipeline and the ratios use the mean of the two: on a
+   machine shared with other work the load drifts, and a single-process loop and a
+   multi-process pipeline suffer differently from it, so both ends are bracketed.
 2. Full pipeline in lockstep (``enpire up`` sim cell + run_trials: reset, policy host
    process, safety supervisor, verifier polls, recorder), recording on and off; same seeds,
-   same 300-step limit.
+   same 300-step limit. Also the CPU time of every process of the cell (launch tree: nodes,
+   policy host, sandbox) per step, against the bare loop's CPU per step: a ratio that load
+   hardly moves.
 3. Real-time tick jitter: inter-arrival of ``state`` from a realtime ``push_t_cell`` at the
    task's 10 Hz, and at 30 Hz from a copy of the task contract with ``action.rate_hz: 30``
    (``ENPIRE_TASKS_DIR``; the cell pins its rate to the task's).
@@ -54,6 +59,7 @@ def bare_loop(seeds: list[int]) -> dict[str, float]:
     policy = load_scripted()
     steps = successes = 0
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     for seed in seeds:
         obs, _info = env.reset(seed=seed)
         policy.reset(seed)
@@ -68,23 +74,56 @@ def bare_loop(seeds: list[int]) -> dict[str, float]:
                 successes += bool(info.get('is_success'))
                 break
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     env.close()
     return {'episodes': len(seeds), 'steps': steps, 'successes': successes, 'wall_s': wall,
-            'episodes_per_s': len(seeds) / wall, 'steps_per_s': steps / wall}
+            'episodes_per_s': len(seeds) / wall, 'steps_per_s': steps / wall,
+            'cpu_ms_per_step': cpu / max(1, steps) * 1e3}
+
+
+def tree_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a process and its live descendants, by program name."""
+    import psutil
+
+    out: dict[str, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            args = proc.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        # install/lib/<pkg>/<exe>, or python -m <module>
+        name = next((a.rsplit('/', 1)[-1] for a in args if '/lib/enpire_' in a),
+                    args[args.index('-m') + 1].rsplit('.', 1)[-1] if '-m' in args else
+                    proc.name())
+        out[name] = out.get(name, 0.0) + t.user + t.system
+    return out
 
 
 def pipeline(session, seeds: list[int], record: bool, tag: str) -> dict[str, float]:
+    root = session.stack.proc.pid if session.stack is not None else None
+    cpu0 = tree_cpu_s(root) if root else {}
     t0 = time.perf_counter()
     result = session.client.run_trials(count=len(seeds), policy_dir=str(SCRIPTED), seeds=seeds,
                                        experiment_id=f'bench-{tag}', max_episode_steps=MAX_STEPS,
                                        max_consecutive_faults=0, record=record)
     wall = time.perf_counter() - t0
+    cpu1 = tree_cpu_s(root) if root else {}
+    by_name = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+    cpu = sum(by_name.values()) if root else float('nan')
     steps = sum(int(t.steps) for t in result.trials)
     outcomes = [t.outcome if t.outcome in ('success', 'failure') else
                 f'{t.outcome} ({t.reason[:80]})' for t in result.trials]
     return {'episodes': len(seeds), 'steps': steps, 'successes': int(result.n_success),
             'wall_s': wall, 'episodes_per_s': len(seeds) / wall, 'steps_per_s': steps / wall,
-            'outcomes': outcomes}
+            'cpu_ms_per_step': cpu / max(1, steps) * 1e3, 'outcomes': outcomes,
+            'cpu_ms_per_step_by_process': {k: round(v / max(1, steps) * 1e3, 2) for k, v in
+                                           sorted(by_name.items(), key=lambda kv: -kv[1])}}
 
 
 def _cell_exe() -> str:
@@ -180,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     print(f'seeds {seeds}, step limit {MAX_STEPS}, ROS_DOMAIN_ID {os.environ["ROS_DOMAIN_ID"]}')
 
-    bare = bare_loop(seeds)
-    print(f"bare gym-pusht loop:      {bare['episodes_per_s']:.3f} episodes/s  "
-          f"{bare['steps_per_s']:7.1f} steps/s  ({bare['steps']} steps, "
-          f"{bare['successes']} successes, {bare['wall_s']:.1f} s)")
+    def show_bare(tag: str, b: dict[str, float]) -> None:
+        print(f"bare gym-pusht loop ({tag}): {b['episodes_per_s']:.3f} episodes/s  "
+              f"{b['steps_per_s']:7.1f} steps/s  ({b['steps']} steps, {b['successes']} "
+              f"successes, {b['wall_s']:.1f} s, {b['cpu_ms_per_step']:.1f} ms CPU/step)")
+
+    before = bare_loop(seeds)
+    show_bare('before', before)
+    runs: list[tuple[bool, dict[str, float]]] = []
     tmp = Path(tempfile.mkdtemp(prefix='enpire_bench_'))
     try:
         if 'pipeline' not in args.skip:
@@ -199,14 +242,25 @@ def main(argv: list[str] | None = None) -> int:
                                           record=False)
                 for record in (True, False):
                     r = pipeline(session, seeds, record, 'rec' if record else 'norec')
-                    ep_ratio = r['episodes_per_s'] / bare['episodes_per_s']
+                    runs.append((record, r))
                     print(f"pipeline record={record!s:<5}:  {r['episodes_per_s']:.3f} "
                           f"episodes/s  {r['steps_per_s']:7.1f} steps/s  ({r['steps']} steps,"
-                          f" {r['successes']} successes, {r['wall_s']:.1f} s) "
-                          f"ratio vs bare: episodes {ep_ratio:.2f}x, steps "
-                          f"{r['steps_per_s'] / bare['steps_per_s']:.2f}x  {r['outcomes']}")
+                          f" {r['successes']} successes, {r['wall_s']:.1f} s, "
+                          f"{r['cpu_ms_per_step']:.1f} ms CPU/step)  {r['outcomes']}")
+                    print('  CPU ms/step by process: ' + ', '.join(
+                        f'{k} {v:.1f}' for k, v in r['cpu_ms_per_step_by_process'].items()))
             finally:
                 session.close()
+            after = bare_loop(seeds)
+            show_bare('after', after)
+            bare_eps = 0.5 * (before['episodes_per_s'] + after['episodes_per_s'])
+            bare_sps = 0.5 * (before['steps_per_s'] + after['steps_per_s'])
+            bare_cpu = 0.5 * (before['cpu_ms_per_step'] + after['cpu_ms_per_step'])
+            for record, r in runs:
+                print(f"ratio record={record!s:<5} vs bare (mean of before/after): episodes/s "
+                      f"{r['episodes_per_s'] / bare_eps:.2f}x, steps/s "
+                      f"{r['steps_per_s'] / bare_sps:.2f}x, CPU per step "
+                      f"{r['cpu_ms_per_step'] / bare_cpu:.2f}x the bare loop's")
         if 'jitter' not in args.skip:
             for rate in (10.0, 30.0):
                 tasks = None if rate == 10.0 else task_copy_at(rate, tmp / f'tasks{int(rate)}')

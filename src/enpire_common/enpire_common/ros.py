@@ -50,15 +50,22 @@ def make_fast_executor(context: Any = None) -> Any:
 
 
 def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
-             executor: str = 'default', num_threads: int = 4) -> int:
+             executor: str = 'default', num_threads: int = 4, nice: int = 0) -> int:
     """The ``main`` of a node executable: init, build, spin, shut down; returns the exit code.
 
     A node whose config is invalid (EnpireError, ValueError or a parameter error raised by
     ``factory``) prints one line and returns 2, as STYLE.md asks. ``executor``: ``default``
     (single-threaded), ``multi`` (``num_threads`` threads, for callbacks that wait on other
-    callbacks) or ``fast`` (the events executor, for hot paths).
+    callbacks) or ``fast`` (the events executor, for hot paths). ``nice`` > 0 lowers the
+    process's CPU priority by that much: nodes off the control path (recording, verifier
+    polls) then yield the CPU to the control loop (cell -> policy host -> supervisor) on a
+    busy machine instead of delaying its ticks; their own work only gets later.
     """
+    import os
     import sys
+
+    if nice > 0:
+        os.nice(nice)
 
     from rclpy.exceptions import ParameterException
     from rclpy.executors import MultiThreadedExecutor

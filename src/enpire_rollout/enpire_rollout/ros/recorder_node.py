@@ -220,7 +220,8 @@ class RecorderClient:
 def main(argv: list[str] | None = None) -> int:
     # The events executor: the recorder takes ~7 messages a control step, and the default
     # executor's per-message wait-set rebuild cost more CPU than recording them.
-    return run_node('recorder', RecorderNode, argv, executor='fast')
+    # Recording is off the control path: it must never delay a tick (see run_node).
+    return run_node('recorder', RecorderNode, argv, executor='fast', nice=10)
 
 
 if __name__ == '__main__':
