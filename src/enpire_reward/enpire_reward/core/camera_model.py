@@ -241,7 +241,7 @@ class PushTPygameCamera:
         goal, wall and background colours has ``B - R <= 41`` (the block's fill), so a
         larger difference means some pusher share (>= ~1%).
         """
-        return cv2.subtract(rgb[..., 2], rgb[..., 0]) > 41
+        return (rgb[..., 2].astype(np.int16) - rgb[..., 0]) > 41
 
     def render_full(self, corners: np.ndarray) -> np.ndarray:
         """The whole camera image with the block at integer ``corners`` (tests, evidence)."""

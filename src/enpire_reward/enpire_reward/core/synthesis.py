@@ -77,7 +77,7 @@ class SynthesisRefiner:
 
     def __init__(self, camera: PushTPygameCamera, window_px: int = 5, max_passes: int = 4,
                  max_renders: int = 60,
-                 theta_range_rad: float = 0.015, theta_steps: int = 601) -> None:
+                 theta_range_rad: float = 0.015, theta_steps: int = 241) -> None:
         self.camera = camera
         self.window_px = int(window_px)
         self.max_passes = int(max_passes)
@@ -117,7 +117,7 @@ class SynthesisRefiner:
             valid = np.where(occ == 0, 255, 0).astype(np.uint8)
         else:
             valid = np.full(obs.shape[:2], 255, dtype=np.uint8)
-        valid4 = cv2.merge([valid, valid, valid, valid])
+        valid4 = cv2.cvtColor(valid, cv2.COLOR_GRAY2RGBA)  # the 4th channel is not counted
         obs4 = cv2.cvtColor(obs, cv2.COLOR_RGB2RGBA)  # compared as RGBX: only 3 channels count
         n_valid = max(1, cv2.countNonZero(valid))
         h, w = obs.shape[:2]
@@ -242,7 +242,7 @@ class CornerCell:
 
 
 def corner_cell(corners: np.ndarray, theta0: float, theta_range_rad: float = 0.015,
-                theta_steps: int = 601) -> CornerCell | None:
+                theta_steps: int = 241) -> CornerCell | None:
     """The cell of integer ``corners`` (2, 4, 2) around angle ``theta0``; None if empty.
 
     The angle grid is ``theta0 +- theta_range_rad``, widened (up to 4x) while the cell
