@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -299,8 +300,6 @@ def test_a_cell_whose_trials_keep_ending_void_is_lost_and_only_its_agent_stops(
     a0, a1 = result.agents
     assert a0['stop_reason'] == 'budget' and not a0['error']
     assert a1['stop_reason'] == 'cell_lost'
-    import re
-
     m = re.match(r'cell cell_1 lost: its last (\d+) trials ended void \(aborted; last: cell '
                  r'stalled', a1['error'])
     assert m and int(m.group(1)) >= 4, a1['error']
