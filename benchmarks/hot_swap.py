@@ -241,6 +241,11 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
     revision's first command (until the next request).
     """
     out: dict[str, Any] = {}
+    # A failed (STRICT) switch leaves the old revision active: it moves no boundary, and
+    # it has no switch tick or first command (its failure is reported apart).
+    for s in swaps:
+        s['switch_tick'], s['t_first'] = None, None
+    swaps = [s for s in swaps if s.get('ok', True)]
     # Switch tick of swap i = the first tick commanded by its target after its request.
     bridge = rec.cmds['policy/command']
     for s in swaps:
@@ -248,6 +253,17 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
         s['switch_tick'], s['t_first'] = min(new) if new else (None, None)
     bounds = sorted((s['switch_tick'], s['target']) for s in swaps
                     if s['switch_tick'] is not None)
+    # A fault of the active revision falls back to the built-in hold at that tick (the
+    # bridge's rule): a boundary too, counted apart (a loaded machine can make an act miss
+    # its deadline).
+    fallbacks = []
+    prev = ''
+    for t, r, _ in sorted(bridge, key=lambda c: (c[0], c[2])):   # tick, then arrival
+        if r == 'hold' and prev not in ('', 'hold'):
+            fallbacks.append(t)
+        prev = r
+    bounds = sorted(bounds + [(t, 'hold') for t in fallbacks])
+    out['fallbacks_to_hold'] = fallbacks
     switch_ticks = {t for t, _ in bounds}
     for topic in topics:
         cmds = [(t, r, rt) for t, r, rt in rec.cmds[topic] if start_tick <= t <= end_tick]
@@ -276,7 +292,9 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
             if first is None:
                 continue
             until = swaps[i + 1]['t_request'] if i + 1 < len(swaps) else float('inf')
-            stale += sum(1 for _, r, rt in cmds if first < rt < until and r != s['target'])
+            # (hold after a fault is not an old revision: the fallback boundaries cover it)
+            stale += sum(1 for _, r, rt in cmds if first < rt < until
+                         and r not in (s['target'], 'hold'))
         out[topic] = {'ticks': end_tick - start_tick + 1, 'missed': len(missed),
                       'duplicated': len(dup), 'replaced': replaced,
                       'stale_after_switch': stale, 'missed_ticks': missed[:10],
@@ -356,6 +374,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             status = dict(rec.status)
             by_request = {round(e['request_mono_s'], 6): e for e in rec.switch_log}
             stamp_lag = list(rec.stamp_lag)
+            if args.dump:
+                Path(args.dump).write_text(json.dumps({
+                    'swaps': swaps, 'cold': cold, 'state_t': state_t, 'cmds': rec.cmds,
+                    'switch_log': rec.switch_log}, default=str))
     finally:
         if rec is not None:
             rec.close()
@@ -428,6 +450,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'bridge_skipped_ticks': status.get('skipped_ticks'),
         'p95_over_period': percentile(effective, 95) / period_s,
         'ticks_after_request': dict(Counter(ticks_late)),
+        'fallbacks_to_hold': result.pop('fallbacks_to_hold'),
         'topics': result,
     }
 
@@ -442,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--no-supervisor', action='store_true')
     ap.add_argument('--keep', action='store_true', help='keep the temp dir (logs)')
     ap.add_argument('--json', action='store_true', help='print one JSON object')
+    ap.add_argument('--dump', default='', help='write the raw swaps, ticks and commands here')
     args = ap.parse_args(argv)
     r = run(args)
     if args.json:
@@ -473,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f'cell stamp -> command        : p50 {lag["p50"]:6.1f}  p95 {lag["p95"]:6.1f} ms; '
           f'ticks that never reached the bridge: {r["bridge_skipped_ticks"]}')
     print(f'switch tick - tick at request: {r["ticks_after_request"]}')
+    for failure in r['failures']:
+        print(f'failed switch: {failure}')
+    if r['fallbacks_to_hold']:
+        print(f"active revision faulted -> hold at ticks {r['fallbacks_to_hold']}")
     for topic, t in r['topics'].items():
         print(f'{topic:15s}: {t["ticks"]} ticks, missed {t["missed"]}, duplicated '
               f'{t["duplicated"]}, replaced at the switch tick {t["replaced"]}, '

@@ -37,3 +37,4 @@ def test_ten_swaps_on_a_running_cell_lose_no_tick_and_pass_no_stale_command():
         assert t['replaced'] == 11, t      # the cold switch and the ten measured ones
     assert set(result['ticks_after_request']) <= {'0', '1'}, result['ticks_after_request']
     assert result['bridge_skipped_ticks'] == 0
+    assert result['fallbacks_to_hold'] == [], 'the active revision faulted during the swaps'

@@ -138,6 +138,12 @@ class BridgeNodeConfig:
         switch_timeout_s: Budget of one switch (start + warm-up + first command) when the
             request's ``timeout_s`` is <= 0.
         first_act_timeout_s: Deadline of the first act of a freshly started host.
+        hard_deadline_factor: An act is killed as hung once its round trip exceeds this many
+            per-act deadlines (wall clock); within that only its CPU time must fit the
+            deadline, as in the policy host (PolicyHost.act): on a busy machine the scheduler,
+            not the policy, decides one act's wall time. >= 1.
+        hard_deadline_min_s: ...but never sooner than this (s). The cell keeps its last
+            target while an act runs late.
         warmup_ticks: Ticks a staged revision gets to produce a valid warm-up action.
         standby_max: Retired, healthy hosts kept running for instant switch-back / restore.
         switch_within_tick: Switch at the current tick by replacing its command (for cells
@@ -157,6 +163,8 @@ class BridgeNodeConfig:
     deadline_override_s: float = 0.0
     switch_timeout_s: float = 20.0
     first_act_timeout_s: float = 5.0
+    hard_deadline_factor: float = 4.0
+    hard_deadline_min_s: float = 0.25
     warmup_ticks: int = 10
     standby_max: int = 2
     switch_within_tick: bool = True
@@ -170,6 +178,10 @@ class BridgeNodeConfig:
                 'must be > 0 seconds')
         require(self.first_act_timeout_s > 0, 'first_act_timeout_s', self.first_act_timeout_s,
                 'must be > 0 seconds')
+        require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',
+                self.hard_deadline_factor, 'must be >= 1')
+        require(self.hard_deadline_min_s >= 0, 'hard_deadline_min_s', self.hard_deadline_min_s,
+                'must be >= 0 seconds')
         require(self.warmup_ticks >= 1, 'warmup_ticks', self.warmup_ticks, 'must be >= 1')
         require(self.standby_max >= 0, 'standby_max', self.standby_max, 'must be >= 0')
         require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,

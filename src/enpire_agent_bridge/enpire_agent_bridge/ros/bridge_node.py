@@ -54,9 +54,13 @@ tick path can spin on the events executor while a switch blocks on another threa
     type is :data:`TriggerSrv`, see there).
 Parameters (see :class:`BridgeNodeConfig`): ``task`` (str), ``task_file`` (str path),
     ``revisions_dir`` (str), ``deadline_margin_s`` (s), ``deadline_override_s`` (s),
-    ``switch_timeout_s`` (s), ``first_act_timeout_s`` (s), ``warmup_ticks`` (int),
-    ``standby_max`` (int), ``max_image_age_s`` (s), ``home_position`` (str ``"x,y"``),
-    ``log_dir`` (str), ``sandbox.*`` (SandboxConfig).
+    ``switch_timeout_s`` (s), ``first_act_timeout_s`` (s), ``hard_deadline_factor``,
+    ``hard_deadline_min_s`` (s), ``warmup_ticks`` (int), ``standby_max`` (int),
+    ``switch_within_tick`` (bool), ``max_image_age_s`` (s), ``home_position`` (str
+    ``"x,y"``), ``log_dir`` (str), ``sandbox.*`` (SandboxConfig).
+Speed is judged like the policy host's: an act whose CPU time exceeds the deadline is a
+fault; a round trip that is only late in wall time (a busy machine) counts as ``late_acts``
+and is killed as hung only past ``max(hard_deadline_factor x deadline, hard_deadline_min_s)``.
 """
 
 from __future__ import annotations
@@ -190,6 +194,7 @@ class AgentBridgeNode(Node):
         self._obs_event = threading.Event()
         self._switches = 0
         self._skipped_ticks = 0
+        self._late_acts = 0             # round trips past the deadline (CPU time within it)
         self._last_switch: dict[str, Any] = {}
         self._faults: list[str] = []
         self._closers: list[threading.Thread] = []
@@ -236,6 +241,10 @@ class AgentBridgeNode(Node):
                               f'{list(self.low.shape)} within the action bounds '
                               f'{self.low.tolist()}..{self.high.tolist()}')
         return home
+
+    def _hard_deadline_s(self, slot: _Slot) -> float:
+        cfg = self.config
+        return max(slot.host.spec.deadline_s * cfg.hard_deadline_factor, cfg.hard_deadline_min_s)
 
     def _spec(self, directory: Path) -> PolicySpec:
         cfg = self.config
@@ -336,7 +345,8 @@ class AgentBridgeNode(Node):
                 try:
                     if new_episode:
                         slot.host.reset(None)
-                    action = slot.host.act(obs)
+                    action = slot.host.act(obs, hard_deadline_s=self._hard_deadline_s(slot))
+                    self._late_acts += slot.host.last_late
                     break
                 except PolicyError as exc:
                     self._fault(revision, str(exc))
@@ -563,14 +573,14 @@ class AgentBridgeNode(Node):
         assert self._latest_obs is not None
         try:
             slot.host.reset(None)
-            warm_tick, obs = self._latest_obs
-            action = slot.host.act(obs)
             if self._within_tick:
-                # The tick path is locked from here to the publish: no tick is served between
-                # the gate flip and this tick's replacement command.
+                # The tick path is locked from the act to the publish: the warm-up action is
+                # the newest tick's, and no tick is served between the gate flip and this
+                # tick's replacement command. One act: it is the warm-up and the command.
                 with self._tick_lock:
-                    failed = self._switch_within_tick(revision, slot, warm_tick, action)
+                    failed = self._switch_within_tick(revision, slot)
             else:
+                slot.host.act(self._latest_obs[1], hard_deadline_s=self._hard_deadline_s(slot))
                 with self._lock:
                     self.machine.warm_action(revision, True)
                     failed = self.machine.state.phase is not Phase.SWITCHED
@@ -593,19 +603,16 @@ class AgentBridgeNode(Node):
             reason = f'overtaken by {last.kind} of {last.revision[:12]}: {last.detail}'
             raise self._switch_error(revision, previous, strictness, reason)
 
-    def _switch_within_tick(self, revision: str, slot: _Slot, warm_tick: int,
-                            action: np.ndarray) -> bool:
-        """Switch at the newest served tick, replacing its command (tick lock held).
+    def _switch_within_tick(self, revision: str, slot: _Slot) -> bool:
+        """Act on the newest served tick and switch there, replacing its command.
 
-        The warm-up action answers ``warm_tick``; if the cell ticked since, the new host acts
-        once more on the newest observation (it is warm: one ordinary act). Returns True when
-        the switch was overtaken (no longer SWITCHED), like the next-tick path.
+        Tick lock held. A PolicyError of the act is a staging failure (the caller's). Returns
+        True when the switch was overtaken (no longer SWITCHED), like the next-tick path.
         """
         latest, state = self._latest_obs, self._latest_state
         assert latest is not None and state is not None
         tick, obs = latest
-        if tick != warm_tick:
-            action = slot.host.act(obs)      # PolicyError -> staging failure (caller)
+        action = slot.host.act(obs, hard_deadline_s=self._hard_deadline_s(slot))
         with self._lock:
             self.machine.warm_action(revision, True, at_tick=tick)
             s = self.machine.state
@@ -684,7 +691,8 @@ class AgentBridgeNode(Node):
             return {'mode': self._mode, 'phase': s.phase.value, 'active': s.active,
                     'staged': s.staged, 'retiring': s.retiring, 'last_good': s.last_good,
                     'standby': list(self._standby), 'switches': self._switches,
-                    'skipped_ticks': self._skipped_ticks, 'last_switch': self._last_switch,
+                    'skipped_ticks': self._skipped_ticks, 'late_acts': self._late_acts,
+                    'last_switch': self._last_switch,
                     'faults': self._faults[-5:],
                     'last_event': None if last is None else {
                         'kind': last.kind, 'revision': last.revision, 'tick': last.tick,
