@@ -106,6 +106,38 @@ def test_an_episode_round_trips_through_rosbags_mcap_and_the_mp4(tmp_path, recor
     assert on_disk['gaps'] is False
 
 
+def _mcap_chunk_compressions(path: Path) -> set[str]:
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader
+
+    with path.open('rb') as stream:
+        return {r.compression for r in StreamReader(stream, emit_chunks=True).records
+                if isinstance(r, Chunk)}
+
+
+@pytest.mark.parametrize('compression', ['zstd', 'none'])
+def test_bags_are_zstd_chunk_compressed_by_default_and_read_back_either_way(tmp_path,
+                                                                            compression):
+    clock = FakeClock(1000.0)
+    rec = EpisodeRecorder(RecorderConfig(bag_compression=compression), clock=clock,
+                          wall_clock=FakeClock(1.7e9))
+    trial_dir = tmp_path / 't1'
+    record_episode(rec, clock, trial_dir, 50)
+    mcap = trial_dir / 'episode' / 'episode.mcap'
+    assert _mcap_chunk_compressions(mcap) == ({'zstd'} if compression == 'zstd' else {''})
+    info = bag_info(trial_dir)
+    assert info['consistent'], info['errors']
+    assert info['topics']['/cell_0/camera/top/image_raw']['count'] == 50
+    assert RecorderConfig().bag_compression == 'zstd'
+
+
+def test_an_unknown_bag_compression_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="bag_compression='lz4' is invalid"):
+        RecorderConfig(bag_compression='lz4')
+    with pytest.raises(UnknownNameError, match="unknown bag compression 'zst'.*did you mean"):
+        make_bag_writer('rosbags', compression='zst')
+
+
 def test_a_modified_file_fails_the_integrity_check(tmp_path, recorder):
     rec, clock = recorder
     record = record_episode(rec, clock, tmp_path / 't1', 5)

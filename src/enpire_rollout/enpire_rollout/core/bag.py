@@ -193,11 +193,18 @@ class RosbagsMcapWriter:
         chunk_interval_ns: close the pending MCAP chunk (and flush it to the file) when it
             spans this much stamp time, so a killed process loses at most this much; 0 keeps
             rosbags' default (1 MiB chunks).
+        compression: ``'zstd'`` compresses each MCAP chunk (MCAP's own chunk compression,
+            which rosbag2, rosbags and the ``mcap`` readers all decode); ``'none'`` writes
+            them raw. Camera frames dominate a bag: a 300-step Push-T episode is ~200 MB raw
+            and ~1-2 MB with zstd, at the same write cost per frame.
     """
 
     name = 'rosbags'
 
-    def __init__(self, chunk_interval_ns: int = 1_000_000_000) -> None:
+    def __init__(self, chunk_interval_ns: int = 1_000_000_000,
+                 compression: str = 'zstd') -> None:
+        _check_compression(compression)
+        self._compression = compression
         self._chunk_interval_ns = int(chunk_interval_ns)
         self._writer: Any = None
         self._conns: dict[str, Any] = {}
@@ -208,6 +215,10 @@ class RosbagsMcapWriter:
 
         try:
             self._writer = Writer(Path(bag_dir), version=9, storage_plugin=StoragePlugin.MCAP)
+            if self._compression == 'zstd':
+                from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+                self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
             self._writer.open()
         except WriterError as exc:
             raise BagError(f'cannot create bag {bag_dir}: {exc}') from None
@@ -256,7 +267,9 @@ class Rosbag2PyWriter:
 
     name = 'rosbag2_py'
 
-    def __init__(self) -> None:
+    def __init__(self, compression: str = 'zstd') -> None:
+        _check_compression(compression)
+        self._compression = compression
         self._writer: Any = None
         self._topics: dict[str, str] = {}
 
@@ -265,7 +278,10 @@ class Rosbag2PyWriter:
 
         self._rb = rosbag2_py
         self._writer = rosbag2_py.SequentialWriter()
-        self._writer.open(rosbag2_py.StorageOptions(uri=str(bag_dir), storage_id='mcap'),
+        # The MCAP plugin's 'zstd_fast' preset: zstd chunk compression, as RosbagsMcapWriter.
+        preset = 'zstd_fast' if self._compression == 'zstd' else ''
+        self._writer.open(rosbag2_py.StorageOptions(uri=str(bag_dir), storage_id='mcap',
+                                                    storage_preset_profile=preset),
                           rosbag2_py.ConverterOptions('cdr', 'cdr'))
 
     def write(self, topic: str, msgtype: str, stamp_ns: int, data: bytes | memoryview) -> None:
@@ -289,17 +305,28 @@ def rosbag2_py_available() -> bool:
     return importlib.util.find_spec('rosbag2_py') is not None
 
 
-def make_bag_writer(backend: str = 'auto', chunk_interval_ns: int = 1_000_000_000) -> BagWriter:
+BAG_COMPRESSIONS = ('zstd', 'none')
+
+
+def _check_compression(compression: str) -> None:
+    if compression not in BAG_COMPRESSIONS:
+        from enpire_common.errors import UnknownNameError
+
+        raise UnknownNameError('bag compression', compression, list(BAG_COMPRESSIONS))
+
+
+def make_bag_writer(backend: str = 'auto', chunk_interval_ns: int = 1_000_000_000,
+                    compression: str = 'zstd') -> BagWriter:
     """The bag writer for ``backend``: 'auto' (rosbag2_py when importable, else rosbags),
-    'rosbags' or 'rosbag2_py'."""
+    'rosbags' or 'rosbag2_py'; ``compression`` 'zstd' (MCAP chunks) or 'none'."""
     from enpire_common.errors import UnknownNameError
 
     if backend == 'auto':
         backend = 'rosbag2_py' if rosbag2_py_available() else 'rosbags'
     if backend == 'rosbags':
-        return RosbagsMcapWriter(chunk_interval_ns)
+        return RosbagsMcapWriter(chunk_interval_ns, compression)
     if backend == 'rosbag2_py':
-        return Rosbag2PyWriter()
+        return Rosbag2PyWriter(compression)
     raise UnknownNameError('bag writer', backend, ['auto', 'rosbags', 'rosbag2_py'])
 
 

@@ -142,7 +142,9 @@ class EpisodeRecorder:
         self._clock = clock or SystemClock()
         self._wall = wall_clock or _UnixClock()
         interval_ns = int(self.config.chunk_interval_s * 1e9)
-        self._bag_factory = bag_factory or (lambda: make_bag_writer('auto', interval_ns))
+        compression = self.config.bag_compression
+        self._bag_factory = bag_factory or (
+            lambda: make_bag_writer('auto', interval_ns, compression))
         self._types = topic_types(self.config)
         self._rates = declared_rates(self.config)
         self._reset()
