@@ -12,6 +12,7 @@ pytestmark = pytest.mark.ros
 
 
 def test_service_judges_a_published_frame_and_survives_a_bad_one(ros, frames):
+    from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
     from enpire_interfaces.msg import Verdict as VerdictMsg
@@ -41,7 +42,8 @@ def test_service_judges_a_published_frame_and_survives_a_bad_one(ros, frames):
     bad = rgb_to_image(img)
     bad.encoding = 'mono8'
     pub.publish(bad)
-    wait_until(lambda: node._frames['top'][0].encoding == 'mono8', 10.0, 'bad frame received')
+    wait_until(lambda: deserialize_message(node._frames['top'][0], Image).encoding == 'mono8',
+               10.0, 'bad frame received')
     res = call_service(client, VerifySuccess.Request(), 10.0, 'verify_success')
     assert res.error_code == 501
     assert 'mono8' in res.error_msg
