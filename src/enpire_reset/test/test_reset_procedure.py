@@ -99,9 +99,29 @@ def test_a_verifier_that_always_says_solved_fails_after_max_attempts():
 
 
 def test_verifier_errors_are_retried_then_fail():
-    proc, _, _, _ = make({'error_code': 502}, max_attempts=2)
-    with pytest.raises(ResetNotVerifiedError, match='verifier error 502'):
+    proc, _, _, _ = make({'error_code': 501}, max_attempts=2)
+    with pytest.raises(ResetNotVerifiedError, match='verifier error 501'):
         proc.run(1)
+
+
+def test_a_camera_without_fresh_frames_is_waited_for_without_placing_again():
+    # Six answers of "no fresh frame" (a camera silenced for ~3 s), then the frame arrives.
+    proc, sim, verifier, clock = make({'unavailable_calls': 6}, max_attempts=2,
+                                      retry_backoff_s=0.5, settle_s=0.0, timeout_s=10.0)
+    t0 = clock.now_s()
+    out = proc.run(4)
+    assert out.success and out.attempts == 1
+    assert len(sim.placed) == 1 and len(verifier.calls) == 7
+    assert clock.now_s() - t0 == pytest.approx(3.0)
+
+
+def test_a_camera_that_never_comes_back_ends_the_reset_at_its_budget_naming_the_camera():
+    proc, sim, _, _ = make({'unavailable_calls': 10**6}, max_attempts=3, retry_backoff_s=0.5,
+                           settle_s=0.0, timeout_s=4.0)
+    with pytest.raises(EnpireTimeoutError, match=r'4.0 s budget.*verifier error 502: latest '
+                       r'camera/top image is 3.0 s old'):
+        proc.run(4)
+    assert len(sim.placed) == 1      # the wait is not spent on placing again
 
 
 def test_goal_overrides_of_attempts_and_budget_apply():

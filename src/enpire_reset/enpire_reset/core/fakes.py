@@ -42,22 +42,28 @@ class FakeVerifier:
         offsets: per call index, an (dx, dy, dtheta) added to the observed pose.
         always_solved: every scene is reported solved.
         error_code: a non-zero code makes every call a verifier error.
+        unavailable_calls: the first this many calls answer VIEW_UNAVAILABLE (502, a camera
+            with no fresh frame).
     """
 
     def __init__(self, sim: FakeSim, score: float = 0.1, solved_seeds: set[int] | None = None,
                  offsets: dict[int, tuple[float, float, float]] | None = None,
-                 always_solved: bool = False, error_code: int = 0) -> None:
+                 always_solved: bool = False, error_code: int = 0,
+                 unavailable_calls: int = 0) -> None:
         self.sim = sim
         self.score = score
         self.solved_seeds = solved_seeds or set()
         self.offsets = offsets or {}
         self.always_solved = always_solved
         self.error_code = error_code
+        self.unavailable_calls = unavailable_calls
         self.calls: list[tuple[float, ...]] = []
 
     def verify_reset(self, expected_pose: tuple[float, ...], timeout_s: float) -> ResetVerdict:
         index = len(self.calls)
         self.calls.append(tuple(expected_pose))
+        if index < self.unavailable_calls:
+            return ResetVerdict(False, 0.0, (), 502, 'latest camera/top image is 3.0 s old')
         if self.error_code:
             return ResetVerdict(False, 0.0, (), self.error_code, 'fake verifier error')
         placed = self.sim.current

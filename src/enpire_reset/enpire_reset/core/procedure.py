@@ -20,6 +20,7 @@ from enpire_common.errors import (
     EnpireTimeoutError,
     ResetFailedError,
     VerificationError,
+    ViewUnavailableError,
 )
 from enpire_reset.core.config import ResetConfig
 from enpire_reset.core.ports import Placement, ResetVerdict, VerifierPort
@@ -165,13 +166,17 @@ class ResetProcedure:
             self.clock.sleep_s(min(cfg.settle_s, deadline.remaining_s()))
             check(attempt)
             feedback(PHASE_VERIFYING, attempt, progress(attempt, 0.66))
-            try:
-                verdict = self.verifier.verify_reset(
-                    tuple(placement.object_pose),
-                    min(cfg.call_timeout_s, max(deadline.remaining_s(), 1e-3)))
-            except (VerificationError, EnpireTimeoutError) as exc:
-                # A verifier hiccup (no fresh image yet, slow backend) is retried like a miss.
-                verdict = ResetVerdict(False, 0.0, (), exc.code, str(exc))
+            verdict = self._verify(placement, deadline)
+            # A camera with no fresh frame (VIEW_UNAVAILABLE) says nothing about the placement:
+            # wait for it within the budget and judge the same placement then (a restarting
+            # driver or a DDS peer that died mid-stream can silence a camera for seconds).
+            wait_s = max(cfg.retry_backoff_s, 0.1)
+            while verdict.error_code == ViewUnavailableError.code and \
+                    deadline.remaining_s() > wait_s:
+                self.clock.sleep_s(wait_s)
+                if cancelled is not None and cancelled():
+                    break
+                verdict = self._verify(placement, deadline)
             ok, solved, reason = self.judge(placement, verdict)
             if ok:
                 feedback(PHASE_VERIFYING, attempt, 1.0)
@@ -187,3 +192,12 @@ class ResetProcedure:
             f'reset of seed {seed} not verified after {attempts_max} attempt(s): '
             f'{"; ".join(reasons)}. Check the verifier view and the pose tolerance, or raise '
             'max_attempts', outcome)
+
+    def _verify(self, placement: Placement, deadline: Deadline) -> ResetVerdict:
+        try:
+            return self.verifier.verify_reset(
+                tuple(placement.object_pose),
+                min(self.config.call_timeout_s, max(deadline.remaining_s(), 1e-3)))
+        except (VerificationError, EnpireTimeoutError) as exc:
+            # A verifier hiccup (no fresh image yet, slow backend) is retried like a miss.
+            return ResetVerdict(False, 0.0, (), exc.code, str(exc))
