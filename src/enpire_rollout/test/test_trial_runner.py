@@ -89,6 +89,20 @@ def test_reset_failures_are_trials_with_outcome_reset_failed():
     assert trials[1].error_code == 202 and controller.episodes == [1, 3]
 
 
+def test_a_reset_that_times_out_fails_only_its_trial_and_dead_cells_hit_the_fault_budget():
+    clock = FakeClock()
+    controller = FakeController(clock)
+    runner = TrialRunner(cell=FakeCell(timeout_seeds={2, 4, 5, 6}), controller=controller,
+                         verifier=FakeVerifier(controller), recorder=None, clock=clock,
+                         control_rate_hz=10.0)
+    summary = run(runner, [1, 2, 3, 4, 5, 6, 7], max_consecutive_faults=3)
+    assert [t.outcome for t in summary.trials] == ['success', 'reset_failed', 'success',
+                                                   'reset_failed', 'reset_failed',
+                                                   'reset_failed']
+    assert 'reset timed out: reset_cell did not answer' in summary.trials[1].reason
+    assert summary.stop_reason != 'completed' and controller.episodes == [1, 3]
+
+
 def test_wall_time_budget_stops_before_starting_another_trial():
     runner, *_ = make_runner(solve_steps=lambda s: 50)
     summary = run(runner, range(100), max_wall_time_s=12.0)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from enpire_common.clock import FakeClock
-from enpire_common.errors import PolicyFaultError, ResetFailedError
+from enpire_common.errors import EnpireTimeoutError, PolicyFaultError, ResetFailedError
 from enpire_rollout.core.trial import Progress, ResetInfo, TrialRecord, VerifyOutcome
 
 
 class FakeCell:
-    """Resets always succeed unless the seed is in ``failing_seeds``."""
+    """Resets always succeed unless the seed is in ``failing_seeds`` (RESET_FAILED) or in
+    ``timeout_seeds`` (the reset call times out, as with a dying cell)."""
 
-    def __init__(self, failing_seeds: set[int] | None = None) -> None:
+    def __init__(self, failing_seeds: set[int] | None = None,
+                 timeout_seeds: set[int] | None = None) -> None:
         self.failing_seeds = failing_seeds or set()
+        self.timeout_seeds = timeout_seeds or set()
         self.resets: list[int] = []
         self.safe_calls = 0
 
@@ -21,6 +24,8 @@ class FakeCell:
         self.resets.append(seed)
         if seed in self.failing_seeds:
             raise ResetFailedError(f'no verified start for seed {seed} after 3 attempts')
+        if seed in self.timeout_seeds:
+            raise EnpireTimeoutError(f'reset_cell did not answer within {timeout_s:g} s')
         return ResetInfo(start_pose=(float(seed), 0.0, 0.0), observed_pose=(float(seed), 0, 0))
 
     def make_safe(self) -> None:

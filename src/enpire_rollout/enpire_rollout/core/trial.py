@@ -35,6 +35,7 @@ from enpire_common.errors import (
     OK,
     CellUnavailableError,
     EnpireError,
+    EnpireTimeoutError,
     PolicyError,
     ResetFailedError,
     VerificationError,
@@ -322,6 +323,11 @@ class TrialRunner:
                             'attempts': info.attempts}
         except ResetFailedError as err:
             self._end(record, RESET_FAILED, str(err), err)
+        except EnpireTimeoutError as err:
+            # A reset that does not finish in time (a dying cell whose services still show
+            # in the graph) failed like any other: this trial ends, the run goes on, and a
+            # dead cell stops it through max_consecutive_faults.
+            self._end(record, RESET_FAILED, f'reset timed out: {err}', err)
         finally:
             record.reset_s = self.clock.now_s() - t0
 
