@@ -211,7 +211,9 @@ class CellSession:
         self.log = log or (lambda _m: None)
         self.client = RolloutClient(cell)
         self.stack: CellStack | None = None
-        if self.client.wait_ready(probe_s):
+        # Without the option to start a cell, a running one is the only way on: give DDS
+        # discovery of a fresh process time to find it (3 s was seen to miss under load).
+        if self.client.wait_ready(probe_s if start else max(probe_s, 15.0)):
             self.log(f'using the running cell /{cell}')
             return
         if not start:

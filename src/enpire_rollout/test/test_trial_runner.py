@@ -130,3 +130,16 @@ def test_invalid_budgets_are_rejected(field, value, message):
 def test_seed_sequence_uses_explicit_seeds_or_counts_from_the_start():
     assert list(seed_sequence([5, 9, 11], 0, 2)) == [5, 9]
     assert list(seed_sequence(None, 100, 3)) == [100, 101, 102]
+
+
+def test_episode_ticks_flag_a_cell_that_restarted_but_not_a_late_reset_tick():
+    from enpire_rollout.core.trial import EpisodeTicks
+
+    ticks = EpisodeTicks()
+    # The previous episode's last tick, then the reset's tick 0 arriving late: a rebase.
+    assert [ticks.observe(t) for t in (300, 0, 1, 2, 2, 3)] == [''] * 6
+    reason = ticks.observe(0)       # the node restarted: a fresh scene at tick 0
+    assert 'cell restarted mid-episode: state tick went from 3 back to 0' in reason
+    ticks.start()                    # a new episode (after a reset) starts clean
+    assert [ticks.observe(t) for t in (0, 1, 2)] == ['', '', '']
+

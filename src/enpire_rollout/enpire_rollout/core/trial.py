@@ -225,6 +225,38 @@ def seed_sequence(seeds: Iterable[int] | None, seed_start: int, count: int) -> I
         yield from itertools.islice(itertools.count(seed_start), count)
 
 
+class EpisodeTicks:
+    """Follows a cell's state ticks during one episode and notices a cell that restarted.
+
+    Within an episode ticks only grow (a pass@k retry continues them); a tick lower than one
+    already seen *after the episode made progress* means the cell node restarted (a fresh
+    scene at tick 0): the trial cannot go on against a different scene. The first ticks of an
+    episode may still carry the previous episode's last tick (the reset's tick 0 can arrive
+    after the episode started), so a drop before any progress only rebases.
+    """
+
+    def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """A new episode begins."""
+        self._last: int | None = None
+        self._advances = 0
+
+    def observe(self, tick: int) -> str:
+        """Feed one state tick; returns why the episode is void ('' when it is fine)."""
+        last, self._last = self._last, int(tick)
+        if last is None or tick == last:
+            return ''
+        if tick > last:
+            self._advances += 1
+            return ''
+        if self._advances == 0:
+            return ''
+        return (f'cell restarted mid-episode: state tick went from {last} back to {tick} '
+                '(the cell node was restarted and the scene is no longer the trial\'s)')
+
+
 class TrialRunner:
     """Runs trials of one revision on one cell through ports, under a budget.
 

@@ -37,7 +37,7 @@ from enpire_common.ros import wait_for_service, wait_future
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import SafetyEvent, StateVector
 from enpire_interfaces.srv import VerifySuccess
-from enpire_rollout.core.trial import Progress, ResetInfo, VerifyOutcome
+from enpire_rollout.core.trial import EpisodeTicks, Progress, ResetInfo, VerifyOutcome
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -137,6 +137,8 @@ class RosController:
         self._cond = threading.Condition()
         self._tick = -1
         self._tick0 = 0
+        self._ticks = EpisodeTicks()
+        self._restarted = ''
         self._status: dict[str, Any] = {}
         self._abort: str | None = None
         self._episode = ''
@@ -164,6 +166,8 @@ class RosController:
             if int(msg.tick) != self._tick:
                 self._last_tick_t = time.monotonic()
             self._tick = int(msg.tick)
+            if self._episode and not self._restarted:
+                self._restarted = self._ticks.observe(self._tick)
             self._cond.notify_all()
 
     def _on_status(self, msg: String) -> None:
@@ -275,6 +279,8 @@ class RosController:
         with self._cond:
             self._abort = None
             self._episode = episode
+            self._restarted = ''
+            self._ticks.start()
             self._last_tick_t = time.monotonic()
             # Steps count from here: a pass@k retry continues the scene (no reset).
             self._tick0 = max(self._tick, 0) if retry_index else 0
@@ -302,6 +308,8 @@ class RosController:
                                     or 'policy fault')
                 if self._abort:
                     return Progress(self._steps(), safety_abort=self._abort)
+                if self._restarted:
+                    return Progress(self._steps(), cell_lost=self._restarted)
                 if self._proc is None or self._proc.poll() is not None:
                     code = None if self._proc is None else self._proc.returncode
                     return Progress(self._steps(),
