@@ -129,7 +129,7 @@ def test_host_runs_in_its_own_session_with_scrubbed_env_and_limits(spec, tmp_pat
                                 'OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
                                 'NUMEXPR_NUM_THREADS', 'PYTHONDONTWRITEBYTECODE',
                                 'PYTHONNOUSERSITE', '_ROS_WHEELS_BOOTSTRAP_COMPLETE',
-                                'LC_CTYPE'}
+                                'LC_CTYPE', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'}
     assert info['cwd'] == info['home'] and info['cwd'].startswith(str(Path(info['cwd']).parent))
     assert info['as'] == 1024 << 20 and info['nofile'] == 64
     assert info['sid'] is True

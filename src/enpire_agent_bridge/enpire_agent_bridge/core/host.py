@@ -201,7 +201,14 @@ class PolicyHost:
                     'PYTHONNOUSERSITE': '1',
                     # The ROS wheels' .pth would re-exec the interpreter; LD_LIBRARY_PATH is
                     # already set by our own (bootstrapped) process.
-                    '_ROS_WHEELS_BOOTSTRAP_COMPLETE': '1'})
+                    '_ROS_WHEELS_BOOTSTRAP_COMPLETE': '1',
+                    # Every act receives a fresh ~0.7 MB observation and a vision policy
+                    # allocates a few MB of temporaries: glibc would hand them back to the
+                    # kernel and fault them in again on the next act (~1.2 ms of system time
+                    # per 480x480 act of the scripted policy; with these, ~10% less CPU per
+                    # act). RLIMIT_AS still bounds the heap.
+                    'MALLOC_MMAP_THRESHOLD_': str(32 << 20),
+                    'MALLOC_TRIM_THRESHOLD_': str(128 << 20)})
         return env
 
     def _limits(self) -> dict[str, int]:
