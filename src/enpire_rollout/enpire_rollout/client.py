@@ -306,8 +306,14 @@ class FleetSession:
         self.cells = list(cells)
         self.clients = [RolloutClient(c) for c in self.cells]
         self.stack: CellStack | None = None
-        ready = [self.clients[0].wait_ready(probe_s)]
-        ready += [c.wait_ready(1.0) for c in self.clients[1:]]
+        ready = [self.clients[0].wait_ready(probe_s if start else max(probe_s, 15.0))]
+        if ready[0] or not start:
+            # A running fleet is expected: a fresh process's DDS discovery can take seconds per
+            # cell under load (1 s per cell was seen to miss a running second cell).
+            end = time.monotonic() + max(probe_s, 15.0)
+            ready += [c.wait_ready(max(0.5, end - time.monotonic())) for c in self.clients[1:]]
+        else:
+            ready += [c.wait_ready(1.0) for c in self.clients[1:]]
         if all(ready):
             self.log(f"using the running cells {', '.join(self.cells)}")
             return
