@@ -69,6 +69,7 @@ class SafetyFilter:
         self._aborted: SafetyDecision | None = None
         self._last_applied_s: float | None = None
         self._applied_before_s: float | None = None   # the one before _last_applied_s
+        self._applied_prev: np.ndarray | None = None   # MAX_STEP reference of the last one
         self._last_seen_s: float | None = None
         self._stale_reported = False
 
@@ -82,6 +83,7 @@ class SafetyFilter:
         self._aborted = None
         self._last_applied_s = None
         self._applied_before_s = None
+        self._applied_prev = None
         self._last_seen_s = None
         self._stale_reported = False
 
@@ -95,8 +97,9 @@ class SafetyFilter:
             now_s: the time the command arrived, seconds (for RATE and STALE); the
                 command's tick stamp when it has one. A command with the same stamp as the
                 last applied one *replaces* it (a real-time cell steps with the latest
-                target it holds): RATE is judged against the command before that one, and
-                the caller passes that one's ``prev``.
+                target it holds): RATE is judged against the command before that one and
+                MAX_STEP from the reference that one was judged from (``prev`` is then
+                ignored).
 
         Returns:
             ``(applied, decisions)``: the command to send (float64, inside the bounds) or None
@@ -127,6 +130,8 @@ class SafetyFilter:
         decisions: list[SafetyDecision] = []
         replaces = self._last_applied_s is not None and now_s == self._last_applied_s
         last_s = self._applied_before_s if replaces else self._last_applied_s
+        if replaces:
+            prev = self._applied_prev
         if env.max_rate_hz > 0 and last_s is not None:
             min_dt = 1.0 / env.max_rate_hz
             dt = now_s - last_s
@@ -166,6 +171,7 @@ class SafetyFilter:
         out = np.clip(out, self._low, self._high)
         if not replaces:
             self._applied_before_s = self._last_applied_s
+            self._applied_prev = None if prev is None else np.asarray(prev, dtype=np.float64)
         self._last_applied_s = now_s
         return out, decisions
 

@@ -58,8 +58,6 @@ class SafetySupervisor(Node):
         self._prev: np.ndarray | None = None
         self._agent: np.ndarray | None = None
         self._revision = ''
-        self._applied_stamp_s = 0.0          # stamp of the last applied command (0: none)
-        self._replaced_ref: np.ndarray | None = None   # its MAX_STEP reference
         self._cmd_pub = self.create_publisher(Command, 'command', 10)
         self._event_pub = self.create_publisher(SafetyEvent, 'safety/events', 50)
         self.create_subscription(Command, 'policy/command', self._on_command, 10)
@@ -76,7 +74,6 @@ class SafetySupervisor(Node):
     def _on_reset(self, _msg: Empty) -> None:
         self.filter.reset()
         self._prev = None
-        self._applied_stamp_s, self._replaced_ref = 0.0, None
         self.get_logger().info('safety envelope reset')
 
     def _on_command(self, msg: Command) -> None:
@@ -86,13 +83,9 @@ class SafetySupervisor(Node):
         # arrive within the same sim-time instant of this node.
         stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         now_s = stamp_s if stamp_s > 0 else ros_time_s(self)
-        if stamp_s > 0 and stamp_s == self._applied_stamp_s:
-            # A second command for the tick (a hot swap replacing the old revision's): judged
-            # like the one it replaces, from the target applied before it.
-            prev = self._replaced_ref
-        else:
-            prev = self._prev if self._prev is not None else self._agent
-            self._replaced_ref = prev
+        # A second command for a tick (a hot swap replacing the old revision's) is judged by
+        # the filter like the one it replaces (SafetyFilter.filter).
+        prev = self._prev if self._prev is not None else self._agent
         applied, decisions = self.filter.filter(command_values(msg), prev, now_s)
         stamp = self.get_clock().now().to_msg()
         for decision in decisions:
@@ -102,7 +95,6 @@ class SafetySupervisor(Node):
                 self.get_logger().warning(f'safety abort: {decision.detail}')
         if applied is not None:
             self._prev = applied
-            self._applied_stamp_s = stamp_s
             self._cmd_pub.publish(applied_command(msg, applied))
         elif not self.filter.aborted:
             # A rejected command must not stall a lockstep cell (it steps only on a command):
