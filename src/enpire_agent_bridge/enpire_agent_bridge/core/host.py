@@ -115,6 +115,15 @@ def _finalize(proc: subprocess.Popen[bytes] | None, fds: list[int], workdir: str
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def hard_deadline_s(deadline_s: float, factor: float, min_s: float) -> float:
+    """Wall-clock limit of one act before its host is killed as hung.
+
+    ``max(factor x deadline_s, min_s)``: within it only the act's CPU time must fit
+    ``deadline_s`` (a busy machine, not the policy, decides one act's wall time).
+    """
+    return max(deadline_s * factor, min_s)
+
+
 class PolicyHost:
     """One sandboxed policy process serving ``reset`` and ``act`` requests.
 
@@ -131,12 +140,16 @@ class PolicyHost:
         config: Resource limits and identity of the process.
         log_dir: Where ``stdout.log`` / ``stderr.log`` of the host go (appended). Default: the
             work directory (removed on close).
+        hard_deadline_s: Default wall-clock limit of :meth:`act`'s round trip (see there);
+            None = the per-act deadline itself. :func:`hard_deadline_s` gives the nodes' rule.
     """
 
     def __init__(self, policy_dir: str | Path, spec: PolicySpec,
-                 config: SandboxConfig | None = None, log_dir: str | Path | None = None) -> None:
+                 config: SandboxConfig | None = None, log_dir: str | Path | None = None,
+                 hard_deadline_s: float | None = None) -> None:
         self.policy_dir = Path(policy_dir)
         self.spec = spec
+        self.hard_deadline_s = hard_deadline_s
         self.config = config or SandboxConfig()
         self.log_dir = Path(log_dir) if log_dir else None
         self.fault_reason: str | None = None
@@ -320,7 +333,8 @@ class PolicyHost:
         Args:
             obs: Observation dict (arrays or numbers) named as the spec's observation.
             deadline_s: Per-act budget; default ``spec.deadline_s``.
-            hard_deadline_s: Wall-clock limit of the round trip (>= deadline_s).
+            hard_deadline_s: Wall-clock limit of the round trip (>= deadline_s); default
+                the host's ``hard_deadline_s``.
 
         Raises:
             PolicyDeadlineError: no action within the hard deadline (the process was killed),
@@ -329,7 +343,7 @@ class PolicyHost:
                 process was killed); the message says which and what to fix.
         """
         deadline_s = self.spec.deadline_s if deadline_s is None else deadline_s
-        hard_s = max(deadline_s, hard_deadline_s or deadline_s)
+        hard_s = max(deadline_s, hard_deadline_s or self.hard_deadline_s or deadline_s)
         arrays = {k: np.asarray(v) for k, v in obs.items()}
         with self._lock:
             self._require_alive()

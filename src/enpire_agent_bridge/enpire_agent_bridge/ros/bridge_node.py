@@ -87,7 +87,7 @@ from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import BridgeNodeConfig
 from enpire_agent_bridge.core.contract import ContractError, PolicySpec, spec_for_revision
-from enpire_agent_bridge.core.host import PolicyHost
+from enpire_agent_bridge.core.host import PolicyHost, hard_deadline_s
 from enpire_agent_bridge.core.revisions import RevisionStore
 from enpire_agent_bridge.core.swap import HOLD, Phase, Strictness, SwapMachine
 from enpire_agent_bridge.ros import conversions as conv
@@ -242,10 +242,6 @@ class AgentBridgeNode(Node):
                               f'{self.low.tolist()}..{self.high.tolist()}')
         return home
 
-    def _hard_deadline_s(self, slot: _Slot) -> float:
-        cfg = self.config
-        return max(slot.host.spec.deadline_s * cfg.hard_deadline_factor, cfg.hard_deadline_min_s)
-
     def _spec(self, directory: Path) -> PolicySpec:
         cfg = self.config
         try:
@@ -345,7 +341,7 @@ class AgentBridgeNode(Node):
                 try:
                     if new_episode:
                         slot.host.reset(None)
-                    action = slot.host.act(obs, hard_deadline_s=self._hard_deadline_s(slot))
+                    action = slot.host.act(obs)
                     self._late_acts += slot.host.last_late
                     break
                 except PolicyError as exc:
@@ -449,8 +445,12 @@ class AgentBridgeNode(Node):
             raise SwitchFailedError(f'revision {revision[:12]} has no known directory; switch '
                                     'to it by id from the revision store')
         spec = self._spec(directory)
-        host = PolicyHost(directory, spec, config=self.config.sandbox,
-                          log_dir=self._log_root / revision[:40])
+        cfg = self.config
+        host = PolicyHost(directory, spec, config=cfg.sandbox,
+                          log_dir=self._log_root / revision[:40],
+                          hard_deadline_s=hard_deadline_s(spec.deadline_s,
+                                                          cfg.hard_deadline_factor,
+                                                          cfg.hard_deadline_min_s))
         try:
             host.start(timeout_s=max(0.5, end_s - time.monotonic()))
             host.reset(None)
@@ -580,7 +580,7 @@ class AgentBridgeNode(Node):
                 with self._tick_lock:
                     failed = self._switch_within_tick(revision, slot)
             else:
-                slot.host.act(self._latest_obs[1], hard_deadline_s=self._hard_deadline_s(slot))
+                slot.host.act(self._latest_obs[1])
                 with self._lock:
                     self.machine.warm_action(revision, True)
                     failed = self.machine.state.phase is not Phase.SWITCHED
@@ -612,7 +612,7 @@ class AgentBridgeNode(Node):
         latest, state = self._latest_obs, self._latest_state
         assert latest is not None and state is not None
         tick, obs = latest
-        action = slot.host.act(obs, hard_deadline_s=self._hard_deadline_s(slot))
+        action = slot.host.act(obs)
         with self._lock:
             self.machine.warm_action(revision, True, at_tick=tick)
             s = self.machine.state

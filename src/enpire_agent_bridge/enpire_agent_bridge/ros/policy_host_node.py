@@ -20,7 +20,7 @@ from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import PolicyHostNodeConfig
 from enpire_agent_bridge.core.contract import ContractError, PolicySpec, spec_for_revision
-from enpire_agent_bridge.core.host import PolicyHost
+from enpire_agent_bridge.core.host import PolicyHost, hard_deadline_s
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_common.errors import ConfigError, EnpireError, PolicyError
 from enpire_common.paths import enpire_home
@@ -85,13 +85,14 @@ class PolicyHostNode(Node):
         self.late_acts = 0
         self._retry_index = 0
         self.state = 'starting'
-        self._hard_deadline_s = max(self.spec.deadline_s * cfg.hard_deadline_factor,
-                                    cfg.hard_deadline_min_s)
         self._publish_status('starting', '')
         log_dir = Path(cfg.log_dir) if cfg.log_dir else (
             enpire_home() / 'logs' / 'policy_host' / self.revision_id)
         self.host = PolicyHost(self.revision_dir, self.spec, config=cfg.sandbox,
-                               log_dir=log_dir)
+                               log_dir=log_dir,
+                               hard_deadline_s=hard_deadline_s(self.spec.deadline_s,
+                                                               cfg.hard_deadline_factor,
+                                                               cfg.hard_deadline_min_s))
         try:
             self.host.start()
             self.host.reset(None)
@@ -225,7 +226,7 @@ class PolicyHostNode(Node):
                 pos, vel = conv.state_parts(state)
                 obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel,
                        'step': tick, 'retry_index': self._retry_index}
-                action = self.host.act(obs, hard_deadline_s=self._hard_deadline_s)
+                action = self.host.act(obs)
                 self.late_acts += self.host.last_late
             except PolicyError as exc:
                 self._fault(exc)
