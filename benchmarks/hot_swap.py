@@ -230,7 +230,7 @@ class Recorder:
 
 
 def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tick: int,
-            topics: list[str]) -> dict[str, Any]:
+            topics: list[str]) -> tuple[dict[str, Any], list[int]]:
     """Per topic: missed ticks, duplicates, replacements, old-revision commands after a switch.
 
     A real-time cell steps with the latest command it holds, so the tick a switch lands on
@@ -239,6 +239,8 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
     ``stale_after_switch`` counts (a) ticks at or after a switch tick whose last command is
     not the new revision's and (b) commands of any other revision received after the new
     revision's first command (until the next request).
+
+    Returns ``(per-topic counts, ticks at which the active revision fell back to hold)``.
     """
     out: dict[str, Any] = {}
     # A failed (STRICT) switch leaves the old revision active: it moves no boundary, and
@@ -263,8 +265,7 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
             fallbacks.append(t)
         prev = r
     bounds = sorted(bounds + [(t, 'hold') for t in fallbacks])
-    out['fallbacks_to_hold'] = fallbacks
-    switch_ticks = {t for t, _ in bounds}
+    target_at = dict(bounds)        # switch tick -> the revision that takes it over
     for topic in topics:
         cmds = [(t, r, rt) for t, r, rt in rec.cmds[topic] if start_tick <= t <= end_tick]
         per_tick: dict[int, list[str]] = {}
@@ -273,8 +274,7 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
         missed = [t for t in range(start_tick, end_tick + 1) if t not in per_tick]
         dup, replaced = [], 0
         for t, revs in per_tick.items():
-            if len(revs) == 2 and t in switch_ticks and revs[0] != revs[1] and \
-                    revs[1] == dict(bounds)[t]:
+            if len(revs) == 2 and revs[0] != revs[1] and revs[1] == target_at.get(t):
                 replaced += 1
             elif len(revs) > 1:
                 dup.append(t)
@@ -299,7 +299,7 @@ def analyse(rec: Recorder, swaps: list[dict[str, Any]], start_tick: int, end_tic
                       'duplicated': len(dup), 'replaced': replaced,
                       'stale_after_switch': stale, 'missed_ticks': missed[:10],
                       'duplicated_ticks': {t: [r[:8] for r in per_tick[t]] for t in dup[:5]}}
-    return out
+    return out, fallbacks
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             end_tick = max(rec.state_t) - 2     # the last ones may still be in flight
             # The cold switch is checked like the others (ticks, stale), timed apart.
             cold = {'target': rev_b, 't_request': t0}
-            result = analyse(rec, [cold, *swaps], start_tick, end_tick, topics)
+            result, fallbacks = analyse(rec, [cold, *swaps], start_tick, end_tick, topics)
             state_t = dict(rec.state_t)
             bridge = list(rec.cmds['policy/command'])
             status = dict(rec.status)
@@ -450,7 +450,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'bridge_skipped_ticks': status.get('skipped_ticks'),
         'p95_over_period': percentile(effective, 95) / period_s,
         'ticks_after_request': dict(Counter(ticks_late)),
-        'fallbacks_to_hold': result.pop('fallbacks_to_hold'),
+        'fallbacks_to_hold': fallbacks,
         'topics': result,
     }
 

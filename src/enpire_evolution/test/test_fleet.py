@@ -213,16 +213,23 @@ def test_parallel_agents_share_one_experiment_on_separate_branches_studies_and_c
     assert any(line.startswith('[agent-1@cell_1]') for line in lines)
 
 
-def test_a_lost_cell_stops_only_its_agent_and_stores_its_open_trial_as_aborted(
-        tmp_path: Path, store: ExperimentStore) -> None:
+def healthy_and_failing_cell(store: ExperimentStore, failing: type, **failing_kw
+                              ) -> tuple[list[FakeTrialsPort], tuple[FakeClock, FakeClock]]:
+    """cell_0 a plain fake cell, cell_1 a ``failing`` one; each on its own fake clock."""
     clock0, clock1 = FakeClock(), FakeClock()
     model = peaked_success_model({'push_gain': 0.5, 'max_step_px': 30.0})
     ports = [FakeTrialsPort(store, model, evaluation_seeds=TASK.evaluation_seeds,
                             clock=clock0, trial_s=10.0, cell='cell_0',
                             wall=lambda: FAKE_START_S + clock0.now_s()),
-             LostCellPort(store, model, evaluation_seeds=TASK.evaluation_seeds, clock=clock1,
-                          trial_s=10.0, cell='cell_1', lose_after=4,
-                          wall=lambda: FAKE_START_S + clock1.now_s())]
+             failing(store, model, evaluation_seeds=TASK.evaluation_seeds, clock=clock1,
+                     trial_s=10.0, cell='cell_1',
+                     wall=lambda: FAKE_START_S + clock1.now_s(), **failing_kw)]
+    return ports, (clock0, clock1)
+
+
+def test_a_lost_cell_stops_only_its_agent_and_stores_its_open_trial_as_aborted(
+        tmp_path: Path, store: ExperimentStore) -> None:
+    ports, (clock0, clock1) = healthy_and_failing_cell(store, LostCellPort, lose_after=4)
     fleet, lines = make_fleet(tmp_path, store, ports=ports, budget_min=4.0)
     fleet.agents[0].clock = clock0
     fleet.agents[1].clock = clock1
@@ -284,16 +291,9 @@ def test_running_the_same_fleet_again_resumes_each_agent_from_its_own_events(
 
 def test_a_cell_whose_trials_keep_ending_void_is_lost_and_only_its_agent_stops(
         tmp_path: Path, store: ExperimentStore) -> None:
-    clock0, clock1 = FakeClock(), FakeClock()
-    model = peaked_success_model({'push_gain': 0.5, 'max_step_px': 30.0})
-    ports = [FakeTrialsPort(store, model, evaluation_seeds=TASK.evaluation_seeds,
-                            clock=clock0, trial_s=10.0, cell='cell_0',
-                            wall=lambda: FAKE_START_S + clock0.now_s()),
-             DeadSimPort(store, model, evaluation_seeds=TASK.evaluation_seeds, clock=clock1,
-                         trial_s=10.0, cell='cell_1', die_after=3,
-                         wall=lambda: FAKE_START_S + clock1.now_s())]
+    ports, clocks = healthy_and_failing_cell(store, DeadSimPort, die_after=3)
     fleet, lines = make_fleet(tmp_path, store, ports=ports, budget_min=4.0)
-    for agent, clock in zip(fleet.agents, (clock0, clock1), strict=True):
+    for agent, clock in zip(fleet.agents, clocks, strict=True):
         agent.clock = clock
         agent.wall = lambda c=clock: FAKE_START_S + c.now_s()
     result = fleet.run()

@@ -57,6 +57,12 @@ def trial_to_dict(t: Any) -> dict[str, Any]:
             'error_code': int(t.error_code), 'error_msg': t.error_msg}
 
 
+#: How long a client waits for a cell that should be running (no start allowed, or a fleet
+#: of which one cell already answers): a fresh process's DDS discovery of a running cell was
+#: seen to take more than 3 s per cell on a loaded machine.
+RUNNING_CELL_WAIT_S = 15.0
+
+
 class RolloutClient:
     """Action client of one cell's ``run_trials``, spinning in a private context."""
 
@@ -211,9 +217,8 @@ class CellSession:
         self.log = log or (lambda _m: None)
         self.client = RolloutClient(cell)
         self.stack: CellStack | None = None
-        # Without the option to start a cell, a running one is the only way on: give DDS
-        # discovery of a fresh process time to find it (3 s was seen to miss under load).
-        if self.client.wait_ready(probe_s if start else max(probe_s, 15.0)):
+        # Without the option to start a cell, a running one is the only way on.
+        if self.client.wait_ready(probe_s if start else max(probe_s, RUNNING_CELL_WAIT_S)):
             self.log(f'using the running cell /{cell}')
             return
         if not start:
@@ -306,11 +311,11 @@ class FleetSession:
         self.cells = list(cells)
         self.clients = [RolloutClient(c) for c in self.cells]
         self.stack: CellStack | None = None
-        ready = [self.clients[0].wait_ready(probe_s if start else max(probe_s, 15.0))]
+        ready = [self.clients[0].wait_ready(probe_s if start
+                                            else max(probe_s, RUNNING_CELL_WAIT_S))]
         if ready[0] or not start:
-            # A running fleet is expected: a fresh process's DDS discovery can take seconds per
-            # cell under load (1 s per cell was seen to miss a running second cell).
-            end = time.monotonic() + max(probe_s, 15.0)
+            # A running fleet is expected: give every cell the discovery time.
+            end = time.monotonic() + max(probe_s, RUNNING_CELL_WAIT_S)
             ready += [c.wait_ready(max(0.5, end - time.monotonic())) for c in self.clients[1:]]
         else:
             ready += [c.wait_ready(1.0) for c in self.clients[1:]]
