@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enpire_common.config import require
+from enpire_rollout.core.bag import BAG_COMPRESSIONS
 
 #: Per-rule reactions. ``clamp`` changes the command and applies it, ``reject`` drops it (the
 #: cell holds its last command), ``abort`` drops it and every later command until ``reset``.
@@ -149,5 +150,5 @@ class RecorderConfig:
         for view in self.camera_views:
             require(bool(view) and '/' not in view, 'camera_views', self.camera_views,
                     'view names are non-empty and contain no "/"')
-        require(self.bag_compression in ('zstd', 'none'), 'bag_compression',
-                self.bag_compression, "must be 'zstd' or 'none'")
+        require(self.bag_compression in BAG_COMPRESSIONS, 'bag_compression',
+                self.bag_compression, f"must be one of {', '.join(BAG_COMPRESSIONS)}")
