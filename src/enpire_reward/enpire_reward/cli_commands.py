@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 
@@ -19,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc.add_argument('--near-goal-noise', choices=('wide', 'tight'), default='wide',
                     help="near-goal spread: 'wide' (3 px / 0.04 rad, default) or 'tight' "
                          '(1.5 px / 0.02 rad, piled at the 0.95 threshold)')
+    cc.add_argument('--renderer', choices=('area', 'gym-pusht'), default=None,
+                    help="the sim cell's camera.renderer (default: the cell's default, area); "
+                         "the view's camera model follows it (gym-pusht -> gym-pusht-pygame)")
     cc.add_argument('--json', action='store_true', help='print one JSON object')
     cc.set_defaults(func=_crosscheck)
     bk = sub.add_parser('backends', help='list verifier backends')
@@ -30,11 +34,23 @@ def _crosscheck(args: argparse.Namespace) -> int:
     from enpire_common.errors import ConfigError
     from enpire_common.tasks import load_task
     from enpire_reward.core import make_verifier
-    from enpire_reward.core.crosscheck import crosscheck
+    from enpire_reward.core.camera_model import (
+        CAMERA_MODEL_RENDERERS,
+        camera_model_for_renderer,
+        view_camera_model_name,
+        with_camera_model,
+    )
+    from enpire_reward.core.crosscheck import cell_renderer, crosscheck
 
     if args.states < 1:
         raise ConfigError(f'--states={args.states} is invalid: must be >= 1')
     task = load_task(args.task)
+    renderer = cell_renderer(args.renderer)
+    # The verifier judges the images of this renderer with the matching camera model.
+    for name in task.views:
+        model = view_camera_model_name(task, name)
+        if model in CAMERA_MODEL_RENDERERS and CAMERA_MODEL_RENDERERS[model] != renderer:
+            task = with_camera_model(task, name, camera_model_for_renderer(renderer))
     verifier = make_verifier(args.backend, task)
 
     def progress(i: int, n: int) -> None:
@@ -42,19 +58,28 @@ def _crosscheck(args: argparse.Namespace) -> int:
             print(f'  {i}/{n} states', file=sys.stderr)
 
     rep = crosscheck(verifier, task, args.states, seed=args.seed, progress=progress,
-                     near_goal_noise=args.near_goal_noise)
+                     near_goal_noise=args.near_goal_noise, renderer=renderer)
     ok = rep.meets_targets()
     if args.json:
-        print(json.dumps({'ok': ok, **rep.to_dict()}))
+        # NaN (not computed) is not JSON: null.
+        out = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in rep.to_dict().items()}
+        print(json.dumps({'ok': ok, **out}))
     else:
-        print(f'{rep.states} states ({rep.positives} solved), backend {rep.backend}')
+        print(f'{rep.states} states ({rep.positives} solved), backend {rep.backend}, '
+              f'renderer {rep.renderer}')
         print(f'score MAE {rep.score_mae:.4f} (max {rep.score_max_error:.4f})')
         print(f'label agreement {rep.label_agreement:.2%}, FPR {rep.false_positive_rate:.2%} '
               f'({rep.false_positives}), FNR {rep.false_negative_rate:.2%} '
               f'({rep.false_negatives})')
-        print(f'ideal image-only verifier: label agreement {rep.ideal_label_agreement:.2%} '
-              f'({rep.ideal_false_positives} FP, {rep.ideal_false_negatives} FN: poses that '
-              f'render the same pixels straddle the threshold)')
+        if math.isnan(rep.ideal_label_agreement):
+            print('ideal image-only verifier: not computed (the area renderer has no '
+                  'pixel-rounding ambiguity: its ideal is the ground truth)')
+        else:
+            print(f'ideal image-only verifier: label agreement '
+                  f'{rep.ideal_label_agreement:.2%} ({rep.ideal_false_positives} FP, '
+                  f'{rep.ideal_false_negatives} FN: poses that render the same pixels '
+                  f'straddle the threshold)')
         print(f'latency p50 {rep.latency_p50_s * 1e3:.2f} ms, p95 '
               f'{rep.latency_p95_s * 1e3:.2f} ms, p99 {rep.latency_p99_s * 1e3:.2f} ms')
         print('targets met' if ok else 'targets NOT met (agreement >= 99%, FPR <= 0.5%, '

@@ -1,4 +1,8 @@
-"""The gym-pusht forward camera model and the near-threshold analysis by synthesis."""
+"""The gym-pusht forward camera model and the near-threshold analysis by synthesis.
+
+These are about a sim cell with ``camera.renderer: gym-pusht`` (bit-exact gym-pusht images),
+judged with ``camera_model: gym-pusht-pygame``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from enpire_reward.core.camera_model import (
     round_half_even,
     t_corners,
     view_camera_model_name,
+    with_camera_model,
 )
 
 GOAL_THETA = math.pi / 4
@@ -26,7 +31,7 @@ GOAL_THETA = math.pi / 4
 def sim(task):
     from enpire_sim.core.push_t import PushTSim
 
-    s = PushTSim(task)
+    s = PushTSim(task, renderer='gym-pusht')
     yield s
     s.close()
 
@@ -66,8 +71,14 @@ def test_crops_are_aligned_to_the_resize_period(camera):
     assert camera.crop_for(edge) is None  # clipped strokes would not be reproduced
 
 
-def test_the_task_contract_names_the_sim_camera_model(task):
-    assert view_camera_model_name(task, 'top') == 'gym-pusht-pygame'
+@pytest.fixture(scope='module')
+def pygame_task(task):
+    return with_camera_model(task, 'top', 'gym-pusht-pygame')
+
+
+def test_the_task_contract_names_the_sim_camera_model(task, pygame_task):
+    assert view_camera_model_name(task, 'top') == 'pusht-area-v1'
+    assert view_camera_model_name(pygame_task, 'top') == 'gym-pusht-pygame'
     assert make_camera_model('none', task, task.views['top']) is None
     with pytest.raises(UnknownNameError, match="did you mean 'gym-pusht-pygame'"):
         make_camera_model('gym-pusht-pygam', task, task.views['top'])
@@ -102,8 +113,8 @@ def _near_threshold_poses(goal, n, seed):
 
 
 def test_near_threshold_states_match_the_image_exactly_and_are_judged_by_their_cell(
-        task, sim):
-    verifier = make_verifier('opencv-v1', task)
+        task, pygame_task, sim):
+    verifier = make_verifier('opencv-v1', pygame_task)
     est = verifier.estimator
     refiner = est._refiners['top']
     results = []
@@ -134,8 +145,8 @@ def test_near_threshold_states_match_the_image_exactly_and_are_judged_by_their_c
     assert wrong <= 3  # the cells that straddle the threshold cannot be told apart
 
 
-def test_states_far_from_the_threshold_skip_the_synthesis(task, sim):
-    verifier = make_verifier('opencv-v1', task)
+def test_states_far_from_the_threshold_skip_the_synthesis(task, pygame_task, sim):
+    verifier = make_verifier('opencv-v1', pygame_task)
     calls = []
     refiner = verifier.estimator._refiners['top']
     orig = refiner.refine

@@ -90,14 +90,41 @@ def test_render_is_rgb_uint8_of_the_configured_size_without_red_marker(task):
 
 
 @pytest.mark.parametrize('size', [(480, 480), (320, 240), (96, 96)])
-def test_render_is_bit_identical_to_gym_pushts_own_observation_render(task, size):
-    s = PushTSim(task, *size)
+def test_gym_pusht_renderer_is_bit_identical_to_gym_pushts_own_observation_render(task, size):
+    s = PushTSim(task, *size, renderer='gym-pusht')
     for seed in (0, 3):
         s.reset(seed=seed)
         s.step([150.0 + 20 * seed, 300.0])
         expected = np.ascontiguousarray(s._env._render(visualize=False))
         assert np.array_equal(s.render(), expected)
     s.close()
+
+
+@pytest.mark.parametrize('renderer', ['area', 'gym-pusht'])
+def test_both_renderers_draw_the_same_scene_up_to_edge_pixels(task, renderer):
+    s = PushTSim(task, renderer=renderer)
+    other = PushTSim(task, renderer='gym-pusht' if renderer == 'area' else 'area')
+    for sim in (s, other):
+        sim.reset(seed=3, object_pose=[300.0, 220.0, 0.4], agent_pos=[120.0, 380.0])
+    diff = np.abs(s.render().astype(int) - other.render().astype(int)).max(axis=2)
+    # Same colours, same geometry: only pixels on the shapes' edges differ.
+    assert (diff > 30).mean() < 0.01
+    assert s.renderer == renderer
+
+
+def test_unknown_renderer_is_refused_with_a_suggestion(task):
+    with pytest.raises(ConfigError, match=r"unknown camera renderer 'aera'; did you mean "
+                                          r"'area'\?"):
+        PushTSim(task, renderer='aera')
+
+
+def test_camera_config_rejects_an_unknown_renderer():
+    from enpire_sim.core import CameraConfig
+
+    with pytest.raises(ConfigError, match=r"camera.renderer='pygame' is invalid: must be one "
+                                          r'of area, gym-pusht'):
+        CameraConfig(renderer='pygame')
+    assert CameraConfig().renderer == 'area'
 
 
 def test_camera_affine_maps_the_pusher_to_its_blue_disc(sim):

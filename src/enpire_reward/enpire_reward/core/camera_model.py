@@ -13,6 +13,12 @@ contract (``views.<name>.camera_model``), never guessed:
   walls are fat segments. ``cv2.resize`` (bilinear) then maps 512 -> 480 px. That image is a
   deterministic function of the 8 rounded corners, so this model reproduces it bit for bit
   from those corners: see :class:`PushTPygameCamera`.
+- ``pusht-area-v1``: the sim cell's area-sampled (anti-aliased) top camera
+  (``enpire_sim.core.render``, the cell's ``camera.renderer: area``): every pixel is the
+  area-weighted mean colour of the same scene, so the image moves with sub-pixel motion of
+  the block. Its model (:class:`PushTAreaCamera`) is that renderer's own code (a pure
+  function of pose -> image; no simulator state) and unmixes each pixel's block share
+  against the known static background.
 
 The model knows only what the camera and the task contract define (the renderer, the goal
 pose from the task, the T's geometry, the static walls of the scene): never the simulator's
@@ -22,6 +28,7 @@ state. Models are looked up by name in :data:`CAMERA_MODELS`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -36,6 +43,7 @@ from enpire_reward.core import geometry
 
 CAMERA_MODEL_NONE = 'none'
 CAMERA_MODEL_PUSHT = 'gym-pusht-pygame'
+CAMERA_MODEL_AREA = 'pusht-area-v1'
 
 #: gym-pusht's colours (pygame names), RGB.
 _LIGHT_GREEN = (144, 238, 144)
@@ -252,12 +260,115 @@ class PushTPygameCamera:
         return cv2.resize(raw, (self.view.width_px, self.view.height_px))
 
 
+class PushTAreaCamera:
+    """The sim cell's area-sampled top camera as a forward model (``pusht-area-v1``).
+
+    Each pixel of that camera is ``background * (1 - a) + border * (a - f) + fill * f``
+    (then the pusher over it), where ``a`` is the pixel's share covered by the block's
+    silhouette (the T grown by its 2 px border, round outer corners) and ``f`` the share of
+    its lighter fill, which lies >= 4 px inside the silhouette's edge. So a pixel on the
+    block's edge is a two-colour blend of the known background and the border colour, and
+    its block share is a linear unmix (:meth:`unmix`).
+
+    Args:
+        goal_pose: the task's goal pose (drawn under the block).
+        view: the camera view; its ``workspace_to_pixel`` must be an isotropic scale plus
+            offset (``[[s, 0, ox], [0, s, oy]]``).
+
+    Raises:
+        ConfigError: the view's map is not an isotropic scale, or the renderer
+            (``enpire_sim``) is not installed.
+    """
+
+    name = CAMERA_MODEL_AREA
+    #: Unmixing residual (RGB units) above which a pixel is not a block/background blend.
+    residual_tol = 8.0
+
+    def __init__(self, goal_pose: Sequence[float], view: ViewSpec) -> None:
+        (a, b, c), (d, e, f) = view.workspace_to_pixel
+        if b or d or a <= 0 or abs(a - e) > 1e-9:
+            raise ConfigError(
+                f"camera model '{CAMERA_MODEL_AREA}' needs a top view with an isotropic scale "
+                f'(workspace_to_pixel = [[s, 0, ox], [0, s, oy]]); view {view.name!r} has '
+                f'{view.workspace_to_pixel}: set its camera_model to none')
+        try:
+            from enpire_sim.core import render
+        except ImportError as exc:  # pragma: no cover - enpire_sim ships with the workspace
+            raise ConfigError(
+                f"camera model '{CAMERA_MODEL_AREA}' draws with enpire_sim.core.render, which "
+                f'is not importable ({exc}); install enpire_sim or set camera_model: none'
+                ) from None
+        self.view = view
+        self.goal_pose = tuple(float(v) for v in goal_pose)
+        self.scale = float(a)
+        self.renderer = render.AreaRenderer(view.width_px, view.height_px,
+                                            view.workspace_to_pixel, self.goal_pose)
+        self.background = self.renderer.background_f.astype(np.float32)
+        self.border = np.asarray(render.BORDER, dtype=np.float32)
+        self.fill = np.asarray(render.FILL, dtype=np.float32)
+        #: The silhouette: the T's boxes grown by this much with round corners, workspace px.
+        self.grow_px = float(render.BORDER_HALF_PX)
+        g = self.fill - self.border
+        self._g, self._gg = [float(v) for v in g], float(g @ g)
+        self._bg = [np.ascontiguousarray(self.background[..., i]) for i in range(3)]
+        self._edge = [float(self.border[i]) - self._bg[i] for i in range(3)]
+        self._edge_sq = self._edge[0] ** 2 + self._edge[1] ** 2 + self._edge[2] ** 2
+        self._kernel = np.ones((3, 3), np.uint8)
+
+    def render_full(self, pose: Sequence[float],
+                    pusher_pos: Sequence[float] | None = None) -> np.ndarray:
+        """The whole camera image with the block at ``pose`` (pusher off-image if None)."""
+        return self.renderer.render(pose, (-1e4, -1e4) if pusher_pos is None else pusher_pos)
+
+    def unmix(self, rgb: np.ndarray, box: tuple[int, int, int, int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Block share and usable-pixel weight of the crop ``rgb`` at ``box`` (x0, y0, x1, y1).
+
+        A pixel is either a blend of its background and the border colour (on the
+        silhouette's edge or outside: share = the blend's border fraction) or a blend of the
+        border and the fill (inside: share 1), whichever explains its colour better. Pixels
+        that neither explains within :attr:`residual_tol` (the pusher, and pixels it tints,
+        which also fail the bluish test) get weight 0, as do their neighbours.
+
+        Returns:
+            ``(alpha, weight)``, both (h, w) float32.
+        """
+        x0, y0, x1, y1 = box
+        # Per channel in float32: ~5x faster than reductions over a colour axis.
+        c = [rgb[..., i].astype(np.float32) for i in range(3)]
+        e = [ch[y0:y1, x0:x1] for ch in self._edge]
+        d = [c[i] - self._bg[i][y0:y1, x0:x1] for i in range(3)]
+        de = d[0] * e[0] + d[1] * e[1] + d[2] * e[2]
+        ee = self._edge_sq[y0:y1, x0:x1]
+        alpha = np.clip(de / ee, 0.0, 1.0)
+        dd = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+        res_edge = dd - alpha * (2.0 * de - alpha * ee)  # |d - alpha e|^2
+        cb = [c[i] - self.border[i] for i in range(3)]
+        g = self._g
+        cg = cb[0] * g[0] + cb[1] * g[1] + cb[2] * g[2]
+        t = np.clip(cg / self._gg, 0.0, 1.0)
+        res_in = (cb[0] * cb[0] + cb[1] * cb[1] + cb[2] * cb[2]) - t * (2.0 * cg - t * self._gg)
+        # Near the border colour a little white and a little fill look alike (their
+        # directions from it differ by ~14 degrees): a pixel with a small fill share is read
+        # as an edge blend unless the edge blend clearly fails. Fill lies >= 3.75 px inside
+        # the edge, outside the fit's band, so that costs nothing.
+        inside = (res_in < res_edge) & ((t > 0.2) | (res_edge > 6.25))
+        alpha[inside] = 1.0
+        bluish = (c[2] - c[0]) > 41.0  # only the pusher is bluer than the fill
+        tol2 = self.residual_tol * self.residual_tol
+        bad = (bluish | (np.minimum(res_in, res_edge) > tol2)).astype(np.uint8)
+        weight = 1.0 - cv2.dilate(bad, self._kernel).astype(np.float32)
+        alpha[bad > 0] = 0.0
+        return alpha, weight
+
+
 CameraModelFactory = Callable[[TaskSpec, ViewSpec], object]
 
 #: Registered forward camera models by name; ``none`` has no model.
 CAMERA_MODELS: dict[str, CameraModelFactory | None] = {
     CAMERA_MODEL_NONE: None,
     CAMERA_MODEL_PUSHT: lambda task, view: PushTPygameCamera(task.goal_pose, view),
+    CAMERA_MODEL_AREA: lambda task, view: PushTAreaCamera(task.goal_pose, view),
 }
 
 
@@ -266,6 +377,34 @@ def register_camera_model(name: str, factory: CameraModelFactory) -> None:
     if name in CAMERA_MODELS:
         raise ConfigError(f"camera model '{name}' is already registered")
     CAMERA_MODELS[name] = factory
+
+
+#: The sim cell renderer (``camera.renderer``) whose images each sim camera model describes.
+CAMERA_MODEL_RENDERERS: dict[str, str] = {CAMERA_MODEL_AREA: 'area',
+                                          CAMERA_MODEL_PUSHT: 'gym-pusht'}
+
+
+def camera_model_for_renderer(renderer: str) -> str:
+    """The camera model of the sim cell's ``camera.renderer`` (``none`` when unknown)."""
+    for model, r in CAMERA_MODEL_RENDERERS.items():
+        if r == renderer:
+            return model
+    return CAMERA_MODEL_NONE
+
+
+def with_camera_model(task: TaskSpec, view_name: str, model: str) -> TaskSpec:
+    """A copy of ``task`` whose view ``view_name`` declares camera model ``model``.
+
+    For judging images of a sim cell that runs another renderer than the contract's default
+    (e.g. ``camera.renderer: gym-pusht`` -> ``gym-pusht-pygame``).
+    """
+    if model not in CAMERA_MODELS:
+        raise UnknownNameError('camera model', model, CAMERA_MODELS)
+    raw = dict(task.raw)
+    views = {k: dict(v or {}) for k, v in (raw.get('views') or {}).items()}
+    views.setdefault(view_name, {})['camera_model'] = model
+    raw['views'] = views
+    return dataclasses.replace(task, raw=raw)
 
 
 def view_camera_model_name(task: TaskSpec, view_name: str) -> str:
@@ -287,6 +426,7 @@ def make_camera_model(name: str, task: TaskSpec, view: ViewSpec):
     return None if factory is None else factory(task, view)
 
 
-__all__ = ['CAMERA_MODELS', 'CAMERA_MODEL_NONE', 'CAMERA_MODEL_PUSHT', 'Crop',
-           'PushTPygameCamera', 'make_camera_model', 'register_camera_model',
-           'round_half_even', 't_corners', 'view_camera_model_name']
+__all__ = ['CAMERA_MODELS', 'CAMERA_MODEL_AREA', 'CAMERA_MODEL_NONE', 'CAMERA_MODEL_PUSHT',
+           'CAMERA_MODEL_RENDERERS', 'Crop', 'PushTAreaCamera', 'PushTPygameCamera',
+           'camera_model_for_renderer', 'make_camera_model', 'register_camera_model',
+           'round_half_even', 'with_camera_model', 't_corners', 'view_camera_model_name']

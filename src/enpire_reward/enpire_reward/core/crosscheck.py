@@ -2,8 +2,9 @@
 
 Samples Push-T states (gym-pusht seeded starts, random pushes from them, and near-goal poses
 with a ``'wide'`` or ``'tight'`` spread, see :data:`NEAR_GOAL_NOISE`),
-renders the top camera exactly as the sim cell does, and compares the verifier's score with
-gym-pusht's coverage. The simulator is imported here only, never by the verifier itself.
+renders the top camera exactly as the sim cell does (its own render path, with the cell's
+``camera.renderer``: ``area`` by default, or ``gym-pusht``), and compares the verifier's score
+with gym-pusht's coverage. The simulator is imported here only, never by the verifier itself.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ class CrossCheckReport:
     FN / ground-truth positives.
 
     ``ideal_*``: what an ideal image-only verifier would score on the same states (see
-    :func:`ideal_verdict`): gym-pusht draws the T from its corners rounded to whole pixels,
-    so every pose that rounds to the same corners gives the same image, and where those
-    poses straddle the threshold no verifier can tell them apart. ``nan`` / -1 when not
-    computed.
+    :func:`ideal_verdict`), for the ``gym-pusht`` renderer only: it draws the T from its
+    corners rounded to whole pixels, so every pose that rounds to the same corners gives the
+    same image, and where those poses straddle the threshold no verifier can tell them
+    apart. ``nan`` / -1 when not computed: the ``area`` renderer (the cell's default) has no
+    such ambiguity worth reporting (an image pins the pose to ~0.001 px: the poses with the
+    same image span ~1e-5 of coverage), so its ideal is the ground truth itself.
+    ``renderer``: the sim cell renderer that drew the images.
     """
 
     states: int
@@ -49,6 +53,7 @@ class CrossCheckReport:
     ideal_label_agreement: float = float('nan')
     ideal_false_positives: int = -1
     ideal_false_negatives: int = -1
+    renderer: str = ''
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,10 +64,19 @@ class CrossCheckReport:
                 and self.score_mae <= mae)
 
 
-def _make_sim(task: TaskSpec):
+def cell_renderer(renderer: str | None = None) -> str:
+    """``renderer``, or the sim cell's default ``camera.renderer`` when None."""
+    if renderer is not None:
+        return renderer
+    from enpire_sim.core.config import CameraConfig
+
+    return CameraConfig().renderer
+
+
+def _make_sim(task: TaskSpec, renderer: str | None = None):
     from enpire_sim.core.push_t import PushTSim
 
-    return PushTSim(task)
+    return PushTSim(task, renderer=cell_renderer(renderer))
 
 
 def _far_from_block(rng: np.random.Generator, pose: tuple[float, float, float]
@@ -100,23 +114,26 @@ NEAR_GOAL_NOISE: dict[str, tuple[float, float, bool]] = {
 
 def sample_states(task: TaskSpec, n: int, seed: int = 0, near_goal_frac: float = 0.5,
                   progress: Callable[[int, int], None] | None = None,
-                  near_goal_noise: str = 'wide'):
+                  near_goal_noise: str = 'wide', renderer: str | None = None):
     """Yield ``(image, ground_truth)`` for ``n`` sampled states.
 
     Half (``near_goal_frac``) are near the goal: the goal pose plus Gaussian noise
     (``NEAR_GOAL_NOISE[near_goal_noise]``: ``'wide'`` draws the standard deviation per state
     uniformly in 0..4 px / 0..0.05 rad; ``'tight'`` uses a fixed 1.5 px / 0.02 rad), the
     pusher clear of the block. The rest are gym-pusht seeded starts
-    followed by 0-20 random pushes toward the block.
+    followed by 0-20 random pushes toward the block. Images come from the sim cell's own
+    render path with ``renderer`` (None: the cell's default ``camera.renderer``); the
+    states do not depend on it.
 
     Raises:
-        UnknownNameError: ``near_goal_noise`` is not a key of ``NEAR_GOAL_NOISE``.
+        UnknownNameError: ``near_goal_noise`` is not a key of ``NEAR_GOAL_NOISE``, or
+            ``renderer`` is not a sim renderer.
     """
     if near_goal_noise not in NEAR_GOAL_NOISE:
         raise UnknownNameError('near-goal noise', near_goal_noise, NEAR_GOAL_NOISE)
     sd_px, sd_rad, mixture = NEAR_GOAL_NOISE[near_goal_noise]
     rng = np.random.default_rng(seed)
-    sim = _make_sim(task)
+    sim = _make_sim(task, renderer)
     goal = task.goal_pose
     try:
         for i in range(n):
@@ -142,7 +159,9 @@ def sample_states(task: TaskSpec, n: int, seed: int = 0, near_goal_frac: float =
 
 def ideal_verdict(pose: tuple[float, float, float], goal: tuple[float, ...],
                   threshold: float, samples: int = 256) -> bool:
-    """The Bayes-optimal success call for the gym-pusht image of ``pose`` (sim-side only).
+    """The Bayes-optimal success call for the gym-pusht renderer's image of ``pose``.
+
+    Sim-side only, and for ``renderer='gym-pusht'`` only.
 
     The image is a function of the T's corners rounded to whole pixels; under a flat prior
     every pose of that corner set's cell is equally likely, so the best possible call is
@@ -162,15 +181,23 @@ def ideal_verdict(pose: tuple[float, float, float], goal: tuple[float, ...],
 
 def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
                progress: Callable[[int, int], None] | None = None,
-               near_goal_noise: str = 'wide') -> CrossCheckReport:
-    """Verify ``n`` sampled states (:func:`sample_states`) and compare with ground truth."""
+               near_goal_noise: str = 'wide', renderer: str | None = None
+               ) -> CrossCheckReport:
+    """Verify ``n`` sampled states (:func:`sample_states`) and compare with ground truth.
+
+    ``renderer``: the sim cell renderer (None: the cell's default); the verifier must be
+    built for it (the view's ``camera_model``, see
+    :func:`enpire_reward.core.camera_model.camera_model_for_renderer`).
+    """
+    renderer = cell_renderer(renderer)
+    ideal_applies = renderer == 'gym-pusht'
     view = verifier.views[0]
     errors, lat = [], []
     fp = fn = pos = neg = agree = 0
     ideal_fp = ideal_fn = 0
     threshold = float(task.success_threshold)
     for image, gt in sample_states(task, n, seed, progress=progress,
-                                   near_goal_noise=near_goal_noise):
+                                   near_goal_noise=near_goal_noise, renderer=renderer):
         res = verifier.verify({view: image})
         v = res.verdicts[0]
         errors.append(abs(v.score - gt.coverage))
@@ -182,7 +209,7 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
         fn += gt.success and not v.success
         # Only states near the threshold can have a cell that straddles it (cells span
         # ~0.005 of coverage); elsewhere the ideal call is the truth.
-        if abs(gt.coverage - threshold) < 0.01:
+        if ideal_applies and abs(gt.coverage - threshold) < 0.01:
             ideal = ideal_verdict(gt.object_pose, task.goal_pose, threshold)
             ideal_fp += ideal and not gt.success
             ideal_fn += gt.success and not ideal
@@ -196,9 +223,11 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
         false_negatives=fn, latency_p50_s=float(np.percentile(lats, 50)),
         latency_p95_s=float(np.percentile(lats, 95)),
         latency_p99_s=float(np.percentile(lats, 99)), backend=verifier.backend_id,
-        ideal_label_agreement=1.0 - (ideal_fp + ideal_fn) / n,
-        ideal_false_positives=ideal_fp, ideal_false_negatives=ideal_fn)
+        ideal_label_agreement=(1.0 - (ideal_fp + ideal_fn) / n if ideal_applies
+                               else float('nan')),
+        ideal_false_positives=ideal_fp if ideal_applies else -1,
+        ideal_false_negatives=ideal_fn if ideal_applies else -1, renderer=renderer)
 
 
-__all__ = ['NEAR_GOAL_NOISE', 'CrossCheckReport', 'crosscheck', 'ideal_verdict',
-           'sample_states']
+__all__ = ['NEAR_GOAL_NOISE', 'CrossCheckReport', 'cell_renderer', 'crosscheck',
+           'ideal_verdict', 'sample_states']

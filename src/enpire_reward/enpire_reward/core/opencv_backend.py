@@ -160,6 +160,10 @@ class OpenCvConfig:
     success_margin: float = 0.002
     synthesis_band: float = 0.01
     synthesis_margin: float = 0.001
+    area_coarse_blur: float = 4.0
+    area_max_iterations: int = 12
+    area_retry_residual: float = 0.02
+    area_success_margin: float = 0.0
 
     def __post_init__(self) -> None:
         require(4 <= self.lut_bits <= 7, 'lut_bits', self.lut_bits, 'must be in 4..7')
@@ -241,8 +245,9 @@ class ColorSegmenter:
         self._shift = 8 - self.config.lut_bits
         self._kernel = np.ones((3, 3), np.uint8)
 
-    def segment(self, image: np.ndarray, view: ViewSpec) -> Segmentation:
-        """Find the object's blob and unmix the colours around it."""
+    def locate(self, image: np.ndarray, view: ViewSpec
+               ) -> tuple[tuple[int, int, int, int] | None, str]:
+        """The object's region of interest ``(x0, y0, x1, y1)`` (None, why when not found)."""
         cfg = self.config
         # Finding the blob needs no full resolution: every 2nd pixel is 4x cheaper.
         coarse = cv2.inRange(image[::2, ::2], self._lo, self._hi)
@@ -250,13 +255,13 @@ class ColorSegmenter:
         scale = view_scale(view) / 2.0
         min_area = cfg.min_object_area_frac * geometry.AREA_PX2 * scale * scale
         if n <= 1:
-            return Segmentation(False, detail='no pixel has the block colour')
+            return None, 'no pixel has the block colour'
         areas = stats[1:, cv2.CC_STAT_AREA]
         k = int(np.argmax(areas)) + 1
         if stats[k, cv2.CC_STAT_AREA] < min_area:
-            return Segmentation(False, detail=(
+            return None, (
                 f'largest block-coloured blob is {4 * int(stats[k, cv2.CC_STAT_AREA])} px, '
-                f'below {4 * min_area:.0f} px'))
+                f'below {4 * min_area:.0f} px')
         # The pusher can cut the block in two: keep every sizeable blob near the largest.
         reach = 130.0 * scale
         x0, y0 = stats[k, 0], stats[k, 1]
@@ -273,6 +278,15 @@ class ColorSegmenter:
         pad = cfg.roi_pad_px
         x0, y0 = max(0, int(x0) - pad), max(0, int(y0) - pad)
         x1, y1 = min(w, int(x1) + pad), min(h, int(y1) + pad)
+        return (x0, y0, x1, y1), ''
+
+    def segment(self, image: np.ndarray, view: ViewSpec) -> Segmentation:
+        """Find the object's blob and unmix the colours around it."""
+        cfg = self.config
+        roi_box, why = self.locate(image, view)
+        if roi_box is None:
+            return Segmentation(False, detail=why)
+        x0, y0, x1, y1 = roi_box
         roi = image[y0:y1, x0:x1]
         s = self._shift
         bits = cfg.lut_bits
@@ -322,16 +336,23 @@ class OpenCvTEstimator:
         self.success_margin = float(self.config.success_margin)
         self.goal_pose = None if goal_pose is None else tuple(float(g) for g in goal_pose)
         self.threshold = None if threshold is None else float(threshold)
-        # Analysis by synthesis per view, where the view has a forward camera model.
+        # Views of an area-sampled camera (a model that unmixes pixels) get the exact-coverage
+        # fit; views of gym-pusht's camera get analysis by synthesis near the threshold.
+        self._area: dict[str, object] = {}
         self._refiners: dict[str, SynthesisRefiner] = {}
-        if self.goal_pose is not None and self.threshold is not None:
-            for name, model in (camera_models or {}).items():
-                if model is not None:
-                    self._refiners[name] = SynthesisRefiner(model)
+        for name, model in (camera_models or {}).items():
+            if model is not None and hasattr(model, 'unmix'):
+                self._area[name] = model
+            elif (model is not None and self.goal_pose is not None
+                  and self.threshold is not None):
+                self._refiners[name] = SynthesisRefiner(model)
 
     def estimate(self, image: np.ndarray, view: ViewSpec) -> Estimate:
         """Segment, initialise from moments, refine; pose in workspace px and radians."""
         cfg = self.config
+        area = self._area.get(view.name)
+        if area is not None:
+            return self._estimate_area(image, view, area)
         seg = self.segmenter.segment(image, view)
         if not seg.found:
             return Estimate(False, segmentation=seg, detail=f'no T block found: {seg.detail}')
@@ -387,6 +408,66 @@ class OpenCvTEstimator:
                     detail += (f'; synthesis: {"exact" if res.exact else "no exact"} match '
                                f'after {res.rendered} render(s), mismatch {res.mismatch:.2f}')
         return Estimate(True, pose_t, confidence, seg, detail=detail, success_margin=margin)
+
+    def _estimate_area(self, image: np.ndarray, view: ViewSpec, camera) -> Estimate:
+        """The area-sampled camera's path: unmix, moments, exact-coverage least squares."""
+        cfg = self.config
+        roi, why = self.segmenter.locate(image, view)
+        if roi is None:
+            seg = Segmentation(False, detail=why)
+            return Estimate(False, segmentation=seg, detail=f'no T block found: {why}')
+        x0, y0, x1, y1 = roi
+        alpha, weight = camera.unmix(image[y0:y1, x0:x1], roi)
+        seg = Segmentation(True, roi, alpha, weight)
+        (a, b, c), (d, e, f) = view.workspace_to_pixel
+        minv = np.linalg.inv(np.array([[a, b], [d, e]]))
+        # Pixel (u, v) integrates image coordinates [u - 0.5, u + 0.5) x [v - 0.5, v + 0.5).
+        origin_ws = minv @ -np.array([c, f])
+        init = _moments_start(alpha, weight, roi, minv, origin_ws)
+        if init is None:
+            return Estimate(False, segmentation=seg, detail='no T block found: empty mask')
+        c_ws, theta0 = init
+        grow = camera.grow_px
+        centroid = _render_centroid_body(grow)
+        fine = _AreaFit(seg, minv, origin_ws, grow, 3, scale=camera.scale)
+        # The moments of an area-sampled silhouette are nearly exact: the fine fit alone
+        # usually converges from them; other starts only when it does not.
+        start = np.array(geometry.pose_from_centroid(c_ws, theta0, centroid))
+        best, best_r = fine.refine(start, 1.0, cfg.area_max_iterations)
+        if best_r > cfg.area_retry_residual:
+            coarse = _AreaFit(seg, minv, origin_ws, grow, 6, stride=2, scale=camera.scale)
+            for dtheta in (0.0, math.pi, math.pi / 2, -math.pi / 2):
+                start = np.array(geometry.pose_from_centroid(c_ws, theta0 + dtheta, centroid))
+                p, _ = coarse.refine(start, cfg.area_coarse_blur, cfg.max_iterations)
+                p, r = fine.refine(p, 1.0, cfg.area_max_iterations)
+                if r < best_r:
+                    best, best_r = p, r
+                if best_r <= cfg.area_retry_residual:
+                    break
+        assert best is not None
+        pose_t = (float(best[0]), float(best[1]), geometry.wrap_angle(float(best[2])))
+        return Estimate(True, pose_t, float(np.clip(1.0 - best_r, 0.0, 1.0)), seg,
+                        detail=f'area fit residual {best_r:.4f}',
+                        success_margin=cfg.area_success_margin)
+
+
+def _moments_start(alpha: np.ndarray, weight: np.ndarray, roi: tuple[int, ...],
+                   minv: np.ndarray, origin_ws: np.ndarray
+                   ) -> tuple[np.ndarray, float] | None:
+    """Centroid (workspace px) and stem direction of a soft mask from its image moments."""
+    mom = cv2.moments(alpha * weight)
+    if mom['m00'] <= 1e-6:
+        return None
+    c_px = np.array([mom['m10'] / mom['m00'] + roi[0], mom['m01'] / mom['m00'] + roi[1]])
+    phi = 0.5 * math.atan2(2.0 * mom['mu11'], mom['mu20'] - mom['mu02'])
+    ux, uy = math.cos(phi), math.sin(phi)
+    skew = (ux ** 3 * mom['mu30'] + 3 * ux * ux * uy * mom['mu21']
+            + 3 * ux * uy * uy * mom['mu12'] + uy ** 3 * mom['mu03'])
+    if skew < 0:  # the stem is the long tail of the mass along the major axis
+        ux, uy = -ux, -uy
+    u_ws = minv @ np.array([ux, uy])
+    theta0 = math.atan2(-u_ws[0], u_ws[1])  # stem direction is R(theta) @ (0, 1)
+    return minv @ c_px + origin_ws, theta0
 
 
 def _side_growth(theta: float, radius: float) -> np.ndarray:
@@ -534,3 +615,78 @@ class _SdfFit:
                                 and abs(delta[2]) < 5e-5):
                 break
         return pose, cost / self.norm
+
+
+def box_coverage(t: np.ndarray, a: np.ndarray, b: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Share of a pixel behind a straight edge, and its derivative.
+
+    The pixel is a box whose extents along the edge's normal are ``a >= b`` (``|n_x|`` and
+    ``|n_y|`` in pixels, sorted); ``t`` is the signed distance (pixels) from the pixel's
+    centre to the edge, positive inside. The covered share is the CDF of the sum of two
+    uniform variables of widths ``a`` and ``b``: quadratic, linear, quadratic.
+    """
+    b = np.maximum(b, 1e-4)
+    a = np.maximum(a, b)
+    h1, h2 = 0.5 * (a - b), 0.5 * (a + b)
+    ab = a * b
+    lo = t < -h1
+    hi = t > h1
+    u = np.clip(t + h2, 0.0, None)      # below: (t + h2)^2 / 2ab
+    v = np.clip(h2 - t, 0.0, None)      # above: 1 - (h2 - t)^2 / 2ab
+    m = np.where(lo, u * u / (2.0 * ab), np.where(hi, 1.0 - v * v / (2.0 * ab), 0.5 + t / a))
+    dm = np.where(lo, u / ab, np.where(hi, v / ab, 1.0 / a))
+    return m, dm
+
+
+class _AreaFit(_SdfFit):
+    """Least-squares fit of the exact pixel-area coverage of the T's silhouette.
+
+    The silhouette of the area-sampled camera is the union of the T's two boxes grown by
+    ``dilation`` with round corners, so a pixel's modelled share is the coverage of its box
+    by the nearest edge (:func:`box_coverage`, exact along straight edges) at the rounded
+    signed distance from the pixel's centre. ``width`` (the ``refine`` argument) blurs the
+    pixel box: 1 is the camera, larger widens the basin for a first pass.
+    """
+
+    def __init__(self, seg: Segmentation, minv: np.ndarray, origin_ws: np.ndarray,
+                 dilation: float, band_px: int, stride: int = 1, scale: float = 1.0) -> None:
+        super().__init__(seg, minv, origin_ws, dilation, band_px, stride, corner_px=dilation)
+        self.scale = float(scale)
+
+    def _model(self, pose: np.ndarray, width: float, jac: bool):
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        dx, dy = self.x - pose[0], self.y - pose[1]
+        qx = c * dx + s * dy
+        qy = c * dy - s * dx
+        best = None
+        for cy, hx, hy in self._BOXES:
+            ry = qy - cy
+            ex = np.abs(qx) - hx
+            ey = np.abs(ry) - hy
+            ox, oy = np.maximum(ex, 0.0), np.maximum(ey, 0.0)
+            olen = np.sqrt(ox * ox + oy * oy)
+            sd = olen + np.minimum(np.maximum(ex, ey), 0.0) - self.dilation
+            outside = olen > 1e-9
+            inv = 1.0 / np.where(outside, olen, 1.0)
+            y_axis = ey > ex
+            gx = np.where(outside, ox * inv, ~y_axis) * np.where(qx >= 0, 1.0, -1.0)
+            gy = np.where(outside, oy * inv, y_axis) * np.where(ry >= 0, 1.0, -1.0)
+            if best is None:
+                best = (sd, gx, gy)
+            else:
+                take = sd < best[0]
+                best = (np.where(take, sd, best[0]), np.where(take, gx, best[1]),
+                        np.where(take, gy, best[2]))
+        sd, gx, gy = best
+        nx, ny = np.abs(c * gx - s * gy), np.abs(s * gx + c * gy)
+        m, dm = box_coverage(-sd * self.scale, width * np.maximum(nx, ny),
+                             width * np.minimum(nx, ny))
+        if not jac:
+            return m, None
+        k = -self.scale * dm * self.weight  # d m / d sd
+        jm = np.empty((m.size, 3))
+        jm[:, 0] = -(c * gx - s * gy) * k
+        jm[:, 1] = -(s * gx + c * gy) * k
+        jm[:, 2] = (gx * qy - gy * qx) * k
+        return m, jm

@@ -5,22 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from enpire_common.config import require
+from enpire_sim.core.render import RENDERER_AREA, RENDERERS
 
 CLOCK_MODES = ('realtime', 'lockstep')
 
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """The simulated top camera. The workspace->pixel map scales with the size."""
+    """The simulated top camera. The workspace->pixel map scales with the size.
+
+    ``renderer``: ``area`` (area-sampled, anti-aliased like a real camera; the verifier's
+    ``camera_model: pusht-area-v1``) or ``gym-pusht`` (gym-pusht's own pygame image, bit for
+    bit, for gym-pusht datasets; ``camera_model: gym-pusht-pygame``).
+    """
 
     width_px: int = 480
     height_px: int = 480
+    renderer: str = RENDERER_AREA
 
     def __post_init__(self) -> None:
         require(16 <= self.width_px <= 4096, 'camera.width_px', self.width_px,
                 'must be in [16, 4096] px')
         require(16 <= self.height_px <= 4096, 'camera.height_px', self.height_px,
                 'must be in [16, 4096] px')
+        require(self.renderer in RENDERERS, 'camera.renderer', self.renderer,
+                f'must be one of {", ".join(RENDERERS)}')
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@
 Physics, seeding and the coverage/success rule are gym-pusht's: :class:`PushTSim` wraps
 ``gym_pusht.envs.PushTEnv`` directly and only adds what a cell needs (explicit placement,
 command validation against the task's safety envelope, a marker-free camera image and a
-ground-truth record). Units: workspace pixels of the 512 x 512 table, y down, radians.
+ground-truth record). The camera is either gym-pusht's own renderer (``renderer='gym-pusht'``,
+bit for bit) or an area-sampled, anti-aliased one (``renderer='area'``, the default, see
+:mod:`enpire_sim.core.render`): the same scene, but the image moves with sub-pixel motion of
+the block, as a real camera's does. Units: workspace pixels of the 512 x 512 table, y down,
+radians.
 
 Pose convention: ``object_pose = (x_px, y_px, theta_rad)`` is the T body's origin (the
 centre of the top bar's lower edge, gym-pusht's ``info['block_pose']``) with theta wrapped to
@@ -19,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from enpire_common.errors import CommandRejectedError, ConfigError
+from enpire_common.errors import CommandRejectedError, ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec, ViewSpec
+from enpire_sim.core.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,14 +111,22 @@ class PushTSim:
         task: the loaded task contract (bounds, success threshold, top view).
         width_px: camera image width (default: the task's top view width).
         height_px: camera image height (default: the task's top view height).
+        renderer: ``'area'`` (area-sampled, anti-aliased; the cell's default) or
+            ``'gym-pusht'`` (gym-pusht's own pygame image, bit for bit; for datasets
+            recorded with gym-pusht).
+
+    Raises:
+        ConfigError: the task has no top view, or ``renderer`` is unknown.
 
     Implements :class:`enpire_sim.core.ports.CellPort`.
     """
 
     def __init__(self, task: TaskSpec, width_px: int | None = None,
-                 height_px: int | None = None) -> None:
+                 height_px: int | None = None, renderer: str = RENDERER_AREA) -> None:
         if 'top' not in task.views:
             raise ConfigError(f"task '{task.name}' has no 'top' view; Push-T needs one")
+        if renderer not in RENDERERS:
+            raise UnknownNameError('camera renderer', renderer, RENDERERS)
         view = task.views['top']
         width_px = int(width_px or view.width_px)
         height_px = int(height_px or view.height_px)
@@ -123,6 +136,9 @@ class PushTSim:
         self.high = task.safety.high
         self.threshold = task.success_threshold
         self._env = _make_env(width_px, height_px)
+        self.renderer = renderer
+        self._area = (AreaRenderer(width_px, height_px, self.view.workspace_to_pixel,
+                                   task.goal_pose) if renderer == RENDERER_AREA else None)
         self._step = 0
         self._seed = -1
         self._ready = False
@@ -215,9 +231,15 @@ class PushTSim:
 
     # --- observation ---------------------------------------------------------------------------
     def render(self) -> np.ndarray:
-        """The top camera image, (H, W, 3) uint8 RGB, without gym-pusht's action marker."""
+        """The top camera image, (H, W, 3) uint8 RGB, without gym-pusht's action marker.
+
+        Drawn by the renderer chosen at construction (:attr:`renderer`).
+        """
         self._require_ready()
         env = self._env
+        if self._area is not None:
+            a = env.agent.position
+            return self._area.render(self.object_pose(), (float(a.x), float(a.y)))
         if env.render_mode != 'rgb_array':
             # visualize=False renders at the observation size and never draws the marker.
             return np.ascontiguousarray(env._render(visualize=False), dtype=np.uint8)
