@@ -1,7 +1,11 @@
 """Push-T sim throughput: PushTSim and the lockstep push_t_cell node vs bare gym-pusht.
 
 Prints steps/s and the ratio to a bare ``gym-pusht`` step loop rendering 480x480 pixels,
-measured in the same process:
+measured in the same process. Two bare loops: gym-pusht's own (``obs_type='pixels'``, its
+pygame render inside ``step``) and gym-pusht's physics + the area-sampled camera
+(:class:`enpire_sim.core.render.AreaRenderer`, what the cell draws by default). Each
+PushTSim / cell figure is divided by the bare loop that renders the same way, so the ratio
+measures the wrapper / the ROS pipeline, not the renderer:
 
     . scripts/env.sh && ROS_DOMAIN_ID=12 python benchmarks/sim_steps.py [--steps 200] [--no-ros]
 
@@ -41,11 +45,32 @@ def bare_gym(n: int, size: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def push_t_sim(n: int, size: int) -> float:
+def bare_gym_area(n: int, size: int) -> float:
+    """gym-pusht's step (no render) + the area-sampled camera, straight from the env."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        from gym_pusht.envs import PushTEnv
+    from enpire_sim.core.render import AreaRenderer
+
+    env = PushTEnv(obs_type='state', render_mode='rgb_array', observation_width=size,
+                   observation_height=size)
+    env.reset(seed=0)
+    s = size / 512.0
+    cam = AreaRenderer(size, size, ((s, 0.0, 0.0), (0.0, s, 0.0)), env.goal_pose)
+    acts = targets(n)
+    t0 = time.perf_counter()
+    for a in acts:
+        env.step(a)
+        b, p = env.block, env.agent.position
+        cam.render((b.position.x, b.position.y, b.angle), (p.x, p.y))
+    return n / (time.perf_counter() - t0)
+
+
+def push_t_sim(n: int, size: int, renderer: str = 'area') -> float:
     from enpire_common.tasks import load_task
     from enpire_sim.core.push_t import PushTSim
 
-    sim = PushTSim(load_task('push_t'), size, size)
+    sim = PushTSim(load_task('push_t'), size, size, renderer=renderer)
     sim.reset(seed=0)
     acts = targets(n)
     t0 = time.perf_counter()
@@ -130,15 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--no-ros', action='store_true')
     args = ap.parse_args(argv)
     base = bare_gym(args.steps, args.size)
-    print(f'bare gym-pusht step + {args.size}px render : {base:8.1f} steps/s (baseline)')
-    sim = push_t_sim(args.steps, args.size)
-    print(f'PushTSim step + render                : {sim:8.1f} steps/s  ratio {sim / base:.2f}')
+    print(f'bare gym-pusht step + {args.size}px pygame render : {base:8.1f} steps/s '
+          '(baseline of the gym-pusht renderer)')
+    area = bare_gym_area(args.steps, args.size)
+    print(f'bare gym-pusht step + {args.size}px area render   : {area:8.1f} steps/s '
+          f'(baseline of the area renderer; {area / base:.2f}x the pygame loop)')
+    sim = push_t_sim(args.steps, args.size, 'gym-pusht')
+    print(f'PushTSim step + render, gym-pusht     : {sim:8.1f} steps/s  ratio {sim / base:.2f}')
+    sim = push_t_sim(args.steps, args.size, 'area')
+    print(f'PushTSim step + render, area          : {sim:8.1f} steps/s  ratio {sim / area:.2f}')
     if not args.no_ros:
         ros = ros_lockstep(args.steps, args.size)
-        print(f'lockstep push_t_cell via ROS (2 procs): {ros:8.1f} steps/s  '
-              f'ratio {ros / base:.2f}')
+        print(f'lockstep push_t_cell via ROS (2 procs, area camera): {ros:8.1f} steps/s  '
+              f'ratio {ros / area:.2f} (vs the area loop), {ros / base:.2f} (vs pygame)')
         base2 = bare_gym(args.steps, args.size)
-        print(f'bare gym-pusht again (load drift)     : {base2:8.1f} steps/s')
+        area2 = bare_gym_area(args.steps, args.size)
+        print(f'bare loops again (load drift)         : {base2:8.1f} / {area2:8.1f} steps/s')
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import threading
 from pathlib import Path
@@ -49,6 +50,7 @@ class VerifierNode(Node):
                                       fusion=self.config.fusion or None)
         self._lock = threading.Lock()
         self._frames: dict[str, tuple[bytes, float]] = {}
+        self._frame_counts: dict[str, int] = {}
         for view in self.verifier.views:
             self.create_subscription(
                 Image, f'camera/{view}/image_raw',
@@ -63,6 +65,7 @@ class VerifierNode(Node):
     def _on_image(self, view: str, data: bytes) -> None:
         with self._lock:
             self._frames[view] = (data, ros_time_s(self))
+            self._frame_counts[view] = self._frame_counts.get(view, 0) + 1
 
     def _evidence_dir(self, requested: str) -> str:
         if requested:
@@ -94,7 +97,10 @@ class VerifierNode(Node):
                 if age > self.config.max_image_age_s:
                     raise ViewUnavailableError(
                         f"latest camera/{view} image is {age:.2f} s old (max "
-                        f'{self.config.max_image_age_s:g} s); the camera stalled')
+                        f'{self.config.max_image_age_s:g} s; received at {stamp:.2f} s, '
+                        f'stamped {_cdr_stamp_s(data):.2f} s, now {now:.2f} s, '
+                        f'{self._frame_counts.get(view, 0)} frames so far); the camera '
+                        'stalled')
                 images[view] = image_to_rgb(_image_msg(data, view))
             result = self.verifier.verify(
                 images, req.goal or 'success',
@@ -114,6 +120,14 @@ class VerifierNode(Node):
             res.error_code, res.error_msg = 500, f'verifier failed: {type(exc).__name__}: {exc}'
             self.get_logger().error(res.error_msg)
         return res
+
+
+def _cdr_stamp_s(data: bytes) -> float:
+    """header.stamp of a serialized message with a Header first (CDR LE), nan if short."""
+    if len(data) < 12:
+        return float('nan')
+    sec, nanosec = struct.unpack_from('<iI', data, 4)
+    return sec + nanosec * 1e-9
 
 
 def _image_msg(data: bytes, view: str) -> Image:
