@@ -151,35 +151,37 @@ class _Grid:
         self.row = np.repeat(np.arange(self.h), subrows)
         self.sx, self.ox = sx, ox
 
-    def coverage(self, terms: Sequence[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
-        """Pixel coverage (h, w) of the signed sum of interval sets ``(lo, hi, sign)``.
+    def coverage(self, *layers: Sequence[tuple[np.ndarray, np.ndarray, float]]
+                 ) -> np.ndarray:
+        """Pixel coverage (n_layers, h, w) of each layer's signed sum of ``(lo, hi, sign)``.
 
         A row's interval [l, r] covers column j (image x in [j - 0.5, j + 0.5)) by
         ``F(r, j) - F(l, j)`` with ``F(x, j) = clip(x - j + 0.5, 0, 1)``, accumulated as a
-        difference array (4 entries per interval) and summed along the row once.
+        difference array (3 entries per end) and summed along the row once, all layers in
+        one pass.
         """
-        w = self.w
+        w, h = self.w, self.h
         idx, val = [], []
-        for lo, hi, sign in terms:
-            ok = lo < hi
-            if not ok.any():
-                continue
-            rows = self.row[ok]
-            for x, sgn in ((hi[ok], sign), (lo[ok], -sign)):
-                xc = np.clip(self.sx * x + self.ox - self.u0 + 0.5, 0.0, float(w))
-                fl = np.minimum(np.floor(xc), w - 1).astype(np.int64)
-                fr = xc - fl
-                base = rows * (w + 1)
-                # F(x, .) = 1 on columns < fl, fr on fl, 0 after; d[0] terms cancel in pairs.
-                idx += [base + fl, base + fl + 1]
-                val += [sgn * (fr - 1.0), sgn * -fr]
-                idx.append(base)
-                val.append(np.full(len(rows), float(sgn)))
+        for n, terms in enumerate(layers):
+            for lo, hi, sign in terms:
+                ok = lo < hi
+                if not ok.any():
+                    continue
+                base = (self.row[ok] + n * h) * (w + 1)
+                for x, sgn in ((hi[ok], sign), (lo[ok], -sign)):
+                    xc = np.clip(self.sx * x + self.ox - self.u0 + 0.5, 0.0, float(w))
+                    fl = np.minimum(np.floor(xc), w - 1).astype(np.int64)
+                    fr = xc - fl
+                    # F(x, .) = 1 on columns < fl, fr on fl, 0 after: +1 at 0, fr - 1 at
+                    # fl, -fr at fl + 1.
+                    idx += [base, base + fl, base + fl + 1]
+                    val += [np.full(len(fl), float(sgn)), sgn * (fr - 1.0), sgn * -fr]
+        size = len(layers) * h * (w + 1)
         if not idx:
-            return np.zeros((self.h, w))
-        d = np.bincount(np.concatenate(idx), np.concatenate(val),
-                        minlength=self.h * (w + 1)).reshape(self.h, w + 1)
-        return np.cumsum(d, axis=1)[:, :w] / self.k
+            return np.zeros((len(layers), h, w))
+        d = np.bincount(np.concatenate(idx), np.concatenate(val), minlength=size)
+        cov = np.cumsum(d.reshape(len(layers), h, w + 1), axis=2)[..., :w] / self.k
+        return np.clip(cov, 0.0, 1.0)
 
 
 class AreaRenderer:
@@ -252,13 +254,12 @@ class AreaRenderer:
         stem_out = rounded_box_interval(y, sc, st, sh, r)
         bar_in = box_interval(y, bc, bt, (bh[0] - r, bh[1] - r))
         stem_in = box_interval(y, sc, st, (sh[0] - r, sh[1] - r))
-        alpha = grid.coverage([(*bar_out, 1.0), (*stem_out, 1.0),
-                               (*_meet(*bar_out, *stem_out), -1.0)])
         # Painter's order: bar border, bar fill, stem border, stem fill.
-        fill = grid.coverage([(*bar_in, 1.0), (*_meet(*bar_in, *stem_out), -1.0),
-                              (*stem_in, 1.0)])
+        alpha, fill = grid.coverage(
+            [(*bar_out, 1.0), (*stem_out, 1.0), (*_meet(*bar_out, *stem_out), -1.0)],
+            [(*bar_in, 1.0), (*_meet(*bar_in, *stem_out), -1.0), (*stem_in, 1.0)])
         box = (grid.u0, grid.v0, grid.u0 + grid.w, grid.v0 + grid.h)
-        return box, np.clip(alpha, 0.0, 1.0), np.clip(fill, 0.0, 1.0)
+        return box, alpha, fill
 
     def pusher_coverage(self, pos: Sequence[float]
                         ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
@@ -268,10 +269,11 @@ class AreaRenderer:
         grid = self._grid((pos[0] - r, pos[1] - r), (pos[0] + r, pos[1] + r))
         if grid is None:
             return None
-        alpha = grid.coverage([(*disk_interval(grid.y, pos, r), 1.0)])
-        inner = grid.coverage([(*disk_interval(grid.y, pos, PUSHER_FILL_RADIUS_PX), 1.0)])
+        alpha, inner = grid.coverage(
+            [(*disk_interval(grid.y, pos, r), 1.0)],
+            [(*disk_interval(grid.y, pos, PUSHER_FILL_RADIUS_PX), 1.0)])
         box = (grid.u0, grid.v0, grid.u0 + grid.w, grid.v0 + grid.h)
-        return box, np.clip(alpha, 0.0, 1.0), np.clip(inner, 0.0, 1.0)
+        return box, alpha, inner
 
     # --- images -----------------------------------------------------------------------------
     def _render_background(self) -> np.ndarray:
@@ -283,15 +285,15 @@ class AreaRenderer:
         (bc, bt, bh), (sc, st, sh) = t_boxes(self.goal_pose)
         bar = box_interval(y, bc, bt, bh)
         stem = box_interval(y, sc, st, sh)
-        goal = full.coverage([(*bar, 1.0), (*stem, 1.0), (*_meet(*bar, *stem), -1.0)])
-        _over(img, np.clip(goal, 0.0, 1.0), GOAL)
+        goal = full.coverage([(*bar, 1.0), (*stem, 1.0), (*_meet(*bar, *stem), -1.0)])[0]
+        _over(img, goal, GOAL)
         for (ax, ay), (bx, by), radius in WALLS:
             # A fat segment: its body (a box along the segment) and two round caps.
             centre = (0.5 * (ax + bx), 0.5 * (ay + by))
             th = math.atan2(by - ay, bx - ax)
             half = (0.5 * math.hypot(bx - ax, by - ay), radius)
             lo, hi = rounded_box_interval(y, centre, th, (half[0], 0.0), radius)
-            _over(img, np.clip(full.coverage([(lo, hi, 1.0)]), 0.0, 1.0), WALL)
+            _over(img, full.coverage([(lo, hi, 1.0)])[0], WALL)
         return img
 
     def render(self, block_pose: Sequence[float], pusher_pos: Sequence[float]) -> np.ndarray:
@@ -301,16 +303,20 @@ class AreaRenderer:
         if blk is not None:
             (u0, v0, u1, v1), alpha, fill = blk
             bg = self.background_f[v0:v1, u0:u1]
-            out = (bg * (1.0 - alpha)[..., None]
-                   + np.multiply.outer(alpha - fill, BORDER) + np.multiply.outer(fill, FILL))
+            # bg (1 - a) + border (a - f) + fill f, channel by channel.
+            out = np.empty(bg.shape)
+            for i in range(3):
+                out[..., i] = bg[..., i] + alpha * (BORDER[i] - bg[..., i]) + fill * (
+                    FILL[i] - BORDER[i])
             img[v0:v1, u0:u1] = _to_u8(out)
         pus = self.pusher_coverage(pusher_pos)
         if pus is not None:
             (u0, v0, u1, v1), alpha, inner = pus
             under = img[v0:v1, u0:u1].astype(np.float64)
-            out = (under * (1.0 - alpha)[..., None]
-                   + np.multiply.outer(alpha - inner, PUSHER)
-                   + np.multiply.outer(inner, PUSHER_FILL))
+            out = np.empty(under.shape)
+            for i in range(3):
+                out[..., i] = under[..., i] + alpha * (PUSHER[i] - under[..., i]) + inner * (
+                    PUSHER_FILL[i] - PUSHER[i])
             img[v0:v1, u0:u1] = _to_u8(out)
         return img
 
