@@ -179,8 +179,9 @@ def test_explicit_pose_outside_the_workspace_is_refused(sim):
         sim.reset(seed=0, object_pose=[600.0, 10.0, 0.0])
 
 
-def test_push_t_sim_passes_check_cell(task):
-    check_cell(PushTSim(task, 96, 96), image_shape=(96, 96, 3))
+@pytest.mark.parametrize('renderer', ['area', 'gym-pusht'])
+def test_push_t_sim_passes_check_cell_with_either_renderer(task, renderer):
+    check_cell(PushTSim(task, 96, 96, renderer=renderer), image_shape=(96, 96, 3))
 
 
 class _NondeterministicCell:
