@@ -22,6 +22,10 @@ OUTLINE = np.array([(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120)
 # Area centroid of the T along +y: (3600 * 15 + 2700 * 75) / 6300.
 CENTROID_Y = (3600 * 15 + 2700 * 75) / 6300
 PUSHER_RADIUS_PX = 15.0
+# Image coordinate of a pixel's centre relative to its index: the top camera's pixel (u, v)
+# is centred on image coordinates (u, v) (OpenCV's convention; the sim cell's area camera),
+# where workspace_to_pixel maps workspace px.
+PIXEL_CENTRE_PX = 0.0
 
 DEFAULTS = {
     'color_tol': 40,            # max abs difference per channel to count as the T
@@ -54,7 +58,7 @@ def estimate_pose(image: np.ndarray, ws_to_px: np.ndarray, tol: int) -> tuple | 
         return None
     scale = np.array([ws_to_px[0, 0], ws_to_px[1, 1]])
     offset = np.array([ws_to_px[0, 2], ws_to_px[1, 2]])
-    pts = (np.stack([us, vs], axis=1) + 0.5 - offset) / scale
+    pts = (np.stack([us, vs], axis=1) + PIXEL_CENTRE_PX - offset) / scale
     c = pts.mean(axis=0)
     d = pts - c
     cov = d.T @ d / len(d)
