@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from enpire_common.errors import ConfigError
 from enpire_sim.core.render import (
     BORDER,
     FILL,
@@ -89,6 +90,8 @@ def test_rounded_box_row_interval_matches_its_definition():
     assert hi[0] == pytest.approx(5.0 + math.sqrt(4.0 - 1.5 ** 2))
 
 
-def test_a_rotated_camera_map_is_refused():
-    with pytest.raises(ValueError, match='axis-aligned top camera'):
+def test_a_rotated_camera_map_or_no_subrows_is_refused():
+    with pytest.raises(ConfigError, match='axis-aligned top camera'):
         AreaRenderer(64, 64, ((0.5, 0.1, 0.0), (0.0, 0.5, 0.0)), GOAL_POSE)
+    with pytest.raises(ConfigError, match='subrows=0 is invalid'):
+        AreaRenderer(64, 64, ((0.125, 0.0, 0.0), (0.0, 0.125, 0.0)), GOAL_POSE, subrows=0)

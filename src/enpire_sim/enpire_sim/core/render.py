@@ -34,6 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enpire_common.errors import ConfigError
+
 #: Renderer names of the Push-T sim cell's top camera.
 RENDERER_AREA = 'area'
 RENDERER_GYM_PUSHT = 'gym-pusht'
@@ -196,7 +198,7 @@ class AreaRenderer:
         subrows: sample rows per pixel row (x is exact).
 
     Raises:
-        ValueError: the map is not axis-aligned or ``subrows`` < 1.
+        ConfigError: the map is not axis-aligned or ``subrows`` < 1.
     """
 
     def __init__(self, width_px: int, height_px: int,
@@ -204,11 +206,12 @@ class AreaRenderer:
                  subrows: int = DEFAULT_SUBROWS) -> None:
         (a, b, c), (d, e, f) = workspace_to_pixel
         if b or d or a <= 0 or e <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f'the area renderer needs an axis-aligned top camera (workspace_to_pixel = '
-                f'[[sx, 0, ox], [0, sy, oy]], sx, sy > 0), got {workspace_to_pixel}')
+                f'[[sx, 0, ox], [0, sy, oy]], sx, sy > 0), got {workspace_to_pixel}: use '
+                f'camera.renderer gym-pusht')
         if int(subrows) < 1:
-            raise ValueError(f'subrows={subrows} must be >= 1')
+            raise ConfigError(f'subrows={subrows} is invalid: must be >= 1')
         self.width_px, self.height_px = int(width_px), int(height_px)
         self.sx, self.ox, self.sy, self.oy = float(a), float(c), float(e), float(f)
         self.subrows = int(subrows)
