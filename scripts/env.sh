@@ -27,4 +27,8 @@ export ENPIRE_ROOT="$_enpire_root"
 # DDS discovery stays on loopback; set both explicitly for a multi-host fleet.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
+# Fast DDS defaults sized for camera frames (why: config/dds/fastdds.xml). Fast DDS 2.x
+# reads the first name, 3.x the second; a profile file of your own wins.
+export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_enpire_root/config/dds/fastdds.xml}"
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$FASTRTPS_DEFAULT_PROFILES_FILE}"
 unset _enpire_link _enpire_dev _enpire_root _enpire_venv _enpire_pyver _enpire_inst

@@ -239,12 +239,9 @@ def test_pass_at_k_retries_the_same_subtask_without_a_reset(cell) -> None:
     assert (result.pass_at_1, result.pass_at_k) == (0.0, 1.0)
 
 
-# Last in the module: after a SIGKILL of the recorder, the cell's camera writer can stall
-# until Fast DDS drops the dead participant (~20 s lease), so later resets of this module's
-# cell may fail. Failed 2 of the last 3 fresh-clone runs; tracked in the issue note (fix: a
-# short-lease DDS profile for cell-local participants). Still run, and reported, every time.
-@pytest.mark.xfail(strict=False, reason='dead reliable subscriber back-pressures the camera '
-                   'writer until the DDS lease expires (known issue)')
+# A SIGKILLed recorder used to starve every image reader of the cell for ~45 s (a Fast DDS
+# shared-memory segment smaller than a frame; config/dds/fastdds.xml), so the next trial's
+# reset failed. It must now cost only its own trial.
 def test_sigkilled_recorder_aborts_only_its_trial_and_is_respawned(cell) -> None:
     def kill() -> None:
         rec = _descendant(cell, 'enpire_rollout/recorder')
