@@ -126,8 +126,9 @@ def ros_lockstep(n: int, size: int, timeout_s: float = 60.0) -> float:
 
         def one(a) -> None:
             nonlocal tick
-            tick += 1
+            # A command answers the state of its tick; the cell then shows tick + 1.
             pub.publish(Command(tick=tick, action=[float(a[0]), float(a[1])]))
+            tick += 1
             # state and image of a tick share a stamp; wait for both
             wait(lambda: got['state'] >= tick and stamps.get('image') == stamps.get('state'),
                  f'tick {tick}')

@@ -24,8 +24,10 @@ TASK_FILE = ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml'
 pytestmark = pytest.mark.ros
 
 
-def make_node(ros, policy: Path, revision_id: str, gated: bool = False) -> PolicyHostNode:
-    params = [Parameter('revision_dir', value=str(policy)),
+def make_node(ros, policy: Path, revision_id: str, gated: bool = False,
+              **extra) -> PolicyHostNode:
+    params = [*(Parameter(k, value=v) for k, v in extra.items()),
+              Parameter('revision_dir', value=str(policy)),
               Parameter('gated', value=gated),
               Parameter('revision_id', value=revision_id),
               Parameter('task_file', value=str(TASK_FILE)),
@@ -131,3 +133,30 @@ def test_a_gated_host_acts_only_inside_an_episode_opened_with_a_seed(ros):
     send(op='start', seed=8, episode='other', revision_id='someone-else')
     assert not threading.Event().wait(0.2)
     assert node.state == 'ready', 'control for another revision is ignored'
+
+
+def test_a_host_waiting_for_a_tick_sends_its_command_again(ros):
+    # A lockstep loop stops for good if one message is lost: the host sends its last command
+    # again (the cell steps on it, or publishes its tick again), and acts on the next tick.
+    cell = Cell(ros)
+    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
+    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
+                     gated=True, resend_after_s=0.2)
+    wait_until(lambda: cell.node.count_subscribers('state') >= 1
+               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+    cell.tick(0, (100.0, 200.0))
+    control.publish(String(data=json.dumps({'op': 'start', 'seed': 1, 'episode': 'e1',
+                                            'revision_id': 'rev-hold'})))
+    wait_until(lambda: len(cell.commands) >= 2, 10.0, 'the command for tick 0, sent again')
+    first, again = cell.commands[:2]
+    assert (again.tick, list(again.action)) == (first.tick, list(first.action)) == (
+        0, [100.0, 200.0])
+    assert node.resent_commands >= 1
+    cell.tick(1, (101.0, 200.0))
+    wait_until(lambda: any(c.tick == 1 for c in cell.commands), 10.0, 'command for tick 1')
+    control.publish(String(data=json.dumps({'op': 'stop', 'episode': 'e1',
+                                            'revision_id': 'rev-hold'})))
+    wait_until(lambda: node.state == 'ready', 10.0, 'the episode to stop')
+    count = len(cell.commands)
+    assert not threading.Event().wait(0.5)
+    assert len(cell.commands) == count, 'nothing is sent again outside an episode'

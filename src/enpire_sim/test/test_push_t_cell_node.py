@@ -72,11 +72,11 @@ def test_lockstep_command_publishes_the_next_tick_image_and_state(ros):
     make_cell(ros)
     probe = Probe(ros)
     probe.wait_connected()
-    for tick in (1, 2, 3):
+    for tick in (0, 1, 2):   # a command answers the state of its tick
         probe.send([200.0, 200.0], tick)
         state = probe.states.get(timeout=TIMEOUT_S)
         image = probe.images.get(timeout=TIMEOUT_S)
-        assert state.tick == tick
+        assert state.tick == tick + 1
         assert list(state.names) == ['x', 'y', 'vx', 'vy']
         assert image.header.stamp == state.header.stamp
         assert image.encoding == 'rgb8' and image.header.frame_id == 'top_camera'
@@ -149,8 +149,38 @@ def test_bad_command_is_refused_with_a_safety_event_and_the_cell_keeps_running(
     assert len(event.applied) == 0
     held = probe.states.get(timeout=TIMEOUT_S)   # the refused command still takes a tick
     assert held.tick == 1
-    probe.send([200.0, 200.0])
+    probe.send([200.0, 200.0], tick=1)
     assert probe.states.get(timeout=TIMEOUT_S).tick == 2
+
+
+def test_lockstep_re_sent_command_republishes_the_tick_instead_of_stepping_again(ros):
+    cell = make_cell(ros)
+    probe = Probe(ros)
+    probe.wait_connected()
+    probe.send([200.0, 200.0], tick=0)
+    first = probe.states.get(timeout=TIMEOUT_S)
+    first_image = probe.images.get(timeout=TIMEOUT_S)
+    assert first.tick == 1
+    probe.send([200.0, 200.0], tick=0)   # the controller never saw tick 1: send again
+    again = probe.states.get(timeout=TIMEOUT_S)
+    again_image = probe.images.get(timeout=TIMEOUT_S)
+    assert again.tick == 1 and again.header.stamp == first.header.stamp
+    assert again_image.header.stamp == first_image.header.stamp
+    assert bytes(again_image.data) == bytes(first_image.data)
+    gt = call_service(probe.gt, GetGroundTruth.Request(), TIMEOUT_S, 'sim/ground_truth')
+    assert gt.step == 1 and cell.republished == 1
+
+
+def test_lockstep_ignores_a_command_for_another_tick(ros):
+    cell = make_cell(ros)
+    probe = Probe(ros)
+    probe.wait_connected()
+    probe.send([200.0, 200.0], tick=5)   # stale (an older episode's) or from the future
+    wait_until(lambda: cell.ignored_commands == 1, TIMEOUT_S, 'the command to be ignored')
+    gt = call_service(probe.gt, GetGroundTruth.Request(), TIMEOUT_S, 'sim/ground_truth')
+    assert gt.step == 0 and probe.states.empty()
+    probe.send([200.0, 200.0], tick=0)
+    assert probe.states.get(timeout=TIMEOUT_S).tick == 1
 
 
 def test_realtime_mode_steps_on_its_own_and_holds_without_commands(ros):
@@ -176,3 +206,26 @@ def test_invalid_config_is_refused_at_start(ros):
     with pytest.raises(ConfigError, match='fixes the control rate at 10.0 Hz'):
         PushTCellNode(context=ros.context, namespace='/bad2',
                       parameter_overrides=[Parameter('control_rate_hz', value=20.0)])
+
+
+@pytest.mark.parametrize('renderer', ['area', 'gym-pusht'])
+def test_the_cell_publishes_the_configured_cameras_frame(ros, renderer):
+    import numpy as np
+
+    from enpire_common.tasks import load_task
+    from enpire_sim.core.push_t import PushTSim
+
+    make_cell(ros, initial_seed=3, **{'camera.renderer': renderer})
+    probe = Probe(ros)
+    probe.wait_connected()   # takes the latched start frame off the queue ...
+    probe.reset.wait_for_service(timeout_sec=TIMEOUT_S)
+    call_service(probe.reset, SimReset.Request(seed=3), TIMEOUT_S, 'sim/reset')
+    published = image_to_array(probe.images.get(timeout=TIMEOUT_S))   # ... so this is new
+    expected = {}
+    for name in ('area', 'gym-pusht'):
+        sim = PushTSim(load_task('push_t'), 96, 96, renderer=name)
+        sim.reset(seed=3)
+        expected[name] = sim.render()
+        sim.close()
+    assert not np.array_equal(expected['area'], expected['gym-pusht'])
+    np.testing.assert_array_equal(published, expected[renderer])

@@ -97,6 +97,9 @@ class PolicyHostNodeConfig:
         discovery_grace_s: ...plus this long, for the subscriber's side of the match.
         gated: Act only inside an episode opened on ``policy/control`` (the rollout's
             start/stop); False = act on every new state tick (bench / manual driving).
+        resend_after_s: No new state tick this long (wall clock) after a command: publish
+            it again. A lockstep cell steps on it if the first was lost, or publishes its
+            newest tick again if that never reached us (0 = never).
         sandbox: The host process limits.
     """
 
@@ -114,11 +117,14 @@ class PolicyHostNodeConfig:
     subscriber_wait_s: float = 10.0
     discovery_grace_s: float = 0.5
     gated: bool = True
+    resend_after_s: float = 1.0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:
         require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,
                 'must be >= 0 seconds')
+        require(self.resend_after_s >= 0, 'resend_after_s', self.resend_after_s,
+                'must be >= 0 seconds (0 = never)')
         require(self.warmup_timeout_s > 0, 'warmup_timeout_s', self.warmup_timeout_s,
                 'must be > 0 seconds')
         require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',

@@ -84,6 +84,10 @@ class PolicyHostNode(Node):
         self._fault_reason = ''
         self.late_acts = 0
         self._retry_index = 0
+        # Loss recovery (PolicyHostNodeConfig.resend_after_s).
+        self._last_cmd: Command | None = None
+        self._last_cmd_s = 0.0        # monotonic time the last command went out
+        self.resent_commands = 0
         self.state = 'starting'
         self._publish_status('starting', '')
         log_dir = Path(cfg.log_dir) if cfg.log_dir else (
@@ -102,6 +106,8 @@ class PolicyHostNode(Node):
         self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS)
         self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS)
         self.create_subscription(String, 'policy/control', self._on_control, CONTROL_QOS)
+        if cfg.resend_after_s > 0:
+            self.create_timer(cfg.resend_after_s / 4.0, self._watchdog)
         if self.state == 'starting':
             if cfg.gated:
                 self._await_command_subscriber(cfg.subscriber_wait_s)
@@ -124,6 +130,21 @@ class PolicyHostNode(Node):
         # moment later, and a volatile reader drops samples written before its own match
         # (seen under load: a fresh host's first command lost, the cell stalled at step 0).
         time.sleep(self.config.discovery_grace_s)
+
+    def _watchdog(self) -> None:
+        """Re-send the last command when no new tick follows it (a lost message)."""
+        cfg = self.config
+        with self._lock:
+            last = self._last_cmd
+            if (self.state != ('running' if cfg.gated else 'ready') or last is None
+                    or last.tick != self._last_tick
+                    or time.monotonic() - self._last_cmd_s < cfg.resend_after_s):
+                return
+            self._last_cmd_s = time.monotonic()
+            self.resent_commands += 1
+            self._cmd_pub.publish(last)
+        self.get_logger().warning(f'no tick after {last.tick} for {cfg.resend_after_s:g} s: '
+                                  'sent its command again', throttle_duration_sec=5.0)
 
     def _spec(self) -> PolicySpec:
         cfg = self.config
@@ -170,6 +191,7 @@ class PolicyHostNode(Node):
                 return
             if op == 'stop':
                 self._episode = ''
+                self._last_cmd = None
                 if self.state == 'running':
                     self.state = 'ready'
                 self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts)
@@ -197,6 +219,7 @@ class PolicyHostNode(Node):
             self._episode, self.state, self._last_tick = episode, 'running', None
             self.late_acts = 0
             self._pending = None
+            self._last_cmd = None
             self._publish_status('running', '', episode=episode)
             latest = self._latest_state
         if latest is not None:
@@ -234,8 +257,10 @@ class PolicyHostNode(Node):
             except EnpireError as exc:
                 self.get_logger().error(f'tick {tick}: {exc}', throttle_duration_sec=5.0)
                 return
-            self._cmd_pub.publish(conv.command_msg(tick, self.revision_id, action,
-                                                   state.header.stamp))
+            cmd = conv.command_msg(tick, self.revision_id, action, state.header.stamp)
+            self._cmd_pub.publish(cmd)
+            self._last_cmd = cmd
+            self._last_cmd_s = time.monotonic()
 
     def _fault(self, exc: EnpireError, **extra) -> None:
         self.state = 'fault'

@@ -49,13 +49,17 @@ class PushTCellNode(Node):
     Parameters (PushTCellConfig):
         ``task`` (str, push_t), ``clock.mode`` (realtime | lockstep), ``control_rate_hz``
         (float, Hz; must equal the task's action rate), ``camera.width_px`` /
-        ``camera.height_px`` (int, px), ``publish_every_n`` (int), ``initial_seed`` (int),
+        ``camera.height_px`` (int, px), ``camera.renderer`` (area | gym-pusht),
+        ``publish_every_n`` (int), ``initial_seed`` (int),
         ``cell_id`` (str; empty = namespace).
 
-    Stepping: lockstep applies one control step per received command and publishes the new
-    tick at once; realtime steps on a timer at the control rate with the latest command
-    (holding when none). A malformed or out-of-envelope command is refused with a
-    SafetyEvent (NAN / SHAPE / BOUNDS, REJECTED) and the cell holds for that tick.
+    Stepping: lockstep applies one control step per command for the tick it shows
+    (``Command.tick`` = the state tick the command answers) and publishes the new tick at
+    once; a repeated command for the tick just applied publishes the current observation
+    again (the controller missed it), any other tick is ignored. Realtime steps on a timer at
+    the control rate with the latest command (holding when none). A malformed or
+    out-of-envelope command is refused with a SafetyEvent (NAN / SHAPE / BOUNDS, REJECTED)
+    and the cell holds for that tick.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -70,13 +74,17 @@ class PushTCellNode(Node):
         self.lockstep = self.config.clock.mode == 'lockstep'
         self.cell_id = self.config.cell_id or self.get_namespace().strip('/') or 'cell'
         self.sim = PushTSim(self.task, self.config.camera.width_px,
-                            self.config.camera.height_px)
+                            self.config.camera.height_px,
+                            renderer=self.config.camera.renderer)
         self._lock = threading.Lock()
         self._total_ticks = 0       # monotonic across resets: drives /clock
         self._episode = 0
         self._mode = CellState.MODE_IDLE
         self._target: np.ndarray | None = None   # realtime: latest accepted target
         self._revision = ''
+        self._applied_tick: int | None = None   # lockstep: tick of the last command applied
+        self.republished = 0        # lockstep: observations published again on a re-send
+        self.ignored_commands = 0   # lockstep: commands for a tick the cell is not at
 
         # Fixed for the node's life (the view never changes); only the stamp is set per frame.
         self._camera_info = conv.camera_info_msg(self.sim.view, conv.time_msg(0.0), FRAME_ID)
@@ -108,9 +116,9 @@ class PushTCellNode(Node):
         return self.get_clock().now().to_msg()
 
     # --- publishing ----------------------------------------------------------------------------
-    def _publish(self, force_image: bool = False) -> None:
+    def _publish(self, force_image: bool = False, same_tick: bool = False) -> None:
         stamp = self._stamp()
-        if self._clock_pub is not None:
+        if self._clock_pub is not None and not same_tick:
             self._clock_pub.publish(ClockMsg(clock=stamp))
         step = self.sim.step_count
         image = force_image or step % self.config.publish_every_n == 0
@@ -154,12 +162,40 @@ class PushTCellNode(Node):
 
     def _on_command(self, msg: Command) -> None:
         with self._lock:
+            if self.lockstep and not self._lockstep_accepts(int(msg.tick)):
+                return
             target = self._accept(msg)
             self._revision = msg.revision_id
             if not self.lockstep:
                 self._target = target
                 return
+            self._applied_tick = int(msg.tick)
             self._advance(target)
+
+    def _lockstep_accepts(self, tick: int) -> bool:
+        """Lockstep steps once per tick, on the command for the tick it shows.
+
+        A message can be lost (or a DDS reader stall) after a peer dies, and a lockstep loop
+        then waits forever. So the controller re-sends its last command when no new tick
+        comes: a command for the current tick (the first one was lost) steps, a second one
+        for the tick just applied means our newest state never reached it, so the current
+        observation is published again. Any other tick is stale and ignored.
+        """
+        step = self.sim.step_count
+        if tick == step:
+            return True
+        if tick == self._applied_tick and tick == step - 1:
+            self.republished += 1
+            self.get_logger().warning(
+                f'command for tick {tick} again (the controller missed tick {step}): '
+                'publishing the current observation again', throttle_duration_sec=1.0)
+            self._publish(force_image=True, same_tick=True)
+        else:
+            self.ignored_commands += 1
+            self.get_logger().warning(
+                f'command for tick {tick} ignored: the cell is at tick {step} and steps '
+                'only on a command for it', throttle_duration_sec=1.0)
+        return False
 
     def _on_tick(self) -> None:
         with self._lock:
@@ -189,6 +225,7 @@ class PushTCellNode(Node):
                 return resp
             self._episode += 1
             self._target = None
+            self._applied_tick = None
             self._mode = CellState.MODE_IDLE
             # A reset takes one tick of sim time so every frame has a distinct stamp.
             self._total_ticks += 1
