@@ -57,3 +57,10 @@ def test_a_policy_fault_ends_the_subtask_without_more_attempts() -> None:
 def test_attempts_below_one_are_rejected() -> None:
     with pytest.raises(ConfigError, match='budget.attempts.*must be >= 1'):
         BudgetConfig(attempts=0)
+
+
+def test_the_controllers_counters_are_summed_over_a_trials_attempts() -> None:
+    # seed 2 takes two attempts, seed 1 one: late acts per episode add up per trial.
+    summary, _, _ = run([1, 2], attempts=3, late_acts_per_episode=4)
+    assert [t.controller for t in summary.trials] == [{'late_acts': 4}, {'late_acts': 8}]
+    assert summary.trials[1].to_dict()['controller'] == {'late_acts': 8}

@@ -56,7 +56,8 @@ def record_episode(recorder: EpisodeRecorder, clock: FakeClock, trial_dir: Path,
     if not close:
         return None
     return recorder.close('success', reason='coverage 0.97', success=True, score=0.97, steps=n,
-                          verdicts=[{'view': 'fused', 'score': 0.97, 'success': True}])
+                          verdicts=[{'view': 'fused', 'score': 0.97, 'success': True}],
+                          controller={'late_acts': 2, 'resent_commands': 0})
 
 
 @pytest.fixture
@@ -70,6 +71,7 @@ def test_an_episode_round_trips_through_rosbags_mcap_and_the_mp4(tmp_path, recor
     record = record_episode(rec, clock, tmp_path / 'trials' / 't1', 100)
     trial_dir = tmp_path / 'trials' / 't1'
 
+    assert read_trial(trial_dir)['controller'] == {'late_acts': 2, 'resent_commands': 0}
     info = bag_info(trial_dir)
     assert info['consistent'], info['errors']
     counts = {t: e['count'] for t, e in info['topics'].items()}

@@ -36,6 +36,7 @@ class Record:
     verdicts: list = field(default_factory=lambda: [{'view': 'fused', 'score': 0.96}])
     error_code: int = 0
     error_msg: str = ''
+    controller: dict = field(default_factory=lambda: {'late_acts': 1, 'resent_commands': 0})
 
 
 def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tmp_path):
@@ -75,6 +76,7 @@ def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tm
     trial_dir = tmp_path / 'exp1' / 'trials' / 't1'
     assert record == read_trial(trial_dir)
     assert record['outcome'] == 'success' and record['ids']['cell_id'] == 'cell_0'
+    assert record['controller'] == {'late_acts': 1, 'resent_commands': 0}
     assert record['streams']['command']['count'] == N
     assert record['videos']['top']['frames'] == N
     assert verify_files(trial_dir, record) == {}

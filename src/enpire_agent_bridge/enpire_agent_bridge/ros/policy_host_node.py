@@ -194,7 +194,8 @@ class PolicyHostNode(Node):
                 self._last_cmd = None
                 if self.state == 'running':
                     self.state = 'ready'
-                self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts)
+                self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts,
+                                     resent_commands=self.resent_commands)
                 return
             if op != 'start':
                 self.get_logger().error(f'policy/control: unknown op {op!r}')
@@ -217,7 +218,7 @@ class PolicyHostNode(Node):
                 return
             self._retry_index = retry_index
             self._episode, self.state, self._last_tick = episode, 'running', None
-            self.late_acts = 0
+            self.late_acts = self.resent_commands = 0
             self._pending = None
             self._last_cmd = None
             self._publish_status('running', '', episode=episode)

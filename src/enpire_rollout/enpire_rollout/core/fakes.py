@@ -43,8 +43,9 @@ class FakeController:
                  solve_steps: Callable[[int], int | None] = lambda s: 20,
                  steps_per_poll: int = 1, fault_seeds: set[int] | None = None,
                  abort_seeds: set[int] | None = None, start_fault_seeds: set[int] | None = None,
-                 step_time_s: float | None = None) -> None:
+                 step_time_s: float | None = None, late_acts_per_episode: int = 0) -> None:
         self.clock, self.rate_hz = clock, rate_hz
+        self.late_acts_per_episode = late_acts_per_episode
         self.solve_steps, self.steps_per_poll = solve_steps, steps_per_poll
         self.fault_seeds = fault_seeds or set()
         self.abort_seeds = abort_seeds or set()
@@ -80,8 +81,9 @@ class FakeController:
             return Progress(self.steps, safety_abort='command 900 px outside bounds [10, 502]')
         return Progress(self.steps)
 
-    def stop_episode(self) -> None:
+    def stop_episode(self) -> dict[str, int]:
         self.running = False
+        return {'late_acts': self.late_acts_per_episode}
 
     def solved(self) -> bool:
         need = self.solve_steps(self.seed) if self.seed is not None else None

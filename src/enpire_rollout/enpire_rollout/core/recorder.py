@@ -11,7 +11,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -241,7 +241,7 @@ class EpisodeRecorder:
     def close(self, outcome: str, *, reason: str = '', success: bool = False,
               score: float = 0.0, steps: int = 0, reset_s: float = 0.0,
               verdicts: Sequence[Any] = (), error_code: int = 0, error_msg: str = '',
-              ) -> dict[str, Any]:
+              controller: Mapping[str, int] | None = None) -> dict[str, Any]:
         """Finish the trial: close bag and videos, hash them, write the final trial.json.
 
         Args:
@@ -252,6 +252,7 @@ class EpisodeRecorder:
             reset_s: reset duration, seconds.
             verdicts: per-view verdicts (dicts or dataclasses), fused last.
             error_code, error_msg: as in TrialResult.
+            controller: the controller's counters for the episode (TrialRecord.controller).
 
         Returns:
             The trial.json record.
@@ -272,6 +273,7 @@ class EpisodeRecorder:
             'verdicts': [asdict(v) if is_dataclass(v) else dict(v) for v in verdicts],
             'error_code': int(error_code), 'error_msg': error_msg,
             'streams': streams, 'gaps': gaps, 'videos': videos,
+            'controller': {str(k): int(v) for k, v in (controller or {}).items()},
         })
         record['timings'].update({'ended_unix_s': self._wall.now_s(),
                                   'duration_s': duration_s, 'reset_s': float(reset_s)})

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -133,6 +133,10 @@ class TrialRecord:
     #: pass@k: one entry per attempt (retry_index, outcome, reason, success, steps,
     #: duration_s, score); empty when the trial never reached its episode.
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: The controller's counters summed over the attempts: ``late_acts`` (acts past the
+    #: deadline in wall time, CPU time within it), ``resent_commands`` (lost-message
+    #: recoveries); see ControllerPort.stop_episode.
+    controller: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,7 +194,10 @@ class ControllerPort(Protocol):
 
     def poll(self, timeout_s: float) -> Progress: ...
 
-    def stop_episode(self) -> None: ...
+    def stop_episode(self) -> Mapping[str, int]:
+        """Stop the episode; return the controller's counters for it (e.g. ``late_acts``,
+        ``resent_commands``), empty when it could not tell."""
+        ...
 
 
 class VerifierPort(Protocol):
@@ -416,7 +423,8 @@ class TrialRunner:
                 if ended is None and self.clock.now_s() - t0 >= budget.max_episode_time_s:
                     ended = (TIMEOUT, f'episode time limit {budget.max_episode_time_s:g} s')
         finally:
-            self.controller.stop_episode()
+            for key, value in (self.controller.stop_episode() or {}).items():
+                record.controller[key] = record.controller.get(key, 0) + int(value)
             record.duration_s = self.clock.now_s() - t0
         outcome, reason = ended
         if outcome in (SUCCESS, FAILURE, TIMEOUT):

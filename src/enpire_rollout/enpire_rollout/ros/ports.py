@@ -44,6 +44,8 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 #: Episode control is never latched (a restarted host must not act on a stale start).
 CONTROL = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
+#: Per-episode counters of the policy host's ``stopped`` status, kept in trial.json.
+HOST_COUNTERS = ('late_acts', 'resent_commands')
 
 
 def verdict_to_dict(v: Any) -> dict[str, Any]:
@@ -329,16 +331,19 @@ class RosController:
     def _steps(self) -> int:
         return max(self._tick - self._tick0, 0)
 
-    def stop_episode(self) -> None:
+    def stop_episode(self) -> dict[str, int]:
         with self._cond:
             episode, self._episode = self._episode, ''
         if self._proc is None or self._proc.poll() is not None:
-            return
+            return {}
         self._send('stop', episode=episode)
         try:
             self._await_status(('stopped', 'fault'), 5.0, 'episode stop')
         except (EnpireTimeoutError, PolicyFaultError):
-            return
+            return {}
+        with self._cond:
+            stats = {key: int(self._status[key]) for key in HOST_COUNTERS
+                     if isinstance(self._status.get(key), int)}
         # Let the last in-flight command land so the final verdict sees a still scene.
         stable_since = time.monotonic()
         last = self.tick
@@ -350,6 +355,7 @@ class RosController:
                 last, stable_since = now_tick, time.monotonic()
             elif time.monotonic() - stable_since >= 0.05:
                 break
+        return stats
 
     def close(self) -> None:
         self.unload()

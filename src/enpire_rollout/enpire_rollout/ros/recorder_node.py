@@ -213,7 +213,8 @@ class RecorderClient:
         """Close the open trial with a TrialRecord-like object's outcome; returns trial.json."""
         result = {k: getattr(record, k) for k in ('outcome', 'reason', 'success', 'score',
                                                    'steps', 'reset_s', 'verdicts',
-                                                   'error_code', 'error_msg')}
+                                                   'error_code', 'error_msg',
+                                                   'controller')}
         return self.request('stop', **result)['record']
 
 
