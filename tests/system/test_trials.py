@@ -147,8 +147,8 @@ def test_bad_policy_is_contained_as_a_policy_fault(cell, name: str) -> None:
 
 
 def test_good_policy_still_succeeds_after_the_bad_ones(cell) -> None:
-    # Seed 7: the scripted baseline solves it in ~130 steps (of 300).
-    result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[7],
+    # Seed 11: the scripted baseline solves it in ~180 steps (of 300).
+    result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[11],
                                     experiment_id='after-bad', timeout_s=180.0)
     (trial,) = result.trials
     assert trial.outcome == 'success', (trial.outcome, trial.reason)
@@ -230,7 +230,7 @@ def test_sigkilled_policy_host_aborts_only_its_trial(cell) -> None:
 
 
 def test_pass_at_k_retries_the_same_subtask_without_a_reset(cell) -> None:
-    # Seed 11 needs ~170 steps: with 80-step attempts it is solved only at the third attempt,
+    # Seed 11 needs ~180 steps: with 80-step attempts it is solved only at the third attempt,
     # which is possible only if the retries continue the scene instead of resetting it.
     result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[11],
                                     experiment_id='pass-at-k', max_episode_steps=80,

@@ -165,6 +165,9 @@ class RolloutClient:
         self._executor.shutdown(timeout_sec=2.0)
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
+        # The spin thread must be out of rclpy's C++ wait before the interpreter exits: a
+        # CLI run once ended in 'terminate called without an active exception' (SIGABRT).
+        self._thread.join(timeout=2.0)
 
 
 @dataclass
