@@ -82,5 +82,12 @@ def up(file: str, args: Sequence[str], *, embedded: bool = False, print_only: bo
         print(describe(plan), file=out)
         return 0
     from enpire_bringup.launcher.supervisor import Supervisor
+    from enpire_common.dds import remove_stale_shm_segments
 
+    # Every SIGKILLed or crashed DDS process of earlier runs left its shared-memory segment
+    # resident in RAM; a cell start is the natural moment to give it back.
+    removed, freed = remove_stale_shm_segments()
+    if removed:
+        print(f'[enpire] removed {removed} stale Fast DDS shared-memory segments of dead '
+              f'processes ({freed / 2**20:.0f} MiB)', file=out, flush=True)
     return Supervisor(plan, out=out, log_dir=log_dir).run()
