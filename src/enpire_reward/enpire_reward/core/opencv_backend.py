@@ -407,20 +407,10 @@ class OpenCvTEstimator:
         minv = np.linalg.inv(m)
         # Workspace position of pixel (0, 0)'s sample point; pixel (u, v) adds minv @ (u, v).
         origin_ws = minv @ (np.asarray(cfg.offset_px, dtype=np.float64) - (c, f))
-        x0, y0 = seg.roi[0], seg.roi[1]
-        mom = cv2.moments(seg.alpha)
-        if mom['m00'] <= 1e-6:
+        start = _moments_start(seg.alpha, 1.0, seg.roi, minv, origin_ws)
+        if start is None:
             return Estimate(False, segmentation=seg, detail='no T block found: empty mask')
-        c_px = np.array([mom['m10'] / mom['m00'] + x0, mom['m01'] / mom['m00'] + y0])
-        phi = 0.5 * math.atan2(2.0 * mom['mu11'], mom['mu20'] - mom['mu02'])
-        ux, uy = math.cos(phi), math.sin(phi)
-        skew = (ux ** 3 * mom['mu30'] + 3 * ux * ux * uy * mom['mu21']
-                + 3 * ux * uy * uy * mom['mu12'] + uy ** 3 * mom['mu03'])
-        if skew < 0:  # the stem is the long tail of the mass along the major axis
-            ux, uy = -ux, -uy
-        u_ws = minv @ np.array([ux, uy])
-        theta0 = math.atan2(-u_ws[0], u_ws[1])  # stem direction is R(theta) @ (0, 1)
-        c_ws = minv @ c_px + origin_ws
+        c_ws, theta0 = start
         coarse = _SdfFit(seg, minv, origin_ws, cfg.dilation_px, 8, stride=2,
                          corner_px=cfg.corner_px)
         fine = _SdfFit(seg, minv, origin_ws, cfg.dilation_px, 3, corner_px=cfg.corner_px)
