@@ -70,28 +70,56 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
-class PolicyHostNodeConfig:
-    """Parameters of the ``policy_host`` node.
+class HostingConfig:
+    """What every node that hosts policy revisions needs (policy host, agent bridge).
 
     Attributes:
-        revision_dir: The policy (revision) directory to host.
-        revision_id: Its id, stamped on every command ('' = the directory name).
+        task: Task name for the contract lookup when ``task_file`` is empty.
         task_file: Path of the task contract (``task.yaml``); '' = look up
             ``config/tasks/<task>/task.yaml`` under $ENPIRE_ROOT or the working directory.
-        task: Task name used for that lookup.
         deadline_margin_s: Per-act deadline is ``1 / rate_hz - deadline_margin_s``
             (negative = use the task contract's margin).
         deadline_override_s: If > 0, the per-act deadline in seconds regardless of the rate
             (tests, slow debugging sessions).
-        warmup_timeout_s: Deadline of the first act (lazy imports, JIT, caches).
-        max_image_age_s: Act on a state only with an image at most this much older (stamps);
-            otherwise wait for the next image (0 = the image of the same tick).
-        log_dir: Where the host's stdout/stderr go ('' = ``$ENPIRE_HOME/logs/policy_host``).
         hard_deadline_factor: An act is killed as hung once its round trip exceeds this many
             per-act deadlines (wall clock); within that, only its CPU time must fit the
-            deadline (see PolicyHost.act). >= 1.
-        hard_deadline_min_s: ...but never sooner than this (s): a machine busy with other
-            processes can stall one act for a few hundred ms; the cell holds meanwhile.
+            deadline (see PolicyHost.act): on a busy machine the scheduler, not the policy,
+            decides one act's wall time. >= 1.
+        hard_deadline_min_s: ...but never sooner than this (s); the cell holds (keeps its last
+            target) meanwhile.
+        max_image_age_s: Act on a state only with an image at most this much older (stamps);
+            otherwise wait for the next image (0 = the image of the same tick).
+        log_dir: Where the hosts' stdout/stderr go ('' = ``$ENPIRE_HOME/logs/<node>``).
+        sandbox: The host process limits.
+    """
+
+    task: str = 'push_t'
+    task_file: str = ''
+    deadline_margin_s: float = -1.0
+    deadline_override_s: float = 0.0
+    hard_deadline_factor: float = 4.0
+    hard_deadline_min_s: float = 1.0
+    max_image_age_s: float = 0.0
+    log_dir: str = ''
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+    def __post_init__(self) -> None:
+        require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',
+                self.hard_deadline_factor, 'must be >= 1')
+        require(self.hard_deadline_min_s >= 0, 'hard_deadline_min_s', self.hard_deadline_min_s,
+                'must be >= 0 seconds')
+        require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,
+                'must be >= 0 seconds')
+
+
+@dataclass(frozen=True)
+class PolicyHostNodeConfig(HostingConfig):
+    """Parameters of the ``policy_host`` node (and those of :class:`HostingConfig`).
+
+    Attributes:
+        revision_dir: The policy (revision) directory to host.
+        revision_id: Its id, stamped on every command ('' = the directory name).
+        warmup_timeout_s: Deadline of the first act (lazy imports, JIT, caches).
         subscriber_wait_s: A gated host reports ready only once its policy/command has a
             subscriber (the safety supervisor), waiting at most this long.
         discovery_grace_s: ...plus this long, for the subscriber's side of the match.
@@ -100,98 +128,60 @@ class PolicyHostNodeConfig:
         resend_after_s: No new state tick this long (wall clock) after a command: publish
             it again. A lockstep cell steps on it if the first was lost, or publishes its
             newest tick again if that never reached us (0 = never).
-        sandbox: The host process limits.
     """
 
     revision_dir: str = ''
     revision_id: str = ''
-    task_file: str = ''
-    task: str = 'push_t'
-    deadline_margin_s: float = -1.0
-    deadline_override_s: float = 0.0
     warmup_timeout_s: float = 5.0
-    max_image_age_s: float = 0.0
-    log_dir: str = ''
-    hard_deadline_factor: float = 4.0
-    hard_deadline_min_s: float = 1.0
     subscriber_wait_s: float = 10.0
     discovery_grace_s: float = 0.5
     gated: bool = True
     resend_after_s: float = 1.0
-    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:
-        require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,
-                'must be >= 0 seconds')
-        require(self.resend_after_s >= 0, 'resend_after_s', self.resend_after_s,
-                'must be >= 0 seconds (0 = never)')
+        super().__post_init__()
         require(self.warmup_timeout_s > 0, 'warmup_timeout_s', self.warmup_timeout_s,
                 'must be > 0 seconds')
-        require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',
-                self.hard_deadline_factor, 'must be >= 1')
+        require(self.resend_after_s >= 0, 'resend_after_s', self.resend_after_s,
+                'must be >= 0 seconds (0 = never)')
 
 
 @dataclass(frozen=True)
-class BridgeNodeConfig:
-    """Parameters of the ``agent_bridge`` node.
+class BridgeNodeConfig(HostingConfig):
+    """Parameters of the ``agent_bridge`` node (and those of :class:`HostingConfig`).
 
     Attributes:
-        task: Task name (contract lookup) when ``task_file`` is empty.
-        task_file: Path of the task contract (``task.yaml``).
         revisions_dir: Revision store root ('' = ``$ENPIRE_HOME/revisions``).
-        deadline_margin_s: Per-act deadline is ``1 / rate_hz - margin`` (< 0 = the contract's).
-        deadline_override_s: If > 0, the per-act deadline in seconds regardless of the rate.
         switch_timeout_s: Budget of one switch (start + warm-up + first command) when the
             request's ``timeout_s`` is <= 0.
         first_act_timeout_s: Deadline of the first act of a freshly started host.
-        hard_deadline_factor: An act is killed as hung once its round trip exceeds this many
-            per-act deadlines (wall clock); within that only its CPU time must fit the
-            deadline, as in the policy host (PolicyHost.act): on a busy machine the scheduler,
-            not the policy, decides one act's wall time. >= 1.
-        hard_deadline_min_s: ...but never sooner than this (s). The cell keeps its last
-            target while an act runs late.
+        hard_deadline_min_s: As in HostingConfig, but 0.25 s: a switch must not wait long.
         warmup_ticks: Ticks a staged revision gets to produce a valid warm-up action.
         standby_max: Retired, healthy hosts kept running for instant switch-back / restore.
         switch_within_tick: Switch at the current tick by replacing its command (for cells
             that apply the latest command at their next step: real time). Ignored (next-tick
             switches) when ``use_sim_time`` is set: a lockstep cell steps once per command.
-        max_image_age_s: Act on a state only with an image at most this much older (stamps).
         home_position: ``"x,y"`` home target in task units ('' = the contract's ``home``, else
             the agent position when ``home_cell`` is called).
-        log_dir: Where host stdout/stderr go ('' = ``$ENPIRE_HOME/logs/agent_bridge``).
-        sandbox: Resource limits of each host process.
     """
 
-    task: str = 'push_t'
-    task_file: str = ''
+    hard_deadline_min_s: float = 0.25
     revisions_dir: str = ''
-    deadline_margin_s: float = -1.0
-    deadline_override_s: float = 0.0
     switch_timeout_s: float = 20.0
     first_act_timeout_s: float = 5.0
-    hard_deadline_factor: float = 4.0
-    hard_deadline_min_s: float = 0.25
     warmup_ticks: int = 10
     standby_max: int = 2
     switch_within_tick: bool = True
-    max_image_age_s: float = 0.0
     home_position: str = ''
-    log_dir: str = ''
-    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.switch_timeout_s > 0, 'switch_timeout_s', self.switch_timeout_s,
                 'must be > 0 seconds')
         require(self.first_act_timeout_s > 0, 'first_act_timeout_s', self.first_act_timeout_s,
                 'must be > 0 seconds')
-        require(self.hard_deadline_factor >= 1.0, 'hard_deadline_factor',
-                self.hard_deadline_factor, 'must be >= 1')
-        require(self.hard_deadline_min_s >= 0, 'hard_deadline_min_s', self.hard_deadline_min_s,
-                'must be >= 0 seconds')
         require(self.warmup_ticks >= 1, 'warmup_ticks', self.warmup_ticks, 'must be >= 1')
         require(self.standby_max >= 0, 'standby_max', self.standby_max, 'must be >= 0')
-        require(self.max_image_age_s >= 0, 'max_image_age_s', self.max_image_age_s,
-                'must be >= 0 seconds')
         if self.home_position:
             try:
                 [float(v) for v in self.home_position.split(',')]
