@@ -565,11 +565,14 @@ class _SdfFit:
         self.corner_px = min(corner_px, dilation)
         self.norm = max(1.0, float(seg.alpha.sum()))
 
-    def _model(self, pose: np.ndarray, width: float, jac: bool):
+    def _body_frame(self, pose: np.ndarray):
+        """cos and sin of theta, and the samples in the block's frame (qx, qy) at ``pose``."""
         c, s = math.cos(pose[2]), math.sin(pose[2])
         dx, dy = self.x - pose[0], self.y - pose[1]
-        qx = c * dx + s * dy
-        qy = c * dy - s * dx
+        return c, s, c * dx + s * dy, c * dy - s * dx
+
+    def _model(self, pose: np.ndarray, width: float, jac: bool):
+        c, s, qx, qy = self._body_frame(pose)
         best = None
         grow = _side_growth(pose[2], self.dilation)
         r_c = self.corner_px
@@ -691,10 +694,7 @@ class _AreaFit(_SdfFit):
         self.scale = float(scale)
 
     def _model(self, pose: np.ndarray, width: float, jac: bool):
-        c, s = math.cos(pose[2]), math.sin(pose[2])
-        dx, dy = self.x - pose[0], self.y - pose[1]
-        qx = c * dx + s * dy
-        qy = c * dy - s * dx
+        c, s, qx, qy = self._body_frame(pose)
         best = None
         for cy, hx, hy in self._BOXES:
             ry = qy - cy
