@@ -82,7 +82,6 @@ class PushTCellNode(Node):
         self._mode = CellState.MODE_IDLE
         self._target: np.ndarray | None = None   # realtime: latest accepted target
         self._revision = ''
-        self._applied_tick: int | None = None   # lockstep: tick of the last command applied
         self.republished = 0        # lockstep: observations published again on a re-send
         self.ignored_commands = 0   # lockstep: commands for a tick the cell is not at
 
@@ -169,7 +168,6 @@ class PushTCellNode(Node):
             if not self.lockstep:
                 self._target = target
                 return
-            self._applied_tick = int(msg.tick)
             self._advance(target)
 
     def _lockstep_accepts(self, tick: int) -> bool:
@@ -184,7 +182,9 @@ class PushTCellNode(Node):
         step = self.sim.step_count
         if tick == step:
             return True
-        if tick == self._applied_tick and tick == step - 1:
+        # A lockstep cell steps only on an applied command, so step - 1 (>= 0 since a
+        # reset) is the tick of the last command applied.
+        if tick == step - 1:
             self.republished += 1
             self.get_logger().warning(
                 f'command for tick {tick} again (the controller missed tick {step}): '
@@ -225,7 +225,6 @@ class PushTCellNode(Node):
                 return resp
             self._episode += 1
             self._target = None
-            self._applied_tick = None
             self._mode = CellState.MODE_IDLE
             # A reset takes one tick of sim time so every frame has a distinct stamp.
             self._total_ticks += 1
