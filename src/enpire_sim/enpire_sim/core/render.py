@@ -305,23 +305,28 @@ class AreaRenderer:
         blk = self.block_coverage(block_pose)
         if blk is not None:
             (u0, v0, u1, v1), alpha, fill = blk
-            bg = self.background_f[v0:v1, u0:u1]
-            # bg (1 - a) + border (a - f) + fill f, channel by channel.
-            out = np.empty(bg.shape)
-            for i in range(3):
-                out[..., i] = bg[..., i] + alpha * (BORDER[i] - bg[..., i]) + fill * (
-                    FILL[i] - BORDER[i])
-            img[v0:v1, u0:u1] = _to_u8(out)
+            img[v0:v1, u0:u1] = _two_tone(self.background_f[v0:v1, u0:u1], alpha, fill,
+                                          BORDER, FILL)
         pus = self.pusher_coverage(pusher_pos)
         if pus is not None:
             (u0, v0, u1, v1), alpha, inner = pus
-            under = img[v0:v1, u0:u1].astype(np.float64)
-            out = np.empty(under.shape)
-            for i in range(3):
-                out[..., i] = under[..., i] + alpha * (PUSHER[i] - under[..., i]) + inner * (
-                    PUSHER_FILL[i] - PUSHER[i])
-            img[v0:v1, u0:u1] = _to_u8(out)
+            img[v0:v1, u0:u1] = _two_tone(img[v0:v1, u0:u1].astype(np.float64), alpha, inner,
+                                          PUSHER, PUSHER_FILL)
         return img
+
+
+def _two_tone(under: np.ndarray, alpha: np.ndarray, inner: np.ndarray,
+              edge: Sequence[float], core: Sequence[float]) -> np.ndarray:
+    """A two-colour shape over ``under``: ``under (1 - a) + edge (a - i) + core i``, uint8.
+
+    ``alpha`` is each pixel's share covered by the shape, ``inner`` the share of its core
+    (inside the shape). Channel by channel: cheaper than broadcasting over a colour axis.
+    """
+    out = np.empty(under.shape)
+    for i in range(3):
+        out[..., i] = under[..., i] + alpha * (edge[i] - under[..., i]) + inner * (
+            core[i] - edge[i])
+    return _to_u8(out)
 
 
 def _over(img: np.ndarray, alpha: np.ndarray, color: Sequence[float]) -> None:
