@@ -189,8 +189,10 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
     built for it (the view's ``camera_model``, see
     :func:`enpire_reward.core.camera_model.camera_model_for_renderer`).
     """
+    from enpire_sim.core.render import RENDERER_GYM_PUSHT
+
     renderer = cell_renderer(renderer)
-    ideal_applies = renderer == 'gym-pusht'
+    ideal_applies = renderer == RENDERER_GYM_PUSHT
     view = verifier.views[0]
     errors, lat = [], []
     fp = fn = pos = neg = agree = 0
