@@ -9,6 +9,7 @@ import threading
 from typing import Any, TypeVar
 
 import rclpy
+from rclpy.action import ActionClient as _RclpyActionClient
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -146,6 +147,42 @@ class NodeClock:
     def sleep_s(self, duration_s: float) -> None:
         if duration_s > 0:
             self._node.get_clock().sleep_for(rclpy.duration.Duration(seconds=duration_s))
+
+
+class ActionClient(_RclpyActionClient):
+    """``rclpy.action.ActionClient`` without its lost-response race (ros2/rclpy#1123).
+
+    The Jazzy client sends a goal, cancel or result request first and registers its sequence
+    number after. An executor spinning in another thread can take and handle the response in
+    between: it logs "Ignoring unexpected goal response" and the caller's future never
+    completes. On a loaded machine this lost reset goals. Here each request is sent and
+    registered under one lock, and a response is handled only after the request in flight
+    is registered (the executor passes the lock before looking the sequence number up). The
+    lock is never held while user callbacks run. rclpy fixed this upstream in 2025 (#1308,
+    backported in #1517/#1519); this class keeps the wheels pinned here correct.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._request_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def send_goal_async(self, goal: Any, feedback_callback: Any = None,
+                        goal_uuid: Any = None) -> Any:
+        with self._request_lock:
+            return super().send_goal_async(goal, feedback_callback, goal_uuid)
+
+    def _cancel_goal_async(self, goal_handle: Any) -> Any:
+        with self._request_lock:
+            return super()._cancel_goal_async(goal_handle)
+
+    def _get_result_async(self, goal_handle: Any) -> Any:
+        with self._request_lock:
+            return super()._get_result_async(goal_handle)
+
+    async def execute(self, taken_data: Any) -> None:
+        with self._request_lock:    # a barrier: the request in flight is registered by now
+            pass
+        await super().execute(taken_data)
 
 
 def wait_for_service(client: Any, timeout_s: float, what: str) -> None:

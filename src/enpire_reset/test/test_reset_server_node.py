@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 
-from enpire_common.ros import wait_for_service, wait_future
+from enpire_common.ros import ActionClient, wait_for_service, wait_future
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import ErrorCode
 from enpire_reset.ros.fake_verifier import FakeVerifierNode

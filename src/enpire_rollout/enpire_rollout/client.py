@@ -71,11 +71,11 @@ class RolloutClient:
 
     def __init__(self, cell: str = 'cell_0') -> None:
         import rclpy
-        from rclpy.action import ActionClient
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
 
+        from enpire_common.ros import ActionClient
         from enpire_interfaces.action import RunTrials
 
         self.cell = cell

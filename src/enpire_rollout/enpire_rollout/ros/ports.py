@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -33,7 +32,7 @@ from enpire_common.errors import (
     error_from_code,
 )
 from enpire_common.process import die_with_this_process
-from enpire_common.ros import wait_for_service, wait_future
+from enpire_common.ros import ActionClient, wait_for_service, wait_future
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import SafetyEvent, StateVector
 from enpire_interfaces.srv import VerifySuccess
