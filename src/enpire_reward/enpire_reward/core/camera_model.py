@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from enpire_common import push_t_scene as scene
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec, ViewSpec
 from enpire_reward.core import geometry
@@ -45,16 +46,11 @@ CAMERA_MODEL_NONE = 'none'
 CAMERA_MODEL_PUSHT = 'gym-pusht-pygame'
 CAMERA_MODEL_AREA = 'pusht-area-v1'
 
-#: gym-pusht's colours (pygame names), RGB.
-_LIGHT_GREEN = (144, 238, 144)
-_LIGHT_GRAY = (211, 211, 211)
-_SLATE = (119, 136, 153)          # LightSlateGray: the block's border
-_SLATE_LIGHT = (143, 163, 184)    # round(1.2 x LightSlateGray): the block's fill
-#: The static walls of gym-pusht's table: (a, b, radius) in workspace px.
-_WALLS = (((5, 506), (5, 5), 2.0), ((5, 5), (506, 5), 2.0), ((506, 5), (506, 506), 2.0),
-          ((5, 506), (506, 506), 2.0))
+#: The scene's walls (``enpire_common.push_t_scene``) in pygame's integer coordinates.
+_WALLS = tuple(((int(ax), int(ay)), (int(bx), int(by)), radius)
+               for (ax, ay), (bx, by), radius in scene.WALLS)
 #: Render size of gym-pusht (workspace px = render px).
-_RENDER_PX = 512
+_RENDER_PX = scene.TABLE_PX
 
 
 def _pygame():
@@ -165,36 +161,36 @@ class PushTPygameCamera:
         """The static scene (white, goal, walls) at 512 px, as gym-pusht draws it."""
         pg = self._pg
         screen = pg.Surface((_RENDER_PX, _RENDER_PX))
-        screen.fill((255, 255, 255))
+        screen.fill(scene.TABLE)
         goal = round_half_even(t_corners(np.asarray([self.goal_pose]))[0])
         for poly in goal:
             pts = [(int(x), int(y)) for x, y in poly]
-            pg.draw.polygon(screen, _LIGHT_GREEN, [*pts, pts[0]])
+            pg.draw.polygon(screen, scene.GOAL, [*pts, pts[0]])
         for a, b, radius in _WALLS:
-            self._fat.draw(screen, a, b, radius, _LIGHT_GRAY)
+            self._fat.draw(screen, a, b, radius, scene.WALL)
         return screen
 
     def _draw_block(self, surface, corners: np.ndarray, dx: int, dy: int) -> None:
         pg = self._pg
         for poly in corners:
             pts = [(int(x) - dx, int(y) - dy) for x, y in poly]
-            pg.draw.polygon(surface, _SLATE_LIGHT, [*pts, pts[0]])
+            pg.draw.polygon(surface, scene.BLOCK_FILL, [*pts, pts[0]])
             # gym-pusht's four fat segments, whose strokes share one colour: their union
             # does not depend on order, so each corner's two identical end circles are
             # drawn once.
             for i in range(4):
                 p1, p2 = pts[i], pts[(i + 1) % 4]
-                pg.draw.lines(surface, _SLATE, False, [p1, p2], 4)
+                pg.draw.lines(surface, scene.BLOCK_BORDER, False, [p1, p2], 4)
                 ox, oy = abs(p2[1] - p1[1]), abs(p2[0] - p1[0])
                 if ox or oy:
                     scale = 2.0 / (ox * ox + oy * oy) ** 0.5
                     ox, oy = round(ox * scale), round(oy * scale)
-                    pg.draw.polygon(surface, _SLATE, [(p1[0] - ox, p1[1] - oy),
+                    pg.draw.polygon(surface, scene.BLOCK_BORDER, [(p1[0] - ox, p1[1] - oy),
                                                       (p1[0] + ox, p1[1] + oy),
                                                       (p2[0] + ox, p2[1] + oy),
                                                       (p2[0] - ox, p2[1] - oy)])
             for p in pts:
-                pg.draw.circle(surface, _SLATE, p, 2)
+                pg.draw.circle(surface, scene.BLOCK_BORDER, p, 2)
 
     def crop_for(self, corners: np.ndarray, margin_px: int = 8) -> Crop | None:
         """The aligned crop holding the block drawn at integer ``corners`` (2, 4, 2).
@@ -304,10 +300,10 @@ class PushTAreaCamera:
         self.renderer = render.AreaRenderer(view.width_px, view.height_px,
                                             view.workspace_to_pixel, self.goal_pose)
         self.background = self.renderer.background_f.astype(np.float32)
-        self.border = np.asarray(render.BORDER, dtype=np.float32)
-        self.fill = np.asarray(render.FILL, dtype=np.float32)
+        self.border = np.asarray(scene.BLOCK_BORDER, dtype=np.float32)
+        self.fill = np.asarray(scene.BLOCK_FILL, dtype=np.float32)
         #: The silhouette: the T's boxes grown by this much with round corners, workspace px.
-        self.grow_px = float(render.BORDER_HALF_PX)
+        self.grow_px = float(scene.BORDER_HALF_PX)
         g = self.fill - self.border
         self._g, self._gg = [float(v) for v in g], float(g @ g)
         self._bg = [np.ascontiguousarray(self.background[..., i]) for i in range(3)]

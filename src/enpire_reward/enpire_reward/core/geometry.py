@@ -19,14 +19,19 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from enpire_common import push_t_scene as scene
+
 SCALE_PX = 30.0
-#: The T as gym-pusht's ``add_tee`` builds it (scale 30): the bar and the stem, body frame.
-BAR = np.array([(-60.0, 0.0), (60.0, 0.0), (60.0, 30.0), (-60.0, 30.0)])
-STEM = np.array([(-15.0, 30.0), (15.0, 30.0), (15.0, 120.0), (-15.0, 120.0)])
+#: The T as gym-pusht's ``add_tee`` builds it (scale 30): the bar and the stem, body frame
+#: (``enpire_common.push_t_scene.T_BOXES``), each as its four corners.
+BAR, STEM = (np.array(scene.box_corners(box)) for box in scene.T_BOXES)
 RECTS = (BAR, STEM)
-AREA_PX2 = 120.0 * 30.0 + 30.0 * 90.0  # 6300
+_BOX_AREAS = [4.0 * hx * hy for _, _, hx, hy in scene.T_BOXES]   # 3600 and 2700
+AREA_PX2 = sum(_BOX_AREAS)  # 6300
 #: Centroid of the T in the body frame: the area-weighted mean of the two rectangles.
-CENTROID_BODY = np.array([0.0, (3600.0 * 15.0 + 2700.0 * 75.0) / AREA_PX2])  # (0, 40.714)
+CENTROID_BODY = np.array(
+    [0.0, sum(a * box[1] for a, box in zip(_BOX_AREAS, scene.T_BOXES, strict=True)) / AREA_PX2]
+)  # (0, 40.714)
 
 
 def rotation(theta: float) -> np.ndarray:

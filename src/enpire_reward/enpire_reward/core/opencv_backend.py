@@ -120,6 +120,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from enpire_common import push_t_scene as scene
 from enpire_common.config import require
 from enpire_common.tasks import ViewSpec
 from enpire_reward.core import geometry
@@ -129,16 +130,15 @@ from enpire_reward.core.synthesis import SynthesisRefiner
 
 BACKEND_ID = 'opencv-v1'
 
-#: gym-pusht's palette (pygame colour names), RGB. The block's fill is pymunk's
-#: ``light_color`` (1.2 x LightSlateGray); its 4 px border is LightSlateGray itself.
+#: gym-pusht's palette (``enpire_common.push_t_scene``), RGB, with each colour's role.
 PUSH_T_PALETTE: dict[str, tuple[tuple[int, int, int], str]] = {
-    'background': ((255, 255, 255), 'background'),
-    'goal': ((144, 238, 144), 'background'),       # LightGreen
-    'wall': ((211, 211, 211), 'background'),       # LightGray
-    'pusher_rim': ((65, 105, 225), 'occluder'),    # RoyalBlue
-    'pusher_fill': ((78, 126, 255), 'occluder'),   # light_color(RoyalBlue)
-    'object_border': ((119, 136, 153), 'object'),  # LightSlateGray
-    'object_fill': ((143, 163, 184), 'object'),    # light_color(LightSlateGray)
+    'background': (scene.TABLE, 'background'),
+    'goal': (scene.GOAL, 'background'),
+    'wall': (scene.WALL, 'background'),
+    'pusher_rim': (scene.PUSHER, 'occluder'),
+    'pusher_fill': (scene.PUSHER_FILL, 'occluder'),
+    'object_border': (scene.BLOCK_BORDER, 'object'),
+    'object_fill': (scene.BLOCK_FILL, 'object'),
 }
 
 
@@ -356,9 +356,11 @@ def view_scale(view: ViewSpec) -> float:
 def _render_centroid_body(dilation: float) -> np.ndarray:
     """Centroid of the grown T (what the image moments measure), body frame."""
     d = dilation
-    bar = (120 + 2 * d) * (30 + 2 * d)
-    stem = (30 + 2 * d) * 90
-    cy = (bar * 15.0 + stem * (30 + d + 45.0)) / (bar + stem)
+    (_, bar_cy, bar_hx, bar_hy), (_, stem_cy, stem_hx, stem_hy) = scene.T_BOXES
+    bar = (2 * bar_hx + 2 * d) * (2 * bar_hy + 2 * d)
+    # The grown stem shows below the grown bar: from its top + d, its full length long.
+    stem = (2 * stem_hx + 2 * d) * (2 * stem_hy)
+    cy = (bar * bar_cy + stem * (stem_cy - stem_hy + d + stem_hy)) / (bar + stem)
     return np.array([0.0, cy])
 
 
@@ -539,7 +541,7 @@ class _SdfFit:
     """
 
     # Body-frame centre (y; x is 0) and half sizes of the bar and the stem.
-    _BOXES = ((15.0, 60.0, 15.0), (75.0, 15.0, 45.0))
+    _BOXES = tuple((cy, hx, hy) for _, cy, hx, hy in scene.T_BOXES)
 
     def __init__(self, seg: Segmentation, minv: np.ndarray, origin_ws: np.ndarray,
                  dilation: float, band_px: int, stride: int = 1,

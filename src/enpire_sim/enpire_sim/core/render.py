@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enpire_common import push_t_scene as scene
 from enpire_common.errors import ConfigError
 
 #: Renderer names of the Push-T sim cell's top camera.
@@ -41,25 +42,20 @@ RENDERER_AREA = 'area'
 RENDERER_GYM_PUSHT = 'gym-pusht'
 RENDERERS = (RENDERER_AREA, RENDERER_GYM_PUSHT)
 
-#: gym-pusht's colours (pygame names), RGB.
-WHITE = (255.0, 255.0, 255.0)
-GOAL = (144.0, 238.0, 144.0)            # LightGreen
-WALL = (211.0, 211.0, 211.0)            # LightGray
-BORDER = (119.0, 136.0, 153.0)          # LightSlateGray: the block's 4 px border
-FILL = (143.0, 163.0, 184.0)            # round(1.2 x LightSlateGray): the block's fill
-PUSHER = (65.0, 105.0, 225.0)           # RoyalBlue
-PUSHER_FILL = (78.0, 126.0, 255.0)      # min(1.2 x RoyalBlue, 255)
+#: The scene's colours (``enpire_common.push_t_scene``), RGB as floats for compositing.
+WHITE = tuple(float(c) for c in scene.TABLE)
+GOAL = tuple(float(c) for c in scene.GOAL)
+WALL = tuple(float(c) for c in scene.WALL)
+BORDER = tuple(float(c) for c in scene.BLOCK_BORDER)
+FILL = tuple(float(c) for c in scene.BLOCK_FILL)
+PUSHER = tuple(float(c) for c in scene.PUSHER)
+PUSHER_FILL = tuple(float(c) for c in scene.PUSHER_FILL)
 
-#: The T's rectangles in the body frame (gym-pusht's ``add_tee``, scale 30):
-#: (centre_x, centre_y, half_x, half_y), bar then stem.
-T_BOXES = ((0.0, 15.0, 60.0, 15.0), (0.0, 75.0, 15.0, 45.0))
-#: Half width of the block's border (gym-pusht strokes each edge 4 px wide).
-BORDER_HALF_PX = 2.0
-PUSHER_RADIUS_PX = 15.0
-PUSHER_FILL_RADIUS_PX = 11.0
-#: The walls (gym-pusht's static segments): (a, b, radius) in workspace px.
-WALLS = (((5.0, 506.0), (5.0, 5.0), 2.0), ((5.0, 5.0), (506.0, 5.0), 2.0),
-         ((506.0, 5.0), (506.0, 506.0), 2.0), ((5.0, 506.0), (506.0, 506.0), 2.0))
+T_BOXES = scene.T_BOXES
+BORDER_HALF_PX = scene.BORDER_HALF_PX
+PUSHER_RADIUS_PX = scene.PUSHER_RADIUS_PX
+PUSHER_FILL_RADIUS_PX = scene.PUSHER_FILL_RADIUS_PX
+WALLS = scene.WALLS
 DEFAULT_SUBROWS = 16
 _EPS = 1e-12
 
