@@ -4,7 +4,9 @@ Samples Push-T states (gym-pusht seeded starts, random pushes from them, and nea
 with a ``'wide'`` or ``'tight'`` spread, see :data:`NEAR_GOAL_NOISE`),
 renders the top camera exactly as the sim cell does (its own render path, with the cell's
 ``camera.renderer``: ``area`` by default, or ``gym-pusht``), and compares the verifier's score
-with gym-pusht's coverage. The simulator is imported here only, never by the verifier itself.
+with gym-pusht's coverage. The simulator (its physics and state) is used here only; the
+verifier sees images alone (its ``pusht-area-v1`` camera model draws with the sim's renderer,
+a pure function of a hypothesised pose).
 """
 
 from __future__ import annotations

@@ -404,11 +404,7 @@ class OpenCvTEstimator:
         seg = self.segmenter.segment(image, view)
         if not seg.found:
             return Estimate(False, segmentation=seg, detail=f'no T block found: {seg.detail}')
-        (a, b, c), (d, e, f) = view.workspace_to_pixel
-        m = np.array([[a, b], [d, e]])
-        minv = np.linalg.inv(m)
-        # Workspace position of pixel (0, 0)'s sample point; pixel (u, v) adds minv @ (u, v).
-        origin_ws = minv @ (np.asarray(cfg.offset_px, dtype=np.float64) - (c, f))
+        minv, origin_ws = _pixel_frame(view, cfg.offset_px)
         start = _moments_start(seg.alpha, 1.0, seg.roi, minv, origin_ws)
         if start is None:
             return Estimate(False, segmentation=seg, detail='no T block found: empty mask')
@@ -457,10 +453,8 @@ class OpenCvTEstimator:
         x0, y0, x1, y1 = roi
         alpha, weight = camera.unmix(image[y0:y1, x0:x1], roi)
         seg = Segmentation(True, roi, alpha, weight)
-        (a, b, c), (d, e, f) = view.workspace_to_pixel
-        minv = np.linalg.inv(np.array([[a, b], [d, e]]))
         # Pixel (u, v) integrates image coordinates [u - 0.5, u + 0.5) x [v - 0.5, v + 0.5).
-        origin_ws = minv @ -np.array([c, f])
+        minv, origin_ws = _pixel_frame(view, (0.0, 0.0))
         init = _moments_start(alpha, weight, roi, minv, origin_ws)
         if init is None:
             return Estimate(False, segmentation=seg, detail='no T block found: empty mask')
@@ -487,6 +481,15 @@ class OpenCvTEstimator:
         return Estimate(True, pose_t, float(np.clip(1.0 - best_r, 0.0, 1.0)), seg,
                         detail=f'area fit residual {best_r:.4f}',
                         success_margin=cfg.area_success_margin)
+
+
+def _pixel_frame(view: ViewSpec, offset_px: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The view's pixel -> workspace map: its inverse linear part, and the workspace position
+    of pixel (0, 0)'s sample point (at ``offset_px`` in image coordinates); pixel (u, v) adds
+    ``minv @ (u, v)``."""
+    (a, b, c), (d, e, f) = view.workspace_to_pixel
+    minv = np.linalg.inv(np.array([[a, b], [d, e]]))
+    return minv, minv @ (np.asarray(offset_px, dtype=np.float64) - (c, f))
 
 
 def _moments_start(alpha: np.ndarray, weight: np.ndarray, roi: tuple[int, ...],
