@@ -31,13 +31,19 @@ def targets(n: int) -> np.ndarray:
     return rng.uniform(60.0, 450.0, size=(n, 2))
 
 
-def bare_gym(n: int, size: int) -> float:
+def gym_env(obs_type: str, size: int):
+    """gym-pusht's own env, reset with seed 0."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)
         from gym_pusht.envs import PushTEnv
-    env = PushTEnv(obs_type='pixels', render_mode='rgb_array', observation_width=size,
+    env = PushTEnv(obs_type=obs_type, render_mode='rgb_array', observation_width=size,
                    observation_height=size)
     env.reset(seed=0)
+    return env
+
+
+def bare_gym(n: int, size: int) -> float:
+    env = gym_env('pixels', size)
     acts = targets(n)
     t0 = time.perf_counter()
     for a in acts:
@@ -47,14 +53,9 @@ def bare_gym(n: int, size: int) -> float:
 
 def bare_gym_area(n: int, size: int) -> float:
     """gym-pusht's step (no render) + the area-sampled camera, straight from the env."""
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', DeprecationWarning)
-        from gym_pusht.envs import PushTEnv
     from enpire_sim.core.render import AreaRenderer
 
-    env = PushTEnv(obs_type='state', render_mode='rgb_array', observation_width=size,
-                   observation_height=size)
-    env.reset(seed=0)
+    env = gym_env('state', size)
     s = size / 512.0
     cam = AreaRenderer(size, size, ((s, 0.0, 0.0), (0.0, s, 0.0)), env.goal_pose)
     acts = targets(n)
