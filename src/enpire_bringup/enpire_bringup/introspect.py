@@ -296,7 +296,21 @@ def doctor() -> dict[str, Any]:
     report['libraries'] = libs
     report['ffmpeg'] = shutil.which('ffmpeg')
     report['gpu'] = _gpus()
+    report['sandbox'] = _sandbox()
     return report
+
+
+def _sandbox() -> dict[str, Any]:
+    """Which confinement policy code gets here (see enpire_agent_bridge.core.confinement)."""
+    from enpire_agent_bridge.core.confinement import bwrap_path, detect
+    from enpire_agent_bridge.core.seccomp import supported
+    from enpire_common.landlock import abi_version
+
+    found = detect('auto')
+    return {'confinement': found.mode, 'detail': found.detail,
+            'landlock_abi': abi_version(), 'bwrap': bwrap_path(),
+            'seccomp': supported(),
+            'allow_unconfined_env': os.environ.get('ENPIRE_ALLOW_UNCONFINED') == '1'}
 
 
 def _gpus() -> dict[str, Any]:
@@ -337,4 +351,10 @@ def format_doctor(report: dict[str, Any]) -> str:
     lines.append(f"ffmpeg: {report['ffmpeg'] or 'not on PATH'}")
     gpu = report['gpu']
     lines.append(f"gpu: {', '.join(gpu['devices']) if gpu['devices'] else 'none'}")
+    box = report.get('sandbox') or {}
+    if box:
+        lines.append(f"sandbox: {box['confinement']} ({box['detail']}); seccomp "
+                     f"{'on' if box['seccomp'] else 'unavailable'}"
+                     + ('' if box['confinement'] != 'none' else
+                        '; trials refuse to run without --allow-unconfined'))
     return '\n'.join(lines)

@@ -69,6 +69,13 @@ class LaunchError(ConfigError):
         self.problem, self.file, self.line = problem, file, line
 
 
+class UnconfinedError(ConfigError):
+    """No filesystem/network confinement is available for policy code, and running without
+    it was not allowed (``--allow-unconfined`` / ``sandbox.allow_unconfined``)."""
+
+    code, name = 104, 'SANDBOX_UNCONFINED'
+
+
 # --- 200s: cell ------------------------------------------------------------------------------
 class CellError(EnpireError):
     """A cell (real or simulated) failed to do what was asked."""

@@ -31,6 +31,9 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     run.add_argument('--max-episode-steps', type=int, default=0)
     run.add_argument('--attempts', type=int, default=1,
                      help='pass@k: attempts per subtask without a reset (default 1)')
+    run.add_argument('--allow-unconfined', action='store_true',
+                     help='run the policy even where no sandbox confinement (Landlock, '
+                          'bubblewrap) is available; trial.json records it (default: refuse)')
     run.add_argument('--home', help='runtime data dir (default $ENPIRE_HOME or ./runs)')
     run.add_argument('--json', action='store_true', help='print exactly one JSON object')
     run.set_defaults(func=_run)
@@ -85,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
             count=count, policy_dir=policy, revision_id=args.revision or '',
             seeds=args.seeds or (), seed_start=seed_start, experiment_id=args.experiment,
             max_wall_time_s=args.max_wall_time_s, max_episode_steps=args.max_episode_steps,
-            attempts=args.attempts, on_feedback=on_feedback)
+            attempts=args.attempts, allow_unconfined=args.allow_unconfined,
+            on_feedback=on_feedback)
     finally:
         session.close()
     trials = [trial_to_dict(t) for t in result.trials]

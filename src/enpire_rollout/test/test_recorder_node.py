@@ -37,6 +37,9 @@ class Record:
     error_code: int = 0
     error_msg: str = ''
     controller: dict = field(default_factory=lambda: {'late_acts': 1, 'resent_commands': 0})
+    sandbox: dict = field(default_factory=lambda: {
+        'confinement': 'landlock', 'allow_unconfined': False, 'denials': 3,
+        'denied': ['read /etc/hostname', 'socket AF_INET']})
 
 
 def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tmp_path):
@@ -77,6 +80,9 @@ def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tm
     assert record == read_trial(trial_dir)
     assert record['outcome'] == 'success' and record['ids']['cell_id'] == 'cell_0'
     assert record['controller'] == {'late_acts': 1, 'resent_commands': 0}
+    assert record['sandbox'] == {'confinement': 'landlock', 'allow_unconfined': False}
+    assert record['sandbox_denials'] == {'count': 3,
+                                         'first': ['read /etc/hostname', 'socket AF_INET']}
     assert record['streams']['command']['count'] == N
     assert record['videos']['top']['frames'] == N
     assert verify_files(trial_dir, record) == {}

@@ -25,6 +25,11 @@ class SandboxConfig:
             RLIMIT_NPROC).
         block_process_creation: Install a seccomp filter that makes fork/exec/posix_spawn
             fail (threads stay allowed).
+        block_network: The same filter refuses socket() (the worker needs none).
+        confinement: File-system confinement of the worker: auto (Landlock, else bubblewrap),
+            landlock, bwrap, or none (see core/confinement.py).
+        allow_unconfined: Run policy code even when no confinement is available (or
+            ``confinement`` is none); otherwise the host refuses to start.
         startup_timeout_s: Time for import + make_policy.
         reset_timeout_s: Time for reset(seed).
         close_timeout_s: Grace time for a clean exit before the process group is killed.
@@ -42,6 +47,9 @@ class SandboxConfig:
     sandbox_gid: int = 65534
     drop_privileges: bool = True
     block_process_creation: bool = True
+    block_network: bool = True
+    confinement: str = 'auto'
+    allow_unconfined: bool = False
     startup_timeout_s: float = 30.0
     reset_timeout_s: float = 5.0
     close_timeout_s: float = 1.0
@@ -67,6 +75,9 @@ class SandboxConfig:
                 'must be > 0')
         require(self.max_policy_files > 0, 'sandbox.max_policy_files', self.max_policy_files,
                 'must be > 0')
+        require(self.confinement in ('auto', 'landlock', 'bwrap', 'none'),
+                'sandbox.confinement', self.confinement,
+                'must be one of auto, landlock, bwrap, none')
 
 
 @dataclass(frozen=True)

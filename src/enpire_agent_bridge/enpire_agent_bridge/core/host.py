@@ -37,16 +37,50 @@ import numpy as np
 
 from enpire_agent_bridge.core import ipc
 from enpire_agent_bridge.core.config import SandboxConfig
+from enpire_agent_bridge.core.confinement import (
+    MAX_NAMED,
+    Confinement,
+    bwrap_command,
+    bwrap_path,
+    detect,
+)
 from enpire_agent_bridge.core.contract import (
     ContractError,
     PolicySpec,
     SizeLimits,
     check_policy_dir,
 )
-from enpire_common.errors import PolicyDeadlineError, PolicyFaultError, PolicyRejectedError
+from enpire_common.errors import (
+    PolicyDeadlineError,
+    PolicyFaultError,
+    PolicyRejectedError,
+    UnconfinedError,
+)
 
 _ENV_KEEP = ('PATH', 'PYTHONPATH', 'LD_LIBRARY_PATH')
 _RESPONSE_MAX_BYTES = 1 << 20
+
+
+def allow_unconfined(config: SandboxConfig) -> bool:
+    """Whether policy code may run without confinement (config, or ENPIRE_ALLOW_UNCONFINED=1)."""
+    return config.allow_unconfined or os.environ.get('ENPIRE_ALLOW_UNCONFINED') == '1'
+
+
+def resolve_confinement(config: SandboxConfig) -> Confinement:
+    """What will confine a host started with ``config``; raises when that is nothing.
+
+    Raises:
+        UnconfinedError: no confinement here and running without it was not allowed.
+    """
+    found = detect(config.confinement)
+    if not found.confined and not allow_unconfined(config):
+        raise UnconfinedError(
+            f'refusing to run policy code unconfined: {found.detail}. Policy code could then '
+            f'read and write the task contract, the store and the workspace. Use a kernel with '
+            f'Landlock (Linux >= 5.13) or install bubblewrap (apt-get install bubblewrap); or '
+            f'accept the risk with --allow-unconfined (sandbox.allow_unconfined:=true, '
+            f'ENPIRE_ALLOW_UNCONFINED=1), which the trial record notes')
+    return found
 
 
 def _package_root() -> str:
@@ -55,6 +89,13 @@ def _package_root() -> str:
     import enpire_agent_bridge
 
     return str(Path(enpire_agent_bridge.__file__).resolve().parents[1])
+
+
+def _package_roots() -> list[str]:
+    # What the worker imports before it is confined: our packages (bound under bwrap).
+    import enpire_common
+
+    return [_package_root(), str(Path(enpire_common.__file__).resolve().parents[1])]
 
 
 def _other_can_traverse(path: str) -> bool:
@@ -166,6 +207,11 @@ class PolicyHost:
         self._low = spec.low
         self.privileges_dropped = False
         self._high = spec.high
+        #: What confines the worker (set by start()).
+        self.confinement: Confinement | None = None
+        #: Operations the sandbox refused since the last take_denials(): count, first few.
+        self.denial_count = 0
+        self.denied: list[str] = []
 
     # --- lifecycle --------------------------------------------------------------------------
     @property
@@ -195,6 +241,8 @@ class PolicyHost:
         workdir = tempfile.mkdtemp(prefix='enpire-policy-', dir=cfg.work_root or None)
         shutil.copytree(self.policy_dir, os.path.join(workdir, 'policy'),
                         ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        # The only place the confined worker may write (HOME, TMPDIR and its cwd).
+        os.mkdir(os.path.join(workdir, 'scratch'), 0o700)
         if self._drop():
             # The sandbox user owns its private copy and nothing else.
             for root, dirs, files in os.walk(workdir):
@@ -208,7 +256,8 @@ class PolicyHost:
         env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
         env['PYTHONPATH'] = os.pathsep.join(
             p for p in (_package_root(), env.get('PYTHONPATH', '')) if p)
-        env.update({'HOME': workdir, 'TMPDIR': workdir, 'OMP_NUM_THREADS': '1',
+        scratch = os.path.join(workdir, 'scratch')
+        env.update({'HOME': scratch, 'TMPDIR': scratch, 'OMP_NUM_THREADS': '1',
                     'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1',
                     'NUMEXPR_NUM_THREADS': '1', 'PYTHONDONTWRITEBYTECODE': '1',
                     'PYTHONNOUSERSITE': '1',
@@ -243,8 +292,10 @@ class PolicyHost:
         if self._proc is not None:
             raise RuntimeError('PolicyHost.start called twice; create a new host instead')
         cfg = self.config
+        self.confinement = resolve_confinement(cfg)
         workdir = self._prepare_workdir()
         self._workdir = workdir
+        scratch = os.path.join(workdir, 'scratch')
         log_dir = self.log_dir or Path(workdir) / 'logs'
         log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr_path = log_dir / 'stderr.log'
@@ -256,11 +307,18 @@ class PolicyHost:
         self.privileges_dropped = drop
         cmd = [sys.executable, '-u', '-B', '-m', 'enpire_agent_bridge.core.host_worker',
                os.path.join(workdir, 'policy'), '--req-fd', str(req_r), '--resp-fd', str(resp_w)]
+        if self.confinement.mode == 'bwrap':
+            # bwrap's --die-with-parent ties it to us; the worker's parent is then bwrap.
+            cmd = bwrap_command(bwrap_path() or 'bwrap', os.path.join(workdir, 'policy'), scratch,
+                                _package_roots()) + cmd
+        else:
+            # Dies with this process, even when stuck in policy code (PR_SET_PDEATHSIG).
+            cmd += ['--parent-pid', str(os.getpid())]
         try:
             with open(log_dir / 'stdout.log', 'ab') as out, \
                     open(self._stderr_path, 'ab') as err:
                 self._proc = subprocess.Popen(
-                    cmd, cwd=workdir, env=self._env(workdir), stdin=subprocess.DEVNULL,
+                    cmd, cwd=scratch, env=self._env(workdir), stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, pass_fds=(req_r, resp_w), close_fds=True,
                     start_new_session=True,
                     user=cfg.sandbox_uid if drop else None,
@@ -280,7 +338,10 @@ class PolicyHost:
         end = time.monotonic() + timeout_s
         reply = self._exchange(
             ipc.encode('init', {'spec': self.spec.to_dict(), 'limits': self._limits(),
-                                'block_process_creation': cfg.block_process_creation}), end,
+                                'block_process_creation': cfg.block_process_creation,
+                                'block_network': cfg.block_network,
+                                'confinement': self.confinement.mode,
+                                'scratch': scratch}), end,
             what='import + make_policy', deadline_s=timeout_s)
         kind, meta, _ = reply
         if kind != 'ready':
@@ -394,6 +455,7 @@ class PolicyHost:
         try:
             ipc.write_deadline(self._req_w, frame, end_s)
             kind, meta, arrays = self._reader.read(end_s)
+            self._count_denials(meta.get('denials'))
         except ipc.FrameTimeoutError:
             self._fault(PolicyDeadlineError,
                         f'{what} did not return within {deadline_s * 1000:.0f} ms (deadline); '
@@ -404,6 +466,24 @@ class PolicyHost:
         if kind == 'error':
             self._fault(PolicyFaultError, self._explain(meta))
         return kind, meta, arrays
+
+    def _count_denials(self, reported: Any) -> None:
+        # [count, [named...]] from the worker; untrusted, so checked before use.
+        if not (isinstance(reported, list) and len(reported) == 2
+                and isinstance(reported[0], int) and isinstance(reported[1], list)):
+            return
+        self.denial_count += max(0, reported[0])
+        for name in reported[1]:
+            if len(self.denied) >= MAX_NAMED:
+                break
+            if isinstance(name, str) and name not in self.denied:
+                self.denied.append(name[:300])
+
+    def take_denials(self) -> dict[str, Any]:
+        """The refused operations since the last call (``count``, ``first``), then forget them."""
+        out = {'count': self.denial_count, 'first': list(self.denied)}
+        self.denial_count, self.denied = 0, []
+        return out
 
     def _explain(self, meta: Mapping[str, Any]) -> str:
         where, etype, msg = meta.get('where', '?'), meta.get('type', '?'), meta.get('message', '')

@@ -3,8 +3,15 @@
 Started by :class:`enpire_agent_bridge.core.host.PolicyHost` as a fresh interpreter (not a fork
 of the ROS process: no inherited threads, DDS sockets or locks) already running as the
 unprivileged sandbox user, in its own session and work directory, with a scrubbed environment.
-It reads an ``init`` frame, applies the resource limits, then (and only then) imports the
-policy code and serves ``reset`` / ``act`` / ``close`` requests until the pipe closes.
+It reads an ``init`` frame, applies the resource limits, confines itself (Landlock: read
+only Python, system libraries and its revision, write only its scratch directory; see
+:mod:`.confinement`), installs the seccomp filter (no processes, no sockets), then (and only
+then) imports the policy code and serves ``reset`` / ``act`` / ``close`` requests until the
+pipe closes. It dies with the process that started it (PR_SET_PDEATHSIG=SIGKILL), which the
+policy cannot undo.
+
+Replies carry the operations the sandbox refused since the previous reply
+(``denials: [count, [first few]]``), so the host can put them in the trial record.
 
 Only numpy and the standard library are imported here, before the limits apply.
 """
@@ -15,6 +22,7 @@ import argparse
 import importlib.util
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -24,8 +32,10 @@ from typing import Any
 import numpy as np
 
 from enpire_agent_bridge.core import ipc
+from enpire_agent_bridge.core.confinement import Denials, confine_worker
 from enpire_agent_bridge.core.contract import PolicySpec
 from enpire_agent_bridge.core.seccomp import block_process_creation
+from enpire_common.process import die_with_parent
 
 _LIMITS = {
     'memory_bytes': resource.RLIMIT_AS,
@@ -45,10 +55,22 @@ def apply_limits(limits: Mapping[str, int]) -> None:
         resource.setrlimit(_LIMITS[key], (int(value), int(value)))
 
 
-def _error(where: str, exc: BaseException) -> list[Any]:
+def _error(where: str, exc: BaseException, denials: Denials | None = None) -> list[Any]:
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return ipc.encode('error', {'where': where, 'type': type(exc).__name__,
-                                'message': str(exc)[:2000], 'traceback': ''.join(tb)[-4000:]})
+    return _reply('error', {'where': where, 'type': type(exc).__name__,
+                            'message': str(exc)[:2000], 'traceback': ''.join(tb)[-4000:]},
+                  denials=denials)
+
+
+def _reply(kind: str, meta: dict[str, Any] | None = None,
+           arrays: Mapping[str, np.ndarray] | None = None,
+           denials: Denials | None = None) -> list[Any]:
+    meta = dict(meta or {})
+    if denials is not None and denials.count:
+        n, named = denials.take()
+        if n:
+            meta['denials'] = [n, named]
+    return ipc.encode(kind, meta, arrays)
 
 
 def _obs_from_frame(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -77,17 +99,20 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
     if kind != 'init':
         return 3
     spec = PolicySpec.from_dict(meta['spec'])
+    denials: Denials | None = None
     try:
         apply_limits(meta.get('limits') or {})
+        confinement = str(meta.get('confinement') or 'none')
+        denials = confine_worker(confinement, policy_dir, str(meta.get('scratch') or os.getcwd()))
         if meta.get('block_process_creation', True):
-            block_process_creation()
+            block_process_creation(block_network=bool(meta.get('block_network', True)))
     except (OSError, ValueError) as exc:
         ipc.write_blocking(resp_fd, _error('limits', exc))
         return 4
     try:
         module = _load_policy(policy_dir, spec)
     except BaseException as exc:  # noqa: BLE001 - policy import may raise anything, report it
-        ipc.write_blocking(resp_fd, _error('import', exc))
+        ipc.write_blocking(resp_fd, _error('import', exc, denials))
         return 1
     make = getattr(module, 'make_policy', None)
     if not callable(make):
@@ -101,9 +126,9 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
                 raise TypeError(f'make_policy returned {type(policy).__name__}, which has no '
                                 f'{method}() method')
     except BaseException as exc:  # noqa: BLE001 - policy code may raise anything
-        ipc.write_blocking(resp_fd, _error('make_policy', exc))
+        ipc.write_blocking(resp_fd, _error('make_policy', exc, denials))
         return 1
-    ipc.write_blocking(resp_fd, ipc.encode('ready', {'pid': os.getpid()}))
+    ipc.write_blocking(resp_fd, _reply('ready', {'pid': os.getpid()}, denials=denials))
 
     while True:
         try:
@@ -115,7 +140,7 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
         try:
             if kind == 'reset':
                 policy.reset(meta.get('seed'))
-                ipc.write_blocking(resp_fd, ipc.encode('ok'))
+                ipc.write_blocking(resp_fd, _reply('ok', denials=denials))
             elif kind == 'act':
                 t0, c0 = time.perf_counter(), time.thread_time()
                 action = policy.act(_obs_from_frame(arrays))
@@ -128,13 +153,13 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
                 if arr.dtype.kind not in 'biuf':
                     raise TypeError(f'act returned an array of dtype {arr.dtype}; return '
                                     f'numbers (float64)')
-                ipc.write_blocking(resp_fd, ipc.encode('action', {'act_s': dt, 'act_cpu_s': cpu},
-                                                       {'action': arr}))
+                ipc.write_blocking(resp_fd, _reply('action', {'act_s': dt, 'act_cpu_s': cpu},
+                                                   {'action': arr}, denials))
             else:
                 raise ValueError(f'unknown request {kind!r}')
         except BaseException as exc:  # noqa: BLE001 - report any policy failure to the host
             try:
-                ipc.write_blocking(resp_fd, _error(kind, exc))
+                ipc.write_blocking(resp_fd, _error(kind, exc, denials))
             except OSError:
                 return 1
 
@@ -144,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('policy_dir')
     parser.add_argument('--req-fd', type=int, required=True)
     parser.add_argument('--resp-fd', type=int, required=True)
+    parser.add_argument('--parent-pid', type=int, default=0,
+                        help='die (SIGKILL) when this process, the host, dies')
     args = parser.parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid, signal.SIGKILL)
     return serve(args.req_fd, args.resp_fd, args.policy_dir)
 
 

@@ -22,7 +22,7 @@ from enpire_agent_bridge.core.config import PolicyHostNodeConfig
 from enpire_agent_bridge.core.contract import ContractError, PolicySpec, spec_for_revision
 from enpire_agent_bridge.core.host import PolicyHost, hard_deadline_s
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_common.errors import ConfigError, EnpireError, PolicyError
+from enpire_common.errors import ConfigError, EnpireError, PolicyError, UnconfinedError
 from enpire_common.paths import enpire_home
 from enpire_common.ros import (
     LATEST_QOS,
@@ -101,7 +101,7 @@ class PolicyHostNode(Node):
             self.host.start()
             self.host.reset(None)
             self.host.act(self.spec.example_observation(), deadline_s=cfg.warmup_timeout_s)
-        except PolicyError as exc:
+        except (PolicyError, UnconfinedError) as exc:
             self._fault(exc)
         self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS)
         self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS)
@@ -112,7 +112,7 @@ class PolicyHostNode(Node):
             if cfg.gated:
                 self._await_command_subscriber(cfg.subscriber_wait_s)
             self.state = 'ready'
-            self._publish_status('ready', '')
+            self._publish_status('ready', '', confinement=self._confinement())
 
     def _await_command_subscriber(self, timeout_s: float) -> None:
         # A fresh host's first command must not be published before the safety supervisor
@@ -195,7 +195,9 @@ class PolicyHostNode(Node):
                 if self.state == 'running':
                     self.state = 'ready'
                 self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts,
-                                     resent_commands=self.resent_commands)
+                                     resent_commands=self.resent_commands,
+                                     confinement=self._confinement(),
+                                     sandbox_denials=self.host.take_denials())
                 return
             if op != 'start':
                 self.get_logger().error(f'policy/control: unknown op {op!r}')
@@ -268,7 +270,13 @@ class PolicyHostNode(Node):
         self._fault_reason = str(exc)
         self.get_logger().error(f'policy {self.revision_id} faulted: {exc}')
         self._publish_status('fault', str(exc), error_code=exc.code,
-                             episode=extra.get('episode', self._episode))
+                             episode=extra.get('episode', self._episode),
+                             confinement=self._confinement(),
+                             sandbox_denials=self.host.take_denials())
+
+    def _confinement(self) -> str:
+        found = self.host.confinement
+        return found.mode if found is not None else 'unknown'
 
     def _publish_status(self, state: str, reason: str, **extra) -> None:
         self._status_pub.publish(conv.status_msg(state, reason, self.revision_id, **extra))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from enpire_common.clock import FakeClock
 from enpire_common.errors import EnpireTimeoutError, PolicyFaultError, ResetFailedError
@@ -84,6 +85,10 @@ class FakeController:
     def stop_episode(self) -> dict[str, int]:
         self.running = False
         return {'late_acts': self.late_acts_per_episode}
+
+    def sandbox(self) -> dict[str, Any]:
+        return {'confinement': 'landlock', 'allow_unconfined': False, 'denials': 0,
+                'denied': []}
 
     def solved(self) -> bool:
         need = self.solve_steps(self.seed) if self.seed is not None else None

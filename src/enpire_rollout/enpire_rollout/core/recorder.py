@@ -124,6 +124,14 @@ class _UnixClock:
         time.sleep(max(0.0, duration_s))
 
 
+def _sandbox_fields(sandbox: Mapping[str, Any]) -> dict[str, Any]:
+    denied = sandbox.get('denied') or []
+    return {'sandbox': {'confinement': str(sandbox.get('confinement', 'unknown')),
+                        'allow_unconfined': bool(sandbox.get('allow_unconfined', False))},
+            'sandbox_denials': {'count': int(sandbox.get('denials', 0) or 0),
+                                'first': [str(d) for d in denied][:8]}}
+
+
 class EpisodeRecorder:
     """Records trials to disk: bag, MP4s and trial.json, every file written atomically.
 
@@ -241,7 +249,8 @@ class EpisodeRecorder:
     def close(self, outcome: str, *, reason: str = '', success: bool = False,
               score: float = 0.0, steps: int = 0, reset_s: float = 0.0,
               verdicts: Sequence[Any] = (), error_code: int = 0, error_msg: str = '',
-              controller: Mapping[str, int] | None = None) -> dict[str, Any]:
+              controller: Mapping[str, int] | None = None,
+              sandbox: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish the trial: close bag and videos, hash them, write the final trial.json.
 
         Args:
@@ -253,6 +262,9 @@ class EpisodeRecorder:
             verdicts: per-view verdicts (dicts or dataclasses), fused last.
             error_code, error_msg: as in TrialResult.
             controller: the controller's counters for the episode (TrialRecord.controller).
+            sandbox: the policy's confinement and refused operations (TrialRecord.sandbox);
+                written as ``sandbox`` (confinement, allow_unconfined) and
+                ``sandbox_denials`` (``count``, ``first``: the first few refused operations).
 
         Returns:
             The trial.json record.
@@ -274,6 +286,7 @@ class EpisodeRecorder:
             'error_code': int(error_code), 'error_msg': error_msg,
             'streams': streams, 'gaps': gaps, 'videos': videos,
             'controller': {str(k): int(v) for k, v in (controller or {}).items()},
+            **_sandbox_fields(sandbox or {}),
         })
         record['timings'].update({'ended_unix_s': self._wall.now_s(),
                                   'duration_s': duration_s, 'reset_s': float(reset_s)})

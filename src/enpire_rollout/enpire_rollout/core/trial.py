@@ -137,6 +137,10 @@ class TrialRecord:
     #: deadline in wall time, CPU time within it), ``resent_commands`` (lost-message
     #: recoveries); see ControllerPort.stop_episode.
     controller: dict[str, int] = field(default_factory=dict)
+    #: How the policy was confined and what its sandbox refused (ControllerPort.sandbox):
+    #: ``confinement`` (landlock|bwrap|none), ``allow_unconfined``, ``denials`` (count over
+    #: the attempts) and ``denied`` (the first few refused operations).
+    sandbox: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,6 +184,18 @@ class RunSummary:
                 'trials': [t.to_dict() for t in self.trials]}
 
 
+def _merge_sandbox(into: dict[str, Any], episode: Mapping[str, Any]) -> None:
+    """Add one attempt's sandbox report to the trial's: counts add up, names accumulate."""
+    for key in ('confinement', 'allow_unconfined'):
+        if key in episode:
+            into[key] = episode[key]
+    into['denials'] = int(into.get('denials', 0)) + int(episode.get('denials', 0) or 0)
+    denied = into.setdefault('denied', [])
+    for name in episode.get('denied') or ():
+        if name not in denied and len(denied) < 8:
+            denied.append(name)
+
+
 class CellPort(Protocol):
     def reset(self, seed: int, timeout_s: float) -> ResetInfo: ...
 
@@ -197,6 +213,12 @@ class ControllerPort(Protocol):
     def stop_episode(self) -> Mapping[str, int]:
         """Stop the episode; return the controller's counters for it (e.g. ``late_acts``,
         ``resent_commands``), empty when it could not tell."""
+        ...
+
+    def sandbox(self) -> Mapping[str, Any]:
+        """After stop_episode: the policy's confinement and what its sandbox refused in the
+        episode (``confinement``, ``allow_unconfined``, ``denials``, ``denied``); may be
+        empty."""
         ...
 
 
@@ -425,6 +447,7 @@ class TrialRunner:
         finally:
             for key, value in (self.controller.stop_episode() or {}).items():
                 record.controller[key] = record.controller.get(key, 0) + int(value)
+            _merge_sandbox(record.sandbox, self.controller.sandbox() or {})
             record.duration_s = self.clock.now_s() - t0
         outcome, reason = ended
         if outcome in (SUCCESS, FAILURE, TIMEOUT):

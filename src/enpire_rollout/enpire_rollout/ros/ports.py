@@ -147,6 +147,9 @@ class RosController:
         self._proc: subprocess.Popen | None = None
         self._revision_id = ''
         self._revision_dir = ''
+        self.allow_unconfined = False
+        self._confinement = 'unknown'
+        self._episode_sandbox: dict[str, Any] = {}
         self._control = node.create_publisher(String, 'policy/control', CONTROL)
         self._safety_reset = node.create_publisher(Empty, 'safety/reset', 10)
         # ``listen_node`` (same namespace, its own fast executor) takes the per-tick state
@@ -179,6 +182,8 @@ class RosController:
         with self._cond:
             if status.get('revision_id') == self._revision_id:
                 self._status = status
+                if isinstance(status.get('confinement'), str):
+                    self._confinement = status['confinement']
                 self._cond.notify_all()
 
     def _on_safety(self, msg: SafetyEvent) -> None:
@@ -194,6 +199,13 @@ class RosController:
     def tick(self) -> int:
         with self._cond:
             return self._tick
+
+    def set_allow_unconfined(self, allow: bool) -> None:
+        """Whether hosts may run policy code unconfined (restarts a host started otherwise)."""
+        if bool(allow) != self.allow_unconfined:
+            self.unload()
+        self.allow_unconfined = bool(allow)
+        self.extra_params['sandbox.allow_unconfined'] = 'true' if allow else 'false'
 
     def load(self, revision_id: str, revision_dir: str) -> None:
         """Make ``revision_id`` the hosted revision (starts its host process if needed)."""
@@ -330,9 +342,26 @@ class RosController:
     def _steps(self) -> int:
         return max(self._tick - self._tick0, 0)
 
+    def sandbox(self) -> dict[str, Any]:
+        return {'confinement': self._confinement, 'allow_unconfined': self.allow_unconfined,
+                **self._episode_sandbox}
+
+    def _take_sandbox(self) -> None:
+        # The host's stopped/fault status carries what its sandbox refused in the episode.
+        report = self._status.get('sandbox_denials')
+        self._episode_sandbox = {}
+        if isinstance(report, dict) and isinstance(report.get('count'), int):
+            first = report.get('first')
+            self._episode_sandbox = {
+                'denials': report['count'],
+                'denied': [str(x) for x in first][:8] if isinstance(first, list) else []}
+
     def stop_episode(self) -> dict[str, int]:
         with self._cond:
             episode, self._episode = self._episode, ''
+            self._episode_sandbox = {}
+            if self._status.get('state') == 'fault':
+                self._take_sandbox()
         if self._proc is None or self._proc.poll() is not None:
             return {}
         self._send('stop', episode=episode)
@@ -341,6 +370,7 @@ class RosController:
         except (EnpireTimeoutError, PolicyFaultError):
             return {}
         with self._cond:
+            self._take_sandbox()
             stats = {key: int(self._status[key]) for key in HOST_COUNTERS
                      if isinstance(self._status.get(key), int)}
         # Let the last in-flight command land so the final verdict sees a still scene.

@@ -214,7 +214,7 @@ class RecorderClient:
         result = {k: getattr(record, k) for k in ('outcome', 'reason', 'success', 'score',
                                                    'steps', 'reset_s', 'verdicts',
                                                    'error_code', 'error_msg',
-                                                   'controller')}
+                                                   'controller', 'sandbox')}
         return self.request('stop', **result)['record']
 
 

@@ -230,6 +230,7 @@ class RolloutNode(Node):
             raise ConfigError('count=0 is invalid: ask for at least one trial (or give seeds)')
         budget = self._budget(goal)
         verify_contract(self.task, self.home)
+        self._check_confinement(bool(goal.allow_unconfined))
         revision = self._resolve_revision(goal)
         experiment = goal.experiment_id or 'default'
         from enpire_rollout.core.records import recover_incomplete
@@ -288,6 +289,18 @@ class RolloutNode(Node):
         else:
             goal_handle.succeed()
         return result
+
+    def _check_confinement(self, allow: bool) -> None:
+        """Refuse (UnconfinedError) to run policy code unconfined unless allowed."""
+        from enpire_agent_bridge.core.config import SandboxConfig
+        from enpire_agent_bridge.core.host import allow_unconfined, resolve_confinement
+
+        config = SandboxConfig(allow_unconfined=allow)
+        found = resolve_confinement(config)
+        if not found.confined:
+            self.get_logger().warning(f'running policy code UNCONFINED ({found.detail}); '
+                                      'trial records say so')
+        self.controller.set_allow_unconfined(allow_unconfined(config))
 
     def _resolve_revision(self, goal: RunTrials.Goal) -> Any:
         from enpire_agent_bridge.core.revisions import RevisionStore
