@@ -7,6 +7,7 @@ live cell is tests/system/test_sandbox.py.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,61 +33,15 @@ SCRIPTED = ROOT / 'examples' / 'policies' / 'push_t' / 'scripted'
 needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1,
                                     reason='this kernel has no Landlock')
 
-# The policy tries every operation named in its params and reports what happened, without
-# raising: the test reads the report from the action it returns (0 = refused, 1 = done).
-PROBE = textwrap.dedent('''
-    import os, socket, sys
-    import numpy as np
-
-    class Probe:
-        def __init__(self, spec):
-            self.spec, self.ops = spec, spec.params['ops']
-
-        def reset(self, seed):
-            pass
-
-        def act(self, obs):
-            done = []
-            for op, arg in self.ops:
-                try:
-                    if op == 'read':
-                        with open(arg) as f:
-                            sys.stderr.write('LEAK ' + f.read(200))
-                    elif op == 'write':
-                        with open(arg, 'a') as f:
-                            f.write('tampered')
-                    elif op == 'list':
-                        os.listdir(arg)
-                    elif op == 'socket':
-                        s = socket.socket(getattr(socket, arg), socket.SOCK_STREAM)
-                        s.connect(('127.0.0.1', int(self.spec.params.get('port', 9))))
-                    elif op == 'import':
-                        sys.path.insert(0, arg)
-                        import enpire_common
-                        open(enpire_common.__file__, 'a').write('tampered')
-                    elif op == 'scratch':
-                        with open('note.txt', 'w') as f:
-                            f.write('mine')
-                        os.remove('note.txt')
-                    done.append(1.0)
-                except (OSError, ImportError):
-                    done.append(0.0)
-            out = np.zeros(self.spec.action_shape)
-            out[:len(done)] = done[:out.size]
-            self.spec.params['report'] = done
-            return np.clip(out, self.spec.low, self.spec.high)
-
-    def make_policy(spec):
-        return Probe(spec)
-''')
+PROBE = ROOT / 'tests' / 'data' / 'hostile_policies' / 'probe'
 
 
 def _probe_dir(tmp_path: Path, ops: list[list[str]], port: int = 9) -> Path:
+    """The hostile probe policy with its operations (``[op, arg, expected]``) in params."""
     d = tmp_path / 'probe'
-    d.mkdir()
-    (d / 'policy.py').write_text(PROBE)
-    manifest = yaml.safe_load((SCRIPTED / 'policy.yaml').read_text())
-    manifest.update(name='probe', params={'ops': ops, 'port': port})
+    shutil.copytree(PROBE, d)
+    manifest = yaml.safe_load((d / 'policy.yaml').read_text())
+    manifest['params'] = {'ops': ops, 'port': port}
     (d / 'policy.yaml').write_text(yaml.safe_dump(manifest))
     return d
 
@@ -96,8 +51,9 @@ def _host(policy_dir: Path, tmp_path: Path, config: SandboxConfig | None = None)
     return PolicyHost(policy_dir, spec, config=config, log_dir=tmp_path / 'logs')
 
 
-def _act(host: PolicyHost) -> list[float]:
-    return host.act(host.spec.example_observation(), deadline_s=5.0).tolist()
+def _act(host: PolicyHost) -> None:
+    # The probe raises (a PolicyFaultError here) when an operation is not as expected.
+    host.act(host.spec.example_observation(), deadline_s=5.0)
 
 
 @needs_landlock
@@ -114,10 +70,10 @@ def test_reads_and_writes_outside_the_sandbox_are_refused_and_counted(tmp_path, 
         path.write_text(secret)
     before = path.read_bytes()
     try:
-        with _host(_probe_dir(tmp_path, [['read', str(path)], ['write', str(path)]]),
-                   tmp_path) as host:
+        ops = [['read', str(path), 'denied'], ['write', str(path), 'denied']]
+        with _host(_probe_dir(tmp_path, ops), tmp_path) as host:
             assert host.confinement is not None and host.confinement.mode == 'landlock'
-            assert _act(host) == [0.0, 0.0]
+            _act(host)
             denials = host.take_denials()
         assert path.read_bytes() == before
         real = os.path.realpath(path)
@@ -138,9 +94,9 @@ def test_sockets_are_refused_and_no_connection_is_made(tmp_path):
     server.settimeout(0.5)
     port = server.getsockname()[1]
     try:
-        ops = [['socket', 'AF_INET'], ['socket', 'AF_INET6'], ['socket', 'AF_UNIX']]
+        ops = [['socket', fam, 'denied'] for fam in ('AF_INET', 'AF_INET6', 'AF_UNIX')]
         with _host(_probe_dir(tmp_path, ops, port=port), tmp_path) as host:
-            assert _act(host) == [0.0, 0.0]  # the action has two slots: the first two ops
+            _act(host)
             denials = host.take_denials()
         with pytest.raises(TimeoutError):
             server.accept()
@@ -152,15 +108,26 @@ def test_sockets_are_refused_and_no_connection_is_made(tmp_path):
 
 @needs_landlock
 def test_the_scratch_directory_is_writable_and_the_workspace_is_not_importable(tmp_path):
-    ops = [['scratch', ''], ['import', str(ROOT / 'src' / 'enpire_common')]]
+    ops = [['scratch', '', 'allowed'], ['import', str(ROOT / 'src' / 'enpire_common'), 'denied']]
     source = ROOT / 'src' / 'enpire_common' / 'enpire_common' / '__init__.py'
     before = source.read_bytes()
     with _host(_probe_dir(tmp_path, ops), tmp_path) as host:
-        assert _act(host) == [1.0, 0.0]
+        _act(host)
         denials = host.take_denials()
     assert source.read_bytes() == before
     assert denials['count'] >= 1
     assert any(d.startswith('list ') and 'enpire_common' in d for d in denials['first'])
+
+
+@needs_landlock
+@needs_landlock
+def test_an_escape_is_a_policy_fault_naming_it(tmp_path):
+    # The probe's own check: an operation that is allowed but expected denied raises.
+    from enpire_common.errors import PolicyFaultError
+
+    with _host(_probe_dir(tmp_path, [['scratch', '', 'denied']]), tmp_path) as host, \
+            pytest.raises(PolicyFaultError, match='ESCAPED: scratch'):
+        _act(host)
 
 
 @needs_landlock
