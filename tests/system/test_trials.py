@@ -169,26 +169,34 @@ def _descendant(cell, exe_suffix: str) -> Any:
 
 
 def _run_and_kill(cell, experiment: str, kill: Callable[[], None]) -> Any:
-    """Run 3 scripted trials; call ``kill`` once the second trial has stepped a while."""
+    """Run 3 scripted trials; call ``kill`` once the second trial has stepped 20 ticks.
+
+    The watcher reads the cell's ``state`` stream alone: its ``tick`` restarts at 0 on every
+    reset, so each drop of the tick starts the next trial's episode, and one writer's samples
+    arrive in order. Its subscription must be matched before the run starts: a fresh
+    participant took ~3 s to match the cell's writer here, as long as two 60-step trials, and
+    a watcher that was still unmatched saw the first ticks of the third trial at the
+    earliest (no kill). Racing the run_trials feedback (the trial index) against the ticks
+    on another thread is not needed then, so the watcher does not.
+    """
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    from enpire_common.testing import RosHarness
+    from enpire_common.testing import RosHarness, wait_until
     from enpire_interfaces.msg import StateVector
 
-    state = {'index': -1, 'phase': '', 'killed': False}
+    # episode: 1 from the first tick seen (the run's first reset), +1 at each tick drop.
+    state = {'episode': 0, 'last': -1, 'ticks': 0, 'killed': False}
     killed = threading.Event()
     lock = threading.Lock()
 
-    def on_feedback(fb: Any) -> None:
-        with lock:
-            state['index'], state['phase'] = int(fb.trial_index), fb.phase
-
     def on_state(msg: StateVector) -> None:
-        # The trial index alone: its 'running' feedback can reach this watcher after the
-        # ticks it watches for (60-step lockstep trials take ~1.5 s), and then no kill came.
-        # Index 1 is announced before its reset, so every tick >= 20 seen now is trial 2's.
+        tick = int(msg.tick)
         with lock:
-            due = state['index'] == 1 and msg.tick >= 20 and not state['killed']
+            state['ticks'] += 1
+            if state['episode'] == 0 or tick < state['last']:
+                state['episode'] += 1
+            state['last'] = tick
+            due = state['episode'] == 2 and tick >= 20 and not state['killed']
             if due:
                 state['killed'] = True
         if due:
@@ -198,16 +206,23 @@ def _run_and_kill(cell, experiment: str, kill: Callable[[], None]) -> Any:
     harness = RosHarness(num_threads=1)
     try:
         node = harness.node('kill_watch', namespace=f'/{CELL}')
-        node.create_subscription(StateVector, 'state', on_state, QoSProfile(
-            depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+        # Best effort (no acks from the test back to the cell's lockstep writer); depth for
+        # more than one trial's ticks, so a stalled test thread loses none of a reset's drop.
+        sub = node.create_subscription(StateVector, 'state', on_state, QoSProfile(
+            depth=200, reliability=ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.VOLATILE))
+        wait_until(lambda: sub.get_publisher_count() >= 1, 30.0,
+                   f'the watcher to match /{CELL}/state')
         result = cell.client.run_trials(count=3, policy_dir=str(SCRIPTED), seeds=[5, 6, 7],
                                         experiment_id=experiment, max_episode_steps=60,
-                                        max_consecutive_faults=0, on_feedback=on_feedback,
-                                        timeout_s=240.0)
+                                        max_consecutive_faults=0, timeout_s=240.0)
     finally:
         harness.close()
-    assert killed.is_set(), 'the second trial never reached tick 20'
+    with lock:
+        seen = dict(state)
+    assert killed.is_set(), (
+        f'the second trial never reached tick 20 (watcher: {seen}; trials: '
+        f'{[(t.outcome, int(t.steps), t.reason[:80]) for t in result.trials]})')
     return result
 
 
