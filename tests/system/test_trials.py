@@ -40,25 +40,9 @@ BAD_REASONS = {
 
 
 @pytest.fixture(scope='module')
-def cell(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One lockstep sim cell for the module, in a private ENPIRE_HOME (torn down after)."""
-    from enpire_rollout.client import CellSession
-
-    home = tmp_path_factory.mktemp('enpire_home')
-    old = os.environ.get('ENPIRE_HOME')
-    os.environ['ENPIRE_HOME'] = str(home)
-    session = None
-    try:
-        session = CellSession(home=home, cell=CELL, probe_s=1.0, ready_timeout_s=120.0)
-        session.home = home
-        yield session
-    finally:
-        if session is not None:
-            session.close()
-        if old is None:
-            os.environ.pop('ENPIRE_HOME', None)
-        else:
-            os.environ['ENPIRE_HOME'] = old
+def cell(sim_cell) -> Any:
+    """One lockstep sim cell for the module (tests/system/conftest.py)."""
+    return sim_cell
 
 
 def _bag_counts_rosbags(bag: Path) -> dict[str, int]:
