@@ -1,10 +1,22 @@
 """Run a :class:`LaunchPlan`: one OS process per node, supervised.
 
 Each child runs in its own process group (so a node's own subprocesses are signalled with
-it) and gets ``PR_SET_PDEATHSIG`` so it dies even when the launcher is SIGKILLed. Shutdown
-(Ctrl-C, SIGTERM, a required node exiting): SIGINT to every group, then SIGTERM, then SIGKILL
-after the timeouts. ``respawn`` restarts a node that exits after ``respawn_delay``. One status
-line per start / exit / respawn goes to the output stream, prefixed ``[enpire]``::
+it). Shutdown (Ctrl-C, SIGTERM, a required node exiting): SIGINT to every group, then SIGTERM
+after ``sigint_timeout_s``, then SIGKILL after ``sigterm_timeout_s`` (2.5 + 1.5 s: a launch
+is down within ~4 s whatever its nodes do). ``respawn`` restarts a node that exits after
+``respawn_delay``.
+
+Every process of the launch dies with the launcher, however the launcher dies:
+
+* each node gets ``PR_SET_PDEATHSIG`` = SIGTERM: a graceful first step;
+* the launcher is a child subreaper: what a node leaves behind when it exits (a process in a
+  session of its own) is adopted by the launcher, which reaps it and ends it at shutdown;
+* a watchdog process (:mod:`.watchdog`) is told every node's process group and records the
+  launcher's descendants; when the launcher is gone (a clean exit or SIGKILL alike) it
+  SIGTERMs whatever is left, then SIGKILLs it a second later.
+
+One status line per start / exit / respawn goes to the output stream, prefixed
+``[enpire]``::
 
     [enpire] started cell_0/heartbeat pid=4242 (enpire_bringup/heartbeat)
     [enpire] exited cell_0/heartbeat pid=4242 code=-9; respawning in 1.0 s
@@ -26,7 +38,11 @@ from pathlib import Path
 from typing import IO
 
 from enpire_bringup.launcher.parse import InlineParams, LaunchPlan, NodeSpec
-from enpire_common.process import die_with_this_process
+from enpire_bringup.launcher.watchdog import WatchdogLink, snapshot
+from enpire_common.process import die_with_this_process, set_child_subreaper
+
+#: How often the supervision loop reaps adopted orphans and checks the watchdog.
+_HOUSEKEEPING_S = 2.0
 
 
 def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -35,6 +51,13 @@ def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env['PYTHONUNBUFFERED'] = '1'
     return env
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f'/proc/{pid}/comm').read_text().strip()
+    except OSError:
+        return '?'
 
 
 @dataclass
@@ -57,17 +80,23 @@ class Supervisor:
         log_dir: per-node log files for ``output: log`` / ``both``.
         sigint_timeout_s: how long to wait after SIGINT before SIGTERM.
         sigterm_timeout_s: how long to wait after SIGTERM before SIGKILL.
+        sigkill_timeout_s: how long to wait for the SIGKILLed to be reaped.
+        watchdog: start the watchdog process (see the module doc).
     """
 
     def __init__(self, plan: LaunchPlan, out: IO[str] | None = None,
-                 log_dir: str | os.PathLike | None = None, sigint_timeout_s: float = 5.0,
-                 sigterm_timeout_s: float = 5.0) -> None:
+                 log_dir: str | os.PathLike | None = None, sigint_timeout_s: float = 2.5,
+                 sigterm_timeout_s: float = 1.5, sigkill_timeout_s: float = 1.0,
+                 watchdog: bool = True) -> None:
         self.plan = plan
         self.out = out or sys.stdout
         stamp = time.strftime('%Y%m%d-%H%M%S')
         self.log_dir = Path(log_dir or Path('log', 'enpire_up', f'{stamp}-{os.getpid()}'))
         self.sigint_timeout_s = sigint_timeout_s
         self.sigterm_timeout_s = sigterm_timeout_s
+        self.sigkill_timeout_s = sigkill_timeout_s
+        self._watchdog = WatchdogLink(output=self.out) if watchdog else None
+        self._adopted: set[int] = set()  # orphans adopted as subreaper, not yet reaped
         self._children = [_Child(spec) for spec in plan.nodes]
         self._events: queue.Queue[tuple[_Child, subprocess.Popen]] = queue.Queue()
         self._lock = threading.Lock()
@@ -120,6 +149,8 @@ class Supervisor:
             child.log_file = open(  # noqa: SIM115 - lives as long as the child's respawns
                 self.log_dir / f"{spec.label.replace('/', '__')}.log", 'a')
         try:
+            # Only ever called from the main thread (run() installs signal handlers, which
+            # Python allows there only): PDEATHSIG fires when the forking *thread* exits.
             proc = subprocess.Popen(
                 cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, process_group=0,
@@ -130,6 +161,8 @@ class Supervisor:
             if spec.required:
                 self._stop_signal = self._stop_signal or signal.SIGTERM
             return
+        if self._watchdog is not None:
+            self._watchdog.add(proc.pid)
         child.proc = proc
         child.starts += 1
         child.pids.append(proc.pid)
@@ -148,17 +181,46 @@ class Supervisor:
         # Kill whatever the node left in its group before reaping frees the group id.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        if self._watchdog is not None:
+            self._watchdog.remove(proc.pid)
         code = proc.wait()
         if child.proc is proc:
             child.proc = None
         child.exit_code = code
         return code
 
-    def _signal_all(self, sig: int) -> None:
-        for child in self._children:
-            if child.proc is not None:
+    def _signal_all(self, sig: int, only_adopted: set[int] | None = None) -> None:
+        targets = [] if only_adopted is not None else [
+            (os.killpg, c.proc.pid) for c in self._children if c.proc is not None]
+        targets += [(os.kill, pid) for pid in
+                    (self._adopted if only_adopted is None else only_adopted)]
+        for kill, target in targets:
+            # SIGCONT too: a stopped process acts on a graceful signal only once continued.
+            for s in (sig,) if sig == signal.SIGKILL else (sig, signal.SIGCONT):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child.proc.pid, sig)
+                    kill(target, s)
+
+    # -- adopted orphans ------------------------------------------------------------------
+    def _reap_adopted(self) -> set[int]:
+        """Reap the exited orphans we adopted, note new ones; returns the live ones.
+
+        Our own unreaped children cannot have their pids reused: signalling them is safe.
+        """
+        me = os.getpid()
+        known = {c.proc.pid for c in self._children if c.proc is not None}
+        if self._watchdog is not None and self._watchdog.pid is not None:
+            known.add(self._watchdog.pid)
+        live = set()
+        for p in snapshot().values():
+            if p.ppid != me or p.pid in known:
+                continue
+            if p.live:
+                live.add(p.pid)
+                continue
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(p.pid, os.WNOHANG)
+        self._adopted = live
+        return live
 
     def _handle_signal(self, signum: int, _frame: object) -> None:
         self._stop_signal = signum
@@ -171,7 +233,15 @@ class Supervisor:
         node exited non-zero.
         """
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        subreaper = set_child_subreaper(True)
         try:
+            if self._watchdog is not None:
+                try:
+                    self._watchdog.start()
+                except OSError as exc:
+                    self._watchdog = None
+                    self.status(f'could not start the watchdog ({exc}): a SIGKILLed launcher '
+                                'leaves its nodes only a SIGTERM')
             for child in self._children:
                 if self._stop_signal is not None:
                     break
@@ -179,6 +249,11 @@ class Supervisor:
             reason = self._supervise()
             self._shutdown(reason)
         finally:
+            if self._watchdog is not None:
+                # After every node is reaped: the watchdog finds nothing left and exits.
+                self._watchdog.close()
+            if subreaper:
+                set_child_subreaper(False)
             for s, h in old.items():
                 signal.signal(s, h)
             for child in self._children:
@@ -191,7 +266,16 @@ class Supervisor:
         return any(c.proc is not None or c.respawn_at is not None for c in self._children)
 
     def _supervise(self) -> str:
+        next_housekeeping = time.monotonic() + _HOUSEKEEPING_S
         while self._alive():
+            if time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + _HOUSEKEEPING_S
+                before = self._adopted
+                for pid in sorted(self._reap_adopted() - before):
+                    self.status(f'adopted pid={pid} ({_comm(pid)}), left running by a node that '
+                                'exited; it is ended at shutdown')
+                if self._watchdog is not None and self._watchdog.check():
+                    self.status('the watchdog process had died: started it again')
             if self._stop_signal is not None:
                 return f'received {signal.Signals(self._stop_signal).name}'
             now = time.monotonic()
@@ -223,29 +307,41 @@ class Supervisor:
             self.status(f'exited {spec.label} pid={proc.pid} code={code}')
         return 'all nodes exited'
 
+    def _running(self) -> list[_Child]:
+        return [c for c in self._children if c.proc is not None]
+
     def _shutdown(self, reason: str) -> None:
         for child in self._children:
             child.respawn_at = None
-        running = [c for c in self._children if c.proc is not None]
-        if not running:
+        running, adopted = self._running(), self._reap_adopted()
+        if not running and not adopted:
             self.status(f'done ({reason})')
             return
-        self.status(f'shutting down ({reason}): stopping {len(running)} node(s)')
+        orphans = f' and {len(adopted)} orphaned process(es)' if adopted else ''
+        self.status(f'shutting down ({reason}): stopping {len(running)} node(s){orphans}')
         for sig, wait_s in ((signal.SIGINT, self.sigint_timeout_s),
-                            (signal.SIGTERM, self.sigterm_timeout_s), (signal.SIGKILL, 5.0)):
-            if not any(c.proc is not None for c in self._children):
+                            (signal.SIGTERM, self.sigterm_timeout_s),
+                            (signal.SIGKILL, self.sigkill_timeout_s)):
+            if not self._running() and not self._reap_adopted():
                 break
             if sig != signal.SIGINT:
-                left = ', '.join(c.spec.label for c in self._children if c.proc is not None)
-                self.status(f'escalating to {signal.Signals(sig).name} for: {left}')
+                left = [c.spec.label for c in self._running()]
+                if self._adopted:
+                    left.append(f'{len(self._adopted)} orphaned process(es)')
+                self.status(f'escalating to {signal.Signals(sig).name} for: '
+                            f'{", ".join(left)}')
             self._signal_all(sig)
+            signalled = set(self._adopted)
             deadline = time.monotonic() + wait_s
-            while any(c.proc is not None for c in self._children):
-                try:
-                    child, proc = self._events.get(
-                        timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
+            while (wait := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(queue.Empty):
+                    child, proc = self._events.get(timeout=min(0.1, wait))
+                    code = self._reap(child, proc)
+                    self.status(f'exited {child.spec.label} pid={proc.pid} code={code}')
+                # A node's stray processes are adopted as it dies: they get this step too.
+                fresh = self._reap_adopted() - signalled
+                self._signal_all(sig, only_adopted=fresh)
+                signalled |= fresh
+                if not self._running() and not self._adopted:
                     break
-                code = self._reap(child, proc)
-                self.status(f'exited {child.spec.label} pid={proc.pid} code={code}')
         self.status(f'done ({reason})')
