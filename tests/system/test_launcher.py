@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,75 +14,16 @@ from pathlib import Path
 import pytest
 from std_msgs.msg import String
 
+from enpire_bringup import testing
+from enpire_bringup.testing import alive, enpire_cmd, group_members
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / 'launch' / 'demo_heartbeat.launch.yaml'
 DATA = ROOT / 'tests' / 'data' / 'launch'
-STARTED = re.compile(r'^\[enpire\] (started|respawned) (\S+) pid=(\d+)')
 TIMEOUT_S = 60.0  # generous: the CI machine is shared and slow
 
 
-def enpire_cmd(*args: str) -> list[str]:
-    return [sys.executable, '-m', 'enpire_bringup.cli', *args]
-
-
-class Launch:
-    """``enpire up`` as a subprocess whose stdout lines can be waited on."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(enpire_cmd('up', *args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip('\n'))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[list[str]], object], what: str) -> object:
-        with self._cond:
-            result = self._cond.wait_for(lambda: predicate(self.lines) or
-                                         self.proc.poll() is not None, TIMEOUT_S)
-            result = predicate(self.lines)
-        assert result, f'timed out waiting for {what}; output:\n' + '\n'.join(self.lines)
-        return result
-
-    def pids(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for line in list(self.lines):
-            m = STARTED.match(line)
-            if m:
-                out.setdefault(m.group(2), []).append(int(m.group(3)))
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != 'Z'
-
-
-def group_members(pgids: set[int]) -> list[int]:
-    found = []
-    for stat in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            fields = stat.read_text().rsplit(')', 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != 'Z' and int(fields[2]) in pgids:
-            found.append(int(stat.parent.name))
-    return found
+Launch = functools.partial(testing.Launch, cwd=ROOT, timeout_s=TIMEOUT_S)
 
 
 def wait_until(predicate: Callable[[], object], what: str) -> None:
