@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -66,12 +64,9 @@ def _digest(paths: list[Path]) -> dict[str, str]:
 
 
 def _probe(tmp: Path, ops: list[list[str]], port: int = 9) -> Path:
-    d = tmp / 'probe'
-    shutil.copytree(PROBE, d)
-    manifest = yaml.safe_load((d / 'policy.yaml').read_text())
-    manifest['params'] = {'ops': ops, 'port': port}
-    (d / 'policy.yaml').write_text(yaml.safe_dump(manifest))
-    return d
+    from enpire_agent_bridge.testing import policy_with_params
+
+    return policy_with_params(PROBE, tmp / 'probe', {'ops': ops, 'port': port})
 
 
 def _run_probe(cell, tmp: Path, case: str, ops: list[list[str]], port: int = 9

@@ -7,7 +7,6 @@ live cell is tests/system/test_sandbox.py.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from enpire_agent_bridge.core.config import SandboxConfig
 from enpire_agent_bridge.core.confinement import bwrap_path, detect
 from enpire_agent_bridge.core.contract import spec_for_revision
 from enpire_agent_bridge.core.host import PolicyHost
+from enpire_agent_bridge.testing import policy_with_params
 from enpire_common import landlock
 from enpire_common.errors import UnconfinedError
 from enpire_common.tasks import load_task
@@ -38,12 +37,7 @@ PROBE = ROOT / 'tests' / 'data' / 'hostile_policies' / 'probe'
 
 def _probe_dir(tmp_path: Path, ops: list[list[str]], port: int = 9) -> Path:
     """The hostile probe policy with its operations (``[op, arg, expected]``) in params."""
-    d = tmp_path / 'probe'
-    shutil.copytree(PROBE, d)
-    manifest = yaml.safe_load((d / 'policy.yaml').read_text())
-    manifest['params'] = {'ops': ops, 'port': port}
-    (d / 'policy.yaml').write_text(yaml.safe_dump(manifest))
-    return d
+    return policy_with_params(PROBE, tmp_path / 'probe', {'ops': ops, 'port': port})
 
 
 def _host(policy_dir: Path, tmp_path: Path, config: SandboxConfig | None = None) -> PolicyHost:
@@ -160,6 +154,7 @@ _ORPHAN = textwrap.dedent('''
     from pathlib import Path
     from enpire_agent_bridge.core.contract import spec_for_revision
     from enpire_agent_bridge.core.host import PolicyHost
+from enpire_agent_bridge.testing import policy_with_params
     from enpire_common.tasks import load_task
 
     policy = Path(sys.argv[1])
