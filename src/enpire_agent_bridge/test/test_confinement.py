@@ -154,7 +154,6 @@ _ORPHAN = textwrap.dedent('''
     from pathlib import Path
     from enpire_agent_bridge.core.contract import spec_for_revision
     from enpire_agent_bridge.core.host import PolicyHost
-from enpire_agent_bridge.testing import policy_with_params
     from enpire_common.tasks import load_task
 
     policy = Path(sys.argv[1])
