@@ -387,20 +387,25 @@ class BuiltinAgent:
         self.workspace.git('read-tree', '-u', '--reset', sha, cwd=self.worktree)
         self.workspace.git('clean', '-fdq', cwd=self.worktree)
 
-    def _hypothesis(self, number: int, best: Revision, params: Mapping[str, Any]) -> str:
+    def _best_tally(self, best: Revision) -> tuple[int, int]:
+        """(successes, valid tuning trials) of the best as the store holds them now."""
+        bt = self._tuning(best.id)
+        return sum(t.success for t in bt.values()), len(bt)
+
+    def _hypothesis(self, number: int, best: Revision, params: Mapping[str, Any],
+                    tally: tuple[int, int] | None = None) -> str:
         diff = param_diff(best.params, params)
         diff.sort(key=lambda d: -abs(_log_ratio(d[1], d[2])))
         shown = [f'{k} {_fmt(old)} -> {_fmt(new)}' for k, old, new in diff[:4]]
         more = f' and {len(diff) - 4} more' if len(diff) > 4 else ''
-        bt = self._tuning(best.id)
-        b_ok = sum(t.success for t in bt.values())
+        b_ok, b_n = tally if tally is not None else self._best_tally(best)
         finished = len(self._events(CANDIDATE_DONE))
         why = (f"optuna's TPE model of {finished} finished candidate(s) expects a higher "
                'tuning success rate here' if number >= self.config.n_startup_trials else
                f'random start-up sample {number}/{self.config.n_startup_trials - 1} (TPE '
                'needs a spread of results before it models the space)')
         return (f"trial {number}: {', '.join(shown) or 'no change'}{more}. Why: {why}, "
-                f'against the best {best.id[:12]} ({b_ok}/{len(bt)} tuning successes).')
+                f'against the best {best.id[:12]} ({b_ok}/{b_n} tuning successes).')
 
     def _write_manifest(self, tree: Path, number: int, best: Revision | None,
                         params: dict[str, Any], hypothesis: str = '') -> str:
@@ -437,14 +442,18 @@ class BuiltinAgent:
             return
         if self.config.max_candidates and self._n_run >= self.config.max_candidates:
             return
-        self._prefetch = threading.Thread(target=self._prefetch_safely, args=(best,),
+        # The best's tally is read here, in the foreground: the thread would read it while
+        # this candidate's stages add trials of the best, and the hypothesis (part of the
+        # revision's content, so its id) would depend on thread timing.
+        self._prefetch = threading.Thread(target=self._prefetch_safely,
+                                          args=(best, self._best_tally(best)),
                                           name=f'prefetch-{self.config.agent_id}',
                                           daemon=True)
         self._prefetch.start()
 
-    def _prefetch_safely(self, best: Revision) -> None:
+    def _prefetch_safely(self, best: Revision, tally: tuple[int, int]) -> None:
         try:
-            self._prepared = self._prepare(best)
+            self._prepared = self._prepare(best, tally)
         except Exception as exc:  # noqa: BLE001 - a failed prefetch only costs the overlap
             self._prepared = None
             self._say(f'preparing the next candidate ahead failed ({exc!r}); it will be made '
@@ -456,7 +465,7 @@ class BuiltinAgent:
         if th is not None:
             th.join()
 
-    def _prepare(self, best: Revision) -> _Prepared:
+    def _prepare(self, best: Revision, tally: tuple[int, int]) -> _Prepared:
         """Ask optuna, write the candidate into a scratch copy of the best's files, validate
         and snapshot it (rejections are remembered by content id). No git, no store events:
         the foreground commits and starts it (or drops it when the best changed)."""
@@ -467,7 +476,7 @@ class BuiltinAgent:
         params = self.space.materialise(sampled)
         if self._duplicate_of(params) is not None:
             return _Prepared(number, params, best.id, duplicate=True)
-        hypothesis = self._hypothesis(number, best, params)
+        hypothesis = self._hypothesis(number, best, params, tally)
         scratch = Path(tempfile.mkdtemp(prefix=f'.prepare-{self.config.agent_id}-',
                                         dir=self.home))
         try:
