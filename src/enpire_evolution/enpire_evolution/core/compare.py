@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from enpire_common.metrics import fisher_exact, wilson_interval
 from enpire_evolution.core.config import CompareConfig, PruneConfig
-from enpire_evolution.core.metrics import fisher_exact, mean_score, wilson_interval
+from enpire_evolution.core.metrics import mean_score
 
 
 class TrialLike(Protocol):

@@ -26,8 +26,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_common.metrics import wilson_interval
 from enpire_evolution.core.config import StoreConfig, default_store_url, enpire_home
-from enpire_evolution.core.metrics import wilson_interval
 
 T = TypeVar('T')
 

@@ -40,7 +40,7 @@ from enpire_common.errors import (
     ResetFailedError,
     VerificationError,
 )
-from enpire_evolution.core.metrics import pass_at_k, wilson_interval
+from enpire_common.metrics import pass_at_k, wilson_interval
 
 SUCCESS, FAILURE, TIMEOUT = 'success', 'failure', 'timeout'
 SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED = (
