@@ -10,7 +10,7 @@ and ``command`` (supervisor) is recorded with its tick and revision_id.
 
 A real-time cell steps with the latest command it holds, so the bridge switches at the
 *current* tick: the new revision's action for the newest observation replaces the old one's
-before the cell's next step (see ``enpire_agent_bridge.ros.bridge_node``).
+before the cell's next step (see ``enpire_agent_bridge.core.switching``).
 
 Prints, per the issue's "done when":
 * p50/p95/max of switch request -> first command of the new revision (client-side receive

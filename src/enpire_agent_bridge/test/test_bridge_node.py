@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from enpire_agent_bridge.core.swap import HOLD, Phase, SwapMachine
+from enpire_agent_bridge.core.swap import HOLD
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_agent_bridge.ros.bridge_node import AgentBridgeNode, TriggerSrv
 from enpire_common.errors import SwitchFailedError
@@ -315,20 +315,6 @@ def test_pause_stops_commands_home_holds_a_target_and_resume_returns(cell, tmp_p
     assert cell.trigger('resume').success
     cell.wait_commands('rev-a', 2)
     assert cell.bridge.status()['mode'] == 'running'
-
-
-def test_a_cell_reset_during_a_scheduled_switch_applies_it_at_once():
-    m = SwapMachine()
-    m.activate('A')
-    m.tick(40)
-    m.request('B')
-    m.warm_action('B', valid=True)
-    assert m.state.switch_tick == 41
-    m.tick(0)   # the cell was reset: ticks count from 0 again
-    assert m.accepts('B', 0) and not m.accepts('A', 0)
-    m.published('B', 0)
-    assert m.state.phase is Phase.ACTIVE and m.active == 'B'
-
 
 
 @pytest.mark.ros

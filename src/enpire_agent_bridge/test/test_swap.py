@@ -140,3 +140,16 @@ def test_events_for_unrelated_revisions_are_ignored(machine):
 def test_warmup_ticks_must_be_positive():
     with pytest.raises(ConfigError, match='warmup_ticks=0'):
         SwapMachine(warmup_ticks=0)
+
+
+def test_a_cell_reset_during_a_scheduled_switch_applies_it_at_once():
+    m = SwapMachine()
+    m.activate('A')
+    m.tick(40)
+    m.request('B')
+    m.warm_action('B', valid=True)
+    assert m.state.switch_tick == 41
+    m.tick(0)   # the cell was reset: ticks count from 0 again
+    assert m.accepts('B', 0) and not m.accepts('A', 0)
+    m.published('B', 0)
+    assert m.state.phase is Phase.ACTIVE and m.active == 'B'

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from enpire_common.config import require
 
@@ -199,3 +202,23 @@ class BridgeNodeConfig(HostingConfig):
             except ValueError:
                 require(False, 'home_position', self.home_position,
                         'must be comma-separated numbers in task units, e.g. "256,256"')
+
+
+def home_target(home_position: str, contract_home: Any, low: np.ndarray,
+                high: np.ndarray) -> np.ndarray | None:
+    """The bridge's home target: ``home_position`` ("x,y"), else the contract's ``home``.
+
+    None when neither is set (homing then holds the agent position). Raises ConfigError when
+    the target does not have the action's shape within its bounds.
+    """
+    if home_position:
+        values = [float(v) for v in home_position.split(',')]
+    elif isinstance(contract_home, (list, tuple)):
+        values = [float(v) for v in contract_home]
+    else:
+        return None
+    home = np.asarray(values, dtype=np.float64)
+    require(home.shape == low.shape and not np.any(home < low) and not np.any(home > high),
+            'home_position', values, f'must have shape {list(low.shape)} within the action '
+            f'bounds {low.tolist()}..{high.tolist()}')
+    return home

@@ -12,16 +12,21 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import PolicyHostNodeConfig
-from enpire_agent_bridge.core.contract import ContractError, PolicySpec, spec_for_revision
-from enpire_agent_bridge.core.host import PolicyHost, hard_deadline_s
+from enpire_agent_bridge.core.contract import ContractError
+from enpire_agent_bridge.core.pool import sandbox_host
 from enpire_agent_bridge.ros import conversions as conv
+from enpire_agent_bridge.ros.observations import (
+    IMAGE_TOPIC,
+    STATE_TOPIC,
+    CameraFrames,
+    build_observation,
+)
 from enpire_common.errors import ConfigError, EnpireError, PolicyError, UnconfinedError
 from enpire_common.paths import enpire_home
 from enpire_common.ros import (
@@ -72,11 +77,19 @@ class PolicyHostNode(Node):
                               'directory to host')
         self.revision_dir = Path(cfg.revision_dir)
         self.revision_id = cfg.revision_id or self.revision_dir.name
-        self.spec = self._spec()
+        task = (parse_task(Path(cfg.task_file).parent) if cfg.task_file
+                else load_task(cfg.task))
+        log_dir = Path(cfg.log_dir) if cfg.log_dir else (
+            enpire_home() / 'logs' / 'policy_host' / self.revision_id)
+        try:
+            self.host = sandbox_host(task.raw, self.revision_dir, cfg, log_dir)
+        except ContractError as exc:
+            raise ConfigError(str(exc)) from None
+        self.spec = self.host.spec
         self._status_pub = self.create_publisher(String, 'policy/status', LATEST_QOS)
         self._cmd_pub = self.create_publisher(Command, 'policy/command', 10)
         self._lock = threading.Lock()
-        self._image: tuple[float, np.ndarray] | None = None
+        self._frames = CameraFrames(cfg.max_image_age_s)
         self._pending: StateVector | None = None
         self._last_tick: int | None = None
         self._latest_state: StateVector | None = None
@@ -90,21 +103,14 @@ class PolicyHostNode(Node):
         self.resent_commands = 0
         self.state = 'starting'
         self._publish_status('starting', '')
-        log_dir = Path(cfg.log_dir) if cfg.log_dir else (
-            enpire_home() / 'logs' / 'policy_host' / self.revision_id)
-        self.host = PolicyHost(self.revision_dir, self.spec, config=cfg.sandbox,
-                               log_dir=log_dir,
-                               hard_deadline_s=hard_deadline_s(self.spec.deadline_s,
-                                                               cfg.hard_deadline_factor,
-                                                               cfg.hard_deadline_min_s))
         try:
             self.host.start()
             self.host.reset(None)
             self.host.act(self.spec.example_observation(), deadline_s=cfg.warmup_timeout_s)
         except (PolicyError, UnconfinedError) as exc:
             self._fault(exc)
-        self.create_subscription(Image, 'camera/top/image_raw', self._on_image, LATEST_QOS)
-        self.create_subscription(StateVector, 'state', self._on_state, LATEST_QOS)
+        self.create_subscription(Image, IMAGE_TOPIC, self._on_image, LATEST_QOS)
+        self.create_subscription(StateVector, STATE_TOPIC, self._on_state, LATEST_QOS)
         self.create_subscription(String, 'policy/control', self._on_control, CONTROL_QOS)
         if cfg.resend_after_s > 0:
             self.create_timer(cfg.resend_after_s / 4.0, self._watchdog)
@@ -146,26 +152,11 @@ class PolicyHostNode(Node):
         self.get_logger().warning(f'no tick after {last.tick} for {cfg.resend_after_s:g} s: '
                                   'sent its command again', throttle_duration_sec=5.0)
 
-    def _spec(self) -> PolicySpec:
-        cfg = self.config
-        task = (parse_task(Path(cfg.task_file).parent) if cfg.task_file
-                else load_task(cfg.task))
-        try:
-            return spec_for_revision(task.raw, self.revision_dir,
-                                     deadline_margin_s=cfg.deadline_margin_s,
-                                     deadline_override_s=cfg.deadline_override_s)
-        except ContractError as exc:
-            raise ConfigError(str(exc)) from None
-
     # --- callbacks --------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
-        try:
-            img = conv.image_to_array(msg)
-        except EnpireError as exc:
-            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
-            return
         with self._lock:
-            self._image = (conv.stamp_s(msg.header.stamp), img)
+            if not self._frames.receive(msg, self.get_logger()):
+                return
             pending = self._pending
         if pending is not None:
             self._try_act(pending)
@@ -235,9 +226,8 @@ class PolicyHostNode(Node):
             tick = int(state.tick)
             if self._last_tick is not None and tick == self._last_tick:
                 return
-            image = self._image
-            if image is None or image[0] < conv.stamp_s(state.header.stamp) - \
-                    self.config.max_image_age_s - 1e-9:
+            image = self._frames.for_state(state)
+            if image is None:
                 self._pending = state  # act once the matching frame arrives
                 return
             self._pending = None
@@ -249,10 +239,7 @@ class PolicyHostNode(Node):
             try:
                 if new_episode:
                     self.host.reset(None)
-                pos, vel = conv.state_parts(state)
-                obs = {'image_top': image[1], 'agent_pos': pos, 'agent_vel': vel,
-                       'step': tick, 'retry_index': self._retry_index}
-                action = self.host.act(obs)
+                action = self.host.act(build_observation(state, image, self._retry_index))
                 self.late_acts += self.host.last_late
             except PolicyError as exc:
                 self._fault(exc)
