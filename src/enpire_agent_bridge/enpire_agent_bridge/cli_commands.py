@@ -1,11 +1,15 @@
-"""The agent verbs: `enpire task|policy|cell ...` and `enpire mcp`.
+"""The agent verbs: `enpire task|policy|cell ...`.
 
 `task` shows, locks and verifies the frozen task contract; `policy` submits (validates in a
 sandbox first), lists, shows, watches and activates revisions; `cell` reads a cell's status
-and pauses, resumes or homes it; `mcp` serves the same operations as MCP tools over stdio.
-The operations live in :mod:`enpire_agent_bridge.tools`; handlers here only print.
-Exit codes: 0 ok, 1 failed (no cell / bridge), 2 usage or contract mismatch, 3 timeout,
-4 policy rejected.
+and pauses, resumes or homes it. The operations live in :mod:`enpire_agent_bridge.tools`
+(the MCP tools of `enpire mcp` call them too); a handler here maps the parsed args onto one
+and returns its result, and ``text`` renders that (see enpire_bringup.cli). Exit codes: 0 ok,
+1 failed (no cell / bridge), 2 usage or contract mismatch, 3 timeout, 4 policy rejected.
+
+``policy show`` lists a revision's trials when the assembled CLI supplies ``trial_stats``
+(:data:`enpire_agent_bridge.tools.TrialStats`) in the parsed args: the experiment store
+belongs to a higher layer.
 """
 
 from __future__ import annotations
@@ -18,20 +22,11 @@ from typing import Any
 
 from enpire_common.paths import enpire_home
 
-HOME_HELP = 'runtime data dir (default $ENPIRE_HOME or ./runs)'
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_task(sub)
     _register_policy(sub)
     _register_cell(sub)
-    p = sub.add_parser('mcp', help='serve the agent tools over MCP (stdio)',
-                       description='An MCP server on stdin/stdout with the tools task_show, '
-                                   'policy_submit, policy_list, policy_show, policy_activate, '
-                                   'trial_run, trial_show, trial_list, exp_compare, '
-                                   'cell_status (same JSON as the CLI verbs).')
-    p.add_argument('--home', help=HOME_HELP)
-    p.set_defaults(func=_mcp)
 
 
 def _register_task(sub: argparse._SubParsersAction) -> None:
@@ -39,59 +34,49 @@ def _register_task(sub: argparse._SubParsersAction) -> None:
     verbs = task.add_subparsers(dest='verb', metavar='<verb>', required=True)
 
     p = verbs.add_parser('list', help='list registered tasks')
-    p.add_argument('--json', action='store_true')
-    p.set_defaults(func=_list)
+    p.set_defaults(func=_list, text=lambda out, _args: '\n'.join(
+        f'{name}\t{path}' for name, path in out['tasks'].items()) or None)
 
     p = verbs.add_parser('show', help='print a task contract (spec, views, limits, seeds)')
     p.add_argument('task')
-    p.add_argument('--json', action='store_true')
     p.set_defaults(func=_show)
 
-    for verb, helptext in (('lock', 'record the contract hash (deliberate re-lock)'),
-                           ('verify', 'check the contract against its lock')):
-        p = verbs.add_parser(verb, help=helptext)
-        p.add_argument('task')
-        p.add_argument('--home', help='runtime data dir (default $ENPIRE_HOME or ./runs)')
-        p.add_argument('--json', action='store_true')
-        p.set_defaults(func=_lock if verb == 'lock' else _verify)
+    p = verbs.add_parser('lock', help='record the contract hash (deliberate re-lock)')
+    p.add_argument('task')
+    p.set_defaults(func=_lock, text=lambda out, _args: (
+        f"locked {out['task']} contract {out['sha256']}"))
+
+    p = verbs.add_parser('verify', help='check the contract against its lock')
+    p.add_argument('task')
+    p.set_defaults(func=_verify, text=lambda out, _args: (
+        f"{out['task']} contract unchanged ({out['sha256'][:12]})"))
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(_args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.tasks import available_tasks
 
-    tasks = {name: str(path) for name, path in available_tasks().items()}
-    if args.json:
-        print(json.dumps({'ok': True, 'tasks': tasks}))
-    else:
-        for name, path in tasks.items():
-            print(f'{name}\t{path}')
-    return 0
+    return {'ok': True, 'tasks': {name: str(path) for name, path in available_tasks().items()}}
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import task_show
 
-    print(json.dumps(task_show(args.task), indent=None if args.json else 2))
-    return 0
+    return task_show(args.task)
 
 
-def _lock(args: argparse.Namespace) -> int:
+def _lock(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.tasks import load_task, lock_contract
 
     digest = lock_contract(load_task(args.task), enpire_home(args.home))
-    print(json.dumps({'ok': True, 'task': args.task, 'sha256': digest}) if args.json
-          else f'locked {args.task} contract {digest}')
-    return 0
+    return {'ok': True, 'task': args.task, 'sha256': digest}
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.tasks import load_task, verify_contract
 
     digest = verify_contract(load_task(args.task), enpire_home(args.home),
                              lock_if_missing=False)
-    print(json.dumps({'ok': True, 'task': args.task, 'sha256': digest}) if args.json
-          else f'{args.task} contract unchanged ({digest[:12]})')
-    return 0
+    return {'ok': True, 'task': args.task, 'sha256': digest}
 
 
 # --- policy ----------------------------------------------------------------------------------
@@ -103,19 +88,13 @@ def _register_policy(sub: argparse._SubParsersAction) -> None:
                                         '(exit 4 + what to fix when rejected)')
     p.add_argument('dir', help='policy directory (policy.py + policy.yaml)')
     p.add_argument('--parent', default='', help="parent revision (default: policy.yaml's)")
-    p.add_argument('--home', help=HOME_HELP)
-    p.add_argument('--json', action='store_true')
-    p.set_defaults(func=_submit)
+    p.set_defaults(func=_submit, text=_submit_text)
 
     p = verbs.add_parser('list', help='list stored revisions')
-    p.add_argument('--home', help=HOME_HELP)
-    p.add_argument('--json', action='store_true')
-    p.set_defaults(func=_policy_list)
+    p.set_defaults(func=_policy_list, text=_policy_list_text)
 
     p = verbs.add_parser('show', help='a revision: manifest, files, trial summary')
     p.add_argument('rev', help='revision id or unique prefix (>= 6 characters)')
-    p.add_argument('--home', help=HOME_HELP)
-    p.add_argument('--json', action='store_true')
     p.set_defaults(func=_policy_show)
 
     p = verbs.add_parser('watch', help="submit a revision whenever policy.yaml's version is "
@@ -127,9 +106,7 @@ def _register_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--debounce-s', type=float, default=1.0,
                    help='content must be unchanged this long before submitting (default 1.0)')
     p.add_argument('--poll-s', type=float, default=0.25, help='poll interval (default 0.25)')
-    p.add_argument('--home', help=HOME_HELP)
-    p.add_argument('--json', action='store_true')
-    p.set_defaults(func=_watch)
+    p.set_defaults(func=_watch, streams=True)
 
     p = verbs.add_parser('activate', help='hot-swap a cell to a revision (or hold)')
     p.add_argument('rev', help="revision id or prefix, or 'hold'")
@@ -138,71 +115,73 @@ def _register_policy(sub: argparse._SubParsersAction) -> None:
                    help='fall back to hold on failure (default: keep the previous revision)')
     p.add_argument('--wait-s', type=float, default=3.0,
                    help='how long to wait for the switch_policy service (default 3)')
-    p.add_argument('--home', help=HOME_HELP)
-    p.add_argument('--json', action='store_true')
-    p.set_defaults(func=_activate)
+    p.set_defaults(func=_activate, text=_activate_text)
 
 
-def _emit(args: argparse.Namespace, out: dict[str, Any], text: str) -> int:
-    print(json.dumps(out) if args.json else text)
-    return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
+def _submit(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import policy_submit
 
-    out = policy_submit(args.dir, parent=args.parent, home=args.home)
+    return policy_submit(args.dir, parent=args.parent, home=args.home)
+
+
+def _submit_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
     state = 'stored' if out['created'] else 'already stored'
     check = out.get('check')
     lat = (f", act {check['act_latency_median_ms']:.1f} ms median / "
            f"{check['act_latency_max_ms']:.1f} ms max of {check['deadline_ms']:.0f} ms"
            if check else '')
-    return _emit(args, out, f"{state} revision {out['revision_id']} ({out['name']} "
-                            f"v{out['version']}{lat})")
+    return (f"{state} revision {out['revision_id']} ({out['name']} "
+            f"v{out['version']}{lat})")
 
 
-def _policy_list(args: argparse.Namespace) -> int:
+def _policy_list(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import policy_list
 
-    out = policy_list(args.home)
+    return policy_list(args.home)
+
+
+def _policy_list_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
     lines = [f"{r['short']}  {r['name']:<20} v{r['version']:<4} {r['regime']:<12} "
-             f"{r['hypothesis'][:60]}" for r in out['revisions']] or ['no revisions stored']
-    return _emit(args, out, '\n'.join(lines))
+             f"{r['hypothesis'][:60]}" for r in out['revisions']]
+    return '\n'.join(lines or ['no revisions stored'])
 
 
-def _policy_show(args: argparse.Namespace) -> int:
+def _policy_show(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import policy_show
 
-    out = policy_show(args.rev, args.home)
-    return _emit(args, out, json.dumps(out, indent=2))
+    return policy_show(args.rev, args.home, trial_stats=getattr(args, 'trial_stats', None))
 
 
-def _activate(args: argparse.Namespace) -> int:
+def _activate(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import policy_activate
 
-    out = policy_activate(args.rev, cell=args.cell, home=args.home,
-                          strict=not args.best_effort, wait_s=args.wait_s)
-    return _emit(args, out, f"/{out['cell']}: active {out['active_revision']} (was "
-                            f"{out['previous_revision'] or '-'}, switched in "
-                            f"{out['switch_latency_s'] * 1e3:.0f} ms)")
+    return policy_activate(args.rev, cell=args.cell, home=args.home,
+                           strict=not args.best_effort, wait_s=args.wait_s)
 
 
-def _watch(args: argparse.Namespace) -> int:
+def _activate_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    return (f"/{out['cell']}: active {out['active_revision']} (was "
+            f"{out['previous_revision'] or '-'}, switched in "
+            f"{out['switch_latency_s'] * 1e3:.0f} ms)")
+
+
+def _watch(args: argparse.Namespace) -> dict[str, Any]:
+    """Stream one line per watch event (a JSON object each with --json) until Ctrl-C."""
     from pathlib import Path
 
     from enpire_agent_bridge.core.watch import PolicyWatcher, WatchConfig, WatchEvent
     from enpire_agent_bridge.tools import policy_activate, policy_submit
     from enpire_common.clock import SystemClock
-    from enpire_common.errors import CellUnavailableError, EnpireError
+    from enpire_common.errors import CellUnavailableError, ConfigError, EnpireError
 
     root = Path(args.dir).resolve()
     if not root.is_dir():
-        from enpire_common.errors import ConfigError
-
         raise ConfigError(f'{root}: not a directory; give the policy directory to watch')
+    counts = {'submitted': 0, 'rejected': 0}
 
     def on_event(ev: WatchEvent) -> None:
         out = ev.to_dict()
+        counts[ev.kind] = counts.get(ev.kind, 0) + 1
         if ev.kind == 'submitted' and args.activate:
             try:
                 out['activation'] = policy_activate(out['revision_id'], cell=args.cell,
@@ -229,7 +208,7 @@ def _watch(args: argparse.Namespace) -> int:
     print(f'watching {root} (Ctrl-C to stop)', file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         watcher.run(lambda: False)
-    return 0
+    return {'ok': True, 'dir': str(root), **counts}
 
 
 # --- cell ------------------------------------------------------------------------------------
@@ -240,40 +219,33 @@ def _register_cell(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--cell', default='cell_0')
     p.add_argument('--wait-s', type=float, default=2.0,
                    help='how long to wait for the latched state (default 2)')
-    p.add_argument('--json', action='store_true')
-    p.set_defaults(func=_cell_status)
+    p.set_defaults(func=_cell_status, text=_cell_status_text)
     for verb, helptext in (('pause', 'hold position and stop acting'),
                            ('resume', 'resume the active policy'),
                            ('home', 'move to the home pose')):
         p = verbs.add_parser(verb, help=f'{helptext} (needs the agent bridge node)')
         p.add_argument('--cell', default='cell_0')
         p.add_argument('--wait-s', type=float, default=3.0)
-        p.add_argument('--json', action='store_true')
-        p.set_defaults(func=_cell_command, cell_verb=verb)
+        p.set_defaults(func=_cell_command, cell_verb=verb, text=lambda out, args: (
+            f"/{out['cell']}: {args.cell_verb} ok {out['message']}".rstrip()))
 
 
-def _cell_status(args: argparse.Namespace) -> int:
+def _cell_status(args: argparse.Namespace) -> dict[str, Any]:
+    """The cell's state; ``ok`` (and the exit code) says whether it answered."""
     from enpire_agent_bridge.tools import cell_status
 
-    out = cell_status(args.cell, wait_s=args.wait_s)
+    return cell_status(args.cell, wait_s=args.wait_s)
+
+
+def _cell_status_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
     servers = ' '.join(f"{k}:{'yes' if v else 'no'}" for k, v in out['servers'].items())
     if out['reachable']:
-        text = (f"/{out['cell']}: {out['mode']} step {out['step']} episode {out['episode']} "
+        return (f"/{out['cell']}: {out['mode']} step {out['step']} episode {out['episode']} "
                 f"revision {out['active_revision'] or '-'} | {servers}")
-    else:
-        text = f"/{out['cell']}: no cell_state received (is the cell running?) | {servers}"
-    _emit(args, out, text)
-    return 0 if out['reachable'] else 1
+    return f"/{out['cell']}: no cell_state received (is the cell running?) | {servers}"
 
 
-def _cell_command(args: argparse.Namespace) -> int:
+def _cell_command(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import cell_command
 
-    out = cell_command(args.cell_verb, args.cell, wait_s=args.wait_s)
-    return _emit(args, out, f"/{out['cell']}: {args.cell_verb} ok {out['message']}".rstrip())
-
-
-def _mcp(args: argparse.Namespace) -> int:
-    from enpire_agent_bridge.mcp_server import serve
-
-    return serve(home=args.home)
+    return cell_command(args.cell_verb, args.cell, wait_s=args.wait_s)

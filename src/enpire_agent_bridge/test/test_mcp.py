@@ -1,4 +1,7 @@
-"""The MCP tools: same operations and JSON as the CLI verbs; errors carry code and message."""
+"""The MCP tools: same operations and JSON as the CLI verbs; errors carry code and message.
+
+The tool table is assembled in enpire_bringup (the top layer) from the verbs each package
+exports; enpire_agent_bridge.mcp_server serves whatever table it is given."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import anyio
 import pytest
 
 from enpire_agent_bridge import tools
-from enpire_agent_bridge.mcp_server import TOOL_NAMES, build_server
+from enpire_bringup.agent_tools import TOOL_NAMES, build_server, build_tools
 
 ROOT = Path(__file__).resolve().parents[3]
 HOLD = ROOT / 'examples' / 'policies' / 'push_t' / 'hold'
@@ -70,11 +73,38 @@ def test_task_show_tool_returns_what_the_cli_prints(tmp_path, capsys):
     assert res.structured_content['action']['rate_hz'] == 10.0
 
 
-def test_cli_json_runs_a_foreign_verb_and_raises_its_error(tmp_path):
-    out = tools.trial_list('nothing_here', tmp_path)
-    assert out['ok'] and out['trials'] == []
+def test_the_tools_of_other_packages_return_their_verbs_results_and_errors(tmp_path):
+    from enpire_evolution.cli_commands import exp_compare
+    from enpire_rollout.cli_trial import trial_list
+
+    _, (listed, compared) = call_all(build_server(tmp_path), [
+        ('trial_list', {'experiment': 'nothing_here'}),
+        ('exp_compare', {'a': 'aaaaaa', 'b': 'bbbbbb', 'experiment': 'nope'}),
+    ])
+    assert listed.structured_content == trial_list('nothing_here', tmp_path)
+    assert listed.structured_content == {'ok': True, 'experiment': 'nothing_here',
+                                         'trials': []}
+    err = error_of(compared)
+    assert err['error'] == 'UNKNOWN_NAME' and "unknown experiment 'nope'" in err['message']
     with pytest.raises(Exception, match="unknown experiment 'nope'"):
-        tools.exp_compare('aaaaaa', 'bbbbbb', experiment='nope', home=tmp_path)
+        exp_compare('aaaaaa', 'bbbbbb', experiment='nope', home=tmp_path)
+
+
+def test_the_tool_table_is_named_and_ordered_like_tool_names(tmp_path):
+    assert tuple(fn.__name__ for fn in build_tools(tmp_path)) == TOOL_NAMES
+
+
+def test_the_bridge_imports_no_higher_layer():
+    """agent_bridge sits below evolution and bringup: its modules never import them."""
+    import ast
+
+    package = Path(tools.__file__).parent
+    for path in package.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
+            bad = [n for n in names if n.split('.')[0] in ('enpire_bringup', 'enpire_evolution')]
+            assert not bad, f'{path.relative_to(package)} imports {bad}'
 
 
 @pytest.mark.system

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enpire_agent_bridge import tools
 from enpire_agent_bridge.core import submit as submit_mod
 from enpire_agent_bridge.core.contract import PolicySpec
 from enpire_bringup.cli import main
@@ -156,12 +155,16 @@ def test_activate_refuses_with_exit_2_when_the_contract_was_edited(edited_contra
 
 def test_trial_run_refuses_before_starting_any_cell_when_the_contract_was_edited(
         edited_contract, monkeypatch):
-    def boom(argv):  # the trial CLI (and so CellSession) must never be reached
-        raise AssertionError(f'ran {argv}')
+    from enpire_bringup.agent_tools import build_tools
+    from enpire_rollout import cli_trial
 
-    monkeypatch.setattr(tools, 'cli_json', boom)
+    def boom(**kwargs):  # the trial verb (and so CellSession) must never be reached
+        raise AssertionError(f'ran trial_run({kwargs})')
+
+    monkeypatch.setattr(cli_trial, 'trial_run', boom)
+    trial_run = {fn.__name__: fn for fn in build_tools(edited_contract)}['trial_run']
     with pytest.raises(ContractMismatchError, match='contract changed since it was locked'):
-        tools.trial_run(count=1, revision='abcdef', home=edited_contract)
+        trial_run(count=1, revision='abcdef')
 
 
 def test_activate_without_a_bridge_node_exits_1_naming_the_missing_service(tmp_path, capsys,

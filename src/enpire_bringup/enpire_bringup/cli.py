@@ -1,20 +1,45 @@
-"""The ``enpire`` command: ``enpire <noun> <verb> ...``.
+"""The ``enpire`` command: ``enpire [--json] [--home DIR] <noun> <verb> ...``.
 
 Each enpire package contributes its commands through an optional
-``<package>.cli_commands`` module with ``register(subparsers)``; handlers take the parsed
-args and return the exit code. Exit codes:
-0 ok, 1 failed, 2 usage/config, 3 timeout, 4 policy rejected. ``--json`` prints exactly one
-JSON object on stdout. Heavy imports (rclpy, torch, cv2) happen inside handlers, never here.
+``<package>.cli_commands`` module with ``register(subparsers)``. A verb is a function
+``(args) -> dict`` bound with ``set_defaults(func=...)``: it returns its result (the object
+that ``--json`` prints) and raises an :class:`EnpireError` on failure. It never prints its
+result; :func:`render` is the one printer. Optional keys next to ``func`` say how to print:
+
+``text``
+    ``(out, args) -> str | None``: the text form (default: ``out`` as indented JSON);
+    ``None`` prints nothing (the verb's output already streamed, e.g. ``topic echo``).
+``exit_code``
+    ``(out) -> int`` (default: 0, or 1 when ``out['ok']`` is false).
+``sort_keys``
+    ``True``: ``--json`` prints the object with sorted keys.
+``streams``
+    ``True``: the verb writes its own output while it runs (one JSON line per event, a
+    protocol on stdout); the printer then prints only errors.
+
+``--json`` (exactly one JSON object on stdout; progress goes to stderr) and ``--home``
+(runtime data dir, default ``$ENPIRE_HOME`` or ./runs) belong to the root parser and are
+accepted after any noun or verb too (``enpire task show push_t --json``); packages do not
+declare them. Ports that a lower package's verb needs from a higher layer ride on the root
+parser's defaults too: ``trial_stats`` (``policy show``'s trial counts from the experiment
+store, see :mod:`enpire_bringup.agent_tools`).
+
+Exit codes by error class: 0 ok, 1 failed, 2 usage/config (contract mismatch included),
+3 timeout, 4 policy rejected. Heavy imports (rclpy, torch, cv2) happen inside verbs, never
+here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from enpire_bringup.agent_tools import revision_trials
 from enpire_common.errors import (
     ConfigError,
     EnpireError,
@@ -24,7 +49,7 @@ from enpire_common.errors import (
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_REJECTED = 0, 1, 2, 3, 4
 
-# Packages whose ``cli`` module adds commands (in help order).
+# Packages whose ``cli_commands`` module adds commands (in help order).
 COMMAND_PACKAGES = (
     'enpire_bringup',
     'enpire_sim',
@@ -34,6 +59,13 @@ COMMAND_PACKAGES = (
     'enpire_agent_bridge',
     'enpire_evolution',
 )
+
+#: Options of every verb: on the root parser, and again after each noun and verb.
+SHARED_OPTIONS: dict[str, dict[str, Any]] = {
+    '--json': {'action': 'store_true',
+               'help': 'print exactly one JSON object on stdout (progress goes to stderr)'},
+    '--home': {'metavar': 'DIR', 'help': 'runtime data dir (default $ENPIRE_HOME or ./runs)'},
+}
 
 
 def exit_code_for(err: EnpireError) -> int:
@@ -47,10 +79,40 @@ def exit_code_for(err: EnpireError) -> int:
     return EXIT_FAILED
 
 
+def _children(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    seen: set[int] = set()
+    for action in parser._actions:  # argparse has no public accessor for subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if id(child) not in seen:  # aliases share one parser
+                    seen.add(id(child))
+                    yield child
+
+
+def _share_options(parser: argparse.ArgumentParser) -> None:
+    """Accept the shared options after every noun and verb below ``parser``.
+
+    Their default there is SUPPRESS, so a value given before the noun stays. Each noun
+    also records itself as the parser whose help a verb-less command prints.
+    """
+    children = list(_children(parser))
+    if children:
+        parser.set_defaults(help_parser=parser)
+    for child in children:
+        for flag, kwargs in SHARED_OPTIONS.items():
+            # A verb that declares its own keeps it (and so shadows the root's value).
+            with contextlib.suppress(argparse.ArgumentError):
+                child.add_argument(flag, default=argparse.SUPPRESS, **kwargs)
+        _share_options(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='enpire',
         description='ENPIRE-ROS: reset, run, verify, record and evolve robot policies.')
+    for flag, kwargs in SHARED_OPTIONS.items():
+        parser.add_argument(flag, **kwargs)
+    parser.set_defaults(trial_stats=revision_trials)
     sub = parser.add_subparsers(dest='command', metavar='<command>')
     for pkg in COMMAND_PACKAGES:
         try:
@@ -60,28 +122,54 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _share_options(parser)
     return parser
+
+
+def render(args: argparse.Namespace, out: dict[str, Any]) -> int:
+    """Print a verb's result as ``--json`` or text; return its exit code."""
+    if not getattr(args, 'streams', False):
+        if args.json:
+            print(json.dumps(out, sort_keys=bool(getattr(args, 'sort_keys', False))))
+        else:
+            text = getattr(args, 'text', None)
+            shown = json.dumps(out, indent=2) if text is None else text(out, args)
+            if shown is not None:
+                print(shown)
+    exit_code = getattr(args, 'exit_code', None)
+    if exit_code is not None:
+        return int(exit_code(out))
+    return EXIT_OK if out.get('ok', True) else EXIT_FAILED
+
+
+def render_error(args: argparse.Namespace, err: EnpireError) -> int:
+    """Print an error as the ``--json`` error object or one stderr line; its exit code."""
+    if getattr(args, 'json', False):
+        print(json.dumps({'ok': False, 'error_code': err.code, 'error': err.name,
+                          'message': str(err)}))
+    else:
+        print(f'enpire: error: {err}', file=sys.stderr)
+    return exit_code_for(err)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    handler = getattr(args, 'func', None)
-    if handler is None:
-        parser.print_help()
+    verb = getattr(args, 'func', None)
+    if verb is None:
+        getattr(args, 'help_parser', parser).print_help()
         return EXIT_USAGE
     try:
-        return int(handler(args) or 0)
+        out = verb(args)
     except EnpireError as err:
-        if getattr(args, 'json', False):
-            print(json.dumps({'ok': False, 'error_code': err.code, 'error': err.name,
-                              'message': str(err)}))
-        else:
-            print(f'enpire: error: {err}', file=sys.stderr)
-        return exit_code_for(err)
+        return render_error(args, err)
     except KeyboardInterrupt:
         print('enpire: interrupted', file=sys.stderr)
         return 130
+    if not isinstance(out, dict):
+        raise TypeError(f'the verb {verb.__qualname__} returned {type(out).__name__}, '
+                        'not its result dict')
+    return render(args, out)
 
 
 if __name__ == '__main__':

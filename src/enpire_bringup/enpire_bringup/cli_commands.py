@@ -1,9 +1,21 @@
-"""``enpire up``, ``enpire graph``, ``enpire topic echo``, ``enpire doctor``."""
+"""``enpire up``, ``enpire graph``, ``enpire topic echo``, ``enpire doctor``, ``enpire mcp``.
+
+Verbs return their result (see :mod:`enpire_bringup.cli`); ``up`` and ``topic echo`` stream
+their output while they run (launcher lines, one JSON line per message) and print no text
+result.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import Any
+
+
+def _quiet(_out: dict[str, Any], _args: argparse.Namespace) -> None:
+    """Text form of a verb whose output already streamed: nothing more."""
+    return None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -11,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         'up', help='run a ros2 launch YAML file (embedded launcher or ros2 launch)',
         description='Run a launch file. Nodes are supervised OS processes; Ctrl-C stops them '
                     'all (SIGINT, then SIGTERM, then SIGKILL). Uses ros2 launch where it is '
-                    'installed unless --embedded.')
+                    'installed unless --embedded. With --json the launcher output goes to '
+                    'stderr and stdout gets {"ok", "exit_code"} at the end.')
     up.add_argument('file', help='path of a .launch.yaml file')
     up.add_argument('launch_args', nargs='*', metavar='name:=value',
                     help='launch arguments declared by the file')
@@ -21,57 +34,80 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help='validate and print the resolved node commands; start nothing')
     up.add_argument('--log-dir', default=None,
                     help='per-node logs for output: log (default log/enpire_up/<stamp>)')
-    up.set_defaults(func=_up)
+    up.set_defaults(func=_up, text=_quiet, exit_code=lambda out: out['exit_code'])
 
     graph = sub.add_parser('graph', help='list nodes, topics, services and actions')
-    graph.add_argument('--json', action='store_true', help='print one JSON object')
     graph.add_argument('--wait-s', type=float, default=2.0,
                        help='discovery time before reading the graph (s)')
     graph.add_argument('--all', action='store_true',
                        help='include hidden topics/services (/_action/, parameters)')
-    graph.set_defaults(func=_graph)
+    graph.set_defaults(func=_graph, text=_graph_text)
 
     topic = sub.add_parser('topic', help='topic tools')
     tsub = topic.add_subparsers(dest='topic_command', metavar='<verb>')
-    echo = tsub.add_parser('echo', help='print messages of a topic')
+    echo = tsub.add_parser('echo', help='print messages of a topic (one JSON line each; '
+                                        '--json: one object with all of them at the end)')
     echo.add_argument('topic')
     echo.add_argument('--count', type=int, default=None, help='stop after N messages')
     echo.add_argument('--timeout-s', type=float, default=None,
                       help='give up after T s (exit 3 when fewer than --count arrived)')
-    echo.add_argument('--json', action='store_true',
-                      help='print one JSON object with all messages at the end')
-    echo.set_defaults(func=_echo)
-    topic.set_defaults(func=lambda args: (topic.print_help(), 2)[1])
+    echo.set_defaults(func=_echo, text=_quiet)
 
     doctor = sub.add_parser('doctor', help='report the ROS, Python and GPU environment')
-    doctor.add_argument('--json', action='store_true', help='print one JSON object')
-    doctor.set_defaults(func=_doctor)
+    doctor.set_defaults(func=_doctor, text=_doctor_text)
+
+    mcp = sub.add_parser('mcp', help='serve the agent tools over MCP (stdio)',
+                         description='An MCP server on stdin/stdout with the tools task_show, '
+                                     'policy_submit, policy_list, policy_show, '
+                                     'policy_activate, trial_run, trial_show, trial_list, '
+                                     'exp_compare, cell_status (same JSON as the CLI verbs).')
+    mcp.set_defaults(func=_mcp, streams=True)
 
 
-def _up(args: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_bringup.launcher.runner import up
 
-    return up(args.file, args.launch_args, embedded=args.embedded,
-              print_only=args.print_only, log_dir=args.log_dir)
+    rc = up(args.file, args.launch_args, embedded=args.embedded, print_only=args.print_only,
+            log_dir=args.log_dir, out=sys.stderr if args.json else None)
+    return {'ok': rc == 0, 'exit_code': rc}
 
 
-def _graph(args: argparse.Namespace) -> int:
-    from enpire_bringup.introspect import format_graph, read_graph
+def _graph(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_bringup.introspect import read_graph
 
-    graph = read_graph(wait_s=args.wait_s, include_hidden=args.all)
-    print(json.dumps(graph) if args.json else format_graph(graph))
-    return 0
+    return read_graph(wait_s=args.wait_s, include_hidden=args.all)
 
 
-def _echo(args: argparse.Namespace) -> int:
+def _graph_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    from enpire_bringup.introspect import format_graph
+
+    return format_graph(out)
+
+
+def _echo(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_bringup.introspect import echo
 
-    return echo(args.topic, count=args.count, timeout_s=args.timeout_s, as_json=args.json)
+    def stream(message: dict[str, Any]) -> None:
+        print(json.dumps(message), flush=True)
+
+    return echo(args.topic, count=args.count, timeout_s=args.timeout_s,
+                on_message=None if args.json else stream)
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    from enpire_bringup.introspect import doctor, format_doctor
+def _doctor(_args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_bringup.introspect import doctor
 
-    report = doctor()
-    print(json.dumps(report) if args.json else format_doctor(report))
-    return 0
+    return doctor()
+
+
+def _doctor_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    from enpire_bringup.introspect import format_doctor
+
+    return format_doctor(out)
+
+
+def _mcp(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_bringup.agent_tools import serve
+
+    serve(args.home)
+    return {'ok': True}

@@ -10,14 +10,13 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from enpire_common.errors import ConfigError, EnpireTimeoutError
@@ -161,8 +160,12 @@ def message_to_dict(msg: Any) -> Any:
 
 
 def echo(topic: str, count: int | None = None, timeout_s: float | None = None,
-         as_json: bool = False, out: Any = None) -> int:
-    """Print messages on ``topic`` (its type comes from the graph). Returns the exit code.
+         on_message: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Read messages on ``topic`` (its type comes from the graph) until ``count`` came,
+    ``timeout_s`` passed or Ctrl-C; ``on_message`` sees each one as it arrives.
+
+    Returns:
+        ``{'topic', 'type', 'count', 'messages'}`` (messages as plain data).
 
     Raises:
         EnpireTimeoutError: the topic never appeared, or fewer than ``count`` messages came
@@ -171,7 +174,6 @@ def echo(topic: str, count: int | None = None, timeout_s: float | None = None,
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    out = out or sys.stdout
     topic = topic if topic.startswith('/') else '/' + topic
     start = time.monotonic()
     deadline = None if timeout_s is None else start + timeout_s
@@ -194,8 +196,8 @@ def echo(topic: str, count: int | None = None, timeout_s: float | None = None,
                 return
             data = message_to_dict(msg)
             got.append(data)
-            if not as_json:
-                print(json.dumps(data), file=out, flush=True)
+            if on_message is not None:
+                on_message(data)
             if count is not None and len(got) >= count:
                 done.set()
 
@@ -212,13 +214,10 @@ def echo(topic: str, count: int | None = None, timeout_s: float | None = None,
             pass
         finally:
             executor.shutdown(timeout_sec=1.0)
-    if as_json:
-        print(json.dumps({'topic': topic, 'type': type_name, 'count': len(got),
-                          'messages': got}), file=out)
     if count is not None and len(got) < count:
         raise EnpireTimeoutError(f'got {len(got)} of {count} message(s) on {topic} within '
                                  f'{timeout_s} s: is the publisher running?')
-    return 0
+    return {'topic': topic, 'type': type_name, 'count': len(got), 'messages': got}
 
 
 def _wait_for_type(node: Any, topic: str, deadline: float | None) -> str:

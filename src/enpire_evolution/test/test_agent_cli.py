@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from enpire_common.errors import EnpireError
-from enpire_evolution import cli_commands
+from enpire_bringup.cli import main
 from enpire_evolution.core.store import ExperimentStore
-
-
-def run(argv: list[str]) -> int:
-    from enpire_bringup.cli import exit_code_for
-
-    parser = argparse.ArgumentParser(prog='enpire')
-    cli_commands.register(parser.add_subparsers(dest='command'))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EnpireError as err:
-        return exit_code_for(err)
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +22,8 @@ def test_improve_fake_runs_the_loop_and_prints_one_json_object_with_the_report(t
     home = tmp_path / 'runs'
     # 3 simulated minutes = 36 trials of 5 s: the baseline and a few candidates (each one
     # validated by the real check_policy sandbox).
-    code = run(['improve', '--fake', '--home', str(home), '--budget-min', '3',
-                '--goal-consecutive', '5', '--experiment', 'demo', '--json'])
+    code = main(['improve', '--fake', '--home', str(home), '--budget-min', '3',
+                 '--goal-consecutive', '5', '--experiment', 'demo', '--json'])
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     assert code == 1 and out['ok'] and not out['goal_met'] and out['stop_reason'] == 'budget'
@@ -54,10 +40,10 @@ def test_improve_fake_runs_the_loop_and_prints_one_json_object_with_the_report(t
 def test_improve_without_fake_exits_2_when_the_ros_port_cannot_be_imported(tmp_path,
                                                                           monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'enpire_rollout.client', None)
-    code = run(['improve', '--home', str(tmp_path / 'runs'), '--budget-min', '1'])
+    code = main(['improve', '--home', str(tmp_path / 'runs'), '--budget-min', '1'])
     assert code == 2
     assert 'ROS trials port is unavailable' in capsys.readouterr().err
 
 
 def test_improve_rejects_a_bad_budget_as_a_usage_error(tmp_path):
-    assert run(['improve', '--fake', '--home', str(tmp_path), '--budget-min', '0']) == 2
+    assert main(['improve', '--fake', '--home', str(tmp_path), '--budget-min', '0']) == 2

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from enpire_common.errors import ConfigError, EnpireError
-from enpire_evolution import cli_commands
-
-
-def run(argv: list[str]) -> int:
-    from enpire_bringup.cli import exit_code_for
-
-    parser = argparse.ArgumentParser(prog='enpire')
-    cli_commands.register(parser.add_subparsers(dest='command'))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EnpireError as err:
-        return exit_code_for(err)
+from enpire_bringup.cli import build_parser, main
+from enpire_common.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +18,8 @@ def _no_store_env(monkeypatch):
 def test_improve_with_two_fake_cells_runs_two_agents_and_reports_mru_per_cell(tmp_path,
                                                                               capsys):
     # 2 simulated minutes per agent: 24 trials of 5 s on each cell (real check_policy).
-    code = run(['improve', '--fake', '--cells', '2', '--home', str(tmp_path),
-                '--budget-min', '2', '--experiment', 'fleet', '--json', '--no-report'])
+    code = main(['improve', '--fake', '--cells', '2', '--home', str(tmp_path),
+                 '--budget-min', '2', '--experiment', 'fleet', '--json', '--no-report'])
     out, err = capsys.readouterr()
     result = json.loads(out)
     assert code == 1 and not result['goal_met']
@@ -45,10 +32,12 @@ def test_improve_with_two_fake_cells_runs_two_agents_and_reports_mru_per_cell(tm
     assert (tmp_path / 'remote.git' / 'HEAD').is_file()
 
 
-def test_improve_refuses_more_cells_than_the_fleet_launch_starts(tmp_path):
-    parser = argparse.ArgumentParser(prog='enpire')
-    cli_commands.register(parser.add_subparsers(dest='command'))
-    args = parser.parse_args(['improve', '--fake', '--cells', '5', '--home', str(tmp_path)])
-    with pytest.raises(ConfigError, match=r'--cells 5: .*1 to 4 cells'):
+def test_improve_drives_up_to_eight_cells_and_refuses_more_as_a_usage_error(tmp_path, capsys):
+    args = build_parser().parse_args(['improve', '--fake', '--cells', '9', '--home',
+                                      str(tmp_path)])
+    with pytest.raises(ConfigError, match=r'--cells 9: .*1 to 8 cells'):
         args.func(args)
-    assert run(['improve', '--fake', '--cells', '5', '--home', str(tmp_path)]) == 2
+    assert main(['improve', '--fake', '--cells', '9', '--home', str(tmp_path), '--json']) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out['ok'] is False and out['error'] == 'CONFIG_INVALID'
+    assert not (tmp_path / 'enpire.db').exists()  # refused before anything was opened

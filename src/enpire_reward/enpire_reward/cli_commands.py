@@ -1,11 +1,11 @@
-"""``enpire verify ...`` commands."""
+"""``enpire verify ...`` commands (verbs return their result; see enpire_bringup.cli)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,14 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc.add_argument('--renderer', choices=('area', 'gym-pusht'), default=None,
                     help="the sim cell's camera.renderer (default: the cell's default, area); "
                          "the view's camera model follows it (gym-pusht -> gym-pusht-pygame)")
-    cc.add_argument('--json', action='store_true', help='print one JSON object')
-    cc.set_defaults(func=_crosscheck)
+    cc.set_defaults(func=_crosscheck, text=_crosscheck_text)
     bk = sub.add_parser('backends', help='list verifier backends')
-    bk.add_argument('--json', action='store_true')
-    bk.set_defaults(func=_backends)
+    bk.set_defaults(func=_backends, text=_backends_text)
 
 
-def _crosscheck(args: argparse.Namespace) -> int:
+def _crosscheck(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.errors import ConfigError
     from enpire_common.tasks import load_task
     from enpire_reward.core import make_verifier
@@ -59,43 +57,46 @@ def _crosscheck(args: argparse.Namespace) -> int:
 
     rep = crosscheck(verifier, task, args.states, seed=args.seed, progress=progress,
                      near_goal_noise=args.near_goal_noise, renderer=renderer)
-    ok = rep.meets_targets()
-    if args.json:
-        # NaN (not computed) is not JSON: null.
-        out = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-               for k, v in rep.to_dict().items()}
-        print(json.dumps({'ok': ok, **out}))
+    # NaN (not computed) is not JSON: null.
+    return {'ok': rep.meets_targets(),
+            **{k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in rep.to_dict().items()}}
+
+
+def _crosscheck_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    from types import SimpleNamespace
+
+    # The report's fields; null (not computed) is nan again.
+    rep = SimpleNamespace(**{k: float('nan') if v is None else v for k, v in out.items()})
+    lines = [f'{rep.states} states ({rep.positives} solved), backend {rep.backend}, '
+             f'renderer {rep.renderer}',
+             f'score MAE {rep.score_mae:.4f} (max {rep.score_max_error:.4f})',
+             f'label agreement {rep.label_agreement:.2%}, FPR {rep.false_positive_rate:.2%} '
+             f'({rep.false_positives}), FNR {rep.false_negative_rate:.2%} '
+             f'({rep.false_negatives})']
+    if math.isnan(rep.ideal_label_agreement):
+        lines.append('ideal image-only verifier: not computed (the area renderer has no '
+                     'pixel-rounding ambiguity: its ideal is the ground truth)')
     else:
-        print(f'{rep.states} states ({rep.positives} solved), backend {rep.backend}, '
-              f'renderer {rep.renderer}')
-        print(f'score MAE {rep.score_mae:.4f} (max {rep.score_max_error:.4f})')
-        print(f'label agreement {rep.label_agreement:.2%}, FPR {rep.false_positive_rate:.2%} '
-              f'({rep.false_positives}), FNR {rep.false_negative_rate:.2%} '
-              f'({rep.false_negatives})')
-        if math.isnan(rep.ideal_label_agreement):
-            print('ideal image-only verifier: not computed (the area renderer has no '
-                  'pixel-rounding ambiguity: its ideal is the ground truth)')
-        else:
-            print(f'ideal image-only verifier: label agreement '
-                  f'{rep.ideal_label_agreement:.2%} ({rep.ideal_false_positives} FP, '
-                  f'{rep.ideal_false_negatives} FN: poses that render the same pixels '
-                  f'straddle the threshold)')
-        print(f'latency p50 {rep.latency_p50_s * 1e3:.2f} ms, p95 '
-              f'{rep.latency_p95_s * 1e3:.2f} ms, p99 {rep.latency_p99_s * 1e3:.2f} ms')
-        print('targets met' if ok else 'targets NOT met (agreement >= 99%, FPR <= 0.5%, '
-              'MAE <= 0.02)')
-    return 0 if ok else 1
+        lines.append(f'ideal image-only verifier: label agreement '
+                     f'{rep.ideal_label_agreement:.2%} ({rep.ideal_false_positives} FP, '
+                     f'{rep.ideal_false_negatives} FN: poses that render the same pixels '
+                     f'straddle the threshold)')
+    lines.append(f'latency p50 {rep.latency_p50_s * 1e3:.2f} ms, p95 '
+                 f'{rep.latency_p95_s * 1e3:.2f} ms, p99 {rep.latency_p99_s * 1e3:.2f} ms')
+    lines.append('targets met' if out['ok'] else 'targets NOT met (agreement >= 99%, '
+                 'FPR <= 0.5%, MAE <= 0.02)')
+    return '\n'.join(lines)
 
 
-def _backends(args: argparse.Namespace) -> int:
+def _backends(_args: argparse.Namespace) -> dict[str, Any]:
     from enpire_reward.core import available_backends
 
-    rows = [{'id': b.id, 'implemented': b.factory is not None, 'description': b.description}
-            for b in available_backends().values()]
-    if args.json:
-        print(json.dumps({'ok': True, 'backends': rows}))
-    else:
-        for r in rows:
-            print(f"{r['id']:<12} {'ready' if r['implemented'] else 'planned':<8} "
-                  f"{r['description']}")
-    return 0
+    return {'ok': True, 'backends': [
+        {'id': b.id, 'implemented': b.factory is not None, 'description': b.description}
+        for b in available_backends().values()]}
+
+
+def _backends_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    return '\n'.join(f"{r['id']:<12} {'ready' if r['implemented'] else 'planned':<8} "
+                     f"{r['description']}" for r in out['backends'])

@@ -1,15 +1,14 @@
 """``enpire`` commands of enpire_rollout: ``bag``, ``trial`` (see cli_trial.py), ``replay``.
 
 Each noun has a ``_register_<noun>(sub)`` function; :func:`register` calls them in order.
-Heavy imports (rosbags, mcap) happen inside handlers.
+Verbs return their result dict (see enpire_bringup.cli); ``text`` renders it. Heavy imports
+(rosbags, mcap) happen inside handlers.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
+import sys
 from typing import Any
 
 
@@ -22,10 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_replay(sub)
 
 
-def _runs_roots() -> list[Path]:
-    return [Path(os.environ.get('ENPIRE_HOME', 'runs'))]
-
-
 # --- bag -------------------------------------------------------------------------------------
 def _register_bag(sub: argparse._SubParsersAction) -> None:
     bag = sub.add_parser('bag', help='inspect trial recordings (rosbag2 MCAP + MP4 + JSON)')
@@ -33,17 +28,16 @@ def _register_bag(sub: argparse._SubParsersAction) -> None:
     info = verbs.add_parser('info', help='topics, counts, duration and integrity of a trial')
     info.add_argument('trial', help='trial directory, bag directory, or trial id under '
                                     '$ENPIRE_HOME/<experiment>/trials/')
-    info.add_argument('--json', action='store_true', help='print one JSON object')
-    info.set_defaults(func=_bag_info)
-    bag.set_defaults(func=lambda _args: bag.print_help() or 2)
+    info.set_defaults(func=_bag_info, text=_bag_info_text)
 
 
-def _bag_info(args: argparse.Namespace) -> int:
+def _bag_info(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.errors import ConfigError
+    from enpire_common.paths import enpire_home
     from enpire_rollout.core.bag import bag_info
     from enpire_rollout.core.records import TRIAL_JSON, find_trial, read_trial, verify_files
 
-    path = find_trial(args.trial, _runs_roots())
+    path = find_trial(args.trial, [enpire_home(args.home)])
     info: dict[str, Any] = {'ok': True, 'bag': bag_info(path)}
     trial_dir = path if (path / TRIAL_JSON).is_file() else path.parent
     if (trial_dir / TRIAL_JSON).is_file():
@@ -56,29 +50,29 @@ def _bag_info(args: argparse.Namespace) -> int:
                                                         'score', 'gaps', 'videos', 'timings')}
             info['integrity'] = verify_files(trial_dir, record)
     info['ok'] = info['bag']['consistent'] and not info.get('integrity')
-    if args.json:
-        print(json.dumps(info))
-        return 0 if info['ok'] else 1
+    return info
+
+
+def _bag_info_text(info: dict[str, Any], _args: argparse.Namespace) -> str:
     bag = info['bag']
-    print(f"bag:       {bag['path']}")
-    print(f"duration:  {bag['duration_s']:.3f} s   messages: {bag['message_count']}")
+    lines = [f"bag:       {bag['path']}",
+             f"duration:  {bag['duration_s']:.3f} s   messages: {bag['message_count']}"]
     width = max((len(t) for t in bag['topics']), default=5)
-    for topic, entry in sorted(bag['topics'].items()):
-        print(f"  {topic:<{width}}  {entry['count']:>7}  {entry['type']}")
-    for err in bag['errors']:
-        print(f'  mismatch: {err}')
+    lines += [f"  {topic:<{width}}  {entry['count']:>7}  {entry['type']}"
+              for topic, entry in sorted(bag['topics'].items())]
+    lines += [f'  mismatch: {err}' for err in bag['errors']]
     trial = info.get('trial')
     if trial:
         ids = trial['ids']
-        print(f"trial:     {ids.get('trial_id')} ({ids.get('experiment_id')}) outcome "
-              f"{trial['outcome']} score {trial.get('score')} gaps {trial.get('gaps')}")
-        for view, video in (trial.get('videos') or {}).items():
-            print(f"video:     {view}: {video['frames']} frames {video['codec']} "
-                  f"@ {video['fps']:g} fps")
+        lines.append(f"trial:     {ids.get('trial_id')} ({ids.get('experiment_id')}) outcome "
+                     f"{trial['outcome']} score {trial.get('score')} gaps {trial.get('gaps')}")
+        lines += [f"video:     {view}: {video['frames']} frames {video['codec']} "
+                  f"@ {video['fps']:g} fps"
+                  for view, video in (trial.get('videos') or {}).items()]
         bad = info.get('integrity') or {}
-        print('integrity: ' + ('ok' if not bad else ', '.join(f'{k} {v}' for k, v in
-                                                              bad.items())))
-    return 0 if info['ok'] else 1
+        lines.append('integrity: ' + ('ok' if not bad else ', '.join(f'{k} {v}' for k, v in
+                                                                     bad.items())))
+    return '\n'.join(lines)
 
 
 # --- replay ----------------------------------------------------------------------------------
@@ -105,14 +99,11 @@ def _register_replay(sub: argparse._SubParsersAction) -> None:
                          '<experiment>-rerun) and report whether outcome and states reproduce')
     rp.add_argument('--no-start', action='store_true',
                     help='with --rerun: fail instead of starting the sim cell when none runs')
-    rp.add_argument('--home', help='runtime data dir (default $ENPIRE_HOME or ./runs)')
-    rp.add_argument('--json', action='store_true', help='print exactly one JSON object')
-    rp.set_defaults(func=_replay)
+    rp.set_defaults(func=_replay, text=_replay_text)
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace) -> dict[str, Any]:
     import signal
-    import sys
     import threading
 
     from enpire_common.paths import enpire_home
@@ -124,28 +115,9 @@ def _replay(args: argparse.Namespace) -> int:
         from enpire_rollout.replay import rerun_trial
 
         trial_dir = path if (path / 'trial.json').is_file() else path.parent
-        out = rerun_trial(trial_dir, home=home, cell=args.cell or 'cell_0',
-                          start=not args.no_start,
-                          log=lambda line: print(line, file=sys.stderr, flush=True))
-        if args.json:
-            print(json.dumps(out))
-        else:
-            o, r, st = out['original'], out['rerun'], out['states']
-            print(f"original {o['trial_id']}: {o['outcome']} ({o['steps']} steps, score "
-                  f"{o['score']})")
-            print(f"rerun    {r['trial_id']}: {r['outcome']} ({r['steps']} steps, score "
-                  f"{r['score']})")
-            print(f"outcome reproduced: {out['outcome_reproduced']}")
-            if st is None:
-                print('states: not compared (a bag is missing)')
-            elif st['identical']:
-                print(f"states: bit-identical over {st['compared_ticks']} ticks"
-                      f"{'' if out['lockstep'] else ' (not lockstep)'}")
-            else:
-                d = st['first_diff']
-                print(f"states differ from tick {d['tick']}: original {d['original']} rerun "
-                      f"{d['rerun']} ({st['original_ticks']} vs {st['rerun_ticks']} ticks)")
-        return 0 if out['ok'] else 1
+        return rerun_trial(trial_dir, home=home, cell=args.cell or 'cell_0',
+                           start=not args.no_start,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
 
     from enpire_rollout.replay import replay_bag
 
@@ -159,10 +131,26 @@ def _replay(args: argparse.Namespace) -> int:
                            wait_subscribers_s=args.wait_subscribers_s)
     finally:
         signal.signal(signal.SIGINT, previous)
-    out = {'ok': True, 'bag': str(path), **stats.to_dict()}
-    if args.json:
-        print(json.dumps(out))
+    return {'ok': True, 'bag': str(path), **stats.to_dict()}
+
+
+def _replay_text(out: dict[str, Any], args: argparse.Namespace) -> str:
+    if not args.rerun:
+        return (f"published {out['messages']} messages on {len(out['topics'])} topics in "
+                f"{out['duration_s']:.2f} s ({out['loops']} full pass(es))")
+    o, r, st = out['original'], out['rerun'], out['states']
+    lines = [f"original {o['trial_id']}: {o['outcome']} ({o['steps']} steps, score "
+             f"{o['score']})",
+             f"rerun    {r['trial_id']}: {r['outcome']} ({r['steps']} steps, score "
+             f"{r['score']})",
+             f"outcome reproduced: {out['outcome_reproduced']}"]
+    if st is None:
+        lines.append('states: not compared (a bag is missing)')
+    elif st['identical']:
+        lines.append(f"states: bit-identical over {st['compared_ticks']} ticks"
+                     f"{'' if out['lockstep'] else ' (not lockstep)'}")
     else:
-        print(f"published {out['messages']} messages on {len(out['topics'])} topics in "
-              f"{out['duration_s']:.2f} s ({out['loops']} full pass(es))")
-    return 0
+        d = st['first_diff']
+        lines.append(f"states differ from tick {d['tick']}: original {d['original']} rerun "
+                     f"{d['rerun']} ({st['original_ticks']} vs {st['rerun_ticks']} ticks)")
+    return '\n'.join(lines)

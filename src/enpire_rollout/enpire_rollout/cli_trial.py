@@ -1,10 +1,14 @@
-"""``enpire trial run|list|show``: budgeted trials on a cell and their records."""
+"""``enpire trial run|list|show``: budgeted trials on a cell and their records.
+
+:func:`trial_run`, :func:`trial_list` and :func:`trial_show` are the verbs (keyword
+arguments, the result dict, house errors); the CLI handlers and the MCP tools both call them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +38,14 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     run.add_argument('--allow-unconfined', action='store_true',
                      help='run the policy even where no sandbox confinement (Landlock, '
                           'bubblewrap) is available; trial.json records it (default: refuse)')
-    run.add_argument('--home', help='runtime data dir (default $ENPIRE_HOME or ./runs)')
-    run.add_argument('--json', action='store_true', help='print exactly one JSON object')
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, text=_run_text)
 
     ls = verbs.add_parser('list', help='list recorded trials of an experiment')
     ls.add_argument('--experiment', default='manual')
-    ls.add_argument('--home')
-    ls.add_argument('--json', action='store_true')
-    ls.set_defaults(func=_list)
+    ls.set_defaults(func=_list, text=_list_text)
 
     show = verbs.add_parser('show', help='one trial: outcome, score, video, evidence, bag')
     show.add_argument('trial', help='trial id or directory')
-    show.add_argument('--home')
-    show.add_argument('--json', action='store_true')
     show.set_defaults(func=_show)
 
 
@@ -55,20 +53,34 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _run(args: argparse.Namespace) -> int:
+def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
+              task: str = 'push_t', seeds: Sequence[int] = (), seed_start: int | None = None,
+              experiment: str = 'manual', cell: str = 'cell_0', start: bool = True,
+              max_wall_time_s: float = 0.0, max_episode_steps: int = 0, attempts: int = 1,
+              allow_unconfined: bool = False, home: str | Path | None = None,
+              ) -> dict[str, Any]:
+    """Run budgeted trials of a policy directory or a stored revision on ``cell``.
+
+    Starts the sim cell when none answers (unless ``start`` is false); progress goes to
+    stderr. Returns successes, the Wilson 95% interval, outcomes and one entry per trial.
+
+    Raises:
+        ConfigError: not exactly one of ``policy_dir`` / ``revision``, or no trial asked for.
+        EnpireError: what the cell reported (see enpire_rollout.client).
+    """
+    from enpire_common.errors import ConfigError
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import load_task
     from enpire_rollout.client import CellSession, trial_to_dict
 
-    home = enpire_home(args.home)
-    task = load_task(args.task)
-    if args.trials <= 0 and not args.seeds:
-        from enpire_common.errors import ConfigError
-
-        raise ConfigError(f'--trials {args.trials} is invalid: must be >= 1')
-    seed_start = task.tuning_seeds[0] if args.seed_start is None else args.seed_start
-    count = len(args.seeds) if args.seeds else args.trials
-    session = CellSession(home=home, cell=args.cell, start=not args.no_start, log=_progress)
+    if bool(policy_dir) == bool(revision):
+        raise ConfigError('give exactly one of policy_dir or revision')
+    spec = load_task(task)
+    if count <= 0 and not seeds:
+        raise ConfigError(f'--trials {count} is invalid: must be >= 1')
+    first_seed = spec.tuning_seeds[0] if seed_start is None else seed_start
+    total = len(seeds) if seeds else count
+    session = CellSession(home=enpire_home(home), cell=cell, start=start, log=_progress)
     state = {'done': 0, 'success': 0, 'seen': set()}
 
     def on_feedback(fb: Any) -> None:
@@ -77,73 +89,95 @@ def _run(args: argparse.Namespace) -> int:
             state['seen'].add(last.trial_id)
             state['done'] += 1
             state['success'] += bool(last.success)
-            _progress(f"trial {state['done']}/{count} seed {last.seed}: {last.outcome} "
+            _progress(f"trial {state['done']}/{total} seed {last.seed}: {last.outcome} "
                       f"(score {last.score:.3f}, {last.steps} steps"
                       f"{', ' + last.reason if last.reason and not last.success else ''}) | "
                       f"success {state['success']}/{state['done']}")
 
     try:
-        policy = str(Path(args.policy).resolve()) if args.policy else ''
         result = session.client.run_trials(
-            count=count, policy_dir=policy, revision_id=args.revision or '',
-            seeds=args.seeds or (), seed_start=seed_start, experiment_id=args.experiment,
-            max_wall_time_s=args.max_wall_time_s, max_episode_steps=args.max_episode_steps,
-            attempts=args.attempts, allow_unconfined=args.allow_unconfined,
-            on_feedback=on_feedback)
+            count=total, policy_dir=str(Path(policy_dir).resolve()) if policy_dir else '',
+            revision_id=revision, seeds=seeds, seed_start=first_seed,
+            experiment_id=experiment, max_wall_time_s=max_wall_time_s,
+            max_episode_steps=max_episode_steps, attempts=attempts,
+            allow_unconfined=allow_unconfined, on_feedback=on_feedback)
     finally:
         session.close()
     trials = [trial_to_dict(t) for t in result.trials]
     outcomes: dict[str, int] = {}
     for t in trials:
         outcomes[t['outcome']] = outcomes.get(t['outcome'], 0) + 1
-    out = {'ok': True, 'task': task.name, 'experiment': args.experiment, 'cell': args.cell,
-           'revision_id': trials[0]['revision_id'] if trials else args.revision or '',
+    out = {'ok': True, 'task': spec.name, 'experiment': experiment, 'cell': cell,
+           'revision_id': trials[0]['revision_id'] if trials else revision,
            'n_trials': len(trials), 'n_success': int(result.n_success),
            'success_rate': float(result.success_rate),
            'wilson_95': [float(result.ci_low), float(result.ci_high)],
            'stop_reason': result.stop_reason, 'outcomes': outcomes, 'trials': trials}
-    if args.attempts > 1:
-        out.update(k=args.attempts, pass_at_1=float(result.pass_at_1),
+    if attempts > 1:
+        out.update(k=attempts, pass_at_1=float(result.pass_at_1),
                    pass_at_k=float(result.pass_at_k))
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"{out['n_success']}/{out['n_trials']} successes "
-              f"({100 * out['success_rate']:.1f}%, Wilson 95% "
-              f"[{100 * out['wilson_95'][0]:.1f}, {100 * out['wilson_95'][1]:.1f}]) "
-              f"stop: {out['stop_reason']}; records under {home / args.experiment}")
-    return 0
+    return out
 
 
-def _list(args: argparse.Namespace) -> int:
+def trial_list(experiment: str = 'manual', home: str | Path | None = None) -> dict[str, Any]:
+    """The recorded trials of ``experiment`` (trial.json contents)."""
     from enpire_common.paths import enpire_home
     from enpire_rollout.core.records import list_trials
 
-    rows = list_trials(enpire_home(args.home) / args.experiment)
-    if args.json:
-        print(json.dumps({'ok': True, 'experiment': args.experiment, 'trials': rows}))
-        return 0
-    for r in rows:
-        ids = r.get('ids') or {}
-        print(f"{ids.get('trial_id', '?'):<32} seed {r.get('seed')!s:>7}  "
-              f"{r.get('outcome', '?'):<13} score {r.get('score', 0) or 0:.3f}")
-    return 0
+    return {'ok': True, 'experiment': experiment,
+            'trials': list_trials(enpire_home(home) / experiment)}
 
 
-def _show(args: argparse.Namespace) -> int:
+def trial_show(trial: str, home: str | Path | None = None) -> dict[str, Any]:
+    """One trial (id or directory): outcome, reason, score, seed, videos, evidence, bag."""
     from enpire_common.paths import enpire_home
     from enpire_rollout.core.records import find_trial, read_trial
 
-    trial_dir = find_trial(args.trial, [enpire_home(args.home)])
+    trial_dir = find_trial(trial, [enpire_home(home)])
     record = read_trial(trial_dir)
     videos = {view: str(trial_dir / v.get('file', f'{view}.mp4'))
               for view, v in (record.get('videos') or {}).items()}
     evidence = [v.get('evidence_path') for v in record.get('verdicts') or []
                 if v.get('evidence_path')]
-    out = {'ok': True, 'trial_dir': str(trial_dir), 'outcome': record.get('outcome'),
-           'reason': record.get('reason'), 'score': record.get('score'),
-           'seed': record.get('seed'), 'ids': record.get('ids'), 'videos': videos,
-           'evidence': evidence, 'bag': str(trial_dir / 'episode'),
-           'verdicts': record.get('verdicts'), 'gaps': record.get('gaps')}
-    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
-    return 0
+    return {'ok': True, 'trial_dir': str(trial_dir), 'outcome': record.get('outcome'),
+            'reason': record.get('reason'), 'score': record.get('score'),
+            'seed': record.get('seed'), 'ids': record.get('ids'), 'videos': videos,
+            'evidence': evidence, 'bag': str(trial_dir / 'episode'),
+            'verdicts': record.get('verdicts'), 'gaps': record.get('gaps')}
+
+
+# --- CLI handlers ----------------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    return trial_run(count=args.trials, policy_dir=args.policy or '',
+                     revision=args.revision or '', task=args.task, seeds=args.seeds or (),
+                     seed_start=args.seed_start, experiment=args.experiment, cell=args.cell,
+                     start=not args.no_start, max_wall_time_s=args.max_wall_time_s,
+                     max_episode_steps=args.max_episode_steps, attempts=args.attempts,
+                     allow_unconfined=args.allow_unconfined, home=args.home)
+
+
+def _run_text(out: dict[str, Any], args: argparse.Namespace) -> str:
+    from enpire_common.paths import enpire_home
+
+    return (f"{out['n_success']}/{out['n_trials']} successes "
+            f"({100 * out['success_rate']:.1f}%, Wilson 95% "
+            f"[{100 * out['wilson_95'][0]:.1f}, {100 * out['wilson_95'][1]:.1f}]) "
+            f"stop: {out['stop_reason']}; records under "
+            f"{enpire_home(args.home) / out['experiment']}")
+
+
+def _list(args: argparse.Namespace) -> dict[str, Any]:
+    return trial_list(args.experiment, args.home)
+
+
+def _list_text(out: dict[str, Any], _args: argparse.Namespace) -> str | None:
+    lines = []
+    for r in out['trials']:
+        ids = r.get('ids') or {}
+        lines.append(f"{ids.get('trial_id', '?'):<32} seed {r.get('seed')!s:>7}  "
+                     f"{r.get('outcome', '?'):<13} score {r.get('score', 0) or 0:.3f}")
+    return '\n'.join(lines) or None  # no trials: print nothing
+
+
+def _show(args: argparse.Namespace) -> dict[str, Any]:
+    return trial_show(args.trial, args.home)

@@ -1,0 +1,120 @@
+"""The agent tools of ``enpire mcp``, assembled from the verbs each package exports.
+
+The tools are the CLI verbs with the same names and the same JSON objects: task_show,
+policy_submit, policy_list, policy_show, policy_activate, cell_status
+(:mod:`enpire_agent_bridge.tools`), trial_run, trial_show, trial_list
+(:mod:`enpire_rollout.cli_trial`) and exp_compare (:mod:`enpire_evolution.cli_commands`).
+They are joined here, in the top layer, and handed to :mod:`enpire_agent_bridge.mcp_server`,
+so no lower package imports a higher one. The same place gives ``policy show`` its trial
+counts from the experiment store (:func:`revision_trials`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from enpire_common.errors import ConfigError
+from enpire_common.paths import enpire_home
+
+TOOL_NAMES = ('task_show', 'policy_submit', 'policy_list', 'policy_show', 'policy_activate',
+              'trial_run', 'trial_show', 'trial_list', 'exp_compare', 'cell_status')
+
+INSTRUCTIONS = (
+    'ENPIRE: improve a robot policy by experiment. Loop: task_show -> edit your policy dir -> '
+    'policy_submit (validates; fix what a rejection says) -> trial_run with the revision id '
+    '-> exp_compare baseline candidate -> keep or revert in git. Never edit config/tasks or '
+    'runs/. See AGENTS.md.')
+
+
+def revision_trials(home: Path, revision_id: str) -> list[dict[str, Any]] | None:
+    """Per-experiment trial counts of a revision (None where enpire_evolution is absent)."""
+    try:
+        from enpire_evolution.cli_commands import revision_trials as from_store
+    except ImportError:
+        return None
+    return from_store(home, revision_id)
+
+
+def build_tools(home: str | Path | None = None) -> list[Callable[..., dict[str, Any]]]:
+    """The MCP tools, acting on the runtime directory ``home``, in :data:`TOOL_NAMES` order."""
+    from enpire_agent_bridge import tools as bridge
+    from enpire_evolution import cli_commands as evolution
+    from enpire_rollout import cli_trial as rollout
+
+    h = str(enpire_home(home))
+
+    def task_show(task: str = 'push_t') -> dict[str, Any]:
+        """The frozen task contract: observation/action spec, rate, views, limits, seeds."""
+        return bridge.task_show(task)
+
+    def policy_submit(policy_dir: str, parent: str = '') -> dict[str, Any]:
+        """Validate a policy directory in a sandbox and store it as a revision.
+
+        Same content gives the same revision_id. A rejection (error 401) says what to fix;
+        nothing is stored then.
+        """
+        return bridge.policy_submit(policy_dir, parent=parent, home=h)
+
+    def policy_list() -> dict[str, Any]:
+        """Every stored revision (id, name, version, regime, hypothesis, parent, commit)."""
+        return bridge.policy_list(h)
+
+    def policy_show(revision: str) -> dict[str, Any]:
+        """One revision: manifest, files with sha256, integrity, trial counts per experiment."""
+        return bridge.policy_show(revision, h, trial_stats=revision_trials)
+
+    def policy_activate(revision: str, cell: str = 'cell_0',
+                        best_effort: bool = False) -> dict[str, Any]:
+        """Hot-swap a cell to a revision (or 'hold'); needs the agent bridge node."""
+        return bridge.policy_activate(revision, cell=cell, home=h, strict=not best_effort)
+
+    def trial_run(count: int = 10, policy_dir: str = '', revision: str = '',
+                  seed_start: int | None = None, experiment: str = 'trials',
+                  cell: str = 'cell_0', task: str = 'push_t') -> dict[str, Any]:
+        """Run `count` budgeted trials of a revision (or a policy dir) on a cell.
+
+        Starts the simulated cell when none runs (30-60 s), stops it afterwards. Returns
+        successes, Wilson 95% interval, outcomes and one entry per trial (trial_id for
+        trial_show).
+        """
+        if bool(policy_dir) == bool(revision):
+            raise ConfigError('give exactly one of policy_dir or revision')
+        bridge.precheck_contract(task, h)  # an edited contract fails before any cell starts
+        return rollout.trial_run(count=int(count), policy_dir=policy_dir, revision=revision,
+                                 task=task, seed_start=seed_start, experiment=experiment,
+                                 cell=cell, home=h)
+
+    def trial_show(trial: str) -> dict[str, Any]:
+        """One trial's record: outcome, reason, score, seed, videos, evidence, bag."""
+        return rollout.trial_show(trial, h)
+
+    def trial_list(experiment: str = 'trials') -> dict[str, Any]:
+        """The recorded trials of an experiment."""
+        return rollout.trial_list(experiment, h)
+
+    def exp_compare(a: str, b: str, experiment: str = '', trials: str = 'all') -> dict[str, Any]:
+        """Compare baseline a with candidate b (revision ids or branches): Wilson CIs,
+        Fisher exact p, decision keep / revert / inconclusive."""
+        return evolution.exp_compare(a, b, experiment=experiment or None, trials=trials,
+                                     home=h)
+
+    def cell_status(cell: str = 'cell_0') -> dict[str, Any]:
+        """Mode, step, episode, active revision of a cell and which servers answer."""
+        return bridge.cell_status(cell)
+
+    return [task_show, policy_submit, policy_list, policy_show, policy_activate, trial_run,
+            trial_show, trial_list, exp_compare, cell_status]
+
+
+def build_server(home: str | Path | None = None) -> Any:
+    """The MCP server of ``enpire mcp`` for the runtime directory ``home``."""
+    from enpire_agent_bridge.mcp_server import build_server as server
+
+    return server(build_tools(home), name='enpire', instructions=INSTRUCTIONS)
+
+
+def serve(home: str | Path | None = None) -> None:
+    """Serve the agent tools on stdin/stdout until the client closes stdin."""
+    build_server(home).run()

@@ -1,0 +1,198 @@
+"""``enpire improve``: the built-in agent improves a task policy until a goal or a budget.
+
+``--cells 1`` runs one :class:`BuiltinAgent`; ``--cells N`` a :class:`Fleet` of N agents, one
+per cell. ``--fake`` swaps the ROS trials ports for FakeTrialsPorts on simulated clocks.
+Progress goes to stdout, or to stderr with ``--json``; the exit code is 0 when the goal was
+met and 1 when the budget ran out first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from enpire_common.errors import ConfigError
+from enpire_evolution.cli_commands import _common, store_url
+
+IMPROVE_AGENTS = ('builtin',)
+#: The most cells one ``enpire improve`` drives (one agent each; the paper runs 8 on 8).
+#: core.fleet.Fleet and the sim fleet launch check their own limits.
+MAX_IMPROVE_CELLS = 8
+
+
+def register_improve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'improve', help='let an agent improve the task policy until a goal or a budget',
+        description='The built-in agent searches the seed policy\'s params with optuna (TPE), '
+                    'tries each candidate on common tuning seeds (successive halving), keeps '
+                    'or reverts it, and evaluates the best on held-out seeds until GOAL '
+                    'consecutive successes. Resumable: run the same command again. Exit 0 '
+                    'when the goal is met, 1 when the budget ran out first.')
+    p.add_argument('--task', default='push_t', help='task name (default push_t)')
+    p.add_argument('--agent', default='builtin', choices=IMPROVE_AGENTS,
+                   help='which agent improves the policy')
+    p.add_argument('--budget-min', type=float, default=30.0,
+                   help='wall-clock budget of this run in minutes (default 30)')
+    p.add_argument('--experiment', default=None,
+                   help='experiment id (default improve-<task>)')
+    p.add_argument('--goal-consecutive', type=int, default=50,
+                   help='consecutive held-out successes that meet the goal (default 50)')
+    p.add_argument('--cells', type=int, default=1,
+                   help=f'cells to run trials on (default 1, at most {MAX_IMPROVE_CELLS}); N > 1 '
+                        'runs a fleet: one agent per cell on its own branch, sharing ideas '
+                        'through <home>/remote.git (see enpire_evolution.core.fleet)')
+    p.add_argument('--seed-policy', default=None,
+                   help='policy directory seeding the workspace (default '
+                        'examples/policies/<task>/scripted)')
+    p.add_argument('--fake', action='store_true',
+                   help='no ROS: a synthetic success model over the params decides each trial '
+                        '(FakeTrialsPort + peaked_success_model, 5 simulated s per trial, '
+                        'simulated clock); demonstrates the whole loop')
+    p.add_argument('--no-report', action='store_true', help='skip the HTML report')
+    _common(p)
+    p.set_defaults(func=_improve, text=_improve_text,
+                   exit_code=lambda out: 0 if out['goal_met'] else 1)
+
+
+def _write_report(store: Any, experiment: str, goal_consecutive: int, home: Path) -> Path:
+    """Render ``<home>/reports/<experiment>.html`` at the end of an improve run."""
+    from enpire_evolution.core.config import ReportConfig
+    from enpire_evolution.core.report import build_report, render_html
+
+    report = build_report(store, experiment, ReportConfig(goal_consecutive=goal_consecutive))
+    path = home / 'reports' / f'{experiment}.html'
+    render_html(report, path, home=home)
+    return path
+
+
+def _fake_ports(store: Any, task: str, cells: int) -> tuple[list[Any], list[Any]]:
+    """One FakeTrialsPort per cell on its own simulated clock: (clocks, ports)."""
+    from enpire_common.clock import FakeClock
+    from enpire_common.tasks import load_task
+    from enpire_evolution.core.fleet import cell_name
+    from enpire_evolution.core.trials_port import (
+        PUSH_T_FAKE_OPTIMUM,
+        FakeTrialsPort,
+        peaked_success_model,
+    )
+
+    seeds = load_task(task).evaluation_seeds
+    start = time.time()
+    clocks = [FakeClock(start_s=start) for _ in range(cells)]
+    model = peaked_success_model(PUSH_T_FAKE_OPTIMUM)
+    return clocks, [FakeTrialsPort(store, model, evaluation_seeds=seeds, clock=c, trial_s=5.0,
+                                   cell=cell_name(i), wall=c.now_s)
+                    for i, c in enumerate(clocks)]
+
+
+def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None],
+               ) -> tuple[Any, list[Any]]:
+    """(session or None, one ROS trials port per cell); starts the sim cell(s) if none run."""
+    try:
+        from enpire_rollout.client import make_ros_fleet_ports, make_ros_trials_port
+    except ImportError as exc:
+        raise ConfigError(f'the ROS trials port is unavailable ({exc}); install '
+                          'enpire_rollout and ROS 2, or pass --fake') from None
+    if cells == 1:
+        return None, [make_ros_trials_port(task, home, cells, log=log)]
+    return make_ros_fleet_ports(task, home, cells, log=log)
+
+
+def _improve(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_agent_bridge.core.revisions import RevisionStore
+    from enpire_common.clock import SystemClock
+    from enpire_evolution.core.agent import BuiltinAgent
+    from enpire_evolution.core.agent_config import BuiltinAgentConfig
+    from enpire_evolution.core.branches import PolicyWorkspace
+    from enpire_evolution.core.config import enpire_home
+    from enpire_evolution.core.fleet import Fleet, LockedWorkspace
+    from enpire_evolution.core.store import ExperimentStore
+
+    if args.cells > MAX_IMPROVE_CELLS:
+        raise ConfigError(f'--cells {args.cells}: enpire improve drives 1 to '
+                          f'{MAX_IMPROVE_CELLS} cells (one agent each); use --cells '
+                          f'1..{MAX_IMPROVE_CELLS} on this host (or several hosts)')
+    home = enpire_home(args.home).absolute()
+    fleet = args.cells > 1
+    config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
+                                budget_min=args.budget_min,
+                                goal_consecutive=args.goal_consecutive,
+                                cells=1 if fleet else args.cells)  # a fleet agent: one cell
+    stream = sys.stderr if args.json else sys.stdout
+
+    def log(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    store = ExperimentStore(store_url(args.url, args.home))
+    session, ports = None, []
+    try:
+        if args.fake:
+            clocks, ports = _fake_ports(store, args.task, args.cells)
+            walls: list[Callable[[], float]] = [c.now_s for c in clocks]
+        else:
+            session, ports = _ros_ports(args.task, home, args.cells, log)
+            clocks, walls = [SystemClock()] * args.cells, [time.time] * args.cells
+        revisions = RevisionStore(home / 'revisions')
+        workspace = home / 'workspace' / args.task
+        if fleet:
+            runner: Any = Fleet(config, store, revisions, LockedWorkspace(workspace), ports,
+                                home=home, seed_policy=args.seed_policy, clocks=clocks,
+                                walls=walls, log=log)
+        else:
+            runner = BuiltinAgent(config, store, revisions, PolicyWorkspace(workspace),
+                                  ports[0], home=home, seed_policy=args.seed_policy,
+                                  clock=clocks[0], wall=walls[0], log=log)
+        result = runner.run()
+        report = None if args.no_report else _write_report(
+            store, result.experiment, config.goal_consecutive, home)
+    finally:
+        for port in ports:
+            close = getattr(port, 'close', None)
+            if callable(close):
+                close()
+        if session is not None:
+            session.close()
+        store.close()
+    return {'ok': True, **result.to_dict(), 'report': str(report) if report else None}
+
+
+def _improve_text(out: dict[str, Any], args: argparse.Namespace) -> str:
+    goal = 'GOAL MET' if out['goal_met'] else 'goal not met'
+    if args.cells > 1:
+        lines = [f"experiment {out['experiment']} (fleet of {args.cells}): {goal}"]
+        for a in out['agents']:
+            bt = a['best_tuning']
+            lines.append(f"  {a['branch']}@{a['cell']}: {a['stop_reason']}"
+                         f"{(' - ' + a['error']) if a['error'] else ''}; best "
+                         f"{(a['best_revision'] or '-')[:12]} tuning {bt.get('successes', 0)}/"
+                         f"{bt.get('n', 0)}; {a['candidates']} candidates")
+        m, g = out['mru'], out['gpu']
+        lines.append(f"borrowed ideas: {len(out['borrowed'])} ("
+                     f"{sum(b['status'] == 'kept' for b in out['borrowed'])} kept)")
+        per_cell = '  '.join(f'{c} {v:.2f}' for c, v in m['per_cell'].items())
+        lines.append(f"MRU {per_cell}  fleet mean {m['mean']:.2f} over {m['span_s']:.0f} s "
+                     f"({m['how']})")
+        lines.append(f"GPU utilisation {g['mean']:.2f}" if g.get('available') else
+                     f"GPU utilisation unavailable ({g.get('reason', '')})")
+        lines.append(f"{out['n_trials']} trials in the experiment, this run "
+                     f"{out['wall_time_s']:.0f} s; recipe {out['recipe_path']}")
+    else:
+        bt, tts = out['best_tuning'], out['time_to_success_s']
+        lines = [
+            f"experiment {out['experiment']}: {goal} ({out['stop_reason']})",
+            f"best revision {(out['best_revision'] or '-')[:12]}  tuning "
+            f"{bt.get('successes', 0)}/{bt.get('n', 0)} (95% CI {bt.get('ci_low', 0):.2f}-"
+            f"{bt.get('ci_high', 1):.2f})",
+            f"best evaluation streak {out['best_eval_streak']}/{out['goal_consecutive']}  "
+            f"evaluation seeds used {out['eval_seeds_used']}",
+            f"{out['n_candidates']} candidates, {out['n_trials']} trials, this run "
+            f"{out['wall_time_s']:.0f} s, time to success "
+            f"{'-' if tts is None else f'{tts:.0f} s'}",
+            f"recipe {out['recipe_path']}"]
+    if out['report']:
+        lines.append(f"report {out['report']}")
+    return '\n'.join(lines)
