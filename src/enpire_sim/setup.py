@@ -21,5 +21,10 @@ setup(
         'console_scripts': [
             'push_t_cell = enpire_sim.ros.push_t_cell:main',
         ],
+        # The simulated cell of each task, for sim-side tools of lower layers (the verifier
+        # crosscheck): enpire_tasks.registry.make_sim_cell finds it here.
+        'enpire.sim_cells': [
+            'push_t = enpire_sim.core.push_t:PushTSim',
+        ],
     },
 )

@@ -32,7 +32,7 @@ def make(verifier_kwargs=None, sim=None, **cfg):
     sim = sim or FakeSim()
     verifier = FakeVerifier(sim, **(verifier_kwargs or {}))
     clock = FakeClock()
-    proc = ResetProcedure(make_strategy('sim_place', sim), verifier,
+    proc = ResetProcedure(make_strategy('sim_place', sim, 'push_t'), verifier,
                           ResetConfig(**cfg), clock)
     return proc, sim, verifier, clock
 
@@ -151,15 +151,15 @@ def test_an_unavailable_cell_propagates():
 
 
 def test_strategy_aliases_resolve_to_the_latest_version():
-    assert resolve_strategy_id('sim_place') == 'sim_place-v1'
-    assert resolve_strategy_id('sim_place-v1') == 'sim_place-v1'
-    assert 'sim_place' in available_strategies()
+    assert resolve_strategy_id('sim_place', 'push_t') == 'sim_place-v1'
+    assert resolve_strategy_id('sim_place-v1', 'push_t') == 'sim_place-v1'
+    assert 'sim_place' in available_strategies('push_t')
 
 
 def test_unknown_strategy_suggests_the_closest_name():
     with pytest.raises(UnknownNameError, match=r"unknown reset strategy 'sim_plac'; did you "
                                                 r"mean 'sim_place'"):
-        make_strategy('sim_plac', FakeSim())
+        make_strategy('sim_plac', FakeSim(), 'push_t')
 
 
 def test_derived_seeds_are_stable_and_distinct():

@@ -1,4 +1,4 @@
-"""enpire_common.push_t_scene states gym-pusht's own scene: the physics bodies and colours.
+"""enpire_tasks.push_t.scene states gym-pusht's own scene: the physics bodies and colours.
 
 The sim cell's camera and the verifier both draw and fit the T from these numbers, so they
 are checked against the simulator they describe, not against a second copy.
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import pygame
 import pytest
+from enpire_tasks.push_t import scene
 from gym_pusht.envs import pusht
 from gym_pusht.envs import pymunk_override as override
-
-from enpire_common import push_t_scene as scene
 
 
 @pytest.fixture(scope='module')

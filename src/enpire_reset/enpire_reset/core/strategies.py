@@ -1,35 +1,21 @@
-"""Reset strategies and their registry (string ids, versioned when behaviour changes)."""
+"""Reset strategies and their registry (string ids, versioned when behaviour changes).
+
+A task's strategies come from its plugin (``enpire_tasks.<task>``: ``reset_strategies``;
+Push-T: ``sim_place-v1``); :func:`register_strategy` adds strategies for every task. Lookups
+take the task name of the contract: this package never names a task.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+
+from enpire_tasks.plugin import ResetStrategy
+from enpire_tasks.reset import SimPlaceStrategy
 
 from enpire_common.errors import UnknownNameError
-from enpire_reset.core.ports import Placement, SimPort
-
-
-@runtime_checkable
-class ResetStrategy(Protocol):
-    """Puts the cell into the start state of a seed (one strategy per task / cell kind)."""
-
-    id: str
-
-    def place(self, seed: int, timeout_s: float) -> Placement: ...
-
-
-class SimPlaceStrategy:
-    """Simulated cells: ask the simulator to place the start of ``seed`` (SimReset)."""
-
-    id = 'sim_place-v1'
-
-    def __init__(self, sim: SimPort) -> None:
-        self._sim = sim
-
-    def place(self, seed: int, timeout_s: float) -> Placement:
-        return self._sim.place(seed, timeout_s)
-
+from enpire_reset.core.ports import SimPort
+from enpire_tasks import registry as tasks
 
 StrategyFactory = Callable[[SimPort], ResetStrategy]
 _REGISTRY: dict[str, StrategyFactory] = {}
@@ -43,32 +29,41 @@ def register_strategy(strategy_id: str, factory: StrategyFactory) -> None:
     _REGISTRY[strategy_id] = factory
 
 
-def available_strategies() -> list[str]:
-    """Every registered id plus the unversioned aliases (which mean the latest version)."""
-    names = set(_REGISTRY)
-    for sid in _REGISTRY:
+def _strategies(task: str | None) -> dict[str, StrategyFactory]:
+    """The task plugin's strategies (none without a task) plus the registered ones."""
+    plugin = tasks.find(task) if task else None
+    return {**_REGISTRY, **(dict(plugin.reset_strategies) if plugin else {})}
+
+
+def available_strategies(task: str | None = None) -> list[str]:
+    """Every id of ``task`` plus the unversioned aliases (which mean the latest version)."""
+    known = _strategies(task)
+    names = set(known)
+    for sid in known:
         names.add(_VERSIONED.match(sid).group('base'))
     return sorted(names)
 
 
-def resolve_strategy_id(name: str) -> str:
-    """``'sim_place'`` -> the latest ``'sim_place-vN'``; exact ids pass through.
+def resolve_strategy_id(name: str, task: str | None = None) -> str:
+    """``'sim_place'`` -> the latest ``'sim_place-vN'`` of ``task``; exact ids pass through.
 
     Raises:
         UnknownNameError: with a did-you-mean over the known ids and aliases.
     """
-    if name in _REGISTRY:
+    known = _strategies(task)
+    if name in known:
         return name
-    versions = [(int(m.group('version')), sid) for sid in _REGISTRY
+    versions = [(int(m.group('version')), sid) for sid in known
                 if (m := _VERSIONED.match(sid)) and m.group('base') == name]
     if not versions:
-        raise UnknownNameError('reset strategy', name, available_strategies())
+        raise UnknownNameError('reset strategy', name, available_strategies(task))
     return max(versions)[1]
 
 
-def make_strategy(name: str, sim: SimPort) -> ResetStrategy:
-    """Build the strategy ``name`` (id or alias) over the cell port ``sim``."""
-    return _REGISTRY[resolve_strategy_id(name)](sim)
+def make_strategy(name: str, sim: SimPort, task: str | None = None) -> ResetStrategy:
+    """Build the strategy ``name`` (id or alias) of ``task`` over the cell port ``sim``."""
+    return _strategies(task)[resolve_strategy_id(name, task)](sim)
 
 
-register_strategy(SimPlaceStrategy.id, SimPlaceStrategy)
+__all__ = ['ResetStrategy', 'SimPlaceStrategy', 'StrategyFactory', 'available_strategies',
+           'make_strategy', 'register_strategy', 'resolve_strategy_id']

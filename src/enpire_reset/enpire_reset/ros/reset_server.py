@@ -80,7 +80,8 @@ class ResetServerNode(Node):
         self.task = load_task(self.config.task)
         self.defaults = self._reset_config(self.config.strategy, self.config.max_attempts,
                                            self.config.timeout_s)
-        resolve_strategy_id(self.defaults.strategy)   # fail at start on an unknown default
+        # Fail at start on an unknown default; the strategies are the task plugin's.
+        resolve_strategy_id(self.defaults.strategy, self.task.name)
         self._group = ReentrantCallbackGroup()
         self._sim = RosSimPort(self.create_client(SimReset, 'sim/reset',
                                                   callback_group=self._group),
@@ -125,7 +126,7 @@ class ResetServerNode(Node):
         try:
             cfg = self._reset_config(goal.strategy or self.config.strategy,
                                      int(goal.max_attempts), float(goal.timeout_s))
-            strategy = make_strategy(cfg.strategy, self._sim)
+            strategy = make_strategy(cfg.strategy, self._sim, self.task.name)
             procedure = ResetProcedure(strategy, self._verifier, cfg, SystemClock())
             outcome = procedure.run(int(goal.seed), on_feedback=feedback,
                                     cancelled=lambda: goal_handle.is_cancel_requested)

@@ -1,12 +1,10 @@
 """Cross-check a verifier against simulator ground truth (sim-only; never in the verifier path).
 
-Samples Push-T states (gym-pusht seeded starts, random pushes from them, and near-goal poses
-with a ``'wide'`` or ``'tight'`` spread, see :data:`NEAR_GOAL_NOISE`),
-renders the top camera exactly as the sim cell does (its own render path, with the cell's
-``camera.renderer``: ``area`` by default, or ``gym-pusht``), and compares the verifier's score
-with gym-pusht's coverage. The simulator (its physics and state) is used here only; the
-verifier sees images alone (its ``pusht-area-v1`` camera model draws with the sim's renderer,
-a pure function of a hypothesised pose).
+The task plugin's crosscheck sampler (:class:`enpire_tasks.plugin.CrossCheck`; Push-T: seeded
+starts, random pushes and near-goal poses) draws states in a simulated cell of the task
+(:func:`enpire_tasks.registry.make_sim_cell`: found through an entry point, so this package
+never imports the simulator) and yields the cell's own camera images with ground truth; the
+verifier sees the images alone and its scores and labels are compared with the truth.
 """
 
 from __future__ import annotations
@@ -15,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from enpire_tasks.plugin import CrossCheck
 
-from enpire_common.errors import UnknownNameError
+from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec
-from enpire_reward.core import geometry
 from enpire_reward.core.ports import Verifier
+from enpire_tasks import registry as tasks
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,11 @@ class CrossCheckReport:
     Rates: ``false_positive_rate`` = FP / ground-truth negatives, ``false_negative_rate`` =
     FN / ground-truth positives.
 
-    ``ideal_*``: what an ideal image-only verifier would score on the same states (see
-    :func:`ideal_verdict`), for the ``gym-pusht`` renderer only: it draws the T from its
-    corners rounded to whole pixels, so every pose that rounds to the same corners gives the
-    same image, and where those poses straddle the threshold no verifier can tell them
-    apart. ``nan`` / -1 when not computed: the ``area`` renderer (the cell's default) has no
-    such ambiguity worth reporting (an image pins the pose to ~0.001 px: the poses with the
-    same image span ~1e-5 of coverage), so its ideal is the ground truth itself.
+    ``ideal_*``: what an ideal image-only verifier would score on the same states (the
+    sampler's ``ideal_verdict``), for the renderers whose images cannot tell some poses
+    apart (Push-T: ``gym-pusht`` draws the T from its corners rounded to whole pixels, see
+    :func:`enpire_tasks.push_t.crosscheck.ideal_verdict`). ``nan`` / -1 when not computed:
+    for the other renderers (Push-T's default ``area``) the ideal is the ground truth itself.
     ``renderer``: the sim cell renderer that drew the images.
     """
 
@@ -66,119 +63,53 @@ class CrossCheckReport:
                 and self.score_mae <= mae)
 
 
-def cell_renderer(renderer: str | None = None) -> str:
-    """``renderer``, or the sim cell's default ``camera.renderer`` when None."""
+def cell_renderer(renderer: str | None = None, task: TaskSpec | str | None = None) -> str:
+    """``renderer``, or the default ``camera.renderer`` of the task's simulated cell.
+
+    Without a task: the default that every registered task with a simulated cell shares.
+
+    Raises:
+        ConfigError: no task plugin has a simulated cell, or (without ``task``) they differ.
+    """
     if renderer is not None:
         return renderer
-    from enpire_sim.core.config import CameraConfig
-
-    return CameraConfig().renderer
-
-
-def _make_sim(task: TaskSpec, renderer: str | None = None):
-    from enpire_sim.core.push_t import PushTSim
-
-    return PushTSim(task, renderer=cell_renderer(renderer))
+    plugins = [tasks.get(task)] if task is not None else list(tasks.available().values())
+    defaults = {p.default_renderer for p in plugins if p.default_renderer}
+    if len(defaults) != 1:
+        raise ConfigError(
+            f'no single default sim renderer ({", ".join(sorted(defaults)) or "none"}); '
+            f'name the task or the renderer')
+    return defaults.pop()
 
 
-def _far_from_block(rng: np.random.Generator, pose: tuple[float, float, float]
-                    ) -> tuple[float, float]:
-    # The pusher cannot overlap the block in a real scene; place it clear of the T.
-    polys = geometry.t_polygons(pose)
-    for _ in range(100):
-        p = rng.uniform(40.0, 470.0, size=2)
-        d = min(float(np.min(np.hypot(*(poly - p).T))) for poly in polys)
-        inside = any(_inside(poly, p) for poly in polys)
-        if d > 25.0 and not inside:
-            return float(p[0]), float(p[1])
-    return 40.0, 40.0
-
-
-def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
-    import cv2
-
-    return cv2.pointPolygonTest(poly.astype(np.float32), (float(p[0]), float(p[1])),
-                                False) >= 0
-
-
-#: Near-goal pose noise of :func:`sample_states`: (px, rad, mixture). The standard deviation
-#: is (px, rad), times ``u ~ U(0, 1)`` per state when ``mixture`` is true.
-#: ``'wide'`` (default) is the spread of a policy's last pushes, from nearly exact to a few
-#: px / degrees off: about 21% of all states are solved, 90% of the near-goal coverages lie
-#: in 0.85-1.0 (quartiles 0.90 / 0.94 / 0.97) and about 4% of all states within +-0.005 of
-#: the 0.95 threshold. ``'tight'`` (the original fixed 1.5 px / 0.02 rad) piles the
-#: near-goal states at the threshold (about 8% of all states within +-0.005 of it): a stress
-#: test of the label boundary, where the renderer's whole-pixel rounding of the T's corners
-#: alone limits agreement to about 99%.
-NEAR_GOAL_NOISE: dict[str, tuple[float, float, bool]] = {
-    'wide': (4.0, 0.05, True), 'tight': (1.5, 0.02, False)}
+def _sampler(task: TaskSpec) -> CrossCheck:
+    plugin = tasks.get(task)
+    if plugin.crosscheck is None:
+        raise ConfigError(f"task '{task.name}' has no crosscheck sampler (no simulated cell)")
+    return plugin.crosscheck
 
 
 def sample_states(task: TaskSpec, n: int, seed: int = 0, near_goal_frac: float = 0.5,
                   progress: Callable[[int, int], None] | None = None,
                   near_goal_noise: str = 'wide', renderer: str | None = None):
-    """Yield ``(image, ground_truth)`` for ``n`` sampled states.
+    """Yield ``(image, ground_truth)`` for ``n`` states of the task's crosscheck sampler.
 
-    Half (``near_goal_frac``) are near the goal: the goal pose plus Gaussian noise
-    (``NEAR_GOAL_NOISE[near_goal_noise]``: ``'wide'`` draws the standard deviation per state
-    uniformly in 0..4 px / 0..0.05 rad; ``'tight'`` uses a fixed 1.5 px / 0.02 rad), the
-    pusher clear of the block. The rest are gym-pusht seeded starts
-    followed by 0-20 random pushes toward the block. Images come from the sim cell's own
-    render path with ``renderer`` (None: the cell's default ``camera.renderer``); the
-    states do not depend on it.
+    The states are drawn by the task plugin's sampler in a simulated cell
+    (:func:`enpire_tasks.registry.make_sim_cell`) whose camera runs ``renderer`` (None: the
+    cell's default ``camera.renderer``); the states do not depend on it.
 
     Raises:
-        UnknownNameError: ``near_goal_noise`` is not a key of ``NEAR_GOAL_NOISE``, or
+        UnknownNameError: ``near_goal_noise`` is not one of the sampler's noise levels, or
             ``renderer`` is not a sim renderer.
+        ConfigError: the task has no crosscheck sampler or no simulated cell is installed.
     """
-    if near_goal_noise not in NEAR_GOAL_NOISE:
-        raise UnknownNameError('near-goal noise', near_goal_noise, NEAR_GOAL_NOISE)
-    sd_px, sd_rad, mixture = NEAR_GOAL_NOISE[near_goal_noise]
-    rng = np.random.default_rng(seed)
-    sim = _make_sim(task, renderer)
-    goal = task.goal_pose
+    sampler = _sampler(task)
+    cell = tasks.make_sim_cell(task, renderer=cell_renderer(renderer, task))
     try:
-        for i in range(n):
-            if rng.random() < near_goal_frac:
-                u = rng.uniform(0.0, 1.0) if mixture else 1.0
-                pose = (goal[0] + rng.normal(0, sd_px * u), goal[1] + rng.normal(0, sd_px * u),
-                        goal[2] + rng.normal(0, sd_rad * u))
-                sim.reset(seed=int(seed * 100003 + i), object_pose=pose,
-                          agent_pos=_far_from_block(rng, pose))
-            else:
-                sim.reset(seed=int(seed * 100003 + i))
-                for _ in range(int(rng.integers(0, 21))):
-                    block = np.array(sim.object_pose()[:2])
-                    target = np.clip(block + rng.normal(0, 60.0, size=2),
-                                     sim.low, sim.high)
-                    sim.step(target)
-            if progress:
-                progress(i + 1, n)
-            yield sim.render(), sim.ground_truth()
+        yield from sampler.sample_states(task, cell, n, seed, near_goal_frac=near_goal_frac,
+                                         progress=progress, near_goal_noise=near_goal_noise)
     finally:
-        sim.close()
-
-
-def ideal_verdict(pose: tuple[float, float, float], goal: tuple[float, ...],
-                  threshold: float, samples: int = 256) -> bool:
-    """The Bayes-optimal success call for the gym-pusht renderer's image of ``pose``.
-
-    Sim-side only, and for ``renderer='gym-pusht'`` only.
-
-    The image is a function of the T's corners rounded to whole pixels; under a flat prior
-    every pose of that corner set's cell is equally likely, so the best possible call is
-    whether most of the cell covers the goal by more than ``threshold``.
-    """
-    from enpire_reward.core.camera_model import round_half_even, t_corners
-    from enpire_reward.core.synthesis import corner_cell
-
-    corners = round_half_even(t_corners(np.asarray([pose], dtype=np.float64)))[0]
-    cell = corner_cell(corners, float(pose[2]))
-    if cell is None:  # cannot happen for a real pose; judge the pose itself
-        return geometry.coverage(pose, goal) > threshold
-    rng = np.random.default_rng(0)
-    cov = [geometry.coverage(q, goal) for q in cell.sample(samples, rng)]
-    return float(np.mean(np.asarray(cov) > threshold)) > 0.5
+        cell.close()
 
 
 def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
@@ -191,15 +122,13 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
     built for it (the view's ``camera_model``, see
     :func:`enpire_reward.core.camera_model.camera_model_for_renderer`).
     """
-    from enpire_sim.core.render import RENDERER_GYM_PUSHT
-
-    renderer = cell_renderer(renderer)
-    ideal_applies = renderer == RENDERER_GYM_PUSHT
+    sampler = _sampler(task)
+    renderer = cell_renderer(renderer, task)
+    ideal_applies = sampler.ideal_verdict is not None and renderer in sampler.ideal_renderers
     view = verifier.views[0]
     errors, lat = [], []
     fp = fn = pos = neg = agree = 0
     ideal_fp = ideal_fn = 0
-    threshold = float(task.success_threshold)
     for image, gt in sample_states(task, n, seed, progress=progress,
                                    near_goal_noise=near_goal_noise, renderer=renderer):
         res = verifier.verify({view: image})
@@ -211,10 +140,8 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
         agree += v.success == gt.success
         fp += v.success and not gt.success
         fn += gt.success and not v.success
-        # Only states near the threshold can have a cell that straddles it (cells span
-        # ~0.005 of coverage); elsewhere the ideal call is the truth.
-        if ideal_applies and abs(gt.coverage - threshold) < 0.01:
-            ideal = ideal_verdict(gt.object_pose, task.goal_pose, threshold)
+        if ideal_applies:
+            ideal = sampler.ideal_verdict(task, gt)
             ideal_fp += ideal and not gt.success
             ideal_fn += gt.success and not ideal
     errs = np.asarray(errors)
@@ -233,5 +160,4 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
         ideal_false_negatives=ideal_fn if ideal_applies else -1, renderer=renderer)
 
 
-__all__ = ['NEAR_GOAL_NOISE', 'CrossCheckReport', 'cell_renderer', 'crosscheck',
-           'ideal_verdict', 'sample_states']
+__all__ = ['CrossCheckReport', 'cell_renderer', 'crosscheck', 'sample_states']

@@ -1,16 +1,15 @@
-"""Evidence images: the frame with the goal outline and the detected block, written atomically."""
+"""Evidence images: the frame with the goal outline and the detected object, written atomically."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from enpire_common.tasks import ViewSpec
-from enpire_reward.core import geometry
 from enpire_reward.core.ports import Segmentation
 
 GOAL_BGR = (0, 160, 0)
@@ -26,17 +25,21 @@ def _to_px(points: np.ndarray, view: ViewSpec) -> np.ndarray:
 
 def overlay(image: np.ndarray, view: ViewSpec, goal: Sequence[float],
             pose: Sequence[float] | None, segmentation: Segmentation | None,
-            caption: str = '') -> np.ndarray:
-    """A BGR overlay: mask tinted magenta, goal outline green, estimated T outline red."""
+            caption: str = '', *,
+            outline: Callable[[Sequence[float]], Sequence[np.ndarray]]) -> np.ndarray:
+    """A BGR overlay: mask tinted magenta, goal outline green, estimated outline red.
+
+    ``outline(pose)`` gives the object's polygons in workspace units (the task plugin's).
+    """
     out = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     if segmentation is not None and segmentation.found:
         mask = segmentation.full_mask(image.shape[:2]) > 0
         tint = np.array(MASK_BGR, dtype=np.float32)
         out[mask] = (0.6 * out[mask] + 0.4 * tint).astype(np.uint8)
-    for poly in geometry.t_polygons(goal):
+    for poly in outline(goal):
         cv2.polylines(out, [_to_px(poly, view)], True, GOAL_BGR, 1, cv2.LINE_AA, shift=4)
     if pose is not None:
-        for poly in geometry.t_polygons(pose):
+        for poly in outline(pose):
             cv2.polylines(out, [_to_px(poly, view)], True, POSE_BGR, 1, cv2.LINE_AA, shift=4)
     if caption:
         cv2.putText(out, caption, (6, out.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from enpire_tasks.plugin import TaskPlugin
 
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import UnknownNameError, VerificationError, ViewUnavailableError
 from enpire_common.tasks import TaskSpec
-from enpire_reward.core import geometry
 from enpire_reward.core.evidence import overlay, write_png_atomic
 from enpire_reward.core.fusion import FUSION_RULES, fuse
 from enpire_reward.core.images import validate_image
@@ -24,13 +24,15 @@ from enpire_reward.core.ports import (
     Verdict,
     VerifyResult,
 )
+from enpire_tasks import registry as tasks
 
 
 class VisionVerifier:
-    """Judges Push-T-like goals from images with a :class:`PoseEstimator` backend.
+    """Judges a task's goals from images with a :class:`PoseEstimator` backend.
 
-    ``success`` goal: a view succeeds iff its score (goal coverage of the estimated pose) is
-    strictly greater than the task threshold (gym-pusht's ``coverage > 0.95``) plus the
+    ``success`` goal: a view succeeds iff its score (the task plugin's ``score`` of the
+    estimated pose against the goal pose; Push-T: goal coverage) is strictly greater than the
+    task threshold (Push-T: gym-pusht's ``coverage > 0.95``) plus the
     backend's calibrated ``success_margin`` (0 when it has none), which keeps false
     positives down where the score's error straddles the threshold.
     ``reset`` goal: a view succeeds iff the estimated pose is within
@@ -45,12 +47,14 @@ class VisionVerifier:
         views: views to judge by default (default: the task's success views).
         fusion: ``all`` | ``any`` | ``mean`` (default: the task's success.fusion).
         clock: time source for latencies.
+        plugin: the task's plugin (score and outline); default: the registry's for the task.
     """
 
     def __init__(self, task: TaskSpec, estimator: PoseEstimator,
                  views: Sequence[str] | None = None, fusion: str | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, plugin: TaskPlugin | None = None) -> None:
         self.task = task
+        self.plugin = plugin or tasks.get(task)
         self.estimator = estimator
         self.backend_id = estimator.backend_id
         default_views = task.section('success').get('views') or list(task.views)
@@ -109,7 +113,8 @@ class VisionVerifier:
         view = self.task.views[view_name]
         image = validate_image(image, view)
         est = self.estimator.estimate(image, view)
-        score = geometry.coverage(est.pose, self.goal_pose) if est.found and est.pose else 0.0
+        score = (self.plugin.score(est.pose, self.goal_pose) if est.found and est.pose
+                 else 0.0)
         if goal == GOAL_SUCCESS:
             success, threshold, detail = self._success(est, score)
         else:
@@ -119,7 +124,8 @@ class VisionVerifier:
             stamp = f'{int(self.clock.now_s() * 1e6):d}'
             base = Path(evidence_dir) if evidence_dir else Path('.')
             caption = f'{view_name} {goal}: {"OK" if success else "FAIL"} score {score:.3f}'
-            img = overlay(image, view, self.goal_pose, est.pose, est.segmentation, caption)
+            img = overlay(image, view, self.goal_pose, est.pose, est.segmentation, caption,
+                          outline=self.plugin.outline)
             path = str(write_png_atomic(base / f'{goal}_{view_name}_{stamp}.png', img))
         return Verdict(view=view_name, backend=self.backend_id, success=success,
                        score=float(score), threshold=threshold,
@@ -145,7 +151,7 @@ class VisionVerifier:
         if not est.found or est.pose is None or expected is None:
             return False, thr, f'POSE: {est.detail}'
         d_px = math.hypot(est.pose[0] - float(expected[0]), est.pose[1] - float(expected[1]))
-        d_rad = abs(geometry.angle_diff(est.pose[2], float(expected[2])))
+        d_rad = abs(_angle_diff(est.pose[2], float(expected[2])))
         problems = []
         if d_px > self.pose_tolerance_px or d_rad > self.pose_tolerance_rad:
             problems.append(f'POSE: off by {d_px:.1f} px / {d_rad:.3f} rad (tolerance '
@@ -156,3 +162,8 @@ class VisionVerifier:
             return False, thr, '; '.join(problems)
         return True, thr, (f'pose within {d_px:.1f} px / {d_rad:.3f} rad, '
                            f'not solved (coverage {score:.4f} < {thr:.2f})')
+
+
+def _angle_diff(a: float, b: float) -> float:
+    """Smallest signed difference ``a - b`` of two angles, in [-pi, pi)."""
+    return (a - b + math.pi) % (2.0 * math.pi) - math.pi

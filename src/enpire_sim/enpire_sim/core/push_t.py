@@ -5,9 +5,9 @@ Physics, seeding and the coverage/success rule are gym-pusht's: :class:`PushTSim
 command validation against the task's safety envelope, a marker-free camera image and a
 ground-truth record). The camera is either gym-pusht's own renderer (``renderer='gym-pusht'``,
 bit for bit) or an area-sampled, anti-aliased one (``renderer='area'``, the default, see
-:mod:`enpire_sim.core.render`): the same scene, but the image moves with sub-pixel motion of
-the block, as a real camera's does. Units: workspace pixels of the 512 x 512 table, y down,
-radians.
+:mod:`enpire_tasks.push_t.render`, the task plugin's camera model): the same scene, but the
+image moves with sub-pixel motion of the block, as a real camera's does. Units: workspace
+pixels of the 512 x 512 table, y down, radians.
 
 Pose convention: ``object_pose = (x_px, y_px, theta_rad)`` is the T body's origin (the
 centre of the top bar's lower edge, gym-pusht's ``info['block_pose']``) with theta wrapped to
@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from enpire_tasks.push_t.observation import STATE_NAMES as STATE_NAMES  # re-exported
+from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
 from enpire_common.errors import CommandRejectedError, ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_sim.core.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-STATE_NAMES = ('x', 'y', 'vx', 'vy')
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,20 @@ import math
 
 import numpy as np
 import pytest
+from enpire_tasks.camera_models import make_camera_model
+from enpire_tasks.push_t import geometry
+from enpire_tasks.push_t.camera_model import PushTAreaCamera
+from enpire_tasks.push_t.opencv_backend import box_coverage
+from enpire_tasks.registry import make_sim_cell
 
 from enpire_common.errors import ConfigError
 from enpire_common.tasks import ViewSpec
-from enpire_reward.core import geometry, make_verifier
-from enpire_reward.core.camera_model import PushTAreaCamera, make_camera_model
-from enpire_reward.core.opencv_backend import box_coverage
+from enpire_reward.core import make_verifier
 
 
 @pytest.fixture(scope='module')
 def sim(task):
-    from enpire_sim.core.push_t import PushTSim
-
-    s = PushTSim(task, renderer='area')
+    s = make_sim_cell(task, renderer='area')
     yield s
     s.close()
 

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from enpire_common import push_t_scene as scene
+from enpire_tasks.push_t import scene
 
 SCALE_PX = 30.0
 #: The T as gym-pusht's ``add_tee`` builds it (scale 30): the bar and the stem, body frame
-#: (``enpire_common.push_t_scene.T_BOXES``), each as its four corners.
+#: (``enpire_tasks.push_t.scene.T_BOXES``), each as its four corners.
 BAR, STEM = (np.array(scene.box_corners(box)) for box in scene.T_BOXES)
 RECTS = (BAR, STEM)
 _BOX_AREAS = [4.0 * hx * hy for _, _, hx, hy in scene.T_BOXES]   # 3600 and 2700

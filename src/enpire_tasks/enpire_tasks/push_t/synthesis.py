@@ -1,6 +1,6 @@
 """Analysis by synthesis of the Push-T block's pixel-quantised pose near the success threshold.
 
-When the view has a forward camera model (:mod:`enpire_reward.core.camera_model`) whose image
+When the view has a forward camera model (:mod:`enpire_tasks.push_t.camera_model`) whose image
 is a deterministic function of the block's *rounded* corners (gym-pusht rounds its 8 corners
 to whole pixels before drawing), the image cannot tell apart two poses that round to the same
 corners, and every pose that does is equally likely. So the best possible verdict is: find
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from enpire_reward.core import geometry
-from enpire_reward.core.camera_model import PushTPygameCamera, round_half_even, t_corners
+from enpire_tasks.push_t import geometry
+from enpire_tasks.push_t.camera_model import PushTPygameCamera, round_half_even, t_corners
 
 
 @dataclass(frozen=True)

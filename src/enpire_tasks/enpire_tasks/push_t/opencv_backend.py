@@ -3,7 +3,7 @@
 Two pipelines, chosen by the view's forward camera model (``views.<view>.camera_model``):
 
 **Area-sampled camera** (``pusht-area-v1``, the sim cell's default ``camera.renderer: area``;
-:class:`enpire_reward.core.camera_model.PushTAreaCamera`), ~2-3 ms for a 480 x 480 frame:
+:class:`enpire_tasks.push_t.camera_model.PushTAreaCamera`), ~2-3 ms for a 480 x 480 frame:
 
 1. **Find** the T's region of interest (``cv2.inRange`` + connected components, as below).
 2. **Unmix**: every pixel on the block's edge is a blend of the known static background
@@ -50,7 +50,7 @@ a real camera: steps 1-4 only), ~5 ms for a 480 x 480 frame (pygame for step 5 o
    pixels are ignored; a poor fit retries from the flipped and the two perpendicular starts.
 
 The score is the goal coverage of the estimated pose, computed analytically
-(:func:`enpire_reward.core.geometry.coverage`). The silhouette models gym-pusht's renderer,
+(:func:`enpire_tasks.push_t.geometry.coverage`). The silhouette models gym-pusht's renderer,
 calibrated on renders from seeds other than the crosscheck's: the block's 4 px pygame border
 grows each side by ``dilation_px`` with pygame's half-pixel line offset towards +x / +y
 (:func:`_side_growth`), and ``offset_px`` places pixel sample points (pygame's integer
@@ -58,7 +58,7 @@ sampling, then cv2.resize 512 -> 480). Pose error on near-goal renders: ~0.20 / 
 (x / y), 0.002 rad (std), bias < 0.01 px; the renderer's whole-pixel rounding of the T's
 corners alone costs ~0.12 px: even a perfect rigid fit to the rounded corners has a score
 error of ~0.0026 (std) near the 0.95 threshold. Near the goal orientation a calibrated
-pixel-phase correction (:mod:`enpire_reward.core.phase_correction`) then removes the part of
+pixel-phase correction (:mod:`enpire_tasks.push_t.phase_correction`) then removes the part of
 the fit's error that is a function of where the corners sit on the 512 and 480 px grids:
 pose std 0.21 / 0.18 -> 0.17 / 0.15 px, score std near 0.95 0.0043 -> 0.0037 (held-out
 calibration renders).
@@ -66,7 +66,7 @@ calibration renders).
 5. **Analysis by synthesis** near the threshold (only where the view declares a forward
    camera model, ``views.<view>.camera_model`` in the task contract; the sim camera is
    ``gym-pusht-pygame``, a real camera ``none``): when the fit's score is within
-   ``synthesis_band`` (0.01) of the threshold, :mod:`enpire_reward.core.synthesis` finds the
+   ``synthesis_band`` (0.01) of the threshold, :mod:`enpire_tasks.push_t.synthesis` finds the
    rounded corner set whose render reproduces the observed pixels exactly (all 239
    near-threshold states of seeds 1001-1006 matched; half on the first render, the rest
    within 10-40 renders) and returns the mean pose of that set's cell (all poses that render
@@ -120,17 +120,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from enpire_common import push_t_scene as scene
 from enpire_common.config import require
 from enpire_common.tasks import ViewSpec
-from enpire_reward.core import geometry
-from enpire_reward.core.phase_correction import default_correction
-from enpire_reward.core.ports import Estimate, Segmentation
-from enpire_reward.core.synthesis import SynthesisRefiner
+from enpire_tasks.estimation import Estimate, Segmentation
+from enpire_tasks.push_t import geometry, scene
+from enpire_tasks.push_t.phase_correction import default_correction
+from enpire_tasks.push_t.synthesis import SynthesisRefiner
 
 BACKEND_ID = 'opencv-v1'
 
-#: gym-pusht's palette (``enpire_common.push_t_scene``), RGB, with each colour's role.
+#: gym-pusht's palette (``enpire_tasks.push_t.scene``), RGB, with each colour's role.
 PUSH_T_PALETTE: dict[str, tuple[tuple[int, int, int], str]] = {
     'background': (scene.TABLE, 'background'),
     'goal': (scene.GOAL, 'background'),
@@ -158,15 +157,15 @@ class OpenCvConfig:
         max_iterations: Gauss-Newton iterations per start.
         retry_residual: normalised fit residual above which the other starts are tried.
         phase_correction: subtract the calibrated pixel-phase error of the fit
-            (:mod:`enpire_reward.core.phase_correction`; near the goal orientation only).
+            (:mod:`enpire_tasks.push_t.phase_correction`; near the goal orientation only).
         success_margin: how far above the task threshold the score must be for a success
             verdict. The score's error near 0.95 is ~0.0036 (std); 0.002 trades a few false
             negatives for half the false positives (chosen on seeds 1003/1004, see
-            :mod:`enpire_reward.core.phase_correction`).
+            :mod:`enpire_tasks.push_t.phase_correction`).
         synthesis_band: where the view has a forward camera model (the task's
-            ``views.<view>.camera_model``, :mod:`enpire_reward.core.camera_model`) and the
+            ``views.<view>.camera_model``, :mod:`enpire_tasks.push_t.camera_model`) and the
             fit's score is within this of the threshold, the pose is refined by analysis by
-            synthesis (:mod:`enpire_reward.core.synthesis`). The fit's score error is ~0.003
+            synthesis (:mod:`enpire_tasks.push_t.synthesis`). The fit's score error is ~0.003
             (std): 0.01 is ~3 sigma (no state outside 0.006 was misjudged on seeds
             1001-1010; one of seed 2002 with a 0.008 fit error was, which widened it from
             0.006). 0 turns the synthesis off.

@@ -4,9 +4,7 @@ import math
 
 import numpy as np
 import pytest
-
-from enpire_common.errors import ConfigError
-from enpire_sim.core.render import (
+from enpire_tasks.push_t.render import (
     BORDER,
     FILL,
     GOAL,
@@ -15,6 +13,8 @@ from enpire_sim.core.render import (
     AreaRenderer,
     rounded_box_interval,
 )
+
+from enpire_common.errors import ConfigError
 
 MAP = ((0.9375, 0.0, 0.0), (0.0, 0.9375, 0.0))
 GOAL_POSE = (256.0, 256.0, math.pi / 4)

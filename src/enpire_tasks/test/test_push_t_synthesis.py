@@ -11,27 +11,25 @@ import math
 
 import numpy as np
 import pytest
-
-from enpire_common.errors import ConfigError, UnknownNameError
-from enpire_common.tasks import ViewSpec
-from enpire_reward.core import geometry, make_verifier
-from enpire_reward.core.camera_model import (
-    PushTPygameCamera,
+from enpire_tasks.camera_models import (
     make_camera_model,
-    round_half_even,
-    t_corners,
     view_camera_model_name,
     with_camera_model,
 )
+from enpire_tasks.push_t import geometry
+from enpire_tasks.push_t.camera_model import PushTPygameCamera, round_half_even, t_corners
+from enpire_tasks.registry import make_sim_cell
+
+from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_common.tasks import ViewSpec
+from enpire_reward.core import make_verifier
 
 GOAL_THETA = math.pi / 4
 
 
 @pytest.fixture(scope='module')
 def sim(task):
-    from enpire_sim.core.push_t import PushTSim
-
-    s = PushTSim(task, renderer='gym-pusht')
+    s = make_sim_cell(task, renderer='gym-pusht')
     yield s
     s.close()
 
@@ -159,7 +157,7 @@ def test_states_far_from_the_threshold_skip_the_synthesis(task, pygame_task, sim
 
 
 def test_camera_model_none_or_zero_band_keeps_the_analytic_fit(task, sim):
-    from enpire_reward.core.opencv_backend import OpenCvConfig, OpenCvTEstimator
+    from enpire_tasks.push_t.opencv_backend import OpenCvConfig, OpenCvTEstimator
 
     pose = _near_threshold_poses(task.goal_pose, 1, seed=9)[0]
     img, _ = _render(sim, pose)
@@ -177,7 +175,7 @@ def test_camera_model_none_or_zero_band_keeps_the_analytic_fit(task, sim):
 
 
 def test_the_ideal_verdict_is_the_majority_of_the_pixel_cell(task):
-    from enpire_reward.core.crosscheck import ideal_verdict
+    from enpire_tasks.push_t.crosscheck import pose_ideal_verdict as ideal_verdict
 
     goal = task.goal_pose
     assert ideal_verdict(goal, goal, 0.95)

@@ -4,15 +4,15 @@ import math
 
 import numpy as np
 import pytest
-
-from enpire_reward.core import VisionVerifier
-from enpire_reward.core.geometry import coverage
-from enpire_reward.core.phase_correction import (
+from enpire_tasks.estimation import Estimate
+from enpire_tasks.push_t.geometry import coverage
+from enpire_tasks.push_t.phase_correction import (
     corner_features,
     default_correction,
     fit_phase_correction,
 )
-from enpire_reward.core.ports import Estimate
+
+from enpire_reward.core import VisionVerifier
 
 GOAL = (256.0, 256.0, math.pi / 4)
 SCALE = 480.0 / 512.0
