@@ -259,7 +259,7 @@ def test_two_hosts_with_one_cell_each_form_one_fleet(tmp_path: Path) -> None:
     logs = [tmp_path / 'host_a.log', tmp_path / 'host_b.log']
     try:
         hosts.append(_enpire('up', str(FLEET_LAUNCH), 'cells:=1', home=tmp_path, log=logs[0]))
-        hosts.append(_enpire('up', str(FLEET_LAUNCH), 'cells:=1', 'name_0:=cell_1',
+        hosts.append(_enpire('up', str(FLEET_LAUNCH), 'cells:=1', 'first:=1',
                              home=tmp_path, log=logs[1]))
         for host, cell in zip(hosts, ('cell_0', 'cell_1'), strict=True):
             _wait_ready(cell, host, 150.0)

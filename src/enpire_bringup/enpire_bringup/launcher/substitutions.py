@@ -2,8 +2,13 @@
 
 Supported: ``$(var name)``, ``$(env NAME)``, ``$(env NAME default)``, ``$(optenv NAME
 [default])``, ``$(find-pkg-share pkg)``, ``$(find-pkg-prefix pkg)``, ``$(dirname)``,
-``$(filename)``, ``$(not x)``, ``$(equals a b)``. Arguments may be quoted with ``'`` or ``"``
-and may nest other substitutions, as in launch: ``$(var $(env WHICH))``.
+``$(filename)``, ``$(not x)``, ``$(equals a b)``, ``$(eval 'expr')``. Arguments may be quoted
+with ``'`` or ``"`` and may nest other substitutions, as in launch: ``$(var $(env WHICH))``.
+
+``$(eval)`` is launch's PythonExpression restricted to what a launch file needs to count:
+numbers, strings, ``+ - * // %``, comparisons, ``and``/``or``/``not`` and parentheses (no
+names, calls or attributes). ``$(eval '$(var cells) - 1')`` gives ``1`` for ``cells:=2``, so a
+file can include itself once per cell (launch/fleet_sim.launch.yaml).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class SubstitutionContext:
 
 
 SUBSTITUTIONS = ('var', 'env', 'optenv', 'find-pkg-share', 'find-pkg-prefix', 'dirname',
-                 'filename', 'not', 'equals')
+                 'filename', 'not', 'equals', 'eval')
 
 def has_substitution(text: str) -> bool:
     """Whether ``text`` contains a ``$(`` substitution."""
@@ -181,10 +186,60 @@ def _eval_sub(name: str, args: list[str], ctx: SubstitutionContext) -> str:
     if name == 'equals':
         _nargs(name, args, 2, 2)
         return 'true' if args[0] == args[1] else 'false'
+    if name == 'eval':
+        _nargs(name, args, 1, 1)
+        return str(safe_eval(args[0]))
     close = difflib.get_close_matches(name, SUBSTITUTIONS, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ''
     raise SubstitutionError(f"unknown substitution '$({name})'{hint} "
                             f"(supported: {', '.join(SUBSTITUTIONS)})")
+
+
+def safe_eval(expr: str) -> object:
+    """Evaluate the arithmetic/comparison/boolean expression of ``$(eval)`` (see the top)."""
+    import ast
+    import operator
+
+    binops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+    cmps = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+            ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
+
+    def ev(node: ast.AST) -> object:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in binops:
+            return binops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
+            value = ev(node.operand)
+            return -value if isinstance(node.op, ast.USub) else not value
+        if isinstance(node, ast.BoolOp):  # Python's value semantics: 0 or 2 -> 2
+            value = ev(node.values[0])
+            for nxt in node.values[1:]:
+                if bool(value) != isinstance(node.op, ast.And):
+                    return value
+                value = ev(nxt)
+            return value
+        if isinstance(node, ast.Compare) and all(type(o) in cmps for o in node.ops):
+            left = ev(node.left)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = ev(right_node)
+                if not cmps[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        raise SubstitutionError(f"$(eval '{expr}'): only numbers, strings, + - * // %, "
+                                f'comparisons and and/or/not are supported here '
+                                f'(found {type(node).__name__})')
+
+    try:
+        tree = ast.parse(expr.strip(), mode='eval')
+    except SyntaxError as exc:
+        raise SubstitutionError(f"$(eval '{expr}') is not an expression: {exc.msg}") from None
+    try:
+        return ev(tree.body)
+    except (TypeError, ZeroDivisionError) as exc:
+        raise SubstitutionError(f"$(eval '{expr}') failed: {exc}") from None
 
 
 def to_bool(value: object, what: str) -> bool:
