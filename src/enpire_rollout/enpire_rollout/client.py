@@ -2,8 +2,12 @@
 
 :class:`RolloutClient` talks to a cell's ``run_trials`` action from its own rclpy context.
 :class:`CellStack` starts the embedded sim cell launch (``enpire up``) when no cell answers,
-and stops it again (process group, SIGINT then SIGKILL). :func:`make_ros_trials_port` gives
-the built-in agent a ``TrialsPort`` backed by both.
+and stops it again (process group, SIGINT then SIGKILL); :class:`CellSession` and
+:class:`FleetSession` hold clients of one cell or several.
+
+The rollout runs stored revisions and records nothing in the experiment store: submitting a
+policy directory (agent bridge) and storing the trials (evolution) belong to the layers
+above, whose client (``enpire_evolution.ros.trials_port``) wraps these sessions.
 """
 
 from __future__ import annotations
@@ -47,14 +51,10 @@ def default_launch_file(name: str = 'push_t_sim.launch.yaml') -> Path:
 
 
 def trial_to_dict(t: Any) -> dict[str, Any]:
-    """A TrialResult message as plain JSON-able data."""
-    return {'trial_id': t.trial_id, 'revision_id': t.revision_id, 'cell_id': t.cell_id,
-            'seed': int(t.seed), 'outcome': t.outcome, 'reason': t.reason,
-            'success': bool(t.success), 'score': round(float(t.score), 6),
-            'steps': int(t.steps), 'duration_s': round(float(t.duration_s), 3),
-            'attempts': int(t.attempts), 'solved_attempt': int(t.solved_attempt),
-            'reset_s': round(float(t.reset_s), 3), 'record_dir': t.record_dir,
-            'error_code': int(t.error_code), 'error_msg': t.error_msg}
+    """A TrialResult message as plain JSON-able data (its record's ``summary()``)."""
+    from enpire_rollout.ros.conversions import trial_from_msg
+
+    return trial_from_msg(t).summary()
 
 
 #: How long a client waits for a cell that should be running (no start allowed, or a fleet
@@ -102,19 +102,27 @@ class RolloutClient:
                    timeout_s: float = 24 * 3600.0) -> Any:
         """Send one RunTrials goal and wait for its result (raises the result's error).
 
-        ``record=False`` runs the trials without bag, video or trial.json (benchmarks);
-        the node honours the flag as sent. ``allow_unconfined`` lets the cell run the policy
-        where no sandbox confinement exists (otherwise the run fails with
-        SANDBOX_UNCONFINED); trial.json records it.
+        ``revision_id`` is the full id of a submitted revision: the cell runs stored
+        revisions only, so a ``policy_dir`` is refused here (ConfigError) instead of by the
+        cell; submit it first, or use a client that does (TrialsClient in
+        ``enpire_evolution.ros.trials_port``). ``record=False`` runs the trials without
+        bag, video or trial.json (benchmarks); the node honours the flag as sent.
+        ``allow_unconfined`` lets the cell run the policy where no sandbox confinement exists
+        (otherwise the run fails with SANDBOX_UNCONFINED); trial.json records it.
         """
         from enpire_common.ros import wait_future
         from enpire_interfaces.action import RunTrials
 
+        if policy_dir:
+            raise ConfigError(
+                f'policy_dir={policy_dir!r}: cells run submitted revisions only; submit the '
+                'directory first (enpire policy submit) and pass revision_id, or run through '
+                'enpire_evolution.ros.trials_port.TrialsClient, which submits it')
         if not self.wait_ready(10.0):
             raise CellUnavailableError(f'/{self.cell}/run_trials is not available')
         goal = RunTrials.Goal(
-            experiment_id=experiment_id, revision_id=revision_id, policy_dir=policy_dir,
-            count=int(count), seeds=[int(s) for s in seeds], seed_start=int(seed_start),
+            experiment_id=experiment_id, revision_id=revision_id, count=int(count),
+            seeds=[int(s) for s in seeds], seed_start=int(seed_start),
             max_wall_time_s=float(max_wall_time_s), max_episode_steps=int(max_episode_steps),
             max_consecutive_faults=int(max_consecutive_faults), record=bool(record),
             attempts=int(attempts), allow_unconfined=bool(allow_unconfined))
@@ -252,46 +260,6 @@ class CellSession:
             self.stack.stop()
 
 
-class RosTrialsPort:
-    """The built-in agent's TrialsPort over a cell session (trials are stored by the node)."""
-
-    def __init__(self, session: CellSession) -> None:
-        self.session = session
-
-    def run(self, *, experiment_id: str, revision_id: str, revision_dir: Path,
-            seeds: Sequence[int], max_wall_time_s: float = 0.0,
-            on_trial: Callable[[Any], None] | None = None) -> list[Any]:
-        from enpire_evolution.core.trials_port import TrialOutcome
-
-        def outcome(t: Any) -> TrialOutcome:
-            return TrialOutcome(trial_id=t.trial_id, seed=int(t.seed), outcome=t.outcome,
-                                success=bool(t.success), score=float(t.score),
-                                steps=int(t.steps), duration_s=float(t.duration_s),
-                                reason=t.reason)
-
-        seen: set[str] = set()
-
-        def on_feedback(fb: Any) -> None:
-            last = fb.last
-            if on_trial and last.trial_id and last.trial_id not in seen:
-                seen.add(last.trial_id)
-                on_trial(outcome(last))
-
-        result = self.session.client.run_trials(
-            count=len(seeds), revision_id=revision_id, seeds=list(seeds),
-            experiment_id=experiment_id, max_wall_time_s=max_wall_time_s,
-            on_feedback=on_feedback)
-        out = [outcome(t) for t in result.trials]
-        if on_trial:
-            for o in out:
-                if o.trial_id not in seen:
-                    on_trial(o)
-        return out
-
-    def close(self) -> None:
-        self.session.close()
-
-
 class FleetSession:
     """Clients for several cells, starting ``fleet_sim.launch.yaml cells:=N`` when none answers.
 
@@ -359,40 +327,3 @@ class FleetSession:
         self.clients = []
         if self.stack is not None:
             self.stack.stop()
-
-
-class _FleetCell:
-    """One cell of a FleetSession as RosTrialsPort's session (closing is the fleet's job)."""
-
-    def __init__(self, client: RolloutClient) -> None:
-        self.client = client
-
-    def close(self) -> None:
-        pass
-
-
-def make_ros_fleet_ports(task: str, home: Path, cells: int,
-                         log: Callable[[str], None] | None = None,
-                         ) -> tuple[FleetSession, list[RosTrialsPort]]:
-    """One TrialsPort per cell of ``cell_0..cell_<cells-1>`` (started here if none runs).
-
-    Close the returned session when done (it stops a launch it started).
-    """
-    if task != 'push_t':
-        raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
-    if not 1 <= cells <= 4:
-        raise ConfigError(f'cells={cells}: fleet_sim.launch.yaml starts 1 to 4 cells')
-    session = FleetSession(home=Path(home), cells=[f'cell_{i}' for i in range(cells)],
-                           log=log)
-    return session, [RosTrialsPort(_FleetCell(c)) for c in session.clients]
-
-
-def make_ros_trials_port(task: str, home: Path, cells: int = 1,
-                         log: Callable[[str], None] | None = None) -> RosTrialsPort:
-    """A TrialsPort on ``cell_0`` (started here if no cell runs)."""
-    if cells != 1:
-        raise ConfigError(f'cells={cells}: the ROS trials port drives one cell per agent; '
-                          'use make_ros_fleet_ports (enpire improve --cells N)')
-    if task != 'push_t':
-        raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
-    return RosTrialsPort(CellSession(home=Path(home), log=log))

@@ -260,7 +260,9 @@ def rerun_trial(trial_dir: str | Path, *, home: Path, cell: str = 'cell_0',
         home: ENPIRE_HOME holding the revision store.
         cell: cell namespace to run on (started from the sim launch when none answers and
             ``start``).
-        session: an open :class:`~enpire_rollout.client.CellSession` to use (not closed here).
+        session: an open :class:`~enpire_rollout.client.CellSession` to use (not closed here);
+            the rerun is stored in the experiment store only through a session that records
+            (``enpire_evolution.ros.trials_port.TrialsSession``): the rollout records nothing.
 
     Returns:
         ``{'ok', 'original', 'rerun', 'outcome_reproduced', 'lockstep', 'states'}`` where

@@ -17,7 +17,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +27,29 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.metrics import wilson_interval
 from enpire_evolution.core.config import StoreConfig, default_store_url, enpire_home
+from enpire_evolution.core.store_schema import (
+    Agent,
+    Branch,
+    Event,
+    Experiment,
+    Revision,
+    RevisionStats,
+    Trial,
+    Verdict,
+    agents_table,
+    branches_table,
+    events_table,
+    experiments_table,
+    metadata,
+    revisions_table,
+    trials_table,
+    verdicts_of,
+    verdicts_table,
+)
+
+__all__ = ['BRANCH_STATUSES', 'EXPERIMENT_STATUSES', 'REVISION_STATUSES', 'Agent', 'Branch',
+           'Event', 'Experiment', 'ExperimentStore', 'Revision', 'RevisionStats', 'Trial',
+           'Verdict', 'verdicts_of']
 
 T = TypeVar('T')
 
@@ -37,214 +59,6 @@ EXPERIMENT_STATUSES = ('running', 'done', 'failed', 'stopped')
 
 # Execution option marking a connection that only reads (deferred BEGIN on SQLite).
 _READ_ONLY = 'enpire_read_only'
-
-metadata = sa.MetaData()
-
-experiments_table = sa.Table(
-    'experiments', metadata,
-    sa.Column('id', sa.String(200), primary_key=True),
-    sa.Column('task', sa.String(200), nullable=False),
-    sa.Column('created_at', sa.Float, nullable=False),
-    sa.Column('config', sa.JSON, nullable=False),
-    sa.Column('status', sa.String(32), nullable=False),
-)
-
-agents_table = sa.Table(
-    'agents', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('id', sa.String(200), primary_key=True),
-    sa.Column('kind', sa.String(100), nullable=False),
-    sa.Column('cell', sa.String(100), nullable=False),
-)
-
-branches_table = sa.Table(
-    'branches', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('name', sa.String(200), primary_key=True),
-    sa.Column('agent', sa.String(200), nullable=True),
-    sa.Column('parent', sa.String(200), nullable=True),
-    sa.Column('created_at', sa.Float, nullable=False),
-    sa.Column('status', sa.String(16), nullable=False),
-    sa.Column('pruned_reason', sa.Text, nullable=False),
-)
-
-revisions_table = sa.Table(
-    'revisions', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('id', sa.String(64), primary_key=True),
-    sa.Column('branch', sa.String(200), nullable=False),
-    sa.Column('parent', sa.String(64), nullable=True),
-    sa.Column('commit', sa.String(64), nullable=False),
-    sa.Column('hypothesis', sa.Text, nullable=False),
-    sa.Column('regime', sa.String(32), nullable=False),
-    sa.Column('created_at', sa.Float, nullable=False),
-    sa.Column('params', sa.JSON, nullable=False),
-    sa.Column('origin', sa.Text, nullable=False),
-    sa.Column('status', sa.String(16), nullable=False),
-    sa.Index('ix_revisions_branch', 'experiment', 'branch'),
-)
-
-trials_table = sa.Table(
-    'trials', metadata,
-    sa.Column('trial_id', sa.String(200), primary_key=True),
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), nullable=False),
-    sa.Column('revision', sa.String(64), nullable=False),
-    sa.Column('branch', sa.String(200), nullable=False),
-    sa.Column('cell', sa.String(100), nullable=False),
-    sa.Column('seed', sa.BigInteger, nullable=False),
-    sa.Column('outcome', sa.String(32), nullable=False),
-    sa.Column('success', sa.Boolean, nullable=False),
-    sa.Column('score', sa.Float, nullable=False),
-    sa.Column('steps', sa.Integer, nullable=False),
-    sa.Column('started_at', sa.Float, nullable=False),
-    sa.Column('ended_at', sa.Float, nullable=False),
-    sa.Column('duration_s', sa.Float, nullable=False),
-    sa.Column('reset_s', sa.Float, nullable=False),
-    sa.Column('record_dir', sa.Text, nullable=False),
-    sa.Column('reason', sa.Text, nullable=False),
-    sa.Column('is_eval', sa.Boolean, nullable=False),
-    sa.Index('ix_trials_experiment', 'experiment', 'ended_at'),
-    sa.Index('ix_trials_revision', 'experiment', 'revision'),
-    sa.Index('ix_trials_branch', 'experiment', 'branch'),
-)
-
-verdicts_table = sa.Table(
-    'verdicts', metadata,
-    sa.Column('trial_id', sa.String(200), sa.ForeignKey('trials.trial_id'), primary_key=True),
-    sa.Column('view', sa.String(100), primary_key=True),
-    sa.Column('backend', sa.String(100), primary_key=True),
-    sa.Column('success', sa.Boolean, nullable=False),
-    sa.Column('score', sa.Float, nullable=False),
-)
-
-events_table = sa.Table(
-    'events', metadata,
-    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column('ts', sa.Float, nullable=False),
-    sa.Column('experiment', sa.String(200), nullable=False),
-    sa.Column('kind', sa.String(100), nullable=False),
-    sa.Column('data', sa.JSON, nullable=False),
-    sa.Index('ix_events_experiment', 'experiment', 'ts'),
-)
-
-
-# --- row types -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Experiment:
-    """One experiment: a task, a config and its status."""
-
-    id: str
-    task: str
-    created_at: float
-    config: dict[str, Any] = field(default_factory=dict)
-    status: str = 'running'
-
-
-@dataclass(frozen=True)
-class Agent:
-    """An agent taking part in an experiment (built-in, claude, codex, ...) and its cell."""
-
-    experiment: str
-    id: str
-    kind: str
-    cell: str = ''
-
-
-@dataclass(frozen=True)
-class Branch:
-    """A line of revisions (a git branch of the policy workspace)."""
-
-    experiment: str
-    name: str
-    agent: str | None = None
-    parent: str | None = None
-    created_at: float = 0.0
-    status: str = 'active'
-    pruned_reason: str = ''
-
-
-@dataclass(frozen=True)
-class Revision:
-    """A policy revision (sha256 content id) with its commit, parent and hypothesis.
-
-    ``origin`` says where an idea came from when it was not the branch's own, e.g.
-    ``'borrowed from agent a1 revision 3f2c...'``.
-    """
-
-    experiment: str
-    id: str
-    branch: str
-    parent: str | None = None
-    commit: str = ''
-    hypothesis: str = ''
-    regime: str = 'heuristic'
-    created_at: float = 0.0
-    params: dict[str, Any] = field(default_factory=dict)
-    origin: str = ''
-    status: str = 'proposed'
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One finished trial (the store's view of ``TrialResult``).
-
-    ``is_eval`` separates held-out evaluation trials from tuning trials.
-    """
-
-    trial_id: str
-    experiment: str
-    revision: str
-    branch: str
-    cell: str
-    seed: int
-    outcome: str
-    success: bool
-    score: float
-    steps: int = 0
-    started_at: float = 0.0
-    ended_at: float = 0.0
-    duration_s: float = 0.0
-    reset_s: float = 0.0
-    record_dir: str = ''
-    reason: str = ''
-    is_eval: bool = False
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One verifier judgement of one view of a trial ('fused' for the fused one)."""
-
-    trial_id: str
-    view: str
-    backend: str
-    success: bool
-    score: float
-
-
-@dataclass(frozen=True)
-class Event:
-    """A free-form experiment event (agent decisions, prunes, errors)."""
-
-    ts: float
-    experiment: str
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RevisionStats:
-    """Trial counts of one revision, as aggregated by the database."""
-
-    revision: str
-    branch: str
-    n: int
-    successes: int
-    mean_score: float | None
-
-    @property
-    def success_rate(self) -> float:
-        return self.successes / self.n if self.n else 0.0
-
 
 def _row(cls: type[T], row: Any) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

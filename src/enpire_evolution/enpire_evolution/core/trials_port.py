@@ -1,11 +1,17 @@
-"""The trials port of the built-in agent, and a deterministic fake of it.
+"""The trials port of the built-in agent, the recorder of trials, and a deterministic fake.
 
-Contract of :class:`TrialsPort` (the rollout node implements it over ROS): ``run`` executes
-one trial per seed of an already-stored revision and RECORDS each finished trial in the
-experiment store itself (experiment, revision, branch = the revision's branch in the store,
-cell, seed, outcome, ..., ``is_eval`` = the seed lies in the task's evaluation range). The
-returned outcomes are a convenience; the store is the source of truth. Callers therefore
-``add_revision`` before running trials of it and never record trials themselves.
+Contract of :class:`TrialsPort` (``enpire_evolution.ros.trials_port.RosTrialsPort``
+implements it over ROS): ``run`` executes one trial per seed of an already-stored revision
+and RECORDS each finished trial in the experiment store itself (experiment, revision,
+branch = the revision's branch in the store, cell, seed, outcome, ..., ``is_eval`` = the
+seed lies in the task's evaluation range). The returned outcomes are a convenience; the
+store is the source of truth. Callers therefore ``add_revision`` before running trials of
+it and never record trials themselves.
+
+:class:`TrialRecorder` is how every port records: the rollout's one trial record
+(``TrialRecord``) becomes the store's row (``Trial.from_record``) and verdict rows. The
+rollout itself records nothing here (it is the lower layer); evolution records what the
+rollout reports.
 
 :class:`FakeTrialsPort` honours the same contract without ROS: a success model over the
 policy's ``params`` decides each trial, time passes on an injected fake clock, and a
@@ -25,9 +31,11 @@ from typing import Any, Protocol
 import yaml
 
 from enpire_common.clock import FakeClock
-from enpire_common.errors import ConfigError
+from enpire_common.errors import ConfigError, EnpireError
+from enpire_common.tasks import load_task
 from enpire_evolution.core.fakes import FAKE_START_S
-from enpire_evolution.core.store import ExperimentStore, Trial
+from enpire_evolution.core.store import ExperimentStore, Revision, Trial, verdicts_of
+from enpire_rollout.core.trial_record import TrialRecord
 
 #: Outcomes that say nothing about the policy (the cell failed); excluded from statistics.
 VOID_OUTCOMES = ('reset_failed', 'aborted')
@@ -45,6 +53,60 @@ class TrialOutcome:
     steps: int
     duration_s: float
     reason: str = ''
+
+    @classmethod
+    def from_record(cls, r: TrialRecord) -> TrialOutcome:
+        """The outcome of the rollout's record of a finished trial."""
+        return cls(trial_id=r.trial_id, seed=int(r.seed), outcome=r.outcome,
+                   success=bool(r.success), score=float(r.score), steps=int(r.steps),
+                   duration_s=float(r.duration_s), reason=r.reason)
+
+
+class TrialRecorder:
+    """Records finished trials (the rollout's :class:`TrialRecord`) in the experiment store.
+
+    Args:
+        store: the experiment store.
+        evaluation_seeds: ``task -> (first, last)`` inclusive seed range of held-out
+            evaluation trials (``is_eval``); default: the task contract's.
+    """
+
+    def __init__(self, store: ExperimentStore,
+                 evaluation_seeds: Callable[[str], tuple[int, int]] | None = None) -> None:
+        self.store = store
+        self._evaluation_seeds = evaluation_seeds or (
+            lambda task: load_task(task).evaluation_seeds)
+        self._seeds: dict[str, tuple[int, int]] = {}
+
+    def ensure(self, experiment: str, task: str, revision_id: str, now_s: float,
+               describe: Callable[[], Any]) -> str:
+        """Make sure the experiment and the revision's rows exist; returns its branch.
+
+        A revision the store does not know yet (a manual ``enpire trial run``) goes on the
+        ``manual`` branch with what ``describe()`` tells of it (an agent bridge revision:
+        parent, commit, hypothesis, regime, params).
+        """
+        self.store.create_experiment(experiment, task, now_s)
+        try:
+            return self.store.revision(experiment, revision_id).branch
+        except EnpireError:
+            pass
+        rev = describe()
+        self.store.add_branch(experiment, 'manual', created_at=now_s)
+        self.store.add_revision(Revision(
+            experiment=experiment, id=revision_id, branch='manual',
+            parent=rev.parent or None, commit=rev.commit, hypothesis=rev.hypothesis,
+            regime=rev.regime or 'heuristic', created_at=now_s, params=rev.params))
+        return 'manual'
+
+    def record(self, record: TrialRecord, branch: str) -> bool:
+        """Store a finished trial and its verdicts on ``branch``; False if already stored."""
+        if record.task not in self._seeds:
+            lo, hi = self._evaluation_seeds(record.task)
+            self._seeds[record.task] = (int(lo), int(hi))
+        lo, hi = self._seeds[record.task]
+        trial = Trial.from_record(record, branch=branch, is_eval=lo <= record.seed <= hi)
+        return self.store.record_trial(trial, verdicts_of(record))
 
 
 class TrialsPort(Protocol):
@@ -163,6 +225,7 @@ class FakeTrialsPort:
         self.kill_after = kill_after
         self.kill_on_seed = kill_on_seed
         self.wall = wall or (lambda: FAKE_START_S + self.clock.now_s())
+        self.recorder = TrialRecorder(store, lambda _task: self.evaluation_seeds)
         self.recorded = 0
         self.calls: list[tuple[str, tuple[int, ...]]] = []
 
@@ -178,8 +241,7 @@ class FakeTrialsPort:
         self.calls.append((revision_id, tuple(int(s) for s in seeds)))
         start = self.clock.now_s()
         out: list[TrialOutcome] = []
-        lo, hi = self.evaluation_seeds
-        for seed in seeds:
+        for index, seed in enumerate(seeds):
             if max_wall_time_s > 0 and self.clock.now_s() - start >= max_wall_time_s:
                 break
             started = self.wall()
@@ -190,17 +252,16 @@ class FakeTrialsPort:
             # Deterministic per cell (a resumed run re-records nothing), distinct across
             # cells (two fleet agents running the same baseline seed both count).
             trial_id = f'{experiment_id}-{self.cell}-{revision_id[:12]}-s{int(seed)}'
-            trial = Trial(
-                trial_id=trial_id, experiment=experiment_id, revision=revision_id,
-                branch=rev.branch, cell=self.cell, seed=int(seed),
+            record = TrialRecord(
+                experiment_id=experiment_id, trial_id=trial_id, revision_id=revision_id,
+                cell_id=self.cell, task='fake', seed=int(seed), index=index,
                 outcome='success' if ok else 'timeout', success=ok, score=score,
                 steps=120 if ok else 300, started_at=started, ended_at=started + self.trial_s,
                 duration_s=self.trial_s * 0.8, reset_s=self.trial_s * 0.2,
-                reason='' if ok else 'time limit', is_eval=lo <= int(seed) <= hi)
-            self.store.record_trial(trial)
+                reason='' if ok else 'time limit')
+            self.recorder.record(record, rev.branch)
             self.recorded += 1
-            outcome = TrialOutcome(trial_id, int(seed), trial.outcome, ok, score, trial.steps,
-                                   trial.duration_s, trial.reason)
+            outcome = TrialOutcome.from_record(record)
             out.append(outcome)
             if on_trial is not None:
                 on_trial(outcome)

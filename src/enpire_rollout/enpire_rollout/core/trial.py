@@ -22,17 +22,15 @@ Each attempt is kept in ``TrialRecord.attempts``; the trial succeeds if any atte
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from enpire_common.clock import Clock
 from enpire_common.config import require
 from enpire_common.errors import (
-    OK,
     CellUnavailableError,
     EnpireError,
     EnpireTimeoutError,
@@ -41,11 +39,18 @@ from enpire_common.errors import (
     VerificationError,
 )
 from enpire_common.metrics import pass_at_k, wilson_interval
+from enpire_rollout.core.trial_record import (
+    ABORTED,
+    FAILURE,
+    OUTCOMES,
+    POLICY_FAULT,
+    RESET_FAILED,
+    SAFETY_ABORT,
+    SUCCESS,
+    TIMEOUT,
+    TrialRecord,
+)
 
-SUCCESS, FAILURE, TIMEOUT = 'success', 'failure', 'timeout'
-SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED = (
-    'safety_abort', 'policy_fault', 'reset_failed', 'aborted')
-OUTCOMES = (SUCCESS, FAILURE, TIMEOUT, SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED)
 #: Outcomes that count towards ``max_consecutive_faults``.
 FAULT_OUTCOMES = frozenset({POLICY_FAULT, SAFETY_ABORT, RESET_FAILED})
 
@@ -103,47 +108,6 @@ class VerifyOutcome:
     success: bool
     score: float
     verdicts: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass
-class TrialRecord:
-    """Everything known about one finished trial (becomes TrialResult and trial.json)."""
-
-    experiment_id: str
-    trial_id: str
-    revision_id: str
-    cell_id: str
-    task: str
-    seed: int
-    index: int
-    outcome: str = ABORTED
-    reason: str = ''
-    success: bool = False
-    score: float = 0.0
-    steps: int = 0
-    duration_s: float = 0.0
-    reset_s: float = 0.0
-    started_at: float = 0.0
-    ended_at: float = 0.0
-    verdicts: list[dict[str, Any]] = field(default_factory=list)
-    reset: dict[str, Any] = field(default_factory=dict)
-    record_dir: str = ''
-    error_code: int = OK
-    error_msg: str = ''
-    #: pass@k: one entry per attempt (retry_index, outcome, reason, success, steps,
-    #: duration_s, score); empty when the trial never reached its episode.
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    #: The controller's counters summed over the attempts: ``late_acts`` (acts past the
-    #: deadline in wall time, CPU time within it), ``resent_commands`` (lost-message
-    #: recoveries); see ControllerPort.stop_episode.
-    controller: dict[str, int] = field(default_factory=dict)
-    #: How the policy was confined and what its sandbox refused (ControllerPort.sandbox):
-    #: ``confinement`` (landlock|bwrap|none), ``allow_unconfined``, ``denials`` (count over
-    #: the attempts) and ``denied`` (the first few refused operations).
-    sandbox: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import SafetyEvent, StateVector
 from enpire_interfaces.srv import VerifySuccess
 from enpire_rollout.core.trial import EpisodeTicks, Progress, ResetInfo, VerifyOutcome
+from enpire_rollout.ros.conversions import verdict_to_dict
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -45,14 +46,6 @@ CONTROL = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
 #: Per-episode counters of the policy host's ``stopped`` status, kept in trial.json.
 HOST_COUNTERS = ('late_acts', 'resent_commands')
-
-
-def verdict_to_dict(v: Any) -> dict[str, Any]:
-    return {'view': v.view, 'backend': v.backend, 'success': bool(v.success),
-            'score': float(v.score), 'threshold': float(v.threshold),
-            'confidence': float(v.confidence), 'object_pose': [float(x) for x in v.object_pose],
-            'latency_s': float(v.latency_s), 'evidence_path': v.evidence_path,
-            'detail': v.detail}
 
 
 class RosCell:

@@ -3,7 +3,9 @@
 Per trial: reset (``reset_cell``, verified) -> the revision's policy host drives the cell
 through the safety supervisor -> success polled with ``verify_success`` -> final verdict with
 the cell holding -> the recorder closes ``episode.mcap`` + MP4 + ``trial.json`` -> a
-``TrialResult`` on ``trial_events`` and a row in the experiment store.
+``TrialResult`` on ``trial_events`` and in the run's feedback and result. The node records
+nothing in the experiment store: evolution does, from those results
+(``enpire_evolution.ros.trials_port``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from rclpy.node import Node
 
 from enpire_common.clock import SystemClock
 from enpire_common.config import require
+from enpire_common.confinement import require_confinement, unconfined_allowed
 from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
-from enpire_common.paths import enpire_home
+from enpire_common.paths import enpire_home, revision_policy_dir
 from enpire_common.ros import declare_config, run_node
-from enpire_common.tasks import TaskSpec, load_task, verify_contract
+from enpire_common.tasks import load_task, verify_contract
 from enpire_interfaces.action import RunTrials
-from enpire_interfaces.msg import TrialResult, Verdict
+from enpire_interfaces.msg import TrialResult
 from enpire_rollout.core.trial import (
     BudgetConfig,
     NullRecorder,
@@ -35,6 +38,7 @@ from enpire_rollout.core.trial import (
     TrialRunner,
     seed_sequence,
 )
+from enpire_rollout.ros.conversions import trial_to_msg
 from enpire_rollout.ros.ports import RosCell, RosController, RosVerifier
 
 
@@ -45,7 +49,6 @@ class RolloutConfig:
     task: str = 'push_t'
     home: str = ''                  # ENPIRE_HOME override ('' = $ENPIRE_HOME or ./runs)
     cell_id: str = ''               # '' = the node's namespace
-    store: bool = True              # record trials in the experiment store
     # RunTrials.record is a plain bool, so "unset" reads as false: the node honours it as given
     # (RolloutClient sends true unless asked not to); force_record records every trial anyway.
     force_record: bool = False
@@ -63,94 +66,23 @@ class RolloutConfig:
                 'must be > 0 seconds')
 
 
-def _stamp(t: float) -> Any:
-    from builtin_interfaces.msg import Time
-
-    sec = int(t)
-    return Time(sec=sec, nanosec=int((t - sec) * 1e9))
-
-
-def to_msg(record: TrialRecord) -> TrialResult:
-    msg = TrialResult(
-        experiment_id=record.experiment_id, trial_id=record.trial_id,
-        revision_id=record.revision_id, cell_id=record.cell_id, task=record.task,
-        seed=int(record.seed), outcome=record.outcome, reason=record.reason[:2000],
-        success=bool(record.success), score=float(record.score), steps=int(record.steps),
-        duration_s=float(record.duration_s), reset_s=float(record.reset_s),
-        started_at=_stamp(record.started_at), ended_at=_stamp(record.ended_at),
-        record_dir=record.record_dir, error_code=int(record.error_code),
-        error_msg=record.error_msg[:2000], attempts=max(1, len(record.attempts)),
-        solved_attempt=next((i + 1 for i, a in enumerate(record.attempts) if a['success']),
-                            1 if record.success else 0))
-    for v in record.verdicts:
-        msg.verdicts.append(Verdict(
-            view=str(v.get('view', '')), backend=str(v.get('backend', '')),
-            success=bool(v.get('success', False)), score=float(v.get('score', 0.0)),
-            threshold=float(v.get('threshold', 0.0)), confidence=float(v.get('confidence', 1)),
-            object_pose=[float(x) for x in v.get('object_pose', [])],
-            latency_s=float(v.get('latency_s', 0.0)),
-            evidence_path=str(v.get('evidence_path', '')), detail=str(v.get('detail', ''))))
-    return msg
-
-
-class TrialStoreWriter:
-    """Writes finished trials into the experiment store (one SQLite file per ENPIRE_HOME)."""
-
-    def __init__(self, home: Path, task: TaskSpec) -> None:
-        from enpire_evolution.core.store import ExperimentStore
-
-        self.store = ExperimentStore.open(home)
-        self.task = task
-
-    def ensure(self, experiment: str, revision_id: str, revision: Any, now_s: float) -> str:
-        """Make sure the experiment and revision rows exist; returns the revision's branch."""
-        from enpire_evolution.core.store import Revision as StoreRevision
-
-        self.store.create_experiment(experiment, self.task.name, now_s)
-        try:
-            return self.store.revision(experiment, revision_id).branch
-        except EnpireError:
-            pass
-        self.store.add_branch(experiment, 'manual', created_at=now_s)
-        self.store.add_revision(StoreRevision(
-            experiment=experiment, id=revision_id, branch='manual',
-            parent=revision.parent or None, commit=revision.commit,
-            hypothesis=revision.hypothesis, regime=revision.regime or 'heuristic',
-            created_at=now_s, params=revision.params))
-        return 'manual'
-
-    def record(self, r: TrialRecord, branch: str) -> None:
-        from enpire_evolution.core.store import Trial
-        from enpire_evolution.core.store import Verdict as StoreVerdict
-
-        lo, hi = self.task.evaluation_seeds
-        self.store.record_trial(
-            Trial(trial_id=r.trial_id, experiment=r.experiment_id, revision=r.revision_id,
-                  branch=branch, cell=r.cell_id, seed=r.seed, outcome=r.outcome,
-                  success=r.success, score=r.score, steps=r.steps, started_at=r.started_at,
-                  ended_at=r.ended_at, duration_s=r.duration_s, reset_s=r.reset_s,
-                  record_dir=r.record_dir, reason=r.reason, is_eval=lo <= r.seed <= hi),
-            [StoreVerdict(trial_id=r.trial_id, view=str(v.get('view', '')),
-                          backend=str(v.get('backend', '')), success=bool(v.get('success')),
-                          score=float(v.get('score', 0.0))) for v in r.verdicts])
-
-
 class RolloutNode(Node):
     """Runs budgeted trials of one policy revision at a time on its cell.
 
-    Action server: ``run_trials`` (enpire_interfaces/RunTrials): revision_id or policy_dir,
-        count, seeds / seed_start, budget fields (0 = the node's ``budget.*`` default),
-        record (honoured as given: false writes no bag/video/trial.json; a raw goal that
-        leaves it unset records nothing unless ``force_record``). Feedback per phase and
-        per finished trial; cancel stops after making the cell safe (the open trial ends
-        ``aborted``).
+    Action server: ``run_trials`` (enpire_interfaces/RunTrials): revision_id (the full id
+        of a revision under ``<home>/revisions``; a goal with policy_dir is refused: clients
+        submit the directory first), count, seeds / seed_start, budget fields (0 = the
+        node's ``budget.*`` default), record (honoured as given: false writes no
+        bag/video/trial.json; a raw goal that leaves it unset records nothing unless
+        ``force_record``). Feedback per phase and per finished trial; cancel stops after
+        making the cell safe (the open trial ends ``aborted``).
     Publishes: ``trial_events`` (TrialResult), ``policy/control`` (to the policy host),
         ``safety/reset`` (to the supervisor, at each episode start).
     Subscribes: ``state``, ``policy/status``, ``safety/events``.
     Uses: ``reset_cell`` (action), ``verify_success`` (service), the recorder
         (``recorder/control`` / ``recorder/status``), and starts one ``policy_host`` process
         per revision under test.
-    Parameters (RolloutConfig): task, home, cell_id, store, force_record,
+    Parameters (RolloutConfig): task, home, cell_id, force_record,
         host_start_timeout_s, verify_timeout_s, budget.max_wall_time_s,
         budget.max_consecutive_faults, budget.max_episode_steps, budget.max_episode_time_s,
         budget.verify_period_s, budget.reset_timeout_s.
@@ -176,7 +108,6 @@ class RolloutNode(Node):
         from enpire_rollout.ros.recorder_node import RecorderClient
 
         self.recorder = RecorderClient(self, runs_root=self.home)
-        self._store: TrialStoreWriter | None = None
         self._server = ActionServer(self, RunTrials, 'run_trials', self._execute,
                                     goal_callback=self._on_goal,
                                     cancel_callback=lambda _g: CancelResponse.ACCEPT,
@@ -231,22 +162,18 @@ class RolloutNode(Node):
         budget = self._budget(goal)
         verify_contract(self.task, self.home)
         self._check_confinement(bool(goal.allow_unconfined))
-        revision = self._resolve_revision(goal)
+        revision_id, revision_dir = self._resolve_revision(goal)
         experiment = goal.experiment_id or 'default'
         from enpire_rollout.core.records import recover_incomplete
 
         for trial_id in recover_incomplete(self.home / experiment):
             self.get_logger().warning(f'trial {trial_id} was left open by a crash: aborted')
-        branch = 'manual'
-        if self.config.store and self._store is None:
-            self._store = TrialStoreWriter(self.home, self.task)
-        if self._store is not None:
-            branch = self._store.ensure(experiment, revision.id, revision, time.time())
         try:
-            self.controller.load(revision.id, str(revision.path))
+            self.controller.load(revision_id, str(revision_dir))
         except EnpireError as err:
             # Every trial will then record the fault (budget stops the run).
-            self.get_logger().error(f'policy host for {revision.short} failed to start: {err}')
+            self.get_logger().error(f'policy host for {revision_id[:12]} failed to start: '
+                                    f'{err}')
         feedback = RunTrials.Feedback(total=count)
         n_success = 0
 
@@ -257,10 +184,8 @@ class RolloutNode(Node):
         def on_trial(record: TrialRecord) -> None:
             nonlocal n_success
             n_success += record.success
-            msg = to_msg(record)
+            msg = trial_to_msg(record)
             self._events.publish(msg)
-            if self._store is not None:
-                self._store.record(record, branch)
             feedback.n_success, feedback.last, feedback.phase = n_success, msg, 'done'
             goal_handle.publish_feedback(feedback)
 
@@ -272,10 +197,10 @@ class RolloutNode(Node):
             on_trial=on_trial, on_phase=on_phase,
             cancelled=lambda: goal_handle.is_cancel_requested)
         seeds = seed_sequence(list(goal.seeds) or None, int(goal.seed_start), count)
-        summary = runner.run(experiment_id=experiment, revision_id=revision.id,
+        summary = runner.run(experiment_id=experiment, revision_id=revision_id,
                              cell_id=self.cell_id, task=self.task.name, seeds=seeds,
                              budget=budget)
-        result.trials = [to_msg(t) for t in summary.trials]
+        result.trials = [trial_to_msg(t) for t in summary.trials]
         result.n_success = summary.n_success
         result.success_rate = summary.success_rate
         result.ci_low, result.ci_high = summary.interval()
@@ -292,26 +217,23 @@ class RolloutNode(Node):
 
     def _check_confinement(self, allow: bool) -> None:
         """Refuse (UnconfinedError) to run policy code unconfined unless allowed."""
-        from enpire_agent_bridge.core.config import SandboxConfig
-        from enpire_agent_bridge.core.host import allow_unconfined, resolve_confinement
-
-        config = SandboxConfig(allow_unconfined=allow)
-        found = resolve_confinement(config)
+        found = require_confinement('auto', allow)
         if not found.confined:
             self.get_logger().warning(f'running policy code UNCONFINED ({found.detail}); '
                                       'trial records say so')
-        self.controller.set_allow_unconfined(allow_unconfined(config))
+        self.controller.set_allow_unconfined(unconfined_allowed(allow))
 
-    def _resolve_revision(self, goal: RunTrials.Goal) -> Any:
-        from enpire_agent_bridge.core.revisions import RevisionStore
-
-        store = RevisionStore(self.home / 'revisions')
+    def _resolve_revision(self, goal: RunTrials.Goal) -> tuple[str, Path]:
+        """The goal's revision id and its snapshot directory under ``<home>/revisions``."""
         if goal.policy_dir:
-            rev, _created = store.submit(goal.policy_dir, now_s=time.time())
-            return rev
+            raise ConfigError(
+                f'policy_dir={goal.policy_dir!r}: the rollout node runs stored revisions only; '
+                'submit the directory first (enpire policy submit, or a client that submits, '
+                'e.g. enpire_evolution.ros.trials_port.TrialsClient) and send its revision_id')
         if not goal.revision_id:
-            raise ConfigError('give revision_id or policy_dir')
-        return store.get(goal.revision_id)
+            raise ConfigError('give revision_id: the full id of a submitted revision '
+                              '(enpire policy submit DIR prints it)')
+        return goal.revision_id, revision_policy_dir(self.home, goal.revision_id)
 
     def destroy_node(self) -> None:
         self.controller.close()
