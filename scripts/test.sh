@@ -8,6 +8,10 @@ bash "$ROOT/scripts/setup.sh"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 python -m ruff check src tests benchmarks scripts examples
+# The layer rules (pyproject.toml [tool.importlinter]): a broken contract fails the run and
+# names itself. A contract that cannot be kept yet is listed in the config but left out here
+# with --contract selections, never enforced while broken.
+lint-imports
 set +e
 python -m pytest -m "not gpu" "$@"
 rc=$?
