@@ -183,3 +183,11 @@ def test_each_retry_waits_the_backoff_on_the_injected_clock():
                              retry_backoff_s=0.5)
     assert proc.run(3).attempts == 2
     assert clock.now_s() == pytest.approx(0.5)
+
+
+def test_strategies_come_from_the_task_plugin():
+    from enpire_tasks import registry
+
+    assert set(registry.get('push_t').reset_strategies) <= set(available_strategies('push_t'))
+    with pytest.raises(UnknownNameError, match="unknown reset strategy 'sim_place'"):
+        resolve_strategy_id('sim_place')  # no task: no task's strategies

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -122,3 +123,12 @@ def test_unknown_near_goal_noise_is_explained(task):
 
     with pytest.raises(UnknownNameError, match="did you mean 'tight'"):
         next(sample_states(task, 1, near_goal_noise='tigth'))
+
+
+def test_backends_come_from_the_task_plugin_then_the_generic_ones(task):
+    from enpire_reward.core import available_backends
+
+    assert list(available_backends(task)) == ['opencv-v1', 'yolo', 'sam2']
+    assert list(available_backends('no_such_task')) == ['yolo', 'sam2']
+    with pytest.raises(UnknownNameError, match="unknown verifier backend 'opencv-v1'"):
+        make_verifier('opencv-v1', dataclasses.replace(task, name='no_such_task'))

@@ -7,9 +7,10 @@ the task rate, bounds, NaN, size) before the revision becomes visible. A rejecte
 nothing in the store and the error says what to fix, naming the agent's own directory (never
 the staging copy).
 
-Observations for the check: rendered Push-T frames from :class:`enpire_sim.core.push_t.PushTSim`
-when that package is importable (realistic images and pusher states from seeded starts), else
-synthetic ones built from the spec (varied pusher positions, a table-like image with a block).
+Observations for the check: the task plugin's seeded validation scenes
+(:func:`enpire_tasks.observation.validation_observations`: the contract's start ranges drawn
+with the task's own camera model, no simulator), else, for a task without a plugin, synthetic
+ones built from the spec (varied pusher positions, a table-like image with a block).
 """
 
 from __future__ import annotations
@@ -96,30 +97,6 @@ def _fill(spec: PolicySpec, values: Mapping[str, Any]) -> dict[str, Any]:
     return obs
 
 
-def _sim_observations(task: Any, spec: PolicySpec, n: int, seed: int) -> list[dict[str, Any]]:
-    from enpire_sim.core.push_t import PushTSim  # optional: only where the sim is installed
-
-    images = {k: f for k, f in spec.observation.items() if len(f.shape) == 3}
-    sim = PushTSim(task)
-    try:
-        out = []
-        for i in range(n):
-            state = sim.reset(seed + i)
-            # A few steps towards the workspace centre so velocities are not all zero.
-            for _ in range(i % 3):
-                state = sim.step(np.clip(state[:2] + 20.0, sim.low, sim.high))
-            img = sim.render()
-            values: dict[str, Any] = {'agent_pos': state[:2], 'agent_vel': state[2:],
-                                      'step': sim.step_count, 'retry_index': 0}
-            for name, fld in images.items():
-                if img.shape == tuple(fld.shape):
-                    values[name] = img
-            out.append(_fill(spec, values))
-        return out
-    finally:
-        sim.close()
-
-
 def synthetic_observations(spec: PolicySpec, n: int = 4, seed: int = 0) -> list[dict[str, Any]]:
     """Spec-conforming observations with varied pusher positions and a table-like image."""
     rng = np.random.default_rng(seed)
@@ -144,13 +121,12 @@ def synthetic_observations(spec: PolicySpec, n: int = 4, seed: int = 0) -> list[
 
 def validation_observations(task: Any, spec: PolicySpec, n: int = 4,
                             seed: int = 0) -> list[dict[str, Any]]:
-    """Rendered sim observations when the task's sim is importable, else synthetic ones."""
-    if spec.task == 'push_t':
-        try:
-            return _sim_observations(task, spec, n, seed)
-        except ImportError:
-            pass
-    return synthetic_observations(spec, n, seed)
+    """The task plugin's seeded validation scenes, else (no plugin) synthetic ones."""
+    from enpire_tasks import observation, registry
+
+    if registry.find(task) is None:
+        return synthetic_observations(spec, n, seed)
+    return [_fill(spec, o) for o in observation.validation_observations(task, n, seed)]
 
 
 def _rejected(exc: Exception, staged: Path | None, source: Path) -> PolicyRejectedError:
