@@ -313,9 +313,7 @@ def test_the_next_candidate_is_validated_while_the_current_ones_trials_run(world
         try:
             # The fake port takes no real time: let the background preparation finish inside
             # the run, as it would while a real cell runs trials.
-            th = agent._prefetch
-            if th is not None:
-                th.join(10.0)
+            agent.prefetcher.wait(10.0)
             return real_run(**kw)
         finally:
             in_run['flag'] = False

@@ -102,11 +102,13 @@ class DeadSimPort(FakeTrialsPort):
 
 
 def make_fleet(home: Path, store: ExperimentStore, *, n: int = 2, model=anything_but_the_seed,
-               ports=None, **cfg) -> tuple[Fleet, list[str]]:
+               ports=None, clocks=None, **cfg) -> tuple[Fleet, list[str]]:
+    """A fleet of ``n`` fake cells, each agent's budget on its cell's clock (``clocks``, or
+    new ones)."""
     config = BuiltinAgentConfig(**{
         'experiment': EXP, 'budget_min': 60.0, 'goal_consecutive': 3, 'stages': (4, 8, 12),
         'eval_min_trials': 8, 'search_overrides': OVERRIDES, 'n_startup_trials': 2, **cfg})
-    clocks = [FakeClock() for _ in range(n)]
+    clocks = list(clocks or [FakeClock() for _ in range(n)])
     walls = [lambda c=c: FAKE_START_S + c.now_s() for c in clocks]
     ports = ports or [FakeTrialsPort(store, model, evaluation_seeds=TASK.evaluation_seeds,
                                      clock=c, trial_s=10.0, cell=f'cell_{i}', wall=w)
@@ -140,10 +142,30 @@ def test_agent_i_gets_its_own_id_branch_cell_and_sampler_seed() -> None:
         'builtin-2', 'agent-2', 'cell_2', 1, 9)
 
 
-def test_a_fleet_refuses_more_than_four_cells(tmp_path: Path, store: ExperimentStore) -> None:
-    ports = [object()] * 5
-    with pytest.raises(ConfigError, match='1 to 4 cells.*got 5'):
-        make_fleet(tmp_path, store, n=5, ports=ports)
+def test_a_fleet_needs_at_least_one_cell(tmp_path: Path, store: ExperimentStore) -> None:
+    with pytest.raises(ConfigError, match='at least 1 cell.*got 0'):
+        Fleet(BuiltinAgentConfig(experiment=EXP), store, RevisionStore(tmp_path / 'revisions'),
+              LockedWorkspace(tmp_path / 'workspace' / 'push_t'), [], home=tmp_path,
+              seed_policy=SEED, task=TASK, validate=manifest_validator)
+
+
+def test_eight_agents_run_on_eight_cells_like_the_paper(tmp_path: Path,
+                                                        store: ExperimentStore) -> None:
+    fleet, lines = make_fleet(tmp_path, store, n=8, max_candidates=1)  # the shared baseline
+    result = fleet.run()
+    cells = [f'cell_{i}' for i in range(8)]
+    assert [(a['cell'], a['branch'], a['stop_reason']) for a in result.agents] == [
+        (c, f'agent-{i}', 'max_candidates') for i, c in enumerate(cells)]
+    assert {a.id for a in store.agents(EXP)} == {f'builtin-{i}' for i in range(8)}
+    assert {b.name for b in store.branches(EXP)} == {f'agent-{i}' for i in range(8)}
+    assert all((tmp_path / 'optuna' / f'{EXP}.builtin-{i}.journal').is_file() for i in range(8))
+    # Which cell runs which trial depends on thread timing (a shared revision's seeds go to
+    # whichever cell gets there first); every cell is measured.
+    assert {t.cell for t in store.trials_for(EXP)} <= set(cells)
+    assert set(result.mru['per_cell']) == set(cells)
+    assert [c['status'] for c in result.cells] == ['ok'] * 8
+    assert all(any(line.startswith(f'[agent-{i}@cell_{i}]') for line in lines)
+               for i in range(8))
 
 
 def test_a_peers_better_revision_is_cherry_picked_with_its_origin_and_retried_here(
@@ -152,19 +174,19 @@ def test_a_peers_better_revision_is_cherry_picked_with_its_origin_and_retried_he
     fleet.prepare()
     a0, a1 = fleet.agents
     r0 = a0.run()  # agent 0 alone: its baseline, then one change that is kept
-    peer_best = a0._best()
+    peer_best = a0.ledger.best()
     assert peer_best is not None and peer_best.branch == 'agent-0' and not peer_best.origin
     assert 'improve' not in remote_branches(tmp_path)
     assert f'{EXP}/agent-0' in remote_branches(tmp_path)  # pushed after its keep
     r1 = a1.run()  # agent 1: the same baseline (trials re-used), then borrows agent 0's best
-    baselines = [a._events(CANDIDATE_DONE)[0].data['revision'] for a in (a0, a1)]
+    baselines = [a.ledger.events(CANDIDATE_DONE)[0].data['revision'] for a in (a0, a1)]
     assert baselines[0] == baselines[1]  # one policy, one id, wherever its worktree is
     assert {t.cell for t in store.trials_for(EXP, revision=baselines[0])} == {'cell_0'}
-    best = a1._best()
+    best = a1.ledger.best()
     assert best.branch == 'agent-1' and best.status == 'kept'
     assert best.origin == f'borrowed from agent builtin-0 revision {peer_best.id}'
     assert best.params == peer_best.params and best.parent != peer_best.id
-    started = [e.data for e in a1._events(CANDIDATE_STARTED) if 'borrowed_from' in e.data]
+    started = [e.data for e in a1.ledger.events(CANDIDATE_STARTED) if 'borrowed_from' in e.data]
     assert started[0]['borrowed_from']['method'] == 'cherry-pick'
     # Re-tried on agent 1's own cell, not taken on the peer's word.
     cells = {t.cell for t in store.trials_for(EXP, revision=best.id)}
@@ -230,9 +252,8 @@ def healthy_and_failing_cell(store: ExperimentStore, failing: type, **failing_kw
 def test_a_lost_cell_stops_only_its_agent_and_stores_its_open_trial_as_aborted(
         tmp_path: Path, store: ExperimentStore) -> None:
     ports, (clock0, clock1) = healthy_and_failing_cell(store, LostCellPort, lose_after=4)
-    fleet, lines = make_fleet(tmp_path, store, ports=ports, budget_min=4.0)
-    fleet.agents[0].clock = clock0
-    fleet.agents[1].clock = clock1
+    fleet, lines = make_fleet(tmp_path, store, ports=ports, clocks=(clock0, clock1),
+                              budget_min=4.0)
     result = fleet.run()
     a0, a1 = result.agents
     assert a0['stop_reason'] == 'budget' and not a0['error']
@@ -277,25 +298,22 @@ def test_running_the_same_fleet_again_resumes_each_agent_from_its_own_events(
     model = peaked_success_model({'push_gain': 0.5, 'max_step_px': 30.0})
     first, _ = make_fleet(tmp_path, store, budget_min=3.0, model=model)
     first.run()
-    n_before = {a.config.agent_id: len(a._events(CANDIDATE_DONE)) for a in first.agents}
+    n_before = {a.config.agent_id: len(a.ledger.events(CANDIDATE_DONE)) for a in first.agents}
     again, lines = make_fleet(tmp_path, store, budget_min=3.0, model=model)
     result = again.run()
     assert any(line.startswith('[agent-0@cell_0]') and 'resuming experiment' in line
                for line in lines)
     for a in again.agents:
-        assert len(a._events(CANDIDATE_DONE)) > n_before[a.config.agent_id]
+        assert len(a.ledger.events(CANDIDATE_DONE)) > n_before[a.config.agent_id]
         assert all(e.data['agent'] == a.config.agent_id
-                   for e in a._events(CANDIDATE_DONE))
+                   for e in a.ledger.events(CANDIDATE_DONE))
     assert [a['stop_reason'] for a in result.agents] == ['budget', 'budget']
 
 
 def test_a_cell_whose_trials_keep_ending_void_is_lost_and_only_its_agent_stops(
         tmp_path: Path, store: ExperimentStore) -> None:
     ports, clocks = healthy_and_failing_cell(store, DeadSimPort, die_after=3)
-    fleet, lines = make_fleet(tmp_path, store, ports=ports, budget_min=4.0)
-    for agent, clock in zip(fleet.agents, clocks, strict=True):
-        agent.clock = clock
-        agent.wall = lambda c=clock: FAKE_START_S + c.now_s()
+    fleet, lines = make_fleet(tmp_path, store, ports=ports, clocks=clocks, budget_min=4.0)
     result = fleet.run()
     a0, a1 = result.agents
     assert a0['stop_reason'] == 'budget' and not a0['error']

@@ -43,7 +43,7 @@ class BuiltinAgentConfig:
         max_stalls: consecutive trial runs that record nothing before the agent gives up.
         pipeline: prepare (ask, write, validate, snapshot) the next candidate in a background
             thread while the current one's trials run, so the cell does not wait for the
-            agent (see :mod:`core.agent`); False = strictly one step after another.
+            agent (see :mod:`core.prefetch`); False = strictly one step after another.
     """
 
     task: str = 'push_t'

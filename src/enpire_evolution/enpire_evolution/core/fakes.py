@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from enpire_evolution.core.store import ExperimentStore, Revision, Trial, Verdict
 
@@ -123,3 +124,73 @@ def populate_fake_experiment(
             if rate > parent_rate:
                 parent, parent_rate = rev, rate
     return fake
+
+
+#: ``outcome(revision, seed)``: True (success), False (a timeout) or an outcome name such as
+#: ``'aborted'`` (void).
+Script = Callable[[str, int], bool | str]
+
+
+class ScriptedTrialsPort:
+    """A trials port whose outcomes are scripted per revision and seed (tests of the agent's
+    parts: ledger, trial runner, judge, evaluator). It records each trial in the store, as the
+    contract of :class:`~enpire_evolution.core.trials_port.TrialsPort` says.
+
+    Args:
+        store: where trials are recorded.
+        outcome: ``(revision, seed) -> True | False | outcome name``.
+        clock: advanced by ``trial_s`` per trial (optional).
+        trial_s: simulated duration of one trial.
+        cell: the cell recorded on each trial.
+        evaluation_seeds: inclusive range of seeds recorded as ``is_eval``.
+        record: False makes the port return without recording anything (a stalled cell).
+
+    Attributes:
+        calls: ``(revision, seeds, max_wall_time_s)`` of each run, in order.
+    """
+
+    def __init__(self, store: ExperimentStore, outcome: Script, *, clock: Any = None,
+                 trial_s: float = 10.0, cell: str = 'cell_0',
+                 evaluation_seeds: tuple[int, int] = (100_000, 100_999),
+                 record: bool = True) -> None:
+        self.store = store
+        self.outcome = outcome
+        self.clock = clock
+        self.trial_s = trial_s
+        self.cell = cell
+        self.evaluation_seeds = evaluation_seeds
+        self.record = record
+        self.calls: list[tuple[str, tuple[int, ...], float]] = []
+        self._n = 0
+
+    def run(self, *, experiment_id: str, revision_id: str, revision_dir: Any,
+            seeds: Sequence[int], max_wall_time_s: float = 0.0,
+            on_trial: Callable[[Any], None] | None = None) -> list[Any]:
+        from enpire_evolution.core.trials_port import TrialOutcome
+
+        self.calls.append((revision_id, tuple(int(s) for s in seeds), max_wall_time_s))
+        if not self.record:
+            return []
+        branch = self.store.revision(experiment_id, revision_id).branch
+        lo, hi = self.evaluation_seeds
+        out = []
+        for seed in seeds:
+            got = self.outcome(revision_id, int(seed))
+            outcome = got if isinstance(got, str) else ('success' if got else 'timeout')
+            started = FAKE_START_S + (self.clock.now_s() if self.clock else 0.0)
+            if self.clock is not None:
+                self.clock.advance(self.trial_s)
+            self._n += 1
+            trial = make_trial(experiment_id, revision_id, branch, self._n, outcome == 'success',
+                               cell=self.cell, started_at=started, duration_s=self.trial_s,
+                               reset_s=0.0, is_eval=lo <= int(seed) <= hi, seed=int(seed))
+            if isinstance(got, str):
+                trial = replace(trial, outcome=got, reason=f'scripted {got}')
+            trial = replace(trial, trial_id=f'{trial.trial_id}-{self.cell}')
+            self.store.record_trial(trial)
+            o = TrialOutcome(trial.trial_id, int(seed), trial.outcome, trial.success,
+                             trial.score, trial.steps, trial.duration_s, trial.reason)
+            out.append(o)
+            if on_trial is not None:
+                on_trial(o)
+        return out

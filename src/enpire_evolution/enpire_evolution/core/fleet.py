@@ -1,8 +1,10 @@
 """A fleet: one built-in agent per cell, in parallel, sharing ideas through git alone.
 
-``enpire improve --cells N`` runs N :class:`FleetAgent` s (threads of one process; each has its
-own trials port, i.e. its own cell and RolloutClient) in ONE experiment. There is no central
-coordinator of ideas:
+``enpire improve --cells N`` runs N built-in agents, each composed with a
+:class:`~enpire_evolution.core.fleet_behaviour.FleetBehaviour` (threads of one process; each
+has its own trials port, i.e. its own cell and RolloutClient) in ONE experiment. N is not
+capped here (the paper runs 8 agents on 8 cells); the sim fleet launch file is, see
+:data:`MAX_CELLS`. There is no central coordinator of ideas:
 
 * each agent searches with its own optuna study (``<experiment>.<agent>``, sampler seed
   ``sampler_seed + i``) on its own git branch ``<experiment>/agent-<i>`` in its own worktree;
@@ -33,7 +35,6 @@ cell node (fleet_sim.launch.yaml respawns it) costs one aborted trial and the ag
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,34 +42,29 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import (
     CellUnavailableError,
     ConfigError,
     EnpireError,
     EnpireTimeoutError,
-    PolicyRejectedError,
 )
 from enpire_evolution.core import metrics
-from enpire_evolution.core.agent import (
-    AGENT_STOPPED,
-    CANDIDATE_DONE,
-    CANDIDATE_STARTED,
-    BuiltinAgent,
-    LogFn,
-    _Candidate,
-    _first_line,
-    _read_yaml,
-)
+from enpire_evolution.core.agent import BuiltinAgent, LogFn
 from enpire_evolution.core.agent_config import BuiltinAgentConfig
 from enpire_evolution.core.branches import GitError, PolicyWorkspace
+from enpire_evolution.core.candidate_writer import first_line
+from enpire_evolution.core.compare import summarise
+from enpire_evolution.core.fleet_behaviour import REMOTE, fleet_agent
+from enpire_evolution.core.ledger import AGENT_STOPPED, CANDIDATE_DONE
 from enpire_evolution.core.recipes import write_recipe
-from enpire_evolution.core.store import ExperimentStore, Revision, Trial
+from enpire_evolution.core.store import ExperimentStore, Trial
 from enpire_evolution.core.trials_port import VOID_OUTCOMES, TrialOutcome, TrialsPort
 
-MAX_CELLS = 4  # fleet_sim.launch.yaml starts 1 to 4 cells
+#: The most cells ``launch/fleet_sim.launch.yaml`` starts on one host. The CLI still reads it
+#: (cli_commands._improve_fleet); a :class:`Fleet` itself takes any number of cells (the
+#: paper runs 8 agents on 8 cells), one trials port each.
+MAX_CELLS = 4
 #: Event stored at the end of each fleet run: its MRU per cell and mean (with how it was
 #: computed), its cells' status and the GPU figure; the report lists one row per run.
 FLEET_RUN = 'fleet_run'
@@ -76,7 +72,6 @@ MRU_HOW = ('per cell: union of its trials\' started_at..ended_at intervals (rese
            'verify + record, aborted trials included) / the fleet run\'s wall span (all agents '
            'started -> all agents stopped; launch start-up excluded); fleet MRU = mean over '
            'cells')
-REMOTE = 'origin'
 
 
 def cell_name(i: int) -> str:
@@ -165,7 +160,7 @@ class GuardedTrialsPort:
             raise CellUnavailableError(
                 f'cell {self.cell} lost: its last {len(void)} trials ended void ('
                 + ', '.join(sorted({t.outcome for t in void}))
-                + f'; last: {_first_line(void[-1].reason)[:300]}); check its nodes '
+                + f'; last: {first_line(void[-1].reason)[:300]}); check its nodes '
                 f'(enpire doctor, the launch log), restart the cell and run the same command '
                 'to resume')
         return out
@@ -187,182 +182,6 @@ class GuardedTrialsPort:
         close = getattr(self.port, 'close', None)
         if callable(close):
             close()
-
-
-class FleetAgent(BuiltinAgent):
-    """A :class:`BuiltinAgent` that shares its branch and borrows its peers' better ideas.
-
-    Args (besides BuiltinAgent's):
-        peers: the other agents' ids in the experiment.
-        stop_event: set by the fleet when any agent meets the goal; the agent stops starting
-            work.
-        borrow_margin: a peer's best must beat this agent's best by at least this many
-            successes on the same tuning seeds to be borrowed.
-        remote: the git remote the fleet shares branches through.
-    """
-
-    def __init__(self, *args: Any, peers: Sequence[str] = (),
-                 stop_event: threading.Event | None = None, borrow_margin: int = 1,
-                 remote: str = REMOTE, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if borrow_margin < 1:
-            raise ConfigError(f'borrow_margin={borrow_margin}: must be >= 1 success (a tie '
-                              'is no reason to switch ideas)')
-        self.peers = tuple(p for p in peers if p != self.config.agent_id)
-        team = sorted({*self.peers, self.config.agent_id})
-        self._rank, self._team_size = team.index(self.config.agent_id), len(team)
-        #: Revisions every agent of the fleet runs (the seed policy, its baseline).
-        self._shared: set[str] = set()
-        self.stop_event = stop_event or threading.Event()
-        self.borrow_margin = borrow_margin
-        self.remote = remote
-
-    @property
-    def study_name(self) -> str:
-        return f'{self.exp}.{self.config.agent_id}'
-
-    def _stopped(self) -> bool:
-        return self.stop_event.is_set()
-
-    def _try(self, cand: _Candidate) -> None:
-        if cand.parent is None:  # the baseline: the same revision (content id) for everyone
-            self._shared.add(cand.revision)
-        super()._try(cand)
-
-    def _batch(self, revision: str, seeds: Sequence[int], missing: list[int]) -> list[int]:
-        """Split a revision every agent runs (the baseline) between the cells: this agent's
-        share of ``seeds`` first, then, one trial at a time (rechecking the store in between),
-        whatever no peer has recorded yet. Trials are shared through the store: a seed any
-        cell ran counts for everyone (common random numbers), so the fleet's baseline costs
-        each cell 1/N of it instead of all of it, and no cell waits for another."""
-        if revision not in self._shared or self._team_size < 2:
-            return missing
-        share = math.ceil(len(seeds) / self._team_size)
-        mine = set(seeds[self._rank * share:(self._rank + 1) * share])
-        first = [s for s in missing if s in mine]
-        if first:
-            return first
-        # After its share: the peers' seeds that are still missing, starting with the next
-        # peer's last ones (the least likely to be running there right now).
-        order = {s: i for i, s in enumerate(seeds)}
-        start = ((self._rank + 2) * share - 1) % len(seeds)
-        rest = sorted(missing, key=lambda s: (start - order[s]) % len(seeds))
-        return rest[:1]
-
-    def _has_remote(self) -> bool:
-        return self.remote in self.workspace.git('remote').split()
-
-    def _on_kept(self, cand: _Candidate) -> None:
-        if not self._has_remote():
-            return
-        try:
-            self.workspace.push(self.config.git_branch, self.remote)
-        except GitError as exc:  # sharing is best effort: the store still has the revision
-            self._say(f'push of {self.config.git_branch} failed (peers will not see it yet): '
-                      f'{exc}')
-
-    def peer_best(self, peer: str) -> Revision | None:
-        """A peer agent's last kept revision (from the shared store)."""
-        kept = [e.data['revision'] for e in self.store.events(self.exp, CANDIDATE_DONE)
-                if e.data.get('agent', 'builtin') == peer and e.data.get('decision') == 'keep']
-        return self.store.revision(self.exp, kept[-1]) if kept else None
-
-    def _borrow(self, best: Revision | None) -> _Candidate | None:
-        if best is None or not self.peers:
-            return None
-        borrowed = {(e.data.get('borrowed_from') or {}).get('revision')
-                    for e in self._events(CANDIDATE_STARTED)}
-        own = self._tuning(best.id)
-        pick: tuple[int, str, Revision, int, int, int] | None = None
-        for peer in self.peers:
-            rev = self.peer_best(peer)
-            if (rev is None or rev.id == best.id or rev.id in borrowed
-                    or dict(rev.params) == dict(best.params)
-                    or self._duplicate_of(rev.params) is not None):
-                continue
-            theirs = self._tuning(rev.id)
-            common = sorted(set(own) & set(theirs))
-            if len(common) < self.config.stages[1]:
-                continue
-            mine = sum(own[s].success for s in common)
-            their = sum(theirs[s].success for s in common)
-            gain = their - mine
-            if gain >= self.borrow_margin and (pick is None or gain > pick[0]):
-                pick = (gain, peer, rev, mine, their, len(common))
-        if pick is None:
-            return None
-        _gain, peer, rev, mine, their, n = pick
-        return self._take(best, peer, rev, f'{their}/{n} vs my best {mine}/{n} on the same '
-                                           'tuning seeds')
-
-    def _take(self, best: Revision, peer: str, rev: Revision, why: str) -> _Candidate | None:
-        """Cherry-pick ``rev``'s commit onto this agent's best and start it as a candidate."""
-        from enpire_agent_bridge.core.revisions import content_id
-
-        assert self.worktree is not None
-        wt = self.worktree
-        if self._has_remote():
-            try:
-                self.workspace.fetch(self.remote)
-            except GitError as exc:
-                self._say(f'fetch from {self.remote} failed: {exc}')
-        if not rev.commit or not self.workspace.has_commit(rev.commit):
-            self._say(f'cannot borrow {rev.id[:12]} from {peer}: its commit '
-                      f'{rev.commit[:12] or "-"} is not on the remote yet')
-            return None
-        self._restore_best_tree(best)
-        self.workspace.commit(wt, f'restore the best {best.id[:12]}')
-        version = int(_read_yaml(wt / 'policy.yaml').get('version', 0) or 0)
-        method = 'cherry-pick'
-        try:
-            self.workspace.git('cherry-pick', '--no-commit', rev.commit, cwd=wt)
-        except GitError:
-            # The peer changed the same lines from another base (policy.yaml always differs
-            # in parent/version): take its files, then restate the manifest below.
-            method = 'copy of its tree (the cherry-pick conflicted)'
-            self.workspace.git('cherry-pick', '--quit', cwd=wt, check=False)
-            self.workspace.git('read-tree', '-u', '--reset', rev.commit, cwd=wt)
-            self.workspace.git('clean', '-fdq', cwd=wt)
-        origin = f'borrowed from agent {peer} revision {rev.id}'
-        hypothesis = (f'borrowed from agent {peer} revision {rev.id[:12]} ({method} of '
-                      f'{rev.commit[:12]}): {why}. Its idea: '
-                      f'{_first_line(rev.hypothesis)}')
-        manifest_path = wt / 'policy.yaml'
-        manifest = _read_yaml(manifest_path)
-        manifest.update(version=version + 1, hypothesis=hypothesis, parent=best.id,
-                        params=dict(rev.params))
-        manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False, width=1000),
-                                 encoding='utf-8')
-        sha = self.workspace.commit(wt, f'{hypothesis}\n\n(cherry picked from commit '
-                                        f'{rev.commit})')
-        number = f'borrow:{rev.id[:12]}'
-        regime = str(manifest.get('regime') or 'heuristic')
-        try:
-            snap, _created = self.revisions.submit(wt, parent=best.id, now_s=self.wall(),
-                                                   validate=self.validate)
-        except PolicyRejectedError as exc:
-            rid = content_id(wt)[0]
-            self.store.add_revision(Revision(self.exp, rid, self.config.branch, best.id, sha,
-                                             hypothesis, regime, self.wall(), dict(rev.params),
-                                             origin=origin, status='rejected'))
-            self.workspace.revert_to(wt, best.commit, f'revert: borrowed {rev.id[:12]} '
-                                                      f'rejected: {_first_line(str(exc))}')
-            self._event(CANDIDATE_STARTED, {'optuna_trial': number, 'revision': rid,
-                                            'borrowed_from': {'agent': peer,
-                                                              'revision': rev.id}})
-            self._done(number, rid, 'rejected', 0.0, {'reason': str(exc)})
-            return None
-        self.store.add_revision(Revision(
-            self.exp, snap.id, self.config.branch, best.id, sha, hypothesis, regime,
-            self.wall(), dict(rev.params), origin=origin, status='running'))
-        self._event(CANDIDATE_STARTED, {
-            'optuna_trial': number, 'revision': snap.id, 'parent': best.id, 'commit': sha,
-            'params': dict(rev.params), 'hypothesis': hypothesis,
-            'borrowed_from': {'agent': peer, 'revision': rev.id, 'commit': rev.commit,
-                              'method': method}})
-        self._say(f'{number} {snap.id[:12]} {origin[:60]}: {why}')
-        return _Candidate(number, snap.id, Path(snap.path), best.id, hypothesis,
-                          dict(rev.params))
 
 
 # --- utilisation -------------------------------------------------------------------------------
@@ -462,7 +281,8 @@ class FleetResult:
 
 
 class Fleet:
-    """N :class:`FleetAgent` s, one per trials port (cell), in threads of this process.
+    """N fleet agents (:func:`fleet_agent`), one per trials port (cell), in threads of this
+    process.
 
     Args:
         config: the base agent config (experiment, budget, goal, stages...); agent ``i`` gets
@@ -473,7 +293,7 @@ class Fleet:
         remote_path: the bare git remote (default ``<home>/remote.git``).
         clocks: one budget clock per agent, or one shared (default the system clock).
         walls: one epoch-seconds function per agent, or one shared (default time.time).
-        borrow_margin: see :class:`FleetAgent`.
+        borrow_margin: see :class:`~enpire_evolution.core.fleet_behaviour.Borrower`.
         max_void_trials: see :class:`GuardedTrialsPort`.
         Others: as :class:`BuiltinAgent`.
     """
@@ -487,9 +307,8 @@ class Fleet:
                  log: LogFn | None = None, borrow_margin: int = 1,
                  max_void_trials: int = 4, **agent_kwargs: Any) -> None:
         n = len(ports)
-        if not 1 <= n <= MAX_CELLS:
-            raise ConfigError(f'a fleet needs 1 to {MAX_CELLS} cells (one trials port each), '
-                              f'got {n}')
+        if n < 1:
+            raise ConfigError('a fleet needs at least 1 cell (one trials port each), got 0')
         self.config = config
         self.store = store
         self.workspace = workspace
@@ -502,11 +321,11 @@ class Fleet:
                       else [clocks or SystemClock()] * n)
         wall_list = (list(walls) if isinstance(walls, Sequence) else [walls or time.time] * n)
         ids = [fleet_agent_config(config, i).agent_id for i in range(n)]
-        self.agents: list[FleetAgent] = []
+        self.agents: list[BuiltinAgent] = []
         for i in range(n):
             cfg = fleet_agent_config(config, i)
             prefix = f'[{cfg.branch}@{cfg.cell}] '
-            self.agents.append(FleetAgent(
+            self.agents.append(fleet_agent(
                 cfg, store, revisions, workspace,
                 GuardedTrialsPort(ports[i], store, cfg.cell, wall_list[i], max_void_trials),
                 home=home, seed_policy=seed_policy, clock=clock_list[i], wall=wall_list[i],
@@ -528,7 +347,7 @@ class Fleet:
         self.workspace.init_remote(self.remote_path, REMOTE)
         self.workspace.push(self.workspace.main_branch, REMOTE)
 
-    def _run_agent(self, agent: FleetAgent, out: dict[str, Any]) -> None:
+    def _run_agent(self, agent: BuiltinAgent, out: dict[str, Any]) -> None:
         cfg = agent.config
         try:
             res = agent.run()
@@ -578,7 +397,7 @@ class Fleet:
             if c['status'] != 'ok' or c['aborted']:
                 self.log(f"[fleet] {c['cell']}: {c['status'].upper()}, {c['trials']} trials "
                          f"this run, {c['aborted']} aborted"
-                         + (f" (last: {_first_line(c['last_aborted_reason'])[:160]})"
+                         + (f" (last: {first_line(c['last_aborted_reason'])[:160]})"
                             if c['last_aborted_reason'] else '')
                          + (f"; stopped: {c['error'][:300]}" if c['error'] else ''))
         self.store.add_event(self.experiment, FLEET_RUN, end_wall, {
@@ -590,19 +409,17 @@ class Fleet:
                   wall_time_s: float, gpu: dict[str, Any], recipe: Path | None = None
                   ) -> FleetResult:
         """The fleet's result from the store (per agent: best, tuning, stop reason)."""
-        from enpire_evolution.core.compare import summarise
-
         agents = []
         best: dict[str, Any] = {}
         for a, o in zip(self.agents, outs, strict=True):
-            b = a._best()
-            tuning = summarise(list(a._tuning(b.id).values())) if b else {}
+            b = a.ledger.best()
+            tuning = summarise(list(a.ledger.tuning(b.id).values())) if b else {}
             row = {'agent': a.config.agent_id, 'branch': a.config.branch,
                    'cell': a.config.cell, 'stop_reason': o.get('stop_reason', ''),
                    'goal_met': bool(o.get('goal_met')), 'error': o.get('error', ''),
                    'best_revision': b.id if b else None, 'best_origin': b.origin if b else '',
                    'best_tuning': tuning,
-                   'candidates': len(a._events(CANDIDATE_DONE))}
+                   'candidates': len(a.ledger.events(CANDIDATE_DONE))}
             agents.append(row)
             rate = tuning.get('success_rate', -1.0)
             if b and (not best or (rate, tuning.get('n', 0)) >
