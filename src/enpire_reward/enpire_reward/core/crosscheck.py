@@ -31,7 +31,7 @@ class CrossCheckReport:
     ``ideal_*``: what an ideal image-only verifier would score on the same states (the
     sampler's ``ideal_verdict``), for the renderers whose images cannot tell some poses
     apart (Push-T: ``gym-pusht`` draws the T from its corners rounded to whole pixels, see
-    :func:`enpire_tasks.push_t.crosscheck.ideal_verdict`). ``nan`` / -1 when not computed:
+    its plugin's ``crosscheck.ideal_verdict``). ``nan`` / -1 when not computed:
     for the other renderers (Push-T's default ``area``) the ideal is the ground truth itself.
     ``renderer``: the sim cell renderer that drew the images.
     """
