@@ -3,8 +3,8 @@
 ``enpire improve --cells N`` runs N built-in agents, each composed with a
 :class:`~enpire_evolution.core.fleet_behaviour.FleetBehaviour` (threads of one process; each
 has its own trials port, i.e. its own cell and RolloutClient) in ONE experiment. N is not
-capped here (the paper runs 8 agents on 8 cells); the sim fleet launch file is, see
-:data:`MAX_CELLS`. There is no central coordinator of ideas:
+capped here (the paper runs 8 agents on 8 cells; ``enpire improve`` and the sim fleet launch
+file set their own limits). There is no central coordinator of ideas:
 
 * each agent searches with its own optuna study (``<experiment>.<agent>``, sampler seed
   ``sampler_seed + i``) on its own git branch ``<experiment>/agent-<i>`` in its own worktree;
@@ -61,10 +61,6 @@ from enpire_evolution.core.recipes import write_recipe
 from enpire_evolution.core.store import ExperimentStore, Trial
 from enpire_evolution.core.trials_port import VOID_OUTCOMES, TrialOutcome, TrialsPort
 
-#: The most cells ``launch/fleet_sim.launch.yaml`` starts on one host. The CLI still reads it
-#: (cli_commands._improve_fleet); a :class:`Fleet` itself takes any number of cells (the
-#: paper runs 8 agents on 8 cells), one trials port each.
-MAX_CELLS = 4
 #: Event stored at the end of each fleet run: its MRU per cell and mean (with how it was
 #: computed), its cells' status and the GPU figure; the report lists one row per run.
 FLEET_RUN = 'fleet_run'
