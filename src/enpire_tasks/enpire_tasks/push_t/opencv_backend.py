@@ -1,5 +1,9 @@
 """``opencv-v1``: colour segmentation + moments + template refinement of the Push-T block.
 
+(Over 500 lines for a reason: ~110 of them are this measurement record, and the two fits
+share the segmentation, the moments start and the Levenberg-Marquardt loop of ``_SdfFit``,
+which ``_AreaFit`` subclasses; split it when a third pipeline arrives.)
+
 Two pipelines, chosen by the view's forward camera model (``views.<view>.camera_model``):
 
 **Area-sampled camera** (``pusht-area-v1``, the sim cell's default ``camera.renderer: area``;
