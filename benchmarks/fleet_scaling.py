@@ -168,13 +168,13 @@ def run_improve(n: int, budget_min: float, home: Path) -> dict[str, Any]:
 def run_fleet(n: int, trials: int, max_steps: int, record: bool, home: Path) -> dict[str, Any]:
     from enpire_evolution.core.fleet import fleet_mru
     from enpire_evolution.core.store import ExperimentStore
-    from enpire_rollout.client import FleetSession
+    from enpire_evolution.ros.trials_port import TrialsFleetSession
 
     cells = [f'cell_{i}' for i in range(n)]
     experiment = f'bench-fleet-{n}'
     seeds = {c: [s for s in range(trials) if s % n == i] for i, c in enumerate(cells)}
-    session = FleetSession(home=home, cells=cells, probe_s=2.0, ready_timeout_s=300.0,
-                           log=lambda m: print(f'  {m}', file=sys.stderr))
+    session = TrialsFleetSession(home=home, cells=cells, probe_s=2.0, ready_timeout_s=300.0,
+                                 log=lambda m: print(f'  {m}', file=sys.stderr))
     errors: dict[str, str] = {}
     try:
         def work(cell: str, client: Any) -> None:

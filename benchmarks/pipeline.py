@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix='enpire_bench_'))
     try:
         if 'pipeline' not in args.skip:
-            from enpire_rollout.client import CellSession
+            from enpire_evolution.ros.trials_port import TrialsSession
 
             home = tmp / 'home'
             os.environ['ENPIRE_HOME'] = str(home)
-            session = CellSession(home=home, cell='cell_0', probe_s=1.0)
+            session = TrialsSession(home=home, cell='cell_0', probe_s=1.0)
             try:
                 # Warm-up: the policy host process start is not part of throughput.
                 session.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[seeds[0]],

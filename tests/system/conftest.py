@@ -12,16 +12,18 @@ import pytest
 def sim_cell(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One lockstep sim cell (``cell_0``) for the module, in a private ENPIRE_HOME.
 
-    The CellSession gets a ``home`` attribute; the launch is torn down after the module.
+    A TrialsSession (policy directories are submitted and trials recorded in the store, as
+    ``enpire trial run`` does) with a ``home`` attribute; the launch is torn down after the
+    module.
     """
-    from enpire_rollout.client import CellSession
+    from enpire_evolution.ros.trials_port import TrialsSession
 
     home = tmp_path_factory.mktemp('enpire_home')
     old = os.environ.get('ENPIRE_HOME')
     os.environ['ENPIRE_HOME'] = str(home)
     session = None
     try:
-        session = CellSession(home=home, cell='cell_0', probe_s=1.0, ready_timeout_s=120.0)
+        session = TrialsSession(home=home, cell='cell_0', probe_s=1.0, ready_timeout_s=120.0)
         session.home = home
         yield session
     finally:

@@ -44,6 +44,7 @@ class LaunchUnderTest(Launch):
     def __init__(self, *args: str, home: Path) -> None:
         super().__init__(*args, cwd=ROOT, env={**os.environ, 'ENPIRE_HOME': str(home)},
                          timeout_s=START_S)
+        self.home = home
         self.seen: list[Any] = []
 
     def snapshot(self) -> list[Any]:
@@ -79,10 +80,13 @@ class Trial:
     """A run of scripted trials on ``/<cell>`` in the background: ``running`` is set once an
     episode is under way (a policy host and its worker process exist)."""
 
-    def __init__(self, cell: str, launch: Launch) -> None:
+    def __init__(self, cell: str, launch: LaunchUnderTest) -> None:
+        from enpire_evolution.ros.trials_port import TrialsClient
         from enpire_rollout.client import RolloutClient
 
-        self.client = RolloutClient(cell)
+        # The policy directory is submitted client-side into the launch's revision store.
+        self.rollout = RolloutClient(cell)
+        self.client = TrialsClient(self.rollout, home=launch.home)
         self.running = threading.Event()
         self.error: BaseException | None = None
         end = time.monotonic() + START_S
@@ -114,6 +118,7 @@ class Trial:
         # A run whose cell is gone ends after RolloutClient.LOST_AFTER_S.
         self._thread.join(timeout=30.0)
         self.client.close()
+        self.rollout.close()
 
 
 def mid_trial(launch: LaunchUnderTest, cell: str = 'cell_0') -> Trial:

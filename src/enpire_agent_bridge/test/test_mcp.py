@@ -75,7 +75,7 @@ def test_task_show_tool_returns_what_the_cli_prints(tmp_path, capsys):
 
 def test_the_tools_of_other_packages_return_their_verbs_results_and_errors(tmp_path):
     from enpire_evolution.cli_commands import exp_compare
-    from enpire_rollout.cli_trial import trial_list
+    from enpire_evolution.cli_trial import trial_list
 
     _, (listed, compared) = call_all(build_server(tmp_path), [
         ('trial_list', {'experiment': 'nothing_here'}),

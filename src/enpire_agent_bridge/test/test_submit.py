@@ -156,7 +156,7 @@ def test_activate_refuses_with_exit_2_when_the_contract_was_edited(edited_contra
 def test_trial_run_refuses_before_starting_any_cell_when_the_contract_was_edited(
         edited_contract, monkeypatch):
     from enpire_bringup.agent_tools import build_tools
-    from enpire_rollout import cli_trial
+    from enpire_evolution import cli_trial
 
     def boom(**kwargs):  # the trial verb (and so CellSession) must never be reached
         raise AssertionError(f'ran trial_run({kwargs})')

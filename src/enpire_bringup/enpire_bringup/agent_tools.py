@@ -3,7 +3,7 @@
 The tools are the CLI verbs with the same names and the same JSON objects: task_show,
 policy_submit, policy_list, policy_show, policy_activate, cell_status
 (:mod:`enpire_agent_bridge.tools`), trial_run, trial_show, trial_list
-(:mod:`enpire_rollout.cli_trial`) and exp_compare (:mod:`enpire_evolution.cli_commands`).
+(:mod:`enpire_evolution.cli_trial`) and exp_compare (:mod:`enpire_evolution.cli_commands`).
 They are joined here, in the top layer, and handed to :mod:`enpire_agent_bridge.mcp_server`,
 so no lower package imports a higher one. The same place gives ``policy show`` its trial
 counts from the experiment store (:func:`revision_trials`).
@@ -37,11 +37,18 @@ def revision_trials(home: Path, revision_id: str) -> list[dict[str, Any]] | None
     return from_store(home, revision_id)
 
 
+def recording_session(**kw: Any) -> Any:
+    """A cell session whose trials are recorded in the experiment store (replay --rerun)."""
+    from enpire_evolution.ros.trials_port import TrialsSession
+
+    return TrialsSession(**kw)
+
+
 def build_tools(home: str | Path | None = None) -> list[Callable[..., dict[str, Any]]]:
     """The MCP tools, acting on the runtime directory ``home``, in :data:`TOOL_NAMES` order."""
     from enpire_agent_bridge import tools as bridge
     from enpire_evolution import cli_commands as evolution
-    from enpire_rollout import cli_trial as rollout
+    from enpire_evolution import cli_trial as trials
 
     h = str(enpire_home(home))
 
@@ -82,17 +89,17 @@ def build_tools(home: str | Path | None = None) -> list[Callable[..., dict[str, 
         if bool(policy_dir) == bool(revision):
             raise ConfigError('give exactly one of policy_dir or revision')
         bridge.precheck_contract(task, h)  # an edited contract fails before any cell starts
-        return rollout.trial_run(count=int(count), policy_dir=policy_dir, revision=revision,
+        return trials.trial_run(count=int(count), policy_dir=policy_dir, revision=revision,
                                  task=task, seed_start=seed_start, experiment=experiment,
                                  cell=cell, home=h)
 
     def trial_show(trial: str) -> dict[str, Any]:
         """One trial's record: outcome, reason, score, seed, videos, evidence, bag."""
-        return rollout.trial_show(trial, h)
+        return trials.trial_show(trial, h)
 
     def trial_list(experiment: str = 'trials') -> dict[str, Any]:
         """The recorded trials of an experiment."""
-        return rollout.trial_list(experiment, h)
+        return trials.trial_list(experiment, h)
 
     def exp_compare(a: str, b: str, experiment: str = '', trials: str = 'all') -> dict[str, Any]:
         """Compare baseline a with candidate b (revision ids or branches): Wilson CIs,

@@ -39,7 +39,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from enpire_bringup.agent_tools import revision_trials
+from enpire_bringup.agent_tools import recording_session, revision_trials
 from enpire_common.errors import (
     ConfigError,
     EnpireError,
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='ENPIRE-ROS: reset, run, verify, record and evolve robot policies.')
     for flag, kwargs in SHARED_OPTIONS.items():
         parser.add_argument(flag, **kwargs)
-    parser.set_defaults(trial_stats=revision_trials)
+    parser.set_defaults(trial_stats=revision_trials, recording_session=recording_session)
     sub = parser.add_subparsers(dest='command', metavar='<command>')
     for pkg in COMMAND_PACKAGES:
         try:

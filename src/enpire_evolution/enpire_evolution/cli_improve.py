@@ -93,7 +93,7 @@ def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None],
                ) -> tuple[Any, list[Any]]:
     """(session or None, one ROS trials port per cell); starts the sim cell(s) if none run."""
     try:
-        from enpire_rollout.client import make_ros_fleet_ports, make_ros_trials_port
+        from enpire_evolution.ros.trials_port import make_ros_fleet_ports, make_ros_trials_port
     except ImportError as exc:
         raise ConfigError(f'the ROS trials port is unavailable ({exc}); install '
                           'enpire_rollout and ROS 2, or pass --fake') from None

@@ -1,5 +1,7 @@
 """``enpire trial run|list|show``: budgeted trials on a cell and their records.
 
+The verbs live in evolution (not rollout) because a run submits the policy directory as a
+revision and records every trial in the experiment store (enpire_evolution.ros.trials_port).
 :func:`trial_run`, :func:`trial_list` and :func:`trial_show` are the verbs (keyword
 arguments, the result dict, house errors); the CLI handlers and the MCP tools both call them.
 """
@@ -71,7 +73,8 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
     from enpire_common.errors import ConfigError
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import load_task
-    from enpire_rollout.client import CellSession, trial_to_dict
+    from enpire_evolution.ros.trials_port import TrialsSession
+    from enpire_rollout.client import trial_to_dict
 
     if bool(policy_dir) == bool(revision):
         raise ConfigError('give exactly one of policy_dir or revision')
@@ -80,7 +83,8 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
         raise ConfigError(f'--trials {count} is invalid: must be >= 1')
     first_seed = spec.tuning_seeds[0] if seed_start is None else seed_start
     total = len(seeds) if seeds else count
-    session = CellSession(home=enpire_home(home), cell=cell, start=start, log=_progress)
+    session = TrialsSession(home=enpire_home(home), task=spec.name, cell=cell, start=start,
+                            log=_progress)
     state = {'done': 0, 'success': 0, 'seen': set()}
 
     def on_feedback(fb: Any) -> None:

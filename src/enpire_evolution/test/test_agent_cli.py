@@ -39,7 +39,7 @@ def test_improve_fake_runs_the_loop_and_prints_one_json_object_with_the_report(t
 
 def test_improve_without_fake_exits_2_when_the_ros_port_cannot_be_imported(tmp_path,
                                                                           monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, 'enpire_rollout.client', None)
+    monkeypatch.setitem(sys.modules, 'enpire_evolution.ros.trials_port', None)
     code = main(['improve', '--home', str(tmp_path / 'runs'), '--budget-min', '1'])
     assert code == 2
     assert 'ROS trials port is unavailable' in capsys.readouterr().err

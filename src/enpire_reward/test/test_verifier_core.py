@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 import pytest
-from enpire_tasks.push_t.geometry import coverage
 
 from enpire_common.errors import BadImageError, ConfigError, UnknownNameError, ViewUnavailableError
 from enpire_reward.core import Verdict, fuse, make_verifier
 from enpire_reward.core.check_verifier import check_verifier
 from enpire_reward.core.crosscheck import crosscheck
+from enpire_tasks.push_t.geometry import coverage
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""``enpire`` commands of enpire_rollout: ``bag``, ``trial`` (see cli_trial.py), ``replay``.
+"""``enpire`` commands of enpire_rollout: ``bag``, ``replay`` (``trial`` lives in evolution).
 
 Each noun has a ``_register_<noun>(sub)`` function; :func:`register` calls them in order.
 Verbs return their result dict (see enpire_bringup.cli); ``text`` renders it. Heavy imports
@@ -14,10 +14,7 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's nouns to the ``enpire`` parser."""
-    from enpire_rollout.cli_trial import register_trial
-
     _register_bag(sub)
-    register_trial(sub)
     _register_replay(sub)
 
 
@@ -115,9 +112,17 @@ def _replay(args: argparse.Namespace) -> dict[str, Any]:
         from enpire_rollout.replay import rerun_trial
 
         trial_dir = path if (path / 'trial.json').is_file() else path.parent
-        return rerun_trial(trial_dir, home=home, cell=args.cell or 'cell_0',
-                           start=not args.no_start,
-                           log=lambda line: print(line, file=sys.stderr, flush=True))
+        kw = {'cell': args.cell or 'cell_0', 'start': not args.no_start,
+              'log': lambda line: print(line, file=sys.stderr, flush=True)}
+        # The top layer hands in a session that records the rerun in the experiment store
+        # (enpire_evolution's TrialsSession); the rollout itself records nothing.
+        factory = getattr(args, 'recording_session', None)
+        session = factory(home=home, **kw) if factory else None
+        try:
+            return rerun_trial(trial_dir, home=home, session=session, **kw)
+        finally:
+            if session is not None:
+                session.close()
 
     from enpire_rollout.replay import replay_bag
 

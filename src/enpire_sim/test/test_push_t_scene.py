@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pygame
 import pytest
-from enpire_tasks.push_t import scene
 from gym_pusht.envs import pusht
 from gym_pusht.envs import pymunk_override as override
+
+from enpire_tasks.push_t import scene
 
 
 @pytest.fixture(scope='module')

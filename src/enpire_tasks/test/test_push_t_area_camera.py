@@ -6,15 +6,15 @@ import math
 
 import numpy as np
 import pytest
+
+from enpire_common.errors import ConfigError
+from enpire_common.tasks import ViewSpec
+from enpire_reward.core import make_verifier
 from enpire_tasks.camera_models import make_camera_model
 from enpire_tasks.push_t import geometry
 from enpire_tasks.push_t.camera_model import PushTAreaCamera
 from enpire_tasks.push_t.opencv_backend import box_coverage
 from enpire_tasks.registry import make_sim_cell
-
-from enpire_common.errors import ConfigError
-from enpire_common.tasks import ViewSpec
-from enpire_reward.core import make_verifier
 
 
 @pytest.fixture(scope='module')

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from enpire_tasks.observation import camera_sources, check_observation, source_view
-from enpire_tasks.plugin import CellReading
 
 from enpire_common.errors import CellError
 from enpire_tasks import registry
+from enpire_tasks.observation import camera_sources, check_observation, source_view
+from enpire_tasks.plugin import CellReading
 
 TOPIC = 'camera/top/image_raw'
 

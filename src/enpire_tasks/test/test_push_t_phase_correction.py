@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+
+from enpire_reward.core import VisionVerifier
 from enpire_tasks.estimation import Estimate
 from enpire_tasks.push_t.geometry import coverage
 from enpire_tasks.push_t.phase_correction import (
@@ -11,8 +13,6 @@ from enpire_tasks.push_t.phase_correction import (
     default_correction,
     fit_phase_correction,
 )
-
-from enpire_reward.core import VisionVerifier
 
 GOAL = (256.0, 256.0, math.pi / 4)
 SCALE = 480.0 / 512.0

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+
+from enpire_common.errors import ConfigError
 from enpire_tasks.push_t.render import (
     BORDER,
     FILL,
@@ -13,8 +15,6 @@ from enpire_tasks.push_t.render import (
     AreaRenderer,
     rounded_box_interval,
 )
-
-from enpire_common.errors import ConfigError
 
 MAP = ((0.9375, 0.0, 0.0), (0.0, 0.9375, 0.0))
 GOAL_POSE = (256.0, 256.0, math.pi / 4)

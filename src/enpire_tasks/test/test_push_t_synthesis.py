@@ -11,6 +11,10 @@ import math
 
 import numpy as np
 import pytest
+
+from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_common.tasks import ViewSpec
+from enpire_reward.core import make_verifier
 from enpire_tasks.camera_models import (
     make_camera_model,
     view_camera_model_name,
@@ -19,10 +23,6 @@ from enpire_tasks.camera_models import (
 from enpire_tasks.push_t import geometry
 from enpire_tasks.push_t.camera_model import PushTPygameCamera, round_half_even, t_corners
 from enpire_tasks.registry import make_sim_cell
-
-from enpire_common.errors import ConfigError, UnknownNameError
-from enpire_common.tasks import ViewSpec
-from enpire_reward.core import make_verifier
 
 GOAL_THETA = math.pi / 4
 

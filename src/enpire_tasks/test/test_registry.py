@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from enpire_tasks.check_task import TaskContractError, check_task
-from enpire_tasks.plugin import TaskPlugin
 
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.tasks import available_tasks, load_task
 from enpire_tasks import registry
+from enpire_tasks.check_task import TaskContractError, check_task
+from enpire_tasks.plugin import TaskPlugin
 
 TASKS = sorted(registry.available())
 

@@ -42,7 +42,6 @@ from enpire_agent_bridge.core.confinement import (
     Confinement,
     bwrap_command,
     bwrap_path,
-    detect,
 )
 from enpire_agent_bridge.core.contract import (
     ContractError,
@@ -50,12 +49,8 @@ from enpire_agent_bridge.core.contract import (
     SizeLimits,
     check_policy_dir,
 )
-from enpire_common.errors import (
-    PolicyDeadlineError,
-    PolicyFaultError,
-    PolicyRejectedError,
-    UnconfinedError,
-)
+from enpire_common.confinement import require_confinement, unconfined_allowed
+from enpire_common.errors import PolicyDeadlineError, PolicyFaultError, PolicyRejectedError
 
 _ENV_KEEP = ('PATH', 'PYTHONPATH', 'LD_LIBRARY_PATH')
 _RESPONSE_MAX_BYTES = 1 << 20
@@ -63,24 +58,13 @@ _RESPONSE_MAX_BYTES = 1 << 20
 
 def allow_unconfined(config: SandboxConfig) -> bool:
     """Whether policy code may run without confinement (config, or ENPIRE_ALLOW_UNCONFINED=1)."""
-    return config.allow_unconfined or os.environ.get('ENPIRE_ALLOW_UNCONFINED') == '1'
+    return unconfined_allowed(config.allow_unconfined)
 
 
 def resolve_confinement(config: SandboxConfig) -> Confinement:
-    """What will confine a host started with ``config``; raises when that is nothing.
-
-    Raises:
-        UnconfinedError: no confinement here and running without it was not allowed.
-    """
-    found = detect(config.confinement)
-    if not found.confined and not allow_unconfined(config):
-        raise UnconfinedError(
-            f'refusing to run policy code unconfined: {found.detail}. Policy code could then '
-            f'read and write the task contract, the store and the workspace. Use a kernel with '
-            f'Landlock (Linux >= 5.13) or install bubblewrap (apt-get install bubblewrap); or '
-            f'accept the risk with --allow-unconfined (sandbox.allow_unconfined:=true, '
-            f'ENPIRE_ALLOW_UNCONFINED=1), which the trial record notes')
-    return found
+    """What will confine a host started with ``config``; raises UnconfinedError when that is
+    nothing and running unconfined was not allowed (enpire_common.confinement)."""
+    return require_confinement(config.confinement, config.allow_unconfined)
 
 
 def _package_root() -> str:

@@ -240,6 +240,10 @@ class _FleetCell:
         pass
 
 
+#: The most cells launch/fleet_sim.launch.yaml starts on one host (its cells_check).
+FLEET_LAUNCH_MAX_CELLS = 16
+
+
 def make_ros_fleet_ports(task: str, home: Path, cells: int,
                          log: Callable[[str], None] | None = None,
                          store: ExperimentStore | None = None,
@@ -253,8 +257,9 @@ def make_ros_fleet_ports(task: str, home: Path, cells: int,
 
     if task != 'push_t':
         raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
-    if not 1 <= cells <= 4:
-        raise ConfigError(f'cells={cells}: fleet_sim.launch.yaml starts 1 to 4 cells')
+    if not 1 <= cells <= FLEET_LAUNCH_MAX_CELLS:
+        raise ConfigError(f'cells={cells}: fleet_sim.launch.yaml starts 1 to '
+                          f'{FLEET_LAUNCH_MAX_CELLS} cells')
     session = FleetSession(home=Path(home), cells=[f'cell_{i}' for i in range(cells)],
                            log=log)
     return session, [RosTrialsPort(_FleetCell(c), home=home, store=store)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from enpire_tasks.plugin import ResetStrategy
-from enpire_tasks.reset import SimPlaceStrategy
-
 from enpire_common.errors import UnknownNameError
 from enpire_reset.core.ports import SimPort
 from enpire_tasks import registry as tasks
+from enpire_tasks.plugin import ResetStrategy
+from enpire_tasks.reset import SimPlaceStrategy
 
 StrategyFactory = Callable[[SimPort], ResetStrategy]
 _REGISTRY: dict[str, StrategyFactory] = {}

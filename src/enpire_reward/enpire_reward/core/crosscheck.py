@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from enpire_tasks.plugin import CrossCheck
 
 from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec
 from enpire_reward.core.ports import Verifier
 from enpire_tasks import registry as tasks
+from enpire_tasks.plugin import CrossCheck
 
 
 @dataclass(frozen=True)

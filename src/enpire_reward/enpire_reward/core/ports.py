@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from enpire_tasks.estimation import Estimate, PoseEstimator, Segmentation, Segmenter
 
 GOAL_SUCCESS = 'success'

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from enpire_tasks.plugin import EstimatorFactory, VerifierBackend
-
 from enpire_common.clock import Clock
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec
 from enpire_reward.core.ports import PoseEstimator
 from enpire_reward.core.verifier import VisionVerifier
 from enpire_tasks import registry as tasks
+from enpire_tasks.plugin import EstimatorFactory, VerifierBackend
 
 #: One registered backend: ``id``, ``description``, ``factory`` (None: planned).
 BackendInfo = VerifierBackend

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from enpire_tasks.plugin import TaskPlugin
 
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import UnknownNameError, VerificationError, ViewUnavailableError
@@ -25,6 +24,7 @@ from enpire_reward.core.ports import (
     VerifyResult,
 )
 from enpire_tasks import registry as tasks
+from enpire_tasks.plugin import TaskPlugin
 
 
 class VisionVerifier:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS
-
 from enpire_common.config import require
+from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS
 
 CLOCK_MODES = ('realtime', 'lockstep')
 

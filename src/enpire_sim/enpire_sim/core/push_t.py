@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from enpire_tasks.push_t.observation import STATE_NAMES as STATE_NAMES  # re-exported
-from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
 from enpire_common.errors import CommandRejectedError, ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec, ViewSpec
+from enpire_tasks.push_t.observation import STATE_NAMES as STATE_NAMES  # re-exported
+from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
