@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from enpire_common.paths import enpire_home
+from enpire_common.tasks import DEFAULT_TASK
 
-DEFAULT_TASK = 'push_t'
 DEFAULT_CELL = 'cell_0'
 
 

@@ -7,8 +7,9 @@ import pytest
 from sensor_msgs.msg import Image
 
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_agent_bridge.ros.observations import CameraFrames, build_observation, hold_action
+from enpire_agent_bridge.ros.observations import CameraFrames, TaskObservations
 from enpire_common.errors import BadImageError, CellError
+from enpire_common.tasks import load_task
 from enpire_interfaces.msg import StateVector
 
 
@@ -44,18 +45,22 @@ def test_a_frame_that_is_not_packed_rgb8_is_refused():
 
 
 def test_the_observation_names_the_spec_fields():
+    observations = TaskObservations(load_task('push_t'))
+    assert observations.image_topic == 'camera/top/image_raw'
     frame = np.zeros((4, 4, 3), dtype=np.uint8)
-    obs = build_observation(state(7, 1), frame, retry_index=2)
+    obs = observations.build(state(7, 1), frame, retry_index=2)
     assert set(obs) == {'image_top', 'agent_pos', 'agent_vel', 'step', 'retry_index'}
     assert obs['agent_pos'].tolist() == [1.0, 2.0] and obs['agent_vel'].tolist() == [3.0, 4.0]
     assert (obs['step'], obs['retry_index'], obs['image_top'] is frame) == (7, 2, True)
-    with pytest.raises(CellError, match='lack x, y, vx, vy'):
-        build_observation(state(7, 1, names=('a', 'b', 'c', 'd')), frame)
+    with pytest.raises(CellError):
+        observations.build(state(7, 1, names=('a', 'b', 'c', 'd')), frame)
 
 
-def test_hold_commands_the_agent_position_within_the_bounds():
-    hold = hold_action([0.0, 0.0], [512.0, 512.0])
-    assert hold({'agent_pos': np.array([10.0, 600.0])}).tolist() == [10.0, 512.0]
+def test_hold_commands_the_last_agent_position_within_the_bounds():
+    observations = TaskObservations(load_task('push_t'))
+    msg = StateVector(tick=1, names=['x', 'y', 'vx', 'vy'], values=[10.0, 600.0, 0.0, 0.0])
+    obs = observations.build(msg, np.zeros((4, 4, 3), dtype=np.uint8))
+    assert observations.hold(obs).tolist() == [10.0, 512.0]
 
 
 def test_a_subscription_logs_a_bad_frame_and_keeps_the_last_good_one():

@@ -17,6 +17,7 @@ from typing import Any
 
 from enpire_common.errors import ConfigError
 from enpire_common.paths import enpire_home
+from enpire_common.tasks import DEFAULT_TASK
 
 TOOL_NAMES = ('task_show', 'policy_submit', 'policy_list', 'policy_show', 'policy_activate',
               'trial_run', 'trial_show', 'trial_list', 'exp_compare', 'cell_status')
@@ -52,7 +53,7 @@ def build_tools(home: str | Path | None = None) -> list[Callable[..., dict[str, 
 
     h = str(enpire_home(home))
 
-    def task_show(task: str = 'push_t') -> dict[str, Any]:
+    def task_show(task: str = DEFAULT_TASK) -> dict[str, Any]:
         """The frozen task contract: observation/action spec, rate, views, limits, seeds."""
         return bridge.task_show(task)
 
@@ -79,7 +80,7 @@ def build_tools(home: str | Path | None = None) -> list[Callable[..., dict[str, 
 
     def trial_run(count: int = 10, policy_dir: str = '', revision: str = '',
                   seed_start: int | None = None, experiment: str = 'trials',
-                  cell: str = 'cell_0', task: str = 'push_t') -> dict[str, Any]:
+                  cell: str = 'cell_0', task: str = DEFAULT_TASK) -> dict[str, Any]:
         """Run `count` budgeted trials of a revision (or a policy dir) on a cell.
 
         Starts the simulated cell when none runs (30-60 s), stops it afterwards. Returns

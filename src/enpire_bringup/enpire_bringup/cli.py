@@ -19,7 +19,7 @@ result; :func:`render` is the one printer. Optional keys next to ``func`` say ho
 
 ``--json`` (exactly one JSON object on stdout; progress goes to stderr) and ``--home``
 (runtime data dir, default ``$ENPIRE_HOME`` or ./runs) belong to the root parser and are
-accepted after any noun or verb too (``enpire task show push_t --json``); packages do not
+accepted after any noun or verb too (``enpire task show <task> --json``); packages do not
 declare them. Ports that a lower package's verb needs from a higher layer ride on the root
 parser's defaults too: ``trial_stats`` (``policy show``'s trial counts from the experiment
 store, see :mod:`enpire_bringup.agent_tools`).

@@ -225,6 +225,12 @@ def available_tasks() -> dict[str, Path]:
     return found
 
 
+#: The task that CLI verbs and node parameters use when none is named: the one task with a
+#: simulated cell since the start. Generic packages name no other task (they ask the
+#: enpire_tasks registry with the name from the contract).
+DEFAULT_TASK = 'push_t'
+
+
 def load_task(name: str) -> TaskSpec:
     """Load task ``name`` from the registry; UnknownNameError lists the known ones."""
     tasks = available_tasks()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from enpire_common.errors import ConfigError
+from enpire_common.tasks import DEFAULT_TASK
 from enpire_evolution.cli_commands import _common, store_url
 
 IMPROVE_AGENTS = ('builtin',)
@@ -32,7 +33,7 @@ def register_improve(sub: argparse._SubParsersAction) -> None:
                     'or reverts it, and evaluates the best on held-out seeds until GOAL '
                     'consecutive successes. Resumable: run the same command again. Exit 0 '
                     'when the goal is met, 1 when the budget ran out first.')
-    p.add_argument('--task', default='push_t', help='task name (default push_t)')
+    p.add_argument('--task', default=DEFAULT_TASK, help=f'task name (default {DEFAULT_TASK})')
     p.add_argument('--agent', default='builtin', choices=IMPROVE_AGENTS,
                    help='which agent improves the policy')
     p.add_argument('--budget-min', type=float, default=30.0,

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from enpire_common.tasks import DEFAULT_TASK
+
 
 def register_trial(sub: argparse._SubParsersAction) -> None:
     trial = sub.add_parser('trial', help='run budgeted trials and read their records')
@@ -24,7 +26,7 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     src = run.add_mutually_exclusive_group(required=True)
     src.add_argument('--policy', help='policy directory (policy.py + policy.yaml)')
     src.add_argument('--revision', help='revision id (or unique prefix) from the store')
-    run.add_argument('--task', default='push_t')
+    run.add_argument('--task', default=DEFAULT_TASK)
     run.add_argument('--trials', type=int, default=10, help='number of trials (default 10)')
     run.add_argument('--seed-start', type=int, default=None,
                      help="first seed (default: the start of the task's tuning range)")
@@ -56,7 +58,7 @@ def _progress(line: str) -> None:
 
 
 def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
-              task: str = 'push_t', seeds: Sequence[int] = (), seed_start: int | None = None,
+              task: str = DEFAULT_TASK, seeds: Sequence[int] = (), seed_start: int | None = None,
               experiment: str = 'manual', cell: str = 'cell_0', start: bool = True,
               max_wall_time_s: float = 0.0, max_episode_steps: int = 0, attempts: int = 1,
               allow_unconfined: bool = False, home: str | Path | None = None,

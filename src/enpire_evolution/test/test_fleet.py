@@ -359,12 +359,17 @@ def test_the_fleet_splits_the_shared_baseline_between_its_cells(
     result = fleet.run()
     baseline = next(e.data['revision'] for e in store.events(EXP, CANDIDATE_DONE)
                     if e.data.get('baseline'))
+    seeds = list(fleet.agents[0].tuning_seeds[:8])
+    # Each agent's first baseline run asks only for its own half of the 8 stage-2 seeds (a
+    # fast agent then helps with what its peer has not run yet: how much depends on thread
+    # timing, so only the first call is pinned here).
+    for rank, agent in enumerate(fleet.agents):
+        calls = agent.runner.trials.port.calls    # the fake port inside GuardedTrialsPort
+        first = next((s for rev, s, *_ in calls if rev == baseline), ())
+        assert set(first) <= set(seeds[rank * 4:(rank + 1) * 4]), (rank, first)
     trials = store.trials_for(EXP, revision=baseline)
-    by_cell = Counter(t.cell for t in trials)
-    # 8 baseline seeds (stage 2): each cell ran about half, not all 8.
-    assert set(by_cell) == {'cell_0', 'cell_1'}, by_cell
-    assert max(by_cell.values()) < 8 and sum(by_cell.values()) < 16, by_cell
-    assert {int(t.seed) for t in trials} >= set(fleet.agents[0].tuning_seeds[:8])
+    assert {int(t.seed) for t in trials} >= set(seeds)
+    assert sum(Counter(t.cell for t in trials).values()) < 16
     assert all(a['stop_reason'] == 'max_candidates' for a in result.agents)
 
 

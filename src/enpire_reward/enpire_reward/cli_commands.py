@@ -7,13 +7,15 @@ import math
 import sys
 from typing import Any
 
+from enpire_common.tasks import DEFAULT_TASK
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     verify = subparsers.add_parser('verify', help='camera verifier tools')
     sub = verify.add_subparsers(dest='verb', metavar='<verb>')
     cc = sub.add_parser('crosscheck',
                         help='compare vision scores with simulator ground truth')
-    cc.add_argument('--task', default='push_t')
+    cc.add_argument('--task', default=DEFAULT_TASK)
     cc.add_argument('--backend', default='opencv-v1')
     cc.add_argument('--states', type=int, default=500)
     cc.add_argument('--seed', type=int, default=0)

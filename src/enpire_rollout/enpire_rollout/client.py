@@ -30,10 +30,23 @@ from enpire_common.errors import (
     error_from_code,
 )
 from enpire_common.process import die_with_this_process
+from enpire_common.tasks import DEFAULT_TASK
 
 
-def default_launch_file(name: str = 'push_t_sim.launch.yaml') -> Path:
-    """The workspace's launch file, else the installed copy."""
+def sim_launch_file(task: str, fleet: bool = False) -> Path:
+    """The launch file of ``task``'s simulated cell (``fleet``: of N cells), from its plugin."""
+    from enpire_tasks import registry
+
+    plugin = registry.get(task)
+    name = plugin.fleet_launch if fleet else plugin.sim_launch
+    if not name:
+        raise ConfigError(f"task '{task}' has no simulated {'fleet' if fleet else 'cell'} "
+                          'launch (its plugin names none): start its cell(s) yourself')
+    return default_launch_file(name)
+
+
+def default_launch_file(name: str) -> Path:
+    """The workspace's launch file ``name``, else the installed copy."""
     root = os.environ.get('ENPIRE_ROOT')
     candidates = [Path(root) / 'launch' / name] if root else []
     candidates.append(Path(__file__).resolve().parents[3] / 'launch' / name)
@@ -223,11 +236,13 @@ class CellStack:
 
 
 class CellSession:
-    """A client for ``cell``, starting the sim cell launch first when none answers."""
+    """A client for ``cell``, starting ``task``'s sim cell launch (its plugin's
+    ``sim_launch``) first when none answers."""
 
     def __init__(self, *, home: Path, cell: str = 'cell_0', start: bool = True,
                  launch_args: dict[str, str] | None = None, probe_s: float = 3.0,
-                 ready_timeout_s: float = 90.0, log: Callable[[str], None] | None = None) -> None:
+                 ready_timeout_s: float = 90.0, log: Callable[[str], None] | None = None,
+                 task: str = DEFAULT_TASK) -> None:
         self.log = log or (lambda _m: None)
         self.client = RolloutClient(cell)
         self.stack: CellStack | None = None
@@ -238,7 +253,7 @@ class CellSession:
         if not start:
             self.client.close()
             raise CellUnavailableError(f'no cell answers on /{cell}/run_trials')
-        self.stack = CellStack(default_launch_file(), {'cell': cell, **(launch_args or {})},
+        self.stack = CellStack(sim_launch_file(task), {'cell': cell, **(launch_args or {})},
                                home / 'logs' / f'launch-{cell}.log', home)
         self.log(f'starting the sim cell /{cell} ({self.stack.launch_file.name}); '
                  f'log: {self.stack.log_path}')
@@ -267,7 +282,8 @@ class FleetSession:
         home: ENPIRE_HOME of the launch (logs, runs).
         cells: the cell namespaces (e.g. ``['cell_0', 'cell_1']``); a started launch names
             them cell_0..cell_<N-1>, so pass those names when ``start`` may be needed.
-        start: start the fleet launch if no cell answers (else raise).
+        start: start the fleet launch (``task``'s plugin's ``fleet_launch``) if no cell
+            answers (else raise).
         probe_s: how long to look for running cells before starting any.
         ready_timeout_s: how long the started cells may take to answer.
 
@@ -280,7 +296,7 @@ class FleetSession:
     def __init__(self, *, home: Path, cells: Sequence[str], start: bool = True,
                  launch_args: dict[str, str] | None = None, probe_s: float = 3.0,
                  ready_timeout_s: float = 180.0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, task: str = DEFAULT_TASK) -> None:
         self.log = log or (lambda _m: None)
         self.cells = list(cells)
         self.clients = [RolloutClient(c) for c in self.cells]
@@ -303,7 +319,7 @@ class FleetSession:
                 f"no run_trials on {', '.join('/' + c for c in missing)}"
                 + (' while other cells run: start the missing cells or stop the running ones'
                    if any(ready) else ''))
-        self.stack = CellStack(default_launch_file('fleet_sim.launch.yaml'),
+        self.stack = CellStack(sim_launch_file(task, fleet=True),
                                {'cells': str(len(self.cells)), **(launch_args or {})},
                                home / 'logs' / 'launch-fleet.log', home)
         self.log(f'starting {len(self.cells)} sim cells ({self.stack.launch_file.name}); '

@@ -121,6 +121,9 @@ class TaskPlugin:
         sim_renderers: the sim cell's camera renderers, the default first.
         crosscheck: the crosscheck sampler (None: no simulated cell).
         example_policies: workspace-relative directory of the example policies.
+        sim_launch: the launch file (under ``launch/``) of one simulated cell, with a
+            ``cell`` argument ('' without a simulated cell).
+        fleet_launch: the launch file of N simulated cells (``cells:=N``) on one host.
     """
 
     name: str
@@ -137,6 +140,8 @@ class TaskPlugin:
     sim_renderers: tuple[str, ...] = ()
     crosscheck: CrossCheck | None = None
     example_policies: str = ''
+    sim_launch: str = ''
+    fleet_launch: str = ''
 
     @property
     def default_renderer(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from enpire_common.config import require
+from enpire_common.tasks import DEFAULT_TASK
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class HostingConfig:
         sandbox: The host process limits.
     """
 
-    task: str = 'push_t'
+    task: str = DEFAULT_TASK
     task_file: str = ''
     deadline_margin_s: float = -1.0
     deadline_override_s: float = 0.0

@@ -56,7 +56,7 @@ class PolicySpec:
     """Everything a policy may know about its task; given to ``make_policy``.
 
     Attributes:
-        task: Task name (``push_t``).
+        task: Task name (``config/tasks/<task>/``).
         observation: ``{name: ObservationField}``; ``act`` receives a dict with these keys
             (arrays; shape-``()`` entries arrive as Python scalars).
         action_shape: Shape of the action array.
@@ -230,7 +230,7 @@ def load_policy_manifest(policy_dir: str | Path) -> PolicyManifest:
     name = need('name', str, 'a name of letters, digits, _ . -')
     if not _NAME_RE.match(name):
         raise ContractError(f"{path}: field 'name'={name!r} must match {_NAME_RE.pattern}")
-    task = need('task', str, 'the task name, e.g. push_t')
+    task = need('task', str, 'the task name (a directory under config/tasks/)')
     version = need('version', int, 'an integer >= 1')
     if version < 1:
         raise ContractError(f"{path}: field 'version'={version!r} must be an integer >= 1")

@@ -66,13 +66,7 @@ from enpire_agent_bridge.core.revisions import RevisionStore
 from enpire_agent_bridge.core.swap import Strictness
 from enpire_agent_bridge.core.switching import SwitchCoordinator, SwitchRequest, Tick
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_agent_bridge.ros.observations import (
-    IMAGE_TOPIC,
-    STATE_TOPIC,
-    CameraFrames,
-    build_observation,
-    hold_action,
-)
+from enpire_agent_bridge.ros.observations import STATE_TOPIC, CameraFrames, TaskObservations
 from enpire_common.clock import SystemClock
 from enpire_common.errors import ConfigError, EnpireError, SwitchFailedError
 from enpire_common.paths import enpire_home
@@ -133,11 +127,12 @@ class AgentBridgeNode(Node):
             example_obs = PolicySpec.from_task_contract(self.task.raw).example_observation()
         except ContractError as exc:
             raise ConfigError(f'{cfg.task_file or cfg.task}: {exc}') from None
+        self._observations = TaskObservations(self.task)
         clock = SystemClock()   # monotonic: switch times compare across processes (benchmark)
         pool = HostPool(make_host, standby_max=cfg.standby_max,
                         first_act_timeout_s=cfg.first_act_timeout_s, clock=clock)
         self.swap = SwitchCoordinator(
-            pool, publish=self._publish_command, hold=hold_action(low, high), lookup=lookup,
+            pool, publish=self._publish_command, hold=self._observations.hold, lookup=lookup,
             example_obs=example_obs, clock=clock, warmup_ticks=cfg.warmup_ticks,
             switch_timeout_s=cfg.switch_timeout_s,
             # A lockstep cell steps on every command: a second command for a tick would step
@@ -161,7 +156,8 @@ class AgentBridgeNode(Node):
         self.control = Node(f'{self.get_name()}_control', namespace=self.get_namespace(),
                             context=self.context, use_global_arguments=False)
         srv_group = ReentrantCallbackGroup()
-        self.create_subscription(Image, IMAGE_TOPIC, self._on_image, LATEST_QOS,
+        self.create_subscription(Image, self._observations.image_topic, self._on_image,
+                                 LATEST_QOS,
                                  callback_group=tick_group)
         self.create_subscription(StateVector, STATE_TOPIC, self._on_state, TICK_QOS,
                                  callback_group=tick_group)
@@ -203,7 +199,7 @@ class AgentBridgeNode(Node):
                 return      # act once the matching frame arrives
             state = self._pending.popleft()
             try:
-                obs = build_observation(state, image)
+                obs = self._observations.build(state, image)
             except EnpireError as exc:
                 self.get_logger().error(f'tick {state.tick}: {exc}', throttle_duration_sec=5.0)
                 continue

@@ -1,46 +1,73 @@
-"""Cell messages -> a policy's observation, and the built-in hold action: one place for both.
+"""Cell messages -> a policy's observation, and the hold action: one place for both nodes.
 
 Both nodes that host policies (``policy_host`` and ``agent_bridge``) pair a state tick with a
-camera frame and build the observation here, and the bridge's hold action is here too. The
-task plugins (``enpire_tasks``: an observation builder driven by the contract's observation
-``source`` fields, and a hold action per task) replace :func:`build_observation` and
-:func:`hold_action` in this one module.
+camera frame and build the observation with :class:`TaskObservations`: the task's plugin
+(``enpire_tasks``) builds it from the contract's observation ``source`` fields, and gives
+the hold action. No task is named here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import Image
 
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_common.errors import EnpireError
+from enpire_common.errors import ConfigError, EnpireError
+from enpire_common.tasks import TaskSpec
 from enpire_interfaces.msg import StateVector
+from enpire_tasks import registry
+from enpire_tasks.observation import camera_sources
+from enpire_tasks.plugin import CellReading
 
-#: The topics an observation is built from (the push_t contract's ``source`` fields).
-IMAGE_TOPIC = 'camera/top/image_raw'
+#: The cell's state topic.
 STATE_TOPIC = 'state'
 
 
-def build_observation(state: StateVector, image: np.ndarray,
-                      retry_index: int = 0) -> dict[str, Any]:
-    """The observation of one state tick with its camera frame (names of the obs spec).
+def state_values(state: StateVector) -> dict[str, float]:
+    """A StateVector as ``{name: value}``."""
+    return {str(n): float(v) for n, v in zip(state.names, state.values, strict=False)}
 
-    Raises CellError when the state vector lacks a field.
+
+class TaskObservations:
+    """One task's observations and hold action, from its plugin.
+
+    Args:
+        task: the task contract; its observation names one camera topic (``image_topic``),
+            the one the nodes subscribe to. (Several cameras need one CameraFrames each.)
+
+    Raises:
+        ConfigError: the contract's observation has no camera or more than one.
     """
-    pos, vel = conv.state_parts(state)
-    return {'image_top': image, 'agent_pos': pos, 'agent_vel': vel, 'step': int(state.tick),
-            'retry_index': retry_index}
 
+    def __init__(self, task: TaskSpec) -> None:
+        self.task = task
+        self.plugin = registry.get(task.name)
+        topics = sorted(set(camera_sources(task).values()))
+        if len(topics) != 1:
+            raise ConfigError(f"task '{task.name}': the policy hosts serve observations with "
+                              f'exactly one camera, the contract has {topics or "none"}')
+        self.image_topic = topics[0]
+        self._last_state: dict[str, float] = {}
 
-def hold_action(low: Sequence[float], high: Sequence[float]
-                ) -> Callable[[Mapping[str, Any]], np.ndarray]:
-    """The built-in hold (no policy code): command the agent position, within the bounds."""
-    lo = np.asarray(low, dtype=np.float64)
-    hi = np.asarray(high, dtype=np.float64)
-    return lambda obs: np.clip(np.asarray(obs['agent_pos'], dtype=np.float64), lo, hi)
+    def build(self, state: StateVector, image: np.ndarray,
+              retry_index: int = 0) -> dict[str, Any]:
+        """The observation of one state tick with its camera frame (names of the obs spec).
+
+        Raises CellError when the state vector lacks a value the spec needs.
+        """
+        values = state_values(state)
+        reading = CellReading(images={self.image_topic: image}, state=values,
+                              tick=int(state.tick), rollout={'retry_index': retry_index})
+        obs = self.plugin.build_observation(self.task, reading)
+        self._last_state = values
+        return obs
+
+    def hold(self, _obs: Mapping[str, Any]) -> np.ndarray:
+        """The built-in hold (no policy code) at the state of the last :meth:`build`."""
+        return self.plugin.hold_action(self.task, self._last_state)
 
 
 class CameraFrames:

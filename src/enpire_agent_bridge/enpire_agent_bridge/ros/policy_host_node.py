@@ -21,12 +21,7 @@ from enpire_agent_bridge.core.config import PolicyHostNodeConfig
 from enpire_agent_bridge.core.contract import ContractError
 from enpire_agent_bridge.core.pool import sandbox_host
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_agent_bridge.ros.observations import (
-    IMAGE_TOPIC,
-    STATE_TOPIC,
-    CameraFrames,
-    build_observation,
-)
+from enpire_agent_bridge.ros.observations import STATE_TOPIC, CameraFrames, TaskObservations
 from enpire_common.errors import ConfigError, EnpireError, PolicyError, UnconfinedError
 from enpire_common.paths import enpire_home
 from enpire_common.ros import (
@@ -86,6 +81,7 @@ class PolicyHostNode(Node):
         except ContractError as exc:
             raise ConfigError(str(exc)) from None
         self.spec = self.host.spec
+        self._observations = TaskObservations(task)
         self._status_pub = self.create_publisher(String, 'policy/status', LATEST_QOS)
         self._cmd_pub = self.create_publisher(Command, 'policy/command', 10)
         self._lock = threading.Lock()
@@ -109,7 +105,8 @@ class PolicyHostNode(Node):
             self.host.act(self.spec.example_observation(), deadline_s=cfg.warmup_timeout_s)
         except (PolicyError, UnconfinedError) as exc:
             self._fault(exc)
-        self.create_subscription(Image, IMAGE_TOPIC, self._on_image, LATEST_QOS)
+        self.create_subscription(Image, self._observations.image_topic, self._on_image,
+                                 LATEST_QOS)
         self.create_subscription(StateVector, STATE_TOPIC, self._on_state, LATEST_QOS)
         self.create_subscription(String, 'policy/control', self._on_control, CONTROL_QOS)
         if cfg.resend_after_s > 0:
@@ -239,7 +236,8 @@ class PolicyHostNode(Node):
             try:
                 if new_episode:
                     self.host.reset(None)
-                action = self.host.act(build_observation(state, image, self._retry_index))
+                action = self.host.act(self._observations.build(state, image,
+                                                                self._retry_index))
                 self.late_acts += self.host.last_late
             except PolicyError as exc:
                 self._fault(exc)

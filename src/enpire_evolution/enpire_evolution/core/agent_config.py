@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enpire_common.config import require
+from enpire_common.tasks import DEFAULT_TASK
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class BuiltinAgentConfig:
             agent (see :mod:`core.prefetch`); False = strictly one step after another.
     """
 
-    task: str = 'push_t'
+    task: str = DEFAULT_TASK
     experiment: str = ''
     agent_id: str = 'builtin'
     branch: str = 'agent-0'

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from enpire_common.tasks import DEFAULT_TASK
 from enpire_evolution.core.store import ExperimentStore, Revision, Trial, Verdict
 
 #: A fixed epoch so fake data is identical run to run (2023-11-14).
@@ -46,7 +47,7 @@ class FakeExperiment:
 
 
 def populate_fake_experiment(
-        store: ExperimentStore, experiment: str = 'exp-fake', *, task: str = 'push_t',
+        store: ExperimentStore, experiment: str = 'exp-fake', *, task: str = DEFAULT_TASK,
         branch_rates: Mapping[str, Sequence[float]] | None = None,
         trials_per_revision: int = 20, cells: Sequence[str] = ('cell_0', 'cell_1'),
         seed: int = 0, start_s: float = FAKE_START_S, eval_trials: int = 0,

@@ -33,6 +33,7 @@ from typing import Any
 
 from enpire_common.errors import ConfigError
 from enpire_common.paths import revisions_root
+from enpire_common.tasks import DEFAULT_TASK
 from enpire_evolution.core.store import ExperimentStore
 from enpire_evolution.core.trials_port import TrialOutcome, TrialRecorder
 from enpire_rollout.core.trial_record import TrialRecord
@@ -185,7 +186,7 @@ class TrialsSession(_RecordingSession):
                  task: str = '', **session_kw: Any) -> None:
         from enpire_rollout.client import CellSession
 
-        session = CellSession(home=Path(home), **session_kw)
+        session = CellSession(home=Path(home), task=task or DEFAULT_TASK, **session_kw)
         self.client = TrialsClient(session.client, home=home, store=store, task=task)
         super().__init__(session, home, [self.client])
 
@@ -255,13 +256,11 @@ def make_ros_fleet_ports(task: str, home: Path, cells: int,
     """
     from enpire_rollout.client import FleetSession
 
-    if task != 'push_t':
-        raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
     if not 1 <= cells <= FLEET_LAUNCH_MAX_CELLS:
         raise ConfigError(f'cells={cells}: fleet_sim.launch.yaml starts 1 to '
                           f'{FLEET_LAUNCH_MAX_CELLS} cells')
     session = FleetSession(home=Path(home), cells=[f'cell_{i}' for i in range(cells)],
-                           log=log)
+                           log=log, task=task)
     return session, [RosTrialsPort(_FleetCell(c), home=home, store=store)
                      for c in session.clients]
 
@@ -276,6 +275,5 @@ def make_ros_trials_port(task: str, home: Path, cells: int = 1,
     if cells != 1:
         raise ConfigError(f'cells={cells}: the ROS trials port drives one cell per agent; '
                           'use make_ros_fleet_ports (enpire improve --cells N)')
-    if task != 'push_t':
-        raise ConfigError(f"task '{task}' has no sim cell launch yet (only push_t)")
-    return RosTrialsPort(CellSession(home=Path(home), log=log), home=home, store=store)
+    return RosTrialsPort(CellSession(home=Path(home), log=log, task=task), home=home,
+                         store=store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enpire_common.config import require
-from enpire_common.tasks import TaskSpec
+from enpire_common.tasks import DEFAULT_TASK, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class ResetServerConfig:
         server_wait_s: how long to wait for sim/reset and verify_success to appear, seconds.
     """
 
-    task: str = 'push_t'
+    task: str = DEFAULT_TASK
     strategy: str = ''
     max_attempts: int = 0
     timeout_s: float = 0.0
@@ -87,7 +87,7 @@ class ResetServerConfig:
     server_wait_s: float = 5.0
 
     def __post_init__(self) -> None:
-        require(bool(self.task), 'task', self.task, 'must name a task (e.g. push_t)')
+        require(bool(self.task), 'task', self.task, 'must name a task (config/tasks/<task>/)')
         require(self.max_attempts >= 0, 'max_attempts', self.max_attempts,
                 'must be >= 0 (0 = the task default)')
         require(self.timeout_s >= 0, 'timeout_s', self.timeout_s,

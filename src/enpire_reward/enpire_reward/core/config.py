@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enpire_common.config import require
+from enpire_common.tasks import DEFAULT_TASK
 from enpire_reward.core.fusion import FUSION_RULES
 
 
@@ -24,7 +25,7 @@ class VerifierConfig:
             ``sensor_data`` (best effort: most real camera drivers).
     """
 
-    task: str = 'push_t'
+    task: str = DEFAULT_TASK
     backend: str = 'opencv-v1'
     views: tuple[str, ...] = ()
     fusion: str = ''

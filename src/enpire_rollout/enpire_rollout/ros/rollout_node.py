@@ -28,7 +28,7 @@ from enpire_common.confinement import require_confinement, unconfined_allowed
 from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
 from enpire_common.paths import enpire_home, revision_policy_dir
 from enpire_common.ros import declare_config, run_node
-from enpire_common.tasks import load_task, verify_contract
+from enpire_common.tasks import DEFAULT_TASK, load_task, verify_contract
 from enpire_interfaces.action import RunTrials
 from enpire_interfaces.msg import TrialResult
 from enpire_rollout.core.trial import (
@@ -46,7 +46,7 @@ from enpire_rollout.ros.ports import RosCell, RosController, RosVerifier
 class RolloutConfig:
     """Parameters of the rollout node (``budget.*`` are defaults a goal may override)."""
 
-    task: str = 'push_t'
+    task: str = DEFAULT_TASK
     home: str = ''                  # ENPIRE_HOME override ('' = $ENPIRE_HOME or ./runs)
     cell_id: str = ''               # '' = the node's namespace
     # RunTrials.record is a plain bool, so "unset" reads as false: the node honours it as given

@@ -62,6 +62,8 @@ PLUGIN = TaskPlugin(
         ideal_verdict=crosscheck.ideal_verdict,
         ideal_renderers=(render.RENDERER_GYM_PUSHT,)),
     example_policies='examples/policies/push_t',
+    sim_launch='push_t_sim.launch.yaml',
+    fleet_launch='fleet_sim.launch.yaml',
 )
 
 __all__ = ['PLUGIN', 'make_opencv_estimator']
