@@ -150,7 +150,8 @@ def test_a_trials_session_is_a_cell_session_whose_client_records(tmp_path, monke
     monkeypatch.setattr(enpire_rollout.client, 'CellSession', FakeCellSession)
     session = TrialsSession(home=tmp_path, cell='cell_1', start=False)
     session.client.run_trials(count=1, policy_dir=str(SCRIPTED), experiment_id='e')
-    assert (session.stack, session.kw) == ('S', {'task': 'push_t', 'cell': 'cell_1', 'start': False})
+    assert session.stack == 'S'
+    assert session.kw == {'task': 'push_t', 'cell': 'cell_1', 'start': False}
     session.close()
     assert session.closed
     with ExperimentStore.open(tmp_path) as store:
