@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from enpire_common.config import require
+from enpire_common.paths import enpire_home as common_enpire_home
 
-#: Environment variable naming the runtime data directory (default ``./runs``).
-HOME_ENV = 'ENPIRE_HOME'
-DEFAULT_HOME = 'runs'
 DB_FILENAME = 'enpire.db'
 
 
 def enpire_home(home: str | Path | None = None) -> Path:
-    """The runtime data directory: ``home`` if given, else ``$ENPIRE_HOME``, else ``./runs``."""
-    if home is not None and str(home) != '':
-        return Path(home)
-    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME)
+    """The runtime data directory (:func:`enpire_common.paths.enpire_home`, the one rule)."""
+    return common_enpire_home(home)
 
 
 def default_store_url(home: str | Path | None = None) -> str:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 import threading
-from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from enpire_common.errors import OK, BadImageError, EnpireError, ViewUnavailableError
+from enpire_common.paths import enpire_home
 from enpire_common.ros import declare_config, image_qos, ros_time_s, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import Verdict as VerdictMsg
@@ -72,7 +71,7 @@ class VerifierNode(Node):
             return requested
         if self.config.evidence_dir:
             return self.config.evidence_dir
-        return str(Path(os.environ.get('ENPIRE_HOME', 'runs')) / 'evidence')
+        return str(enpire_home() / 'evidence')
 
     def _on_verify(self, req: VerifySuccess.Request, res: VerifySuccess.Response
                    ) -> VerifySuccess.Response:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 import threading
 import uuid
@@ -31,6 +30,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from enpire_common.errors import ConfigError, EnpireError, EnpireTimeoutError
+from enpire_common.paths import enpire_home
 from enpire_common.ros import NodeClock, run_node
 from enpire_rollout.core.config import RecorderConfig
 from enpire_rollout.core.recorder import IMAGE_TYPE, EpisodeRecorder, TrialMeta, topic_types
@@ -166,7 +166,7 @@ class RecorderClient:
     def __init__(self, node: Node, runs_root: str | Path | None = None,
                  timeout_s: float = 10.0) -> None:
         self._node = node
-        self.runs_root = Path(runs_root or os.environ.get('ENPIRE_HOME', 'runs'))
+        self.runs_root = enpire_home(runs_root)
         self.timeout_s = timeout_s
         self._pub = node.create_publisher(String, CONTROL_TOPIC, 10)
         self._cond = threading.Condition()
