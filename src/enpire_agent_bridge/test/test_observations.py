@@ -39,9 +39,9 @@ def test_a_state_is_served_with_a_frame_recent_enough(frame_s, state_s, max_age_
     assert (frames.for_state(state(1, state_s)) is not None) == served
 
 
-def test_a_frame_that_is_not_packed_rgb8_is_refused():
-    with pytest.raises(BadImageError, match="encoding 'bgr8', expected rgb8"):
-        CameraFrames(0.0).update(image(1, encoding='bgr8'))
+def test_a_frame_of_an_unsupported_encoding_is_refused():
+    with pytest.raises(BadImageError, match="encoding '16UC1' is not supported"):
+        CameraFrames(0.0).update(image(1, encoding='16UC1'))
 
 
 def test_the_observation_names_the_spec_fields():
@@ -72,6 +72,6 @@ def test_a_subscription_logs_a_bad_frame_and_keeps_the_last_good_one():
 
     frames = CameraFrames(0.0)
     assert frames.receive(image(1), Logger())
-    assert not frames.receive(image(2, encoding='bgr8'), Logger())
-    assert len(logged) == 1 and 'expected rgb8' in logged[0]
+    assert not frames.receive(image(2, encoding='16UC1'), Logger())
+    assert len(logged) == 1 and 'not supported' in logged[0]
     assert frames.for_state(state(1, 1)) is not None

@@ -15,9 +15,9 @@ def test_service_judges_a_published_frame_and_survives_a_bad_one(ros, frames):
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
+    from enpire_common.image_msgs import rgb_to_image
     from enpire_interfaces.msg import Verdict as VerdictMsg
     from enpire_interfaces.srv import VerifySuccess
-    from enpire_reward.ros.conversions import rgb_to_image
     from enpire_reward.ros.verifier_node import VerifierNode
 
     node = ros.add(VerifierNode(context=ros.context))

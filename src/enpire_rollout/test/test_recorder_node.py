@@ -8,11 +8,11 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from enpire_common.image_msgs import image_to_rgb, rgb_to_image
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import Command, StateVector
 from enpire_rollout.core.bag import bag_info
 from enpire_rollout.core.records import read_trial, verify_files
-from enpire_rollout.ros.conversions import image_to_rgb, rgb_to_image
 
 pytestmark = pytest.mark.ros
 TIMEOUT_S = 10.0

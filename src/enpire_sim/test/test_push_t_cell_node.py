@@ -10,11 +10,11 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image
 
 from enpire_common.errors import ConfigError
+from enpire_common.image_msgs import image_to_rgb as image_to_array
 from enpire_common.ros import LATEST_QOS, call_service
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
 from enpire_interfaces.srv import GetGroundTruth, SimReset
-from enpire_sim.ros.conversions import image_to_array
 from enpire_sim.ros.push_t_cell import PushTCellNode
 
 pytestmark = pytest.mark.ros

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from enpire_common.errors import BadImageError, CellError
+from enpire_common.errors import CellError
 from enpire_interfaces.msg import Command, StateVector
 
 STATE_POS = ('x', 'y')
@@ -20,16 +19,6 @@ STATE_VEL = ('vx', 'vy')
 
 def stamp_s(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
-
-
-def image_to_array(msg: Image) -> np.ndarray:
-    """An rgb8 Image as an (H, W, 3) uint8 array (a view of the message buffer)."""
-    if msg.encoding != 'rgb8':
-        raise BadImageError(f"camera image has encoding '{msg.encoding}', expected rgb8")
-    if msg.step != msg.width * 3 or len(msg.data) != msg.height * msg.step:
-        raise BadImageError(f'camera image {msg.width}x{msg.height} has step {msg.step} and '
-                            f'{len(msg.data)} bytes; expected packed rgb8')
-    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
 
 
 def state_parts(msg: StateVector) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image
 
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_common.errors import ConfigError, EnpireError
+from enpire_common.image_msgs import image_to_rgb
 from enpire_common.tasks import TaskSpec
 from enpire_interfaces.msg import StateVector
 from enpire_tasks import registry
@@ -86,7 +87,7 @@ class CameraFrames:
 
     def update(self, msg: Image) -> None:
         """Keep ``msg`` as the newest frame. Raises BadImageError (not rgb8, not packed)."""
-        self._frame = (conv.stamp_s(msg.header.stamp), conv.image_to_array(msg))
+        self._frame = (conv.stamp_s(msg.header.stamp), image_to_rgb(msg))
 
     def receive(self, msg: Image, logger: Any) -> bool:
         """:meth:`update` for a subscription: a bad frame is logged (throttled), not raised.

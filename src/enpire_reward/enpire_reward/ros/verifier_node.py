@@ -18,7 +18,7 @@ from enpire_interfaces.msg import Verdict as VerdictMsg
 from enpire_interfaces.srv import VerifySuccess
 from enpire_reward.core.config import VerifierConfig
 from enpire_reward.core.registry import make_verifier
-from enpire_reward.ros.conversions import image_to_rgb, verdict_to_msg
+from enpire_reward.ros.conversions import verdict_to_msg, verifier_image
 
 
 class VerifierNode(Node):
@@ -100,7 +100,7 @@ class VerifierNode(Node):
                         f'stamped {_cdr_stamp_s(data):.2f} s, now {now:.2f} s, '
                         f'{self._frame_counts.get(view, 0)} frames so far); the camera '
                         'stalled')
-                images[view] = image_to_rgb(_image_msg(data, view))
+                images[view] = verifier_image(_image_msg(data, view))
             result = self.verifier.verify(
                 images, req.goal or 'success',
                 list(req.expected_pose) if len(req.expected_pose) else None,

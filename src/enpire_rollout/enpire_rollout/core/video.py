@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from enpire_common.errors import BadImageError
+from enpire_common.images import rgb_from_image
 
 FALLBACK_CODEC = 'mpeg4'
+__all__ = ['FALLBACK_CODEC', 'VideoWriter', 'pick_codec', 'rgb_from_image']
 
 
 def pick_codec(preferred: str = 'libx264') -> str:
@@ -32,37 +34,6 @@ def pick_codec(preferred: str = 'libx264') -> str:
         return name
     raise BadImageError(f'neither {preferred} nor {FALLBACK_CODEC} encoders exist in PyAV\'s '
                         'FFmpeg; reinstall av from PyPI')
-
-
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
-
-
-def rgb_from_image(encoding: str, height: int, width: int, step: int, data: Any) -> np.ndarray:
-    """An HxWx3 uint8 RGB array from the fields of a sensor_msgs/Image.
-
-    ``data`` is any buffer (bytes, array.array, a numpy view of a CDR message); rgb8 data
-    is returned without a copy when it is already packed.
-
-    Raises:
-        BadImageError: unsupported encoding or a data size that does not match the header.
-    """
-    channels = _CHANNELS.get(encoding)
-    if channels is None:
-        raise BadImageError(f"image encoding '{encoding}' is not supported "
-                            f'(supported: {", ".join(_CHANNELS)})')
-    h, w, step = int(height), int(width), int(step)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if h == 0 or w == 0 or step < w * channels or buf.size < h * step:
-        raise BadImageError(f'image {w}x{h} step {step} has {buf.size} bytes; expected '
-                            f'{h * step} ({encoding})')
-    arr = buf[:h * step].reshape(h, step)[:, :w * channels].reshape(h, w, channels)
-    if encoding.startswith('bgr'):
-        arr = arr[:, :, 2::-1]
-    elif channels == 4:
-        arr = arr[:, :, :3]
-    elif channels == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr)
 
 
 class VideoWriter:

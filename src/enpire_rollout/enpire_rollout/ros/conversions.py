@@ -6,18 +6,15 @@ The trial mapper (:func:`trial_to_msg`, :func:`trial_from_msg`) is the one way b
 
 from __future__ import annotations
 
-import array
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
 
 from enpire_interfaces.msg import Command, SafetyEvent, TrialResult, Verdict
 from enpire_rollout.core.safety import SafetyDecision
 from enpire_rollout.core.trial_record import TrialRecord
-from enpire_rollout.core.video import rgb_from_image
 
 #: error_msg is cut to this many characters in a TrialResult (trial.json keeps it whole).
 MAX_ERROR_MSG = 2000
@@ -123,25 +120,4 @@ def safety_event(decision: SafetyDecision, cell_id: str, revision_id: str,
     msg.detail = decision.detail
     return msg
 
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """An HxWx3 uint8 RGB array from a sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8).
-
-    Raises:
-        BadImageError: unsupported encoding or a data size that does not match the header.
-    """
-    data = msg.data if isinstance(msg.data, (bytes, bytearray, array.array)) else bytes(msg.data)
-    return rgb_from_image(msg.encoding, msg.height, msg.width, msg.step, data)
-
-
-def rgb_to_image(frame: np.ndarray, stamp: Time, frame_id: str = '') -> Image:
-    """A sensor_msgs/Image (rgb8) from an HxWx3 uint8 array (tests, replay)."""
-    msg = Image()
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = int(frame.shape[0]), int(frame.shape[1])
-    msg.encoding = 'rgb8'
-    msg.step = int(frame.shape[1]) * 3
-    msg.data = np.ascontiguousarray(frame, dtype=np.uint8).tobytes()
-    return msg
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import array
 import struct
 from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo
 
 from enpire_common.tasks import ViewSpec
 from enpire_interfaces.msg import SafetyEvent, StateVector
@@ -24,26 +23,12 @@ def time_msg(t_s: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def image_msg(img: np.ndarray, stamp: Time, frame_id: str) -> Image:
-    """An rgb8 Image. ``array('B', bytes)`` is a memcpy; assigning bytes or a list would make
-    the generated setter check every pixel value in Python."""
-    msg = Image()
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = int(img.shape[0]), int(img.shape[1])
-    msg.encoding = 'rgb8'
-    msg.is_bigendian = 0
-    msg.step = int(img.shape[1]) * 3
-    msg.data = array.array('B', np.ascontiguousarray(img, dtype=np.uint8).tobytes())
-    return msg
-
-
 def image_cdr(img: np.ndarray, stamp: Time, frame_id: str) -> bytes:
     """The serialized (CDR, little endian) rgb8 Image of ``img`` for ``Publisher.publish``.
 
-    Deserializes to the same message as :func:`image_msg` (same length as
-    ``serialize_message`` of it; padding bytes are zeros), built with one copy of the pixels
-    instead of four (tobytes, array.array, the C message, its serialization)."""
+    Deserializes to the same message as :func:`enpire_common.image_msgs.rgb_to_image` (same
+    length as ``serialize_message`` of it; padding bytes are zeros), built with one copy of
+    the pixels instead of four (tobytes, array.array, the C message, its serialization)."""
     h, w = int(img.shape[0]), int(img.shape[1])
     pixels = np.ascontiguousarray(img, dtype=np.uint8)
     head = bytearray(b'\x00\x01\x00\x00')  # CDR little-endian encapsulation
@@ -66,11 +51,6 @@ def _cdr_string(buf: bytearray, text: str) -> None:
     _cdr_align4(buf)
     raw = text.encode() + b'\x00'
     buf += struct.pack('<I', len(raw)) + raw
-
-
-def image_to_array(msg: Image) -> np.ndarray:
-    """An rgb8 Image as an (H, W, 3) uint8 array (a view of the message buffer)."""
-    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
 
 
 def camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
