@@ -1,5 +1,8 @@
 """Hot swap under a running real-time cell: switch latency, missed ticks, stale commands.
 
+Over 500 lines on purpose: one self-contained benchmark (launch, drive, measure, report) that
+runs without the test tree.
+
 Starts a real-time ``push_t_cell`` (default 30 Hz; a copy of the push_t task with
 ``action.rate_hz`` changed, under ``ENPIRE_TASKS_DIR``), the ``safety_supervisor`` and the
 ``agent_bridge`` as separate processes in a private namespace, submits two trivially different

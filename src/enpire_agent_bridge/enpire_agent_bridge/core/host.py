@@ -1,5 +1,9 @@
 """PolicyHost: runs one policy revision in a separate, resource-limited OS process.
 
+Over 500 lines on purpose: the host side of one sandboxed process (start under the chosen
+confinement, the framed protocol with its deadlines, validation of every reply, and each
+way it can die) is one lifecycle, and every fault path must reach the same kill-and-explain.
+
 Why a fresh ``python -m enpire_agent_bridge.core.host_worker`` (subprocess + exec) rather than
 ``multiprocessing`` fork or spawn: the caller is usually a ROS node with executor threads, DDS
 sockets and locks, which must not leak into the sandbox (fork), and ``subprocess`` gives us in

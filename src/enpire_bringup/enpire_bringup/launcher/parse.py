@@ -1,5 +1,9 @@
 """Read ros2 launch YAML files into a validated :class:`LaunchPlan` (pure: no processes).
 
+Over 500 lines on purpose: one reader per launch action (arg, let, node, group, include,
+push-ros-namespace, set-env, ...) sharing one scope and one error path; split, each would
+need the whole reader state.
+
 The schema is launch / launch_ros's YAML frontend::
 
     launch:

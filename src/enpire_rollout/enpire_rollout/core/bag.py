@@ -1,5 +1,8 @@
 """rosbag2 (MCAP) episode bags: writers, message building, inspection and crash repair.
 
+Over 500 lines on purpose: the MCAP writer, its rosbag2_py twin, inspection and crash repair
+share one typestore and one chunk layout; apart, the layout would be written twice.
+
 Core code never imports ROS message types: messages arrive here either as CDR bytes
 (serialized by the recorder node) or as plain dicts/dataclasses, which are serialized with
 the rosbags typestore (ROS 2 Jazzy types plus the enpire_interfaces messages read from their
