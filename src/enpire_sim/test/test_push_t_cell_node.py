@@ -14,7 +14,7 @@ from enpire_common.image_msgs import image_to_rgb as image_to_array
 from enpire_common.ros import LATEST_QOS, call_service
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
-from enpire_interfaces.srv import GetGroundTruth, SimReset
+from enpire_interfaces.srv import GetGroundTruth, PlaceStart
 from enpire_sim.ros.push_t_cell import PushTCellNode
 
 pytestmark = pytest.mark.ros
@@ -43,7 +43,7 @@ class Probe:
                               LATEST_QOS)
         self.cmd = n.create_publisher(Command, 'command', 10)
         self.gt = n.create_client(GetGroundTruth, 'sim/ground_truth')
-        self.reset = n.create_client(SimReset, 'sim/reset')
+        self.reset = n.create_client(PlaceStart, 'place')
 
     def send(self, action, tick=0):
         msg = Command(tick=tick, revision_id='test', action=[float(a) for a in action])
@@ -103,11 +103,11 @@ def test_sim_reset_places_the_seed_start_and_publishes_a_fresh_frame(ros):
     probe.wait_connected()
     probe.send([150.0, 150.0])
     probe.states.get(timeout=TIMEOUT_S)
-    first = call_service(probe.reset, SimReset.Request(seed=7), TIMEOUT_S, 'sim/reset')
+    first = call_service(probe.reset, PlaceStart.Request(seed=7), TIMEOUT_S, 'place')
     state = probe.states.get(timeout=TIMEOUT_S)
     assert state.tick == 0
     assert list(state.values[:2]) == pytest.approx(list(first.agent_pos))
-    second = call_service(probe.reset, SimReset.Request(seed=7), TIMEOUT_S, 'sim/reset')
+    second = call_service(probe.reset, PlaceStart.Request(seed=7), TIMEOUT_S, 'place')
     assert list(second.object_pose) == list(first.object_pose)
     gt = call_service(probe.gt, GetGroundTruth.Request(), TIMEOUT_S, 'sim/ground_truth')
     assert list(gt.object_pose) == list(first.object_pose) and gt.seed == 7
@@ -116,8 +116,8 @@ def test_sim_reset_places_the_seed_start_and_publishes_a_fresh_frame(ros):
 def test_sim_reset_with_explicit_poses_returns_them(ros):
     make_cell(ros)
     probe = Probe(ros)
-    req = SimReset.Request(seed=1, object_pose=[300.0, 220.0, 0.5], agent_pos=[60.0, 70.0])
-    resp = call_service(probe.reset, req, TIMEOUT_S, 'sim/reset')
+    req = PlaceStart.Request(seed=1, object_pose=[300.0, 220.0, 0.5], agent_pos=[60.0, 70.0])
+    resp = call_service(probe.reset, req, TIMEOUT_S, 'place')
     assert resp.error_code == 0
     assert list(resp.object_pose) == pytest.approx([300.0, 220.0, 0.5], abs=1e-6)
     assert list(resp.agent_pos) == pytest.approx([60.0, 70.0])
@@ -126,8 +126,8 @@ def test_sim_reset_with_explicit_poses_returns_them(ros):
 def test_sim_reset_with_a_bad_pose_answers_config_invalid(ros):
     make_cell(ros)
     probe = Probe(ros)
-    req = SimReset.Request(seed=1, object_pose=[1.0, 2.0])
-    resp = call_service(probe.reset, req, TIMEOUT_S, 'sim/reset')
+    req = PlaceStart.Request(seed=1, object_pose=[1.0, 2.0])
+    resp = call_service(probe.reset, req, TIMEOUT_S, 'place')
     assert resp.error_code == 100
     assert 'object_pose' in resp.error_msg
 
@@ -219,7 +219,7 @@ def test_the_cell_publishes_the_configured_cameras_frame(ros, renderer):
     probe = Probe(ros)
     probe.wait_connected()   # takes the latched start frame off the queue ...
     probe.reset.wait_for_service(timeout_sec=TIMEOUT_S)
-    call_service(probe.reset, SimReset.Request(seed=3), TIMEOUT_S, 'sim/reset')
+    call_service(probe.reset, PlaceStart.Request(seed=3), TIMEOUT_S, 'place')
     published = image_to_array(probe.images.get(timeout=TIMEOUT_S))   # ... so this is new
     expected = {}
     for name in ('area', 'gym-pusht'):

@@ -11,7 +11,7 @@ from typing import Any
 
 
 class SimPlaceStrategy:
-    """Simulated cells: ask the simulator to place the start of ``seed`` (SimReset)."""
+    """Simulated cells: ask the simulator to place the start of ``seed`` (PlaceStart)."""
 
     id = 'sim_place-v1'
 

@@ -72,9 +72,9 @@ class ResetServerConfig:
         max_attempts: default attempts when a goal says 0.
         timeout_s: default reset budget when a goal says 0, seconds.
         settle_s: wait after placing before verifying, seconds.
-        call_timeout_s: bound of each sim/reset and verify_success call, seconds.
+        call_timeout_s: bound of each place and verify_success call, seconds.
         retry_backoff_s: wait before a retry, seconds.
-        server_wait_s: how long to wait for sim/reset and verify_success to appear, seconds.
+        server_wait_s: how long to wait for place and verify_success to appear, seconds.
     """
 
     task: str = DEFAULT_TASK

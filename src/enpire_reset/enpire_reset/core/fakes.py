@@ -9,7 +9,7 @@ from enpire_reset.core.ports import Placement, ResetVerdict
 
 
 class FakeSim:
-    """A SimPort whose start of a seed is a fixed function of the seed.
+    """A PlacePort whose start of a seed is a fixed function of the seed.
 
     Args:
         pose_of: seed -> object pose (default: a deterministic pose inside the table).

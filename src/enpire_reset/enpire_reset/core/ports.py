@@ -37,8 +37,9 @@ class ResetVerdict:
 
 
 @runtime_checkable
-class SimPort(Protocol):
-    """A cell that can place a start state (sim: SimReset). Raises EnpireError on failure."""
+class PlacePort(Protocol):
+    """A cell that places a start state (its `place` service, PlaceStart: a sim cell sets it,
+    a real cell moves the robot). Raises EnpireError on failure."""
 
     def place(self, seed: int, timeout_s: float) -> Placement: ...
 

@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable
 
 from enpire_common.errors import UnknownNameError
-from enpire_reset.core.ports import SimPort
+from enpire_reset.core.ports import PlacePort
 from enpire_tasks import registry as tasks
 from enpire_tasks.plugin import ResetStrategy
 from enpire_tasks.reset import SimPlaceStrategy
 
-StrategyFactory = Callable[[SimPort], ResetStrategy]
+StrategyFactory = Callable[[PlacePort], ResetStrategy]
 _REGISTRY: dict[str, StrategyFactory] = {}
 _VERSIONED = re.compile(r'^(?P<base>.+)-v(?P<version>\d+)$')
 
@@ -59,9 +59,9 @@ def resolve_strategy_id(name: str, task: str | None = None) -> str:
     return max(versions)[1]
 
 
-def make_strategy(name: str, sim: SimPort, task: str | None = None) -> ResetStrategy:
-    """Build the strategy ``name`` (id or alias) of ``task`` over the cell port ``sim``."""
-    return _strategies(task)[resolve_strategy_id(name, task)](sim)
+def make_strategy(name: str, cell: PlacePort, task: str | None = None) -> ResetStrategy:
+    """Build the strategy ``name`` (id or alias) of ``task`` over the cell port ``cell``."""
+    return _strategies(task)[resolve_strategy_id(name, task)](cell)
 
 
 __all__ = ['ResetStrategy', 'SimPlaceStrategy', 'StrategyFactory', 'available_strategies',

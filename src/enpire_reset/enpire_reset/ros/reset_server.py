@@ -15,7 +15,7 @@ from enpire_common.errors import OK, CellBusyError, EnpireError
 from enpire_common.ros import call_service, declare_config, raise_for_result, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.action import ResetCell
-from enpire_interfaces.srv import SimReset, VerifySuccess
+from enpire_interfaces.srv import PlaceStart, VerifySuccess
 from enpire_reset.core.config import ResetConfig, ResetServerConfig
 from enpire_reset.core.ports import Placement, ResetVerdict
 from enpire_reset.core.procedure import ResetNotVerifiedError, ResetProcedure
@@ -23,16 +23,16 @@ from enpire_reset.core.strategies import make_strategy, resolve_strategy_id
 from enpire_reset.ros import conversions as conv
 
 
-class RosSimPort:
-    """SimPort over the cell's ``sim/reset`` service."""
+class RosPlacePort:
+    """PlacePort over the cell's ``place`` service."""
 
     def __init__(self, client, server_wait_s: float) -> None:
         self._client = client
         self._wait_s = server_wait_s
 
     def place(self, seed: int, timeout_s: float) -> Placement:
-        resp = call_service(self._client, SimReset.Request(seed=int(seed)),
-                            max(timeout_s, self._wait_s), 'sim/reset')
+        resp = call_service(self._client, PlaceStart.Request(seed=int(seed)),
+                            max(timeout_s, self._wait_s), 'place')
         raise_for_result(resp)
         return Placement(tuple(resp.object_pose), tuple(resp.agent_pos), int(seed))
 
@@ -62,7 +62,7 @@ class ResetServerNode(Node):
         (RESET_FAILED, UNKNOWN_NAME, TIMEOUT, CANCELLED, CELL_UNAVAILABLE, CELL_BUSY).
         One goal at a time; a second concurrent goal is answered CELL_BUSY.
 
-    Calls (in its namespace): ``sim/reset`` (SimReset) to place, ``verify_success``
+    Calls (in its namespace): ``place`` (PlaceStart) to place, ``verify_success``
     (VerifySuccess, goal ``reset``, expected_pose = placed pose) to verify, each bounded
     by ``call_timeout_s``.
 
@@ -83,7 +83,7 @@ class ResetServerNode(Node):
         # Fail at start on an unknown default; the strategies are the task plugin's.
         resolve_strategy_id(self.defaults.strategy, self.task.name)
         self._group = ReentrantCallbackGroup()
-        self._sim = RosSimPort(self.create_client(SimReset, 'sim/reset',
+        self._cell = RosPlacePort(self.create_client(PlaceStart, 'place',
                                                   callback_group=self._group),
                                self.config.server_wait_s)
         self._verifier = RosVerifierPort(
@@ -126,7 +126,7 @@ class ResetServerNode(Node):
         try:
             cfg = self._reset_config(goal.strategy or self.config.strategy,
                                      int(goal.max_attempts), float(goal.timeout_s))
-            strategy = make_strategy(cfg.strategy, self._sim, self.task.name)
+            strategy = make_strategy(cfg.strategy, self._cell, self.task.name)
             procedure = ResetProcedure(strategy, self._verifier, cfg, SystemClock())
             outcome = procedure.run(int(goal.seed), on_feedback=feedback,
                                     cancelled=lambda: goal_handle.is_cancel_requested)

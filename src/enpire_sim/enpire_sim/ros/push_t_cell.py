@@ -18,7 +18,7 @@ from enpire_common.ros import (
 )
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
-from enpire_interfaces.srv import GetGroundTruth, SimReset
+from enpire_interfaces.srv import GetGroundTruth, PlaceStart
 from enpire_sim.core.config import PushTCellConfig
 from enpire_sim.core.push_t import InvalidCommandError, PushTSim, validate_action
 from enpire_sim.ros import conversions as conv
@@ -42,7 +42,7 @@ class PushTCellNode(Node):
         [x_px, y_px] inside the task's safety bounds).
 
     Services:
-        ``sim/reset`` (SimReset): place the T + pusher from ``seed`` or explicit poses,
+        ``place`` (PlaceStart): place the T + pusher from ``seed`` or explicit poses,
         return the placed poses, publish a fresh image + state at once.
         ``sim/ground_truth`` (GetGroundTruth): simulator truth (tests, verifier cross-checks).
 
@@ -95,7 +95,7 @@ class PushTCellNode(Node):
         self._clock_pub = (self.create_publisher(ClockMsg, '/clock', LATEST_QOS)
                            if self.lockstep else None)
         self.create_subscription(Command, 'command', self._on_command, 10)
-        self.create_service(SimReset, 'sim/reset', self._on_reset)
+        self.create_service(PlaceStart, 'place', self._on_place)
         self.create_service(GetGroundTruth, 'sim/ground_truth', self._on_ground_truth)
         self._timer = (None if self.lockstep
                        else self.create_timer(1.0 / self.config.control_rate_hz, self._on_tick))
@@ -213,7 +213,8 @@ class PushTCellNode(Node):
         self._publish()
 
     # --- services ------------------------------------------------------------------------------
-    def _on_reset(self, req: SimReset.Request, resp: SimReset.Response) -> SimReset.Response:
+    def _on_place(self, req: PlaceStart.Request, resp: PlaceStart.Response
+                  ) -> PlaceStart.Response:
         with self._lock:
             try:
                 self.sim.reset(seed=int(req.seed),
