@@ -318,12 +318,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     procs = Procs(env, tmp)
     rec = None
     try:
-        procs.start('cell', 'enpire_sim.ros.push_t_cell', 'clock.mode:=realtime',
+        procs.start('cell', 'enpire_sim.ros.push_t_cell_node', 'clock.mode:=realtime',
                     f'control_rate_hz:={args.rate_hz}', f'camera.width_px:={args.camera_px}',
                     f'camera.height_px:={args.camera_px}')
         if not args.no_supervisor:
-            procs.start('supervisor', 'enpire_rollout.ros.safety_supervisor', 'task:=push_t')
-        procs.start('bridge', 'enpire_agent_bridge.ros.bridge_node',
+            procs.start('supervisor', 'enpire_rollout.ros.safety_supervisor_node', 'task:=push_t')
+        procs.start('bridge', 'enpire_agent_bridge.ros.agent_bridge_node',
                     f'task_file:={task_dir / "task.yaml"}',
                     f'deadline_margin_s:={args.deadline_margin_s}')
         rec = Recorder()

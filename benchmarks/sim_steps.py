@@ -9,7 +9,7 @@ measures the wrapper / the ROS pipeline, not the renderer:
 
     . scripts/env.sh && ROS_DOMAIN_ID=12 python benchmarks/sim_steps.py [--steps 200] [--no-ros]
 
-ROS part: the cell runs in its own process (``python -m enpire_sim.ros.push_t_cell``,
+ROS part: the cell runs in its own process (``python -m enpire_sim.ros.push_t_cell_node``,
 lockstep); a driver node here publishes one command and waits for that tick's image + state
 (the round trip a lockstep policy host pays each step).
 """
@@ -91,7 +91,7 @@ def ros_lockstep(n: int, size: int, timeout_s: float = 60.0) -> float:
 
     ns = f'/bench_{os.getpid()}'
     cell = subprocess.Popen(
-        [sys.executable, '-m', 'enpire_sim.ros.push_t_cell', '--ros-args', '-r',
+        [sys.executable, '-m', 'enpire_sim.ros.push_t_cell_node', '--ros-args', '-r',
          f'__ns:={ns}', '-p', 'clock.mode:=lockstep', '-p', f'camera.width_px:={size}',
          '-p', f'camera.height_px:={size}'], stdout=subprocess.DEVNULL)
     rclpy.init()

@@ -20,7 +20,7 @@ setup(
     entry_points={
         'console_scripts': [
             'policy_host = enpire_agent_bridge.ros.policy_host_node:main',
-            'agent_bridge = enpire_agent_bridge.ros.bridge_node:main',
+            'agent_bridge = enpire_agent_bridge.ros.agent_bridge_node:main',
         ],
     },
 )

@@ -41,7 +41,7 @@ setup(
     entry_points={
         'console_scripts': [
             'enpire = enpire_bringup.cli:main',
-            'heartbeat = enpire_bringup.ros.heartbeat:main',
+            'heartbeat = enpire_bringup.ros.heartbeat_node:main',
         ],
     },
 )

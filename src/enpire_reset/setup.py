@@ -19,7 +19,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'reset_server = enpire_reset.ros.reset_server:main',
+            'reset_server = enpire_reset.ros.reset_server_node:main',
         ],
     },
 )

@@ -20,7 +20,7 @@ setup(
     entry_points={
         'console_scripts': [
             'rollout = enpire_rollout.ros.rollout_node:main',
-            'safety_supervisor = enpire_rollout.ros.safety_supervisor:main',
+            'safety_supervisor = enpire_rollout.ros.safety_supervisor_node:main',
             'recorder = enpire_rollout.ros.recorder_node:main',
         ],
     },

@@ -19,7 +19,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'push_t_cell = enpire_sim.ros.push_t_cell:main',
+            'push_t_cell = enpire_sim.ros.push_t_cell_node:main',
         ],
         # The simulated cell of each task, for sim-side tools of lower layers (the verifier
         # crosscheck): enpire_tasks.registry.make_sim_cell finds it here.

@@ -22,7 +22,7 @@ from std_msgs.msg import String
 
 from enpire_agent_bridge.core.swap import HOLD
 from enpire_agent_bridge.ros import conversions as conv
-from enpire_agent_bridge.ros.bridge_node import AgentBridgeNode, TriggerSrv
+from enpire_agent_bridge.ros.agent_bridge_node import AgentBridgeNode, TriggerSrv
 from enpire_common.errors import SwitchFailedError
 from enpire_common.ros import LATEST_QOS, wait_future
 from enpire_common.testing import wait_until

@@ -5,7 +5,7 @@ import threading
 import pytest
 from std_msgs.msg import String
 
-from enpire_bringup.ros.heartbeat import HeartbeatNode
+from enpire_bringup.ros.heartbeat_node import HeartbeatNode
 
 
 @pytest.mark.ros

@@ -6,9 +6,9 @@ from rclpy.parameter import Parameter
 from enpire_common.ros import ActionClient, wait_for_service, wait_future
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import ErrorCode
-from enpire_reset.ros.fake_verifier import FakeVerifierNode
-from enpire_reset.ros.reset_server import ResetServerNode
-from enpire_sim.ros.push_t_cell import PushTCellNode
+from enpire_reset.ros.fake_verifier_node import FakeVerifierNode
+from enpire_reset.ros.reset_server_node import ResetServerNode
+from enpire_sim.ros.push_t_cell_node import PushTCellNode
 
 pytestmark = pytest.mark.ros
 NS = '/cell_r'

@@ -43,10 +43,10 @@ class Probe:
 
 
 def make_supervisor(ros, **params):
-    from enpire_rollout.ros.safety_supervisor import SafetySupervisor
+    from enpire_rollout.ros.safety_supervisor_node import SafetySupervisorNode
 
     overrides = [Parameter(k, value=v) for k, v in params.items()]
-    return ros.add(SafetySupervisor(context=ros.context, parameter_overrides=overrides))
+    return ros.add(SafetySupervisorNode(context=ros.context, parameter_overrides=overrides))
 
 
 def test_out_of_bounds_command_is_clamped_and_reported(ros):
@@ -140,7 +140,7 @@ def test_event_kinds_and_actions_mirror_the_message_constants():
 
 
 def test_invalid_envelope_parameters_exit_with_code_2():
-    from enpire_rollout.ros import safety_supervisor
+    from enpire_rollout.ros import safety_supervisor_node as safety_supervisor
 
     code = safety_supervisor.main(['--ros-args', '-p', 'modes.bounds:=explode'])
     assert code == 2

@@ -15,7 +15,7 @@ from enpire_common.ros import LATEST_QOS, call_service
 from enpire_common.testing import wait_until
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
 from enpire_interfaces.srv import GetGroundTruth, PlaceStart
-from enpire_sim.ros.push_t_cell import PushTCellNode
+from enpire_sim.ros.push_t_cell_node import PushTCellNode
 
 pytestmark = pytest.mark.ros
 NS = '/cell_t'

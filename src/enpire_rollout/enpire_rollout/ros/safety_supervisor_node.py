@@ -26,7 +26,7 @@ from enpire_rollout.core.safety import SafetyAction, SafetyFilter
 from enpire_rollout.ros.conversions import applied_command, command_values, safety_event
 
 
-class SafetySupervisor(Node):
+class SafetySupervisorNode(Node):
     """Filters ``policy/command`` into ``command`` through the safety envelope.
 
     Subscribes:
@@ -113,7 +113,7 @@ class SafetySupervisor(Node):
 def main(argv: list[str] | None = None) -> int:
     # On every control tick's path (policy -> supervisor -> cell): the events executor cut
     # its per-message overhead (py-spy: the default wait loop was ~70% of its CPU).
-    return run_node('safety_supervisor', SafetySupervisor, argv, executor='fast')
+    return run_node('safety_supervisor', SafetySupervisorNode, argv, executor='fast')
 
 
 if __name__ == '__main__':
