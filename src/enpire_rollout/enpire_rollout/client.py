@@ -187,6 +187,11 @@ class RolloutClient:
         import rclpy
 
         self._executor.shutdown(timeout_sec=2.0)
+        # Destroyed now, while the cells still run: Node.destroy_node leaves an action client
+        # to the garbage collector, which at interpreter exit (after a fleet launch was stopped
+        # with SIGKILLs) blocked forever in Fast DDS on a shared-memory port lock that a killed
+        # process held; `enpire improve --cells 8` never exited.
+        self._client.destroy()
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
         # The spin thread must be out of rclpy's C++ wait before the interpreter exits: a
