@@ -19,6 +19,8 @@ from enpire_common.errors import UnconfinedError
 MODES = ('auto', 'landlock', 'bwrap', 'none')
 #: Setting this to 1 in the environment allows running policy code unconfined.
 ALLOW_UNCONFINED_ENV = 'ENPIRE_ALLOW_UNCONFINED'
+#: How many refused operations a trial record names (all are counted).
+MAX_NAMED_DENIALS = 8
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from enpire_common import landlock
 
 # Detection lives in enpire_common (the rollout node needs it too); re-exported here.
+from enpire_common.confinement import MAX_NAMED_DENIALS as MAX_NAMED
 from enpire_common.confinement import MODES, Confinement, bwrap_path, detect
 
 __all__ = ['MAX_NAMED', 'MODES', 'Confinement', 'Denials', 'bwrap_command', 'bwrap_path',
@@ -41,8 +42,6 @@ SYSTEM_READ = ('/usr', '/lib', '/lib64', '/lib32', '/etc/ld.so.cache', '/etc/loc
                '/sys/devices/system/cpu', '/proc/cpuinfo', '/proc/meminfo')
 #: Device files a policy may read and write.
 DEVICES = ('/dev/null', '/dev/zero', '/dev/urandom', '/dev/random')
-#: How many denied operations a record names (all are counted).
-MAX_NAMED = 8
 _OWN_PACKAGES = frozenset({'enpire_agent_bridge', 'enpire_common'})
 
 

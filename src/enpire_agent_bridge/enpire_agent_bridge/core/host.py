@@ -53,22 +53,11 @@ from enpire_agent_bridge.core.contract import (
     SizeLimits,
     check_policy_dir,
 )
-from enpire_common.confinement import require_confinement, unconfined_allowed
+from enpire_common.confinement import require_confinement
 from enpire_common.errors import PolicyDeadlineError, PolicyFaultError, PolicyRejectedError
 
 _ENV_KEEP = ('PATH', 'PYTHONPATH', 'LD_LIBRARY_PATH')
 _RESPONSE_MAX_BYTES = 1 << 20
-
-
-def allow_unconfined(config: SandboxConfig) -> bool:
-    """Whether policy code may run without confinement (config, or ENPIRE_ALLOW_UNCONFINED=1)."""
-    return unconfined_allowed(config.allow_unconfined)
-
-
-def resolve_confinement(config: SandboxConfig) -> Confinement:
-    """What will confine a host started with ``config``; raises UnconfinedError when that is
-    nothing and running unconfined was not allowed (enpire_common.confinement)."""
-    return require_confinement(config.confinement, config.allow_unconfined)
 
 
 def _package_root() -> str:
@@ -79,11 +68,16 @@ def _package_root() -> str:
     return str(Path(enpire_agent_bridge.__file__).resolve().parents[1])
 
 
-def _package_roots() -> list[str]:
-    # What the worker imports before it is confined: our packages (copied in under bwrap).
+def _copy_worker_packages(dest: str) -> None:
+    # What the worker imports before it is confined: under bwrap it gets a private copy of our
+    # packages, so no workspace path is bound in.
+    import enpire_agent_bridge
     import enpire_common
 
-    return [_package_root(), str(Path(enpire_common.__file__).resolve().parents[1])]
+    for pkg in (enpire_agent_bridge, enpire_common):
+        src = Path(pkg.__file__).resolve().parent
+        shutil.copytree(src, os.path.join(dest, src.name),
+                        ignore=shutil.ignore_patterns('__pycache__', 'test'))
 
 
 def _other_can_traverse(path: str) -> bool:
@@ -280,7 +274,7 @@ class PolicyHost:
         if self._proc is not None:
             raise RuntimeError('PolicyHost.start called twice; create a new host instead')
         cfg = self.config
-        self.confinement = resolve_confinement(cfg)
+        self.confinement = require_confinement(cfg.confinement, cfg.allow_unconfined)
         workdir = self._prepare_workdir()
         self._workdir = workdir
         scratch = os.path.join(workdir, 'scratch')
@@ -295,16 +289,12 @@ class PolicyHost:
         self.privileges_dropped = drop
         cmd = [sys.executable, '-u', '-B', '-m', 'enpire_agent_bridge.core.host_worker',
                os.path.join(workdir, 'policy'), '--req-fd', str(req_r), '--resp-fd', str(resp_w)]
+        env = self._env(workdir)
         if self.confinement.mode == 'bwrap':
-            # bwrap's --die-with-parent ties it to us; the worker's parent is then bwrap. The
-            # worker imports a private copy of our packages: no workspace path is bound in.
+            # bwrap's --die-with-parent ties it to us; the worker's parent is then bwrap.
             runtime = os.path.join(workdir, 'runtime')
-            for root in _package_roots():
-                for pkg in ('enpire_agent_bridge', 'enpire_common'):
-                    if os.path.isdir(os.path.join(root, pkg)):
-                        shutil.copytree(os.path.join(root, pkg), os.path.join(runtime, pkg),
-                                        ignore=shutil.ignore_patterns('__pycache__', 'test'),
-                                        dirs_exist_ok=True)
+            _copy_worker_packages(runtime)
+            env['PYTHONPATH'] = runtime
             cmd = bwrap_command(bwrap_path() or 'bwrap', os.path.join(workdir, 'policy'), scratch,
                                 [runtime]) + cmd
         else:
@@ -313,9 +303,6 @@ class PolicyHost:
         try:
             with open(log_dir / 'stdout.log', 'ab') as out, \
                     open(self._stderr_path, 'ab') as err:
-                env = self._env(workdir)
-                if self.confinement.mode == 'bwrap':
-                    env['PYTHONPATH'] = os.path.join(workdir, 'runtime')
                 self._proc = subprocess.Popen(
                     cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, pass_fds=(req_r, resp_w), close_fds=True,

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from enpire_common.clock import Clock, SystemClock
+from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_rollout.core.bag import (
     BAG_DIRNAME,
@@ -129,7 +130,7 @@ def _sandbox_fields(sandbox: Mapping[str, Any]) -> dict[str, Any]:
     return {'sandbox': {'confinement': str(sandbox.get('confinement', 'unknown')),
                         'allow_unconfined': bool(sandbox.get('allow_unconfined', False))},
             'sandbox_denials': {'count': int(sandbox.get('denials', 0) or 0),
-                                'first': [str(d) for d in denied][:8]}}
+                                'first': [str(d) for d in denied][:MAX_NAMED_DENIALS]}}
 
 
 class EpisodeRecorder:

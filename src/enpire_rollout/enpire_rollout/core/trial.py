@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from enpire_common.clock import Clock
 from enpire_common.config import require
+from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import (
     CellUnavailableError,
     EnpireError,
@@ -156,7 +157,7 @@ def _merge_sandbox(into: dict[str, Any], episode: Mapping[str, Any]) -> None:
     into['denials'] = int(into.get('denials', 0)) + int(episode.get('denials', 0) or 0)
     denied = into.setdefault('denied', [])
     for name in episode.get('denied') or ():
-        if name not in denied and len(denied) < 8:
+        if name not in denied and len(denied) < MAX_NAMED_DENIALS:
             denied.append(name)
 
 

@@ -22,6 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Empty, String
 
+from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import (
     OK,
     CellUnavailableError,
@@ -347,7 +348,8 @@ class RosController:
             first = report.get('first')
             self._episode_sandbox = {
                 'denials': report['count'],
-                'denied': [str(x) for x in first][:8] if isinstance(first, list) else []}
+                'denied': ([str(x) for x in first][:MAX_NAMED_DENIALS]
+                           if isinstance(first, list) else [])}
 
     def stop_episode(self) -> dict[str, int]:
         with self._cond:
