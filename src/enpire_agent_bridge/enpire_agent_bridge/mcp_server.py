@@ -53,8 +53,3 @@ def build_server(tools: Sequence[Tool], *, name: str = 'enpire',
         server.tool()(_as_tool_error(fn))
     return server
 
-
-def serve(tools: Sequence[Tool], *, name: str = 'enpire', instructions: str | None = None,
-          ) -> None:
-    """Serve ``tools`` on stdin/stdout until the client closes stdin."""
-    build_server(tools, name=name, instructions=instructions).run()

@@ -9,7 +9,8 @@ import pytest
 
 from enpire_agent_bridge.core.config import HostingConfig
 from enpire_agent_bridge.core.fakes import FakeHosts
-from enpire_agent_bridge.core.pool import HostPool, sandbox_host
+from enpire_agent_bridge.core.host import sandbox_host
+from enpire_agent_bridge.core.pool import HostPool
 from enpire_common.clock import FakeClock
 from enpire_common.errors import PolicyFaultError, SwitchFailedError
 from enpire_common.tasks import parse_task
@@ -31,14 +32,14 @@ def test_a_fresh_host_is_started_reset_and_acts_once_on_the_first_observation():
     assert slot.host is host and host.alive and host.resets == 1 and host.acts == [OBS]
     assert p.get('a') is None, 'not hosted before add()'
     p.add(slot)
-    assert p.get('a') is slot and p.knows('a') and p.directory('a') == DIR
+    assert p.get('a') is slot and p.directory('a') == DIR
 
 
 def test_a_host_that_fails_to_start_is_closed_and_the_error_raised():
     p, hosts = pool(start_errors={'a': 'ImportError: no module named torch'})
     with pytest.raises(PolicyFaultError, match='no module named torch'):
         p.take('a', DIR, end_s=10.0, first_obs=lambda: OBS)
-    assert hosts.last('a').closed and not p.knows('a')
+    assert hosts.last('a').closed and p.directory('a') is None
 
 
 def test_a_revision_without_a_directory_or_a_parked_host_cannot_be_taken():

@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from enpire_agent_bridge.core import ipc
-from enpire_agent_bridge.core.config import SandboxConfig
+from enpire_agent_bridge.core.config import HostingConfig, SandboxConfig
 from enpire_agent_bridge.core.confinement import (
     MAX_NAMED,
     Confinement,
@@ -52,6 +52,7 @@ from enpire_agent_bridge.core.contract import (
     PolicySpec,
     SizeLimits,
     check_policy_dir,
+    spec_for_revision,
 )
 from enpire_common.confinement import require_confinement
 from enpire_common.errors import PolicyDeadlineError, PolicyFaultError, PolicyRejectedError
@@ -518,3 +519,19 @@ class PolicyHost:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=1.0)
         raise cls(reason)
+
+
+def sandbox_host(task: Mapping[str, Any], directory: Path, config: HostingConfig,
+                 log_dir: Path) -> PolicyHost:
+    """A sandboxed :class:`PolicyHost` (not started) for a revision directory under ``task``.
+
+    The revision's spec is the contract plus its manifest's ``params``, with the node's
+    deadline settings; the hard deadline follows :func:`hard_deadline_s`. Raises
+    ContractError when the manifest does not fit the contract.
+    """
+    spec = spec_for_revision(task, directory, deadline_margin_s=config.deadline_margin_s,
+                             deadline_override_s=config.deadline_override_s)
+    return PolicyHost(directory, spec, config=config.sandbox, log_dir=log_dir,
+                      hard_deadline_s=hard_deadline_s(spec.deadline_s,
+                                                      config.hard_deadline_factor,
+                                                      config.hard_deadline_min_s))

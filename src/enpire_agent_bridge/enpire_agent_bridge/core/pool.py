@@ -1,7 +1,7 @@
 """The policy hosts of one cell: hosted (active, staged, retiring) and warm standbys.
 
 Pure logic over a :class:`Host` port: ``core.host.PolicyHost`` (a sandboxed process, made by
-:func:`sandbox_host`) in the nodes, ``core.fakes.FakeHost`` in tests. The
+``core.host.sandbox_host``) in the nodes, ``core.fakes.FakeHost`` in tests. The
 ``core.switching.SwitchCoordinator`` decides which hosted revision drives the cell; the pool
 only keeps hosts:
 
@@ -25,9 +25,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from enpire_agent_bridge.core.config import HostingConfig
-from enpire_agent_bridge.core.contract import spec_for_revision
-from enpire_agent_bridge.core.host import PolicyHost, hard_deadline_s
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import SwitchFailedError
 
@@ -59,27 +56,10 @@ HostFactory = Callable[[str, Path], Host]
 
 @dataclass
 class Slot:
-    """A hosted revision: its host and the directory it came from."""
+    """A hosted revision and its host."""
 
     revision: str
-    directory: Path | None
     host: Host
-
-
-def sandbox_host(task: Mapping[str, Any], directory: Path, config: HostingConfig,
-                 log_dir: Path) -> PolicyHost:
-    """A sandboxed :class:`PolicyHost` (not started) for a revision directory under ``task``.
-
-    The revision's spec is the contract plus its manifest's ``params``, with the node's
-    deadline settings; the hard deadline follows :func:`hard_deadline_s`. Raises
-    ContractError when the manifest does not fit the contract.
-    """
-    spec = spec_for_revision(task, directory, deadline_margin_s=config.deadline_margin_s,
-                             deadline_override_s=config.deadline_override_s)
-    return PolicyHost(directory, spec, config=config.sandbox, log_dir=log_dir,
-                      hard_deadline_s=hard_deadline_s(spec.deadline_s,
-                                                      config.hard_deadline_factor,
-                                                      config.hard_deadline_min_s))
 
 
 class HostPool:
@@ -111,13 +91,9 @@ class HostPool:
         with self._lock:
             return self._hosted.get(revision)
 
-    def knows(self, revision: str) -> bool:
-        """Hosted, parked, or hosted before (its directory is known)."""
-        with self._lock:
-            return (revision in self._hosted or revision in self._standby
-                    or revision in self._dirs)
-
     def directory(self, revision: str) -> Path | None:
+        """The directory ``revision`` was started from (None: never hosted here). Every
+        hosted or parked slot came through :meth:`take`, which records it."""
         with self._lock:
             return self._dirs.get(revision)
 
@@ -163,7 +139,7 @@ class HostPool:
         with self._lock:
             self._dirs[revision] = directory
             self._condemned.discard(revision)
-        return Slot(revision, directory, host)
+        return Slot(revision, host)
 
     def add(self, slot: Slot) -> None:
         """``slot`` serves now (staged, then active)."""

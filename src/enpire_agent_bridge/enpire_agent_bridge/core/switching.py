@@ -106,8 +106,7 @@ Publish = Callable[[Tick, str, np.ndarray], None]
 class _Waiter:
     """Set when the first command of ``revision`` is published (or it faulted before)."""
 
-    def __init__(self, revision: str) -> None:
-        self.revision = revision
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.time_s = 0.0
         self.tick = -1
@@ -305,7 +304,7 @@ class SwitchCoordinator:
             except PolicyError as exc:
                 self._staging_failed(revision, strictness, str(exc))
                 raise self._switch_error(revision, previous, strictness, str(exc)) from None
-        waiter = _Waiter(revision)
+        waiter = _Waiter()
         with self._lock:
             if slot is not None:
                 self.pool.add(slot)
@@ -354,8 +353,9 @@ class SwitchCoordinator:
                                     'last_good')
         if rid == HOLD:
             return HOLD, None
-        if self.pool.knows(rid):   # hosted before (maybe parked warm): no store lookup
-            return rid, self.pool.directory(rid)
+        known = self.pool.directory(rid)
+        if known is not None:   # hosted before (maybe parked warm): no store lookup
+            return rid, known
         return self._lookup(rid)
 
     def _first_obs(self) -> Observation:

@@ -61,7 +61,8 @@ from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import BridgeNodeConfig, home_target
 from enpire_agent_bridge.core.contract import ContractError, PolicySpec
-from enpire_agent_bridge.core.pool import HostPool, sandbox_host
+from enpire_agent_bridge.core.host import sandbox_host
+from enpire_agent_bridge.core.pool import HostPool
 from enpire_agent_bridge.core.revisions import RevisionStore
 from enpire_agent_bridge.core.swap import Strictness
 from enpire_agent_bridge.core.switching import SwitchCoordinator, SwitchRequest, Tick

@@ -6,30 +6,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from builtin_interfaces.msg import Time
 from std_msgs.msg import String
 
-from enpire_common.errors import CellError
-from enpire_interfaces.msg import Command, StateVector
-
-STATE_POS = ('x', 'y')
-STATE_VEL = ('vx', 'vy')
+from enpire_interfaces.msg import Command
 
 
 def stamp_s(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
-
-
-def state_parts(msg: StateVector) -> tuple[np.ndarray, np.ndarray]:
-    """(agent_pos, agent_vel) from a StateVector named [x, y, vx, vy]."""
-    names = list(msg.names)
-    try:
-        pos = [msg.values[names.index(n)] for n in STATE_POS]
-        vel = [msg.values[names.index(n)] for n in STATE_VEL]
-    except (ValueError, IndexError):
-        raise CellError(f'state vector names {names} lack x, y, vx, vy') from None
-    return np.asarray(pos, dtype=np.float64), np.asarray(vel, dtype=np.float64)
 
 
 def command_msg(tick: int, revision_id: str, action: Sequence[float], stamp: Time) -> Command:

@@ -19,7 +19,7 @@ from std_msgs.msg import String
 
 from enpire_agent_bridge.core.config import PolicyHostNodeConfig
 from enpire_agent_bridge.core.contract import ContractError
-from enpire_agent_bridge.core.pool import sandbox_host
+from enpire_agent_bridge.core.host import sandbox_host
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_agent_bridge.ros.observations import STATE_TOPIC, CameraFrames, TaskObservations
 from enpire_common.errors import ConfigError, EnpireError, PolicyError, UnconfinedError
