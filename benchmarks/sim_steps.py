@@ -3,7 +3,7 @@
 Prints steps/s and the ratio to a bare ``gym-pusht`` step loop rendering 480x480 pixels,
 measured in the same process. Two bare loops: gym-pusht's own (``obs_type='pixels'``, its
 pygame render inside ``step``) and gym-pusht's physics + the area-sampled camera
-(:class:`enpire_sim.core.render.AreaRenderer`, what the cell draws by default). Each
+(:class:`enpire_tasks.push_t.render.AreaRenderer`, what the cell draws by default). Each
 PushTSim / cell figure is divided by the bare loop that renders the same way, so the ratio
 measures the wrapper / the ROS pipeline, not the renderer:
 
@@ -53,7 +53,7 @@ def bare_gym(n: int, size: int) -> float:
 
 def bare_gym_area(n: int, size: int) -> float:
     """gym-pusht's step (no render) + the area-sampled camera, straight from the env."""
-    from enpire_sim.core.render import AreaRenderer
+    from enpire_tasks.push_t.render import AreaRenderer
 
     env = gym_env('state', size)
     s = size / 512.0

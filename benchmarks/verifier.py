@@ -27,8 +27,8 @@ import numpy as np
 
 from enpire_common.tasks import load_task
 from enpire_reward.core import make_verifier
-from enpire_reward.core.camera_model import with_camera_model
 from enpire_reward.core.crosscheck import sample_states
+from enpire_tasks.camera_models import with_camera_model
 
 
 def _pct(values: list[float]) -> tuple[float, float]:

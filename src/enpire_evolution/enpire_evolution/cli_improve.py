@@ -90,26 +90,27 @@ def _fake_ports(store: Any, task: str, cells: int) -> tuple[list[Any], list[Any]
                     for i, c in enumerate(clocks)]
 
 
-def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None],
+def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None], store: Any,
                ) -> tuple[Any, list[Any]]:
-    """(session or None, one ROS trials port per cell); starts the sim cell(s) if none run."""
+    """(session or None, one ROS trials port per cell, recording into ``store``, the agents'
+    own); starts the sim cell(s) if none run."""
     try:
         from enpire_evolution.ros.trials_port import make_ros_fleet_ports, make_ros_trials_port
     except ImportError as exc:
         raise ConfigError(f'the ROS trials port is unavailable ({exc}); install '
                           'enpire_rollout and ROS 2, or pass --fake') from None
     if cells == 1:
-        return None, [make_ros_trials_port(task, home, cells, log=log)]
-    return make_ros_fleet_ports(task, home, cells, log=log)
+        return None, [make_ros_trials_port(task, home, cells, log=log, store=store)]
+    return make_ros_fleet_ports(task, home, cells, log=log, store=store)
 
 
 def _improve(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.core.revisions import RevisionStore
     from enpire_common.clock import SystemClock
+    from enpire_common.paths import enpire_home, revisions_root
     from enpire_evolution.core.agent import BuiltinAgent
     from enpire_evolution.core.agent_config import BuiltinAgentConfig
     from enpire_evolution.core.branches import PolicyWorkspace
-    from enpire_evolution.core.config import enpire_home
     from enpire_evolution.core.fleet import Fleet, LockedWorkspace
     from enpire_evolution.core.store import ExperimentStore
 
@@ -117,7 +118,7 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f'--cells {args.cells}: enpire improve drives 1 to '
                           f'{MAX_IMPROVE_CELLS} cells (one agent each); use --cells '
                           f'1..{MAX_IMPROVE_CELLS} on this host (or several hosts)')
-    home = enpire_home(args.home).absolute()
+    home = enpire_home(args.home)
     fleet = args.cells > 1
     config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
                                 budget_min=args.budget_min,
@@ -135,9 +136,9 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
             clocks, ports = _fake_ports(store, args.task, args.cells)
             walls: list[Callable[[], float]] = [c.now_s for c in clocks]
         else:
-            session, ports = _ros_ports(args.task, home, args.cells, log)
+            session, ports = _ros_ports(args.task, home, args.cells, log, store)
             clocks, walls = [SystemClock()] * args.cells, [time.time] * args.cells
-        revisions = RevisionStore(home / 'revisions')
+        revisions = RevisionStore(revisions_root(home))
         workspace = home / 'workspace' / args.task
         if fleet:
             runner: Any = Fleet(config, store, revisions, LockedWorkspace(workspace), ports,

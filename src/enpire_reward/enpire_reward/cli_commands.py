@@ -34,23 +34,25 @@ def _crosscheck(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.errors import ConfigError
     from enpire_common.tasks import load_task
     from enpire_reward.core import make_verifier
-    from enpire_reward.core.camera_model import (
-        CAMERA_MODEL_RENDERERS,
+    from enpire_reward.core.crosscheck import cell_renderer, crosscheck
+    from enpire_tasks.camera_models import (
         camera_model_for_renderer,
+        camera_model_renderers,
         view_camera_model_name,
         with_camera_model,
     )
-    from enpire_reward.core.crosscheck import cell_renderer, crosscheck
 
     if args.states < 1:
         raise ConfigError(f'--states={args.states} is invalid: must be >= 1')
     task = load_task(args.task)
-    renderer = cell_renderer(args.renderer)
-    # The verifier judges the images of this renderer with the matching camera model.
+    renderer = cell_renderer(args.renderer, task)
+    # The verifier judges the images of this renderer with the matching camera model (the
+    # task's own models: another task's renderers never enter).
+    model_renderers = camera_model_renderers(task)
     for name in task.views:
         model = view_camera_model_name(task, name)
-        if model in CAMERA_MODEL_RENDERERS and CAMERA_MODEL_RENDERERS[model] != renderer:
-            task = with_camera_model(task, name, camera_model_for_renderer(renderer))
+        if model in model_renderers and model_renderers[model] != renderer:
+            task = with_camera_model(task, name, camera_model_for_renderer(renderer, task))
     verifier = make_verifier(args.backend, task)
 
     def progress(i: int, n: int) -> None:

@@ -103,7 +103,7 @@ def test_crosscheck_on_area_renders_meets_the_targets_on_150_states(verifier, ta
 
 
 def test_crosscheck_on_gym_pusht_renders_reports_the_rounding_ceiling(task):
-    from enpire_reward.core.camera_model import with_camera_model
+    from enpire_tasks.camera_models import with_camera_model
 
     pygame_task = with_camera_model(task, 'top', 'gym-pusht-pygame')
     rep = crosscheck(make_verifier('opencv-v1', pygame_task), pygame_task, 100, seed=11,

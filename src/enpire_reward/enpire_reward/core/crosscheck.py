@@ -120,7 +120,7 @@ def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
 
     ``renderer``: the sim cell renderer (None: the cell's default); the verifier must be
     built for it (the view's ``camera_model``, see
-    :func:`enpire_reward.core.camera_model.camera_model_for_renderer`).
+    :func:`enpire_tasks.camera_models.camera_model_for_renderer`).
     """
     sampler = _sampler(task)
     renderer = cell_renderer(renderer, task)

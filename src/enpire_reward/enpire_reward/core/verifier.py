@@ -24,7 +24,6 @@ from enpire_reward.core.ports import (
     VerifyResult,
 )
 from enpire_tasks import registry as tasks
-from enpire_tasks.plugin import TaskPlugin
 
 
 class VisionVerifier:
@@ -47,14 +46,13 @@ class VisionVerifier:
         views: views to judge by default (default: the task's success views).
         fusion: ``all`` | ``any`` | ``mean`` (default: the task's success.fusion).
         clock: time source for latencies.
-        plugin: the task's plugin (score and outline); default: the registry's for the task.
     """
 
     def __init__(self, task: TaskSpec, estimator: PoseEstimator,
                  views: Sequence[str] | None = None, fusion: str | None = None,
-                 clock: Clock | None = None, *, plugin: TaskPlugin | None = None) -> None:
+                 clock: Clock | None = None) -> None:
         self.task = task
-        self.plugin = plugin or tasks.get(task)
+        self.plugin = tasks.get(task)   # the task's score and outline
         self.estimator = estimator
         self.backend_id = estimator.backend_id
         default_views = task.section('success').get('views') or list(task.views)
