@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from enpire_common.paths import enpire_home
+from enpire_common.paths import enpire_home, revisions_root
 from enpire_common.tasks import DEFAULT_TASK
 
 DEFAULT_CELL = 'cell_0'
@@ -62,7 +62,7 @@ def precheck_contract(task: str, home: str | Path | None = None) -> str:
 def revision_store(home: str | Path | None = None) -> Any:
     from enpire_agent_bridge.core.revisions import RevisionStore
 
-    return RevisionStore(enpire_home(home) / 'revisions')
+    return RevisionStore(revisions_root(enpire_home(home)))
 
 
 def policy_submit(policy_dir: str | Path, *, parent: str = '', home: str | Path | None = None,

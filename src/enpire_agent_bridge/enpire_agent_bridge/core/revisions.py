@@ -25,11 +25,12 @@ import yaml
 
 from enpire_agent_bridge.core.contract import SizeLimits
 from enpire_common.errors import ConfigError, PolicyRejectedError, UnknownNameError
+from enpire_common.paths import REVISION_MANIFEST, REVISION_POLICY_DIR
 
 #: Never part of a revision: caches, VCS metadata, editor droppings.
 IGNORED_DIRS = frozenset({'__pycache__', '.git', '.pytest_cache', '.ruff_cache', '.mypy_cache'})
 IGNORED_SUFFIXES = ('.pyc', '.pyo', '.swp', '~')
-MANIFEST = 'revision.json'
+MANIFEST = REVISION_MANIFEST
 HOLD = 'hold'
 
 
@@ -161,7 +162,7 @@ class RevisionStore:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f'.staging-{rid[:12]}-', dir=self.root))
         try:
-            snap = staging / 'policy'
+            snap = staging / REVISION_POLICY_DIR
             snap.mkdir()
             for rel in digests:
                 dst = snap / rel
@@ -177,7 +178,8 @@ class RevisionStore:
                 validate(snap)
             params = meta.get('params') or {}
             rev = Revision(
-                id=rid, path=self.root / rid / 'policy', name=str(meta.get('name', src.name)),
+                id=rid, path=self.root / rid / REVISION_POLICY_DIR,
+                name=str(meta.get('name', src.name)),
                 task=str(meta.get('task', '')), version=int(meta.get('version', 0) or 0),
                 regime=str(meta.get('regime', '')), hypothesis=str(meta.get('hypothesis', '')),
                 parent=str(parent or meta.get('parent', '') or ''), commit=_git_commit(src),
@@ -206,7 +208,7 @@ class RevisionStore:
         if not manifest.is_file():
             return None
         data = json.loads(manifest.read_text())
-        data['path'] = Path(self.root / rid / 'policy')
+        data['path'] = Path(self.root / rid / REVISION_POLICY_DIR)
         return Revision(**data)
 
     def get(self, ref: str) -> Revision:

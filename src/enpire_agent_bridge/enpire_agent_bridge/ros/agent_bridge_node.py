@@ -70,7 +70,7 @@ from enpire_agent_bridge.ros import conversions as conv
 from enpire_agent_bridge.ros.observations import STATE_TOPIC, CameraFrames, TaskObservations
 from enpire_common.clock import SystemClock
 from enpire_common.errors import ConfigError, EnpireError, SwitchFailedError
-from enpire_common.paths import enpire_home
+from enpire_common.paths import enpire_home, revisions_root
 from enpire_common.ros import (
     LATEST_QOS,
     declare_config,
@@ -110,7 +110,7 @@ class AgentBridgeNode(Node):
         low = np.asarray(self.task.action.low, dtype=np.float64)
         high = np.asarray(self.task.action.high, dtype=np.float64)
         store = RevisionStore(Path(cfg.revisions_dir) if cfg.revisions_dir
-                              else enpire_home() / 'revisions')
+                              else revisions_root(enpire_home()))
         log_root = Path(cfg.log_dir) if cfg.log_dir else (
             enpire_home() / 'logs' / 'agent_bridge')
 

@@ -21,6 +21,7 @@ import numpy as np
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_common.images import rgb_from_image
 from enpire_rollout.core.bag import (
     BAG_DIRNAME,
     BagWriter,
@@ -37,7 +38,7 @@ from enpire_rollout.core.records import (
     atomic_write_json,
     hash_files,
 )
-from enpire_rollout.core.video import VideoWriter, rgb_from_image
+from enpire_rollout.core.video import VideoWriter
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 

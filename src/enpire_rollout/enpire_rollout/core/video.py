@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 
 from enpire_common.errors import BadImageError
-from enpire_common.images import rgb_from_image
 
 FALLBACK_CODEC = 'mpeg4'
-__all__ = ['FALLBACK_CODEC', 'VideoWriter', 'pick_codec', 'rgb_from_image']
 
 
 def pick_codec(preferred: str = 'libx264') -> str:
