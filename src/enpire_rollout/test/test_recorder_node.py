@@ -38,8 +38,9 @@ class Record:
     error_msg: str = ''
     controller: dict = field(default_factory=lambda: {'late_acts': 1, 'resent_commands': 0})
     sandbox: dict = field(default_factory=lambda: {
-        'confinement': 'landlock', 'allow_unconfined': False, 'denials': 3,
-        'denied': ['read /etc/hostname', 'socket AF_INET']})
+        'confinement': 'landlock', 'allow_unconfined': False})
+    sandbox_denials: dict = field(default_factory=lambda: {
+        'count': 3, 'first': ['read /etc/hostname', 'socket AF_INET']})
 
 
 def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tmp_path):

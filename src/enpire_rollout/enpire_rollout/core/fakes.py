@@ -87,8 +87,8 @@ class FakeController:
         return {'late_acts': self.late_acts_per_episode}
 
     def sandbox(self) -> dict[str, Any]:
-        return {'confinement': 'landlock', 'allow_unconfined': False, 'denials': 0,
-                'denied': []}
+        return {'confinement': 'landlock', 'allow_unconfined': False,
+                'sandbox_denials': {'count': 0, 'first': []}}
 
     def solved(self) -> bool:
         need = self.solve_steps(self.seed) if self.seed is not None else None

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from enpire_common.clock import Clock, SystemClock
-from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.images import rgb_from_image
 from enpire_rollout.core.bag import (
@@ -124,14 +123,6 @@ class _UnixClock:
 
     def sleep_s(self, duration_s: float) -> None:  # pragma: no cover - never used
         time.sleep(max(0.0, duration_s))
-
-
-def _sandbox_fields(sandbox: Mapping[str, Any]) -> dict[str, Any]:
-    denied = sandbox.get('denied') or []
-    return {'sandbox': {'confinement': str(sandbox.get('confinement', 'unknown')),
-                        'allow_unconfined': bool(sandbox.get('allow_unconfined', False))},
-            'sandbox_denials': {'count': int(sandbox.get('denials', 0) or 0),
-                                'first': [str(d) for d in denied][:MAX_NAMED_DENIALS]}}
 
 
 class EpisodeRecorder:
@@ -252,7 +243,8 @@ class EpisodeRecorder:
               score: float = 0.0, steps: int = 0, reset_s: float = 0.0,
               verdicts: Sequence[Any] = (), error_code: int = 0, error_msg: str = '',
               controller: Mapping[str, int] | None = None,
-              sandbox: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              sandbox: Mapping[str, Any] | None = None,
+              sandbox_denials: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish the trial: close bag and videos, hash them, write the final trial.json.
 
         Args:
@@ -264,9 +256,10 @@ class EpisodeRecorder:
             verdicts: per-view verdicts (dicts or dataclasses), fused last.
             error_code, error_msg: as in TrialResult.
             controller: the controller's counters for the episode (TrialRecord.controller).
-            sandbox: the policy's confinement and refused operations (TrialRecord.sandbox);
-                written as ``sandbox`` (confinement, allow_unconfined) and
-                ``sandbox_denials`` (``count``, ``first``: the first few refused operations).
+            sandbox: the policy's confinement (TrialRecord.sandbox: confinement,
+                allow_unconfined).
+            sandbox_denials: what its sandbox refused (TrialRecord.sandbox_denials:
+                ``count``, ``first``: the first few refused operations).
 
         Returns:
             The trial.json record.
@@ -288,7 +281,11 @@ class EpisodeRecorder:
             'error_code': int(error_code), 'error_msg': error_msg,
             'streams': streams, 'gaps': gaps, 'videos': videos,
             'controller': {str(k): int(v) for k, v in (controller or {}).items()},
-            **_sandbox_fields(sandbox or {}),
+            'sandbox': {'confinement': str((sandbox or {}).get('confinement', 'unknown')),
+                        'allow_unconfined': bool((sandbox or {}).get('allow_unconfined'))},
+            'sandbox_denials': {'count': int((sandbox_denials or {}).get('count', 0)),
+                                'first': [str(d) for d in
+                                          (sandbox_denials or {}).get('first') or []]},
         })
         record['timings'].update({'ended_unix_s': self._wall.now_s(),
                                   'duration_s': duration_s, 'reset_s': float(reset_s)})

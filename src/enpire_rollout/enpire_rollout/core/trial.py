@@ -149,16 +149,18 @@ class RunSummary:
                 'trials': [t.to_dict() for t in self.trials]}
 
 
-def _merge_sandbox(into: dict[str, Any], episode: Mapping[str, Any]) -> None:
-    """Add one attempt's sandbox report to the trial's: counts add up, names accumulate."""
-    for key in ('confinement', 'allow_unconfined'):
-        if key in episode:
-            into[key] = episode[key]
-    into['denials'] = int(into.get('denials', 0)) + int(episode.get('denials', 0) or 0)
-    denied = into.setdefault('denied', [])
-    for name in episode.get('denied') or ():
-        if name not in denied and len(denied) < MAX_NAMED_DENIALS:
-            denied.append(name)
+def _merge_sandbox(record: TrialRecord, episode: Mapping[str, Any]) -> None:
+    """Add one attempt's sandbox report to the trial's: counts add up, names accumulate
+    (the one place that bounds them)."""
+    record.sandbox.update({k: episode[k] for k in ('confinement', 'allow_unconfined')
+                           if k in episode})
+    refused = episode.get('sandbox_denials') or {}
+    into = record.sandbox_denials
+    into['count'] = int(into.get('count', 0)) + int(refused.get('count', 0) or 0)
+    first = into.setdefault('first', [])
+    for name in refused.get('first') or ():
+        if name not in first and len(first) < MAX_NAMED_DENIALS:
+            first.append(str(name))
 
 
 class CellPort(Protocol):
@@ -181,9 +183,9 @@ class ControllerPort(Protocol):
         ...
 
     def sandbox(self) -> Mapping[str, Any]:
-        """After stop_episode: the policy's confinement and what its sandbox refused in the
-        episode (``confinement``, ``allow_unconfined``, ``denials``, ``denied``); may be
-        empty."""
+        """After stop_episode: the policy's confinement (``confinement``,
+        ``allow_unconfined``) and what its sandbox refused in the episode
+        (``sandbox_denials``: ``count``, ``first``); may be empty."""
         ...
 
 
@@ -412,7 +414,7 @@ class TrialRunner:
         finally:
             for key, value in (self.controller.stop_episode() or {}).items():
                 record.controller[key] = record.controller.get(key, 0) + int(value)
-            _merge_sandbox(record.sandbox, self.controller.sandbox() or {})
+            _merge_sandbox(record, self.controller.sandbox() or {})
             record.duration_s = self.clock.now_s() - t0
         outcome, reason = ended
         if outcome in (SUCCESS, FAILURE, TIMEOUT):

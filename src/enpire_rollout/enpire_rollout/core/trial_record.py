@@ -51,10 +51,13 @@ class TrialRecord:
     #: deadline in wall time, CPU time within it), ``resent_commands`` (lost-message
     #: recoveries); see ControllerPort.stop_episode.
     controller: dict[str, int] = field(default_factory=dict)
-    #: How the policy was confined and what its sandbox refused (ControllerPort.sandbox):
-    #: ``confinement`` (landlock|bwrap|none), ``allow_unconfined``, ``denials`` (count over
-    #: the attempts) and ``denied`` (the first few refused operations).
+    #: How the policy was confined (ControllerPort.sandbox): ``confinement``
+    #: (landlock|bwrap|none) and ``allow_unconfined``.
     sandbox: dict[str, Any] = field(default_factory=dict)
+    #: What its sandbox refused over the attempts, in the policy host's own shape:
+    #: ``count`` and ``first`` (the first few refused operations).
+    sandbox_denials: dict[str, Any] = field(
+        default_factory=lambda: {'count': 0, 'first': []})
 
     @property
     def n_attempts(self) -> int:

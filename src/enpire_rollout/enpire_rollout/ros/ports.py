@@ -22,7 +22,6 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Empty, String
 
-from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import (
     OK,
     CellUnavailableError,
@@ -143,7 +142,7 @@ class RosController:
         self._revision_dir = ''
         self.allow_unconfined = False
         self._confinement = 'unknown'
-        self._episode_sandbox: dict[str, Any] = {}
+        self._episode_denials: dict[str, Any] = {}
         self._control = node.create_publisher(String, 'policy/control', CONTROL)
         self._safety_reset = node.create_publisher(Empty, 'safety/reset', 10)
         # ``listen_node`` (same namespace, its own fast executor) takes the per-tick state
@@ -338,23 +337,19 @@ class RosController:
 
     def sandbox(self) -> dict[str, Any]:
         return {'confinement': self._confinement, 'allow_unconfined': self.allow_unconfined,
-                **self._episode_sandbox}
+                'sandbox_denials': self._episode_denials}
 
     def _take_sandbox(self) -> None:
         # The host's stopped/fault status carries what its sandbox refused in the episode.
         report = self._status.get('sandbox_denials')
-        self._episode_sandbox = {}
-        if isinstance(report, dict) and isinstance(report.get('count'), int):
-            first = report.get('first')
-            self._episode_sandbox = {
-                'denials': report['count'],
-                'denied': ([str(x) for x in first][:MAX_NAMED_DENIALS]
-                           if isinstance(first, list) else [])}
+        ok = isinstance(report, dict) and isinstance(report.get('count'), int) \
+            and isinstance(report.get('first', []), list)
+        self._episode_denials = report if ok else {}
 
     def stop_episode(self) -> dict[str, int]:
         with self._cond:
             episode, self._episode = self._episode, ''
-            self._episode_sandbox = {}
+            self._episode_denials = {}
             if self._status.get('state') == 'fault':
                 self._take_sandbox()
         if self._proc is None or self._proc.poll() is not None:

@@ -214,7 +214,8 @@ class RecorderClient:
         result = {k: getattr(record, k) for k in ('outcome', 'reason', 'success', 'score',
                                                    'steps', 'reset_s', 'verdicts',
                                                    'error_code', 'error_msg',
-                                                   'controller', 'sandbox')}
+                                                   'controller', 'sandbox',
+                                                   'sandbox_denials')}
         return self.request('stop', **result)['record']
 
 
