@@ -215,27 +215,47 @@ class CandidateWriter:
         Raises:
             PolicyRejectedError: the baseline (the seed policy) was rejected.
         """
-        from enpire_agent_bridge.core.revisions import content_id
-
         assert self.worktree is not None, 'open() first'
         self.restore(best)
         hypothesis = make_candidate_manifest(self.worktree, best, params, hypothesis)
         sha = self.commit(hypothesis)
-        parent = best.id if best is not None else None
         regime = str(read_manifest(self.worktree / 'policy.yaml').get('regime') or 'heuristic')
+        return self.store_commit(
+            number, best, sha, hypothesis, regime, params,
+            revert_note=lambda why: f'revert: {first_line(hypothesis)} (rejected: {why[:200]})')
+
+    def store_commit(self, number: int | str, best: Revision | None, sha: str,
+                     hypothesis: str, regime: str, params: dict[str, Any], *,
+                     revert_note: Callable[[str], str], origin: str = '',
+                     extra: Mapping[str, Any] | None = None,
+                     ahead: bool = True) -> Candidate | Rejection:
+        """Validate and store the worktree's commit ``sha`` as a revision built on ``best``.
+
+        Accepted: stored as ``running`` and started as a candidate. Rejected: stored as
+        ``rejected`` (also when that content was stored before), the branch reverted to
+        ``best`` with ``revert_note(first line of the reason)``, and the rejection returned.
+
+        Raises:
+            PolicyRejectedError: the baseline (``best`` None) was rejected.
+        """
+        from enpire_agent_bridge.core.revisions import content_id
+
+        assert self.worktree is not None, 'open() first'
+        parent = best.id if best is not None else None
         try:
-            snap = self.submit(self.worktree, parent or '')
+            snap = self.submit(self.worktree, parent or '', ahead=ahead)
         except PolicyRejectedError as exc:
             if best is None:
                 raise
             rid = content_id(self.worktree)[0]
-            self.add_revision(rid, parent, sha, hypothesis, regime, params, status='rejected')
+            self.add_revision(rid, parent, sha, hypothesis, regime, params, origin=origin,
+                              status='rejected')
             self.ledger.set_status(rid, 'rejected')
-            self.revert(best.commit, f'revert: {first_line(hypothesis)} (rejected: '
-                                     f'{first_line(str(exc))[:200]})')
+            self.revert(best.commit, revert_note(first_line(str(exc))))
             return Rejection(number, rid, str(exc))
-        self.add_revision(snap.id, parent, sha, hypothesis, regime, params, status='running')
-        return self.start(number, snap, parent, sha, params, hypothesis)
+        self.add_revision(snap.id, parent, sha, hypothesis, regime, params, origin=origin,
+                          status='running')
+        return self.start(number, snap, parent, sha, params, hypothesis, extra)
 
     def unfinished(self) -> Candidate | None:
         """A candidate started but not done (the agent was killed while trying it)."""

@@ -25,10 +25,11 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from enpire_common.errors import ConfigError, PolicyRejectedError
+from enpire_common.errors import ConfigError
 from enpire_evolution.core.branches import GitError
 from enpire_evolution.core.candidate_writer import (
     Candidate,
+    Rejection,
     first_line,
     read_manifest,
     write_manifest,
@@ -134,7 +135,6 @@ class Borrower:
 
     def _take(self, best: Revision, peer: str, rev: Revision, why: str) -> Candidate | None:
         """Cherry-pick ``rev``'s commit onto this agent's best and start it as a candidate."""
-        from enpire_agent_bridge.core.revisions import content_id
 
         a = self._agent
         writer, ws = a.writer, a.workspace
@@ -172,26 +172,21 @@ class Borrower:
         sha = writer.commit(f'{hypothesis}\n\n(cherry picked from commit {rev.commit})')
         number = f'borrow:{rev.id[:12]}'
         regime = str(manifest.get('regime') or 'heuristic')
-        try:
-            snap = writer.submit(wt, best.id, ahead=False)
-        except PolicyRejectedError as exc:
-            rid = content_id(wt)[0]
-            writer.add_revision(rid, best.id, sha, hypothesis, regime, dict(rev.params),
-                                origin=origin, status='rejected')
-            writer.revert(best.commit, f'revert: borrowed {rev.id[:12]} rejected: '
-                                       f'{first_line(str(exc))}')
-            a.ledger.add(CANDIDATE_STARTED, {'optuna_trial': number, 'revision': rid,
+        out = writer.store_commit(
+            number, best, sha, hypothesis, regime, dict(rev.params), origin=origin,
+            ahead=False, revert_note=lambda why: f'revert: borrowed {rev.id[:12]} rejected: '
+                                                 f'{why}',
+            extra={'borrowed_from': {'agent': peer, 'revision': rev.id,
+                                     'commit': rev.commit, 'method': method}})
+        if isinstance(out, Rejection):
+            a.ledger.add(CANDIDATE_STARTED, {'optuna_trial': number, 'revision': out.revision,
                                              'borrowed_from': {'agent': peer,
                                                                'revision': rev.id}})
-            a.ledger.candidate_done(number, rid, 'rejected', 0.0, {'reason': str(exc)})
+            a.ledger.candidate_done(number, out.revision, 'rejected', 0.0,
+                                    {'reason': out.reason})
             return None
-        writer.add_revision(snap.id, best.id, sha, hypothesis, regime, dict(rev.params),
-                            origin=origin, status='running')
-        cand = writer.start(number, snap, best.id, sha, dict(rev.params), hypothesis, {
-            'borrowed_from': {'agent': peer, 'revision': rev.id, 'commit': rev.commit,
-                              'method': method}})
-        a.say(f'{number} {snap.id[:12]} {origin[:60]}: {why}')
-        return cand
+        a.say(f'{number} {out.revision[:12]} {origin[:60]}: {why}')
+        return out
 
 
 class FleetBehaviour:
