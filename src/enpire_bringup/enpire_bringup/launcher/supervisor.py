@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from enpire_bringup.launcher.parse import InlineParams, LaunchPlan, NodeSpec
-from enpire_bringup.launcher.watchdog import WatchdogLink, snapshot
+from enpire_bringup.launcher.watchdog import WatchdogLink, signal_all, snapshot
 from enpire_common.process import die_with_this_process, set_child_subreaper
 
 #: How often the supervision loop reaps adopted orphans and checks the watchdog.
@@ -190,15 +190,9 @@ class Supervisor:
         return code
 
     def _signal_all(self, sig: int, only_adopted: set[int] | None = None) -> None:
-        targets = [] if only_adopted is not None else [
-            (os.killpg, c.proc.pid) for c in self._children if c.proc is not None]
-        targets += [(os.kill, pid) for pid in
-                    (self._adopted if only_adopted is None else only_adopted)]
-        for kill, target in targets:
-            # SIGCONT too: a stopped process acts on a graceful signal only once continued.
-            for s in (sig,) if sig == signal.SIGKILL else (sig, signal.SIGCONT):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(target, s)
+        groups = [] if only_adopted is not None else [
+            c.proc.pid for c in self._children if c.proc is not None]
+        signal_all(groups, self._adopted if only_adopted is None else only_adopted, sig)
 
     # -- adopted orphans ------------------------------------------------------------------
     def _reap_adopted(self) -> set[int]:

@@ -67,6 +67,17 @@ def read_proc(pid: int) -> Proc | None:
     return Proc(pid, rest[0].decode(), int(rest[1]), int(rest[2]), int(rest[19]))
 
 
+def signal_all(groups: Iterable[int], pids: Iterable[int], sig: int) -> None:
+    """``sig`` to every process group in ``groups`` and every process in ``pids``; with a
+    graceful signal also SIGCONT (a stopped process acts on it only once continued). Those
+    already gone (or not ours) are skipped."""
+    for target, kill in ((groups, os.killpg), (pids, os.kill)):
+        for n in target:
+            for s in (sig, signal.SIGCONT) if sig != signal.SIGKILL else (sig,):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(n, s)
+
+
 def snapshot() -> dict[int, Proc]:
     """Every process on the machine (that we can see), by pid."""
     out = {}
@@ -180,7 +191,7 @@ class Watchdog:
         self._report(f'ending {len(groups)} process group(s) and {len(pids)} other '
                      f'process(es) the launch left (launcher pid {self.parent}): SIGTERM, '
                      f'SIGKILL after {self.grace_s:.1f} s')
-        self._signal(groups, pids, signal.SIGTERM)
+        signal_all(groups, pids, signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         while time.monotonic() < deadline:
             time.sleep(0.02)
@@ -191,16 +202,8 @@ class Watchdog:
         if groups or pids:
             self._report(f'SIGKILL to {len(groups)} group(s), {len(pids)} process(es) that '
                          'outlived SIGTERM')
-            self._signal(groups, pids, signal.SIGKILL)
+            signal_all(groups, pids, signal.SIGKILL)
         return True
-
-    @staticmethod
-    def _signal(groups: set[int], pids: set[int], sig: int) -> None:
-        for target, kill in ((groups, os.killpg), (pids, os.kill)):
-            for n in target:
-                for s in (sig, signal.SIGCONT) if sig != signal.SIGKILL else (sig,):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        kill(n, s)
 
     def _report(self, text: str) -> None:
         if self.say is not None:
