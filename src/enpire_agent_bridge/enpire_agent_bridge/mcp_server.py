@@ -23,11 +23,6 @@ from enpire_common.errors import EnpireError
 Tool = Callable[..., dict[str, Any]]
 
 
-def error_object(err: EnpireError) -> dict[str, Any]:
-    """The CLI's ``--json`` error object for ``err``."""
-    return {'ok': False, 'error_code': err.code, 'error': err.name, 'message': str(err)}
-
-
 def _as_tool_error(fn: Tool) -> Tool:
     """Turn EnpireError into an MCP tool error that carries the code and message."""
     from mcp.server.mcpserver.exceptions import ToolError
@@ -37,7 +32,7 @@ def _as_tool_error(fn: Tool) -> Tool:
         try:
             return fn(*args, **kwargs)
         except EnpireError as err:
-            raise ToolError(json.dumps(error_object(err))) from err
+            raise ToolError(json.dumps(err.to_dict())) from err
 
     return wrapper
 

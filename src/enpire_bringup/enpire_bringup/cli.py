@@ -145,8 +145,7 @@ def render(args: argparse.Namespace, out: dict[str, Any]) -> int:
 def render_error(args: argparse.Namespace, err: EnpireError) -> int:
     """Print an error as the ``--json`` error object or one stderr line; its exit code."""
     if getattr(args, 'json', False):
-        print(json.dumps({'ok': False, 'error_code': err.code, 'error': err.name,
-                          'message': str(err)}))
+        print(json.dumps(err.to_dict()))
     else:
         print(f'enpire: error: {err}', file=sys.stderr)
     return exit_code_for(err)

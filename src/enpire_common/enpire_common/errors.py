@@ -28,6 +28,11 @@ class EnpireError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def to_dict(self) -> dict[str, object]:
+        """The error object of ``--json`` output and MCP tool errors."""
+        return {'ok': False, 'error_code': self.code, 'error': self.name,
+                'message': str(self)}
+
 
 # --- 100s: configuration -----------------------------------------------------------------------
 class ConfigError(EnpireError):

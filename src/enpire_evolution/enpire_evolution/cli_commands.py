@@ -306,7 +306,7 @@ def _prune_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
 
 
 def _recipe(args: argparse.Namespace) -> dict[str, Any]:
-    from enpire_evolution.core.config import enpire_home
+    from enpire_common.paths import enpire_home
     from enpire_evolution.core.recipes import write_recipe
 
     with _open(_url(args), args.experiment) as store:
@@ -317,7 +317,7 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _report_path(args: argparse.Namespace) -> Path:
-    from enpire_evolution.core.config import enpire_home
+    from enpire_common.paths import enpire_home
 
     return Path(args.out) if args.out else enpire_home(args.home) / args.experiment / 'report.html'
 

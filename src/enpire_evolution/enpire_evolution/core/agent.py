@@ -42,6 +42,7 @@ from typing import Any
 
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import ConfigError, PolicyRejectedError
+from enpire_common.paths import enpire_home
 from enpire_common.tasks import TaskSpec, load_task
 from enpire_evolution.core.agent_config import BuiltinAgentConfig
 from enpire_evolution.core.behaviour import AgentBehaviour, SoloBehaviour
@@ -54,7 +55,7 @@ from enpire_evolution.core.candidate_writer import (
     first_line,
     read_manifest,
 )
-from enpire_evolution.core.config import CompareConfig, enpire_home
+from enpire_evolution.core.config import CompareConfig
 from enpire_evolution.core.evaluator import EvalAttempt, Evaluator, SeedsExhausted
 from enpire_evolution.core.judge import Judge, Judgement, TrialSummary
 from enpire_evolution.core.ledger import (

@@ -6,14 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enpire_common.config import require
-from enpire_common.paths import enpire_home as common_enpire_home
+from enpire_common.paths import enpire_home
 
 DB_FILENAME = 'enpire.db'
-
-
-def enpire_home(home: str | Path | None = None) -> Path:
-    """The runtime data directory (:func:`enpire_common.paths.enpire_home`, the one rule)."""
-    return common_enpire_home(home)
 
 
 def default_store_url(home: str | Path | None = None) -> str:

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from enpire_common.paths import enpire_home
 from enpire_evolution.core import metrics
 from enpire_evolution.core.compare import summarise
-from enpire_evolution.core.config import ReportConfig, enpire_home
+from enpire_evolution.core.config import ReportConfig
 from enpire_evolution.core.store import ExperimentStore, Trial
 
 REPORT_VERSION = 1
@@ -318,7 +319,7 @@ def render_html(report: dict[str, Any], out_path: str | Path, *,
     """
     out_path = Path(out_path)
     out_dir = out_path.parent
-    home_dir = enpire_home(home).absolute()
+    home_dir = enpire_home(home)
     exp, s = report['experiment'], report['summary']
     parts = [f'<h1>Experiment {_E(exp["id"])} <span class="muted">task {_E(exp["task"])}, '
              f'{_E(exp["status"])}</span></h1>']

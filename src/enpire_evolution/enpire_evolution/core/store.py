@@ -26,7 +26,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.metrics import wilson_interval
-from enpire_evolution.core.config import StoreConfig, default_store_url, enpire_home
+from enpire_common.paths import enpire_home
+from enpire_evolution.core.config import StoreConfig, default_store_url
 from enpire_evolution.core.store_schema import (
     Agent,
     Branch,
