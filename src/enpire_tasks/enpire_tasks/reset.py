@@ -1,4 +1,5 @@
-"""Reset strategies that several tasks' plugins share (a task names them in its plugin).
+"""Reset strategies that several tasks' plugins share (a task names them in its plugin), and
+the start-pose error that both the reset procedure and the verifier's reset goal judge.
 
 A strategy puts a cell into the start state of a seed; ``enpire_reset`` runs it and verifies
 the result with the cameras. Strategies talk to the reset server's cell port (``place(seed,
@@ -7,6 +8,7 @@ timeout_s) -> Placement``) by duck typing, so this module imports nothing of enp
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -23,3 +25,13 @@ class SimPlaceStrategy:
 
 
 __all__ = ['SimPlaceStrategy']
+
+
+def pose_error(expected: tuple[float, ...], observed: tuple[float, ...]
+               ) -> tuple[float, float]:
+    """(position error px, |angle error| rad wrapped to [0, pi]) between two poses."""
+    dxy = math.hypot(observed[0] - expected[0], observed[1] - expected[1])
+    if len(expected) < 3 or len(observed) < 3:
+        return dxy, 0.0
+    dth = (observed[2] - expected[2] + math.pi) % (2 * math.pi) - math.pi
+    return dxy, abs(dth)

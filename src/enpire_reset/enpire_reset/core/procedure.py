@@ -10,7 +10,6 @@ with the same seed. Both count as attempts; after ``max_attempts`` the reset fai
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from enpire_common.errors import (
 from enpire_reset.core.config import ResetConfig
 from enpire_reset.core.ports import Placement, ResetVerdict, VerifierPort
 from enpire_reset.core.strategies import ResetStrategy
+from enpire_tasks.reset import pose_error
 
 PHASE_PLACING = 'placing'
 PHASE_SETTLING = 'settling'
@@ -60,16 +60,6 @@ def derive_seed(seed: int, k: int) -> int:
     """The k-th replacement seed for ``seed`` (stable across runs and machines, 31 bits)."""
     digest = hashlib.sha256(f'enpire-reset:{seed}:{k}'.encode()).digest()
     return int.from_bytes(digest[:4], 'big') & 0x7FFFFFFF
-
-
-def pose_error(expected: tuple[float, ...], observed: tuple[float, ...]
-               ) -> tuple[float, float]:
-    """(position error px, |angle error| rad wrapped to [0, pi]) between two poses."""
-    dxy = math.hypot(observed[0] - expected[0], observed[1] - expected[1])
-    if len(expected) < 3 or len(observed) < 3:
-        return dxy, 0.0
-    dth = (observed[2] - expected[2] + math.pi) % (2 * math.pi) - math.pi
-    return dxy, abs(dth)
 
 
 class ResetProcedure:

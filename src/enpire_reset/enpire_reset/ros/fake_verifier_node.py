@@ -17,7 +17,7 @@ from enpire_common.ros import call_service, declare_config, run_node
 from enpire_interfaces.msg import Verdict
 from enpire_interfaces.srv import GetGroundTruth, VerifySuccess
 from enpire_reset.core.config import FakeVerifierConfig
-from enpire_reset.core.procedure import pose_error
+from enpire_tasks.reset import pose_error
 
 
 class FakeVerifierNode(Node):

@@ -24,6 +24,7 @@ from enpire_reward.core.ports import (
     VerifyResult,
 )
 from enpire_tasks import registry as tasks
+from enpire_tasks.reset import pose_error
 
 
 class VisionVerifier:
@@ -148,8 +149,7 @@ class VisionVerifier:
         thr = self.not_solved_max_score
         if not est.found or est.pose is None or expected is None:
             return False, thr, f'POSE: {est.detail}'
-        d_px = math.hypot(est.pose[0] - float(expected[0]), est.pose[1] - float(expected[1]))
-        d_rad = abs(_angle_diff(est.pose[2], float(expected[2])))
+        d_px, d_rad = pose_error(tuple(float(x) for x in expected), tuple(est.pose))
         problems = []
         if d_px > self.pose_tolerance_px or d_rad > self.pose_tolerance_rad:
             problems.append(f'POSE: off by {d_px:.1f} px / {d_rad:.3f} rad (tolerance '
@@ -161,7 +161,3 @@ class VisionVerifier:
         return True, thr, (f'pose within {d_px:.1f} px / {d_rad:.3f} rad, '
                            f'not solved (coverage {score:.4f} < {thr:.2f})')
 
-
-def _angle_diff(a: float, b: float) -> float:
-    """Smallest signed difference ``a - b`` of two angles, in [-pi, pi)."""
-    return (a - b + math.pi) % (2.0 * math.pi) - math.pi
