@@ -156,12 +156,12 @@ def test_activate_refuses_with_exit_2_when_the_contract_was_edited(edited_contra
 def test_trial_run_refuses_before_starting_any_cell_when_the_contract_was_edited(
         edited_contract, monkeypatch):
     from enpire_bringup.agent_tools import build_tools
-    from enpire_evolution import cli_trial
+    from enpire_evolution.ros import trials_port
 
-    def boom(**kwargs):  # the trial verb (and so CellSession) must never be reached
-        raise AssertionError(f'ran trial_run({kwargs})')
+    def boom(**kwargs):  # no cell session may be started
+        raise AssertionError(f'started a cell session ({kwargs})')
 
-    monkeypatch.setattr(cli_trial, 'trial_run', boom)
+    monkeypatch.setattr(trials_port, 'TrialsSession', boom)
     trial_run = {fn.__name__: fn for fn in build_tools(edited_contract)}['trial_run']
     with pytest.raises(ContractMismatchError, match='contract changed since it was locked'):
         trial_run(count=1, revision='abcdef')

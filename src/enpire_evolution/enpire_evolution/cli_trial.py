@@ -70,11 +70,12 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
 
     Raises:
         ConfigError: not exactly one of ``policy_dir`` / ``revision``, or no trial asked for.
+        ContractMismatchError: the task contract differs from its lock (no cell is started).
         EnpireError: what the cell reported (see enpire_rollout.client).
     """
     from enpire_common.errors import ConfigError
     from enpire_common.paths import enpire_home
-    from enpire_common.tasks import load_task
+    from enpire_common.tasks import load_task, verify_contract
     from enpire_evolution.ros.trials_port import TrialsSession
     from enpire_rollout.client import trial_to_dict
 
@@ -83,6 +84,8 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
     spec = load_task(task)
     if count <= 0 and not seeds:
         raise ConfigError(f'--trials {count} is invalid: must be >= 1')
+    # An edited contract fails here, before any cell starts (the cell refuses it too).
+    verify_contract(spec, enpire_home(home), lock_if_missing=True)
     first_seed = spec.tuning_seeds[0] if seed_start is None else seed_start
     total = len(seeds) if seeds else count
     session = TrialsSession(home=enpire_home(home), task=spec.name, cell=cell, start=start,
