@@ -11,7 +11,12 @@ counts from the experiment store (:func:`revision_trials`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +117,97 @@ def build_tools(home: str | Path | None = None) -> list[Callable[..., dict[str, 
             trial_show, trial_list, exp_compare, cell_status]
 
 
-def build_server(home: str | Path | None = None) -> Any:
-    """The MCP server of ``enpire mcp`` for the runtime directory ``home``."""
-    from enpire_agent_bridge.mcp_server import build_server as server
+def gateway_tools(address: str, home: str | Path | None = None
+                  ) -> list[Callable[..., dict[str, Any]]]:
+    """The same tools (names, parameters, docstrings), each forwarding its call to a coding
+    agent's gateway (:mod:`enpire_evolution.agents.gateway`) instead of running here."""
+    from enpire_evolution.agents.gateway import call
 
-    return server(build_tools(home), name='enpire', instructions=INSTRUCTIONS)
+    def forward(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def tool(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            bound = sig.bind(*args, **kwargs)
+            return call(address, fn.__name__, dict(bound.arguments))
+        return tool
+
+    return [forward(fn) for fn in build_tools(home)]
+
+
+def agent_tooling(home: str | Path | None = None) -> dict[str, Any]:
+    """What ``enpire improve`` hands a coding agent's supervisor from this layer: the tool
+    descriptions, the command that runs one tool, and the command of the MCP server."""
+    from enpire_evolution.agents.gateway import describe_tools
+
+    return {'tools': describe_tools(build_tools(home)),
+            'tool_argv': [sys.executable, '-m', 'enpire_bringup.agent_tools'],
+            'mcp_command': [sys.executable, '-m', 'enpire_bringup.cli', 'mcp']}
+
+
+def build_server(home: str | Path | None = None) -> Any:
+    """The MCP server of ``enpire mcp`` for the runtime directory ``home`` (inside a coding
+    agent's sandbox, ``ENPIRE_GATEWAY`` set: tools that forward to its gateway)."""
+    from enpire_agent_bridge.mcp_server import build_server as server
+    from enpire_evolution.agents.gateway import GATEWAY_ENV
+
+    address = os.environ.get(GATEWAY_ENV)
+    tools = gateway_tools(address, home) if address else build_tools(home)
+    return server(tools, name='enpire', instructions=INSTRUCTIONS)
 
 
 def serve(home: str | Path | None = None) -> None:
     """Serve the agent tools on stdin/stdout until the client closes stdin."""
     build_server(home).run()
+
+
+def run_one(name: str, arguments: dict[str, Any], home: str | Path | None = None
+            ) -> dict[str, Any]:
+    """Run the tool ``name``: its result, or its error object."""
+    from enpire_common.errors import EnpireError
+
+    tools = {fn.__name__: fn for fn in build_tools(home)}
+    if name not in tools:
+        return {'ok': False, 'error_code': 105, 'error': 'AGENT_SCOPE',
+                'message': f"unknown tool '{name}'; tools: {sorted(tools)}"}
+    try:
+        return tools[name](**arguments)
+    except EnpireError as err:
+        return err.to_dict()
+    except TypeError as exc:
+        return {'ok': False, 'error_code': 100, 'error': 'CONFIG_INVALID',
+                'message': f'{name}: {exc}'}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m enpire_bringup.agent_tools NAME``: run one tool, its arguments as a JSON
+    object on stdin, its result as one JSON line on stdout (progress on stderr). The coding
+    agents' gateway runs each call this way, outside the agent's sandbox."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print('usage: python -m enpire_bringup.agent_tools TOOL < arguments.json',
+              file=sys.stderr)
+        return 2
+    try:
+        arguments = json.loads(sys.stdin.read() or '{}')
+    except json.JSONDecodeError as exc:
+        print(json.dumps({'ok': False, 'error_code': 100, 'error': 'CONFIG_INVALID',
+                          'message': f'arguments are not JSON: {exc}'}))
+        return 2
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)  # stray prints of the verbs (and the nodes they start) go to stderr
+    try:
+        out = run_one(args[0], arguments)
+    except KeyboardInterrupt:
+        out = {'ok': False, 'error_code': 302, 'error': 'CANCELLED',
+               'message': f'{args[0]} was interrupted (the agent was stopped)'}
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+    sys.stdout.write(json.dumps(out, default=str) + '\n')
+    sys.stdout.flush()
+    return 0 if out.get('ok', True) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -35,11 +35,12 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from enpire_bringup.agent_tools import recording_session, revision_trials
+from enpire_bringup.agent_tools import agent_tooling, recording_session, revision_trials
 from enpire_common.errors import (
     ConfigError,
     EnpireError,
@@ -112,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         description='ENPIRE-ROS: reset, run, verify, record and evolve robot policies.')
     for flag, kwargs in SHARED_OPTIONS.items():
         parser.add_argument(flag, **kwargs)
-    parser.set_defaults(trial_stats=revision_trials, recording_session=recording_session)
+    parser.set_defaults(trial_stats=revision_trials, recording_session=recording_session,
+                        agent_tooling=agent_tooling)
     sub = parser.add_subparsers(dest='command', metavar='<command>')
     for pkg in COMMAND_PACKAGES:
         try:
@@ -151,6 +153,44 @@ def render_error(args: argparse.Namespace, err: EnpireError) -> int:
     return exit_code_for(err)
 
 
+#: Inside a coding agent's sandbox (``ENPIRE_GATEWAY`` set) these verbs run through the
+#: agent's gateway, as the MCP tool of the same name; every other verb is refused there.
+GATEWAY_VERBS: dict[tuple[str, str], tuple[str, Any]] = {
+    ('task', 'show'): ('task_show', lambda a: {'task': a.task}),
+    ('policy', 'submit'): ('policy_submit', lambda a: {'policy_dir': a.dir,
+                                                       'parent': a.parent}),
+    ('policy', 'list'): ('policy_list', lambda a: {}),
+    ('policy', 'show'): ('policy_show', lambda a: {'revision': a.rev}),
+    ('policy', 'activate'): ('policy_activate', lambda a: {'revision': a.rev,
+                                                           'best_effort': a.best_effort}),
+    ('trial', 'run'): ('trial_run', lambda a: {
+        'count': a.trials, 'policy_dir': a.policy or '', 'revision': a.revision or '',
+        'seed_start': a.seed_start}),
+    ('trial', 'list'): ('trial_list', lambda a: {'experiment': a.experiment}),
+    ('trial', 'show'): ('trial_show', lambda a: {'trial': a.trial}),
+    ('exp', 'compare'): ('exp_compare', lambda a: {'a': a.a, 'b': a.b,
+                                                   'experiment': a.experiment or '',
+                                                   'trials': a.trials}),
+    ('cell', 'status'): ('cell_status', lambda a: {}),
+}
+
+
+def _through_gateway(args: argparse.Namespace, address: str) -> dict[str, Any]:
+    """Run a verb inside a coding agent's sandbox: forwarded to its gateway, or refused."""
+    from enpire_common.errors import AgentScopeError
+    from enpire_evolution.agents.gateway import call
+
+    key = (str(getattr(args, 'command', '')), str(getattr(args, 'verb', '')))
+    if key[0] == 'mcp':
+        return args.func(args)
+    if key not in GATEWAY_VERBS:
+        raise AgentScopeError(
+            f"`enpire {' '.join(k for k in key if k)}` is not available to a coding agent; "
+            f"its verbs: {', '.join(' '.join(k) for k in GATEWAY_VERBS)}")
+    tool, to_args = GATEWAY_VERBS[key]
+    return call(address, tool, to_args(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -158,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb is None:
         getattr(args, 'help_parser', parser).print_help()
         return EXIT_USAGE
+    address = os.environ.get('ENPIRE_GATEWAY')
     try:
-        out = verb(args)
+        out = _through_gateway(args, address) if address else verb(args)
     except EnpireError as err:
         return render_error(args, err)
     except KeyboardInterrupt:

@@ -81,6 +81,13 @@ class UnconfinedError(ConfigError):
     code, name = 104, 'SANDBOX_UNCONFINED'
 
 
+class AgentScopeError(ConfigError):
+    """A coding agent asked for something outside its scope: a path outside its worktree,
+    another cell, a spent trial budget, a verb that is not one of its tools."""
+
+    code, name = 105, 'AGENT_SCOPE'
+
+
 # --- 200s: cell ------------------------------------------------------------------------------
 class CellError(EnpireError):
     """A cell (real or simulated) failed to do what was asked."""

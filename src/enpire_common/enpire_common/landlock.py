@@ -28,6 +28,7 @@ from dataclasses import dataclass
 _NR = {'x86_64': (444, 445, 446), 'aarch64': (444, 445, 446)}
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
+_RULE_NET_PORT = 2
 
 FS_EXECUTE = 1 << 0
 FS_WRITE_FILE = 1 << 1
@@ -60,6 +61,10 @@ WRITE = (FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_
 class _PathBeneath(ctypes.Structure):
     _pack_ = 1
     _fields_ = [('allowed_access', ctypes.c_uint64), ('parent_fd', ctypes.c_int32)]
+
+
+class _NetPort(ctypes.Structure):
+    _fields_ = [('allowed_access', ctypes.c_uint64), ('port', ctypes.c_uint64)]
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -105,15 +110,17 @@ class Rule:
     access: int
 
 
-def restrict_self(rules: Iterable[Rule], *, deny_tcp: bool = True, scope: bool = True) -> int:
+def restrict_self(rules: Iterable[Rule], *, deny_tcp: bool = True, scope: bool = True,
+                  connect_ports: Iterable[int] = ()) -> int:
     """Confine the calling process (and its future threads/children) to ``rules``.
 
     Every file access that no rule grants is refused with EACCES; so are TCP bind/connect
     (ABI >= 4, ``deny_tcp``), and abstract unix sockets and signals to processes outside the
-    sandbox (ABI >= 6, ``scope``). Missing paths are skipped. Sets PR_SET_NO_NEW_PRIVS, which
-    Landlock requires of an unprivileged caller. Call it from the process's only thread:
-    Landlock confines the calling thread and whatever it creates afterwards, not threads that
-    already run.
+    sandbox (ABI >= 6, ``scope``). With ``deny_tcp``, ``connect_ports`` are the TCP ports
+    that may still be connected to (a coding agent's API endpoint). Missing paths are
+    skipped. Sets PR_SET_NO_NEW_PRIVS, which Landlock requires of an unprivileged caller.
+    Call it from the process's only thread: Landlock confines the calling thread and
+    whatever it creates afterwards, not threads that already run.
 
     Returns:
         The ABI version used.
@@ -152,6 +159,14 @@ def restrict_self(rules: Iterable[Rule], *, deny_tcp: bool = True, scope: bool =
                                        f'{os.strerror(err)}')
             finally:
                 os.close(fd)
+        if deny_tcp and abi >= 4:
+            for port in sorted({int(p) for p in connect_ports}):
+                net = _NetPort(NET_CONNECT_TCP, port)
+                if libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(_RULE_NET_PORT),
+                                ctypes.byref(net), ctypes.c_uint32(0)) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f'landlock_add_rule(tcp port {port}) failed: '
+                                       f'{os.strerror(err)}')
         libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                                ctypes.c_ulong]
         if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS

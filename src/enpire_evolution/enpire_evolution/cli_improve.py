@@ -19,7 +19,7 @@ from enpire_common.errors import ConfigError
 from enpire_common.tasks import DEFAULT_TASK
 from enpire_evolution.cli_commands import _common, store_url
 
-IMPROVE_AGENTS = ('builtin',)
+IMPROVE_AGENTS = ('builtin', 'claude-code', 'codex', 'kimi', 'openai')
 #: The most cells one ``enpire improve`` drives (one agent each; the paper runs 8 on 8).
 #: core.fleet.Fleet and the sim fleet launch check their own limits.
 MAX_IMPROVE_CELLS = 8
@@ -35,7 +35,32 @@ def register_improve(sub: argparse._SubParsersAction) -> None:
                     'when the goal is met, 1 when the budget ran out first.')
     p.add_argument('--task', default=DEFAULT_TASK, help=f'task name (default {DEFAULT_TASK})')
     p.add_argument('--agent', default='builtin', choices=IMPROVE_AGENTS,
-                   help='which agent improves the policy')
+                   help='which agent improves the policy: the built-in parameter search, or a '
+                        'coding agent run headless in its own git worktree (claude-code, '
+                        'codex, kimi: their CLIs; openai: any Chat Completions endpoint)')
+    p.add_argument('--model', default='', help='model of a coding agent (default: its own)')
+    p.add_argument('--endpoint', default='',
+                   help='openai: the Chat Completions base URL (default api.openai.com; '
+                        'vLLM, Ollama, llama.cpp server, ...)')
+    p.add_argument('--budget-tokens', type=int, default=None,
+                   help='coding agents: stop each agent at this many tokens (input, cache and '
+                        'output; checked at every turn the agent reports)')
+    p.add_argument('--budget-usd', type=float, default=None,
+                   help='coding agents: stop each agent at this cost (needs an agent that '
+                        'reports cost, or --price-per-mtok)')
+    p.add_argument('--budget-trials', type=int, default=None,
+                   help='coding agents: at most this many trials per agent')
+    p.add_argument('--price-per-mtok', default='',
+                   help='openai: USD per million input,output[,cached] tokens, for --budget-usd')
+    p.add_argument('--hang-s', type=float, default=300.0,
+                   help='coding agents: restart an agent silent this long with no call in '
+                        'flight (default 300)')
+    p.add_argument('--max-restarts', type=int, default=5,
+                   help='coding agents: restarts per agent before it is given up (default 5)')
+    p.add_argument('--agent-sandbox', default='auto', choices=('auto', 'landlock', 'bwrap'),
+                   help='what confines a coding agent (default: Landlock, else bubblewrap)')
+    p.add_argument('--allow-unconfined-agent', action='store_true',
+                   help='run a coding agent unconfined where no sandbox is available')
     p.add_argument('--budget-min', type=float, default=30.0,
                    help='wall-clock budget of this run in minutes (default 30)')
     p.add_argument('--experiment', default=None,
@@ -56,7 +81,7 @@ def register_improve(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--no-report', action='store_true', help='skip the HTML report')
     _common(p)
     p.set_defaults(func=_improve, text=_improve_text,
-                   exit_code=lambda out: 0 if out['goal_met'] else 1)
+                   exit_code=lambda out: 0 if out['goal_met'] or out.get('coding') else 1)
 
 
 def _write_report(store: Any, experiment: str, goal_consecutive: int, home: Path) -> Path:
@@ -105,6 +130,10 @@ def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None], st
 
 
 def _improve(args: argparse.Namespace) -> dict[str, Any]:
+    if args.agent != 'builtin':
+        from enpire_evolution.cli_agents import improve_with_coding_agents
+
+        return improve_with_coding_agents(args)
     from enpire_agent_bridge.core.revisions import RevisionStore
     from enpire_common.clock import SystemClock
     from enpire_common.paths import enpire_home, revisions_root
@@ -163,6 +192,10 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _improve_text(out: dict[str, Any], args: argparse.Namespace) -> str:
+    if out.get('coding'):
+        from enpire_evolution.cli_agents import coding_text
+
+        return coding_text(out)
     goal = 'GOAL MET' if out['goal_met'] else 'goal not met'
     if args.cells > 1:
         lines = [f"experiment {out['experiment']} (fleet of {args.cells}): {goal}"]

@@ -30,13 +30,18 @@ from enpire_common.paths import enpire_home
 from enpire_evolution.core.config import StoreConfig, default_store_url
 from enpire_evolution.core.store_schema import (
     Agent,
+    AgentSession,
     Branch,
     Event,
     Experiment,
     Revision,
     RevisionStats,
     Trial,
+    UsageSample,
     Verdict,
+    agent_sessions_table,
+    agent_trials_table,
+    agent_usage_table,
     agents_table,
     branches_table,
     events_table,
@@ -48,7 +53,8 @@ from enpire_evolution.core.store_schema import (
     verdicts_table,
 )
 
-__all__ = ['BRANCH_STATUSES', 'EXPERIMENT_STATUSES', 'REVISION_STATUSES', 'Agent', 'Branch',
+__all__ = ['BRANCH_STATUSES', 'EXPERIMENT_STATUSES', 'REVISION_STATUSES', 'Agent',
+           'AgentSession', 'Branch', 'UsageSample',
            'Event', 'Experiment', 'ExperimentStore', 'Revision', 'RevisionStats', 'Trial',
            'Verdict', 'verdicts_of']
 
@@ -491,3 +497,57 @@ class ExperimentStore:
             query = query.where(c.kind == kind)
         with self._read() as conn:
             return [_row(Event, r) for r in conn.execute(query.order_by(c.ts, c.id))]
+
+    # --- coding-agent sessions ---------------------------------------------------------------
+    def put_agent_session(self, session: AgentSession) -> AgentSession:
+        """Insert or update a coding agent's session row (keyed by experiment and id)."""
+        values = dataclasses.asdict(session)
+        c = agent_sessions_table.c
+
+        def work(conn: Connection) -> AgentSession:
+            if not self._insert_ignore(conn, agent_sessions_table, values):
+                conn.execute(agent_sessions_table.update().where(
+                    c.experiment == session.experiment, c.id == session.id).values(**values))
+            return session
+        return self._run(work)
+
+    def agent_sessions(self, experiment: str, agent: str | None = None) -> list[AgentSession]:
+        """The coding-agent sessions of an experiment, oldest first."""
+        c = agent_sessions_table.c
+        query = sa.select(agent_sessions_table).where(c.experiment == experiment)
+        if agent is not None:
+            query = query.where(c.agent == agent)
+        with self._read() as conn:
+            return [_row(AgentSession, r)
+                    for r in conn.execute(query.order_by(c.started_at, c.id))]
+
+    def add_usage_sample(self, sample: UsageSample) -> None:
+        """Append a session's cumulative usage at one turn."""
+        self._run(lambda conn: conn.execute(
+            agent_usage_table.insert().values(**dataclasses.asdict(sample))))
+
+    def usage_samples(self, experiment: str) -> list[UsageSample]:
+        """Every usage sample of an experiment, in time order."""
+        c = agent_usage_table.c
+        with self._read() as conn:
+            rows = conn.execute(sa.select(agent_usage_table).where(
+                c.experiment == experiment).order_by(c.ts, c.id))
+            return [_row(UsageSample, r) for r in rows]
+
+    def add_agent_trials(self, experiment: str, session: str, trial_ids: Iterable[str]) -> int:
+        """Note which session ran these trials (idempotent); the number newly noted."""
+        ids = [str(t) for t in trial_ids if t]
+
+        def work(conn: Connection) -> int:
+            return sum(self._insert_ignore(conn, agent_trials_table, {
+                'trial_id': t, 'experiment': experiment, 'session': session}) for t in ids)
+        return self._run(work) if ids else 0
+
+    def agent_trial_ids(self, experiment: str, session: str | None = None) -> dict[str, str]:
+        """trial_id -> session for the trials coding agents ran in an experiment."""
+        c = agent_trials_table.c
+        query = sa.select(c.trial_id, c.session).where(c.experiment == experiment)
+        if session is not None:
+            query = query.where(c.session == session)
+        with self._read() as conn:
+            return {r.trial_id: r.session for r in conn.execute(query)}

@@ -103,6 +103,51 @@ events_table = sa.Table(
     sa.Index('ix_events_experiment', 'experiment', 'ts'),
 )
 
+agent_sessions_table = sa.Table(
+    'agent_sessions', metadata,
+    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
+    sa.Column('id', sa.String(200), primary_key=True),
+    sa.Column('agent', sa.String(200), nullable=False),
+    sa.Column('kind', sa.String(100), nullable=False),
+    sa.Column('model', sa.String(200), nullable=False),
+    sa.Column('cell', sa.String(100), nullable=False),
+    sa.Column('branch', sa.String(200), nullable=False),
+    sa.Column('run', sa.Integer, nullable=False),
+    sa.Column('started_at', sa.Float, nullable=False),
+    sa.Column('ended_at', sa.Float, nullable=True),
+    sa.Column('input_tokens', sa.BigInteger, nullable=False),
+    sa.Column('output_tokens', sa.BigInteger, nullable=False),
+    sa.Column('cache_read_tokens', sa.BigInteger, nullable=False),
+    sa.Column('cache_write_tokens', sa.BigInteger, nullable=False),
+    sa.Column('cost_usd', sa.Float, nullable=True),
+    sa.Column('turns', sa.Integer, nullable=False),
+    sa.Column('stop_reason', sa.String(64), nullable=False),
+    sa.Column('exit_code', sa.Integer, nullable=True),
+    sa.Column('transcript', sa.Text, nullable=False),
+    sa.Column('cli_session', sa.String(200), nullable=False),
+    sa.Column('confinement', sa.String(64), nullable=False),
+)
+
+agent_usage_table = sa.Table(
+    'agent_usage', metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column('experiment', sa.String(200), nullable=False),
+    sa.Column('session', sa.String(200), nullable=False),
+    sa.Column('ts', sa.Float, nullable=False),
+    sa.Column('tokens', sa.BigInteger, nullable=False),
+    sa.Column('cost_usd', sa.Float, nullable=True),
+    sa.Column('turns', sa.Integer, nullable=False),
+    sa.Index('ix_agent_usage_experiment', 'experiment', 'ts'),
+)
+
+agent_trials_table = sa.Table(
+    'agent_trials', metadata,
+    sa.Column('trial_id', sa.String(200), primary_key=True),
+    sa.Column('experiment', sa.String(200), nullable=False),
+    sa.Column('session', sa.String(200), nullable=False),
+    sa.Index('ix_agent_trials_session', 'experiment', 'session'),
+)
+
 
 # --- row types -------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -237,3 +282,57 @@ class RevisionStats:
     @property
     def success_rate(self) -> float:
         return self.successes / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class AgentSession:
+    """One run of a coding agent's process (a restart is a new session, ``run`` + 1).
+
+    Tokens follow one convention for every agent: ``input_tokens`` are the uncached prompt
+    tokens, ``cache_read_tokens`` / ``cache_write_tokens`` the prompt tokens read from / written
+    to the provider's cache, ``output_tokens`` the generated ones (reasoning included);
+    :attr:`tokens` is their sum. ``cost_usd`` is None when the agent reports no cost.
+    """
+
+    experiment: str
+    id: str
+    agent: str
+    kind: str
+    model: str = ''
+    cell: str = ''
+    branch: str = ''
+    run: int = 0
+    started_at: float = 0.0
+    ended_at: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    turns: int = 0
+    stop_reason: str = 'running'
+    exit_code: int | None = None
+    transcript: str = ''
+    cli_session: str = ''
+    confinement: str = ''
+
+    @property
+    def tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_read_tokens
+                + self.cache_write_tokens)
+
+    @property
+    def wall_s(self) -> float:
+        return max(0.0, (self.ended_at or self.started_at) - self.started_at)
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    """A session's cumulative usage at ``ts`` (one per turn): the token-time curve."""
+
+    experiment: str
+    session: str
+    ts: float
+    tokens: int
+    cost_usd: float | None
+    turns: int
