@@ -74,7 +74,6 @@ def improve_with_coding_agents(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import task_show
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import load_task, verify_contract
-    from enpire_evolution.agents.accounting import experiment_accounting
     from enpire_evolution.agents.supervisor import (
         AgentPlan,
         AgentSupervisor,
@@ -86,6 +85,7 @@ def improve_with_coding_agents(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_evolution.cli_commands import store_url
     from enpire_evolution.cli_improve import MAX_IMPROVE_CELLS, _write_report
     from enpire_evolution.core.agent import default_seed_policy, repo_root
+    from enpire_evolution.core.agent_accounting import experiment_accounting
     from enpire_evolution.core.fleet import cell_name
     from enpire_evolution.core.store import ExperimentStore
 

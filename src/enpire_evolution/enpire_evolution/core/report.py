@@ -16,6 +16,7 @@ from typing import Any
 
 from enpire_common.paths import enpire_home
 from enpire_evolution.core import metrics
+from enpire_evolution.core.agent_accounting import experiment_accounting
 from enpire_evolution.core.compare import summarise
 from enpire_evolution.core.config import ReportConfig
 from enpire_evolution.core.store import ExperimentStore, Trial
@@ -160,6 +161,7 @@ def build_report(store: ExperimentStore, experiment: str,
                 'fleet_runs': fleet_runs},
         'revisions': table,
         'trials': trial_rows,
+        'coding_agents': experiment_accounting(store, experiment),
     }
 
 
@@ -306,6 +308,43 @@ def _link(path: str, out_dir: Path, home: Path) -> str:
     return f'<a href="{_E(rel, quote=True)}">{_E(p.name)}</a>'
 
 
+def _agents_html(acct: dict[str, Any]) -> list[str]:
+    """The coding agents' section: accounting per agent and success vs tokens and time."""
+    if not acct.get('agents'):
+        return []
+    t = acct['totals']
+    rows = [[_E(a['agent']), _E(a['kind']), _fmt(a['model'] or '-'), _E(a['cell']),
+             str(a['sessions']), str(a['input_tokens']), str(a['cache_read_tokens']),
+             str(a['cache_write_tokens']), str(a['output_tokens']), str(a['tokens']),
+             _fmt(a['cost_usd'], 4), str(a['turns']), _fmt(a['wall_s'], 0),
+             _fmt(a['mtu'], 0), str(a['trials']), _E(', '.join(a['stops']))]
+            for a in acct['agents']]
+    rows.append(['<b>all</b>', '', '', '', str(t['sessions']), str(t['input_tokens']),
+                 str(t['cache_read_tokens']), str(t['cache_write_tokens']),
+                 str(t['output_tokens']), str(t['tokens']), _fmt(t['cost_usd'], 4),
+                 str(t['turns']), _fmt(t['wall_s'], 0), _fmt(t['mtu'], 0), str(t['trials']),
+                 ''])
+    curve = acct['curve']
+    out = ['<h2>Coding agents</h2>',
+           '<p class="muted">Tokens as each agent reported them: uncached input, cache reads, '
+           'cache writes, output. MTU: tokens per minute of agent wall time. Cost only where '
+           'the agent reports it.</p>',
+           _table(['agent', 'kind', 'model', 'cell', 'sessions', 'input', 'cache read',
+                   'cache write', 'output', 'tokens', 'USD', 'turns', 'wall s', 'MTU',
+                   'trials', 'stops'], rows, 'agents'),
+           _table(['tokens to first success', 'time to first success (s)'],
+                  [[_fmt(acct['tokens_to_success']), _fmt(acct['time_to_success_s'], 1)]],
+                  'agents2'),
+           _svg_lines([('success rate so far', [p['tokens'] for p in curve],
+                        [p['rate'] for p in curve], '#1f77b4', '')],
+                      'success vs tokens', 'tokens spent (all agents)', 'success rate'),
+           _svg_lines([('success rate so far', [p['time_s'] for p in curve],
+                        [p['rate'] for p in curve], '#2ca02c', '')],
+                      'success vs wall clock', 'seconds since the first agent session',
+                      'success rate')]
+    return out
+
+
 def render_html(report: dict[str, Any], out_path: str | Path, *,
                 home: str | Path | None = None) -> Path:
     """Write ``report`` (from :func:`build_report`) as one self-contained HTML file.
@@ -355,6 +394,7 @@ def render_html(report: dict[str, Any], out_path: str | Path, *,
     parts.append(_svg_lines([(f"last {roll['window']}", roll['t_s'], roll['rate'], '#333',
                               '')], f"rolling success (window {roll['window']})",
                             'seconds since start', 'success rate'))
+    parts += _agents_html(report.get('coding_agents') or {})
     parts.append('<h2>Branches</h2>')
     parts.append(_table(['branch', 'agent', 'parent', 'status', *rate_head, 'pruned because'], [
         [_E(b['name']), _fmt(b['agent']), _fmt(b['parent']), _E(b['status']),
