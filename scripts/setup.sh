@@ -111,4 +111,17 @@ cat > "$VENV/bin/enpire" <<EOF
 exec "$VPY" -m enpire_bringup.cli "\$@"
 EOF
 chmod +x "$VENV/bin/enpire"
+
+# --- headless Chromium (the HTML reports are checked in it) --------------------------------------
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian chromium (headless checks of the HTML reports)"
+    { timeout 600 apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { timeout 300 apt-get update -q >/dev/null 2>&1 \
+           && timeout 600 apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+      || log "could not install chromium; report checks in a browser are skipped"
+  else
+    log "no chromium: report checks in a browser are skipped (apt-get install chromium)"
+  fi
+fi
 log "ready: . scripts/env.sh  (then: enpire --help)"

@@ -24,6 +24,11 @@ stand in for a result about a real model.
     with the peer's revision as parent, runs a trial, then behaves like ``improve``.
 ``once``
     one revision and its trials, then exits 0 (a restart continues it).
+``once_then_hang``
+    one revision and its trials, then silence (a test kills it).
+
+``STANDIN_MODES`` (``agent=mode,...``, by ``ENPIRE_AGENT``) gives agents of one run different
+scripts.
 
 Each "turn" reports usage ``STANDIN_USAGE`` (input,output,cache_read,cache_write; default
 120,30,400,50); the totals the stand-in reports are exactly the sums of its turns.
@@ -42,7 +47,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MODE = os.environ.get('STANDIN_MODE', 'improve')
+MODES = dict(kv.split('=', 1) for kv in os.environ.get('STANDIN_MODES', '').split(',') if kv)
+MODE = MODES.get(os.environ.get('ENPIRE_AGENT', ''), os.environ.get('STANDIN_MODE', 'improve'))
 TRIALS = int(os.environ.get('STANDIN_TRIALS', '2'))
 USAGE = [int(x) for x in os.environ.get('STANDIN_USAGE', '120,30,400,50').split(',')]
 
@@ -158,11 +164,17 @@ class Script:
         if MODE == 'escape':
             return self.escape()
         self.tool('task_show', {'task': 'push_t'})
-        if MODE == 'borrow':
+        base = int(time.time() * 1000) % 100000
+        if MODE == 'borrow':  # one revision of its own, then one of the peer's
+            self.revision_round(base)
             self.borrow()
-        rounds = 1 if MODE == 'once' else 3
+            return 0
+        rounds = 1 if MODE in ('once', 'once_then_hang') else 3
         for i in range(rounds):
-            self.revision_round(int(time.time() * 1000) % 100000 + i)
+            self.revision_round(base + i)
+        if MODE == 'once_then_hang':
+            self.turn('think', {})
+            time.sleep(3600)
         return 0
 
     def borrow(self) -> None:

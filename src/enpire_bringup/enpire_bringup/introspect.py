@@ -296,7 +296,25 @@ def doctor() -> dict[str, Any]:
     report['ffmpeg'] = shutil.which('ffmpeg')
     report['gpu'] = _gpus()
     report['sandbox'] = _sandbox()
+    report['agents'] = _agents()
     return report
+
+
+def _agents() -> dict[str, Any]:
+    """Which coding agents are installed here, and what would confine them."""
+    from enpire_evolution.agents.adapters import ADAPTERS
+    from enpire_evolution.agents.jail import confinement_mode
+
+    clis: dict[str, Any] = {}
+    for name, cls in ADAPTERS.items():
+        a = cls()
+        exe = a.binary()
+        clis[name] = {'executable': exe, 'version': a.version() if exe else None,
+                      'credentials': (a.missing_credentials() or 'found') if exe else None}
+    mode, detail = confinement_mode('auto')
+    return {'clis': clis, 'confinement': mode, 'detail': detail,
+            'network': 'TCP limited to the API ports (Landlock ABI >= 4)'
+            if mode == 'landlock' else 'shared'}
 
 
 def _sandbox() -> dict[str, Any]:
@@ -356,4 +374,12 @@ def format_doctor(report: dict[str, Any]) -> str:
                      f"{'on' if box['seccomp'] else 'unavailable'}"
                      + ('' if box['confinement'] != 'none' else
                         '; trials refuse to run without --allow-unconfined'))
+    agents = report.get('agents') or {}
+    if agents:
+        lines.append(f"coding agents: confined by {agents['confinement']} ({agents['detail']}); "
+                     f"network {agents['network']}")
+        for name, c in agents['clis'].items():
+            lines.append(f"  {name}: " + (f"{c['executable']} ({c['version'] or '?'}); "
+                                          f"credentials: {c['credentials']}"
+                                          if c['executable'] else 'not installed'))
     return '\n'.join(lines)

@@ -82,9 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=_report, text=_report_text)
 
+    from enpire_evolution.cli_bench import register_bench
     from enpire_evolution.cli_improve import register_improve
 
     register_improve(sub)
+    register_bench(sub)
 
 
 # --- helpers ---------------------------------------------------------------------------------

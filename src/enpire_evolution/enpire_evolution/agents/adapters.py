@@ -279,6 +279,9 @@ class RunSpec:
     endpoint: str = ''
     session_id: str = ''
     price: tuple[float, float, float] | None = None
+    #: USD left of the agent's budget (None: no USD budget); an agent that can stop itself
+    #: at a cost (Claude Code's --max-budget-usd) gets it.
+    usd_left: float | None = None
 
 
 class Adapter:
@@ -385,6 +388,8 @@ class ClaudeCode(Adapter):
                 '--allowedTools', ','.join(self.ALLOWED),
                 '--disallowedTools', ','.join(self.DISALLOWED),
                 '--permission-mode', 'acceptEdits']
+        if spec.usd_left is not None:
+            argv += ['--max-budget-usd', f'{spec.usd_left:.6f}']
         if spec.model:
             argv += ['--model', spec.model]
         return argv

@@ -42,6 +42,8 @@ from enpire_evolution.agents.prompt import PromptContext, continuation_prompt, i
 from enpire_evolution.agents.worktree import AgentRepos, branch_of, commit_wip
 from enpire_evolution.core.store import AgentSession, ExperimentStore, Revision, UsageSample
 
+#: How often an agent's branch is copied to the shared remote while it works.
+PUBLISH_EVERY_S = 5.0
 BUDGET_STOPS = ('budget_wall', 'budget_tokens', 'budget_usd', 'budget_trials', 'interrupted')
 _SECRET_NAME = re.compile(r'(KEY|TOKEN|SECRET|PASSWORD|AUTH)', re.I)
 _SECRET_VALUE = re.compile(r'(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|'
@@ -285,7 +287,7 @@ class AgentSupervisor:
         spec = RunSpec(prompt=prompt, worktree=self.worktree, scratch=self.scratch,
                        mcp_server=self._mcp_server(), model=self.plan.model,
                        endpoint=self.plan.endpoint, session_id=str(uuid.uuid4()),
-                       price=self.plan.price)
+                       price=self.plan.price, usd_left=self.budget_left()['usd_left'])
         env = self._agent_env()
         argv = self._jail() + self.plan.adapter.argv(self.exe, spec)
         parser = self.plan.adapter.parser(spec)
@@ -318,7 +320,7 @@ class AgentSupervisor:
 
         threading.Thread(target=reader, daemon=True).start()
         outcome = ''
-        last_activity = time.monotonic()
+        last_activity = last_publish = time.monotonic()
         eof = False
         with open(transcript, 'a', encoding='utf-8') as out:
             while True:
@@ -327,6 +329,9 @@ class AgentSupervisor:
                 except queue.Empty:
                     raw = b''
                 now = time.monotonic()
+                if now - last_publish > PUBLISH_EVERY_S:  # peers see commits promptly
+                    self.repos.publish(self.plan.agent)
+                    last_publish = now
                 if raw is None:
                     eof = True
                 elif raw:
