@@ -212,7 +212,7 @@ class Script:
         root = Path(os.environ['STANDIN_REPO'])
         others = [p / 'worktree' for p in self.tree.parent.parent.iterdir()
                   if p.is_dir() and p / 'worktree' != self.tree and (p / 'worktree').exists()]
-        targets = {'contract': root / 'config' / 'tasks' / 'push_t.yaml',
+        targets = {'contract': root / 'config' / 'tasks' / 'push_t' / 'task.yaml',
                    'source': root / 'src' / 'enpire_tasks' / 'escape.py',
                    'store': home / 'enpire.db',
                    'revisions': home / 'revisions' / 'escape.txt',

@@ -130,12 +130,19 @@ def test_wall_budget_stops_a_running_trial_within_5_s(cell: Any) -> None:
         stopped = [e for e in s.events(exp, 'agent_session')]
     assert sess.ended_at - sess.started_at <= 45 + 5
     assert stopped[-1].data['outcome'] == 'budget_wall'
-    # the trial run in flight was cancelled: the cell takes a new run at once
-    from enpire_evolution.cli_trial import trial_run
+    # the trial run in flight was cancelled: within 5 s of the stop the cell takes a new run
+    from enpire_common.errors import CellUnavailableError
 
-    quick = trial_run(count=1, revision=s_revision(cell, exp), experiment=f'{exp}-after',
-                      home=cell.home, start=False)
-    assert quick['n_trials'] == 1
+    rev = s_revision(cell, exp)
+    while True:
+        try:
+            result = cell.client.run_trials(count=1, revision_id=rev,
+                                            experiment_id=f'{exp}-after')
+            break
+        except CellUnavailableError:
+            assert time.time() < sess.ended_at + 5.0, 'the cell was still busy 5 s after'
+            time.sleep(0.25)
+    assert len(result.trials) == 1
     log = subprocess.run(['git', 'log', '--format=%s', '-3'], cwd=a['worktree'],
                          capture_output=True, text=True).stdout
     assert 'WIP' in log or 'stand-in revision' in log
@@ -208,10 +215,12 @@ def test_killed_agent_restarts_with_the_best_revision(cell: Any) -> None:
 def test_containment_refuses_every_escape(cell: Any) -> None:
     exp = 'escape'
     home = Path(cell.home)
+    store(cell).close()  # the store exists before the agent tries to write it
+    (home / 'revisions').mkdir(exist_ok=True)
     peer = home / 'agents' / exp / 'claude-code-9' / 'worktree'
     peer.mkdir(parents=True)
     (peer / 'policy.py').write_text('# peer\n')
-    protected = [ROOT / 'config' / 'tasks' / 'push_t.yaml', home / 'enpire.db',
+    protected = [ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml', home / 'enpire.db',
                  peer / 'policy.py']
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in protected}
     out, err = improve(cell, 'claude-code', '--budget-min', '2', '--max-restarts', '0',

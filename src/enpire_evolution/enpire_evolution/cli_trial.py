@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,12 +110,6 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
             experiment_id=experiment, max_wall_time_s=max_wall_time_s,
             max_episode_steps=max_episode_steps, attempts=attempts,
             allow_unconfined=allow_unconfined, on_feedback=on_feedback)
-    except KeyboardInterrupt:
-        # An interrupted caller (Ctrl-C, a coding agent's budget stop) also stops the cell's
-        # run: without a cancel the cell would go on with the remaining trials.
-        session.client.cancel()
-        time.sleep(0.5)
-        raise
     finally:
         session.close()
     trials = [trial_to_dict(t) for t in result.trials]

@@ -12,6 +12,7 @@ above, whose client (``enpire_evolution.ros.trials_port``) wraps these sessions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -148,6 +149,12 @@ class RolloutClient:
         self._goal = handle
         try:
             result = self._wait_result(handle.get_result_async(), timeout_s)
+        except KeyboardInterrupt:
+            # An interrupted caller (Ctrl-C, a coding agent's budget stop) stops the cell's
+            # run too: without a cancel the cell would go on with the remaining trials.
+            with contextlib.suppress(Exception):
+                wait_future(handle.cancel_goal_async(), 3.0, 'run_trials cancel')
+            raise
         finally:
             self._goal = None
         if result.error_code:
