@@ -175,7 +175,7 @@ def test_killed_agent_restarts_with_the_best_revision(cell: Any) -> None:
          'ENPIRE_HOME': str(cell.home), 'STANDIN_TRIALS': '1',
          'STANDIN_MODE': 'once_then_hang'}
     proc = subprocess.Popen([sys.executable, '-m', 'enpire_bringup.cli', 'improve', '--task',
-                             'push_t', '--agent', 'claude-code', '--budget-min', '1.5',
+                             'push_t', '--agent', 'claude-code', '--budget-min', '1.0',
                              '--max-restarts', '1', '--experiment', exp, '--json',
                              '--no-report'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=e, cwd=ROOT)

@@ -25,9 +25,11 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -171,7 +173,10 @@ class AgentSupervisor:
                       max_trials=self.budget.trials, on_result=self._on_result,
                       on_error=self._on_error)
         env = {**os.environ, **self.config.env}
-        self.gateway = Gateway(self.dir / 'gateway.sock', scope, self.config.tool_argv,
+        # A short private path: AF_UNIX addresses are limited to 107 bytes, and the agent may
+        # read but never write /tmp.
+        self._sockdir = Path(tempfile.mkdtemp(prefix='enpire-gw-'))
+        self.gateway = Gateway(self._sockdir / 'gateway.sock', scope, self.config.tool_argv,
                                env=env, tools=self.config.tools,
                                log=self.transcripts / f'{self.plan.agent}.tools.log').start()
         self._session_id = ''
@@ -199,6 +204,7 @@ class AgentSupervisor:
                 self.log(f'{why}; restarting ({self.restarts}/{self.config.max_restarts})')
         finally:
             self.gateway.close()
+            shutil.rmtree(self._sockdir, ignore_errors=True)
             self.store.add_event(self.config.experiment, 'agent_stopped', time.time(), {
                 'agent': self.plan.agent, 'kind': self.plan.adapter.name,
                 'reason': self.stop_reason, 'restarts': self.restarts})
