@@ -110,6 +110,14 @@ class Rule:
     access: int
 
 
+def _add_rule(libc: ctypes.CDLL, nr: int, ruleset: int, kind: int, attr: ctypes.Structure,
+              what: str) -> None:
+    if libc.syscall(nr, ctypes.c_int(ruleset), ctypes.c_int(kind), ctypes.byref(attr),
+                    ctypes.c_uint32(0)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f'landlock_add_rule({what}) failed: {os.strerror(err)}')
+
+
 def restrict_self(rules: Iterable[Rule], *, deny_tcp: bool = True, scope: bool = True,
                   connect_ports: Iterable[int] = ()) -> int:
     """Confine the calling process (and its future threads/children) to ``rules``.
@@ -151,22 +159,14 @@ def restrict_self(rules: Iterable[Rule], *, deny_tcp: bool = True, scope: bool =
                 access = rule.access & handled
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     access &= _FILE_RIGHTS
-                beneath = _PathBeneath(access, fd)
-                if libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
-                                ctypes.byref(beneath), ctypes.c_uint32(0)) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f'landlock_add_rule({rule.path}) failed: '
-                                       f'{os.strerror(err)}')
+                _add_rule(libc, add_rule, ruleset, _RULE_PATH_BENEATH,
+                          _PathBeneath(access, fd), rule.path)
             finally:
                 os.close(fd)
         if deny_tcp and abi >= 4:
             for port in sorted({int(p) for p in connect_ports}):
-                net = _NetPort(NET_CONNECT_TCP, port)
-                if libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(_RULE_NET_PORT),
-                                ctypes.byref(net), ctypes.c_uint32(0)) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f'landlock_add_rule(tcp port {port}) failed: '
-                                       f'{os.strerror(err)}')
+                _add_rule(libc, add_rule, ruleset, _RULE_NET_PORT,
+                          _NetPort(NET_CONNECT_TCP, port), f'tcp port {port}')
         libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                                ctypes.c_ulong]
         if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS

@@ -233,3 +233,28 @@ def test_accounting_tokens_to_success(tmp_path: Path) -> None:
     assert acct['tokens_to_success'] == 90 and acct['time_to_success_s'] == pytest.approx(40)
     assert acct['totals']['tokens'] == 150 and acct['totals']['mtu'] == pytest.approx(150.0)
     assert [p['successes'] for p in acct['curve']] == [0, 1]
+
+
+def test_jail_limits_tcp_to_the_api_ports(tmp_path: Path) -> None:
+    import socket
+
+    from enpire_common.landlock import abi_version
+
+    if abi_version() < 4:
+        pytest.skip('TCP rules need Landlock ABI >= 4')
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    script = ('import socket, sys\ns = socket.socket()\ntry:\n'
+              f'    s.connect(("127.0.0.1", {port}))\n    print("connected")\n'
+              'except PermissionError:\n    print("refused")\n')
+    try:
+        for allowed, expect in (('443', 'refused'), (str(port), 'connected')):
+            out = subprocess.run([sys.executable, '-m', 'enpire_evolution.agents.jail',
+                                  '--mode', 'landlock', '--write', str(tmp_path), '--port',
+                                  allowed, '--', sys.executable, '-c', script],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.stdout.strip() == expect, out.stderr
+    finally:
+        server.close()
