@@ -212,6 +212,19 @@ def test_killed_agent_restarts_with_the_best_revision(cell: Any) -> None:
     assert 'crashed' in prompt and any(b.revision in prompt for b in best)
 
 
+def test_hung_agent_is_restarted(cell: Any) -> None:
+    out, err = improve(cell, 'claude-code', '--budget-min', '0.5', '--hang-s', '4',
+                       '--max-restarts', '1', '--experiment', 'hang',
+                       env={'STANDIN_MODE': 'hang'})
+    a = out['agents'][0]
+    assert a['sessions'] == 2 and a['restarts'] == 1, err[-2000:]
+    with store(cell) as s:
+        sessions = s.agent_sessions('hang')
+    assert [x.stop_reason for x in sessions] == ['hang', 'hang']
+    prompt = Path(sessions[1].transcript).with_name(f'{sessions[1].id}.prompt.md').read_text()
+    assert 'no output for 4 s' in prompt
+
+
 def test_containment_refuses_every_escape(cell: Any) -> None:
     exp = 'escape'
     home = Path(cell.home)
