@@ -52,7 +52,7 @@ hash_files() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 # --- dependencies -----------------------------------------------------------------------------
 REQS=(requirements.txt requirements-build.txt)
 [ "$SYSTEM_ROS" = 1 ] || REQS+=(requirements-ros.txt)
-REQ_HASH="$(hash_files "${REQS[@]}")-$SYSTEM_ROS"
+REQ_HASH="$(hash_files "${REQS[@]}" requirements-nodeps.txt)-$SYSTEM_ROS"
 if ! stamp_ok deps "$REQ_HASH"; then
   log "installing pinned dependencies (first run: a few minutes)"
   args=()
@@ -62,7 +62,9 @@ if ! stamp_ok deps "$REQ_HASH"; then
   "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
   "$VPY" -m pip install --disable-pip-version-check -q "${args[@]}" torch==2.13.0 \
     2>&1 | grep -v 'is ignored' | grep -v '^WARNING: Location' || true
-  "$VPY" -c 'import rclpy, yaml, numpy, cv2, gym_pusht, rosbags, torch' \
+  "$VPY" -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt \
+    2>&1 | grep -v 'is ignored' | grep -v '^WARNING: Location' || true
+  "$VPY" -c 'import rclpy, yaml, numpy, cv2, gym_pusht, rosbags, torch, mujoco, mink' \
     || die "dependency install failed (see pip output above)"
   echo "$REQ_HASH" > "$STAMPS/deps"
 fi

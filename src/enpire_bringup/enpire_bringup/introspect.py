@@ -297,7 +297,19 @@ def doctor() -> dict[str, Any]:
     report['gpu'] = _gpus()
     report['sandbox'] = _sandbox()
     report['agents'] = _agents()
+    report['render'] = _render()
     return report
+
+
+def _render() -> dict[str, Any]:
+    """Which offscreen GL the arm cells render with here (EGL on a GPU or Mesa, OSMesa)."""
+    from enpire_sim.core.arm.sim import gl_backend
+
+    try:
+        backend, why = gl_backend()
+    except Exception as exc:  # noqa: BLE001 - a broken GL stack is a finding, not a crash
+        backend, why = 'none', f'{type(exc).__name__}: {exc}'
+    return {'mujoco_gl': backend, 'detail': why, 'mujoco': _version('mujoco')}
 
 
 def _agents() -> dict[str, Any]:
@@ -374,6 +386,10 @@ def format_doctor(report: dict[str, Any]) -> str:
                      f"{'on' if box['seccomp'] else 'unavailable'}"
                      + ('' if box['confinement'] != 'none' else
                         '; trials refuse to run without --allow-unconfined'))
+    render = report.get('render') or {}
+    if render:
+        lines.append(f"arm cell rendering: MUJOCO_GL={render['mujoco_gl']} ({render['detail']}); "
+                     f"mujoco {render['mujoco'] or 'not installed'}")
     agents = report.get('agents') or {}
     if agents:
         lines.append(f"coding agents: confined by {agents['confinement']} ({agents['detail']}); "

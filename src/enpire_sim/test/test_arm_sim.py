@@ -1,0 +1,64 @@
+"""The arm cell's simulation core (issue 10, first slice): scene, targets, IK, cameras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from enpire_common.errors import ConfigError
+from enpire_sim.core.arm.sim import gl_backend
+
+gl_backend()  # MUJOCO_GL must be set before mujoco is first imported
+pytest.importorskip('mujoco', reason='the arm cell needs mujoco (requirements.txt)')
+pytest.importorskip('mink', reason='the arm cell needs mink (requirements.txt)')
+
+
+@pytest.fixture(scope='module')
+def sim():
+    from enpire_sim.core.arm.sim import ArmSim
+
+    s = ArmSim()
+    yield s
+    s.close()
+
+
+def test_scene_has_two_arms_the_views_and_a_500_hz_physics(sim) -> None:
+    assert sim.model.nu == 16 and sim.model.opt.timestep == pytest.approx(0.002)
+    assert sim.substeps == 17  # one 30 Hz tick
+    frames = sim.render_all()
+    assert set(frames) == {'top', 'side', 'right_wrist'}
+    assert all(f.shape == (240, 320, 3) and f.dtype == np.uint8 for f in frames.values())
+
+
+def test_bad_targets_are_refused_and_nothing_moves(sim) -> None:
+    sim.reset()
+    before = sim.data.qpos.copy()
+    t = sim.targets()
+    for bad, match in ((np.full(16, np.nan), 'NaN'), (np.zeros(3), 'shape'),
+                       (np.where(np.arange(16) == 1, 5.0, t), 'outside its limits')):
+        with pytest.raises(ConfigError, match=match):
+            sim.step(bad)
+    assert np.array_equal(sim.data.qpos, before)
+
+
+def test_ik_reaches_a_target_and_refuses_an_unreachable_one(sim) -> None:
+    sim.reset()
+    ee, _ = sim.ee_pose('right')
+    goal = ee + np.array([0.0, 0.0, -0.05])
+    targets = sim.ik('right', goal)
+    for _ in range(40):
+        sim.step(targets)
+    assert np.linalg.norm(sim.ee_pose('right')[0] - goal) < 0.01
+    with pytest.raises(ConfigError, match='out of reach'):
+        sim.ik('right', np.array([2.0, 2.0, 2.0]))
+    with pytest.raises(ConfigError, match='finite'):
+        sim.ik('left', np.array([np.nan, 0.0, 0.0]))
+
+
+def test_missing_scene_or_camera_is_a_config_error() -> None:
+    from enpire_sim.core.arm.sim import ArmSim, ArmSimConfig
+
+    with pytest.raises(ConfigError, match='not found'):
+        ArmSim(ArmSimConfig(scene='no_such_scene'))
+    with pytest.raises(ConfigError, match='not in scene'):
+        ArmSim(ArmSimConfig(views=('top', 'no_such_camera')))
