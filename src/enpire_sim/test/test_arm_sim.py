@@ -81,3 +81,26 @@ def test_the_pin_fits_the_hole_and_only_the_hole(sim, offset_m: float, seats: bo
         sim.step(sim.targets())
     depth = top[2] - d.site('pin_tip').xpos[2]
     assert (depth > 0.015) == seats, depth
+
+
+def test_the_safety_envelope_flags_fast_joints_and_pushing_into_the_table(sim) -> None:
+    from enpire_sim.core.arm.safety import ArmEnvelope, check
+
+    env = ArmEnvelope()
+    sim.reset()
+    assert check(sim, env) == []
+    t = sim.targets()
+    t[0] = 1.5  # a 1.5 rad jump of the left waist in one tick
+    kinds = set()
+    for _ in range(5):
+        sim.step(t)
+        kinds |= {v.kind for v in check(sim, env)}
+    assert 'JOINT_VELOCITY' in kinds
+    sim.reset()
+    ee, _ = sim.ee_pose('right')
+    t = sim.ik('right', np.array([ee[0], ee[1], 0.005]))
+    kinds = set()
+    for _ in range(40):
+        sim.step(t)
+        kinds |= {v.kind for v in check(sim, env)}
+    assert kinds & {'FORCE', 'COLLISION', 'BOUNDS'}
