@@ -104,3 +104,30 @@ def test_the_safety_envelope_flags_fast_joints_and_pushing_into_the_table(sim) -
         sim.step(t)
         kinds |= {v.kind for v in check(sim, env)}
     assert kinds & {'FORCE', 'COLLISION', 'BOUNDS'}
+
+
+def test_the_planning_port_plans_collision_free_and_refuses_bad_goals(sim) -> None:
+    """The contract of the planning port, on whichever planner is present (MoveIt on a real
+    cell, OMPL against MuJoCo here)."""
+    from enpire_sim.core.arm.planning import make_planner
+    from enpire_sim.core.arm.sim import ARM_JOINTS
+
+    sim.reset()
+    planner = make_planner(sim)
+    m = sim.model
+    adr = [m.jnt_qposadr[m.joint(f'vx300s_right/{j}').id] for j in ARM_JOINTS]
+    start = sim.data.qpos[adr].copy()
+    goal = start + np.array([0.6, 0.3, -0.3, 0.0, 0.3, 0.0])
+    path = planner.plan('right', start, goal, timeout_s=5.0)
+    assert path.shape[1] == 6 and len(path) >= 2
+    assert np.allclose(path[0], start) and np.allclose(path[-1], goal)
+    if planner.name == 'ompl':
+        assert all(planner.valid('right', q) for q in path)
+    into_table = start.copy()
+    into_table[1], into_table[2] = 1.2, 1.5
+    with pytest.raises(ConfigError, match='collision'):
+        planner.plan('right', start, into_table, timeout_s=0.5)
+    with pytest.raises(ConfigError, match='joint limits'):
+        planner.plan('right', start, start + 10.0, timeout_s=0.5)
+    with pytest.raises(ConfigError, match='finite'):
+        planner.plan('right', start, np.full(6, np.nan), timeout_s=0.5)
