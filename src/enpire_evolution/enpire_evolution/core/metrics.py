@@ -25,6 +25,16 @@ def success_rate(outcomes: Iterable[bool]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def cumulative_success(outcomes: Iterable[bool]) -> list[float]:
+    """Success rate of the episodes so far, one value per episode."""
+    out: list[float] = []
+    total = 0
+    for i, ok in enumerate(outcomes, 1):
+        total += bool(ok)
+        out.append(total / i)
+    return out
+
+
 def rolling_success(outcomes: Sequence[bool], window: int = 50) -> list[float]:
     """Success rate over the last ``window`` episodes, one value per episode.
 

@@ -72,7 +72,7 @@ def build_report(store: ExperimentStore, experiment: str,
         name = b if isinstance(b, str) else b.name
         bt = by_branch.get(name, [])
         outs = [t.success for t in bt]
-        cumulative = [sum(outs[:i + 1]) / (i + 1) for i in range(len(outs))]
+        cumulative = metrics.cumulative_success(outs)
         branch_rows.append({
             'name': name,
             'agent': None if isinstance(b, str) else b.agent,
