@@ -50,16 +50,11 @@ def check(sim: ArmSim, env: ArmEnvelope) -> list[Violation]:
         if abs(v) > env.max_joint_velocity:
             out.append(Violation('JOINT_VELOCITY', f'{m.joint(jid).name} moves at {v:.2f} '
                                                    f'(limit {env.max_joint_velocity:g})'))
-    f6 = np.zeros(6)
-    for i in range(d.ncon):
-        con = d.contact[i]
-        names = (m.geom(con.geom1).name, m.geom(con.geom2).name)
-        bodies = (m.body(m.geom_bodyid[con.geom1]).name, m.body(m.geom_bodyid[con.geom2]).name)
-        sim.mj.mj_contactForce(m, d, i, f6)
-        force = abs(float(f6[0]))
-        if force > env.max_contact_force:
-            out.append(Violation('FORCE', f'{force:.1f} N between {bodies[0]} and '
-                                          f'{bodies[1]} (limit {env.max_contact_force:g} N)'))
-        if env.table_geom in names and any('finger' in b or 'gripper' in b for b in bodies):
-            out.append(Violation('COLLISION', f'the gripper touches the table ({bodies})'))
+    for c in sim.contacts():
+        if c.force > env.max_contact_force:
+            out.append(Violation('FORCE', f'{c.force:.1f} N between {c.bodies[0]} and '
+                                          f'{c.bodies[1]} (limit {env.max_contact_force:g} N)'))
+        if env.table_geom in c.geoms and any('finger' in b or 'gripper' in b
+                                             for b in c.bodies):
+            out.append(Violation('COLLISION', f'the gripper touches the table ({c.bodies})'))
     return out

@@ -83,6 +83,15 @@ def load_scene(name: str) -> Any:
 
 
 @dataclass(frozen=True)
+class Contact:
+    """One contact: its two geoms, their bodies, the normal force (N)."""
+
+    geoms: tuple[str, str]
+    bodies: tuple[str, str]
+    force: float
+
+
+@dataclass(frozen=True)
 class ArmSimConfig:
     """Scene, camera views and sizes, control rate, render flags."""
 
@@ -163,18 +172,25 @@ class ArmSim:
         """The gripper's pose (``vx300s_<arm>/gripper_link``)."""
         return self.body_pose(f'vx300s_{arm}/gripper_link')
 
-    def max_contact_force(self, exclude: tuple[str, ...] = ()) -> float:
-        """The largest normal contact force now (N), for the safety envelope."""
+    def contacts(self) -> list[Contact]:
+        """The active contacts now: geoms, bodies and normal force (N)."""
+        m, d = self.model, self.data
         f6 = np.zeros(6)
-        best = 0.0
-        for i in range(self.data.ncon):
-            con = self.data.contact[i]
-            names = (self.model.geom(con.geom1).name, self.model.geom(con.geom2).name)
-            if any(n in exclude for n in names):
-                continue
-            self.mj.mj_contactForce(self.model, self.data, i, f6)
-            best = max(best, abs(float(f6[0])))
-        return best
+        out = []
+        for i in range(d.ncon):
+            con = d.contact[i]
+            self.mj.mj_contactForce(m, d, i, f6)
+            out.append(Contact(
+                (m.geom(con.geom1).name, m.geom(con.geom2).name),
+                (m.body(m.geom_bodyid[con.geom1]).name, m.body(m.geom_bodyid[con.geom2]).name),
+                abs(float(f6[0]))))
+        return out
+
+    def max_contact_force(self, exclude: tuple[str, ...] = ()) -> float:
+        """The largest normal contact force now (N), leaving out contacts of ``exclude``
+        geoms."""
+        return max((c.force for c in self.contacts()
+                    if not any(n in exclude for n in c.geoms)), default=0.0)
 
     # --- cameras ---------------------------------------------------------------------------
     def render(self, view: str) -> np.ndarray:
