@@ -164,19 +164,17 @@ def serve(home: str | Path | None = None) -> None:
 def run_one(name: str, arguments: dict[str, Any], home: str | Path | None = None
             ) -> dict[str, Any]:
     """Run the tool ``name``: its result, or its error object."""
-    from enpire_common.errors import EnpireError
+    from enpire_common.errors import AgentScopeError, ConfigError, EnpireError
 
     tools = {fn.__name__: fn for fn in build_tools(home)}
     if name not in tools:
-        return {'ok': False, 'error_code': 105, 'error': 'AGENT_SCOPE',
-                'message': f"unknown tool '{name}'; tools: {sorted(tools)}"}
+        return AgentScopeError(f"unknown tool '{name}'; tools: {sorted(tools)}").to_dict()
     try:
         return tools[name](**arguments)
     except EnpireError as err:
         return err.to_dict()
     except TypeError as exc:
-        return {'ok': False, 'error_code': 100, 'error': 'CONFIG_INVALID',
-                'message': f'{name}: {exc}'}
+        return ConfigError(f'{name}: {exc}').to_dict()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,19 +186,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('usage: python -m enpire_bringup.agent_tools TOOL < arguments.json',
               file=sys.stderr)
         return 2
+    from enpire_common.errors import CancelledError, ConfigError
+
     try:
         arguments = json.loads(sys.stdin.read() or '{}')
     except json.JSONDecodeError as exc:
-        print(json.dumps({'ok': False, 'error_code': 100, 'error': 'CONFIG_INVALID',
-                          'message': f'arguments are not JSON: {exc}'}))
+        print(json.dumps(ConfigError(f'arguments are not JSON: {exc}').to_dict()))
         return 2
     real_stdout = os.dup(1)
     os.dup2(2, 1)  # stray prints of the verbs (and the nodes they start) go to stderr
     try:
         out = run_one(args[0], arguments)
     except KeyboardInterrupt:
-        out = {'ok': False, 'error_code': 302, 'error': 'CANCELLED',
-               'message': f'{args[0]} was interrupted (the agent was stopped)'}
+        out = CancelledError(f'{args[0]} was interrupted (the agent was stopped)').to_dict()
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)

@@ -47,6 +47,7 @@ from enpire_common.errors import (
     EnpireTimeoutError,
     PolicyRejectedError,
 )
+from enpire_evolution.agents.gateway import GATEWAY_ENV
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_REJECTED = 0, 1, 2, 3, 4
 
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb is None:
         getattr(args, 'help_parser', parser).print_help()
         return EXIT_USAGE
-    address = os.environ.get('ENPIRE_GATEWAY')
+    address = os.environ.get(GATEWAY_ENV)
     try:
         out = _through_gateway(args, address) if address else verb(args)
     except EnpireError as err:

@@ -1,11 +1,15 @@
-"""Child-process helpers shared by the launcher, the rollout and the client."""
+"""Child-process helpers shared by the launcher, the rollout, the client and the coding-agent
+supervisor."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -47,3 +51,29 @@ def set_child_subreaper(on: bool = True) -> bool:
     findable (``ppid == our pid``) and we must reap it. True where it took effect.
     """
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1 if on else 0)
+
+
+def end_groups(procs: Iterable[subprocess.Popen], first: int = signal.SIGTERM,
+               grace_s: float = 2.0) -> None:
+    """End the process groups led by ``procs`` (started with ``start_new_session``).
+
+    ``first`` to every group, up to ``grace_s`` (shared) for the leaders to exit, then
+    SIGKILL to every group (members that outlived their leader included) and a bounded wait.
+    Groups already gone are skipped.
+    """
+    procs = list(procs)
+
+    def signal_group(proc: subprocess.Popen, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    for proc in procs:
+        signal_group(proc, first)
+    end = time.monotonic() + grace_s
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, end - time.monotonic()))
+    for proc in procs:
+        signal_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5.0)

@@ -117,28 +117,26 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
                          'wall_s': round(time.time() - t0, 1),
                          'best_revision': _best_of(out)})
     first, _ = spec.evaluation_seeds
-    with ExperimentStore.open(home) as store:  # a run that named none: the store's best
-        for r in runs:
-            if not r['best_revision']:
+    with ExperimentStore.open(home) as store:
+        for r in runs:  # held-out evaluation of each run's best revision
+            if not r['best_revision']:  # a run that named none: the store's best
                 try:
                     best = store.best_revision(r['experiment'], is_eval=False)
                 except ConfigError:
                     best = None
                 r['best_revision'] = best.id if best else ''
-    for r in runs:  # held-out evaluation of each run's best revision
-        r['eval'] = None
-        if r['best_revision']:
-            out = _run(['trial', 'run', '--task', spec.name, '--revision', r['best_revision'],
-                        '--trials', str(args.eval_trials), '--seed-start', str(first),
-                        '--experiment', f"{r['experiment']}-eval", *common],
-                       logs / f"{r['experiment']}-eval.log")
-            if out.get('ok'):
-                n, s = int(out['n_trials']), int(out['n_success'])
-                lo, hi = wilson_interval(s, n)
-                r['eval'] = {'n': n, 'successes': s, 'rate': s / n if n else 0.0,
-                             'ci95': [lo, hi]}
-    store = ExperimentStore.open(home)
-    try:
+            r['eval'] = None
+            if r['best_revision']:
+                out = _run(['trial', 'run', '--task', spec.name, '--revision',
+                            r['best_revision'], '--trials', str(args.eval_trials),
+                            '--seed-start', str(first), '--experiment',
+                            f"{r['experiment']}-eval", *common],
+                           logs / f"{r['experiment']}-eval.log")
+                if out.get('ok'):
+                    n, s = int(out['n_trials']), int(out['n_success'])
+                    lo, hi = wilson_interval(s, n)
+                    r['eval'] = {'n': n, 'successes': s, 'rate': s / n if n else 0.0,
+                                 'ci95': [lo, hi]}
         for r in runs:
             r.update(_stages(store, r, args.improve_rate, args.heldout_rate))
             try:
@@ -146,8 +144,6 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 r['curve'] = _curve(store, r['experiment'])
             except ConfigError:
                 r['accounting'], r['curve'] = None, []
-    finally:
-        store.close()
     summary = []
     for agent in agents:
         mine = [r for r in runs if r['agent'] == agent]
@@ -181,12 +177,12 @@ def _curve(store: Any, experiment: str) -> list[dict[str, Any]]:
         exp = store.experiment(experiment)
     except ConfigError:
         return []
+    from enpire_evolution.core.metrics import cumulative_success
+
     trials = sorted(store.trials_for(experiment), key=lambda t: t.ended_at)
-    out, s = [], 0
-    for i, t in enumerate(trials, 1):
-        s += bool(t.success)
-        out.append({'time_s': round(t.ended_at - exp.created_at, 1), 'rate': s / i})
-    return out
+    rates = cumulative_success(t.success for t in trials)
+    return [{'time_s': round(t.ended_at - exp.created_at, 1), 'rate': rate}
+            for t, rate in zip(trials, rates, strict=True)]
 
 
 def _stages(store: Any, run: dict[str, Any], improve_rate: float, heldout_rate: float

@@ -292,6 +292,17 @@ class Adapter:
     #: Environment variable naming another executable (a wrapper, a stand-in).
     bin_env = ''
     reports_cost = False
+    #: The CLI's own state directory: the variable that moves it, its default under the
+    #: user's home, and the files of it a run needs (credentials, config). A run gets a copy
+    #: of those files in ``<scratch>/<executable>``, the only state dir it may write.
+    state_env = ''
+    state_default = ''
+    state_files: tuple[str, ...] = ()
+    #: Credentials: every variable of any one group set, or ``credential_file`` in the state
+    #: dir; ``credential_hint`` says how to get them.
+    credential_envs: tuple[tuple[str, ...], ...] = ()
+    credential_file = ''
+    credential_hint = ''
 
     def binary(self) -> str | None:
         exe = os.environ.get(self.bin_env) if self.bin_env else None
@@ -311,8 +322,19 @@ class Adapter:
     def install_hint(self) -> str:
         return ''
 
+    def state_dir(self) -> Path:
+        return Path(os.environ.get(self.state_env) or Path.home() / self.state_default)
+
     def missing_credentials(self, endpoint: str = '') -> str:
-        return ''
+        """What is missing ('' when the credentials are there)."""
+        if not self.credential_envs and not self.credential_file:
+            return ''
+        if any(all(os.environ.get(k) for k in group) for group in self.credential_envs):
+            return ''
+        path = self.state_dir() / self.credential_file
+        if self.credential_file and path.is_file():
+            return ''
+        return f'{self.credential_hint} ({path})'
 
     def version(self) -> str:
         import subprocess
@@ -330,7 +352,13 @@ class Adapter:
 
     def prepare(self, scratch: Path) -> dict[str, str]:
         """Create the agent's own state dir under ``scratch``; the environment naming it."""
-        return {}
+        if not self.state_env:
+            return {}
+        own = scratch / self.executable
+        own.mkdir(parents=True, exist_ok=True)
+        for name in self.state_files:
+            _copy_if(self.state_dir() / name, own / name)
+        return {self.state_env: str(own)}
 
     def argv(self, exe: str, spec: RunSpec) -> list[str]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -360,27 +388,15 @@ class ClaudeCode(Adapter):
                'Bash(git:*)', 'Bash(python:*)', 'Bash(python3:*)', 'Bash(enpire:*)',
                'Bash(ls:*)', 'Bash(cat:*)', 'Bash(diff:*)', 'mcp__enpire')
     DISALLOWED = ('WebFetch', 'WebSearch')
+    state_env, state_default, state_files = 'CLAUDE_CONFIG_DIR', '.claude', ('.credentials.json',)
+    credential_envs = (('ANTHROPIC_API_KEY',), ('ANTHROPIC_AUTH_TOKEN',),
+                       ('CLAUDE_CODE_OAUTH_TOKEN',))
+    credential_file = '.credentials.json'
+    credential_hint = ('set ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN from `claude '
+                       'setup-token`, or log in with `claude`')
 
     def install_hint(self) -> str:
         return 'npm install -g @anthropic-ai/claude-code, then `claude` once to log in'
-
-    def _config_dir(self) -> Path:
-        return Path(os.environ.get('CLAUDE_CONFIG_DIR') or Path.home() / '.claude')
-
-    def missing_credentials(self, endpoint: str = '') -> str:
-        if any(os.environ.get(k) for k in ('ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN',
-                                            'CLAUDE_CODE_OAUTH_TOKEN')):
-            return ''
-        if (self._config_dir() / '.credentials.json').is_file():
-            return ''
-        return ('set ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`, '
-                f'or log in with `claude` ({self._config_dir()}/.credentials.json)')
-
-    def prepare(self, scratch: Path) -> dict[str, str]:
-        cfg = scratch / 'claude'
-        cfg.mkdir(parents=True, exist_ok=True)
-        _copy_if(self._config_dir() / '.credentials.json', cfg / '.credentials.json')
-        return {'CLAUDE_CONFIG_DIR': str(cfg)}
 
     def argv(self, exe: str, spec: RunSpec) -> list[str]:
         argv = [exe, '-p', spec.prompt, '--output-format', 'stream-json', '--verbose',
@@ -400,27 +416,16 @@ class ClaudeCode(Adapter):
 
 class Codex(Adapter):
     name, executable, bin_env = 'codex', 'codex', 'ENPIRE_CODEX_BIN'
+    state_env, state_default, state_files = 'CODEX_HOME', '.codex', ('auth.json', 'config.toml')
+    credential_envs = (('CODEX_API_KEY',), ('OPENAI_API_KEY',))
+    credential_file = 'auth.json'
+    credential_hint = 'set CODEX_API_KEY (or OPENAI_API_KEY), or log in with `codex login`'
 
     def install_hint(self) -> str:
         return 'npm install -g @openai/codex, then `codex login`'
 
-    def _home(self) -> Path:
-        return Path(os.environ.get('CODEX_HOME') or Path.home() / '.codex')
-
-    def missing_credentials(self, endpoint: str = '') -> str:
-        if os.environ.get('CODEX_API_KEY') or os.environ.get('OPENAI_API_KEY'):
-            return ''
-        if (self._home() / 'auth.json').is_file():
-            return ''
-        return (f'set CODEX_API_KEY (or OPENAI_API_KEY), or log in with `codex login` '
-                f'({self._home()}/auth.json)')
-
     def prepare(self, scratch: Path) -> dict[str, str]:
-        home = scratch / 'codex'
-        home.mkdir(parents=True, exist_ok=True)
-        for name in ('auth.json', 'config.toml'):
-            _copy_if(self._home() / name, home / name)
-        env = {'CODEX_HOME': str(home)}
+        env = super().prepare(scratch)
         # `codex exec` reads CODEX_API_KEY; OPENAI_API_KEY alone is not used by it.
         if not os.environ.get('CODEX_API_KEY') and os.environ.get('OPENAI_API_KEY'):
             env['CODEX_API_KEY'] = os.environ['OPENAI_API_KEY']
@@ -447,27 +452,15 @@ class Codex(Adapter):
 
 class Kimi(Adapter):
     name, executable, bin_env = 'kimi', 'kimi', 'ENPIRE_KIMI_BIN'
+    state_env, state_default, state_files = 'KIMI_SHARE_DIR', '.kimi', ('config.toml',
+                                                                       'credentials')
+    credential_envs = (('KIMI_BASE_URL', 'KIMI_API_KEY', 'KIMI_MODEL_NAME'),)
+    credential_file = 'config.toml'
+    credential_hint = ('set KIMI_BASE_URL, KIMI_API_KEY and KIMI_MODEL_NAME, or configure '
+                       'kimi (`kimi`, then /setup)')
 
     def install_hint(self) -> str:
         return 'uv tool install kimi-cli (or pip install kimi-cli), then `kimi` and /setup'
-
-    def _share(self) -> Path:
-        return Path(os.environ.get('KIMI_SHARE_DIR') or Path.home() / '.kimi')
-
-    def missing_credentials(self, endpoint: str = '') -> str:
-        if all(os.environ.get(k) for k in ('KIMI_BASE_URL', 'KIMI_API_KEY', 'KIMI_MODEL_NAME')):
-            return ''
-        if (self._share() / 'config.toml').is_file():
-            return ''
-        return ('set KIMI_BASE_URL, KIMI_API_KEY and KIMI_MODEL_NAME, or configure '
-                f'{self._share()}/config.toml (`kimi`, then /setup)')
-
-    def prepare(self, scratch: Path) -> dict[str, str]:
-        share = scratch / 'kimi'
-        share.mkdir(parents=True, exist_ok=True)
-        for name in ('config.toml', 'credentials'):
-            _copy_if(self._share() / name, share / name)
-        return {'KIMI_SHARE_DIR': str(share)}
 
     def argv(self, exe: str, spec: RunSpec) -> list[str]:
         argv = [exe, '--print', '--output-format', 'stream-json', '-w', str(spec.worktree),
@@ -479,7 +472,7 @@ class Kimi(Adapter):
 
     def parser(self, spec: RunSpec) -> Parser:
         work = hashlib.md5(str(spec.worktree).encode()).hexdigest()  # noqa: S324 - kimi's key
-        return KimiParser(spec.scratch / 'kimi' / 'sessions' / work / spec.session_id
+        return KimiParser(spec.scratch / self.executable / 'sessions' / work / spec.session_id
                           / 'wire.jsonl')
 
 

@@ -35,12 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from enpire_common.errors import AgentScopeError
+from enpire_common.errors import AgentScopeError, EnpireError
+from enpire_common.process import end_groups
 
 GATEWAY_ENV = 'ENPIRE_GATEWAY'
-#: Error code of a call outside the agent's scope (a path outside its worktree, a spent
-#: budget); the CLI exits 2 on it like on any usage error.
-SCOPE_ERROR_CODE = AgentScopeError.code
 _MAX_LINE = 8 * 1024 * 1024
 
 
@@ -49,7 +47,29 @@ class GatewayError(Exception):
 
 
 def scope_error(message: str) -> dict[str, Any]:
+    """The error object of a call outside the agent's scope (AGENT_SCOPE, exit 2)."""
     return AgentScopeError(message).to_dict()
+
+
+def within(root: Path, path: str | Path) -> Path | None:
+    """``path`` (relative to ``root`` unless absolute), resolved, if it lies inside ``root``
+    (symbolic links followed); None otherwise."""
+    p = Path(path)
+    real = Path(os.path.realpath(p if p.is_absolute() else Path(root) / p))
+    top = Path(os.path.realpath(root))
+    return real if real == top or top in real.parents else None
+
+
+def _read_line(s: socket.socket, limit: int | None = _MAX_LINE) -> bytes:
+    """Bytes up to and including the first newline (or what came before the peer closed, or
+    the first ``limit`` bytes)."""
+    buf = b''
+    while not buf.endswith(b'\n') and (limit is None or len(buf) < limit):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
 # --- client -----------------------------------------------------------------------------------
@@ -64,12 +84,7 @@ def request(address: str, payload: dict[str, Any], timeout_s: float | None = Non
             raise GatewayError(f'the enpire gateway at {address} does not answer ({exc}); '
                                'the agent supervisor has stopped') from None
         s.sendall(json.dumps(payload).encode() + b'\n')
-        buf = b''
-        while not buf.endswith(b'\n'):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        buf = _read_line(s, limit=None)  # a reply may be long
     try:
         reply = json.loads(buf)
     except json.JSONDecodeError:
@@ -139,10 +154,7 @@ class Scope:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def inside(self, path: str) -> Path | None:
-        p = Path(path)
-        p = (self.worktree / p) if not p.is_absolute() else p
-        real, root = Path(os.path.realpath(p)), Path(os.path.realpath(self.worktree))
-        return real if real == root or root in real.parents else None
+        return within(self.worktree, path)
 
 
 class Gateway:
@@ -166,8 +178,8 @@ class Gateway:
         self.tool_argv = list(tool_argv)
         self.env = dict(env or os.environ)
         self.tools = list(tools)
+        self._names = {t['name'] for t in self.tools}
         self.log = log
-        self.calls = 0
         self._procs: set[subprocess.Popen] = set()
         self._plock = threading.Lock()
         self._closing = False
@@ -198,14 +210,8 @@ class Gateway:
 
     def _handle(self, conn: socket.socket) -> None:
         with conn:
-            buf = b''
             try:
-                while not buf.endswith(b'\n') and len(buf) < _MAX_LINE:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                req = json.loads(buf or b'null')
+                req = json.loads(_read_line(conn) or b'null')
             except (OSError, json.JSONDecodeError):
                 return
             reply = self.answer(req)
@@ -223,7 +229,6 @@ class Gateway:
             return {'ok': False, 'error': scope_error('arguments must be an object')}
         if self._closing:
             return {'ok': False, 'error': scope_error('the agent session has stopped')}
-        self.calls += 1
         with self._plock:
             self._inflight += 1
         try:
@@ -231,13 +236,17 @@ class Gateway:
         finally:
             with self._plock:
                 self._inflight -= 1
+        self._notify(tool, args, ok, out)
+        return {'ok': True, 'result': out} if ok else {'ok': False, 'error': out}
+
+    def _notify(self, tool: str, args: dict[str, Any], ok: bool, out: dict[str, Any]) -> None:
+        """The scope's hook for a finished call; its failure never breaks the call."""
         cb = self.scope.on_result if ok else self.scope.on_error
         if cb is not None:
             try:
                 cb(tool, args, out)
             except Exception as exc:  # noqa: BLE001 - accounting must not break the call
                 self._note(f'gateway: recording {tool} failed: {exc!r}')
-        return {'ok': True, 'result': out} if ok else {'ok': False, 'error': out}
 
     @property
     def busy(self) -> bool:
@@ -246,9 +255,8 @@ class Gateway:
 
     def _call(self, tool: str, args: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         s = self.scope
-        names = {t['name'] for t in self.tools}
-        if names and tool not in names:
-            return False, scope_error(f"unknown tool '{tool}'; tools: {sorted(names)}")
+        if self._names and tool not in self._names:
+            return False, scope_error(f"unknown tool '{tool}'; tools: {sorted(self._names)}")
         if tool in ('policy_activate', 'cell_status', 'trial_run'):
             args['cell'] = s.cell
         if tool in ('task_show', 'trial_run'):
@@ -270,8 +278,7 @@ class Gateway:
                 ok, sub = self._run_tool('policy_submit', {'policy_dir': args.pop('policy_dir')})
                 if not ok:
                     return ok, sub
-                if s.on_result is not None:
-                    s.on_result('policy_submit', {}, sub)
+                self._notify('policy_submit', {}, True, sub)
                 args['revision'] = sub.get('revision_id', '')
             with s.lock:
                 count = int(args.get('count', 10) or 10)
@@ -314,8 +321,8 @@ class Gateway:
         try:
             reply = json.loads(stdout.decode().strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError, UnicodeDecodeError):
-            return False, {'ok': False, 'error_code': 1, 'error': 'TOOL_FAILED',
-                           'message': f'{tool} ended without a result (exit {proc.returncode})'}
+            return False, EnpireError(f'{tool} ended without a result (exit '
+                                      f'{proc.returncode})').to_dict()
         if reply.get('ok') is False:
             return False, reply
         return True, reply
@@ -334,18 +341,5 @@ class Gateway:
             self._sock.close()
         with self._plock:
             procs = list(self._procs)
-        for p in procs:
-            _signal_group(p, signal.SIGINT)
-        end = time.monotonic() + grace_s
-        for p in procs:
-            try:
-                p.wait(max(0.0, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(p, signal.SIGKILL)
-        if self.address.exists():
-            self.address.unlink(missing_ok=True)
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+        end_groups(procs, signal.SIGINT, grace_s)
+        self.address.unlink(missing_ok=True)

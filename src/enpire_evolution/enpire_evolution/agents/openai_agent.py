@@ -44,8 +44,10 @@ class FileTools:
         self.root = Path(os.path.realpath(root))
 
     def _path(self, rel: str) -> Path:
-        p = Path(os.path.realpath(self.root / rel))
-        if p != self.root and self.root not in p.parents:
+        from enpire_evolution.agents.gateway import within
+
+        p = within(self.root, rel)
+        if p is None:
             raise PermissionError(f'{rel}: outside the policy directory {self.root}')
         return p
 

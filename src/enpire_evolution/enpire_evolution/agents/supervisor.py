@@ -20,13 +20,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,10 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enpire_common.process import end_groups
 from enpire_evolution.agents.adapters import Adapter, Parser, RunSpec, Usage
 from enpire_evolution.agents.gateway import GATEWAY_ENV, Gateway, Scope
-from enpire_evolution.agents.prompt import PromptContext, continuation_prompt, initial_prompt
-from enpire_evolution.agents.worktree import AgentRepos, branch_of, commit_wip
+from enpire_evolution.agents.prompt import (
+    PromptContext,
+    best_of,
+    continuation_prompt,
+    initial_prompt,
+)
+from enpire_evolution.agents.worktree import AgentRepos, branch_of, commit_wip, is_agent_branch
+from enpire_evolution.core.agent_accounting import mtu
 from enpire_evolution.core.store import AgentSession, ExperimentStore, Revision, UsageSample
 
 #: How often an agent's branch is copied to the shared remote while it works.
@@ -108,20 +113,6 @@ class Redactor:
         return _SECRET_VALUE.sub('[REDACTED]', text)
 
 
-def _kill_group(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
-    """End a process group: SIGTERM, then SIGKILL after ``grace_s``."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # members that outlived it
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 class AgentSupervisor:
     """One agent of an experiment, from its first session to its stop (see module doc)."""
 
@@ -183,7 +174,7 @@ class AgentSupervisor:
         why = ''
         try:
             while True:
-                reason = self._budget_spent()
+                reason = self._budget_spent(self.usage)
                 if reason:
                     self.stop_reason = reason
                     break
@@ -210,14 +201,12 @@ class AgentSupervisor:
                 'reason': self.stop_reason, 'restarts': self.restarts})
         return self.summary(time.time() - started)
 
-    def _budget_spent(self) -> str:
+    def _budget_spent(self, usage: Usage) -> str:
+        """Why the agent must stop now with ``usage`` spent (a BUDGET_STOPS entry), or ''."""
         if self.stop_event.is_set():
             return 'interrupted'
         if time.monotonic() >= self.deadline:
             return 'budget_wall'
-        return self._spend_reason(self.usage)
-
-    def _spend_reason(self, usage: Usage) -> str:
         b = self.budget
         if b.tokens is not None and usage.tokens >= b.tokens:
             return 'budget_tokens'
@@ -346,12 +335,8 @@ class AgentSupervisor:
                     self._line(raw, parser, out)
                     if parser.turns != turns:
                         self._sample(sid, parser)
-                spent = self._spend_reason(self.usage + parser.usage)
-                if self.stop_event.is_set():
-                    outcome = 'interrupted'
-                elif now >= self.deadline:
-                    outcome = 'budget_wall'
-                elif spent:
+                spent = self._budget_spent(self.usage + parser.usage)
+                if spent:
                     outcome = spent
                 elif eof and proc.poll() is not None:
                     outcome = 'exited' if proc.returncode == 0 else 'crashed'
@@ -365,7 +350,7 @@ class AgentSupervisor:
                 self.log(f'stopping the agent: {outcome}')
                 if outcome in BUDGET_STOPS and self.gateway is not None:
                     self.gateway.close()
-                _kill_group(proc)
+                end_groups([proc])
             else:
                 proc.wait()
             while True:  # what it printed before it ended
@@ -402,11 +387,15 @@ class AgentSupervisor:
             out.write(json.dumps({'type': 'enpire.text', 'text': text}) + '\n')
         out.flush()
 
-    def _sample(self, sid: str, parser: Parser) -> None:
-        total = self.usage + parser.usage
+    def _record_usage(self, sid: str, parser: Parser) -> None:
+        """The session's cumulative usage now, as a sample of the token-time curve."""
         self.store.add_usage_sample(UsageSample(
             experiment=self.config.experiment, session=sid, ts=time.time(),
             tokens=parser.usage.tokens, cost_usd=parser.usage.cost_usd, turns=parser.turns))
+
+    def _sample(self, sid: str, parser: Parser) -> None:
+        total = self.usage + parser.usage
+        self._record_usage(sid, parser)
         self.log(f'turn {self.turns + parser.turns}: {total.tokens} tokens'
                  + (f', ${total.cost_usd:.4f}' if total.cost_usd is not None else ''))
 
@@ -419,9 +408,7 @@ class AgentSupervisor:
                                'turns': parser.turns, 'stop_reason': outcome,
                                'exit_code': exit_code, 'cli_session': parser.session_id})
         self.store.put_agent_session(done)
-        self.store.add_usage_sample(UsageSample(
-            experiment=self.config.experiment, session=row.id, ts=time.time(),
-            tokens=u.tokens, cost_usd=u.cost_usd, turns=parser.turns))
+        self._record_usage(row.id, parser)
         self.usage = self.usage + u
         self.turns += parser.turns
         self.sessions.append(done)
@@ -446,7 +433,7 @@ class AgentSupervisor:
             origin = ''
             if parent and self.store.has_revision(exp, parent):
                 pb = self.store.revision(exp, parent).branch
-                if pb != self.branch and pb.startswith('agent/'):
+                if pb != self.branch and is_agent_branch(pb):
                     origin = f'borrowed from {pb} revision {parent[:12]}'
                     self.store.add_event(exp, 'borrowed', now, {
                         'agent': self.plan.agent, 'from': pb, 'revision': rid,
@@ -477,11 +464,10 @@ class AgentSupervisor:
 
     # --- summary --------------------------------------------------------------------------
     def summary(self, wall_s: float) -> dict[str, Any]:
-        from enpire_evolution.agents.prompt import best_of
-
         u = self.usage
-        trials = sum(len(self.store.agent_trial_ids(self.config.experiment, s.id))
-                     for s in self.sessions)
+        mine = {s.id for s in self.sessions}
+        trials = sum(sid in mine
+                     for sid in self.store.agent_trial_ids(self.config.experiment).values())
         return {'agent': self.plan.agent, 'kind': self.plan.adapter.name,
                 'model': self.plan.model, 'cell': self.plan.cell, 'branch': self.branch,
                 'worktree': str(self.worktree), 'sessions': len(self.sessions),
@@ -492,7 +478,7 @@ class AgentSupervisor:
                           'cache_write_tokens': u.cache_write, 'tokens': u.tokens,
                           'cost_usd': u.cost_usd},
                 'turns': self.turns, 'wall_s': round(wall_s, 1),
-                'mtu': round(u.tokens / (wall_s / 60.0), 1) if wall_s > 0 else 0.0,
+                'mtu': mtu(u.tokens, wall_s),
                 'trials': trials, 'revisions_submitted': len(self.submitted),
                 'denials': self.denials, 'refusals': self.refusals,
                 'best': best_of(self.store, self.config.experiment, self.branch)}

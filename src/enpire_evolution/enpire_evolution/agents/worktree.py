@@ -32,8 +32,15 @@ def _git(*args: str, cwd: Path | None = None, check: bool = True) -> str:
     return out.stdout.strip()
 
 
+AGENT_BRANCH_PREFIX = 'agent/'
+
+
 def branch_of(agent: str) -> str:
-    return f'agent/{agent}'
+    return f'{AGENT_BRANCH_PREFIX}{agent}'
+
+
+def is_agent_branch(branch: str) -> bool:
+    return branch.startswith(AGENT_BRANCH_PREFIX)
 
 
 class AgentRepos:
@@ -93,7 +100,7 @@ class AgentRepos:
     def branches(self) -> list[str]:
         """The agents' branches in the remote."""
         out = _git('--git-dir', str(self.remote), 'for-each-ref', '--format=%(refname:short)',
-                   'refs/heads/agent/', check=False)
+                   f'refs/heads/{AGENT_BRANCH_PREFIX}', check=False)
         return [b for b in out.splitlines() if b]
 
 

@@ -17,6 +17,11 @@ from typing import Any
 from enpire_evolution.core.store import ExperimentStore
 
 
+def mtu(tokens: int, wall_s: float) -> float:
+    """Model token utilisation: tokens per minute of wall time (0 for no time)."""
+    return round(tokens / (wall_s / 60.0), 1) if wall_s > 0 else 0.0
+
+
 class TokenClock:
     """The experiment's cumulative tokens (and cost) at any time, from the usage samples."""
 
@@ -66,15 +71,14 @@ def experiment_accounting(store: ExperimentStore, experiment: str) -> dict[str, 
         if agent in per_agent:
             per_agent[agent]['trials'] += 1
     for a in per_agent.values():
-        a['mtu'] = round(a['tokens'] / (a['wall_s'] / 60.0), 1) if a['wall_s'] > 0 else 0.0
+        a['mtu'] = mtu(a['tokens'], a['wall_s'])
     totals = {k: sum(a[k] for a in per_agent.values())
               for k in ('input_tokens', 'output_tokens', 'cache_read_tokens',
                         'cache_write_tokens', 'tokens', 'turns', 'trials', 'sessions')}
     costs = [a['cost_usd'] for a in per_agent.values() if a['cost_usd'] is not None]
     totals['cost_usd'] = sum(costs) if costs else None
     totals['wall_s'] = round(sum(a['wall_s'] for a in per_agent.values()), 1)
-    totals['mtu'] = round(totals['tokens'] / (totals['wall_s'] / 60.0), 1) \
-        if totals['wall_s'] > 0 else 0.0
+    totals['mtu'] = mtu(totals['tokens'], totals['wall_s'])
     t0 = min((s.started_at for s in sessions), default=0.0)
     clock = TokenClock(store, experiment)
     curve, successes = [], 0
