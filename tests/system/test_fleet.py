@@ -271,7 +271,7 @@ def test_two_hosts_with_one_cell_each_form_one_fleet(tmp_path: Path) -> None:
         finally:
             _stop(proc)
         text = log.read_text()
-        assert 'using the running cells cell_0, cell_1' in text, text[-3000:]
+        assert 'using the running cells cell_0, cell_1' in text, (text[-3000:], result)
         assert 'starting' not in text
         assert [a['stop_reason'] for a in result['agents']] == ['budget', 'budget'], result
         with _store(tmp_path) as store:

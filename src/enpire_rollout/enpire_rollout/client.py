@@ -315,12 +315,15 @@ class FleetSession:
         self.stack: CellStack | None = None
         ready = [self.clients[0].wait_ready(probe_s if start
                                             else max(probe_s, RUNNING_CELL_WAIT_S))]
-        if ready[0] or not start:
-            # A running fleet is expected: give every cell the discovery time.
+        ready += [c.wait_ready(1.0) for c in self.clients[1:]]
+        if any(ready) or not start:
+            # A running fleet is expected: every cell gets the discovery time before it counts
+            # as missing. (The first cell alone deciding once let a loaded host whose cell_0
+            # was discovered after the probe, but cell_1 within its second, refuse a fleet
+            # whose cells all ran.)
             end = time.monotonic() + max(probe_s, RUNNING_CELL_WAIT_S)
-            ready += [c.wait_ready(max(0.5, end - time.monotonic())) for c in self.clients[1:]]
-        else:
-            ready += [c.wait_ready(1.0) for c in self.clients[1:]]
+            ready = [ok or c.wait_ready(max(0.5, end - time.monotonic()))
+                     for c, ok in zip(self.clients, ready, strict=True)]
         if all(ready):
             self.log(f"using the running cells {', '.join(self.cells)}")
             return
