@@ -260,3 +260,36 @@ def test_sigkilled_recorder_aborts_only_its_trial_and_is_respawned(cell) -> None
     recover_incomplete(Path(result.trials[1].record_dir).parents[1])
     _assert_bag_readable(Path(result.trials[1].record_dir))
     _assert_bag_readable(Path(result.trials[2].record_dir))
+
+
+# A loaded host's client once missed the running cell in its 3 s discovery probe and started a
+# second cell_0 from the same home: both rollout nodes ran every goal (the second recorder
+# failed on the first one's episode directory) and the client's executor died on the double
+# accept, so the caller hung until its budget.
+def test_a_second_cell_of_one_name_refuses_to_start_and_a_client_waits_for_the_first(
+        cell, tmp_path) -> None:
+    from enpire_rollout.client import CellSession, default_launch_file
+
+    env = {**os.environ, 'ENPIRE_HOME': str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, '-m', 'enpire_bringup.cli', 'up',
+         str(default_launch_file('push_t_sim.launch.yaml')), f'cell:={CELL}'],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert f'node /{CELL}/rollout already runs on this host' in out, out[-3000:]
+    assert cell.client.client._client.servers_answering() == 1
+    # A would-be starter whose probe misses the running cell uses it instead of starting one.
+    logs: list[str] = []
+    session = CellSession(home=tmp_path, cell=CELL, start=True, probe_s=0.0,
+                          ready_timeout_s=60.0, log=logs.append)
+    try:
+        assert session.stack is None, logs
+        assert any('runs on this host' in m for m in logs) or \
+            any('using the running cell' in m for m in logs)
+        rev = cell.client.revision(str(SCRIPTED), '')    # stored in the cell's home
+        result = session.client.run_trials(count=1, revision_id=rev.id, seeds=[3],
+                                           experiment_id='one-name', timeout_s=240.0)
+        assert len(result.trials) == 1
+    finally:
+        session.close()

@@ -51,7 +51,8 @@ def make_fast_executor(context: Any = None) -> Any:
 
 
 def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
-             executor: str = 'default', num_threads: int = 4, nice: int = 0) -> int:
+             executor: str = 'default', num_threads: int = 4, nice: int = 0,
+             unique: bool = True) -> int:
     """The ``main`` of a node executable: init, build, spin, shut down; returns the exit code.
 
     A node whose config is invalid (EnpireError, ValueError or a parameter error raised by
@@ -61,6 +62,12 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
     process's CPU priority by that much: nodes off the control path (recording, verifier
     polls) then yield the CPU to the control loop (cell -> policy host -> supervisor) on a
     busy machine instead of delaying its ticks; their own work only gets later.
+
+    ``unique``: the node claims its fully qualified name on this host and domain
+    (:mod:`enpire_common.claims`) before it spins; a second node of that name prints why and
+    returns 2 (its launch then ends if it is required) instead of answering the first one's
+    requests too. Only a node that is meant to overlap its successor (a policy host during a
+    hot swap) passes False.
     """
     import os
     import sys
@@ -80,6 +87,16 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
         print(f'{name}: invalid config: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    if unique:
+        from enpire_common.claims import NameTakenError, claim_node_name
+
+        try:
+            claim = claim_node_name(node.get_fully_qualified_name())
+        except NameTakenError as exc:
+            print(f'{name}: {exc}', file=sys.stderr)
+            node.destroy_node()
+            rclpy.try_shutdown()
+            return 2
     if executor == 'fast':
         ex = make_fast_executor()
     elif executor == 'multi':
@@ -93,6 +110,8 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        if unique and claim is not None:
+            os.close(claim)
     return 0
 
 
@@ -182,7 +201,23 @@ class ActionClient(_RclpyActionClient):
     async def execute(self, taken_data: Any) -> None:
         with self._request_lock:    # a barrier: the request in flight is registered by now
             pass
-        await super().execute(taken_data)
+        try:
+            await super().execute(taken_data)
+        except RuntimeError as exc:
+            # Two servers of one action name both accepted a goal: rclpy raises here, which
+            # ends the executor's spin thread, and every later response of this client is
+            # lost (the caller waits forever). The first answer stands; the caller's own
+            # check (servers_answering) says what is wrong.
+            if 'accepted with the same ID' not in str(exc):
+                raise
+            self._node.get_logger().error(
+                f'{self._action_name}: a second server accepted the same goal ({exc}); '
+                'two nodes serve this action')
+
+    def servers_answering(self) -> int:
+        """How many action servers of this name the graph shows (1 when all is well)."""
+        return self._node.count_services(f'{self._node.resolve_service_name(self._action_name)}'
+                                         '/_action/send_goal')
 
 
 def wait_for_service(client: Any, timeout_s: float, what: str) -> None:

@@ -82,6 +82,9 @@ class RolloutClient:
 
     #: A run whose action server is gone from the graph this long is a lost cell.
     LOST_AFTER_S = 3.0
+    #: How long a second run_trials server in the graph may take to leave it before a run
+    #: is refused.
+    SERVER_SETTLE_S = 5.0
 
     def __init__(self, cell: str = 'cell_0') -> None:
         import rclpy
@@ -134,6 +137,7 @@ class RolloutClient:
                 'enpire_evolution.ros.trials_port.TrialsClient, which submits it')
         if not self.wait_ready(10.0):
             raise CellUnavailableError(f'/{self.cell}/run_trials is not available')
+        self._check_one_server()
         goal = RunTrials.Goal(
             experiment_id=experiment_id, revision_id=revision_id, count=int(count),
             seeds=[int(s) for s in seeds], seed_start=int(seed_start),
@@ -161,6 +165,24 @@ class RolloutClient:
             raise error_from_code(result.error_code, result.error_msg)
         return result
 
+    def _check_one_server(self) -> None:
+        """Refuse to send a goal that two ``run_trials`` servers would both run.
+
+        Two cells of one name on a domain (on two hosts: one host refuses the second by its
+        node-name claim) both accept and run every goal, and record into each other's
+        trials. A server that just died can linger in the graph for a while: wait
+        ``SERVER_SETTLE_S`` for the count to drop before refusing.
+        """
+        end = time.monotonic() + self.SERVER_SETTLE_S
+        while (n := self._client.servers_answering()) > 1:
+            if time.monotonic() > end:
+                domain = os.environ.get('ROS_DOMAIN_ID', '0')
+                raise CellUnavailableError(
+                    f'{n} servers answer /{self.cell}/run_trials on ROS_DOMAIN_ID={domain}: '
+                    f'two cells are named {self.cell}; stop one (a cell that just died leaves '
+                    'the graph within ~20 s) or give them different names')
+            time.sleep(0.25)
+
     def _wait_result(self, future: Any, timeout_s: float) -> Any:
         """The run's result; a server that leaves the graph mid-run (its node died) raises
         CellUnavailableError instead of waiting for a result that will never come."""
@@ -170,6 +192,11 @@ class RolloutClient:
         gone_since: float | None = None
         while not done.wait(0.5):
             now = time.monotonic()
+            if not self._thread.is_alive():
+                future.cancel()
+                raise CellUnavailableError(
+                    f'/{self.cell}/run_trials: this client\'s ROS executor stopped during the '
+                    'run (see the error above); the run\'s result cannot arrive')
             if now > end:
                 future.cancel()
                 raise EnpireTimeoutError(f'/{self.cell}/run_trials did not finish within '
@@ -265,6 +292,8 @@ class CellSession:
         if not start:
             self.client.close()
             raise CellUnavailableError(f'no cell answers on /{cell}/run_trials')
+        if self._wait_for_local_cell(ready_timeout_s):
+            return
         self.stack = CellStack(sim_launch_file(task), {'cell': cell, **(launch_args or {})},
                                home / 'logs' / f'launch-{cell}.log', home)
         self.log(f'starting the sim cell /{cell} ({self.stack.launch_file.name}); '
@@ -273,18 +302,54 @@ class CellSession:
         end = time.monotonic() + ready_timeout_s
         while not self.client.wait_ready(1.0):
             if not self.stack.alive():
+                log_path, self.stack = self.stack.log_path, None
+                # Another client started the same cell a moment earlier: ours refused to run
+                # a second /<cell>/rollout (enpire_common.claims); use theirs.
+                if self._wait_for_local_cell(ready_timeout_s):
+                    return
                 self.close()
-                raise CellUnavailableError(f'the cell launch exited; see {self.stack.log_path}'
-                                           if self.stack else 'the cell launch exited')
+                raise CellUnavailableError(f'the cell launch exited; see {log_path}')
             if time.monotonic() > end:
                 self.close()
                 raise EnpireTimeoutError(f'/{cell}/run_trials not ready within '
                                          f'{ready_timeout_s:.0f} s')
 
+    def _wait_for_local_cell(self, timeout_s: float) -> bool:
+        """True once a cell whose rollout node runs on this host answers; False if none
+        runs here. A loaded host's DDS discovery can outlast the probe: starting a second
+        cell then would only have it refuse to run (and before claims, run every goal twice).
+        """
+        cell = self.client.cell
+        pid = local_cell_pid(cell)
+        if pid is None:
+            return False
+        self.log(f'/{cell} runs on this host (pid {pid or "?"}) but has not answered yet; '
+                 f'waiting up to {timeout_s:.0f} s for it')
+        if self.client.wait_ready(timeout_s):
+            self.log(f'using the running cell /{cell}')
+            return True
+        self.close()
+        raise CellUnavailableError(
+            f'/{cell} runs on this host (its rollout node, pid {pid or "?"}) but its '
+            f'run_trials did not answer within {timeout_s:.0f} s: it is stuck or on another '
+            'ROS_DOMAIN_ID / discovery range; stop it and run again')
+
     def close(self) -> None:
         self.client.close()
         if self.stack is not None:
             self.stack.stop()
+
+
+#: The node of a cell that serves ``run_trials`` (every sim cell launch names it so).
+ROLLOUT_NODE = 'rollout'
+
+
+def local_cell_pid(cell: str) -> int | None:
+    """The pid of ``cell``'s rollout node if one runs on this host and domain (0 if its pid
+    is unknown), else None."""
+    from enpire_common.claims import claimed_by
+
+    return claimed_by(f'/{cell}/{ROLLOUT_NODE}')
 
 
 class FleetSession:
@@ -316,18 +381,22 @@ class FleetSession:
         ready = [self.clients[0].wait_ready(probe_s if start
                                             else max(probe_s, RUNNING_CELL_WAIT_S))]
         ready += [c.wait_ready(1.0) for c in self.clients[1:]]
-        if any(ready) or not start:
+        running_here = [local_cell_pid(c) is not None for c in self.cells]
+        if any(ready) or any(running_here) or not start:
             # A running fleet is expected: every cell gets the discovery time before it counts
             # as missing. (The first cell alone deciding once let a loaded host whose cell_0
             # was discovered after the probe, but cell_1 within its second, refuse a fleet
-            # whose cells all ran.)
-            end = time.monotonic() + max(probe_s, RUNNING_CELL_WAIT_S)
+            # whose cells all ran.) A cell whose rollout node runs on this host is there for
+            # sure: it gets the whole ready timeout.
+            now = time.monotonic()
+            ends = [now + (ready_timeout_s if here else max(probe_s, RUNNING_CELL_WAIT_S))
+                    for here in running_here]
             ready = [ok or c.wait_ready(max(0.5, end - time.monotonic()))
-                     for c, ok in zip(self.clients, ready, strict=True)]
+                     for c, ok, end in zip(self.clients, ready, ends, strict=True)]
         if all(ready):
             self.log(f"using the running cells {', '.join(self.cells)}")
             return
-        if any(ready) or not start:
+        if any(ready) or any(running_here) or not start:
             missing = [c for c, ok in zip(self.cells, ready, strict=True) if not ok]
             self.close()
             raise CellUnavailableError(

@@ -274,7 +274,8 @@ class PolicyHostNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node('policy_host', PolicyHostNode, argv, executor='fast')
+    # A hot swap starts the new revision's host while the old one still drives the cell.
+    return run_node('policy_host', PolicyHostNode, argv, executor='fast', unique=False)
 
 
 if __name__ == '__main__':
