@@ -95,9 +95,15 @@ if ! stamp_ok build "$SRC_HASH" || [ ! -d "$ROOT/install" ]; then
     fi
     export COLCON_HOME="$ROOT/.colcon"
     mkdir -p "$ROOT/log"
+    # src/vendor/tf2_msgs (TFMessage for the arm cells' TF) only where ROS has none.
+    SKIP=()
+    if [ -d "$VENV/share/tf2_msgs" ] || { [ "$SYSTEM_ROS" = 1 ] && \
+        [ -d "/opt/ros/${ROS_DISTRO}/share/tf2_msgs" ]; }; then
+      SKIP=(--packages-skip tf2_msgs)
+    fi
     colcon --log-base "$ROOT/log" build --merge-install --symlink-install \
       --base-paths "$ROOT/src" --build-base "$ROOT/build" --install-base "$ROOT/install" \
-      --metas "$ROOT/colcon.meta" --event-handlers console_cohesion- summary+ \
+      --metas "$ROOT/colcon.meta" --event-handlers console_cohesion- summary+ "${SKIP[@]}" \
       --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VPY" \
       > "$ROOT/log/colcon-build.txt" 2>&1 || { tail -40 "$ROOT/log/colcon-build.txt"; \
       die "colcon build failed (full log: log/colcon-build.txt)"; }

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,20 @@ class ViewSpec:
     width_px: int
     height_px: int
     encoding: str
-    workspace_to_pixel: tuple[tuple[float, float, float], tuple[float, float, float]]
+    #: Workspace (plane) -> pixel affine; None for a view that has none (a side or wrist
+    #: camera of an arm cell: evidence overlays then draw no outline).
+    workspace_to_pixel: tuple[tuple[float, float, float], tuple[float, float, float]] | None
+    #: The view's calibration as task.yaml gives it (intrinsics, mount), if any.
+    camera: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def scaled(self, width_px: int, height_px: int) -> ViewSpec:
         """The same camera at another resolution (the affine map scales with it)."""
         sx, sy = width_px / self.width_px, height_px / self.height_px
+        if self.workspace_to_pixel is None:
+            return ViewSpec(self.name, width_px, height_px, self.encoding, None, self.camera)
         (a, b, c), (d, e, f) = self.workspace_to_pixel
         return ViewSpec(self.name, width_px, height_px, self.encoding,
-                        ((a * sx, b * sx, c * sx), (d * sy, e * sy, f * sy)))
+                        ((a * sx, b * sx, c * sx), (d * sy, e * sy, f * sy)), self.camera)
 
 
 @dataclass(frozen=True)
@@ -151,12 +158,20 @@ def parse_task(directory: Path) -> TaskSpec:
     views = {}
     for name, v in (_get(data, 'views', where) or {}).items():
         m = v.get('workspace_to_pixel')
-        if (not isinstance(m, list) or len(m) != 2
-                or not all(isinstance(r, list) and len(r) == 3 for r in m)):
+        camera = v.get('camera')
+        if m is None and camera is None:
+            raise ConfigError(f'{where}: views.{name} needs a workspace_to_pixel (2 x 3) or a '
+                              'camera calibration')
+        if m is not None and (not isinstance(m, list) or len(m) != 2
+                              or not all(isinstance(r, list) and len(r) == 3 for r in m)):
             raise ConfigError(f'{where}: views.{name}.workspace_to_pixel must be a 2 x 3 matrix')
+        if camera is not None and not isinstance(camera, dict):
+            raise ConfigError(f'{where}: views.{name}.camera must be a mapping')
         views[name] = ViewSpec(name, int(v['width_px']), int(v['height_px']),
                                str(v.get('encoding', 'rgb8')),
-                               (_num_tuple(m[0], 'row 0', 3), _num_tuple(m[1], 'row 1', 3)))
+                               None if m is None else (_num_tuple(m[0], 'row 0', 3),
+                                                       _num_tuple(m[1], 'row 1', 3)),
+                               camera)
     succ = data.get('success') or {}
     threshold = float(succ.get('threshold', 0.95))
     require(0.0 < threshold <= 1.0, f'{where}: success.threshold', threshold, 'must be in (0, 1]')
@@ -175,10 +190,18 @@ def parse_task(directory: Path) -> TaskSpec:
     s = load_yaml(sfile) if sfile.exists() else {}
     s = s or {}
     b = s.get('bounds') or {}
+    # The supervisor's bounds are on the action. A task whose action lives in its workspace
+    # (Push-T: pusher targets in table px) defaults them to the workspace; one whose action
+    # is joint targets (arm cells: a Cartesian workspace box, checked by the cell) to the
+    # action's own limits.
+    n_action = int(math.prod(action.shape)) if action.shape else 1
+    default_low, default_high = ((low, high) if len(low) == n_action
+                                 else (action.low, action.high))
     safety = SafetySpec(
-        low=_num_tuple(b.get('low', list(low)), f'{sfile}: bounds.low', len(low)),
-        high=_num_tuple(b.get('high', list(high)), f'{sfile}: bounds.high', len(low)),
-        max_step_px=float(s.get('max_step_px', math.inf)),
+        low=_num_tuple(b.get('low', list(default_low)), f'{sfile}: bounds.low', n_action),
+        high=_num_tuple(b.get('high', list(default_high)), f'{sfile}: bounds.high', n_action),
+        # max_step: in action units (rad for joint targets); max_step_px is Push-T's name.
+        max_step_px=float(s.get('max_step', s.get('max_step_px', math.inf))),
         max_rate_hz=float(s.get('max_rate_hz', math.inf)),
         mode=str(s.get('mode', 'clamp')))
     require(safety.mode in ('clamp', 'abort'), f'{sfile}: mode', safety.mode,

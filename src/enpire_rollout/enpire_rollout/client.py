@@ -46,6 +46,13 @@ def sim_launch_file(task: str, fleet: bool = False) -> Path:
     return default_launch_file(name)
 
 
+def sim_launch_args(task: str) -> dict[str, str]:
+    """The launch arguments ``task``'s plugin gives its simulated cells (e.g. ``task``)."""
+    from enpire_tasks import registry
+
+    return dict(registry.get(task).sim_launch_args)
+
+
 def default_launch_file(name: str) -> Path:
     """The workspace's launch file ``name``, else the installed copy."""
     root = os.environ.get('ENPIRE_ROOT')
@@ -294,7 +301,8 @@ class CellSession:
             raise CellUnavailableError(f'no cell answers on /{cell}/run_trials')
         if self._wait_for_local_cell(ready_timeout_s):
             return
-        self.stack = CellStack(sim_launch_file(task), {'cell': cell, **(launch_args or {})},
+        self.stack = CellStack(sim_launch_file(task),
+                               {'cell': cell, **sim_launch_args(task), **(launch_args or {})},
                                home / 'logs' / f'launch-{cell}.log', home)
         self.log(f'starting the sim cell /{cell} ({self.stack.launch_file.name}); '
                  f'log: {self.stack.log_path}')
@@ -404,7 +412,8 @@ class FleetSession:
                 + (' while other cells run: start the missing cells or stop the running ones'
                    if any(ready) else ''))
         self.stack = CellStack(sim_launch_file(task, fleet=True),
-                               {'cells': str(len(self.cells)), **(launch_args or {})},
+                               {'cells': str(len(self.cells)), **sim_launch_args(task),
+                                **(launch_args or {})},
                                home / 'logs' / 'launch-fleet.log', home)
         self.log(f'starting {len(self.cells)} sim cells ({self.stack.launch_file.name}); '
                  f'log: {self.stack.log_path}')

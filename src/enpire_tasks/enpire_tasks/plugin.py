@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from enpire_tasks.reset import pose_error as planar_pose_error
+
 if TYPE_CHECKING:
     from enpire_common.tasks import TaskSpec, ViewSpec
     from enpire_tasks.estimation import PoseEstimator
@@ -124,6 +126,15 @@ class TaskPlugin:
         sim_launch: the launch file (under ``launch/``) of one simulated cell, with a
             ``cell`` argument ('' without a simulated cell).
         fleet_launch: the launch file of N simulated cells (``cells:=N``) on one host.
+        sim_launch_args: arguments both launches get (a launch shared by several tasks, such
+            as the arm cell's, takes ``task``).
+        pose_names: what each number of an object pose is (the verifier's and reset's
+            ``object_pose`` / ``expected_pose`` have this many).
+        pose_error: ``pose_error(expected, observed)`` -> (position error in
+            ``position_unit``, angle error rad): what the reset tolerances
+            (``pose_tolerance`` / ``pose_tolerance_rad``) bound. An observed component a view
+            cannot measure may be NaN; the task's function decides what that means.
+        position_unit: the unit of positions in poses (``px``, ``m``).
     """
 
     name: str
@@ -142,6 +153,10 @@ class TaskPlugin:
     example_policies: str = ''
     sim_launch: str = ''
     fleet_launch: str = ''
+    sim_launch_args: Mapping[str, str] = field(default_factory=dict)
+    pose_names: tuple[str, ...] = ('x_px', 'y_px', 'theta_rad')
+    pose_error: Callable[[Pose, Pose], tuple[float, float]] = planar_pose_error
+    position_unit: str = 'px'
 
     @property
     def default_renderer(self) -> str:

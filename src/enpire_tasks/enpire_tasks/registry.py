@@ -112,9 +112,13 @@ def make_sim_cell(task: TaskSpec, **options: Any) -> Any:
     Raises:
         ConfigError: no installed package registers a simulated cell for the task.
     """
-    for ep in entry_points(group=SIM_CELLS_GROUP):
-        if ep.name == task.name:
-            return ep.load()(task, **options)
+    # A task's own entry, else the cell its contract names (``sim.cell``: one simulated cell
+    # serving several tasks, such as the arm cell).
+    names = [task.name, str(task.section('sim').get('cell', ''))]
+    for name in filter(None, names):
+        for ep in entry_points(group=SIM_CELLS_GROUP):
+            if ep.name == name:
+                return ep.load()(task, **options)
     raise ConfigError(
         f"no simulated cell is registered for task '{task.name}' (entry point group "
         f"'{SIM_CELLS_GROUP}'); build the package that simulates it (enpire_sim: "

@@ -66,7 +66,8 @@ class PolicySpec:
         deadline_s: Wall time ``act`` may take per call (1/rate minus a margin).
         params: The manifest's ``params:`` mapping (tunable numbers).
         task_info: Read-only task facts (``goal_pose``, ``workspace``, ``views`` with their
-            ``workspace_to_pixel`` matrices); never simulator state.
+            ``workspace_to_pixel`` matrices or camera calibrations, the arm tasks' ``parts``
+            and ``home``); never simulator state.
     """
 
     task: str
@@ -169,8 +170,8 @@ class PolicySpec:
                            else deadline_margin_s)
             obs = {str(k): ObservationField(tuple(int(s) for s in v['shape']), str(v['dtype']))
                    for k, v in task['observation'].items()}
-            info = {k: task[k] for k in ('goal_pose', 'workspace', 'views', 'success', 'episode')
-                    if k in task}
+            info = {k: task[k] for k in ('goal_pose', 'workspace', 'views', 'success', 'episode',
+                                         'parts', 'home') if k in task}
             return cls(task=str(task.get('name') or task.get('id')), observation=obs,
                        action_shape=tuple(int(s) for s in act['shape']),
                        action_low=tuple(float(x) for x in act['low']),

@@ -143,7 +143,7 @@ class AgentBridgeNode(Node):
             home=home_target(cfg.home_position, self.task.raw.get('home'), low, high),
             on_event=lambda event, extra: self._publish_status(event, **extra),
             log=self._log)
-        self._frames = CameraFrames(cfg.max_image_age_s)
+        self._frames = CameraFrames(cfg.max_image_age_s, self._observations.image_topics)
         self._frames_lock = threading.Lock()    # the frame and the queued states
         self._pending: deque[StateVector] = deque(maxlen=TICK_QOS.depth)
 
@@ -157,9 +157,10 @@ class AgentBridgeNode(Node):
         self.control = Node(f'{self.get_name()}_control', namespace=self.get_namespace(),
                             context=self.context, use_global_arguments=False)
         srv_group = ReentrantCallbackGroup()
-        self.create_subscription(Image, self._observations.image_topic, self._on_image,
-                                 LATEST_QOS,
-                                 callback_group=tick_group)
+        for topic in self._observations.image_topics:
+            self.create_subscription(Image, topic,
+                                     lambda msg, t=topic: self._on_image(msg, t), LATEST_QOS,
+                                     callback_group=tick_group)
         self.create_subscription(StateVector, STATE_TOPIC, self._on_state, TICK_QOS,
                                  callback_group=tick_group)
         self.control.create_service(SwitchPolicy, 'switch_policy', self._on_switch,
@@ -182,9 +183,9 @@ class AgentBridgeNode(Node):
             logger.error(message)
 
     # --- observations and ticks -------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, topic: str) -> None:
         with self._frames_lock:
-            if self._frames.receive(msg, self.get_logger()):
+            if self._frames.receive(msg, self.get_logger(), topic):
                 self._drain()
 
     def _on_state(self, msg: StateVector) -> None:

@@ -85,7 +85,7 @@ class PolicyHostNode(Node):
         self._status_pub = self.create_publisher(String, 'policy/status', LATEST_QOS)
         self._cmd_pub = self.create_publisher(Command, 'policy/command', 10)
         self._lock = threading.Lock()
-        self._frames = CameraFrames(cfg.max_image_age_s)
+        self._frames = CameraFrames(cfg.max_image_age_s, self._observations.image_topics)
         self._pending: StateVector | None = None
         self._last_tick: int | None = None
         self._latest_state: StateVector | None = None
@@ -105,8 +105,9 @@ class PolicyHostNode(Node):
             self.host.act(self.spec.example_observation(), deadline_s=cfg.warmup_timeout_s)
         except (PolicyError, UnconfinedError) as exc:
             self._fault(exc)
-        self.create_subscription(Image, self._observations.image_topic, self._on_image,
-                                 LATEST_QOS)
+        for topic in self._observations.image_topics:
+            self.create_subscription(Image, topic,
+                                     lambda msg, t=topic: self._on_image(msg, t), LATEST_QOS)
         self.create_subscription(StateVector, STATE_TOPIC, self._on_state, LATEST_QOS)
         self.create_subscription(String, 'policy/control', self._on_control, CONTROL_QOS)
         if cfg.resend_after_s > 0:
@@ -150,9 +151,9 @@ class PolicyHostNode(Node):
                                   'sent its command again', throttle_duration_sec=5.0)
 
     # --- callbacks --------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, topic: str) -> None:
         with self._lock:
-            if not self._frames.receive(msg, self.get_logger()):
+            if not self._frames.receive(msg, self.get_logger(), topic):
                 return
             pending = self._pending
         if pending is not None:
@@ -225,7 +226,7 @@ class PolicyHostNode(Node):
                 return
             image = self._frames.for_state(state)
             if image is None:
-                self._pending = state  # act once the matching frame arrives
+                self._pending = state  # act once the matching frames arrive
                 return
             self._pending = None
             new_episode = (not self.config.gated and self._last_tick is not None

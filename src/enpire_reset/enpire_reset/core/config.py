@@ -45,7 +45,7 @@ class ResetConfig:
         require(self.retry_backoff_s >= 0, 'retry_backoff_s', self.retry_backoff_s,
                 'must be >= 0 s')
         require(self.pose_tolerance_px > 0, 'pose_tolerance_px', self.pose_tolerance_px,
-                'must be > 0 px')
+                "must be > 0 (the task's position unit)")
         require(self.pose_tolerance_rad > 0, 'pose_tolerance_rad', self.pose_tolerance_rad,
                 'must be > 0 rad')
         require(0.0 < self.not_solved_max_score <= 1.0, 'not_solved_max_score',
@@ -58,6 +58,8 @@ class ResetConfig:
         values = {k: r[k] for k in ('strategy', 'max_attempts', 'timeout_s',
                                     'pose_tolerance_px', 'pose_tolerance_rad',
                                     'not_solved_max_score') if k in r}
+        if 'pose_tolerance' in r:   # in the task's position unit (px, m); Push-T says _px
+            values['pose_tolerance_px'] = r['pose_tolerance']
         values.update({k: v for k, v in overrides.items() if v not in (None, '', 0, 0.0)})
         return cls(**values)
 

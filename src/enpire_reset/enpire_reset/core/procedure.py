@@ -73,11 +73,15 @@ class ResetProcedure:
     """
 
     def __init__(self, strategy: ResetStrategy, verifier: VerifierPort, config: ResetConfig,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *,
+                 pose_error: Callable[..., tuple[float, float]] = pose_error,
+                 position_unit: str = 'px') -> None:
         self.strategy = strategy
         self.verifier = verifier
         self.config = config
         self.clock = clock or SystemClock()
+        self.pose_error = pose_error
+        self.position_unit = position_unit
 
     def judge(self, placement: Placement, verdict: ResetVerdict) -> tuple[bool, bool, str]:
         """(verified, already_solved, reason) for one placed + verified attempt."""
@@ -87,13 +91,14 @@ class ResetProcedure:
         if verdict.score > cfg.not_solved_max_score:
             return False, True, (f'start already solved (score {verdict.score:.3f} > '
                                  f'{cfg.not_solved_max_score})')
-        if len(verdict.observed_pose) < 2:
+        if not verdict.observed_pose:
             return False, False, f'object not found by the verifier ({verdict.detail})'
-        dxy, dth = pose_error(tuple(placement.object_pose), tuple(verdict.observed_pose))
+        dxy, dth = self.pose_error(tuple(placement.object_pose), tuple(verdict.observed_pose))
         if dxy > cfg.pose_tolerance_px or dth > cfg.pose_tolerance_rad:
+            unit = self.position_unit
             return False, False, (
-                f'observed pose off by {dxy:.1f} px / {dth:.3f} rad (tolerance '
-                f'{cfg.pose_tolerance_px} px / {cfg.pose_tolerance_rad} rad)')
+                f'observed pose off by {dxy:.4g} {unit} / {dth:.3f} rad (tolerance '
+                f'{cfg.pose_tolerance_px:g} {unit} / {cfg.pose_tolerance_rad} rad)')
         if not verdict.success:
             return False, False, f'verifier refused the start: {verdict.detail}'
         return True, False, 'verified'

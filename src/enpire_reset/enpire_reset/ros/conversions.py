@@ -16,7 +16,7 @@ def verdict_from_response(resp: VerifySuccess.Response) -> ResetVerdict:
     fused = verdicts[-1] if verdicts else None
     pose: tuple[float, ...] = ()
     for v in ([fused] if fused else []) + verdicts:
-        if len(v.object_pose) >= 2:
+        if len(v.object_pose) >= 1:
             pose = tuple(float(x) for x in v.object_pose)
             break
     detail = resp.error_msg or (fused.detail if fused else '')

@@ -21,6 +21,7 @@ from enpire_reset.core.ports import Placement, ResetVerdict
 from enpire_reset.core.procedure import ResetNotVerifiedError, ResetProcedure
 from enpire_reset.core.strategies import make_strategy, resolve_strategy_id
 from enpire_reset.ros import conversions as conv
+from enpire_tasks import registry
 
 
 class RosPlacePort:
@@ -127,7 +128,10 @@ class ResetServerNode(Node):
             cfg = self._reset_config(goal.strategy or self.config.strategy,
                                      int(goal.max_attempts), float(goal.timeout_s))
             strategy = make_strategy(cfg.strategy, self._cell, self.task.name)
-            procedure = ResetProcedure(strategy, self._verifier, cfg, SystemClock())
+            plugin = registry.get(self.task.name)
+            procedure = ResetProcedure(strategy, self._verifier, cfg, SystemClock(),
+                                       pose_error=plugin.pose_error,
+                                       position_unit=plugin.position_unit)
             outcome = procedure.run(int(goal.seed), on_feedback=feedback,
                                     cancelled=lambda: goal_handle.is_cancel_requested)
         except ResetNotVerifiedError as exc:

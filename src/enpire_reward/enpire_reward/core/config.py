@@ -15,7 +15,8 @@ class VerifierConfig:
 
     Attributes:
         task: task contract name (config/tasks/<task>).
-        backend: verifier backend id (``opencv-v1``; see ``enpire_reward.core.registry``).
+        backend: verifier backend id (see ``enpire_reward.core.registry``); '' = the task
+            plugin's first (Push-T: ``opencv-v1``).
         views: camera views to subscribe to and judge; empty = the task's success views.
         fusion: ``all`` | ``any`` | ``mean``; empty = the task's ``success.fusion``.
         max_image_age_s: a frame older than this (node clock) is VIEW_UNAVAILABLE.
@@ -26,7 +27,7 @@ class VerifierConfig:
     """
 
     task: str = DEFAULT_TASK
-    backend: str = 'opencv-v1'
+    backend: str = ''
     views: tuple[str, ...] = ()
     fusion: str = ''
     max_image_age_s: float = 2.0
@@ -37,7 +38,6 @@ class VerifierConfig:
         require(self.image_qos in ('latched', 'reliable', 'sensor_data'), 'image_qos',
                 self.image_qos, 'must be latched, reliable or sensor_data')
         require(bool(self.task), 'task', self.task, 'must name a task')
-        require(bool(self.backend), 'backend', self.backend, 'must name a backend')
         require(self.fusion in ('', *FUSION_RULES), 'fusion', self.fusion,
                 "must be '' (task default), all, any or mean")
         require(self.max_image_age_s > 0, 'max_image_age_s', self.max_image_age_s,

@@ -36,11 +36,15 @@ def overlay(image: np.ndarray, view: ViewSpec, goal: Sequence[float],
         mask = segmentation.full_mask(image.shape[:2]) > 0
         tint = np.array(MASK_BGR, dtype=np.float32)
         out[mask] = (0.6 * out[mask] + 0.4 * tint).astype(np.uint8)
-    for poly in outline(goal):
-        cv2.polylines(out, [_to_px(poly, view)], True, GOAL_BGR, 1, cv2.LINE_AA, shift=4)
-    if pose is not None:
-        for poly in outline(pose):
-            cv2.polylines(out, [_to_px(poly, view)], True, POSE_BGR, 1, cv2.LINE_AA, shift=4)
+    # A view without a workspace plane map (an arm cell's side camera) gets no outlines;
+    # the outline of a pose with a component the view cannot measure (NaN) is skipped.
+    if view.workspace_to_pixel is not None:
+        for colour, p in ((GOAL_BGR, goal), (POSE_BGR, pose)):
+            if p is None or not np.all(np.isfinite(np.asarray(p, dtype=float)[:2])):
+                continue
+            for poly in outline(p):
+                cv2.polylines(out, [_to_px(poly, view)], True, colour, 1, cv2.LINE_AA,
+                              shift=4)
     if caption:
         cv2.putText(out, caption, (6, out.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (0, 0, 0), 1, cv2.LINE_AA)

@@ -61,6 +61,12 @@ def make_estimator(backend_id: str, task: TaskSpec) -> PoseEstimator:
         ConfigError: the backend is planned but not implemented.
     """
     backends = available_backends(task)
+    if not backend_id:      # the task plugin's own first backend
+        plugin = tasks.find(task)
+        if plugin is None or not plugin.verifier_backends:
+            raise ConfigError(f"task '{task.name}' registers no verifier backend; name one "
+                              f"(known: {', '.join(backends)})")
+        backend_id = plugin.verifier_backends[0].id
     info = backends.get(backend_id)
     if info is None:
         raise UnknownNameError('verifier backend', backend_id, backends)

@@ -24,7 +24,6 @@ from enpire_reward.core.ports import (
     VerifyResult,
 )
 from enpire_tasks import registry as tasks
-from enpire_tasks.reset import pose_error
 
 
 class VisionVerifier:
@@ -61,13 +60,19 @@ class VisionVerifier:
         for v in self.views:
             if v not in task.views:
                 raise UnknownNameError('view', v, task.views)
+        # A reset is judged on the task's reset views (a view that sees only the goal, such
+        # as an arm cell's fixture camera, has nothing to say about a start); default: all.
+        self.reset_views = tuple(v for v in (task.section('reset').get('views') or self.views)
+                                 if v in self.views) or self.views
         self.fusion = fusion or task.success_fusion
         if self.fusion not in FUSION_RULES:
             raise UnknownNameError('fusion rule', self.fusion, FUSION_RULES)
         self.threshold = float(task.success_threshold)
+        self.metric = str(task.section('success').get('metric', 'score'))
         self.goal_pose = tuple(float(g) for g in task.goal_pose)
         reset = task.section('reset')
-        self.pose_tolerance_px = float(reset.get('pose_tolerance_px', 6.0))
+        self.pose_tolerance_px = float(reset.get('pose_tolerance',
+                                                 reset.get('pose_tolerance_px', 6.0)))
         self.pose_tolerance_rad = float(reset.get('pose_tolerance_rad', 0.12))
         self.not_solved_max_score = float(reset.get('not_solved_max_score', self.threshold))
         self.success_margin = float(getattr(estimator, 'success_margin', 0.0))
@@ -87,17 +92,19 @@ class VisionVerifier:
         goal = goal or GOAL_SUCCESS
         if goal not in GOALS:
             raise UnknownNameError('verify goal', goal, GOALS)
-        if goal == GOAL_RESET and (expected_pose is None or len(expected_pose) != 3 or not all(
-                math.isfinite(float(v)) for v in expected_pose)):
+        names = self.plugin.pose_names
+        if goal == GOAL_RESET and (expected_pose is None or len(expected_pose) != len(names)
+                                   or not all(math.isfinite(float(v)) for v in expected_pose)):
             raise VerificationError(
-                f'goal reset needs expected_pose = [x_px, y_px, theta_rad], got '
+                f"goal reset needs expected_pose = [{', '.join(names)}], got "
                 f'{None if expected_pose is None else list(expected_pose)}')
-        views = [v for v in self.views if v in images] if images else []
-        missing = [v for v in self.views if v not in images]
+        judged = self.reset_views if goal == GOAL_RESET else self.views
+        views = [v for v in judged if v in images] if images else []
+        missing = [v for v in judged if v not in images]
         if missing or not views:
             raise ViewUnavailableError(
                 f"no image for view(s) {', '.join(missing) or '(none)'}; the verifier judges "
-                f"{', '.join(self.views)}: is the camera publishing?")
+                f"{', '.join(judged)}: is the camera publishing?")
         verdicts = [self._judge(v, images[v], goal, expected_pose, write_evidence,
                                 evidence_dir) for v in views]
         margin = self.success_margin if goal == GOAL_SUCCESS else 0.0
@@ -142,22 +149,25 @@ class VisionVerifier:
         margin = f' + margin {m:g}' if m else ''
         if est.success_margin is not None:  # the backend says why this estimate's margin
             margin += f' ({est.detail})'
-        return ok, self.threshold, f'coverage {score:.4f} {rel} {self.threshold:.2f}{margin}'
+        return ok, self.threshold, f'{self.metric} {score:.4f} {rel} {self.threshold:.2f}{margin}'
 
     def _reset(self, est: Estimate, score: float, expected: Sequence[float] | None
                ) -> tuple[bool, float, str]:
         thr = self.not_solved_max_score
         if not est.found or est.pose is None or expected is None:
             return False, thr, f'POSE: {est.detail}'
-        d_px, d_rad = pose_error(tuple(float(x) for x in expected), tuple(est.pose))
+        d_px, d_rad = self.plugin.pose_error(tuple(float(x) for x in expected),
+                                             tuple(est.pose))
+        unit = self.plugin.position_unit
         problems = []
         if d_px > self.pose_tolerance_px or d_rad > self.pose_tolerance_rad:
-            problems.append(f'POSE: off by {d_px:.1f} px / {d_rad:.3f} rad (tolerance '
-                            f'{self.pose_tolerance_px:g} px / {self.pose_tolerance_rad:g} rad)')
+            problems.append(f'POSE: off by {d_px:.4g} {unit} / {d_rad:.3f} rad (tolerance '
+                            f'{self.pose_tolerance_px:g} {unit} / '
+                            f'{self.pose_tolerance_rad:g} rad)')
         if score >= thr:
-            problems.append(f'SOLVED: coverage {score:.4f} >= {thr:.2f}, start already solved')
+            problems.append(f'SOLVED: score {score:.4f} >= {thr:.2f}, start already solved')
         if problems:
             return False, thr, '; '.join(problems)
-        return True, thr, (f'pose within {d_px:.1f} px / {d_rad:.3f} rad, '
-                           f'not solved (coverage {score:.4f} < {thr:.2f})')
+        return True, thr, (f'pose within {d_px:.4g} {unit} / {d_rad:.3f} rad, '
+                           f'not solved (score {score:.4f} < {thr:.2f})')
 

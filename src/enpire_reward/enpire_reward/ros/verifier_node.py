@@ -77,7 +77,8 @@ class VerifierNode(Node):
                    ) -> VerifySuccess.Response:
         res.fusion = self.verifier.fusion
         try:
-            views = list(req.views) or list(self.verifier.views)
+            views = list(req.views) or list(self.verifier.reset_views if req.goal == 'reset'
+                                            else self.verifier.views)
             now = ros_time_s(self)
             images = {}
             with self._lock:

@@ -119,6 +119,11 @@ class RecorderConfig:
             ``(1 - gap_tolerance)`` of the expected messages, or when two consecutive messages
             are further apart than ``gap_factor / rate``.
         gap_factor: see ``gap_tolerance``.
+        extra_topics: more streams of the cell, each ``<relative topic>:<pkg/msg/Type>``
+            (an arm cell: ``joint_states:sensor_msgs/msg/JointState``, ``tf:...``).
+        latched_topics: of those, the ones a cell publishes once, latched (``tf_static``,
+            ``robot_description``): the last message is written at the start of every
+            episode's bag.
         video_codec: preferred encoder (``libx264``); falls back to ``mpeg4`` when missing.
         chunk_interval_s: an open bag is made durable at least this often (stamp time), so a
             killed recorder loses at most this much of the episode.
@@ -133,6 +138,8 @@ class RecorderConfig:
 
     camera_views: tuple[str, ...] = ('top',)
     control_rate_hz: float = 10.0
+    extra_topics: tuple[str, ...] = ()
+    latched_topics: tuple[str, ...] = ()
     gap_tolerance: float = 0.1
     gap_factor: float = 3.0
     video_codec: str = 'libx264'
@@ -147,6 +154,12 @@ class RecorderConfig:
         require(self.gap_factor >= 1, 'gap_factor', self.gap_factor, 'must be >= 1')
         require(self.chunk_interval_s >= 0, 'chunk_interval_s', self.chunk_interval_s,
                 'must be >= 0 (0: only at close)')
+        for spec in self.extra_topics:
+            require(spec.count(':') == 1 and spec.split(':')[1].count('/') == 2,
+                    'extra_topics', spec, 'each must be <topic>:<pkg>/msg/<Type>')
+        names = {spec.split(':')[0] for spec in self.extra_topics}
+        for t in self.latched_topics:
+            require(t in names, 'latched_topics', t, 'must name one of extra_topics')
         for view in self.camera_views:
             require(bool(view) and '/' not in view, 'camera_views', self.camera_views,
                     'view names are non-empty and contain no "/"')

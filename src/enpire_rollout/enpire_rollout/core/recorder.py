@@ -53,6 +53,7 @@ def topic_types(config: RecorderConfig) -> dict[str, str]:
         'verdicts': 'enpire_interfaces/msg/Verdict',
         'cell_state': 'enpire_interfaces/msg/CellState',
     })
+    topics.update(dict(spec.split(':') for spec in config.extra_topics))
     return topics
 
 

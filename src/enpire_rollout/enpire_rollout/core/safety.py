@@ -27,6 +27,10 @@ class SafetyKind(IntEnum):
     NAN = 4
     SHAPE = 5
     STALE = 6
+    JOINT_VELOCITY = 7   # the cell's own envelope (arm cells) from here on
+    FORCE = 8
+    COLLISION = 9
+    IK = 10
 
 
 class SafetyAction(IntEnum):

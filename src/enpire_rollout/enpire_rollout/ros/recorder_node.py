@@ -75,12 +75,19 @@ class RecorderNode(Node):
         self._lock = threading.Lock()
         self._status_pub = self.create_publisher(String, STATUS_TOPIC, status_qos())
         self.create_subscription(String, CONTROL_TOPIC, self._on_control, 10)
+        self._latched: dict[str, tuple[str, bytes]] = {}   # resolved topic -> (type, last)
         for topic, msgtype in topic_types(self.config).items():
             best_effort = self.config.best_effort_sensors and topic.endswith(_BEST_EFFORT)
             # Sensor streams best-effort by default (see RecorderConfig.best_effort_sensors).
             qos = QoSProfile(depth=100, reliability=(ReliabilityPolicy.BEST_EFFORT if best_effort
                                                      else ReliabilityPolicy.RELIABLE))
             resolved = self.resolve_topic_name(topic)
+            if topic in self.config.latched_topics:
+                self.create_subscription(
+                    _msg_class(msgtype), topic,
+                    lambda data, t=resolved, m=msgtype: self._on_latched(data, t, m),
+                    status_qos(), raw=True)
+                continue
             view = topic.split('/')[1] if msgtype == IMAGE_TYPE else None
             # raw: the bag wants the CDR bytes anyway, so nothing is deserialized into a
             # message and serialized back (a 691 KB frame every tick); the video frame is
@@ -105,6 +112,19 @@ class RecorderNode(Node):
                 self.get_logger().error(f'cannot record {topic}: {exc}',
                                         throttle_duration_sec=5.0)
 
+    def _on_latched(self, data: bytes, topic: str, msgtype: str) -> None:
+        with self._lock:
+            self._latched[topic] = (msgtype, data)
+            if self.recorder.is_open:
+                self._write_latched(topic)
+
+    def _write_latched(self, topic: str) -> None:
+        msgtype, data = self._latched[topic]
+        try:
+            self.recorder.write(topic, msgtype, self.get_clock().now().nanoseconds, data)
+        except EnpireError as exc:
+            self.get_logger().error(f'cannot record {topic}: {exc}', throttle_duration_sec=5.0)
+
     def _on_control(self, msg: String) -> None:
         request_id = ''
         with self._lock:
@@ -125,6 +145,8 @@ class RecorderNode(Node):
                 self.recorder.abort('a new trial started before this one was stopped')
             meta = TrialMeta(**(request.get('meta') or {}))
             self.recorder.open(Path(request['trial_dir']), meta)
+            for topic in self._latched:     # descriptions published once, in every bag
+                self._write_latched(topic)
             return None
         if op == 'stop':
             result = dict(request)

@@ -74,3 +74,49 @@ class PushTCellConfig:
         require(self.publish_every_n >= 1, 'publish_every_n', self.publish_every_n,
                 'must be >= 1 (1 = an image every step)')
         require(self.initial_seed >= 0, 'initial_seed', self.initial_seed, 'must be >= 0')
+
+
+@dataclass(frozen=True)
+class ArmCameraConfig:
+    """The arm cell's cameras: 0 = the size each view has in the task contract."""
+
+    width_px: int = 0
+    height_px: int = 0
+
+    def __post_init__(self) -> None:
+        for name, v in (('camera.width_px', self.width_px), ('camera.height_px',
+                                                              self.height_px)):
+            require(v == 0 or 16 <= v <= 4096, name, v, 'must be 0 (the task\'s) or in '
+                    '[16, 4096] px')
+
+
+@dataclass(frozen=True)
+class ArmCellConfig:
+    """Parameters of the ``arm_cell`` node.
+
+    Attributes:
+        task: the task (config/tasks/<task>); its contract's ``sim`` section, action space,
+            views and cell envelope make the cell. Required.
+        clock: realtime or lockstep stepping (the control rate is the task's action rate).
+        camera: rendered image size (0 = the contract's).
+        publish_every_n: publish images every n control steps (state every step).
+        initial_seed: seed of the start the node places at start-up.
+        cell_id: id reported in CellState/SafetyEvent and prefixed to TF frames; empty = the
+            node's namespace.
+        publish_tf: publish ``tf`` / ``tf_static`` for every link.
+    """
+
+    task: str = ''
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    camera: ArmCameraConfig = field(default_factory=ArmCameraConfig)
+    publish_every_n: int = 1
+    initial_seed: int = 0
+    cell_id: str = ''
+    publish_tf: bool = True
+
+    def __post_init__(self) -> None:
+        # task '' is the declared default (parameters are declared from a default instance);
+        # the node refuses to start without one.
+        require(self.publish_every_n >= 1, 'publish_every_n', self.publish_every_n,
+                'must be >= 1 (1 = images every step)')
+        require(self.initial_seed >= 0, 'initial_seed', self.initial_seed, 'must be >= 0')

@@ -7,6 +7,17 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from enpire_common.errors import CommandRejectedError
+
+
+class InvalidCommandError(CommandRejectedError):
+    """A command a simulated cell refuses. ``kind`` names the SafetyEvent kind: ``'SHAPE'``,
+    ``'NAN'``, ``'BOUNDS'`` or, for an arm cell's end-effector target, ``'IK'``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
 
 @runtime_checkable
 class CellPort(Protocol):

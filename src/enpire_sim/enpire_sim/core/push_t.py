@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from enpire_common.errors import CommandRejectedError, ConfigError, UnknownNameError
+from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec, ViewSpec
+from enpire_sim.core.ports import InvalidCommandError
 from enpire_tasks.push_t.observation import STATE_NAMES as STATE_NAMES  # re-exported
 from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
@@ -59,15 +60,6 @@ class GroundTruth:
 def wrap_angle(theta: float) -> float:
     """Wrap an angle to [-pi, pi)."""
     return (theta + math.pi) % (2.0 * math.pi) - math.pi
-
-
-class InvalidCommandError(CommandRejectedError):
-    """A command the cell refuses. ``kind`` is ``'SHAPE'``, ``'NAN'`` or ``'BOUNDS'``
-    (the SafetyEvent kinds)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def validate_action(action: object, low: Sequence[float], high: Sequence[float]) -> np.ndarray:

@@ -15,7 +15,10 @@ from enpire_interfaces.srv import GetGroundTruth
 from enpire_sim.core.push_t import STATE_NAMES, GroundTruth
 
 SAFETY_KINDS = {'BOUNDS': SafetyEvent.KIND_BOUNDS, 'NAN': SafetyEvent.KIND_NAN,
-                'SHAPE': SafetyEvent.KIND_SHAPE}
+                'SHAPE': SafetyEvent.KIND_SHAPE,
+                'JOINT_VELOCITY': SafetyEvent.KIND_JOINT_VELOCITY,
+                'FORCE': SafetyEvent.KIND_FORCE, 'COLLISION': SafetyEvent.KIND_COLLISION,
+                'IK': SafetyEvent.KIND_IK}
 
 
 def time_msg(t_s: float) -> Time:
@@ -69,11 +72,29 @@ def camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
     return msg
 
 
-def state_msg(values: Sequence[float], tick: int, stamp: Time) -> StateVector:
+def pinhole_camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
+    """CameraInfo of a calibrated pinhole view (the contract's ``camera`` block)."""
+    c = view.camera or {}
+    fx, fy = float(c.get('fx', 0.0)), float(c.get('fy', 0.0))
+    cx, cy = float(c.get('cx', view.width_px / 2)), float(c.get('cy', view.height_px / 2))
+    msg = CameraInfo()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = view.height_px, view.width_px
+    msg.distortion_model = 'plumb_bob'
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def state_msg(values: Sequence[float], tick: int, stamp: Time,
+              names: Sequence[str] = STATE_NAMES) -> StateVector:
     msg = StateVector()
     msg.header.stamp = stamp
     msg.tick = int(tick)
-    msg.names = list(STATE_NAMES)
+    msg.names = list(names)
     msg.values = [float(v) for v in values]
     return msg
 

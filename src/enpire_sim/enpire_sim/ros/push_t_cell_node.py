@@ -22,6 +22,7 @@ from enpire_interfaces.srv import GetGroundTruth, PlaceStart
 from enpire_sim.core.config import PushTCellConfig
 from enpire_sim.core.push_t import InvalidCommandError, PushTSim, validate_action
 from enpire_sim.ros import conversions as conv
+from enpire_sim.ros.lockstep import LockstepGate
 
 FRAME_ID = 'top_camera'
 
@@ -82,8 +83,7 @@ class PushTCellNode(Node):
         self._mode = CellState.MODE_IDLE
         self._target: np.ndarray | None = None   # realtime: latest accepted target
         self._revision = ''
-        self.republished = 0        # lockstep: observations published again on a re-send
-        self.ignored_commands = 0   # lockstep: commands for a tick the cell is not at
+        self._gate = LockstepGate(self.get_logger())
 
         # Fixed for the node's life (the view never changes); only the stamp is set per frame.
         self._camera_info = conv.camera_info_msg(self.sim.view, conv.time_msg(0.0), FRAME_ID)
@@ -171,31 +171,16 @@ class PushTCellNode(Node):
             self._advance(target)
 
     def _lockstep_accepts(self, tick: int) -> bool:
-        """Lockstep steps once per tick, on the command for the tick it shows.
+        return self._gate.accepts(tick, self.sim.step_count,
+                                  lambda: self._publish(force_image=True, same_tick=True))
 
-        A message can be lost (or a DDS reader stall) after a peer dies, and a lockstep loop
-        then waits forever. So the controller re-sends its last command when no new tick
-        comes: a command for the current tick (the first one was lost) steps, a second one
-        for the tick just applied means our newest state never reached it, so the current
-        observation is published again. Any other tick is stale and ignored.
-        """
-        step = self.sim.step_count
-        if tick == step:
-            return True
-        # A lockstep cell steps only on an applied command, so step - 1 (>= 0 since a
-        # reset) is the tick of the last command applied.
-        if tick == step - 1:
-            self.republished += 1
-            self.get_logger().warning(
-                f'command for tick {tick} again (the controller missed tick {step}): '
-                'publishing the current observation again', throttle_duration_sec=1.0)
-            self._publish(force_image=True, same_tick=True)
-        else:
-            self.ignored_commands += 1
-            self.get_logger().warning(
-                f'command for tick {tick} ignored: the cell is at tick {step} and steps '
-                'only on a command for it', throttle_duration_sec=1.0)
-        return False
+    @property
+    def republished(self) -> int:
+        return self._gate.republished
+
+    @property
+    def ignored_commands(self) -> int:
+        return self._gate.ignored_commands
 
     def _on_tick(self) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ class ArmEnvelope:
     max_joint_velocity: float = 3.0       # rad/s (m/s for the fingers)
     max_contact_force: float = 60.0       # N
     table_geom: str = 'table'
+    tcp_offset: float = 0.0               # m along the gripper's x: the point kept in the box
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ def check(sim: ArmSim, env: ArmEnvelope) -> list[Violation]:
     out: list[Violation] = []
     lo, hi = np.asarray(env.workspace_low), np.asarray(env.workspace_high)
     for arm in ARMS:
-        p, _ = sim.ee_pose(arm)
+        b = sim.data.body(f'vx300s_{arm}/gripper_link')
+        p = b.xpos + b.xmat.reshape(3, 3) @ np.array([env.tcp_offset, 0.0, 0.0])
         if np.any(p < lo) or np.any(p > hi):
             out.append(Violation('BOUNDS', f'{arm} gripper at {np.round(p, 3).tolist()} is '
-                                           f'outside the workspace {list(lo)}..{list(hi)}'))
+                                           f'outside the workspace {lo.tolist()}..'
+                                           f'{hi.tolist()}'))
     m, d = sim.model, sim.data
     for i in range(m.nu):
         jid = m.actuator(i).trnid[0]

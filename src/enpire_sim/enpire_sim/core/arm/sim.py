@@ -1,7 +1,7 @@
 """The arm cell's simulation core (issue 10, first slice): MuJoCo, no ROS.
 
 :class:`ArmSim` loads a scene (gym-aloha's bimanual ViperX vx300s plus a task's objects, see
-``scenes/``), steps physics at the model's timestep (2 ms: 500 Hz) under joint-position
+a task contract's ``scene.xml``), steps physics at the model's timestep (2 ms: 500 Hz) under joint-position
 targets held for one control tick (30 Hz: 17 physics steps), renders camera views offscreen
 with shadows, reflections and the skybox off (3-5x faster on CPU, ../shared/notes/deps.md),
 solves end-effector pose targets with mink's differential IK, and reports the contact forces
@@ -28,7 +28,6 @@ import numpy as np
 
 from enpire_common.errors import ConfigError
 
-SCENES = Path(__file__).resolve().parent / 'scenes'
 ARMS = ('left', 'right')
 #: Joints of one arm in actuator order (6 arm joints, then the two fingers).
 ARM_JOINTS = ('waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate')
@@ -64,22 +63,98 @@ def aloha_assets() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / 'assets'
 
 
-def load_scene(name: str) -> Any:
-    """The MjModel of ``scenes/<name>.xml`` (``{ALOHA}`` resolved); ConfigError if absent."""
+#: gym-aloha's vx300s joints carry 30-60 (N m | N) of dry friction: its own envs drive the
+#: arms through mocap welds, where that friction only steadies them. Under position servos
+#: it is a dead band of up to 0.6 rad at the wrist (kp 50) and it freezes the fingers. A
+#: real arm's servo loop overcomes its gearbox friction, so the cell keeps 1 (N m | N) and
+#: adds viscous damping (N m s/rad) to settle the servos without overshoot.
+JOINT_FRICTIONLOSS = 1.0
+#: Servo setpoint speeds (the real arm's profile velocity): below the envelope's 3 rad/s.
+JOINT_PROFILE_SPEED = 1.5       # rad/s
+FINGER_PROFILE_SPEED = 0.15     # m/s: a full close in 0.25 s
+JOINT_DAMPING = 2.0
+
+
+#: Finger pads (box half sizes, m): the vx300s finger meshes collide as their convex hulls,
+#: one contact point per finger, about which a held part pivots (a pin swung 30-120 mm off
+#: its hole in transit). A flat box at each fingertip, 0.5 mm proud of the finger's inner
+#: face, gives a patch contact (several points with multiccd) and torsional friction; the
+#: finger meshes then stop colliding.
+PAD_HALF = (0.012, 0.001, 0.008)
+#: The pad centre in the finger body's frame (left finger; the right one mirrors y): the
+#: fingertip is 0.0853 m along x, the inner face at y = -0.0225 m.
+PAD_POS = (0.0853 - 0.012 - 0.001, -0.0225 + 0.001 - 0.0005, 0.0)
+
+
+def _add_finger_pads(spec: Any, mujoco: Any) -> None:
+    for arm in ARMS:
+        for side, sign in (('left', 1.0), ('right', -1.0)):
+            body = spec.body(f'vx300s_{arm}/{side}_finger_link')
+            if body is None:
+                continue
+            body.add_geom(name=f'vx300s_{arm}/{side}_pad', type=mujoco.mjtGeom.mjGEOM_BOX,
+                          size=list(PAD_HALF),
+                          pos=[PAD_POS[0], sign * PAD_POS[1], PAD_POS[2]],
+                          friction=[1.5, 0.02, 0.001], condim=3, rgba=[0.15, 0.15, 0.15, 1],
+                          solref=[0.004, 1.0], mass=0.0)
+            for geom in body.geoms:
+                if not geom.name.endswith('_pad'):
+                    geom.contype, geom.conaffinity = 0, 0
+
+
+def scene_path(name: str | Path) -> Path:
+    """A scene file: ``name`` itself when it is an .xml path, else the scene of the task of
+    that name (its contract's ``sim.scene``)."""
+    if str(name).endswith('.xml'):
+        return Path(name)
+    from enpire_common.errors import UnknownNameError
+    from enpire_common.tasks import load_task
+
+    try:
+        task = load_task(str(name))
+    except UnknownNameError as exc:
+        raise ConfigError(f"arm scene '{name}' not found: not an .xml path, and {exc}") from None
+    scene = task.section('sim').get('scene')
+    if not scene:
+        raise ConfigError(f"task '{name}' names no sim.scene in its contract")
+    return task.directory / str(scene)
+
+
+def load_scene(name: str | Path) -> Any:
+    """The MjModel of a scene file (or of a task's scene, :func:`scene_path`), with
+    ``{ALOHA}`` resolved, finger pads added and the arms' joint friction made a servo's;
+    ConfigError if absent or invalid."""
     import mujoco
 
-    path = SCENES / f'{name}.xml'
+    path = scene_path(name)
     if not path.is_file():
-        known = sorted(p.stem for p in SCENES.glob('*.xml'))
-        raise ConfigError(f"arm scene '{name}' not found (known: {', '.join(known)})")
+        raise ConfigError(f"arm scene '{path}' not found (a scene .xml path, or an arm task "
+                          'whose contract names its sim.scene)')
     xml = path.read_text(encoding='utf-8').replace('{ALOHA}', str(aloha_assets()))
     with tempfile.TemporaryDirectory(prefix='enpire-scene-') as d:
-        p = Path(d) / f'{name}.xml'
+        p = Path(d) / path.name
         p.write_text(xml, encoding='utf-8')
         try:
-            return mujoco.MjModel.from_xml_path(str(p))
+            spec = mujoco.MjSpec.from_file(str(p))
+            _add_finger_pads(spec, mujoco)
+            model = spec.compile()
         except ValueError as exc:
-            raise ConfigError(f"arm scene '{name}' does not load: {exc}") from None
+            raise ConfigError(f"arm scene '{path}' does not load: {exc}") from None
+    for j in range(model.njnt):
+        if model.joint(j).name.startswith('vx300s_'):
+            dof = model.jnt_dofadr[j]
+            model.dof_frictionloss[dof] = JOINT_FRICTIONLOSS
+            model.dof_damping[dof] = max(float(model.dof_damping[dof]), JOINT_DAMPING)
+    # The arms' own controllers compensate gravity (Interbotix and YAM firmware do): without
+    # it the wrist servos of gym-aloha's gains sag 0.2-0.3 rad under the gripper's weight.
+    for b in range(model.nbody):
+        if model.body(b).name.startswith('vx300s_'):
+            model.body_gravcomp[b] = 1.0
+    return model
+
+
+class IKError(ConfigError):
+    """An end-effector target the arm cannot reach (or not a finite pose)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +170,8 @@ class Contact:
 class ArmSimConfig:
     """Scene, camera views and sizes, control rate, render flags."""
 
-    scene: str = 'pin_insertion'
-    views: tuple[str, ...] = ('top', 'side', 'right_wrist')
+    scene: str = 'pin_insertion'    # a scene .xml path, or an arm task's name
+    views: tuple[str, ...] = ('task_top', 'side', 'right_wrist')
     width: int = 320
     height: int = 240
     control_hz: float = 30.0
@@ -122,6 +197,10 @@ class ArmSim:
         self.substeps = max(1, round(1.0 / (c.control_hz * self.model.opt.timestep)))
         self.low = self.model.actuator_ctrlrange[:, 0].copy()
         self.high = self.model.actuator_ctrlrange[:, 1].copy()
+        # Setpoint speed per actuator: rad/s for the arm joints, m/s for the fingers.
+        self.profile_speed = np.array([
+            FINGER_PROFILE_SPEED if self.model.joint(self.model.actuator(i).trnid[0])
+            .name.endswith('_finger') else JOINT_PROFILE_SPEED for i in range(self.model.nu)])
         self._renderer: Any = None
         self._ik: dict[str, Any] = {}
         self.reset()
@@ -149,8 +228,20 @@ class ArmSim:
             i = int(bad[0])
             raise ConfigError(f'joint target {i} = {t[i]:.4f} is outside its limits '
                               f'[{self.low[i]:.4f}, {self.high[i]:.4f}]')
-        self.data.ctrl[:] = t
-        self.mj.mj_step(self.model, self.data, nstep=self.substeps)
+        # The servo setpoints follow the targets at the arms' profile speed (Interbotix's
+        # profile velocity): a target far away is a ramp, not a step the servos would chase
+        # at several rad/s through the envelope's joint speed limit.
+        start = self.data.ctrl.copy()
+        dt = self.model.opt.timestep
+        limit = self.profile_speed * dt * self.substeps
+        end = start + np.clip(t - start, -limit, limit)
+        chunks = self.substeps
+        done = 0
+        for k in range(1, chunks + 1):
+            n = round(self.substeps * k / chunks) - done
+            self.data.ctrl[:] = start + (end - start) * (k / chunks)
+            self.mj.mj_step(self.model, self.data, nstep=n)
+            done += n
 
     @property
     def time_s(self) -> float:
@@ -211,14 +302,17 @@ class ArmSim:
 
     # --- inverse kinematics ----------------------------------------------------------------
     def ik(self, arm: str, position: np.ndarray, quat: np.ndarray | None = None, *,
-           iterations: int = 60, tol_m: float = 5e-4) -> np.ndarray:
+           iterations: int = 60, tol_m: float = 5e-4, max_residual_m: float | None = None,
+           seed_ctrl: np.ndarray | None = None) -> np.ndarray:
         """Joint targets that put ``arm``'s gripper at ``position`` (and ``quat``, wxyz).
 
-        Differential IK with mink from the current joints; the other arm keeps its targets.
+        Differential IK with mink, from the current joints or, with ``seed_ctrl``, from those
+        actuator targets (a controller warm-starts from its last command, so tracking error
+        does not accumulate); the other arm keeps its targets. Stops at ``tol_m``; a residual
+        up to ``max_residual_m`` (default ``tol_m``) is accepted as the best reachable.
 
         Raises:
-            ConfigError: an unknown arm, a NaN target, or one out of reach (the residual
-                stays above ``tol_m``).
+            IKError (a ConfigError): an unknown arm, a NaN target, or one out of reach.
         """
         import mink
 
@@ -226,8 +320,12 @@ class ArmSim:
             raise ConfigError(f"arm '{arm}' is unknown (arms: {ARMS})")
         p = np.asarray(position, dtype=np.float64)
         if p.shape != (3,) or not np.all(np.isfinite(p)):
-            raise ConfigError(f'IK target position {position!r} is not 3 finite numbers')
-        config = mink.Configuration(self.model, self.data.qpos.copy())
+            raise IKError(f'IK target position {position!r} is not 3 finite numbers')
+        q0 = self.data.qpos.copy()
+        if seed_ctrl is not None:
+            for i in range(self.model.nu):
+                q0[self.model.jnt_qposadr[self.model.actuator(i).trnid[0]]] = seed_ctrl[i]
+        config = mink.Configuration(self.model, q0)
         frame = f'vx300s_{arm}/gripper_link'
         task = mink.FrameTask(frame, 'body', position_cost=1.0,
                               orientation_cost=0.0 if quat is None else 0.3)
@@ -244,10 +342,10 @@ class ArmSim:
                 frame, 'body').translation() - p))
             if err < tol_m:
                 break
-        if err >= tol_m:
-            raise ConfigError(f'IK target {p.round(4).tolist()} for the {arm} arm is out of '
-                              f'reach (residual {err * 1000:.1f} mm)')
-        out = self.data.ctrl.copy()
+        if err >= (tol_m if max_residual_m is None else max_residual_m):
+            raise IKError(f'IK target {p.round(4).tolist()} for the {arm} arm is out of '
+                          f'reach (residual {err * 1000:.1f} mm)')
+        out = (self.data.ctrl if seed_ctrl is None else np.asarray(seed_ctrl)).copy()
         for i in range(self.model.nu):
             jid = self.model.actuator(i).trnid[0]
             name = self.model.joint(jid).name

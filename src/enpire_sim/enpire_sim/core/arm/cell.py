@@ -1,0 +1,350 @@
+"""A simulated arm cell of one task, without ROS: what the ``arm_cell`` node wraps.
+
+:class:`ArmCell` reads the task contract: its ``sim`` section (scene file, the free object a
+start places, its pose site, the start sites, the fingertip offset), its action space (``ee``:
+end-effector targets solved by mink IK in the cell, see :mod:`enpire_tasks.arm`; or
+``joint``), its views (the scene's cameras of those names) and the cell envelope of its
+``safety.yaml``. Physics at the scene's timestep (500 Hz), one control tick per action
+(30 Hz: 17 physics steps).
+
+A tick refuses a malformed action (:class:`~enpire_sim.core.push_t.InvalidCommandError`
+kinds NAN / SHAPE / BOUNDS, or IK for an unreachable pose) and nothing moves; after a tick the
+envelope is checked (:mod:`.safety`), and a violation is returned for the node to turn into a
+truncation plus hold. Object poses are ground truth: for the verifier's crosscheck and for
+``place`` (the explicit ``sim_place`` fallback), never for a policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from enpire_common.errors import ConfigError
+from enpire_common.tasks import TaskSpec
+from enpire_sim.core.arm.safety import ArmEnvelope, Violation, check
+from enpire_sim.core.arm.sim import ARM_JOINTS, ArmSim, ArmSimConfig, IKError
+from enpire_sim.core.ports import InvalidCommandError
+from enpire_tasks import arm as conv
+from enpire_tasks import registry
+
+#: Finger joint range of the vx300s (m): gripper opening 0 (closed) .. 1 (open).
+FINGER_CLOSED, FINGER_OPEN = 0.021, 0.057
+
+
+@dataclass(frozen=True)
+class SimSection:
+    """The contract's ``sim`` section."""
+
+    scene: Path
+    object_body: str
+    object_pose_site: str
+    start_sites: tuple[str, ...]
+    start_offset: tuple[float, float, float]
+    tcp_offset: float
+
+    @classmethod
+    def of(cls, task: TaskSpec) -> SimSection:
+        s = task.section('sim')
+        where = f"task '{task.name}' sim section"
+        try:
+            scene = task.directory / str(s['scene'])
+            out = cls(scene, str(s['object']), str(s['object_pose_site']),
+                      tuple(str(x) for x in s['start_sites']),
+                      tuple(float(v) for v in s.get('start_offset', (0.0, 0.0, 0.0))),
+                      float(s.get('tcp_offset', 0.14)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f'{where} is incomplete or invalid ({exc}); it needs scene, '
+                              'object, object_pose_site, start_sites') from None
+        if not scene.is_file():
+            raise ConfigError(f'{where}: scene file {scene} does not exist')
+        if not out.start_sites:
+            raise ConfigError(f'{where}: start_sites is empty')
+        return out
+
+
+def envelope_of(task: TaskSpec) -> ArmEnvelope:
+    """The cell envelope of the task's safety.yaml (``cell:``), defaults where unset."""
+    from enpire_common.config import load_yaml
+
+    path = task.directory / 'safety.yaml'
+    raw = (load_yaml(path) or {}).get('cell') or {} if path.is_file() else {}
+    d = ArmEnvelope()
+    try:
+        return ArmEnvelope(
+            workspace_low=tuple(float(v) for v in raw.get('workspace_low', d.workspace_low)),
+            workspace_high=tuple(float(v) for v in raw.get('workspace_high',
+                                                           d.workspace_high)),
+            max_joint_velocity=float(raw.get('max_joint_velocity', d.max_joint_velocity)),
+            max_contact_force=float(raw.get('max_contact_force', d.max_contact_force)),
+            table_geom=str(raw.get('table_geom', d.table_geom)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f'{path}: cell envelope is invalid ({exc})') from None
+
+
+@dataclass
+class GroundTruth:
+    """Simulator truth of the task object (crosscheck, tests, ``place`` results)."""
+
+    object_pose: tuple[float, ...]
+    agent_pos: tuple[float, ...]
+    goal_pose: tuple[float, ...]
+    coverage: float       # the task score (GetGroundTruth's name for it)
+    success: bool
+    step: int
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ArmCell:
+    """One task's simulated arm cell (see the module doc)."""
+
+    def __init__(self, task: TaskSpec, *, width: int | None = None,
+                 height: int | None = None, fast_render: bool = True) -> None:
+        self.task = task
+        self.sim_cfg = SimSection.of(task)
+        self.space = str(task.raw.get('action', {}).get('space', 'joint'))
+        if self.space not in ('ee', 'joint'):
+            raise ConfigError(f"task '{task.name}': action.space must be ee or joint, got "
+                              f'{self.space!r}')
+        self.views = tuple(task.views)
+        first = next(iter(task.views.values()))
+        self.sim = ArmSim(ArmSimConfig(
+            scene=str(self.sim_cfg.scene), views=self.views,
+            width=width or first.width_px, height=height or first.height_px,
+            control_hz=task.action.rate_hz, fast_render=fast_render))
+        self.model, self.data = self.sim.model, self.sim.data
+        self.envelope = dataclasses.replace(envelope_of(task),
+                                            tcp_offset=self.sim_cfg.tcp_offset)
+        self.plugin = registry.get(task.name)
+        self.low = np.asarray(task.action.low, dtype=np.float64)
+        self.high = np.asarray(task.action.high, dtype=np.float64)
+        self.seed = 0
+        self.step_count = 0
+        self._obj_adr = self._object_qpos_adr()
+        self._targets = self.sim.targets()
+        self.place(0)
+
+    # --- conventions ---------------------------------------------------------------------
+    def _object_qpos_adr(self) -> int:
+        try:
+            body = self.model.body(self.sim_cfg.object_body)
+        except KeyError:
+            raise ConfigError(f"sim.object '{self.sim_cfg.object_body}' is not a body of "
+                              f'{self.sim_cfg.scene.name}') from None
+        jnt = self.model.body_jntadr[body.id]
+        if jnt < 0 or self.model.jnt_type[jnt] != 0:     # mjJNT_FREE
+            raise ConfigError(f"sim.object '{self.sim_cfg.object_body}' has no free joint")
+        return int(self.model.jnt_qposadr[jnt])
+
+    @property
+    def _act_index(self) -> dict[tuple[str, str], int]:
+        idx = getattr(self, '_act_idx', None)
+        if idx is None:
+            idx = {}
+            for i in range(self.model.nu):
+                name = self.model.joint(self.model.actuator(i).trnid[0]).name
+                arm, joint = name.split('/')[0].removeprefix('vx300s_'), name.split('/')[-1]
+                idx[(arm, joint)] = i
+            self._act_idx = idx
+        return idx
+
+    def _tcp(self, arm: str) -> tuple[np.ndarray, np.ndarray]:
+        b = self.data.body(f'vx300s_{arm}/gripper_link')
+        rot = b.xmat.reshape(3, 3).copy()
+        return b.xpos + rot @ np.array([self.sim_cfg.tcp_offset, 0.0, 0.0]), rot
+
+    def _opening(self, arm: str) -> float:
+        q = float(self.data.joint(f'vx300s_{arm}/left_finger').qpos[0])
+        return (q - FINGER_CLOSED) / (FINGER_OPEN - FINGER_CLOSED)
+
+    # --- state ---------------------------------------------------------------------------
+    def ee_action(self) -> np.ndarray:
+        """The measured end-effector poses in the action's terms (14)."""
+        out = []
+        for arm in conv.ARMS:
+            p, rot = self._tcp(arm)
+            out += [*p, *conv.matrix_to_rpy(arm, rot), self._opening(arm)]
+        return np.asarray(out)
+
+    def joint_vector(self) -> np.ndarray:
+        """6 joints (rad) and the finger (m) per arm (14)."""
+        out = []
+        for arm in conv.ARMS:
+            out += [float(self.data.joint(f'vx300s_{arm}/{j}').qpos[0]) for j in ARM_JOINTS]
+            out.append(float(self.data.joint(f'vx300s_{arm}/left_finger').qpos[0]))
+        return np.asarray(out)
+
+    def agent_state(self) -> np.ndarray:
+        """The state vector (names :data:`enpire_tasks.arm.STATE_NAMES`)."""
+        return np.concatenate([self.ee_action(), self.joint_vector()])
+
+    def tcp_poses(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each arm's fingertip position and orientation (world)."""
+        return {arm: self._tcp(arm) for arm in conv.ARMS}
+
+    # --- commands ------------------------------------------------------------------------
+    def validate(self, action: Any) -> np.ndarray:
+        """The action as float64, or InvalidCommandError (NAN / SHAPE / BOUNDS)."""
+        try:
+            a = np.asarray(action, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InvalidCommandError('SHAPE', f'action {action!r} is not numeric') from None
+        if a.shape != self.low.shape:
+            raise InvalidCommandError('SHAPE', f'action has {a.size} values, the task\'s '
+                                               f'has {self.low.size}')
+        if not np.all(np.isfinite(a)):
+            raise InvalidCommandError('NAN', 'action contains NaN or inf')
+        bad = np.flatnonzero((a < self.low - 1e-9) | (a > self.high + 1e-9))
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidCommandError('BOUNDS', f'action[{i}] = {a[i]:.4f} is outside '
+                                                f'[{self.low[i]:.4f}, {self.high[i]:.4f}]')
+        return a
+
+    def targets_for(self, action: np.ndarray) -> np.ndarray:
+        """Actuator targets of a validated action (IK for ``ee``); IKError if unreachable."""
+        if self.space == 'joint':
+            return self._joint_targets(action)
+        ctrl = self._targets.copy()
+        for arm, t in conv.split_action(action).items():
+            quat = np.zeros(4)
+            self.sim.mj.mju_mat2Quat(quat, t.rotation.reshape(-1))
+            goal = t.position - t.rotation @ np.array([self.sim_cfg.tcp_offset, 0.0, 0.0])
+            ctrl = self.sim.ik(arm, goal, quat, iterations=30, tol_m=1e-3,
+                               max_residual_m=0.01, seed_ctrl=ctrl)
+            f = FINGER_CLOSED + float(np.clip(t.gripper, 0.0, 1.0)) * (FINGER_OPEN -
+                                                                      FINGER_CLOSED)
+            ctrl[self._act_index[(arm, 'left_finger')]] = f
+            ctrl[self._act_index[(arm, 'right_finger')]] = -f
+        return ctrl
+
+    def _joint_targets(self, action: np.ndarray) -> np.ndarray:
+        ctrl = self._targets.copy()
+        for k, arm in enumerate(conv.ARMS):
+            v = action[7 * k:7 * k + 7]
+            for j, name in enumerate(ARM_JOINTS):
+                ctrl[self._act_index[(arm, name)]] = v[j]
+            ctrl[self._act_index[(arm, 'left_finger')]] = v[6]
+            ctrl[self._act_index[(arm, 'right_finger')]] = -v[6]
+        return np.clip(ctrl, self.sim.low, self.sim.high)
+
+    def step(self, action: Any) -> list[Violation]:
+        """Validate, solve and apply one control tick; the envelope's violations after it.
+
+        Raises:
+            InvalidCommandError: the action is malformed, out of bounds or unreachable (kind
+                IK); nothing moved.
+        """
+        a = self.validate(action)
+        try:
+            ctrl = self.targets_for(a)
+        except IKError as exc:
+            raise InvalidCommandError('IK', str(exc)) from None
+        self._targets = ctrl
+        self.sim.step(ctrl)
+        self.step_count += 1
+        return check(self.sim, self.envelope)
+
+    def step_joints(self, targets: Any) -> list[Violation]:
+        """One tick of joint-position targets (6 joints + finger m per arm, 14)."""
+        try:
+            t = np.asarray(targets, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InvalidCommandError('SHAPE', 'joint targets are not numeric') from None
+        if t.shape != (14,) or not np.all(np.isfinite(t)):
+            raise InvalidCommandError('SHAPE' if t.shape != (14,) else 'NAN',
+                                      'joint targets are 14 finite numbers (6 joints + '
+                                      'finger per arm)')
+        ctrl = self._joint_targets(t)
+        try:
+            self.sim.step(ctrl)
+        except ConfigError as exc:
+            raise InvalidCommandError('BOUNDS', str(exc)) from None
+        self._targets = ctrl
+        self.step_count += 1
+        return check(self.sim, self.envelope)
+
+    def hold(self) -> None:
+        """One tick holding the arms where they are now (after a violation: no push on)."""
+        q = self.sim.joint_positions()
+        self._targets = np.clip(q, self.sim.low, self.sim.high)
+        self.sim.step(self._targets)
+        self.step_count += 1
+
+    # --- scene ---------------------------------------------------------------------------
+    def place(self, seed: int, object_pose: Any = None) -> GroundTruth:
+        """``sim_place``: the scene's home (arms at rest) with the object at the start of
+        ``seed`` (or standing at ``object_pose``'s xy), settled for 0.3 s. Teleports: the
+        explicit fallback the trial records as ``sim_place``."""
+        self.sim.reset()
+        self._arms_home()
+        site = self.sim_cfg.start_sites[int(seed) % len(self.sim_cfg.start_sites)]
+        if object_pose is not None and len(object_pose) >= 2:
+            base = np.array([float(object_pose[0]), float(object_pose[1]),
+                             float(self.data.site(site).xpos[2])])
+        else:
+            base = self.data.site(site).xpos.copy()
+        adr = self._obj_adr
+        self.data.qpos[adr:adr + 3] = base + np.asarray(self.sim_cfg.start_offset)
+        self.data.qpos[adr + 3:adr + 7] = (1.0, 0.0, 0.0, 0.0)
+        self.data.qvel[:] = 0.0
+        self.sim.mj.mj_forward(self.model, self.data)
+        self._targets = self.sim.targets()
+        for _ in range(max(1, round(0.3 * self.task.action.rate_hz))):
+            self.sim.step(self._targets)
+        self.seed = int(seed)
+        self.step_count = 0
+        return self.ground_truth()
+
+    def _arms_home(self) -> None:
+        """Put the arms at the contract's ``home`` (solved once, then reused): a trial then
+        starts where a policy's home command already is."""
+        if self.space != 'ee' or 'home' not in self.task.raw:
+            return
+        if getattr(self, '_home_ctrl', None) is None:
+            self._targets = self.sim.targets()
+            self._home_ctrl = self.targets_for(conv.home_action(self.task))
+        ctrl = self._home_ctrl
+        for i in range(self.model.nu):
+            self.data.qpos[self.model.jnt_qposadr[self.model.actuator(i).trnid[0]]] = ctrl[i]
+        self.data.ctrl[:] = ctrl
+        self.data.qvel[:] = 0.0
+        self.sim.mj.mj_forward(self.model, self.data)
+
+    def object_pose(self) -> tuple[float, ...]:
+        p = self.data.site(self.sim_cfg.object_pose_site).xpos
+        return tuple(float(v) for v in p)
+
+    def ground_truth(self) -> GroundTruth:
+        pose = self.object_pose()
+        goal = tuple(float(v) for v in self.task.goal_pose)
+        score = float(self.plugin.score(pose, goal))
+        p, _ = self._tcp('right')
+        return GroundTruth(pose, tuple(float(v) for v in p), goal, score,
+                           score > self.task.success_threshold, self.step_count, self.seed)
+
+    def render(self, view: str) -> np.ndarray:
+        return self.sim.render(view)
+
+    def render_all(self) -> dict[str, np.ndarray]:
+        return self.sim.render_all()
+
+    @property
+    def time_s(self) -> float:
+        return self.sim.time_s
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def make_arm_cell(task: TaskSpec, **options: Any) -> ArmCell:
+    """The ``enpire.sim_cells`` factory (crosschecks): ``renderer`` is ignored (MuJoCo)."""
+    options.pop('renderer', None)
+    return ArmCell(task, **options)
+
+
+__all__ = ['ArmCell', 'GroundTruth', 'SimSection', 'envelope_of', 'make_arm_cell']

@@ -1,0 +1,52 @@
+"""The pin insertion task plugin: everything that names pin insertion, in one directory.
+
+- :mod:`.geometry`: the score (insertion depth fraction with a lateral gate), the pin's
+  outline, the seeded start (a rack slot), all from the contract's ``parts``;
+- :mod:`.classic`: the ``pin-classic-v1`` verifier backend (colour + calibrated geometry,
+  one rule per view, fused AND);
+- observations, hold action, validation readings: the arm tasks' shared
+  :mod:`enpire_tasks.arm`;
+- reset: ``sim_place`` (the simulated cell puts the pin in its seed's slot: an explicit
+  fallback, recorded as such); robot-executed resets come with the next slice of issue 10;
+- example policies: ``examples/policies/pin_insertion/`` of the workspace.
+
+The contract is ``config/tasks/pin_insertion/`` (task.yaml, safety.yaml and the MuJoCo scene);
+the simulated cell is enpire_sim's generic arm cell (``arm_cell``), driven by the contract's
+``sim`` section.
+"""
+
+from __future__ import annotations
+
+from enpire_tasks import arm
+from enpire_tasks.pin_insertion import classic, geometry
+from enpire_tasks.plugin import TaskPlugin, VerifierBackend
+from enpire_tasks.reset import SimPlaceStrategy
+
+
+def sample_readings(task, n: int = 4, seed: int = 0):  # noqa: ANN001, ANN201 - plugin hook
+    return arm.sample_readings(task, n, seed, part_rgb=geometry.parts().colour_rgb)
+
+
+PLUGIN = TaskPlugin(
+    name='pin_insertion',
+    description='pick a 4 mm pin from a rack and insert it into a 4.5 mm hole, 20 mm deep '
+                '(bimanual vx300s, MuJoCo)',
+    score=geometry.score,
+    outline=geometry.outline,
+    build_observation=arm.build_observation,
+    hold_action=arm.hold_action,
+    sample_readings=sample_readings,
+    reset_strategies={SimPlaceStrategy.id: SimPlaceStrategy},
+    verifier_backends=(VerifierBackend(
+        classic.BACKEND_ID, 'pin colour blob + calibrated geometry per view (top: x, y; '
+        'side: depth), CPU', classic.make_estimator),),
+    example_policies='examples/policies/pin_insertion',
+    sim_launch='arm_sim.launch.yaml',
+    fleet_launch='arm_fleet_sim.launch.yaml',
+    sim_launch_args={'task': 'pin_insertion'},
+    pose_names=('tip_x_m', 'tip_y_m', 'tip_z_m'),
+    pose_error=arm.finite_pose_error,
+    position_unit='m',
+)
+
+__all__ = ['PLUGIN']
