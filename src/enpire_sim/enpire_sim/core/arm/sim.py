@@ -1,12 +1,12 @@
 """The arm cell's simulation core (issue 10, first slice): MuJoCo, no ROS.
 
-:class:`ArmSim` loads a scene (gym-aloha's bimanual ViperX vx300s plus a task's objects: a task
-contract's ``scene.xml``), steps physics at the model's timestep (2 ms: 500 Hz) under
-joint-position targets held for one control tick (30 Hz: 17 physics steps), renders camera
-views offscreen with shadows, reflections and the skybox off (3-5x faster on CPU, ../shared/notes/deps.md),
-solves end-effector pose targets with mink's differential IK, and reports the contact forces
-the safety envelope needs. Object poses are ground truth for the verifier's crosscheck and
-for resets; they are never part of a policy's observation.
+:class:`ArmSim` loads a scene (gym-aloha's bimanual ViperX vx300s plus a task's objects: a
+task contract's ``scene.xml``), steps physics at the model's timestep (2 ms: 500 Hz) under
+joint-position targets held for one control tick (30 Hz: 17 physics steps) and ramped at the
+arms' profile speed, renders camera views offscreen with shadows, reflections and the skybox
+off (3-5x faster on CPU, ../shared/notes/deps.md), solves end-effector pose targets with
+mink's differential IK, and reports the contact forces the safety envelope needs. Object poses
+are ground truth for the verifier's crosscheck and for resets; never a policy's observation.
 
 :func:`gl_backend` picks the offscreen GL: ``MUJOCO_GL`` when set, else EGL where it works
 (GPU or Mesa), else OSMesa; it must run before ``import mujoco``.
