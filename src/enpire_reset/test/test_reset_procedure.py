@@ -75,7 +75,7 @@ def test_a_pose_mismatch_is_placed_again_with_the_same_seed():
     proc, sim, _, _ = make({'offsets': {0: (20.0, 0.0, 0.0)}})
     out = proc.run(3)
     assert out.success and out.attempts == 2 and sim.placed == [3, 3]
-    assert 'off by 20.0 px' in out.reasons[0]
+    assert 'off by 20 px' in out.reasons[0]
 
 
 def test_angle_error_beyond_tolerance_is_a_mismatch_and_wraps_around_pi():

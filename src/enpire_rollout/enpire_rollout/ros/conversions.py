@@ -6,6 +6,7 @@ The trial mapper (:func:`trial_to_msg`, :func:`trial_from_msg`) is the one way b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +41,9 @@ def verdict_to_dict(v: Any) -> dict[str, Any]:
     """A Verdict message (or anything shaped like one) as a record's verdict dict."""
     return {'view': v.view, 'backend': v.backend, 'success': bool(v.success),
             'score': float(v.score), 'threshold': float(v.threshold),
-            'confidence': float(v.confidence), 'object_pose': [float(x) for x in v.object_pose],
+            'confidence': float(v.confidence),
+            # null: a component the view cannot measure (NaN is not JSON)
+            'object_pose': [float(x) if math.isfinite(x) else None for x in v.object_pose],
             'latency_s': float(v.latency_s), 'evidence_path': v.evidence_path,
             'detail': v.detail}
 
@@ -51,7 +54,7 @@ def verdict_from_dict(v: Mapping[str, Any]) -> Verdict:
         view=str(v.get('view', '')), backend=str(v.get('backend', '')),
         success=bool(v.get('success', False)), score=float(v.get('score', 0.0)),
         threshold=float(v.get('threshold', 0.0)), confidence=float(v.get('confidence', 1)),
-        object_pose=[float(x) for x in v.get('object_pose', [])],
+        object_pose=[math.nan if x is None else float(x) for x in v.get('object_pose', [])],
         latency_s=float(v.get('latency_s', 0.0)), evidence_path=str(v.get('evidence_path', '')),
         detail=str(v.get('detail', '')))
 

@@ -1,0 +1,146 @@
+"""The arm cell of a task contract (no ROS): starts, commands, refusals, the envelope, and the
+classic pin verifier against simulator truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from enpire_sim.core.arm.sim import gl_backend
+
+gl_backend()  # MUJOCO_GL must be set before mujoco is first imported
+pytest.importorskip('mujoco', reason='the arm cell needs mujoco (requirements.txt)')
+
+
+@pytest.fixture(scope='module')
+def task():
+    from enpire_common.tasks import load_task
+
+    return load_task('pin_insertion')
+
+
+@pytest.fixture(scope='module')
+def cell(task):
+    from enpire_sim.core.arm.cell import ArmCell
+
+    c = ArmCell(task)
+    yield c
+    c.close()
+
+
+def _stand_pin(cell, xy, tip_z: float) -> None:
+    """Teleport the pin upright with its tip at (x, y, tip_z) (test set-ups only)."""
+    m, d = cell.model, cell.data
+    adr = m.jnt_qposadr[m.joint('pin_joint').id]
+    d.qpos[adr:adr + 3] = (xy[0], xy[1], tip_z + 0.02)
+    d.qpos[adr + 3:adr + 7] = (1.0, 0.0, 0.0, 0.0)
+    d.qvel[:] = 0.0
+    cell.sim.mj.mj_forward(m, d)
+
+
+def test_a_start_stands_the_pin_in_its_slot_with_the_arms_home(cell, task) -> None:
+    from enpire_tasks import arm
+    from enpire_tasks.pin_insertion.geometry import start_pose
+
+    for seed in (0, 4):
+        gt = cell.place(seed)
+        assert np.allclose(gt.object_pose[:2], start_pose(seed)[:2], atol=1e-3)
+        assert not gt.success and gt.coverage == 0.0
+        assert np.allclose(cell.ee_action(), arm.home_action(task), atol=0.01)
+        assert len(cell.agent_state()) == len(arm.STATE_NAMES)
+
+
+def test_bad_commands_are_refused_and_nothing_moves(cell, task) -> None:
+    from enpire_sim.core.ports import InvalidCommandError
+    from enpire_tasks import arm
+
+    cell.place(1)
+    before = cell.data.qpos.copy()
+    home = arm.home_action(task)
+    far = home.copy()
+    far[7:10] = (0.34, 0.94, 0.44)        # in bounds, beyond the right arm's reach
+    for bad, kind in ((np.full(14, np.nan), 'NAN'), (np.zeros(3), 'SHAPE'),
+                      (np.where(np.arange(14) == 2, 5.0, home), 'BOUNDS'), (far, 'IK')):
+        with pytest.raises(InvalidCommandError) as err:
+            cell.step(bad)
+        assert err.value.kind == kind, err.value
+    assert np.array_equal(cell.data.qpos, before)
+
+
+def test_end_effector_targets_are_tracked(cell, task) -> None:
+    from enpire_tasks import arm
+
+    cell.place(2)
+    a = arm.home_action(task)
+    a[7:10] = (0.10, 0.55, 0.15)
+    a[13] = 0.5
+    for _ in range(60):
+        assert cell.step(a) == []
+    got = cell.ee_action()
+    assert np.linalg.norm(got[7:10] - a[7:10]) < 0.005
+    assert abs(got[13] - 0.5) < 0.05
+    assert np.allclose(got[10:13], 0.0, atol=0.03)
+
+
+def test_pressing_into_the_table_trips_the_envelope(cell, task) -> None:
+    from enpire_tasks import arm
+
+    cell.place(3)
+    a = arm.home_action(task)
+    a[7:9] = (0.05, 0.75)     # clear of the rack and fixture, within a level reach
+    kinds = set()
+    for z in np.linspace(0.2, -0.01, 70):
+        a[9] = z
+        try:
+            kinds |= {v.kind for v in cell.step(a)}
+        except Exception:  # noqa: BLE001 - IK refusals near the table are fine here
+            cell.hold()
+        if kinds:
+            break
+    assert kinds & {'FORCE', 'COLLISION'}, kinds
+
+
+def _judge(task, cell, goal: str = 'success', expected=None):
+    from enpire_reward.core.registry import make_verifier
+
+    verifier = make_verifier('', task)
+    images = {v: cell.render(v) for v in task.views}
+    return verifier.verify(images, goal, expected)
+
+
+def test_the_classic_verifier_agrees_with_simulator_truth(cell, task) -> None:
+    hole = task.goal_pose
+    cell.place(0)
+    seated = (hole[0], hole[1], hole[2])
+    _stand_pin(cell, seated[:2], seated[2])
+    for _ in range(10):
+        cell.hold()
+    gt = cell.ground_truth()
+    res = _judge(task, cell)
+    assert gt.success and res.success, [v.detail for v in res.verdicts]
+    side = next(v for v in res.verdicts if v.view == 'side')
+    assert math.isnan(side.object_pose[0]) and abs(side.object_pose[2] - gt.object_pose[2]) < 0.003
+    top = next(v for v in res.verdicts if v.view == 'task_top')
+    assert math.hypot(top.object_pose[0] - gt.object_pose[0],
+                      top.object_pose[1] - gt.object_pose[1]) < 0.0015
+    # resting on the fixture beside the hole, and standing in the rack: not inserted
+    for xy, z in (((hole[0] + 0.008, hole[1]), 0.024), ((0.0, 0.46), 0.002)):
+        _stand_pin(cell, xy, z)
+        for _ in range(10):
+            cell.hold()
+        assert not cell.ground_truth().success
+        assert not _judge(task, cell).success
+
+
+def test_a_start_is_verified_from_the_top_camera(cell, task) -> None:
+    from enpire_tasks.pin_insertion.geometry import start_pose
+
+    gt = cell.place(5)
+    res = _judge(task, cell, 'reset', start_pose(5))
+    assert res.success, [v.detail for v in res.verdicts]
+    assert [v.view for v in res.verdicts] == ['task_top', 'fused']
+    wrong = _judge(task, cell, 'reset', start_pose(0))
+    assert not wrong.success and 'POSE' in wrong.verdicts[0].detail
+    assert gt.coverage == 0.0
