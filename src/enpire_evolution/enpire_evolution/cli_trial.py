@@ -42,6 +42,9 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     run.add_argument('--allow-unconfined', action='store_true',
                      help='run the policy even where no sandbox confinement (Landlock, '
                           'bubblewrap) is available; trial.json records it (default: refuse)')
+    run.add_argument('--reset-stage', default='',
+                     help="start every trial at a later stage of the task: 'pre_insertion' "
+                          '(insertion tasks: the part held over its goal); default: the start')
     run.set_defaults(func=_run, text=_run_text)
 
     ls = verbs.add_parser('list', help='list recorded trials of an experiment')
@@ -62,7 +65,7 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
               experiment: str = 'manual', cell: str = 'cell_0', start: bool = True,
               max_wall_time_s: float = 0.0, max_episode_steps: int = 0, attempts: int = 1,
               allow_unconfined: bool = False, home: str | Path | None = None,
-              ) -> dict[str, Any]:
+              reset_stage: str = '') -> dict[str, Any]:
     """Run budgeted trials of a policy directory or a stored revision on ``cell``.
 
     Starts the sim cell when none answers (unless ``start`` is false); progress goes to
@@ -109,7 +112,8 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
             revision_id=revision, seeds=seeds, seed_start=first_seed,
             experiment_id=experiment, max_wall_time_s=max_wall_time_s,
             max_episode_steps=max_episode_steps, attempts=attempts,
-            allow_unconfined=allow_unconfined, on_feedback=on_feedback)
+            allow_unconfined=allow_unconfined, on_feedback=on_feedback,
+            **({'reset_stage': reset_stage} if reset_stage else {}))
     finally:
         session.close()
     trials = [trial_to_dict(t) for t in result.trials]
@@ -162,7 +166,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                      seed_start=args.seed_start, experiment=args.experiment, cell=args.cell,
                      start=not args.no_start, max_wall_time_s=args.max_wall_time_s,
                      max_episode_steps=args.max_episode_steps, attempts=args.attempts,
-                     allow_unconfined=args.allow_unconfined, home=args.home)
+                     allow_unconfined=args.allow_unconfined, home=args.home,
+                     reset_stage=args.reset_stage)
 
 
 def _run_text(out: dict[str, Any], args: argparse.Namespace) -> str:

@@ -121,7 +121,7 @@ class RolloutClient:
                    seeds: Sequence[int] = (), seed_start: int = 0, experiment_id: str = '',
                    max_wall_time_s: float = 0.0, max_episode_steps: int = 0,
                    max_consecutive_faults: int = 0, record: bool = True, attempts: int = 1,
-                   allow_unconfined: bool = False,
+                   allow_unconfined: bool = False, reset_stage: str = '',
                    on_feedback: Callable[[Any], None] | None = None,
                    timeout_s: float = 24 * 3600.0) -> Any:
         """Send one RunTrials goal and wait for its result (raises the result's error).
@@ -133,6 +133,8 @@ class RolloutClient:
         bag, video or trial.json (benchmarks); the node honours the flag as sent.
         ``allow_unconfined`` lets the cell run the policy where no sandbox confinement exists
         (otherwise the run fails with SANDBOX_UNCONFINED); trial.json records it.
+        ``reset_stage`` starts every trial at a later stage of the task (``pre_insertion``:
+        the hardest stage of an insertion); trial.json records it.
         """
         from enpire_common.ros import wait_future
         from enpire_interfaces.action import RunTrials
@@ -150,7 +152,8 @@ class RolloutClient:
             seeds=[int(s) for s in seeds], seed_start=int(seed_start),
             max_wall_time_s=float(max_wall_time_s), max_episode_steps=int(max_episode_steps),
             max_consecutive_faults=int(max_consecutive_faults), record=bool(record),
-            attempts=int(attempts), allow_unconfined=bool(allow_unconfined))
+            attempts=int(attempts), allow_unconfined=bool(allow_unconfined),
+            reset_stage=str(reset_stage))
         cb = (lambda fb: on_feedback(fb.feedback)) if on_feedback else None
         handle = wait_future(self._client.send_goal_async(goal, feedback_callback=cb), 30.0,
                              'run_trials goal')

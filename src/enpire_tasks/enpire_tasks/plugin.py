@@ -128,6 +128,12 @@ class TaskPlugin:
         fleet_launch: the launch file of N simulated cells (``cells:=N``) on one host.
         sim_launch_args: arguments both launches get (a launch shared by several tasks, such
             as the arm cell's, takes ``task``).
+        reset_skill: ``reset_skill(task, seed, stage)`` -> a skill with ``act(obs) -> action``
+            and ``done`` / ``failed``: the robot-executed reset a cell runs for PlaceStart
+            method ``robot`` (None: the task has none).
+        reset_stages: the stages a reset can start a trial at (``start`` first).
+        start_pose: ``start_pose(seed, stage)`` -> the object pose a reset of that seed and
+            stage is told to reach (what the reset verifier checks it against).
         pose_names: what each number of an object pose is (the verifier's and reset's
             ``object_pose`` / ``expected_pose`` have this many).
         pose_error: ``pose_error(expected, observed)`` -> (position error in
@@ -154,6 +160,9 @@ class TaskPlugin:
     sim_launch: str = ''
     fleet_launch: str = ''
     sim_launch_args: Mapping[str, str] = field(default_factory=dict)
+    reset_skill: Callable[..., Any] | None = None
+    start_pose: Callable[[int, str], Pose] | None = None
+    reset_stages: tuple[str, ...] = ('start',)
     pose_names: tuple[str, ...] = ('x_px', 'y_px', 'theta_rad')
     pose_error: Callable[[Pose, Pose], tuple[float, float]] = planar_pose_error
     position_unit: str = 'px'

@@ -16,15 +16,27 @@ class SimPlaceStrategy:
     """Simulated cells: ask the simulator to place the start of ``seed`` (PlaceStart)."""
 
     id = 'sim_place-v1'
+    method = ''     # the cell's default (a simulated cell's: sim_place)
 
     def __init__(self, sim: Any) -> None:
         self._sim = sim
 
-    def place(self, seed: int, timeout_s: float) -> Any:
-        return self._sim.place(seed, timeout_s)
+    def place(self, seed: int, timeout_s: float, stage: str = '') -> Any:
+        if not self.method and not stage:
+            return self._sim.place(seed, timeout_s)
+        return self._sim.place(seed, timeout_s, method=self.method, stage=stage)
 
 
-__all__ = ['SimPlaceStrategy']
+class RobotPlaceStrategy(SimPlaceStrategy):
+    """Arm cells: the robot takes the object from wherever it is and puts it at the start
+    of ``seed`` (PlaceStart with method ``robot``; the cell runs the task's reset skill from
+    its cameras). The reset server verifies the result as for any placement."""
+
+    id = 'robot-v1'
+    method = 'robot'
+
+
+__all__ = ['RobotPlaceStrategy', 'SimPlaceStrategy']
 
 
 def pose_error(expected: tuple[float, ...], observed: tuple[float, ...]

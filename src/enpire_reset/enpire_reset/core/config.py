@@ -14,6 +14,9 @@ class ResetConfig:
 
     Attributes:
         strategy: reset strategy id (registry), e.g. ``sim_place``.
+        fallback: a strategy tried once when every attempt of ``strategy`` failed ('' =
+            none), recorded as ``<method> (fallback)``: a simulated arm cell's
+            ``sim_place`` behind its robot-executed reset.
         max_attempts: placements tried before ResetFailedError (re-resets included).
         timeout_s: wall budget of the whole reset, seconds.
         settle_s: wait after placing before verifying (scene at rest, fresh frame out).
@@ -26,6 +29,7 @@ class ResetConfig:
     """
 
     strategy: str = 'sim_place'
+    fallback: str = ''
     max_attempts: int = 3
     timeout_s: float = 10.0
     settle_s: float = 0.2
@@ -57,7 +61,7 @@ class ResetConfig:
         r = task.section('reset')
         values = {k: r[k] for k in ('strategy', 'max_attempts', 'timeout_s',
                                     'pose_tolerance_px', 'pose_tolerance_rad',
-                                    'not_solved_max_score') if k in r}
+                                    'not_solved_max_score', 'fallback') if k in r}
         if 'pose_tolerance' in r:   # in the task's position unit (px, m); Push-T says _px
             values['pose_tolerance_px'] = r['pose_tolerance']
         values.update({k: v for k, v in overrides.items() if v not in (None, '', 0, 0.0)})

@@ -13,6 +13,7 @@ class Placement:
     object_pose: tuple[float, ...]
     agent_pos: tuple[float, ...] = ()
     seed: int = 0
+    method: str = ''    # how: 'robot' or 'sim_place' (a teleport), as the cell reports it
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class ResetOutcome:
     duration_s: float
     seed: int
     reasons: tuple[str, ...] = ()
+    method: str = ''    # how the verified start was placed ('sim_place (fallback)' too)
 
 
 class ResetNotVerifiedError(ResetFailedError):
@@ -75,13 +76,18 @@ class ResetProcedure:
     def __init__(self, strategy: ResetStrategy, verifier: VerifierPort, config: ResetConfig,
                  clock: Clock | None = None, *,
                  pose_error: Callable[..., tuple[float, float]] = pose_error,
-                 position_unit: str = 'px') -> None:
+                 position_unit: str = 'px', fallback: ResetStrategy | None = None,
+                 stage_views: dict[str, tuple[str, ...]] | None = None) -> None:
         self.strategy = strategy
         self.verifier = verifier
         self.config = config
         self.clock = clock or SystemClock()
         self.pose_error = pose_error
         self.position_unit = position_unit
+        self.fallback = fallback
+        # The views that judge a start of each stage (task.yaml reset.views; default: the
+        # verifier's own reset views).
+        self.stage_views = dict(stage_views or {})
 
     def judge(self, placement: Placement, verdict: ResetVerdict) -> tuple[bool, bool, str]:
         """(verified, already_solved, reason) for one placed + verified attempt."""
@@ -105,7 +111,7 @@ class ResetProcedure:
 
     def run(self, seed: int, *, max_attempts: int | None = None, timeout_s: float | None = None,
             on_feedback: FeedbackFn | None = None,
-            cancelled: Callable[[], bool] | None = None) -> ResetOutcome:
+            cancelled: Callable[[], bool] | None = None, stage: str = '') -> ResetOutcome:
         """Reset to the start of ``seed`` and verify it.
 
         Args:
@@ -154,14 +160,13 @@ class ResetProcedure:
                 self.clock.sleep_s(min(cfg.retry_backoff_s, deadline.remaining_s()))
                 check(attempt)
             feedback(PHASE_PLACING, attempt, progress(attempt, 0.0))
-            placement = self.strategy.place(
-                current_seed, min(cfg.call_timeout_s, max(deadline.remaining_s(), 1e-3)))
+            placement = self._place(self.strategy, current_seed, deadline, stage)
             check(attempt)
             feedback(PHASE_SETTLING, attempt, progress(attempt, 0.33))
             self.clock.sleep_s(min(cfg.settle_s, deadline.remaining_s()))
             check(attempt)
             feedback(PHASE_VERIFYING, attempt, progress(attempt, 0.66))
-            verdict = self._verify(placement, deadline)
+            verdict = self._verify(placement, deadline, stage)
             # A camera with no fresh frame (VIEW_UNAVAILABLE) says nothing about the placement:
             # wait for it within the budget and judge the same placement then (a restarting
             # driver or a DDS peer that died mid-stream can silence a camera for seconds).
@@ -171,28 +176,57 @@ class ResetProcedure:
                 self.clock.sleep_s(wait_s)
                 if cancelled is not None and cancelled():
                     break
-                verdict = self._verify(placement, deadline)
+                verdict = self._verify(placement, deadline, stage)
             ok, solved, reason = self.judge(placement, verdict)
             if ok:
                 feedback(PHASE_VERIFYING, attempt, 1.0)
                 return ResetOutcome(True, placement, verdict, attempt,
-                                    self.clock.now_s() - start_s, current_seed, tuple(reasons))
+                                    self.clock.now_s() - start_s, current_seed, tuple(reasons),
+                                    placement.method)
             reasons.append(f'attempt {attempt} (seed {current_seed}): {reason}')
             if solved:
                 rederived += 1
                 current_seed = derive_seed(int(seed), rederived)
+        if self.fallback is not None and not deadline.expired():
+            # The explicit fallback (a simulated cell's sim_place): recorded as such, never
+            # silently. One attempt, same seed.
+            check(attempts_max + 1)
+            feedback(PHASE_PLACING, attempts_max + 1, 1.0)
+            placement = self._place(self.fallback, current_seed, deadline, stage)
+            self.clock.sleep_s(min(cfg.settle_s, deadline.remaining_s()))
+            verdict = self._verify(placement, deadline, stage)
+            ok, _solved, reason = self.judge(placement, verdict)
+            method = f'{placement.method or self.fallback.id} (fallback)'
+            if ok:
+                return ResetOutcome(True, placement, verdict, attempts_max + 1,
+                                    self.clock.now_s() - start_s, current_seed,
+                                    tuple(reasons), method)
+            reasons.append(f'fallback {self.fallback.id}: {reason}')
         outcome = ResetOutcome(False, placement, verdict, attempts_max,
-                               self.clock.now_s() - start_s, current_seed, tuple(reasons))
+                               self.clock.now_s() - start_s, current_seed, tuple(reasons),
+                               placement.method if placement else '')
         raise ResetNotVerifiedError(
             f'reset of seed {seed} not verified after {attempts_max} attempt(s): '
             f'{"; ".join(reasons)}. Check the verifier view and the pose tolerance, or raise '
             'max_attempts', outcome)
 
-    def _verify(self, placement: Placement, deadline: Deadline) -> ResetVerdict:
+    def _place(self, strategy: ResetStrategy, seed: int, deadline: Deadline,
+               stage: str) -> Placement:
+        timeout = min(self.config.call_timeout_s, max(deadline.remaining_s(), 1e-3))
+        # A later stage only for strategies that take one (every start-only strategy keeps
+        # its two-argument place).
+        return (strategy.place(seed, timeout, stage=stage) if stage
+                else strategy.place(seed, timeout))
+
+    def _verify(self, placement: Placement, deadline: Deadline, stage: str = ''
+                ) -> ResetVerdict:
+        timeout = min(self.config.call_timeout_s, max(deadline.remaining_s(), 1e-3))
+        views = self.stage_views.get(stage or 'start', ())
         try:
-            return self.verifier.verify_reset(
-                tuple(placement.object_pose),
-                min(self.config.call_timeout_s, max(deadline.remaining_s(), 1e-3)))
+            if views:
+                return self.verifier.verify_reset(tuple(placement.object_pose), timeout,
+                                                  views=views)
+            return self.verifier.verify_reset(tuple(placement.object_pose), timeout)
         except (VerificationError, EnpireTimeoutError) as exc:
             # A verifier hiccup (no fresh image yet, slow backend) is retried like a miss.
             return ResetVerdict(False, 0.0, (), exc.code, str(exc))

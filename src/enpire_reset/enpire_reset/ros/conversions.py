@@ -28,6 +28,7 @@ def result_from_outcome(outcome: ResetOutcome, result: ResetCell.Result) -> Rese
     result.success = bool(outcome.success)
     result.attempts = int(outcome.attempts)
     result.duration_s = float(outcome.duration_s)
+    result.method = outcome.method
     if outcome.placement is not None:
         result.start_pose = [float(v) for v in outcome.placement.object_pose]
     if outcome.verdict is not None:

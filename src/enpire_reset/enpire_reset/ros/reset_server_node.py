@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+from typing import Any
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -31,11 +32,13 @@ class RosPlacePort:
         self._client = client
         self._wait_s = server_wait_s
 
-    def place(self, seed: int, timeout_s: float) -> Placement:
-        resp = call_service(self._client, PlaceStart.Request(seed=int(seed)),
-                            max(timeout_s, self._wait_s), 'place')
+    def place(self, seed: int, timeout_s: float, method: str = '', stage: str = ''
+              ) -> Placement:
+        req = PlaceStart.Request(seed=int(seed), method=method, stage=stage)
+        resp = call_service(self._client, req, max(timeout_s, self._wait_s), 'place')
         raise_for_result(resp)
-        return Placement(tuple(resp.object_pose), tuple(resp.agent_pos), int(seed))
+        return Placement(tuple(resp.object_pose), tuple(resp.agent_pos), int(seed),
+                         resp.method or method)
 
 
 class RosVerifierPort:
@@ -45,11 +48,21 @@ class RosVerifierPort:
         self._client = client
         self._wait_s = server_wait_s
 
-    def verify_reset(self, expected_pose: tuple[float, ...], timeout_s: float) -> ResetVerdict:
+    def verify_reset(self, expected_pose: tuple[float, ...], timeout_s: float,
+                     views: tuple[str, ...] = ()) -> ResetVerdict:
         req = VerifySuccess.Request(goal=VerifySuccess.Request.GOAL_RESET,
-                                    expected_pose=[float(v) for v in expected_pose])
+                                    expected_pose=[float(v) for v in expected_pose],
+                                    views=list(views))
         resp = call_service(self._client, req, max(timeout_s, self._wait_s), 'verify_success')
         return conv.verdict_from_response(resp)
+
+
+def stage_views(task: Any) -> dict[str, tuple[str, ...]]:
+    """task.yaml ``reset.views``: a list (every stage) or a mapping stage -> views."""
+    views = task.section('reset').get('views')
+    if isinstance(views, dict):
+        return {str(k): tuple(str(v) for v in vs) for k, vs in views.items()}
+    return {}
 
 
 class ResetServerNode(Node):
@@ -129,11 +142,15 @@ class ResetServerNode(Node):
                                      int(goal.max_attempts), float(goal.timeout_s))
             strategy = make_strategy(cfg.strategy, self._cell, self.task.name)
             plugin = registry.get(self.task.name)
+            fallback = (make_strategy(cfg.fallback, self._cell, self.task.name)
+                        if cfg.fallback else None)
             procedure = ResetProcedure(strategy, self._verifier, cfg, SystemClock(),
                                        pose_error=plugin.pose_error,
-                                       position_unit=plugin.position_unit)
+                                       position_unit=plugin.position_unit, fallback=fallback,
+                                       stage_views=stage_views(self.task))
             outcome = procedure.run(int(goal.seed), on_feedback=feedback,
-                                    cancelled=lambda: goal_handle.is_cancel_requested)
+                                    cancelled=lambda: goal_handle.is_cancel_requested,
+                                    stage=str(goal.stage))
         except ResetNotVerifiedError as exc:
             conv.result_from_outcome(exc.outcome, result)
             result.error_code, result.error_msg = exc.code, str(exc)

@@ -56,13 +56,16 @@ class VisionVerifier:
         self.estimator = estimator
         self.backend_id = estimator.backend_id
         default_views = task.section('success').get('views') or list(task.views)
+        reset_section_views = task.section('reset').get('views')
+        if isinstance(reset_section_views, dict):     # per stage: the start's are the default
+            reset_section_views = reset_section_views.get('start')
         self.views = tuple(views or default_views)
         for v in self.views:
             if v not in task.views:
                 raise UnknownNameError('view', v, task.views)
         # A reset is judged on the task's reset views (a view that sees only the goal, such
         # as an arm cell's fixture camera, has nothing to say about a start); default: all.
-        self.reset_views = tuple(v for v in (task.section('reset').get('views') or self.views)
+        self.reset_views = tuple(v for v in (reset_section_views or self.views)
                                  if v in self.views) or self.views
         self.fusion = fusion or task.success_fusion
         if self.fusion not in FUSION_RULES:
@@ -80,8 +83,8 @@ class VisionVerifier:
 
     def verify(self, images: Mapping[str, np.ndarray], goal: str = GOAL_SUCCESS,
                expected_pose: Sequence[float] | None = None, *,
-               write_evidence: bool = False, evidence_dir: str | None = None
-               ) -> VerifyResult:
+               write_evidence: bool = False, evidence_dir: str | None = None,
+               views: Sequence[str] | None = None) -> VerifyResult:
         """Judge ``goal`` on every view in ``images`` (restricted to the configured views).
 
         Raises:
@@ -98,7 +101,8 @@ class VisionVerifier:
             raise VerificationError(
                 f"goal reset needs expected_pose = [{', '.join(names)}], got "
                 f'{None if expected_pose is None else list(expected_pose)}')
-        judged = self.reset_views if goal == GOAL_RESET else self.views
+        judged = tuple(views) if views else (self.reset_views if goal == GOAL_RESET
+                                             else self.views)
         views = [v for v in judged if v in images] if images else []
         missing = [v for v in judged if v not in images]
         if missing or not views:

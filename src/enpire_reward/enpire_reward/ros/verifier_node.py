@@ -106,7 +106,8 @@ class VerifierNode(Node):
                 images, req.goal or 'success',
                 list(req.expected_pose) if len(req.expected_pose) else None,
                 write_evidence=bool(req.write_evidence),
-                evidence_dir=self._evidence_dir(req.evidence_dir))
+                evidence_dir=self._evidence_dir(req.evidence_dir),
+                views=list(req.views) or None)
             res.success, res.score = bool(result.success), float(result.score)
             res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
             res.error_code, res.error_msg = OK, ''

@@ -68,6 +68,7 @@ class BudgetConfig:
     verify_period_s: float = 0.5
     reset_timeout_s: float = 30.0
     attempts: int = 1   # pass@k: k attempts per subtask, retries without reset
+    reset_stage: str = ''   # '' = the task's start; a later stage ('pre_insertion')
 
     def __post_init__(self) -> None:
         require(self.max_trials >= 0, 'budget.max_trials', self.max_trials, 'must be >= 0')
@@ -92,6 +93,7 @@ class ResetInfo:
     start_pose: tuple[float, ...] = ()
     observed_pose: tuple[float, ...] = ()
     attempts: int = 1
+    method: str = ''    # 'robot', 'sim_place' or 'sim_place (fallback)', as the cell did it
 
 
 @dataclass(frozen=True)
@@ -345,10 +347,16 @@ class TrialRunner:
         self.on_phase(record.index, 'reset')
         t0 = self.clock.now_s()
         try:
-            info = self.cell.reset(record.seed, budget.reset_timeout_s)
+            info = (self.cell.reset(record.seed, budget.reset_timeout_s,
+                                    stage=budget.reset_stage) if budget.reset_stage
+                    else self.cell.reset(record.seed, budget.reset_timeout_s))
             record.reset = {'start_pose': list(info.start_pose),
                             'observed_pose': list(info.observed_pose),
                             'attempts': info.attempts}
+            if info.method:
+                record.reset['method'] = info.method
+            if budget.reset_stage:
+                record.reset['stage'] = budget.reset_stage
         except ResetFailedError as err:
             self._end(record, RESET_FAILED, str(err), err)
         except EnpireTimeoutError as err:

@@ -57,9 +57,9 @@ class RosCell:
         self._client = ActionClient(node, ResetCell, 'reset_cell', callback_group=group)
         self._server_timeout_s = server_timeout_s
 
-    def reset(self, seed: int, timeout_s: float) -> ResetInfo:
+    def reset(self, seed: int, timeout_s: float, stage: str = '') -> ResetInfo:
         wait_for_service(self._client, self._server_timeout_s, 'reset_cell action server')
-        goal = ResetCell.Goal(seed=int(seed), timeout_s=float(timeout_s))
+        goal = ResetCell.Goal(seed=int(seed), timeout_s=float(timeout_s), stage=stage)
         handle = wait_future(self._client.send_goal_async(goal), 5.0, 'reset_cell goal')
         if not handle.accepted:
             raise CellUnavailableError('reset_cell rejected the goal (cell busy?)')
@@ -71,7 +71,7 @@ class RosCell:
             raise ResetFailedError(f'reset failed: {err}') if result.error_code in (0, 202) \
                 else err
         return ResetInfo(tuple(result.start_pose), tuple(result.observed_pose),
-                         int(result.attempts))
+                         int(result.attempts), str(result.method))
 
     def make_safe(self) -> None:
         # Commands only flow while an episode is enabled; with the policy host stopped, a

@@ -152,7 +152,7 @@ class RolloutNode(Node):
             max_episode_time_s=goal.max_episode_time_s or d.max_episode_time_s,
             verify_period_s=goal.verify_period_s or d.verify_period_s,
             reset_timeout_s=d.reset_timeout_s,
-            attempts=max(1, int(goal.attempts)))
+            attempts=max(1, int(goal.attempts)), reset_stage=str(goal.reset_stage))
 
     def _run(self, goal_handle: Any, result: RunTrials.Result) -> RunTrials.Result:
         goal = goal_handle.request

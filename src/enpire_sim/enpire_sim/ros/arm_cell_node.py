@@ -307,11 +307,34 @@ class ArmCellNode(Node):
     def _on_place(self, req: PlaceStart.Request, resp: PlaceStart.Response
                   ) -> PlaceStart.Response:
         with self._lock:
+            method = req.method or 'sim_place'
             try:
-                gt = self.cell.place(int(req.seed), list(req.object_pose) or None)
+                if method == 'robot':
+                    self._aborted = ''
+                    self._mode = CellState.MODE_RESETTING
+                    ticks = [0]
+
+                    def on_tick() -> None:   # the cell is seen moving, at a fifth of the rate
+                        ticks[0] += 1
+                        self._total_ticks += 1
+                        if ticks[0] % 5 == 0:
+                            self._publish(force_image=True)
+
+                    gt, method = self.cell.robot_place(int(req.seed), req.stage or 'start',
+                                                      on_tick=on_tick)
+                elif method == 'sim_place':
+                    if req.stage and req.stage != 'start':
+                        raise ConfigError(f"sim_place places the start only, not stage "
+                                          f"'{req.stage}'")
+                    gt = self.cell.place(int(req.seed), list(req.object_pose) or None)
+                else:
+                    raise ConfigError(f"place method '{req.method}' is unknown (robot, "
+                                      'sim_place)')
             # Service boundary: every failure becomes error_code/error_msg, the node lives on.
             except EnpireError as exc:
                 resp.error_code, resp.error_msg = exc.code, str(exc)
+                self._mode = CellState.MODE_IDLE
+                self._publish(force_image=True)
                 return resp
             self._episode += 1
             self._target = self._joint_target = None
@@ -319,11 +342,21 @@ class ArmCellNode(Node):
             self._mode = CellState.MODE_IDLE
             self._step = 0
             self._total_ticks += 1
-            resp.object_pose = [float(v) for v in gt.object_pose]
+            resp.object_pose = [float(v) for v in self._placed_pose(int(req.seed), req.stage,
+                                                                     gt)]
             resp.agent_pos = [float(v) for v in gt.agent_pos]
+            resp.method = method
             resp.error_code = OK
             self._publish(force_image=True)
         return resp
+
+    def _placed_pose(self, seed: int, stage: str, gt: Any) -> tuple[float, ...]:
+        """The pose a start is verified against: the seed's start as the task defines it
+        (where the robot was told to put the object), else the simulator's."""
+        start = self.cell.plugin.start_pose
+        if start is not None:
+            return tuple(start(seed, stage or 'start'))
+        return tuple(gt.object_pose)
 
     def _on_ground_truth(self, _req: GetGroundTruth.Request,
                          resp: GetGroundTruth.Response) -> GetGroundTruth.Response:

@@ -6,8 +6,9 @@
   one rule per view, fused AND);
 - observations, hold action, validation readings: the arm tasks' shared
   :mod:`enpire_tasks.arm`;
-- reset: ``sim_place`` (the simulated cell puts the pin in its seed's slot: an explicit
-  fallback, recorded as such); robot-executed resets come with the next slice of issue 10;
+- reset: ``robot`` (:mod:`.reset_skill`: the right arm stands the pin in its seed's slot,
+  or holds it over the hole for the ``pre_insertion`` stage), with ``sim_place`` (the
+  simulator sets the scene) as the explicit, recorded fallback;
 - example policies: ``examples/policies/pin_insertion/`` of the workspace.
 
 The contract is ``config/tasks/pin_insertion/`` (task.yaml, safety.yaml and the MuJoCo scene);
@@ -18,9 +19,9 @@ the simulated cell is enpire_sim's generic arm cell (``arm_cell``), driven by th
 from __future__ import annotations
 
 from enpire_tasks import arm
-from enpire_tasks.pin_insertion import classic, geometry
+from enpire_tasks.pin_insertion import classic, geometry, reset_skill
 from enpire_tasks.plugin import TaskPlugin, VerifierBackend
-from enpire_tasks.reset import SimPlaceStrategy
+from enpire_tasks.reset import RobotPlaceStrategy, SimPlaceStrategy
 
 
 def sample_readings(task, n: int = 4, seed: int = 0):  # noqa: ANN001, ANN201 - plugin hook
@@ -36,7 +37,8 @@ PLUGIN = TaskPlugin(
     build_observation=arm.build_observation,
     hold_action=arm.hold_action,
     sample_readings=sample_readings,
-    reset_strategies={SimPlaceStrategy.id: SimPlaceStrategy},
+    reset_strategies={RobotPlaceStrategy.id: RobotPlaceStrategy,
+                      SimPlaceStrategy.id: SimPlaceStrategy},
     verifier_backends=(VerifierBackend(
         classic.BACKEND_ID, 'pin colour blob + calibrated geometry per view (top: x, y; '
         'side: depth), CPU', classic.make_estimator),),
@@ -44,6 +46,9 @@ PLUGIN = TaskPlugin(
     sim_launch='arm_sim.launch.yaml',
     fleet_launch='arm_fleet_sim.launch.yaml',
     sim_launch_args={'task': 'pin_insertion'},
+    reset_skill=reset_skill.make_reset_skill,
+    reset_stages=reset_skill.STAGES,
+    start_pose=geometry.start_pose,
     pose_names=('tip_x_m', 'tip_y_m', 'tip_z_m'),
     pose_error=arm.finite_pose_error,
     position_unit='m',

@@ -75,14 +75,27 @@ class PinClassicEstimator:
 
     def _side(self, cam: PinholeCamera, blob, seg: Segmentation) -> Estimate:
         p = self.parts
-        cols = np.nonzero(blob.mask[blob.top])[0]
-        u_top = float(cols.mean())
-        far_x = p.hole_xy[0] + p.head_radius
-        top = cam.on_plane_x(u_top, blob.top - 0.5, far_x)
         centre = cam.on_plane_x(blob.centroid[0], blob.centroid[1], p.hole_xy[0])
-        tip_z = float(top[2]) - p.pin_length
-        detail = (f'pin blob rows {blob.top}..{blob.bottom}: head top at z '
-                  f'{top[2] * 1000:.1f} mm, tip at {tip_z * 1000:.1f} mm')
+        # The hole's rim hides what is below it. A blob that ends clearly above the rim
+        # (where the shaft's near side meets the fixture's top) shows the tip itself (a pin
+        # held over the hole); otherwise the tip is hidden and the head's top gives it (the
+        # head can be partly hidden by fingers, so the tip is preferred when it shows).
+        rim_row = float(cam.project(np.array([p.hole_xy[0] - p.shaft_radius, p.hole_xy[1],
+                                              p.hole_top_z]))[1])
+        if blob.bottom < rim_row - 2.0:
+            cols = np.nonzero(blob.mask[blob.bottom])[0]
+            tip = cam.on_plane_x(float(cols.mean()), blob.bottom + 0.5,
+                                 p.hole_xy[0] - p.shaft_radius)
+            tip_z = float(tip[2])
+            how = f'tip seen at row {blob.bottom}'
+        else:
+            cols = np.nonzero(blob.mask[blob.top])[0]
+            top = cam.on_plane_x(float(cols.mean()), blob.top - 0.5,
+                                 p.hole_xy[0] + p.head_radius)
+            tip_z = float(top[2]) - p.pin_length
+            how = f'head top at row {blob.top} (tip hidden by the fixture)'
+        detail = f'pin blob rows {blob.top}..{blob.bottom}: {how}, tip at z ' \
+                 f'{tip_z * 1000:.1f} mm'
         return Estimate(found=True, pose=(math.nan, float(centre[1]), tip_z),
                         confidence=1.0, segmentation=seg, detail=detail)
 

@@ -38,6 +38,7 @@ class Parts:
     colour_rgb: tuple[int, int, int]
     slots: tuple[tuple[float, float], ...]
     slot_floor_z: float
+    shaft_radius: float
 
     @property
     def pin_length(self) -> float:
@@ -59,7 +60,7 @@ def parts() -> Parts:
         shaft_length=float(pin['shaft_length']),
         colour_rgb=tuple(int(c) for c in pin['colour_rgb']),
         slots=tuple((float(x), float(y)) for x, y in rack['slots']),
-        slot_floor_z=float(rack['floor_z']))
+        slot_floor_z=float(rack['floor_z']), shaft_radius=float(pin['shaft_diameter']) / 2)
 
 
 def lateral_error(pose: Sequence[float], goal: Sequence[float]) -> float:
@@ -96,9 +97,16 @@ def outline(pose: Sequence[float]) -> list[np.ndarray]:
     return [np.stack([x + r * np.cos(t), y + r * np.sin(t)], axis=1)]
 
 
-def start_pose(seed: int) -> tuple[float, float, float]:
-    """The tip pose a seed starts from: standing in rack slot ``seed % len(slots)``."""
+#: The pre-insertion stage: the tip this far above the hole's top (m).
+PRE_INSERTION_CLEARANCE = 0.010
+
+
+def start_pose(seed: int, stage: str = 'start') -> tuple[float, float, float]:
+    """The tip pose a seed starts from: standing in rack slot ``seed % len(slots)``; at
+    ``pre_insertion``, held over the hole's axis, 10 mm above its top."""
     p = parts()
+    if stage == 'pre_insertion':
+        return (p.hole_xy[0], p.hole_xy[1], p.hole_top_z + PRE_INSERTION_CLEARANCE)
     x, y = p.slots[int(seed) % len(p.slots)]
     return (x, y, p.slot_floor_z)
 

@@ -300,6 +300,55 @@ class ArmCell:
         self.step_count = 0
         return self.ground_truth()
 
+    def robot_place(self, seed: int, stage: str = 'start', *, max_ticks: int = 900,
+                    on_tick: Any = None) -> tuple[GroundTruth, str]:
+        """The robot-executed reset: run the task's reset skill (its plugin's) from where
+        the scene is now until it is done, with the skill seeing what a policy sees (the
+        contract's cameras and the arm state). ``on_tick()`` after every tick (the node
+        publishes). Returns the ground truth after it and ``'robot'``.
+
+        Raises:
+            ResetFailedError: the task has no skill, the skill gave up (its reason), or it
+                ran past ``max_ticks``; the scene stays as the robot left it.
+        """
+        from enpire_common.errors import ResetFailedError
+        from enpire_tasks.plugin import CellReading
+
+        if self.plugin.reset_skill is None:
+            raise ResetFailedError(f"task '{self.task.name}' has no robot reset skill; use "
+                                   'the sim_place strategy')
+        stage = stage or 'start'
+        if stage not in self.plugin.reset_stages:
+            raise ConfigError(f"reset stage '{stage}' is unknown for '{self.task.name}' "
+                              f"(stages: {', '.join(self.plugin.reset_stages)})")
+        skill = self.plugin.reset_skill(self.task, int(seed), stage)
+        sources = {name: f.source for name, f in self.task.observation.items()
+                   if f.source.startswith('camera/')}
+        for tick in range(max_ticks):
+            images = {src: self.render(src.split('/')[1]) for src in set(sources.values())}
+            state = dict(zip(conv.STATE_NAMES, self.agent_state().tolist(), strict=True))
+            obs = self.plugin.build_observation(self.task, CellReading(
+                images=images, state=state, tick=tick))
+            action = skill.act(obs)
+            if skill.done or skill.failed:
+                break
+            try:
+                violations = self.step(action)
+            except InvalidCommandError as exc:
+                raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
+                    from None
+            if violations:
+                raise ResetFailedError(f'the reset tripped the safety envelope: '
+                                       f'{violations[0].kind}: {violations[0].detail}')
+            if on_tick is not None:
+                on_tick()
+        if not skill.done:
+            raise ResetFailedError(f'robot reset of seed {seed} failed: '
+                                   f'{skill.failed or f"not done in {max_ticks} ticks"}')
+        self.seed = int(seed)
+        self.step_count = 0
+        return self.ground_truth(), 'robot'
+
     def _arms_home(self) -> None:
         """Put the arms at the contract's ``home`` (solved once, then reused): a trial then
         starts where a policy's home command already is."""
