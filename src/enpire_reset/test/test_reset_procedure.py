@@ -191,3 +191,44 @@ def test_strategies_come_from_the_task_plugin():
     assert set(registry.get('push_t').reset_strategies) <= set(available_strategies('push_t'))
     with pytest.raises(UnknownNameError, match="unknown reset strategy 'sim_place'"):
         resolve_strategy_id('sim_place')  # no task: no task's strategies
+
+
+class _FailingRobot:
+    """A robot placement that fails ``fail`` times (a missed grasp), then places."""
+
+    id = 'robot-v1'
+
+    def __init__(self, sim, fail: int) -> None:
+        self.sim, self.fail, self.calls = sim, fail, 0
+
+    def place(self, seed, timeout_s):
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise ResetFailedError('missed the pin: the gripper closed on nothing')
+        p = self.sim.place(seed, timeout_s)
+        return type(p)(p.object_pose, p.agent_pos, p.seed, 'robot')
+
+
+def test_a_failed_robot_placement_is_an_attempt_and_the_fallback_is_recorded():
+    from enpire_reset.core.strategies import make_strategy as make_s
+
+    sim = FakeSim()
+    verifier = FakeVerifier(sim)
+    # one miss, then the robot places it: verified at attempt 2, method robot
+    robot = _FailingRobot(sim, fail=1)
+    out = ResetProcedure(robot, verifier, ResetConfig(retry_backoff_s=0.0), FakeClock()).run(4)
+    assert out.success and out.attempts == 2 and out.method == 'robot'
+    assert 'placing failed: missed the pin' in out.reasons[0]
+    # every robot attempt fails: the fallback places it, and says so
+    robot = _FailingRobot(sim, fail=99)
+    fallback = make_s('sim_place', sim, 'push_t')
+    proc = ResetProcedure(robot, verifier, ResetConfig(retry_backoff_s=0.0, max_attempts=3),
+                          FakeClock(), fallback=fallback)
+    out = proc.run(5)
+    assert out.success and robot.calls == 3 and out.attempts == 4
+    assert out.method == 'sim_place-v1 (fallback)'
+    # without a fallback the reset fails, with every reason
+    proc = ResetProcedure(_FailingRobot(sim, fail=99), verifier,
+                          ResetConfig(retry_backoff_s=0.0, max_attempts=2), FakeClock())
+    with pytest.raises(ResetNotVerifiedError, match='placing failed'):
+        proc.run(6)

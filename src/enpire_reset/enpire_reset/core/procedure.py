@@ -160,7 +160,14 @@ class ResetProcedure:
                 self.clock.sleep_s(min(cfg.retry_backoff_s, deadline.remaining_s()))
                 check(attempt)
             feedback(PHASE_PLACING, attempt, progress(attempt, 0.0))
-            placement = self._place(self.strategy, current_seed, deadline, stage)
+            try:
+                placement = self._place(self.strategy, current_seed, deadline, stage)
+            except ResetFailedError as exc:
+                # The robot could not place it (a missed grasp, a part out of reach): the
+                # next attempt starts from wherever the scene is now.
+                reasons.append(f'attempt {attempt} (seed {current_seed}): placing failed: '
+                               f'{exc}')
+                continue
             check(attempt)
             feedback(PHASE_SETTLING, attempt, progress(attempt, 0.33))
             self.clock.sleep_s(min(cfg.settle_s, deadline.remaining_s()))

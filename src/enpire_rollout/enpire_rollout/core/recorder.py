@@ -245,7 +245,8 @@ class EpisodeRecorder:
               verdicts: Sequence[Any] = (), error_code: int = 0, error_msg: str = '',
               controller: Mapping[str, int] | None = None,
               sandbox: Mapping[str, Any] | None = None,
-              sandbox_denials: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              sandbox_denials: Mapping[str, Any] | None = None,
+              reset: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Finish the trial: close bag and videos, hash them, write the final trial.json.
 
         Args:
@@ -261,6 +262,8 @@ class EpisodeRecorder:
                 allow_unconfined).
             sandbox_denials: what its sandbox refused (TrialRecord.sandbox_denials:
                 ``count``, ``first``: the first few refused operations).
+            reset: how the trial's start was reached (TrialRecord.reset: start and observed
+                pose, attempts, ``method``: robot, sim_place or sim_place (fallback)).
 
         Returns:
             The trial.json record.
@@ -287,6 +290,7 @@ class EpisodeRecorder:
             'sandbox_denials': {'count': int((sandbox_denials or {}).get('count', 0)),
                                 'first': [str(d) for d in
                                           (sandbox_denials or {}).get('first') or []]},
+            'reset': {str(k): v for k, v in (reset or {}).items()},
         })
         record['timings'].update({'ended_unix_s': self._wall.now_s(),
                                   'duration_s': duration_s, 'reset_s': float(reset_s)})

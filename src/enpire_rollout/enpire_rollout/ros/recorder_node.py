@@ -237,7 +237,7 @@ class RecorderClient:
                                                    'steps', 'reset_s', 'verdicts',
                                                    'error_code', 'error_msg',
                                                    'controller', 'sandbox',
-                                                   'sandbox_denials')}
+                                                   'sandbox_denials', 'reset')}
         return self.request('stop', **result)['record']
 
 
