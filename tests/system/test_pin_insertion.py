@@ -54,3 +54,19 @@ def test_trial_run_records_every_camera_the_arms_and_the_safety_layer(tmp_path) 
         verdicts = {v['view']: v for v in record['verdicts']}
         assert {'task_top', 'side', 'fused'} <= set(verdicts)
         assert verdicts['side']['object_pose'][:1] in ([None], [])
+        # how the start was reached: the robot, or the recorded sim_place fallback
+        assert record['reset']['method'] in ('robot', 'sim_place (fallback)'), record['reset']
+    # the first start of a fresh cell is a robot reset from the scene's own start
+    first = json.loads((Path(out['trials'][0]['record_dir']) / 'trial.json').read_text())
+    assert first['reset']['method'] == 'robot'
+    # the hardest stage: every trial starts with the pin held over the hole
+    proc = subprocess.run(
+        [sys.executable, '-m', 'enpire_bringup.cli', 'trial', 'run', '--task', 'pin_insertion',
+         '--policy', 'examples/policies/pin_insertion/hold', '--trials', '1', '--seeds', '7',
+         '--reset-stage', 'pre_insertion', '--max-episode-steps', '30', '--json'],
+        env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = json.loads(proc.stdout)['trials']
+    record = json.loads((Path(trial['record_dir']) / 'trial.json').read_text())
+    assert record['reset']['stage'] == 'pre_insertion' and record['reset']['method'] == 'robot'
+    assert trial['outcome'] == 'failure'    # held, not inserted: the hold policy does nothing
