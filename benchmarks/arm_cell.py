@@ -9,7 +9,8 @@ ramps the servo setpoints through the scene's physics steps (17 at 2 ms), checks
 envelope, builds the state vector and renders every camera view: the lockstep policy tick
 with all cameras on. ``sim tick``: the core alone (``ArmSim``: joint targets, physics,
 renders). Both are timed against a bare loop of ``mj_step(nstep) + update_scene + render`` on
-the same model, views and render flags, in alternating rounds in this process. Prints ticks per second, the ratio to real time
+the same model, views and render flags, in alternating rounds in this process. Prints ticks
+per second, the ratio to real time
 (goals: >= 1.0x on 2 cores) and the ratio to the bare loop (goal: >= 0.8x); and, for the
 record, the bare loop with the default render settings (shadows, reflections, skybox on).
 """
