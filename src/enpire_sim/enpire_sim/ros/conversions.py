@@ -60,23 +60,11 @@ def camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
     """CameraInfo of the orthographic top camera: K holds the workspace->pixel affine
     (fx = A[0][0], fy = A[1][1], cx = A[0][2], cy = A[1][2]) so u = fx * x_px + cx."""
     (a, _b, c), (_d, e, f) = view.workspace_to_pixel
-    msg = CameraInfo()
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = view.height_px, view.width_px
-    msg.distortion_model = 'plumb_bob'
-    msg.d = [0.0] * 5
-    msg.k = [a, 0.0, c, 0.0, e, f, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [a, 0.0, c, 0.0, 0.0, e, f, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return msg
+    return _camera_info(view, stamp, frame_id, a, e, c, f)
 
 
-def pinhole_camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
-    """CameraInfo of a calibrated pinhole view (the contract's ``camera`` block)."""
-    c = view.camera or {}
-    fx, fy = float(c.get('fx', 0.0)), float(c.get('fy', 0.0))
-    cx, cy = float(c.get('cx', view.width_px / 2)), float(c.get('cy', view.height_px / 2))
+def _camera_info(view: ViewSpec, stamp: Time, frame_id: str, fx: float, fy: float,
+                 cx: float, cy: float) -> CameraInfo:
     msg = CameraInfo()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
@@ -87,6 +75,14 @@ def pinhole_camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> Camer
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
+
+
+def pinhole_camera_info_msg(view: ViewSpec, stamp: Time, frame_id: str) -> CameraInfo:
+    """CameraInfo of a calibrated pinhole view (the contract's ``camera`` block)."""
+    c = view.camera or {}
+    return _camera_info(view, stamp, frame_id, float(c.get('fx', 0.0)),
+                        float(c.get('fy', 0.0)), float(c.get('cx', view.width_px / 2)),
+                        float(c.get('cy', view.height_px / 2)))
 
 
 def state_msg(values: Sequence[float], tick: int, stamp: Time,
