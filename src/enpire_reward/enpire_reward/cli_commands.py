@@ -16,13 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc = sub.add_parser('crosscheck',
                         help='compare vision scores with simulator ground truth')
     cc.add_argument('--task', default=DEFAULT_TASK)
-    cc.add_argument('--backend', default='opencv-v1')
+    cc.add_argument('--backend', default='', help="verifier backend (default: the task's)")
     cc.add_argument('--states', type=int, default=500)
     cc.add_argument('--seed', type=int, default=0)
     cc.add_argument('--near-goal-noise', choices=('wide', 'tight'), default='wide',
                     help="near-goal spread: 'wide' (3 px / 0.04 rad, default) or 'tight' "
                          '(1.5 px / 0.02 rad, piled at the 0.95 threshold)')
-    cc.add_argument('--renderer', choices=('area', 'gym-pusht'), default=None,
+    cc.add_argument('--renderer', default=None,
                     help="the sim cell's camera.renderer (default: the cell's default, area); "
                          "the view's camera model follows it (gym-pusht -> gym-pusht-pygame)")
     cc.set_defaults(func=_crosscheck, text=_crosscheck_text)

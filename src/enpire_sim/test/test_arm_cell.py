@@ -144,3 +144,18 @@ def test_a_start_is_verified_from_the_top_camera(cell, task) -> None:
     wrong = _judge(task, cell, 'reset', start_pose(0))
     assert not wrong.success and 'POSE' in wrong.verdicts[0].detail
     assert gt.coverage == 0.0
+
+
+def test_crosscheck_of_the_classic_verifier_on_sampled_states(task) -> None:
+    """The pin crosscheck (drops near the hole, pins in slots, lying on the table and across
+    the fixture) through the generic multi-view crosscheck: the fused verdict against the
+    simulator's truth. The issue's targets (>= 99% over many states) are for
+    ``enpire verify crosscheck --task pin_insertion --states 500``; a small sample here."""
+    from enpire_reward.core.crosscheck import crosscheck
+    from enpire_reward.core.registry import make_verifier
+
+    rep = crosscheck(make_verifier('', task), task, 40, seed=3)
+    assert rep.positives >= 5 and rep.states - rep.positives >= 5
+    assert rep.label_agreement >= 0.95, rep
+    assert rep.false_positives == 0, rep
+    assert rep.latency_p95_s < 0.05

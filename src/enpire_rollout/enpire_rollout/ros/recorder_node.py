@@ -237,7 +237,9 @@ class RecorderClient:
                                                    'steps', 'reset_s', 'verdicts',
                                                    'error_code', 'error_msg',
                                                    'controller', 'sandbox',
-                                                   'sandbox_denials', 'reset')}
+                                                   'sandbox_denials')}
+        # How the start was reached (TrialRecord.reset); a record without one has none.
+        result['reset'] = dict(getattr(record, 'reset', None) or {})
         return self.request('stop', **result)['record']
 
 

@@ -19,8 +19,8 @@ the simulated cell is enpire_sim's generic arm cell (``arm_cell``), driven by th
 from __future__ import annotations
 
 from enpire_tasks import arm
-from enpire_tasks.pin_insertion import classic, geometry, reset_skill
-from enpire_tasks.plugin import TaskPlugin, VerifierBackend
+from enpire_tasks.pin_insertion import classic, crosscheck, geometry, reset_skill
+from enpire_tasks.plugin import CrossCheck, TaskPlugin, VerifierBackend
 from enpire_tasks.reset import RobotPlaceStrategy, SimPlaceStrategy
 
 
@@ -42,6 +42,8 @@ PLUGIN = TaskPlugin(
     verifier_backends=(VerifierBackend(
         classic.BACKEND_ID, 'pin colour blob + calibrated geometry per view (top: x, y; '
         'side: depth), CPU', classic.make_estimator),),
+    crosscheck=CrossCheck(sample_states=crosscheck.sample_states,
+                          noise_levels=tuple(crosscheck.NEAR_GOAL_NOISE)),
     example_policies='examples/policies/pin_insertion',
     sim_launch='arm_sim.launch.yaml',
     fleet_launch='arm_fleet_sim.launch.yaml',

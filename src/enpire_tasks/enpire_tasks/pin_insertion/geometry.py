@@ -7,7 +7,8 @@ A pin pose is its tip position ``[x, y, z]`` (m). A component a camera cannot me
 - depth: how far the tip is below the hole's top, as a fraction of the hole's depth.
 
 ``score = depth fraction`` when the tip is within ``success.max_lateral_error`` of the axis
-(1 when depth is unknown: that view judges alignment only), else 0.
+(1 when depth is unknown: that view judges alignment only, of the head, within
+``success.max_head_offset``), else 0.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Parts:
     hole_top_z: float
     hole_depth: float
     max_lateral_error: float
+    max_head_offset: float
     head_radius: float
     head_height: float
     shaft_length: float
@@ -56,6 +58,7 @@ def parts() -> Parts:
         hole_xy=(float(hole['position'][0]), float(hole['position'][1])),
         hole_top_z=float(hole['position'][2]), hole_depth=float(hole['depth']),
         max_lateral_error=float(succ.get('max_lateral_error', 0.0015)),
+        max_head_offset=float(succ.get('max_head_offset', 0.003)),
         head_radius=float(pin['head_diameter']) / 2.0, head_height=float(pin['head_height']),
         shaft_length=float(pin['shaft_length']),
         colour_rgb=tuple(int(c) for c in pin['colour_rgb']),
@@ -81,9 +84,14 @@ def depth_fraction(pose: Sequence[float]) -> float:
 
 def score(pose: Sequence[float], goal: Sequence[float]) -> float:
     """The insertion depth fraction of a tip pose in [0, 1] (see the module doc)."""
-    if len(pose) < 3 or lateral_error(pose, goal) > parts().max_lateral_error:
+    if len(pose) < 3:
         return 0.0
     depth = depth_fraction(pose)
+    # Without a depth the pose comes from a view that sees the head from above: a seated pin
+    # tilts in its clearance, so its head may sit up to max_head_offset off the axis.
+    tol = parts().max_head_offset if math.isnan(depth) else parts().max_lateral_error
+    if lateral_error(pose, goal) > tol:
+        return 0.0
     return 1.0 if math.isnan(depth) else depth
 
 

@@ -364,6 +364,19 @@ class ArmCell:
         self.data.qvel[:] = 0.0
         self.sim.mj.mj_forward(self.model, self.data)
 
+    def set_object(self, position: Any, quat: Any = (1.0, 0.0, 0.0, 0.0),
+                   settle_ticks: int = 15) -> GroundTruth:
+        """Teleport the task object's body (sim-only tools: crosschecks, tests), then let
+        it settle with the arms holding."""
+        adr = self._obj_adr
+        self.data.qpos[adr:adr + 3] = np.asarray(position, dtype=np.float64)
+        self.data.qpos[adr + 3:adr + 7] = np.asarray(quat, dtype=np.float64)
+        self.data.qvel[:] = 0.0
+        self.sim.mj.mj_forward(self.model, self.data)
+        for _ in range(settle_ticks):
+            self.hold()
+        return self.ground_truth()
+
     def object_pose(self) -> tuple[float, ...]:
         p = self.data.site(self.sim_cfg.object_pose_site).xpos
         return tuple(float(v) for v in p)
