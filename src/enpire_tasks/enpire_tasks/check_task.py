@@ -91,8 +91,9 @@ def check_task(plugin: TaskPlugin, task: TaskSpec, *, n: int = 3, seed: int = 0)
         if renderer not in plugin.sim_renderers:
             _fail(plugin, 'camera models', f"'{model}' describes renderer '{renderer}', "
                                            f'not one of {plugin.sim_renderers}')
-    if plugin.crosscheck is not None and not plugin.sim_renderers:
-        _fail(plugin, 'crosscheck', 'a crosscheck sampler needs a simulated cell')
+    if plugin.crosscheck is not None and not (plugin.sim_renderers or plugin.sim_launch):
+        _fail(plugin, 'crosscheck', 'a crosscheck sampler needs a simulated cell (the '
+                                    'plugin names no sim renderers and no sim launch)')
     if plugin.example_policies:
         d = example_policies_dir(plugin)
         if d is None:
