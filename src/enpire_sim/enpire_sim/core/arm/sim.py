@@ -325,18 +325,16 @@ class ArmSim:
         if seed_ctrl is not None:
             for i in range(self.model.nu):
                 q0[self.model.jnt_qposadr[self.model.actuator(i).trnid[0]]] = seed_ctrl[i]
-        config = mink.Configuration(self.model, q0)
+        config, task, limits, tasks = self._ik_solver(arm, q0)
         frame = f'vx300s_{arm}/gripper_link'
-        task = mink.FrameTask(frame, 'body', position_cost=1.0,
-                              orientation_cost=0.0 if quat is None else 0.3)
+        task.set_orientation_cost(0.0 if quat is None else 0.3)
         rot = (mink.SO3(np.asarray(quat, dtype=np.float64)) if quat is not None
                else mink.SO3.from_matrix(self.data.body(frame).xmat.reshape(3, 3)))
         task.set_target(mink.SE3.from_rotation_and_translation(rot, p))
-        limits = [mink.ConfigurationLimit(self.model)]
         dt = 0.05
         err = np.inf
         for _ in range(iterations):
-            vel = mink.solve_ik(config, [task], dt, 'daqp', damping=1e-3, limits=limits)
+            vel = mink.solve_ik(config, tasks, dt, 'daqp', damping=1e-3, limits=limits)
             config.integrate_inplace(vel, dt)
             err = float(np.linalg.norm(config.get_transform_frame_to_world(
                 frame, 'body').translation() - p))
@@ -352,6 +350,20 @@ class ArmSim:
             if name.startswith(f'vx300s_{arm}/') and name.split('/')[-1] in ARM_JOINTS:
                 out[i] = config.q[self.model.jnt_qposadr[jid]]
         return np.clip(out, self.low, self.high)
+
+    def _ik_solver(self, arm: str, q0: np.ndarray) -> tuple[Any, Any, list[Any], list[Any]]:
+        """The arm's IK problem, built once per arm (a controller solves it every tick): the
+        configuration (set to ``q0``), its frame task, the joint limits, the task list."""
+        import mink
+
+        if arm not in self._ik:
+            config = mink.Configuration(self.model)
+            task = mink.FrameTask(f'vx300s_{arm}/gripper_link', 'body', position_cost=1.0,
+                                  orientation_cost=0.3)
+            self._ik[arm] = (config, task, [mink.ConfigurationLimit(self.model)], [task])
+        config, task, limits, tasks = self._ik[arm]
+        config.update(q0)
+        return config, task, limits, tasks
 
     def close(self) -> None:
         if self._renderer is not None:
