@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             policy.reset(seed)
             for tick in range(args.episode_steps):
                 try:
-                    violations = cell.step(policy.act(_observe(cell, task, tick)))
+                    cell.step(policy.act(_observe(cell, task, tick)))
+                    violations = cell.violations
                 except EnpireError:
                     cell.hold()
                     violations = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from enpire_common.errors import ConfigError, UnknownNameError
@@ -74,12 +75,20 @@ def test_each_simulated_cell_passes_check_cell(name):
 
     task = load_task(name)
     plugin = registry.get(name)
-    if not plugin.sim_renderers:
+    if not (plugin.sim_renderers or plugin.sim_launch):
         pytest.skip(f'{name} has no simulated cell')
     cell = registry.make_sim_cell(task)
+    actions = None
+    if 'home' in task.raw:      # an arm task: small moves about home, within the arms' reach
+        rng = np.random.default_rng(3)
+        home = np.asarray(task.raw['home'], dtype=np.float64)
+        span = np.asarray(task.action.high) - np.asarray(task.action.low)
+        actions = [np.clip(home + rng.uniform(-0.02, 0.02, home.shape) * span,
+                           task.action.low, task.action.high) for _ in range(3)]
     try:
         view = next(iter(task.views.values()))
-        check_cell(cell, n_steps=3, image_shape=(view.height_px, view.width_px, 3))
+        check_cell(cell, n_steps=3, image_shape=(view.height_px, view.width_px, 3),
+                   actions=actions)
     finally:
         cell.close()
 

@@ -7,6 +7,7 @@ and raises :class:`CellContractError` naming the first broken rule.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,7 +29,8 @@ def _gt_tuple(gt: object) -> tuple:
 
 
 def check_cell(cell: CellPort, *, seed: int = 7, n_steps: int = 5,
-               image_shape: tuple[int, int, int] | None = None) -> None:
+               image_shape: tuple[int, int, int] | None = None,
+               actions: Sequence[Sequence[float]] | None = None) -> None:
     """Check that ``cell`` honours the cell contract.
 
     Rules: it implements :class:`CellPort`; the same seed gives the same start (ground truth
@@ -43,6 +45,8 @@ def check_cell(cell: CellPort, *, seed: int = 7, n_steps: int = 5,
         seed: the seed used for the determinism checks.
         n_steps: control steps per trajectory.
         image_shape: the expected image shape, if known.
+        actions: the actions to drive (default: ``n_steps`` uniform in the bounds; an arm
+            cell's bounds hold many targets its arms cannot reach, which it refuses).
 
     Raises:
         CellContractError: the first rule the cell breaks.
@@ -54,8 +58,9 @@ def check_cell(cell: CellPort, *, seed: int = 7, n_steps: int = 5,
     high = np.asarray(cell.high, dtype=np.float64)
     if low.shape != high.shape or not np.all(low < high):
         _fail('bounds', f'low={low.tolist()} high={high.tolist()} must be ordered')
-    rng = np.random.default_rng(seed)
-    actions = [rng.uniform(low, high) for _ in range(n_steps)]
+    if actions is None:
+        rng = np.random.default_rng(seed)
+        actions = [rng.uniform(low, high) for _ in range(n_steps)]
 
     def episode() -> tuple[list, bytes, list[tuple]]:
         state = cell.reset(seed=seed)

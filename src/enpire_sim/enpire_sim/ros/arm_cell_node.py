@@ -280,8 +280,8 @@ class ArmCellNode(Node):
                           else CellState.MODE_IDLE)
         else:
             try:
-                violations = (self.cell.step_joints(action) if joint
-                              else self.cell.step(action))
+                (self.cell.step_joints if joint else self.cell.step)(action)
+                violations = self.cell.violations
             except InvalidCommandError as exc:
                 self._event(exc.kind, SafetyEvent.ACTION_REJECTED, action, self._revision,
                             f'{exc}; the cell holds position')

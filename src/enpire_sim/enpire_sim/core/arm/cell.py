@@ -124,8 +124,12 @@ class ArmCell:
         self.high = np.asarray(task.action.high, dtype=np.float64)
         self.seed = 0
         self.step_count = 0
+        #: The envelope's violations of the last tick (empty: none).
+        self.violations: list[Violation] = []
         self._obj_adr = self._object_qpos_adr()
+        self._act_index = self._actuator_index()
         self._targets = self.sim.targets()
+        self._home_ctrl = self._solve_home()
         self.place(0)
 
     # --- conventions ---------------------------------------------------------------------
@@ -140,17 +144,20 @@ class ArmCell:
             raise ConfigError(f"sim.object '{self.sim_cfg.object_body}' has no free joint")
         return int(self.model.jnt_qposadr[jnt])
 
-    @property
-    def _act_index(self) -> dict[tuple[str, str], int]:
-        idx = getattr(self, '_act_idx', None)
-        if idx is None:
-            idx = {}
-            for i in range(self.model.nu):
-                name = self.model.joint(self.model.actuator(i).trnid[0]).name
-                arm, joint = name.split('/')[0].removeprefix('vx300s_'), name.split('/')[-1]
-                idx[(arm, joint)] = i
-            self._act_idx = idx
+    def _actuator_index(self) -> dict[tuple[str, str], int]:
+        """(arm, joint) -> actuator index."""
+        idx = {}
+        for i in range(self.model.nu):
+            name = self.model.joint(self.model.actuator(i).trnid[0]).name
+            idx[(name.split('/')[0].removeprefix('vx300s_'), name.split('/')[-1])] = i
         return idx
+
+    def _solve_home(self) -> np.ndarray | None:
+        """The actuator targets of the contract's ``home`` (ee tasks), solved once: a trial
+        then starts where a policy's home command already is."""
+        if self.space != 'ee' or 'home' not in self.task.raw:
+            return None
+        return self.targets_for(conv.home_action(self.task))
 
     def _tcp(self, arm: str) -> tuple[np.ndarray, np.ndarray]:
         b = self.data.body(f'vx300s_{arm}/gripper_link')
@@ -232,8 +239,10 @@ class ArmCell:
             ctrl[self._act_index[(arm, 'right_finger')]] = -v[6]
         return np.clip(ctrl, self.sim.low, self.sim.high)
 
-    def step(self, action: Any) -> list[Violation]:
-        """Validate, solve and apply one control tick; the envelope's violations after it.
+    def step(self, action: Any) -> np.ndarray:
+        """Validate, solve and apply one control tick (the :class:`CellPort` step). Returns
+        the agent state after it; the envelope's violations of the tick are in
+        :attr:`violations` (empty: none).
 
         Raises:
             InvalidCommandError: the action is malformed, out of bounds or unreachable (kind
@@ -246,11 +255,16 @@ class ArmCell:
             raise InvalidCommandError('IK', str(exc)) from None
         self._targets = ctrl
         self.sim.step(ctrl)
-        self.step_count += 1
-        return check(self.sim, self.envelope)
+        return self._ticked()
 
-    def step_joints(self, targets: Any) -> list[Violation]:
-        """One tick of joint-position targets (6 joints + finger m per arm, 14)."""
+    def _ticked(self) -> np.ndarray:
+        self.step_count += 1
+        self.violations = check(self.sim, self.envelope)
+        return self.agent_state()
+
+    def step_joints(self, targets: Any) -> np.ndarray:
+        """One tick of joint-position targets (6 joints + finger m per arm, 14); as
+        :meth:`step`."""
         try:
             t = np.asarray(targets, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
@@ -265,8 +279,7 @@ class ArmCell:
         except ConfigError as exc:
             raise InvalidCommandError('BOUNDS', str(exc)) from None
         self._targets = ctrl
-        self.step_count += 1
-        return check(self.sim, self.envelope)
+        return self._ticked()
 
     def hold(self) -> None:
         """One tick holding the arms where they are now (after a violation: no push on)."""
@@ -296,6 +309,7 @@ class ArmCell:
         self._targets = self.sim.targets()
         for _ in range(max(1, round(0.3 * self.task.action.rate_hz))):
             self.sim.step(self._targets)
+        self.violations = []
         self.seed = int(seed)
         self.step_count = 0
         return self.ground_truth()
@@ -333,11 +347,11 @@ class ArmCell:
             if skill.done or skill.failed:
                 break
             try:
-                violations = self.step(action)
+                self.step(action)
             except InvalidCommandError as exc:
                 raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
                     from None
-            if violations:
+            if violations := self.violations:
                 raise ResetFailedError(f'the reset tripped the safety envelope: '
                                        f'{violations[0].kind}: {violations[0].detail}')
             if on_tick is not None:
@@ -350,14 +364,10 @@ class ArmCell:
         return self.ground_truth(), 'robot'
 
     def _arms_home(self) -> None:
-        """Put the arms at the contract's ``home`` (solved once, then reused): a trial then
-        starts where a policy's home command already is."""
-        if self.space != 'ee' or 'home' not in self.task.raw:
-            return
-        if getattr(self, '_home_ctrl', None) is None:
-            self._targets = self.sim.targets()
-            self._home_ctrl = self.targets_for(conv.home_action(self.task))
+        """Put the arms at the contract's ``home`` (see :meth:`_solve_home`)."""
         ctrl = self._home_ctrl
+        if ctrl is None:
+            return
         for i in range(self.model.nu):
             self.data.qpos[self.model.jnt_qposadr[self.model.actuator(i).trnid[0]]] = ctrl[i]
         self.data.ctrl[:] = ctrl
@@ -389,8 +399,22 @@ class ArmCell:
         return GroundTruth(pose, tuple(float(v) for v in p), goal, score,
                            score > self.task.success_threshold, self.step_count, self.seed)
 
-    def render(self, view: str) -> np.ndarray:
-        return self.sim.render(view)
+    def reset(self, seed: int | None = None, object_pose: Any = None,
+              agent_pos: Any = None) -> np.ndarray:
+        """The :class:`CellPort` reset: :meth:`place` (``sim_place``) and the agent state.
+
+        Raises:
+            ConfigError: ``agent_pos`` given (the arms start at the contract's home).
+        """
+        if agent_pos is not None:
+            raise ConfigError('an arm cell starts its arms at the contract\'s home; '
+                              'agent_pos is not supported')
+        self.place(0 if seed is None else int(seed), object_pose)
+        return self.agent_state()
+
+    def render(self, view: str | None = None) -> np.ndarray:
+        """One camera's image (default: the contract's first view)."""
+        return self.sim.render(view or self.views[0])
 
     def render_all(self) -> dict[str, np.ndarray]:
         return self.sim.render_all()
