@@ -19,6 +19,35 @@ class InvalidCommandError(CommandRejectedError):
         self.kind = kind
 
 
+def validate_action(action: object, low: Sequence[float], high: Sequence[float], *,
+                    form: str = '', unit: str = '') -> np.ndarray:
+    """Check a command against shape, finiteness and bounds; return it as float64.
+
+    ``form`` names the command's layout and ``unit`` its unit in the messages.
+
+    Raises:
+        InvalidCommandError: (a CommandRejectedError) with ``kind`` SHAPE, NAN or BOUNDS.
+    """
+    send = f'; send {form}' if form else ''
+    try:
+        arr = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidCommandError('SHAPE', f'command {action!r} is not numeric{send}') \
+            from None
+    if arr.shape != (len(low),):
+        raise InvalidCommandError(
+            'SHAPE', f'command has shape {arr.shape}, expected ({len(low)},)'
+                     f'{f" = {form}" if form else ""}')
+    if not np.all(np.isfinite(arr)):
+        raise InvalidCommandError('NAN', f'command {arr.tolist()} has non-finite values')
+    lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    if np.any(arr < lo - 1e-9) or np.any(arr > hi + 1e-9):
+        raise InvalidCommandError(
+            'BOUNDS', f'command {arr.tolist()} is outside the safety bounds low={lo.tolist()} '
+                      f'high={hi.tolist()}{unit}; clamp it into the envelope')
+    return arr
+
+
 @runtime_checkable
 class CellPort(Protocol):
     """A simulated cell in one process.

@@ -25,7 +25,8 @@ import numpy as np
 
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_sim.core.ports import InvalidCommandError
+from enpire_sim.core import ports
+from enpire_sim.core.ports import InvalidCommandError as InvalidCommandError  # re-exported
 from enpire_tasks.push_t.observation import STATE_NAMES as STATE_NAMES  # re-exported
 from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS, AreaRenderer
 
@@ -63,28 +64,8 @@ def wrap_angle(theta: float) -> float:
 
 
 def validate_action(action: object, low: Sequence[float], high: Sequence[float]) -> np.ndarray:
-    """Check a command against shape, finiteness and bounds; return it as float64 (2,).
-
-    Raises:
-        InvalidCommandError: (a CommandRejectedError) with ``kind`` SHAPE, NAN or BOUNDS.
-    """
-    try:
-        arr = np.asarray(action, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidCommandError(
-            'SHAPE', f'command {action!r} is not numeric; send [x_px, y_px]') from None
-    if arr.shape != (len(low),):
-        raise InvalidCommandError(
-            'SHAPE', f'command has shape {arr.shape}, expected ({len(low)},) = [x_px, y_px]')
-    if not np.all(np.isfinite(arr)):
-        raise InvalidCommandError(
-            'NAN', f'command {arr.tolist()} has non-finite values')
-    lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-    if np.any(arr < lo) or np.any(arr > hi):
-        raise InvalidCommandError(
-            'BOUNDS', f'command {arr.tolist()} is outside the safety bounds low={lo.tolist()} '
-            f'high={hi.tolist()} px; clamp it into the envelope')
-    return arr
+    """:func:`enpire_sim.core.ports.validate_action` for a Push-T command ``[x_px, y_px]``."""
+    return ports.validate_action(action, low, high, form='[x_px, y_px]', unit=' px')
 
 
 def _make_env(width_px: int, height_px: int):

@@ -27,7 +27,7 @@ from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec
 from enpire_sim.core.arm.safety import ArmEnvelope, Violation, check
 from enpire_sim.core.arm.sim import ARM_JOINTS, ArmSim, ArmSimConfig, IKError
-from enpire_sim.core.ports import InvalidCommandError
+from enpire_sim.core.ports import InvalidCommandError, validate_action
 from enpire_tasks import arm as conv
 from enpire_tasks import registry
 
@@ -196,21 +196,8 @@ class ArmCell:
     # --- commands ------------------------------------------------------------------------
     def validate(self, action: Any) -> np.ndarray:
         """The action as float64, or InvalidCommandError (NAN / SHAPE / BOUNDS)."""
-        try:
-            a = np.asarray(action, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise InvalidCommandError('SHAPE', f'action {action!r} is not numeric') from None
-        if a.shape != self.low.shape:
-            raise InvalidCommandError('SHAPE', f'action has {a.size} values, the task\'s '
-                                               f'has {self.low.size}')
-        if not np.all(np.isfinite(a)):
-            raise InvalidCommandError('NAN', 'action contains NaN or inf')
-        bad = np.flatnonzero((a < self.low - 1e-9) | (a > self.high + 1e-9))
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidCommandError('BOUNDS', f'action[{i}] = {a[i]:.4f} is outside '
-                                                f'[{self.low[i]:.4f}, {self.high[i]:.4f}]')
-        return a
+        return validate_action(action, self.low, self.high,
+                               form=f'{self.low.size} numbers (the task\'s {self.space} action)')
 
     def targets_for(self, action: np.ndarray) -> np.ndarray:
         """Actuator targets of a validated action (IK for ``ee``); IKError if unreachable."""
