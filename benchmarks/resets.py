@@ -1,8 +1,9 @@
 """Robot-executed resets of the arm tasks: verified success rate, time, failure causes.
 
 Each round: a trial's worth of disturbance (the task's scripted baseline runs for up to
-``--episode-steps`` ticks, so the part ends where a real trial leaves it: in the hole, in
-the gripper, dropped, leaning on the fixture), then one robot-executed reset to the round's
+``--episode-steps`` ticks, with seeded noise of ``--jitter-m`` on its gripper positions, so
+the part ends where real trials leave it: in the hole, in the gripper, dropped, leaning on
+the fixture), then one robot-executed reset to the round's
 seed (the task's reset skill, from the cameras), then the camera verifier's reset check
 against the seed's start. No ROS: the arm cell core in one process, as the cell node runs it.
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--episode-steps', type=int, default=300,
                     help='ticks of the baseline before each reset (0: reset from a reset)')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--jitter-m', type=float, default=0.002,
+                    help='sigma of noise on the baseline\'s gripper positions (m), seeded per '
+                         'round, so that the trials end in varied states (0: as scripted)')
     args = ap.parse_args(argv)
 
     from enpire_sim.core.arm.sim import gl_backend
@@ -83,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.seed + i + 1
         if policy is not None:                   # a trial's worth of disturbance
             policy.reset(seed)
+            rng = np.random.default_rng(seed)
+            arm_xyz = np.r_[0:3, 7:10]
             for tick in range(args.episode_steps):
                 try:
-                    cell.step(policy.act(_observe(cell, task, tick)))
+                    action = np.asarray(policy.act(_observe(cell, task, tick)), dtype=float)
+                    action[arm_xyz] += rng.normal(0.0, args.jitter_m, arm_xyz.size)
+                    cell.step(np.clip(action, task.action.low, task.action.high))
                     violations = cell.violations
                 except EnpireError:
                     cell.hold()
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
            'reset_sim_s': {'p50': pct(sim_s, 50), 'p95': pct(sim_s, 95)},
            'reset_wall_s': {'p50': pct(wall_s, 50), 'p95': pct(wall_s, 95)},
            'causes': dict(outcomes.most_common()), 'control_rate_hz': rate,
-           'episode_steps_before_each': args.episode_steps}
+           'episode_steps_before_each': args.episode_steps, 'jitter_m': args.jitter_m}
     print(json.dumps(out, indent=2))
     return 0
 

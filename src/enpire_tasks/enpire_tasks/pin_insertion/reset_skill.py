@@ -39,6 +39,8 @@ GRIP_OPEN, GRIP_CLOSED = 1.0, 0.0
 CLOSE_TICKS, OPEN_TICKS, SETTLE_TICKS = 12, 10, 6
 #: A top-view blob this many times a standing head's area is a pin lying down.
 FALLEN_AREA_RATIO = 2.5
+#: ... or one this many head diameters long.
+LYING_LENGTH = 2.0
 
 
 class PinResetSkill:
@@ -59,6 +61,7 @@ class PinResetSkill:
         self.phase, self.ticks = 'locate', 0
         self.cmd: np.ndarray | None = None
         self.grip = GRIP_OPEN
+        self.cleared = False
         self.goal: np.ndarray | None = None
         self._wp = 0
         self.goal_grasp = np.zeros(3)
@@ -76,6 +79,21 @@ class PinResetSkill:
         dist = self.top.position[2] - head_top_z
         expected = np.pi * (self.p.head_radius * self.top.fx / dist) ** 2
         return self.top.on_plane_z(u, v, head_top_z)[:2], blob.area / max(expected, 1.0)
+
+    def _blob_length(self, image: np.ndarray) -> float:
+        """The pin blob's extent along its principal axis on the table plane (m): a standing
+        pin shows its round head (~12 mm), a lying one its whole length (52 mm)."""
+        blob = colour_blob(image, self.p.colour_rgb)
+        if blob is None:
+            return 0.0
+        rows, cols = np.nonzero(blob.mask)
+        pts = np.stack([cols, rows], axis=1).astype(np.float64)
+        pts -= pts.mean(axis=0)
+        if len(pts) < 3:
+            return 0.0
+        axis = np.linalg.svd(pts, full_matrices=False)[2][0]
+        t = pts @ axis
+        return float(t.max() - t.min() + 1.0) * self.top.position[2] / self.top.fx
 
     # --- motion -----------------------------------------------------------------------------
     def _toward(self, target: np.ndarray, speed: float) -> bool:
@@ -115,12 +133,22 @@ class PinResetSkill:
     def _locate(self, image: np.ndarray, ee: np.ndarray) -> None:
         held = float(ee[13]) < 0.4
         seen = self._head(image, self.p.slot_floor_z + self.p.pin_length)
+        in_hand = held and seen is not None and float(
+            np.hypot(*(seen[0] - self.cmd[:2]))) < 0.015
+        if not self.cleared and not in_hand:
+            # the arm may hide the pin or stand over it (a trial ends anywhere): clear the
+            # view first, then look again
+            self.grip = GRIP_OPEN
+            self._go('park')
+            return
         if seen is None:
             self._fail('no pin in view')
             return
         xy, ratio = seen
-        if ratio > FALLEN_AREA_RATIO:
-            self._fail(f'fallen: the pin lies down (top-view blob {ratio:.1f} x a head)')
+        length = self._blob_length(image)
+        if ratio > FALLEN_AREA_RATIO or length > LYING_LENGTH * 2 * self.p.head_radius:
+            self._fail(f'fallen: the pin lies down (top-view blob {ratio:.1f} x a head, '
+                       f'{length * 1000:.0f} mm long)')
             return
         if held and float(np.hypot(*(xy - self.cmd[:2]))) < 0.015:
             self._go('lift')        # it is in our gripper already
@@ -132,6 +160,13 @@ class PinResetSkill:
             z = self.p.hole_top_z - self.p.hole_depth + self.head_c   # standing in the hole
         self.goal_grasp = np.array([xy[0], xy[1], z])
         self._go('clear')
+
+    def _park(self, image: np.ndarray, ee: np.ndarray) -> None:
+        # up, then home: out of the top camera's view of the rack and the fixture
+        if self._via([np.array([*self.cmd[:2], max(self.cmd[2], LIFT_Z)]), self.home[7:10]],
+                     SPEED) and self.ticks > SETTLE_TICKS:
+            self.cleared = True
+            self._go('locate')
 
     def _clear(self, image: np.ndarray, ee: np.ndarray) -> None:
         # up first, so that no approach sweeps through the rack or the fixture
