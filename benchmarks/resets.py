@@ -54,6 +54,16 @@ def _observe(cell, task, tick: int):  # noqa: ANN001, ANN202
                                                            tick=tick))
 
 
+def _cause_class(cause: str) -> str:
+    """A failure's class for the tally: its text without the numbers and the parentheses
+    that say them (every cause stays in full on stderr)."""
+    import re
+
+    text = re.sub(r'\([^)]*\)', '', cause.split(': POSE')[0] + (': POSE' if ': POSE' in cause
+                                                                    else ''))
+    return re.sub(r'\s+', ' ', re.sub(r'-?\d[\d.]*', 'N', text)).strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--task', default='pin_insertion')
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         wall_s.append(time.perf_counter() - t0)
         sim_s.append(cell.time_s - s0)
         ok += cause == 'verified'
-        outcomes[cause] += 1
+        outcomes[_cause_class(cause)] += 1
         if cause != 'verified':          # the next round starts from a known start
             cell.place(seed)
         print(f'[{i + 1}/{args.resets}] seed {seed}: {cause} ({sim_s[-1]:.1f} s sim, '

@@ -39,6 +39,13 @@ GRIP_OPEN, GRIP_CLOSED = 1.0, 0.0
 CLOSE_TICKS, OPEN_TICKS, SETTLE_TICKS = 12, 10, 6
 #: A top-view blob this many times a standing head's area is a pin lying down.
 FALLEN_AREA_RATIO = 2.5
+#: A gripper closed to less than this opening holds nothing (the head holds it at ~0.2).
+EMPTY_GRIP = 0.05
+#: A pin seen this far (m) from where the gripper carries it is not in the gripper.
+LOST = 0.012
+#: A standing pin seen this close to the hole (m; read on the plane of a pin in a slot, which
+#: is off by parallax for one jammed high in the hole) stands in the hole.
+NEAR_HOLE = 0.02
 #: ... or one this many head diameters long.
 LYING_LENGTH = 2.0
 
@@ -52,6 +59,8 @@ class PinResetSkill:
         self.p = parts()
         self.stage = stage
         self.top = PinholeCamera.of(task.views['task_top'])
+        self.side_cam = PinholeCamera.of(task.views['side'])
+        self._side_image: np.ndarray | None = None
         self.home = home_action(task)
         self.low = np.asarray(task.action.low, dtype=np.float64)
         self.high = np.asarray(task.action.high, dtype=np.float64)
@@ -79,6 +88,22 @@ class PinResetSkill:
         dist = self.top.position[2] - head_top_z
         expected = np.pi * (self.p.head_radius * self.top.fx / dist) ** 2
         return self.top.on_plane_z(u, v, head_top_z)[:2], blob.area / max(expected, 1.0)
+
+    def _side_tip_z(self, obs_side: np.ndarray | None, x: float) -> float | None:
+        """The tip's height of a pin standing in the hole (seated or jammed part-way) at
+        ``x``, from the side camera: the top row of its blob is the far edge of the head's
+        top face (as the classic verifier's side rule); None when the side view shows no
+        pin."""
+        if obs_side is None:
+            return None
+        blob = colour_blob(obs_side, self.p.colour_rgb)
+        if blob is None:
+            return None
+        cols = np.nonzero(blob.mask[blob.top])[0]
+        top = self.side_cam.on_plane_x(float(cols.mean()), blob.top - 0.5,
+                                       x + self.p.head_radius)
+        z = float(top[2]) - self.p.pin_length
+        return z if np.isfinite(z) else None
 
     def _blob_length(self, image: np.ndarray) -> float:
         """The pin blob's extent along its principal axis on the table plane (m): a standing
@@ -127,6 +152,7 @@ class PinResetSkill:
             self.grip = float(ee[13])
         self.ticks += 1
         image = obs['image_top']
+        self._side_image = obs.get('image_side')
         getattr(self, f'_{self.phase}')(image, ee)
         return self._action()
 
@@ -156,8 +182,16 @@ class PinResetSkill:
         if held:
             self.grip = GRIP_OPEN   # closed on nothing: open before reaching
         z = self.p.slot_floor_z + self.head_c
-        if float(np.hypot(*(xy - np.asarray(self.p.hole_xy)))) < 0.01:
-            z = self.p.hole_top_z - self.p.hole_depth + self.head_c   # standing in the hole
+        if float(np.hypot(*(xy - np.asarray(self.p.hole_xy)))) < NEAR_HOLE:
+            # in the hole, seated or jammed part-way: the side camera gives its height, and
+            # the head's xy is read again on the plane of its top
+            tip_z = self._side_tip_z(self._side_image, float(xy[0]))
+            if tip_z is None:
+                tip_z = self.p.hole_top_z - self.p.hole_depth
+            again = self._head(image, tip_z + self.p.pin_length)
+            if again is not None:
+                xy = again[0]
+            z = tip_z + self.head_c
         self.goal_grasp = np.array([xy[0], xy[1], z])
         self._go('clear')
 
@@ -204,6 +238,9 @@ class PinResetSkill:
 
     def _lift(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self._toward(np.array([*self.cmd[:2], LIFT_Z]), SPEED):
+            if float(ee[13]) < EMPTY_GRIP:
+                self._fail('dropped the pin while lifting it')
+                return
             self._go('carry')
 
     def _carry(self, image: np.ndarray, ee: np.ndarray) -> None:
@@ -223,6 +260,10 @@ class PinResetSkill:
             self._go('lower' if self.stage == 'start' else 'align_blind')
             return
         err = seen[0] - dest[:2]
+        if float(np.hypot(*err)) > LOST:
+            self._fail(f'lost the pin: the pin seen {float(np.hypot(*err)) * 1000:.0f} mm '
+                       'from the gripper')
+            return
         if float(np.hypot(*err)) < ALIGN_TOL or self.corrections >= 6:
             if self.stage == 'pre_insertion':
                 self.done, self.phase = True, 'done'
