@@ -89,6 +89,15 @@ class PinResetSkill:
         expected = np.pi * (self.p.head_radius * self.top.fx / dist) ** 2
         return self.top.on_plane_z(u, v, head_top_z)[:2], blob.area / max(expected, 1.0)
 
+    def _upright_in_side_view(self) -> bool:
+        """Whether the side camera sees a pin standing (its blob taller than wide): a pin
+        jammed in the hole shows the top camera its head and, off the optical axis, part of
+        its shaft, which reads as long as a pin lying down."""
+        if self._side_image is None:
+            return False
+        blob = colour_blob(self._side_image, self.p.colour_rgb)
+        return blob is not None and blob.bottom - blob.top > blob.right - blob.left
+
     def _side_tip_z(self, obs_side: np.ndarray | None, x: float) -> float | None:
         """The tip's height of a pin standing in the hole (seated or jammed part-way) at
         ``x``, from the side camera: the top row of its blob is the far edge of the head's
@@ -172,7 +181,10 @@ class PinResetSkill:
             return
         xy, ratio = seen
         length = self._blob_length(image)
-        if ratio > FALLEN_AREA_RATIO or length > LYING_LENGTH * 2 * self.p.head_radius:
+        in_hole = float(np.hypot(*(xy - np.asarray(self.p.hole_xy)))) < NEAR_HOLE and \
+            self._upright_in_side_view()
+        if not in_hole and (ratio > FALLEN_AREA_RATIO or
+                            length > LYING_LENGTH * 2 * self.p.head_radius):
             self._fail(f'fallen: the pin lies down (top-view blob {ratio:.1f} x a head, '
                        f'{length * 1000:.0f} mm long)')
             return
