@@ -259,7 +259,9 @@ class PinResetSkill:
         dest = self.hole_tip_top if self.stage == 'pre_insertion' else np.array(
             [self.target[0], self.target[1], self.p.slot_floor_z + 0.018])
         above = np.array([dest[0], dest[1], dest[2] + CLEARANCE + self.head_c])
-        if self._via([np.array([above[0], above[1], LIFT_Z]), above], SPEED) and \
+        # at the travelling speed, stopping swings the pin a few degrees in the grasp, and its
+        # tip then misses the slot's funnel by the 3 mm that the head above it hides
+        if self._via([np.array([above[0], above[1], LIFT_Z]), above], SLOW) and \
                 self.ticks > SETTLE_TICKS:
             self._go('align')
 
