@@ -1,11 +1,12 @@
 """Robot-executed resets of the arm tasks: verified success rate, time, failure causes.
 
 Each round: a trial's worth of disturbance (the task's scripted baseline runs for up to
-``--episode-steps`` ticks, with seeded noise of ``--jitter-m`` on its gripper positions, so
-the part ends where real trials leave it: in the hole, in the gripper, dropped, leaning on
-the fixture), then one robot-executed reset to the round's
-seed (the task's reset skill, from the cameras), then the camera verifier's reset check
-against the seed's start. No ROS: the arm cell core in one process, as the cell node runs it.
+``--episode-steps`` ticks, by default the contract's episode length, with seeded noise of
+``--jitter-m`` on its gripper positions, so the part ends where real trials leave it: in the
+hole, jammed part-way, in the gripper, dropped, leaning on the fixture), then one
+robot-executed reset to the round's seed (the task's reset skill, from the cameras), then
+the camera verifier's reset check against the seed's start. No ROS: the arm cell core in one
+process, as the cell node runs it.
 
 Reports (JSON on stdout, progress on stderr): verified success rate (AutoEval's deployment
 gate is >= 95%), reset time p50 / p95 (simulated and wall seconds), and failure causes.
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--task', default='pin_insertion')
     ap.add_argument('--resets', type=int, default=200)
-    ap.add_argument('--episode-steps', type=int, default=300,
-                    help='ticks of the baseline before each reset (0: reset from a reset)')
+    ap.add_argument('--episode-steps', type=int, default=None,
+                    help='ticks of the baseline before each reset (default: the contract\'s '
+                         'episode.max_steps, as a trial runs; 0: reset from a reset)')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--jitter-m', type=float, default=0.002,
                     help='sigma of noise on the baseline\'s gripper positions (m), seeded per '
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from enpire_sim.core.arm.cell import ArmCell
 
     task = load_task(args.task)
+    if args.episode_steps is None:
+        args.episode_steps = int(task.max_steps)
     cell = ArmCell(task)
     verifier = make_verifier('', task)
     policy = _policy(task) if args.episode_steps else None

@@ -24,6 +24,9 @@ from enpire_common.ros import LATEST_QOS, declare_config, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
 from enpire_interfaces.srv import GetGroundTruth, PlaceStart
+from enpire_sim.core.arm.cell import ArmCell
+from enpire_sim.core.arm.kinematics import relative_poses, urdf
+from enpire_sim.core.arm.sim import aloha_assets, gl_backend
 from enpire_sim.core.config import ArmCellConfig
 from enpire_sim.core.ports import InvalidCommandError
 from enpire_sim.ros import conversions as conv
@@ -78,8 +81,6 @@ class ArmCellNode(Node):
             raise ConfigError("task='' is invalid: name the arm task this cell simulates "
                               '(-p task:=pin_insertion; the launch passes task:=...)')
         self.task = load_task(self.config.task)
-        from enpire_sim.core.arm.cell import ArmCell
-
         c = self.config
         self.cell = ArmCell(self.task, width=c.camera.width_px or None,
                             height=c.camera.height_px or None)
@@ -132,8 +133,6 @@ class ArmCellNode(Node):
         with self._lock:
             self.cell.place(c.initial_seed)
             self._publish(force_image=True)
-        from enpire_sim.core.arm.sim import gl_backend
-
         first = next(iter(self.task.views.values()))
         self.get_logger().info(
             f'arm_cell ready: task {self.task.id}, {c.clock.mode} at {self.rate_hz:g} Hz, '
@@ -143,9 +142,6 @@ class ArmCellNode(Node):
 
     # --- description -----------------------------------------------------------------------
     def _describe(self) -> None:
-        from enpire_sim.core.arm.kinematics import relative_poses, urdf
-        from enpire_sim.core.arm.sim import aloha_assets
-
         pub = self.create_publisher(String, 'robot_description', STATIC_QOS)
         pub.publish(String(data=urdf(self.cell.model, f'{self.task.name}_cell',
                                      aloha_assets())))
@@ -175,8 +171,6 @@ class ArmCellNode(Node):
         return self.get_clock().now().to_msg()
 
     def _publish(self, force_image: bool = False, same_tick: bool = False) -> None:
-        from enpire_sim.core.arm.kinematics import relative_poses
-
         stamp = self._stamp()
         if self._clock_pub is not None and not same_tick:
             self._clock_pub.publish(ClockMsg(clock=stamp))
