@@ -162,3 +162,51 @@ def test_crosscheck_of_the_classic_verifier_on_sampled_states(task) -> None:
     assert rep.label_agreement >= 0.95, rep
     assert rep.false_positives == 0, rep
     assert rep.latency_p95_s < 0.05
+
+
+def test_the_robot_takes_a_seated_pin_back_to_its_seed_slot(cell, task) -> None:
+    from enpire_tasks.pin_insertion.geometry import start_pose
+
+    cell.place(1)
+    _stand_pin(cell, (0.0, 0.65), 0.004)            # seated in the hole
+    for _ in range(10):
+        cell.hold()
+    assert cell.ground_truth().success
+    gt, method = cell.robot_place(3, 'start')
+    assert method == 'robot'
+    assert np.hypot(gt.object_pose[0] - start_pose(3)[0],
+                    gt.object_pose[1] - start_pose(3)[1]) < 0.003
+    res = _judge(task, cell, 'reset', start_pose(3))
+    assert res.success, [v.detail for v in res.verdicts]
+    assert np.allclose(cell.ee_action()[7:10], arm_home(task)[7:10], atol=0.02)   # back home
+
+
+def test_the_reset_skill_measures_a_pin_jammed_in_the_hole_from_the_side(cell, task) -> None:
+    """A pin jammed part-way (tip 12 mm up) reads as standing in the hole (not lying down,
+    though the top camera sees part of its shaft), at its real height."""
+    from enpire_tasks.pin_insertion.reset_skill import PinResetSkill
+
+    cell.place(2)
+    _stand_pin(cell, (0.0008, 0.6503), 0.012)      # rendered at once: no time to slide
+    skill = PinResetSkill(task, 2)
+    z = skill._side_tip_z(cell.render('side'), 0.0008)
+    assert z == pytest.approx(0.012, abs=0.0015)
+    skill._side_image = cell.render('side')
+    assert skill._upright_in_side_view()
+
+
+def test_a_pin_lying_down_fails_the_robot_reset_with_its_cause(cell, task) -> None:
+    from enpire_common.errors import ResetFailedError
+
+    cell.place(4)
+    # lying along x in the open, head towards -x
+    cell.set_object((0.10, 0.47, 0.006), (math.sqrt(0.5), 0.0, -math.sqrt(0.5), 0.0),
+                    settle_ticks=20)
+    with pytest.raises(ResetFailedError, match='fallen: the pin lies down'):
+        cell.robot_place(4, 'start')
+
+
+def arm_home(task):
+    from enpire_tasks import arm
+
+    return arm.home_action(task)

@@ -39,6 +39,8 @@ GRIP_OPEN, GRIP_CLOSED = 1.0, 0.0
 CLOSE_TICKS, OPEN_TICKS, SETTLE_TICKS = 12, 10, 6
 #: A top-view blob this many times a standing head's area is a pin lying down.
 FALLEN_AREA_RATIO = 2.5
+#: ... or one this many head diameters long.
+LYING_LENGTH = 2.0
 #: A gripper closed to less than this opening holds nothing (the head holds it at ~0.2).
 EMPTY_GRIP = 0.05
 #: A pin seen this far (m) from where the gripper carries it is not in the gripper.
@@ -46,8 +48,6 @@ LOST = 0.012
 #: A standing pin seen this close to the hole (m; read on the plane of a pin in a slot, which
 #: is off by parallax for one jammed high in the hole) stands in the hole.
 NEAR_HOLE = 0.02
-#: ... or one this many head diameters long.
-LYING_LENGTH = 2.0
 
 
 class PinResetSkill:
