@@ -1,19 +1,25 @@
 """The robot-executed reset of pin insertion: the right arm takes the pin from wherever it
-stands (the hole, a rack slot, its own gripper) and stands it in the seed's rack slot.
+stands (the hole, seated or jammed part-way; a rack slot; its own gripper) and stands it in
+the seed's rack slot.
 
 A skill is a closed-loop controller like a policy: each tick it gets the observation (the
 contract's cameras and the arm state, never simulator poses) and returns an end-effector
 action, until it is ``done`` or ``failed``. The cell runs it (a simulated cell in its own
 loop; a real cell against its drivers). Perception is the classic verifier's: the pin's hue
 in the top camera, the lit top face of its head, the calibrated ray onto the plane of a
-standing head's top.
+standing head's top. The arm first parks clear of the cameras (a trial may end with the
+gripper over the pin). A pin in the hole may be jammed high: the side camera gives its
+head's height, the side rule of the classic verifier.
 
 Stage ``start``: the pin stands in slot ``seed % 6``, the arms at home. Stage
 ``pre_insertion`` (the hardest stage's start): the right gripper holds the pin over the hole,
 its tip 10 mm above the hole's top.
 
 A pin lying on the table (fallen) is out of this skill's reach: it fails with ``fallen`` and
-the reset falls back to the recorded ``sim_place`` where the contract allows it.
+the reset falls back to the recorded ``sim_place`` where the contract allows it. (Tried and
+parked on the branch ``wip/pin-lying-reset``: a pinch of the head from above, then a wrist
+turn or a swing about the tip on the table; the pinch holds the pin too stiffly to turn
+reliably, and its pads land on the rack or the fixture beside most fallen pins.)
 """
 
 from __future__ import annotations
