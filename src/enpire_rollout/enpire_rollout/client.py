@@ -12,7 +12,6 @@ above, whose client (``enpire_evolution.ros.trials_port``) wraps these sessions.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -166,8 +165,13 @@ class RolloutClient:
         except KeyboardInterrupt:
             # An interrupted caller (Ctrl-C, a coding agent's budget stop) stops the cell's
             # run too: without a cancel the cell would go on with the remaining trials.
-            with contextlib.suppress(Exception):
+            print(f'run_trials: interrupted; cancelling the run on /{self.cell}',
+                  file=sys.stderr, flush=True)
+            try:
                 wait_future(handle.cancel_goal_async(), 3.0, 'run_trials cancel')
+                print('run_trials: the cell accepted the cancel', file=sys.stderr, flush=True)
+            except Exception as exc:  # noqa: BLE001 - say it, then stop as asked
+                print(f'run_trials: cancel not confirmed: {exc}', file=sys.stderr, flush=True)
             raise
         finally:
             self._goal = None

@@ -110,10 +110,15 @@ class RolloutNode(Node):
         self.recorder = RecorderClient(self, runs_root=self.home)
         self._server = ActionServer(self, RunTrials, 'run_trials', self._execute,
                                     goal_callback=self._on_goal,
-                                    cancel_callback=lambda _g: CancelResponse.ACCEPT,
+                                    cancel_callback=self._on_cancel,
                                     callback_group=self._group)
 
     # -- action ------------------------------------------------------------------------------
+    def _on_cancel(self, _goal_handle: Any) -> CancelResponse:
+        self.get_logger().info('run_trials: cancel requested; the run stops after making the '
+                               'cell safe')
+        return CancelResponse.ACCEPT
+
     def _on_goal(self, goal: RunTrials.Goal) -> GoalResponse:
         if self._busy.locked():
             self.get_logger().warning('run_trials rejected: a run is in progress')
