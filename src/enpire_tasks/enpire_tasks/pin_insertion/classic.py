@@ -89,10 +89,7 @@ class PinClassicEstimator:
             tip_z = float(tip[2])
             how = f'tip seen at row {blob.bottom}'
         else:
-            cols = np.nonzero(blob.mask[blob.top])[0]
-            top = cam.on_plane_x(float(cols.mean()), blob.top - 0.5,
-                                 p.hole_xy[0] + p.head_radius)
-            tip_z = float(top[2]) - p.pin_length
+            tip_z = tip_z_below_head_top(cam, blob, p.hole_xy[0])
             how = f'head top at row {blob.top} (tip hidden by the fixture)'
         detail = f'pin blob rows {blob.top}..{blob.bottom}: {how}, tip at z ' \
                  f'{tip_z * 1000:.1f} mm'
@@ -100,8 +97,18 @@ class PinClassicEstimator:
                         confidence=1.0, segmentation=seg, detail=detail)
 
 
+def tip_z_below_head_top(cam: PinholeCamera, blob, pin_x: float) -> float:  # noqa: ANN001
+    """The tip's height of a standing pin at ``pin_x`` seen by the side camera ``cam``: the
+    top row of its ``blob`` is the far edge of the head's top face, on the plane
+    ``x = pin_x + head_radius``; the tip is the pin's length below it."""
+    p = parts()
+    cols = np.nonzero(blob.mask[blob.top])[0]
+    top = cam.on_plane_x(float(cols.mean()), blob.top - 0.5, pin_x + p.head_radius)
+    return float(top[2]) - p.pin_length
+
+
 def make_estimator(task: TaskSpec) -> PinClassicEstimator:
     return PinClassicEstimator(task)
 
 
-__all__ = ['BACKEND_ID', 'PinClassicEstimator', 'make_estimator']
+__all__ = ['BACKEND_ID', 'PinClassicEstimator', 'make_estimator', 'tip_z_below_head_top']

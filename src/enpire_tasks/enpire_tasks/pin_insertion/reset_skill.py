@@ -31,6 +31,7 @@ import numpy as np
 
 from enpire_common.tasks import TaskSpec
 from enpire_tasks.arm import PinholeCamera, colour_blob, home_action, lit_centroid
+from enpire_tasks.pin_insertion.classic import tip_z_below_head_top
 from enpire_tasks.pin_insertion.geometry import parts, start_pose
 
 STAGES = ('start', 'pre_insertion')
@@ -106,18 +107,14 @@ class PinResetSkill:
 
     def _side_tip_z(self, obs_side: np.ndarray | None, x: float) -> float | None:
         """The tip's height of a pin standing in the hole (seated or jammed part-way) at
-        ``x``, from the side camera: the top row of its blob is the far edge of the head's
-        top face (as the classic verifier's side rule); None when the side view shows no
-        pin."""
+        ``x``, from the side camera (the classic verifier's head-top rule); None when the
+        side view shows no pin."""
         if obs_side is None:
             return None
         blob = colour_blob(obs_side, self.p.colour_rgb)
         if blob is None:
             return None
-        cols = np.nonzero(blob.mask[blob.top])[0]
-        top = self.side_cam.on_plane_x(float(cols.mean()), blob.top - 0.5,
-                                       x + self.p.head_radius)
-        z = float(top[2]) - self.p.pin_length
+        z = tip_z_below_head_top(self.side_cam, blob, x)
         return z if np.isfinite(z) else None
 
     def _blob_length(self, image: np.ndarray) -> float:
