@@ -11,10 +11,12 @@ counts from the experiment store (:func:`revision_trials`).
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import inspect
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -188,6 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from enpire_common.errors import CancelledError, ConfigError
 
+    # The gateway stops a call with SIGINT (then SIGUSR1, then SIGKILL): take SIGINT as
+    # KeyboardInterrupt whatever this process inherited (an ignored or blocked SIGINT would
+    # leave a cancelled trial run going on the cell), and dump every thread's stack on
+    # SIGUSR1 so that a call that did not stop says where it was.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGUSR1})
+    inherited = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if inherited is signal.SIG_IGN:
+        print(f'{args[0]}: SIGINT was ignored by the parent; handling it', file=sys.stderr)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         arguments = json.loads(sys.stdin.read() or '{}')
     except json.JSONDecodeError as exc:

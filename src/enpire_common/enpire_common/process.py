@@ -54,12 +54,14 @@ def set_child_subreaper(on: bool = True) -> bool:
 
 
 def end_groups(procs: Iterable[subprocess.Popen], first: int = signal.SIGTERM,
-               grace_s: float = 2.0) -> None:
+               grace_s: float = 2.0, last_words: int | None = None) -> None:
     """End the process groups led by ``procs`` (started with ``start_new_session``).
 
     ``first`` to every group, up to ``grace_s`` (shared) for the leaders to exit, then
     SIGKILL to every group (members that outlived their leader included) and a bounded wait.
-    Groups already gone are skipped.
+    Groups already gone are skipped. ``last_words``: a signal sent to each leader still
+    running after the grace, half a second before the SIGKILL (a child that dumps its stacks
+    on it says where it was stuck).
     """
     procs = list(procs)
 
@@ -73,6 +75,12 @@ def end_groups(procs: Iterable[subprocess.Popen], first: int = signal.SIGTERM,
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(max(0.0, end - time.monotonic()))
+    stuck = [p for p in procs if p.poll() is None]
+    if last_words is not None and stuck:
+        for proc in stuck:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, last_words)
+        time.sleep(0.5)
     for proc in procs:
         signal_group(proc, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

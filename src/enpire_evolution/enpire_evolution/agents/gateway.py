@@ -341,5 +341,20 @@ class Gateway:
             self._sock.close()
         with self._plock:
             procs = list(self._procs)
-        end_groups(procs, signal.SIGINT, grace_s)
+        for proc in procs:
+            self._note(f'--- {time.strftime("%H:%M:%S")} stopping the call in flight '
+                       f'(pid {proc.pid}: SIGINT, {grace_s:.0f} s, then SIGKILL)'
+                       f'{_signal_state(proc.pid)}')
+        end_groups(procs, signal.SIGINT, grace_s, last_words=signal.SIGUSR1)
         self.address.unlink(missing_ok=True)
+
+
+def _signal_state(pid: int) -> str:
+    """The process's blocked and ignored signal masks (Linux), for the log."""
+    try:
+        status = Path(f'/proc/{pid}/status').read_text().splitlines()
+    except OSError:
+        return ''
+    masks = [line.replace('\t', ' ') for line in status
+             if line.startswith(('SigBlk', 'SigIgn', 'State'))]
+    return '; ' + ', '.join(masks) if masks else ''
