@@ -195,14 +195,54 @@ def test_the_reset_skill_measures_a_pin_jammed_in_the_hole_from_the_side(cell, t
     assert skill._upright_in_side_view()
 
 
-def test_a_pin_lying_down_fails_the_robot_reset_with_its_cause(cell, task) -> None:
+def _lay_pin(cell, tip_xy, heading_deg: float) -> None:
+    """Lay the pin on the table, its tip at ``tip_xy``, its head towards ``heading_deg``
+    (from +x), and let it settle (test set-ups only)."""
+    th = math.radians(heading_deg)
+    # body z (tip -> head) along the heading: a turn about z, then z onto x
+    rot = np.array([[math.cos(th), -math.sin(th), 0.0], [math.sin(th), math.cos(th), 0.0],
+                    [0.0, 0.0, 1.0]]) @ np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0],
+                                                  [-1.0, 0.0, 0.0]])
+    quat = np.zeros(4)
+    cell.sim.mj.mju_mat2Quat(quat, rot.reshape(-1))
+    centre = np.array([*tip_xy, 0.006]) + 0.02 * rot[:, 2]     # the body origin: mid-shaft
+    cell.set_object(centre, quat, settle_ticks=30)
+
+
+def test_a_pin_lying_on_the_table_stays_where_it_lies(cell, task) -> None:
+    """The table resists rolling: a pin lying down (a truncated cone of head and shaft)
+    rolled in circles under MuJoCo's default contacts, away from the gripper reaching for
+    it."""
+    cell.place(4)
+    _lay_pin(cell, (0.12, 0.47), 180.0)
+    before = cell.data.site('pin_tip').xpos.copy()
+    for _ in range(90):
+        cell.hold()
+    assert np.linalg.norm(cell.data.site('pin_tip').xpos - before) < 0.001
+
+
+def test_the_robot_stands_up_a_pin_lying_down_and_puts_it_in_its_slot(cell, task) -> None:
+    """Head towards +x: the left arm grips the head from above, turns the pin up about its
+    tip on the table and stands it in the seed's slot (the right arm takes the others)."""
+    from enpire_tasks.pin_insertion.geometry import start_pose
+
+    cell.place(2)
+    _lay_pin(cell, (-0.12, 0.50), 0.0)
+    gt, method = cell.robot_place(2, 'start')
+    assert method == 'robot'
+    res = _judge(task, cell, 'reset', start_pose(2))
+    assert res.success, [v.detail for v in res.verdicts]
+    assert np.allclose(cell.ee_action()[0:3], arm_home(task)[0:3], atol=0.02)   # back home
+
+
+def test_a_pin_lying_against_the_fixture_fails_the_robot_reset_with_its_cause(cell,
+                                                                           task) -> None:
     from enpire_common.errors import ResetFailedError
 
     cell.place(4)
-    # lying along x in the open, head towards -x
-    cell.set_object((0.10, 0.47, 0.006), (math.sqrt(0.5), 0.0, -math.sqrt(0.5), 0.0),
-                    settle_ticks=20)
-    with pytest.raises(ResetFailedError, match='fallen: the pin lies down'):
+    _lay_pin(cell, (-0.012, 0.692), 0.0)       # along the fixture's far side
+    with pytest.raises(ResetFailedError, match='fallen: the pin lies down against the '
+                                               'fixture'):
         cell.robot_place(4, 'start')
 
 

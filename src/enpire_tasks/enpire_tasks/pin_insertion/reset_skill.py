@@ -1,6 +1,6 @@
-"""The robot-executed reset of pin insertion: the right arm takes the pin from wherever it
-stands (the hole, seated or jammed part-way; a rack slot; its own gripper) and stands it in
-the seed's rack slot.
+"""The robot-executed reset of pin insertion: an arm takes the pin from wherever it is (the
+hole, seated or jammed part-way; a rack slot; its own gripper; lying on the table) and
+stands it in the seed's rack slot.
 
 A skill is a closed-loop controller like a policy: each tick it gets the observation (the
 contract's cameras and the arm state, never simulator poses) and returns an end-effector
@@ -11,15 +11,19 @@ standing head's top. The arm first parks clear of the cameras (a trial may end w
 gripper over the pin). A pin in the hole may be jammed high: the side camera gives its
 head's height, the side rule of the classic verifier.
 
+A pin lying on the table shows the top camera its whole length; the wider end is its head.
+The arm on the far side of its tip (the right arm when the head lies towards -x, else the
+left) turns its gripper to point down over the head (waiting for the slow forearm roll),
+grips the head across from above, then turns the pin up about its tip, which stays on the
+table, the gripper turning with it, until the pin stands on its tip, held by the head; from
+there it goes on as for a pin taken from a slot. The table's rolling friction
+(enpire_sim's ``ROLLING_SURFACES``) keeps a lying pin where the camera saw it. A pin lying
+against the fixture or the rack leaves the pads no room: ``fallen``, and the reset falls
+back to the recorded ``sim_place`` where the contract allows it.
+
 Stage ``start``: the pin stands in slot ``seed % 6``, the arms at home. Stage
 ``pre_insertion`` (the hardest stage's start): the right gripper holds the pin over the hole,
 its tip 10 mm above the hole's top.
-
-A pin lying on the table (fallen) is out of this skill's reach: it fails with ``fallen`` and
-the reset falls back to the recorded ``sim_place`` where the contract allows it. (Tried and
-parked on the branch ``wip/pin-lying-reset``: a pinch of the head from above, then a wrist
-turn or a swing about the tip on the table; the pinch holds the pin too stiffly to turn
-reliably, and its pads land on the rack or the fixture beside most fallen pins.)
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from enpire_common.tasks import TaskSpec
-from enpire_tasks.arm import PinholeCamera, colour_blob, home_action, lit_centroid
+from enpire_tasks.arm import PinholeCamera, colour_blob, home_action, lit_centroid, rpy_to_matrix
 from enpire_tasks.pin_insertion.classic import tip_z_below_head_top
 from enpire_tasks.pin_insertion.geometry import parts, start_pose
 
@@ -55,6 +59,24 @@ LOST = 0.012
 #: A standing pin seen this close to the hole (m; read on the plane of a pin in a slot, which
 #: is off by parallax for one jammed high in the hole) stands in the hole.
 NEAR_HOLE = 0.02
+#: A pin lying on the table is gripped from above across its head, the gripper this far open
+#: (21 mm: 4.5 mm to spare each side of the head, so that the pads clear the rack or the
+#: fixture beside it), its fingertip centre this far above the head's axis (the pads reach
+#: 11 mm below it: 2 mm above the table). The arm then stands the pin up by turning it about
+#: its tip, which stays on the table, the gripper turning with it (PIVOT_TICKS), and goes on
+#: as for a pin taken from a slot.
+GRIP_LYING = 0.35
+LYING_ABOVE_AXIS = 0.009
+PIVOT_TICKS = 90
+TURN_TICKS = 60
+#: The fingertips' height while the gripper turns to point down (m; the lower, the farther
+#: the arm reaches: its wrist is 0.14 m up the gripper).
+TURN_Z = 0.08
+#: Ticks an arm gets to reach a pose before the skill gives up.
+REACH_TICKS = 150
+#: The fixture block round the hole and the rack (half sizes, m; scene.xml), and the room a
+#: lying pin needs from them: the pads beside its head (6 + 4.5 + 2 mm) and 5 mm to spare.
+FIXTURE_HALF, RACK_HALF_X, LYING_CLEAR = 0.030, 0.015, 0.0175
 
 
 class PinResetSkill:
@@ -82,6 +104,13 @@ class PinResetSkill:
         self._wp = 0
         self.goal_grasp = np.zeros(3)
         self.offset = np.zeros(2)
+        # the arm that moves the pin: the right one (from +x), or the left one (from -x) for
+        # a pin lying with its head towards +x; its gripper's orientation and approach
+        self.arm = 'right'
+        self.rpy = np.zeros(3)
+        self.approach = np.array([-1.0, 0.0])
+        self.lying: tuple[np.ndarray, np.ndarray, float, float] | None = None
+        self._ee = np.zeros(14)
         self.corrections = 0
         self.done = False
         self.failed = ''
@@ -132,6 +161,53 @@ class PinResetSkill:
         t = pts @ axis
         return float(t.max() - t.min() + 1.0) * self.top.position[2] / self.top.fx
 
+    def _lying_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """A pin lying on the table, from the top view: (its tip's xy, its head centre's xy),
+        or None when the blob's two ends are alike (the head end is the wider one)."""
+        blob = colour_blob(image, self.p.colour_rgb)
+        if blob is None:
+            return None
+        rows, cols = np.nonzero(blob.mask)
+        pts = np.stack([cols, rows], axis=1).astype(np.float64)
+        centre = pts.mean(axis=0)
+        q = pts - centre
+        if len(q) < 10:
+            return None
+        axis = np.linalg.svd(q, full_matrices=False)[2][0]
+        t, n = q @ axis, q @ np.array([-axis[1], axis[0]])
+        lo, hi = float(t.min()), float(t.max())
+        end = 0.25 * (hi - lo)
+        w_lo = float(np.ptp(n[t <= lo + end]))
+        w_hi = float(np.ptp(n[t >= hi - end]))
+        if abs(w_lo - w_hi) < 1.5:          # pixels: a head is ~8 wide, the shaft ~3
+            return None
+        head_t, tip_t = (lo, hi) if w_lo > w_hi else (hi, lo)
+        head_end = self.top.on_plane_z(*(centre + head_t * axis), self.p.head_radius)[:2]
+        tip = self.top.on_plane_z(*(centre + tip_t * axis), self.p.shaft_radius)[:2]
+        u = head_end - tip
+        u = u / max(float(np.linalg.norm(u)), 1e-9)
+        return tip, head_end - u * self.p.head_height / 2
+
+    def _blocked(self, tip: np.ndarray, head: np.ndarray) -> str:
+        """What the gripper would hit standing up a pin lying from ``tip`` to ``head`` (xy;
+        '' if nothing): its pads go down beside the head and sweep over the pin to its tip,
+        so the pin must lie LYING_CLEAR from the fixture and the rack."""
+        hx, hy = self.p.hole_xy
+        xs = [x for x, _ in self.p.slots]
+        ys = [y for _, y in self.p.slots]
+        boxes = {'the fixture': (hx - FIXTURE_HALF, hx + FIXTURE_HALF, hy - FIXTURE_HALF,
+                                 hy + FIXTURE_HALF),
+                 'the rack': (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X,
+                              min(ys) - RACK_HALF_X, max(ys) + RACK_HALF_X)}
+        for name, (x0, x1, y0, y1) in boxes.items():
+            for t in np.linspace(0.0, 1.0, 11):
+                x, y = tip + t * (head - tip)
+                dx = max(x0 - x, 0.0, x - x1)
+                dy = max(y0 - y, 0.0, y - y1)
+                if float(np.hypot(dx, dy)) < LYING_CLEAR:
+                    return name
+        return ''
+
     # --- motion -----------------------------------------------------------------------------
     def _toward(self, target: np.ndarray, speed: float) -> bool:
         d = target - self.cmd
@@ -148,28 +224,34 @@ class PinResetSkill:
     def _fail(self, reason: str) -> None:
         self.failed, self.phase = reason, 'failed'
 
+    @property
+    def _o(self) -> int:
+        """The offset of the moving arm's 7 values in the action and ``ee_pose``."""
+        return 7 if self.arm == 'right' else 0
+
     def _action(self) -> np.ndarray:
         a = self.home.copy()
-        a[7:10] = self.cmd
-        a[10:13] = 0.0
-        a[13] = self.grip
+        o = self._o
+        a[o:o + 3] = self.cmd
+        a[o + 3:o + 6] = self.rpy
+        a[o + 6] = self.grip
         return np.clip(a, self.low, self.high)
 
     # --- the skill --------------------------------------------------------------------------
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         """The next action (the arms' command for this tick)."""
-        ee = np.asarray(obs['ee_pose'], dtype=np.float64)
+        ee = self._ee = np.asarray(obs['ee_pose'], dtype=np.float64)
         if self.cmd is None:
-            self.cmd = ee[7:10].copy()
-            self.grip = float(ee[13])
+            self.cmd = ee[self._o:self._o + 3].copy()
+            self.grip = float(ee[self._o + 6])
         self.ticks += 1
         image = obs['image_top']
         self._side_image = obs.get('image_side')
-        getattr(self, f'_{self.phase}')(image, ee)
+        getattr(self, f'_{self.phase}')(image, ee[self._o:self._o + 7])
         return self._action()
 
     def _locate(self, image: np.ndarray, ee: np.ndarray) -> None:
-        held = float(ee[13]) < 0.4
+        held = float(ee[6]) < 0.4
         seen = self._head(image, self.p.slot_floor_z + self.p.pin_length)
         in_hand = held and seen is not None and float(
             np.hypot(*(seen[0] - self.cmd[:2]))) < 0.015
@@ -188,8 +270,8 @@ class PinResetSkill:
             self._upright_in_side_view()
         if not in_hole and (ratio > FALLEN_AREA_RATIO or
                             length > LYING_LENGTH * 2 * self.p.head_radius):
-            self._fail(f'fallen: the pin lies down (top-view blob {ratio:.1f} x a head, '
-                       f'{length * 1000:.0f} mm long)')
+            self._take_lying(image, f'top-view blob {ratio:.1f} x a head, '
+                                    f'{length * 1000:.0f} mm long')
             return
         if held and float(np.hypot(*(xy - self.cmd[:2]))) < 0.015:
             self._go('lift')        # it is in our gripper already
@@ -210,10 +292,112 @@ class PinResetSkill:
         self.goal_grasp = np.array([xy[0], xy[1], z])
         self._go('clear')
 
+    # --- a pin lying down ----------------------------------------------------------------------
+    def _take_lying(self, image: np.ndarray, seen: str) -> None:
+        """Plan the stand-up of a pin lying on the table (see GRIP_LYING), or fail
+        ``fallen``: its ends cannot be told apart, or it lies against the fixture or the
+        rack."""
+        pose = self._lying_pose(image)
+        if pose is None:
+            self._fail(f'fallen: the pin lies down ({seen}) and its head cannot be told from '
+                       'its tip')
+            return
+        tip, head = pose
+        u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
+        if blocker := self._blocked(tip, head):
+            self._fail(f'fallen: the pin lies down against {blocker} ({seen}), where the '
+                       'gripper cannot reach round its head')
+            return
+        # The gripper ends level, pointing along u, from the side of the tip away from the
+        # head: the right arm (from +x) stands a pin whose head lies towards -x, the left
+        # one a pin whose head lies towards +x.
+        self.arm = 'right' if u[0] <= 0.0 else 'left'
+        self.approach = u.copy()
+        neutral = -1.0 if self.arm == 'right' else 1.0
+        yaw = float(np.arctan2(u[1] * neutral, u[0] * neutral))
+        rise = self.p.head_radius - self.p.shaft_radius
+        elev = float(np.arcsin(rise / self.head_c))
+        self.lying = (np.array([*tip, self.p.shaft_radius]), u, elev, yaw)
+        o = self._o
+        self.cmd, self.grip = self._ee[o:o + 3].copy(), float(self._ee[o + 6])
+        self._go('lying_rise')
+
+    def _pivot_tcp(self, alpha: float) -> np.ndarray:
+        """The fingertip centre holding the head of a pin turned to ``alpha`` (rad above the
+        table) about its tip."""
+        tip, u, _, _ = self.lying
+        u3, z = np.r_[u, 0.0], np.array([0.0, 0.0, 1.0])
+        axis = np.cos(alpha) * u3 + np.sin(alpha) * z           # tip -> head
+        approach = np.sin(alpha) * u3 - np.cos(alpha) * z       # the fingers' direction
+        return tip + self.head_c * axis - LYING_ABOVE_AXIS * approach
+
+    def _lying_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
+        if self._toward(np.array([*self.cmd[:2], TURN_Z]), SPEED):
+            self._go('lying_turn')
+
+    def _reached(self, ee: np.ndarray, tol_m: float = 0.004, tol_rad: float = 0.05) -> bool:
+        """Whether the arm's measured fingertip pose is the command's."""
+        if float(np.linalg.norm(ee[:3] - self.cmd)) > tol_m:
+            return False
+        r = rpy_to_matrix(self.arm, self.rpy).T @ rpy_to_matrix(self.arm, ee[3:6])
+        return float(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))) < tol_rad
+
+    def _lying_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
+        # over the head, pointing down, turning on the way (an orientation jump would swing
+        # the arm through its workspace); the wrist rolls over on the way, which takes the
+        # slow forearm-roll servo a while: wait until the arm is there
+        _, _, elev, yaw = self.lying
+        grasp = self._pivot_tcp(elev)
+        if self.goal is None:
+            self.goal = self.cmd.copy()
+        f = min(1.0, self.ticks / TURN_TICKS)
+        self.rpy = np.array([0.0, (np.pi / 2 - elev) * f, yaw * f])
+        self.cmd = self.goal + (np.array([*grasp[:2], TURN_Z]) - self.goal) * f
+        self.grip = GRIP_LYING
+        if f >= 1.0 and self._reached(ee, 0.006, 0.08):
+            self._go('lying_descend')
+        elif self.ticks > TURN_TICKS + REACH_TICKS:
+            self._fail('fallen: the gripper did not turn to point down over the lying pin '
+                       f'(its fingertips {float(np.linalg.norm(ee[:3] - self.cmd)) * 1000:.0f} '
+                       'mm off)')
+
+    def _lying_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
+        grasp = self._pivot_tcp(self.lying[2])
+        if self._via([grasp + [0.0, 0.0, 0.03], grasp], SLOW) and \
+                self._reached(ee, 0.004, 0.06):
+            self._go('lying_close')
+        elif self.ticks > REACH_TICKS:
+            self._fail('fallen: the gripper did not reach the lying pin\'s head (its '
+                       f'fingertips {float(np.linalg.norm(ee[:3] - grasp)) * 1000:.0f} mm off)')
+
+    def _lying_close(self, image: np.ndarray, ee: np.ndarray) -> None:
+        self.grip = GRIP_CLOSED
+        if self.ticks >= CLOSE_TICKS:
+            if float(ee[6]) < EMPTY_GRIP:
+                self._fail('fallen: the gripper closed on nothing over the lying pin\'s head')
+                return
+            self._go('pivot')
+
+    def _pivot(self, image: np.ndarray, ee: np.ndarray) -> None:
+        _, u, elev, yaw = self.lying
+        f = min(1.0, self.ticks / PIVOT_TICKS)
+        alpha = elev + (np.pi / 2 - elev) * f
+        self.cmd = self._pivot_tcp(alpha)
+        self.rpy = np.array([0.0, np.pi / 2 - alpha, yaw])
+        if f >= 1.0 and self.ticks > PIVOT_TICKS + SETTLE_TICKS:
+            if float(ee[6]) < EMPTY_GRIP:
+                self._fail('dropped the pin while standing it up')
+                return
+            # standing on its tip, held by the head (the fingertips LYING_ABOVE_AXIS behind
+            # it): carry it as from a slot, the head over the slot
+            self.offset = -LYING_ABOVE_AXIS * u
+            self._go('lift')
+
     def _park(self, image: np.ndarray, ee: np.ndarray) -> None:
         # up, then home: out of the top camera's view of the rack and the fixture
-        if self._via([np.array([*self.cmd[:2], max(self.cmd[2], LIFT_Z)]), self.home[7:10]],
-                     SPEED) and self.ticks > SETTLE_TICKS:
+        home = self.home[self._o:self._o + 3]
+        if self._via([np.array([*self.cmd[:2], max(self.cmd[2], LIFT_Z)]), home], SPEED) and \
+                self.ticks > SETTLE_TICKS:
             self.cleared = True
             self._go('locate')
 
@@ -235,7 +419,7 @@ class PinResetSkill:
         return False
 
     def _pregrasp(self, image: np.ndarray, ee: np.ndarray) -> None:
-        above = self.goal_grasp + [PREGRASP_DX, 0.0, 0.0]
+        above = self.goal_grasp - PREGRASP_DX * np.r_[self.approach, 0.0]
         if self._via([np.array([above[0], above[1], LIFT_Z]), above], SPEED):
             self._go('approach')
 
@@ -246,14 +430,14 @@ class PinResetSkill:
     def _close(self, image: np.ndarray, ee: np.ndarray) -> None:
         self.grip = GRIP_CLOSED
         if self.ticks >= CLOSE_TICKS:
-            if float(ee[13]) < 0.05:    # closed on nothing: missed the head
+            if float(ee[6]) < EMPTY_GRIP:    # closed on nothing: missed the head
                 self._fail('missed the pin: the gripper closed on nothing')
                 return
             self._go('lift')
 
     def _lift(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self._toward(np.array([*self.cmd[:2], LIFT_Z]), SPEED):
-            if float(ee[13]) < EMPTY_GRIP:
+            if float(ee[6]) < EMPTY_GRIP:
                 self._fail('dropped the pin while lifting it')
                 return
             self._go('carry')
@@ -261,7 +445,8 @@ class PinResetSkill:
     def _carry(self, image: np.ndarray, ee: np.ndarray) -> None:
         dest = self.hole_tip_top if self.stage == 'pre_insertion' else np.array(
             [self.target[0], self.target[1], self.p.slot_floor_z + 0.018])
-        above = np.array([dest[0], dest[1], dest[2] + CLEARANCE + self.head_c])
+        above = np.array([dest[0] + self.offset[0], dest[1] + self.offset[1],
+                          dest[2] + CLEARANCE + self.head_c])
         # at the travelling speed, stopping swings the pin a few degrees in the grasp, and its
         # tip then misses the slot's funnel by the 3 mm that the head above it hides
         if self._via([np.array([above[0], above[1], LIFT_Z]), above], SLOW) and \
@@ -306,7 +491,7 @@ class PinResetSkill:
 
     def _retreat(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self.goal is None:
-            self.goal = self.cmd + [PREGRASP_DX, 0.0, 0.0]
+            self.goal = self.cmd - PREGRASP_DX * np.r_[self.approach, 0.0]
         if self._toward(self.goal, SLOW):
             self._go('rise')
 
@@ -315,7 +500,9 @@ class PinResetSkill:
             self._go('home')
 
     def _home(self, image: np.ndarray, ee: np.ndarray) -> None:
-        if self._toward(self.home[7:10], SPEED) and self.ticks > SETTLE_TICKS:
+        self.rpy = self.rpy * 0.85 if float(np.abs(self.rpy).max()) > 0.01 else np.zeros(3)
+        if self._toward(self.home[self._o:self._o + 3], SPEED) and \
+                self.ticks > SETTLE_TICKS and not self.rpy.any():
             self.done, self.phase = True, 'done'
 
     def _done(self, image: np.ndarray, ee: np.ndarray) -> None:

@@ -102,6 +102,14 @@ def _add_finger_pads(spec: Any, mujoco: Any) -> None:
                     geom.contype, geom.conaffinity = 0, 0
 
 
+#: Geoms of the scene given the rolling and torsional friction of a real table (MuJoCo's
+#: condim 6; the coefficients are the pair's larger ones, the parts' own). Under the default
+#: condim 3 nothing resists rolling: a pin lying on the table (head and shaft, a truncated
+#: cone) rolls in circles for as long as the simulation runs, away from a gripper reaching
+#: for it, where a real one stops within a fraction of a second.
+ROLLING_SURFACES = ('table',)
+
+
 def scene_path(name: str | Path) -> Path:
     """A scene file: ``name`` itself when it is an .xml path, else the scene of the task of
     that name (its contract's ``sim.scene``)."""
@@ -122,8 +130,9 @@ def scene_path(name: str | Path) -> Path:
 
 def load_scene(name: str | Path) -> Any:
     """The MjModel of a scene file (or of a task's scene, :func:`scene_path`), with
-    ``{ALOHA}`` resolved, finger pads added and the arms' joint friction made a servo's;
-    ConfigError if absent or invalid."""
+    ``{ALOHA}`` resolved, finger pads added, the arms' joint friction made a servo's and the
+    table given rolling friction (:data:`ROLLING_SURFACES`); ConfigError if absent or
+    invalid."""
     import mujoco
 
     path = scene_path(name)
@@ -140,6 +149,10 @@ def load_scene(name: str | Path) -> Any:
             model = spec.compile()
         except ValueError as exc:
             raise ConfigError(f"arm scene '{path}' does not load: {exc}") from None
+    for name in ROLLING_SURFACES:
+        g = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)
+        if g >= 0:
+            model.geom_condim[g] = 6
     for j in range(model.njnt):
         if model.joint(j).name.startswith('vx300s_'):
             dof = model.jnt_dofadr[j]
@@ -302,13 +315,15 @@ class ArmSim:
 
     # --- inverse kinematics ----------------------------------------------------------------
     def ik(self, arm: str, position: np.ndarray, quat: np.ndarray | None = None, *,
-           iterations: int = 60, tol_m: float = 5e-4, max_residual_m: float | None = None,
+           iterations: int = 60, tol_m: float = 5e-4, tol_rad: float = 0.01,
+           max_residual_m: float | None = None,
            seed_ctrl: np.ndarray | None = None) -> np.ndarray:
         """Joint targets that put ``arm``'s gripper at ``position`` (and ``quat``, wxyz).
 
         Differential IK with mink, from the current joints or, with ``seed_ctrl``, from those
         actuator targets (a controller warm-starts from its last command, so tracking error
-        does not accumulate); the other arm keeps its targets. Stops at ``tol_m``; a residual
+        does not accumulate); the other arm keeps its targets. Stops at ``tol_m`` (and
+        ``tol_rad`` of orientation when ``quat`` is given); a position residual
         up to ``max_residual_m`` (default ``tol_m``) is accepted as the best reachable.
 
         Raises:
@@ -336,9 +351,13 @@ class ArmSim:
         for _ in range(iterations):
             vel = mink.solve_ik(config, tasks, dt, 'daqp', damping=1e-3, limits=limits)
             config.integrate_inplace(vel, dt)
-            err = float(np.linalg.norm(config.get_transform_frame_to_world(
-                frame, 'body').translation() - p))
-            if err < tol_m:
+            pose = config.get_transform_frame_to_world(frame, 'body')
+            err = float(np.linalg.norm(pose.translation() - p))
+            # the orientation too: stopping on position alone left a large turn half done
+            # (and the fingertips, 0.1 m out along the gripper, centimetres off)
+            turned = quat is None or float(np.linalg.norm(
+                (rot.inverse() @ pose.rotation()).log())) < tol_rad
+            if err < tol_m and turned:
                 break
         if err >= (tol_m if max_residual_m is None else max_residual_m):
             raise IKError(f'IK target {p.round(4).tolist()} for the {arm} arm is out of '
