@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                     help='ticks of the baseline before each reset (default: the contract\'s '
                          'episode.max_steps, as a trial runs; 0: reset from a reset)')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--save-failed', type=Path, default=None, metavar='DIR',
+                    help='save the simulator state each failed reset started from, as '
+                         'DIR/seed_<seed>.npy (MuJoCo integration state), to replay it')
     ap.add_argument('--jitter-m', type=float, default=0.002,
                     help='sigma of noise on the baseline\'s gripper positions (m), seeded per '
                          'round, so that the trials end in varied states (0: as scripted)')
@@ -177,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                 if violations:
                     break
         t0, s0 = time.perf_counter(), cell.time_s
+        before = cell.sim_state() if args.save_failed else None
         try:
             outcome = procedure.run(seed, stage='start')
             cause, attempts = 'verified', outcome.attempts
         except ResetNotVerifiedError as exc:
             attempts = exc.outcome.attempts
+            for reason in exc.outcome.reasons:
+                print(f'    {reason}', file=sys.stderr)
             last = (exc.outcome.reasons or ('?',))[-1].split(': ', 1)[-1]
             cause = re.sub(r'^placing failed: robot reset of seed \d+ failed: ', '', last)[:80]
         except EnpireError as exc:
@@ -193,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         used[attempts] += 1
         outcomes[_cause_class(cause)] += 1
         if cause != 'verified':          # the next round starts from a known start
+            if before is not None:
+                args.save_failed.mkdir(parents=True, exist_ok=True)
+                np.save(args.save_failed / f'seed_{seed}.npy', before)
             cell.place(seed)
         print(f'[{i + 1}/{args.resets}] seed {seed}: {cause} (attempt {attempts}, '
               f'{sim_s[-1]:.1f} s sim, {wall_s[-1]:.1f} s wall) | verified {ok}/{i + 1}',

@@ -104,3 +104,25 @@ def test_hue_blob_finds_a_shaded_part_and_ignores_grey_and_white() -> None:
     assert blob is not None and blob.area == 140
     u, v = arm.lit_centroid(img, blob.mask)
     assert (u, v) == (pytest.approx(14.5), pytest.approx(14.5))
+
+
+def test_a_pin_lying_by_the_fixture_is_slid_clear_along_its_axis(task) -> None:
+    """The reset skill's plan for a pin lying along the fixture's far side, head towards -x
+    (the right arm's to stand up, from +x): slide it head first towards +x, the closed
+    fingertips on the head's top face, until the head is clear of the fixture on the right
+    arm's half; never where the pads would have no room."""
+    from enpire_tasks.pin_insertion.reset_skill import LYING_CLEAR, PUSH_MAX, PinResetSkill
+
+    skill = PinResetSkill(task, 1)
+    tip, head = np.array([0.056, 0.692]), np.array([0.010, 0.692])
+    assert skill._blocked(tip, head) == 'the fixture'
+    start, end = skill._push_plan(tip, head)
+    assert skill.push_end == 'head'
+    assert start[0] < head[0] - 0.006 and end[0] > start[0]            # from beyond the head
+    assert abs(start[1] - 0.692) < 1e-9 and abs(end[1] - 0.692) < 1e-9  # along the axis
+    shift = end[0] - start[0] - 0.005
+    assert 0.0 < shift <= PUSH_MAX + 1e-9
+    assert not skill._blocked(tip + [shift, 0.0], head + [shift, 0.0])
+    assert skill._clearance(head + [shift, 0.0]) >= LYING_CLEAR
+    # the same pin 30 mm further in: no slide of up to PUSH_MAX frees it
+    assert skill._push_plan(tip - [0.03, 0.0], head - [0.03, 0.0]) is None

@@ -75,8 +75,20 @@ TURN_Z = 0.08
 #: Ticks an arm gets to reach a pose before the skill gives up.
 REACH_TICKS = 150
 #: The fixture block round the hole and the rack (half sizes, m; scene.xml), and the room a
-#: lying pin needs from them: the pads beside its head (6 + 4.5 + 2 mm) and 5 mm to spare.
-FIXTURE_HALF, RACK_HALF_X, LYING_CLEAR = 0.030, 0.015, 0.0175
+#: lying pin's head needs from them: the pads beside it (6 + 4.5 + 2 mm) and 2.5 mm to
+#: spare, over the pads' width along the pin (2 x 8 mm).
+FIXTURE_HALF, RACK_HALF_X, LYING_CLEAR, PAD_HALF_WIDTH = 0.030, 0.015, 0.015, 0.008
+#: A pin lying there is first slid lengthwise into the open, up to PUSH_MAX (m), by the
+#: fingertips pointing down, the pads' narrow side leading, PUSHER_CLEAR from the fixture and
+#: the rack. Head first: the pads go down beyond the tip, open GRIP_STRADDLE (6.4 mm: the
+#: shaft passes between them, the head does not), and slide along the shaft until they push
+#: the head's underside. Tip first: closed, they push the head's top face. Either way the
+#: pads' lower edge is 5.5 mm over the table (the head is 12 mm; an arm reaching across
+#: the table pointing down sags up to 3 mm).
+PUSH_MAX, PUSHER_CLEAR, GRIP_STRADDLE = 0.04, 0.008, 0.15
+PUSH_Z = {'tip': 0.0165, 'head': 0.0165}
+#: The right arm stands up pins whose head lies at x >= this (m), the left arm at x <= -it.
+PIVOT_REACH_X = 0.02
 
 
 class PinResetSkill:
@@ -111,6 +123,10 @@ class PinResetSkill:
         self.approach = np.array([-1.0, 0.0])
         self.lying: tuple[np.ndarray, np.ndarray, float, float] | None = None
         self._ee = np.zeros(14)
+        self.push: tuple[np.ndarray, np.ndarray] | None = None
+        self.pushed = False
+        self._rpy0 = np.zeros(3)
+        self.push_end = 'tip'
         self.corrections = 0
         self.done = False
         self.failed = ''
@@ -190,8 +206,9 @@ class PinResetSkill:
 
     def _blocked(self, tip: np.ndarray, head: np.ndarray) -> str:
         """What the gripper would hit standing up a pin lying from ``tip`` to ``head`` (xy;
-        '' if nothing): its pads go down beside the head and sweep over the pin to its tip,
-        so the pin must lie LYING_CLEAR from the fixture and the rack."""
+        '' if nothing): its pads go down beside the head, 16 mm wide along the pin, and are
+        above the fixture's top by the time the turn has taken them 8 mm towards the tip, so
+        the head must lie LYING_CLEAR from the fixture and the rack."""
         hx, hy = self.p.hole_xy
         xs = [x for x, _ in self.p.slots]
         ys = [y for _, y in self.p.slots]
@@ -199,9 +216,10 @@ class PinResetSkill:
                                  hy + FIXTURE_HALF),
                  'the rack': (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X,
                               min(ys) - RACK_HALF_X, max(ys) + RACK_HALF_X)}
+        u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
         for name, (x0, x1, y0, y1) in boxes.items():
-            for t in np.linspace(0.0, 1.0, 11):
-                x, y = tip + t * (head - tip)
+            for t in np.linspace(-PAD_HALF_WIDTH, PAD_HALF_WIDTH, 5):
+                x, y = head + t * u
                 dx = max(x0 - x, 0.0, x - x1)
                 dy = max(y0 - y, 0.0, y - y1)
                 if float(np.hypot(dx, dy)) < LYING_CLEAR:
@@ -273,6 +291,10 @@ class PinResetSkill:
             self._take_lying(image, f'top-view blob {ratio:.1f} x a head, '
                                     f'{length * 1000:.0f} mm long')
             return
+        if self.arm != 'right':     # the left arm pushed a lying pin clear: parked now
+            self._use('right')
+            self.approach = np.array([-1.0, 0.0])
+            held = False
         if held and float(np.hypot(*(xy - self.cmd[:2]))) < 0.015:
             self._go('lift')        # it is in our gripper already
             return
@@ -304,23 +326,125 @@ class PinResetSkill:
             return
         tip, head = pose
         u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
-        if blocker := self._blocked(tip, head):
-            self._fail(f'fallen: the pin lies down against {blocker} ({seen}), where the '
-                       'gripper cannot reach round its head')
+        blocker = self._blocked(tip, head)
+        if blocker or not self._in_reach(tip, head):
+            push = None if self.pushed else self._push_plan(tip, head)
+            if push is None:
+                why = (f'against {blocker}, where the gripper cannot reach round its head'
+                       if blocker else 'with its head beyond the reach of the arm that can '
+                       'stand it up (the arm on the far side of its tip)')
+                self._fail(f'fallen: the pin lies down ({seen}) {why}')
+                return
+            # slide it along its axis into the open first, then look again
+            self.push = push
+            self.pushed = True
+            self._use('right' if push[0][0] >= 0.0 else 'left')
+            self._go('push_rise')
             return
         # The gripper ends level, pointing along u, from the side of the tip away from the
         # head: the right arm (from +x) stands a pin whose head lies towards -x, the left
         # one a pin whose head lies towards +x.
-        self.arm = 'right' if u[0] <= 0.0 else 'left'
+        self._use('right' if u[0] <= 0.0 else 'left')
         self.approach = u.copy()
         neutral = -1.0 if self.arm == 'right' else 1.0
         yaw = float(np.arctan2(u[1] * neutral, u[0] * neutral))
         rise = self.p.head_radius - self.p.shaft_radius
         elev = float(np.arcsin(rise / self.head_c))
         self.lying = (np.array([*tip, self.p.shaft_radius]), u, elev, yaw)
+        self._go('lying_rise')
+
+    def _clearance(self, xy: np.ndarray) -> float:
+        """The distance (m) from ``xy`` to the fixture block or the rack, whichever is
+        nearer (0 inside one)."""
+        hx, hy = self.p.hole_xy
+        xs = [x for x, _ in self.p.slots]
+        ys = [y for _, y in self.p.slots]
+        boxes = ((hx - FIXTURE_HALF, hx + FIXTURE_HALF, hy - FIXTURE_HALF, hy + FIXTURE_HALF),
+                 (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X, min(ys) - RACK_HALF_X,
+                  max(ys) + RACK_HALF_X))
+        return min(float(np.hypot(max(x0 - xy[0], 0.0, xy[0] - x1),
+                                  max(y0 - xy[1], 0.0, xy[1] - y1)))
+                   for x0, x1, y0, y1 in boxes)
+
+    def _in_reach(self, tip: np.ndarray, head: np.ndarray) -> bool:
+        """Whether the arm that stands up this pin (the one on the far side of its tip) can
+        reach down round its head: each arm points down on its own half of the table (across
+        it, the wrist sags its pads onto the table)."""
+        right = head[0] <= tip[0]
+        return bool(head[0] >= PIVOT_REACH_X if right else head[0] <= -PIVOT_REACH_X)
+
+    def _push_plan(self, tip: np.ndarray, head: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+        """How to slide a pin lying by the fixture or the rack along its own axis until its
+        head is clear (the closed fingertips push its tip end, or its head end, lengthwise:
+        a pusher in line with the pin needs no room beside it): (the fingertips' start xy,
+        their end xy), or None when no slide of up to PUSH_MAX frees it without running the
+        pin or the pusher into something."""
+        u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
+        head_end = head + u * self.p.head_height / 2
+        # from the pads' first contact: the head's underside (head first), its top (tip first)
+        reach = {'tip': self.p.shaft_length + 0.005, 'head': 0.005}
+        for dist in np.arange(0.005, PUSH_MAX + 1e-9, 0.005):
+            for d, back, end in ((u, tip, 'tip'), (-u, head_end, 'head')):
+                start = back - d * (PAD_HALF_WIDTH + 0.005)
+                shifted = [p + d * dist for p in (tip, head)]
+                if self._blocked(*shifted) or not self._in_reach(*shifted):
+                    continue
+                length = reach[end] + dist
+                path = [start + d * t for t in np.linspace(0.0, length, 12)]
+                pin = [shifted[0] + (shifted[1] - shifted[0]) * t for t in np.linspace(0, 1, 6)]
+                if min(self._clearance(x) for x in path) < PUSHER_CLEAR or \
+                        min(self._clearance(x) for x in pin) < self.p.head_radius:
+                    continue
+                self.push_end = end
+                return start, start + d * length
+        return None
+
+    def _push_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
+        if self._toward(np.array([*self.cmd[:2], TURN_Z]), SPEED):
+            self._go('push_over')
+
+    def _push_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
+        # pointing down, the pads' 16 mm along the push (the pusher's narrow side leads)
+        start, end = self.push
+        d = (end - start) / max(float(np.linalg.norm(end - start)), 1e-9)
+        neutral = -1.0 if self.arm == 'right' else 1.0
+        yaw = float(np.arctan2(d[1] * neutral, d[0] * neutral))
+        yaw = (yaw + np.pi / 2) % np.pi - np.pi / 2          # the pads' line is symmetric
+        grip = GRIP_STRADDLE if self.push_end == 'tip' else GRIP_CLOSED
+        if self._turn_down(ee, yaw, np.pi / 2, grip):
+            self._go('push_descend')
+
+    def _push_over(self, image: np.ndarray, ee: np.ndarray) -> None:
+        start, _ = self.push
+        if self._toward(np.array([*start, TURN_Z]), SPEED) and self._reached(ee, 0.006, 0.08):
+            self._go('push_turn')
+        elif self.ticks > REACH_TICKS:
+            self._fail('fallen: the gripper did not reach over the lying pin')
+
+    def _push_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
+        start, _ = self.push
+        if self._toward(np.array([*start, PUSH_Z[self.push_end]]), SLOW) and \
+                self._reached(ee, 0.004, 0.08):
+            self._go('push_slide')
+        elif self.ticks > REACH_TICKS:
+            self._fail('fallen: the gripper did not reach the table to push the pin clear')
+
+    def _push_slide(self, image: np.ndarray, ee: np.ndarray) -> None:
+        _, end = self.push
+        if self._toward(np.array([*end, PUSH_Z[self.push_end]]), INSERT):
+            self._go('push_away')
+
+    def _push_away(self, image: np.ndarray, ee: np.ndarray) -> None:
+        if self._toward(np.array([*self.cmd[:2], LIFT_Z]), SLOW):
+            self.cleared = False            # out of the top camera's way, then look again
+            self._go('locate')
+
+    def _use(self, arm: str) -> None:
+        """Move ``arm`` from now on (the other one goes home), from where it is."""
+        self.arm = arm
         o = self._o
         self.cmd, self.grip = self._ee[o:o + 3].copy(), float(self._ee[o + 6])
-        self._go('lying_rise')
 
     def _pivot_tcp(self, alpha: float) -> np.ndarray:
         """The fingertip centre holding the head of a pin turned to ``alpha`` (rad above the
@@ -333,7 +457,7 @@ class PinResetSkill:
 
     def _lying_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self._toward(np.array([*self.cmd[:2], TURN_Z]), SPEED):
-            self._go('lying_turn')
+            self._go('lying_over')
 
     def _reached(self, ee: np.ndarray, tol_m: float = 0.004, tol_rad: float = 0.05) -> bool:
         """Whether the arm's measured fingertip pose is the command's."""
@@ -342,24 +466,35 @@ class PinResetSkill:
         r = rpy_to_matrix(self.arm, self.rpy).T @ rpy_to_matrix(self.arm, ee[3:6])
         return float(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))) < tol_rad
 
-    def _lying_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
-        # over the head, pointing down, turning on the way (an orientation jump would swing
-        # the arm through its workspace); the wrist rolls over on the way, which takes the
-        # slow forearm-roll servo a while: wait until the arm is there
-        _, _, elev, yaw = self.lying
-        grasp = self._pivot_tcp(elev)
-        if self.goal is None:
-            self.goal = self.cmd.copy()
+    def _turn_down(self, ee: np.ndarray, yaw: float, pitch: float, grip: float) -> bool:
+        """Turn the gripper to point down (``pitch``, ``yaw``) where it is, over TURN_TICKS;
+        True once the arm is there, a failure after REACH_TICKS more. Where it is: over the
+        part, not at home. Turned at home, the wrist rolls over (forearm roll near pi), which
+        the slow forearm-roll servo takes seconds to follow (an orientation jump, or one made
+        while travelling, swung the arm through its workspace), and the rolled-over arm
+        could not later reach down to a slot."""
         f = min(1.0, self.ticks / TURN_TICKS)
-        self.rpy = np.array([0.0, (np.pi / 2 - elev) * f, yaw * f])
-        self.cmd = self.goal + (np.array([*grasp[:2], TURN_Z]) - self.goal) * f
-        self.grip = GRIP_LYING
+        self.rpy = np.array([0.0, pitch * f, yaw * f])
+        self.grip = grip
         if f >= 1.0 and self._reached(ee, 0.006, 0.08):
-            self._go('lying_descend')
-        elif self.ticks > TURN_TICKS + REACH_TICKS:
+            return True
+        if self.ticks > TURN_TICKS + REACH_TICKS:
             self._fail('fallen: the gripper did not turn to point down over the lying pin '
                        f'(its fingertips {float(np.linalg.norm(ee[:3] - self.cmd)) * 1000:.0f} '
                        'mm off)')
+        return False
+
+    def _lying_over(self, image: np.ndarray, ee: np.ndarray) -> None:
+        grasp = self._pivot_tcp(self.lying[2])
+        if self._toward(np.array([*grasp[:2], TURN_Z]), SPEED) and self._reached(ee, 0.006, 0.08):
+            self._go('lying_turn')
+        elif self.ticks > REACH_TICKS:
+            self._fail('fallen: the gripper did not reach over the lying pin')
+
+    def _lying_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
+        _, _, elev, yaw = self.lying
+        if self._turn_down(ee, yaw, np.pi / 2 - elev, GRIP_LYING):
+            self._go('lying_descend')
 
     def _lying_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
         grasp = self._pivot_tcp(self.lying[2])
@@ -393,11 +528,22 @@ class PinResetSkill:
             self.offset = -LYING_ABOVE_AXIS * u
             self._go('lift')
 
+    def _level_home(self, ee: np.ndarray) -> bool:
+        """Up to LIFT_Z, then home, the gripper turning back level over TURN_TICKS on the way
+        (a wrist turned to point down unwinds slowly: an orientation jump swung the arm out
+        of the workspace); True once the arm is there, or has had REACH_TICKS to get there."""
+        if self.ticks == 1:
+            self._rpy0 = self.rpy.copy()
+        f = min(1.0, self.ticks / TURN_TICKS)
+        self.rpy = self._rpy0 * (1.0 - f)
+        home = self.home[self._o:self._o + 3]
+        there = self._via([np.array([*self.cmd[:2], max(self.cmd[2], LIFT_Z)]), home], SPEED)
+        return there and f >= 1.0 and self.ticks > SETTLE_TICKS and (
+            self._reached(ee, 0.01, 0.1) or self.ticks > TURN_TICKS + REACH_TICKS)
+
     def _park(self, image: np.ndarray, ee: np.ndarray) -> None:
         # up, then home: out of the top camera's view of the rack and the fixture
-        home = self.home[self._o:self._o + 3]
-        if self._via([np.array([*self.cmd[:2], max(self.cmd[2], LIFT_Z)]), home], SPEED) and \
-                self.ticks > SETTLE_TICKS:
+        if self._level_home(ee):
             self.cleared = True
             self._go('locate')
 
@@ -500,9 +646,7 @@ class PinResetSkill:
             self._go('home')
 
     def _home(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self.rpy = self.rpy * 0.85 if float(np.abs(self.rpy).max()) > 0.01 else np.zeros(3)
-        if self._toward(self.home[self._o:self._o + 3], SPEED) and \
-                self.ticks > SETTLE_TICKS and not self.rpy.any():
+        if self._level_home(ee):
             self.done, self.phase = True, 'done'
 
     def _done(self, image: np.ndarray, ee: np.ndarray) -> None:

@@ -36,6 +36,8 @@ FINGER_CLOSED, FINGER_OPEN = 0.021, 0.057
 #: Seconds a robot reset may take to move the arm out of a violation the trial left it in.
 RECOVER_S = 1.5
 CONTACT_KINDS = frozenset({'COLLISION', 'FORCE'})
+#: Ticks in a row a robot reset may hold on an end-effector target the IK cannot reach.
+IK_PATIENCE = 15
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,7 @@ class ArmCell:
         if before & CONTACT_KINDS:          # a touch and its force come and go together
             before |= CONTACT_KINDS
         recover_ticks = round(RECOVER_S * self.task.action.rate_hz)
+        refused = 0
         for tick in range(max_ticks):
             images = {src: self.render(src.split('/')[1]) for src in set(sources.values())}
             state = dict(zip(conv.STATE_NAMES, self.agent_state().tolist(), strict=True))
@@ -345,9 +348,15 @@ class ArmCell:
                 break
             try:
                 self.step(action)
+                refused = 0
             except InvalidCommandError as exc:
-                raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
-                    from None
+                # a target the IK cannot reach this tick (a fast move or turn can outrun it)
+                # is held for a moment; a standing one, or any other refusal, ends the reset
+                refused += 1
+                if exc.kind != 'IK' or refused > IK_PATIENCE:
+                    raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
+                        from None
+                self.hold()
             if violations := [v for v in self.violations
                               if tick >= recover_ticks or v.kind not in before]:
                 raise ResetFailedError(f'the reset tripped the safety envelope: '
@@ -384,6 +393,27 @@ class ArmCell:
         for _ in range(settle_ticks):
             self.hold()
         return self.ground_truth()
+
+    def sim_state(self) -> np.ndarray:
+        """The simulator's whole integration state (sim-only tools: saving a failed reset's
+        start to replay it)."""
+        mj = self.sim.mj
+        spec = mj.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mj.mj_stateSize(self.model, spec))
+        mj.mj_getState(self.model, self.data, state, spec)
+        return state
+
+    def set_sim_state(self, state: Any) -> None:
+        """Restore a :meth:`sim_state` (the arms hold the controls it had)."""
+        mj = self.sim.mj
+        spec = mj.mjtState.mjSTATE_INTEGRATION
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (mj.mj_stateSize(self.model, spec),):
+            raise ConfigError(f'a saved state of {state.size} values does not fit this scene '
+                              f'({mj.mj_stateSize(self.model, spec)})')
+        mj.mj_setState(self.model, self.data, state, spec)
+        mj.mj_forward(self.model, self.data)
+        self._targets = self.data.ctrl.copy()
 
     def object_pose(self) -> tuple[float, ...]:
         p = self.data.site(self.sim_cfg.object_pose_site).xpos
