@@ -209,6 +209,28 @@ def _lay_pin(cell, tip_xy, heading_deg: float) -> None:
     cell.set_object(centre, quat, settle_ticks=30)
 
 
+def test_the_reset_skill_sees_where_a_tilted_pin_s_tip_is(cell, task) -> None:
+    """A pin hanging tilted in the grasp over a slot shows its tip beyond its head from
+    above: the skill aligns that tip, not the head (and finds nothing for an upright pin)."""
+    from enpire_tasks.pin_insertion.reset_skill import PinResetSkill
+
+    skill = PinResetSkill(task, 1)
+    cell.place(1)
+    for tilt_deg, expect_tip in ((15.0, True), (0.0, False)):
+        t = math.radians(tilt_deg)
+        head = np.array([0.002, 0.456, 0.077])            # held over slot 1, as at 'align'
+        axis = np.array([-math.sin(t), 0.0, math.cos(t)])  # tip -> head, leaning towards -x
+        tip = head - skill.head_c * axis
+        quat = np.array([math.cos(t / 2), 0.0, -math.sin(t / 2), 0.0])
+        cell.set_object(tip + 0.02 * axis, quat, settle_ticks=0)   # rendered before it falls
+        seen = skill._tip_seen(cell.render('task_top'), head[:2],
+                               head[2] + task.raw['parts']['pin']['head_height'] / 2, tip[2])
+        if expect_tip:
+            assert seen is not None and np.linalg.norm(seen - tip[:2]) < 0.003, (seen, tip)
+        else:
+            assert seen is None or np.linalg.norm(seen - head[:2]) < 0.002
+
+
 def test_a_pin_lying_on_the_table_stays_where_it_lies(cell, task) -> None:
     """The table resists rolling: a pin lying down (a truncated cone of head and shaft)
     rolled in circles under MuJoCo's default contacts, away from the gripper reaching for

@@ -87,8 +87,26 @@ FIXTURE_HALF, RACK_HALF_X, LYING_CLEAR, PAD_HALF_WIDTH = 0.030, 0.015, 0.015, 0.
 #: the table pointing down sags up to 3 mm).
 PUSH_MAX, PUSHER_CLEAR, GRIP_STRADDLE = 0.04, 0.008, 0.15
 PUSH_Z = {'tip': 0.0165, 'head': 0.0165}
-#: The right arm stands up pins whose head lies at x >= this (m), the left arm at x <= -it.
-PIVOT_REACH_X = 0.02
+#: The right arm stands up pins whose head lies at x >= this (m), the left arm at x <= -it
+#: (a head below LOW_HEAD_Z; one higher, on a pin leaning on the fixture or the rack, is
+#: within reach of either).
+PIVOT_REACH_X, LOW_HEAD_Z = 0.02, 0.02
+#: A pin down, seen from above: it leans (on the fixture or the rack, its tip in the hole's or
+#: a slot's mouth, within MOUTH_R of its axis and TIP_IN_MOUTH below its top) when its
+#: blob's length says its axis rises LEAN_MIN or more; the rays of its tip end are first met
+#: at TIP_IN_Z. The rack's top is RACK_DEPTH over its floor (scene.xml); the pads must clear
+#: the tops by PAD_MARGIN.
+LEAN_MIN, MOUTH_R, TIP_IN_MOUTH, TIP_IN_Z = 0.35, 0.008, 0.004, 0.02
+RACK_DEPTH, PAD_MARGIN = 0.018, 0.004
+#: A blob this much longer than a lying pin (m; the head's rim and the pixels) is not flat.
+LENGTH_TOL = 0.006
+#: A held pin's tip shows from above when the blob reaches this many pixels past its head.
+#: One seen TILTED (m) off the head's axis (10 degrees) would jam in the slot: once, it is
+#: laid down on open table on the arm's own side, its tip at (+-PUT_DOWN_X, PUT_DOWN_Y), its
+#: head towards the table's middle (where that arm stands a lying pin up best: square, no
+#: twist in the pinch), and taken again.
+TIP_SHOWS_PX, TILTED = 2.0, 0.008
+PUT_DOWN_X, PUT_DOWN_Y = 0.14, 0.5
 
 
 class PinResetSkill:
@@ -125,6 +143,7 @@ class PinResetSkill:
         self._ee = np.zeros(14)
         self.push: tuple[np.ndarray, np.ndarray] | None = None
         self.pushed = False
+        self.put_downs = 0
         self._rpy0 = np.zeros(3)
         self.push_end = 'tip'
         self.corrections = 0
@@ -140,6 +159,26 @@ class PinResetSkill:
         dist = self.top.position[2] - head_top_z
         expected = np.pi * (self.p.head_radius * self.top.fx / dist) ** 2
         return self.top.on_plane_z(u, v, head_top_z)[:2], blob.area / max(expected, 1.0)
+
+    def _tip_seen(self, image: np.ndarray, head_xy: np.ndarray, head_top_z: float,
+                  tip_z: float) -> np.ndarray | None:
+        """Where a held pin's tip is when the top view shows it beyond the head (the pin
+        tilted in the grasp, or seen off the camera's axis): the blob's pixel farthest from
+        the head's centre, met at the tip's height, moved back by the shaft's radius; None
+        when the head hides it."""
+        blob = colour_blob(image, self.p.colour_rgb)
+        if blob is None:
+            return None
+        c = self.top.project(np.array([*head_xy, head_top_z]))
+        rows, cols = np.nonzero(blob.mask)
+        d = np.hypot(cols - c[0], rows - c[1])
+        k = int(np.argmax(d))
+        radius_px = self.p.head_radius * self.top.fx / (self.top.position[2] - head_top_z)
+        if float(d[k]) < radius_px + TIP_SHOWS_PX:
+            return None
+        far = self.top.on_plane_z(float(cols[k]), float(rows[k]), tip_z)[:2]
+        back = far - head_xy
+        return far - back / max(float(np.linalg.norm(back)), 1e-9) * self.p.shaft_radius
 
     def _upright_in_side_view(self) -> bool:
         """Whether the side camera sees a pin standing (its blob taller than wide): a pin
@@ -177,9 +216,16 @@ class PinResetSkill:
         t = pts @ axis
         return float(t.max() - t.min() + 1.0) * self.top.position[2] / self.top.fx
 
-    def _lying_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """A pin lying on the table, from the top view: (its tip's xy, its head centre's xy),
-        or None when the blob's two ends are alike (the head end is the wider one)."""
+    def _lying_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """A pin down from the top view: (its tip [x, y, z], its head centre's xy, its
+        elevation: the angle of its axis over the table, rad), or None when the blob's two
+        ends are alike (the head end is the wider one).
+
+        The tip rests on the table, or in the hole or a rack slot when it is seen over one
+        (a pin that fell over the fixture or the rack leans on it). The elevation comes from
+        the blob's length, the ends' rays met at their heights (a few rounds: the head's
+        height depends on it); a pin lying flat (under LEAN_MIN) has the elevation its head's
+        radius gives it."""
         blob = colour_blob(image, self.p.colour_rgb)
         if blob is None:
             return None
@@ -198,26 +244,83 @@ class PinResetSkill:
         if abs(w_lo - w_hi) < 1.5:          # pixels: a head is ~8 wide, the shaft ~3
             return None
         head_t, tip_t = (lo, hi) if w_lo > w_hi else (hi, lo)
-        head_end = self.top.on_plane_z(*(centre + head_t * axis), self.p.head_radius)[:2]
-        tip = self.top.on_plane_z(*(centre + tip_t * axis), self.p.shaft_radius)[:2]
+        head_px, tip_px = centre + head_t * axis, centre + tip_t * axis
+        tip_z = self._tip_rest_z(self.top.on_plane_z(*tip_px, TIP_IN_Z)[:2])
+        flat = float(np.arcsin((self.p.head_radius - self.p.shaft_radius) / self.head_c))
+        length = self.p.pin_length
+        tip = self.top.on_plane_z(*tip_px, tip_z)[:2]
+
+        def head_end_at(elev: float) -> np.ndarray:
+            return self.top.on_plane_z(*head_px, tip_z + length * np.sin(elev))[:2]
+
+        def excess(elev: float) -> float:     # seen length over the pin's at that elevation
+            return float(np.linalg.norm(head_end_at(elev) - tip)) - length * np.cos(elev)
+
+        # the lowest elevation at which the seen length is the pin's (its head end's ray met
+        # at the height that elevation gives it); flat when it already is. Over the hole the
+        # side camera sees the head's top instead: the elevation that puts it there (seen
+        # from above, a pin leaning out of the hole towards the fixture's edge can look as
+        # long as one lying flat).
+        elev = flat
+        scan = np.radians(np.arange(np.degrees(flat), 85.0, 1.0))
+        side = colour_blob(self._side_image, self.p.colour_rgb) \
+            if self._side_image is not None and tip_z > self.p.shaft_radius and \
+            float(np.hypot(*(tip - np.asarray(self.p.hole_xy)))) < MOUTH_R else None
+        if side is not None:
+            cols = np.nonzero(side.mask[side.top])[0]
+            top_px = (float(cols.mean()), float(side.top))
+
+            def side_miss(e: float) -> float:
+                seen_z = float(self.side_cam.on_plane_x(*top_px, float(head_end_at(e)[0]))[2])
+                return abs(seen_z - (tip_z + length * np.sin(e) +
+                                     self.p.head_radius * np.cos(e)))
+
+            elev = float(min(scan, key=side_miss))
+        elif excess(flat) > LENGTH_TOL:
+            for e in scan:
+                if excess(float(e)) <= 0.0:
+                    elev = float(e)
+                    break
+        if elev < LEAN_MIN and tip_z <= self.p.shaft_radius:
+            elev = flat
+        head_end = head_end_at(elev) if elev > flat else \
+            self.top.on_plane_z(*head_px, self.p.head_radius)[:2]
         u = head_end - tip
         u = u / max(float(np.linalg.norm(u)), 1e-9)
-        return tip, head_end - u * self.p.head_height / 2
+        head = tip + u * self.head_c * np.cos(elev)
+        return np.array([*tip, tip_z]), head, elev
 
-    def _blocked(self, tip: np.ndarray, head: np.ndarray) -> str:
+    def _tip_rest_z(self, xy: np.ndarray) -> float:
+        """Where a pin's tip rests seen at ``xy``: in the hole's or a slot's mouth when it is
+        over one, else on the table (m)."""
+        if float(np.hypot(*(xy - np.asarray(self.p.hole_xy)))) < MOUTH_R:
+            return self.p.hole_top_z - TIP_IN_MOUTH
+        if any(float(np.hypot(xy[0] - x, xy[1] - y)) < MOUTH_R for x, y in self.p.slots):
+            return self.p.slot_floor_z + RACK_DEPTH - TIP_IN_MOUTH
+        return self.p.shaft_radius
+
+    def _blocked(self, tip: np.ndarray, head: np.ndarray,
+                 head_z: float | None = None) -> str:
         """What the gripper would hit standing up a pin lying from ``tip`` to ``head`` (xy;
         '' if nothing): its pads go down beside the head, 16 mm wide along the pin, and are
         above the fixture's top by the time the turn has taken them 8 mm towards the tip, so
-        the head must lie LYING_CLEAR from the fixture and the rack."""
+        the head must lie LYING_CLEAR from the fixture and the rack (from those whose top
+        is below the pads: a head at ``head_z`` (its axis; default: lying on the table) has
+        them 2 mm under it)."""
+        head_z = self.p.head_radius if head_z is None else head_z
+        pads = head_z - 0.002 - PAD_MARGIN
         hx, hy = self.p.hole_xy
         xs = [x for x, _ in self.p.slots]
         ys = [y for _, y in self.p.slots]
         boxes = {'the fixture': (hx - FIXTURE_HALF, hx + FIXTURE_HALF, hy - FIXTURE_HALF,
-                                 hy + FIXTURE_HALF),
+                                 hy + FIXTURE_HALF, self.p.hole_top_z),
                  'the rack': (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X,
-                              min(ys) - RACK_HALF_X, max(ys) + RACK_HALF_X)}
+                              min(ys) - RACK_HALF_X, max(ys) + RACK_HALF_X,
+                              self.p.slot_floor_z + RACK_DEPTH)}
         u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
-        for name, (x0, x1, y0, y1) in boxes.items():
+        for name, (x0, x1, y0, y1, top) in boxes.items():
+            if pads > top:
+                continue
             for t in np.linspace(-PAD_HALF_WIDTH, PAD_HALF_WIDTH, 5):
                 x, y = head + t * u
                 dx = max(x0 - x, 0.0, x - x1)
@@ -324,11 +427,16 @@ class PinResetSkill:
             self._fail(f'fallen: the pin lies down ({seen}) and its head cannot be told from '
                        'its tip')
             return
-        tip, head = pose
+        tip3, head, elev = pose
+        tip = tip3[:2]
         u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
-        blocker = self._blocked(tip, head)
-        if blocker or not self._in_reach(tip, head):
-            push = None if self.pushed else self._push_plan(tip, head)
+        head_z = tip3[2] + self.head_c * np.sin(elev)
+        blocker = self._blocked(tip, head, head_z)
+        # a leaning pin's head is over the fixture's and the rack's tops, and over the table
+        # within reach of either arm
+        low = head_z < LOW_HEAD_Z
+        if blocker or (low and not self._in_reach(tip, head)):
+            push = None if self.pushed or not low else self._push_plan(tip, head)
             if push is None:
                 why = (f'against {blocker}, where the gripper cannot reach round its head'
                        if blocker else 'with its head beyond the reach of the arm that can '
@@ -348,9 +456,7 @@ class PinResetSkill:
         self.approach = u.copy()
         neutral = -1.0 if self.arm == 'right' else 1.0
         yaw = float(np.arctan2(u[1] * neutral, u[0] * neutral))
-        rise = self.p.head_radius - self.p.shaft_radius
-        elev = float(np.arcsin(rise / self.head_c))
-        self.lying = (np.array([*tip, self.p.shaft_radius]), u, elev, yaw)
+        self.lying = (tip3, u, elev, yaw)
         self._go('lying_rise')
 
     def _clearance(self, xy: np.ndarray) -> float:
@@ -612,6 +718,18 @@ class PinResetSkill:
             self._fail(f'lost the pin: the pin seen {float(np.hypot(*err)) * 1000:.0f} mm '
                        'from the gripper')
             return
+        # the tip goes into the slot: where the view shows it (a pin tilted in the grasp
+        # carries it off the head's axis), else under the head
+        tip = self._tip_seen(image, seen[0], self.cmd[2] + self.p.head_height / 2,
+                             self.cmd[2] - self.head_c)
+        if tip is not None:
+            off = float(np.linalg.norm(tip - seen[0]))
+            if off > TILTED and self.stage == 'start' and self.put_downs < 1:
+                # hanging this tilted it would jam in the slot: put it down to take it again
+                self.put_downs += 1
+                self._go('put_down')
+                return
+            err = tip - dest[:2]
         if float(np.hypot(*err)) < ALIGN_TOL or self.corrections >= 6:
             if self.stage == 'pre_insertion':
                 self.done, self.phase = True, 'done'
@@ -621,6 +739,42 @@ class PinResetSkill:
         self.offset -= 0.8 * err
         self.cmd[:2] = dest[:2] + self.offset
         self.corrections += 1
+
+    def _put_down(self, image: np.ndarray, ee: np.ndarray) -> None:
+        # over open table on the arm's own side, level and square to the table's x axis
+        side = 1.0 if self.arm == 'right' else -1.0
+        spot = np.array([side * PUT_DOWN_X, PUT_DOWN_Y])
+        if self.ticks == 1:
+            self._rpy0 = self.rpy.copy()
+        f = min(1.0, self.ticks / TURN_TICKS)
+        self.rpy = self._rpy0 * (1.0 - f)
+        low = np.array([*spot, self.p.shaft_radius + 0.004 + self.head_c])
+        if self._via([np.array([*self.cmd[:2], LIFT_Z]), np.array([*spot, LIFT_Z]), low], SLOW) \
+                and f >= 1.0 and self._reached(ee, 0.006, 0.08):
+            # lay it down the way it was stood up: turned down about its tip on the table
+            self.approach = np.array([-side, 0.0])
+            tip = np.array([*(self.cmd[:2] + LYING_ABOVE_AXIS * self.approach),
+                            self.p.shaft_radius])
+            flat = float(np.arcsin((self.p.head_radius - self.p.shaft_radius) / self.head_c))
+            self.lying = (tip, self.approach.copy(), flat, 0.0)
+            self._go('lay_down')
+
+    def _lay_down(self, image: np.ndarray, ee: np.ndarray) -> None:
+        _, _, elev, yaw = self.lying
+        f = min(1.0, self.ticks / PIVOT_TICKS)
+        alpha = np.pi / 2 - (np.pi / 2 - elev) * f
+        self.cmd = self._pivot_tcp(alpha)
+        self.rpy = np.array([0.0, np.pi / 2 - alpha, yaw])
+        if f >= 1.0 and self.ticks > PIVOT_TICKS + SETTLE_TICKS:
+            self._go('lay_open')
+
+    def _lay_open(self, image: np.ndarray, ee: np.ndarray) -> None:
+        self.grip = GRIP_LYING
+        if self.ticks >= OPEN_TICKS and self._toward(self.cmd + [0.0, 0.0, 0.004], SLOW):
+            self.cleared, self.pushed = False, False
+            self.offset = np.zeros(2)
+            self.corrections = 0
+            self._go('locate')
 
     def _align_blind(self, image: np.ndarray, ee: np.ndarray) -> None:
         self.done, self.phase = True, 'done'

@@ -306,7 +306,7 @@ class ArmCell:
         self.step_count = 0
         return self.ground_truth()
 
-    def robot_place(self, seed: int, stage: str = 'start', *, max_ticks: int = 900,
+    def robot_place(self, seed: int, stage: str = 'start', *, max_ticks: int | None = None,
                     on_tick: Any = None) -> tuple[GroundTruth, str]:
         """The robot-executed reset: run the task's reset skill (its plugin's) from where
         the scene is now until it is done, with the skill seeing what a policy sees (the
@@ -328,6 +328,9 @@ class ArmCell:
             raise ConfigError(f"reset stage '{stage}' is unknown for '{self.task.name}' "
                               f"(stages: {', '.join(self.plugin.reset_stages)})")
         skill = self.plugin.reset_skill(self.task, int(seed), stage)
+        if max_ticks is None:   # the contract's reset budget (a reset's every attempt shares it)
+            budget_s = float(self.task.section('reset').get('timeout_s') or 30.0)
+            max_ticks = round(budget_s * self.task.action.rate_hz)
         sources = {name: f.source for name, f in self.task.observation.items()
                    if f.source.startswith('camera/')}
         # A trial that tripped the envelope leaves the arm where it tripped it (a gripper on
