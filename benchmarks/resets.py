@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--save-failed', type=Path, default=None, metavar='DIR',
                     help='save the simulator state each failed reset started from, as '
-                         'DIR/seed_<seed>.npy (MuJoCo integration state), to replay it')
+                         'DIR/seed_<seed>.npy (MuJoCo integration state), to replay it with '
+                         'ArmCell.set_sim_state')
     ap.add_argument('--jitter-m', type=float, default=0.002,
                     help='sigma of noise on the baseline\'s gripper positions (m), seeded per '
                          'round, so that the trials end in varied states (0: as scripted)')
@@ -180,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
                 if violations:
                     break
         t0, s0 = time.perf_counter(), cell.time_s
-        before = cell.sim_state() if args.save_failed else None
+        before = None
+        if args.save_failed:
+            # restored at once: the reset then starts from exactly what is saved (after a
+            # tick MuJoCo's derived data, the poses the cameras and ee readings use, lag
+            # the state by a substep, and resets are sensitive enough for that to show)
+            before = cell.sim_state()
+            cell.set_sim_state(before)
         try:
             outcome = procedure.run(seed, stage='start')
             cause, attempts = 'verified', outcome.attempts

@@ -11,15 +11,24 @@ standing head's top. The arm first parks clear of the cameras (a trial may end w
 gripper over the pin). A pin in the hole may be jammed high: the side camera gives its
 head's height, the side rule of the classic verifier.
 
-A pin lying on the table shows the top camera its whole length; the wider end is its head.
-The arm on the far side of its tip (the right arm when the head lies towards -x, else the
-left) turns its gripper to point down over the head (waiting for the slow forearm roll),
-grips the head across from above, then turns the pin up about its tip, which stays on the
-table, the gripper turning with it, until the pin stands on its tip, held by the head; from
-there it goes on as for a pin taken from a slot. The table's rolling friction
-(enpire_sim's ``ROLLING_SURFACES``) keeps a lying pin where the camera saw it. A pin lying
-against the fixture or the rack leaves the pads no room: ``fallen``, and the reset falls
-back to the recorded ``sim_place`` where the contract allows it.
+A pin down shows the top camera its length; the wider end is its head. The arm on the far
+side of its tip (the right arm when the head lies towards -x, else the left; each on its
+own half of the table) moves over the head, turns its gripper to point down there (waiting
+for the slow forearm roll), grips the head across from above, then turns the pin up about
+its tip, which stays put, the gripper turning with it, until the pin stands on its tip,
+held by the head; from there it goes on as for a pin taken from a slot. The table's rolling
+friction (enpire_sim's ``ROLLING_SURFACES``) keeps a lying pin where the camera saw it.
+
+- A pin leaning on the fixture, its tip in the hole's mouth: the side camera gives its
+  head's height, hence its elevation; its head is over the fixture's top, out of the pads'
+  way, and the same turn stands it up.
+- A pin lying by the fixture or the rack (no room for the pads), or with its head on the
+  other arm's half: slid lengthwise into the open first (``_push_plan``), once.
+- A pin hanging tilted in the grasp (a slanted pinch twists it): the top view shows its tip
+  beyond the head, and the tip is what is aligned over the slot; past 10 degrees it is laid
+  down again square on open table (the stand-up reversed) and taken again, once.
+- Otherwise ``fallen`` with where it lies, and the reset falls back to the recorded
+  ``sim_place`` where the contract allows it.
 
 Stage ``start``: the pin stands in slot ``seed % 6``, the arms at home. Stage
 ``pre_insertion`` (the hardest stage's start): the right gripper holds the pin over the hole,
