@@ -38,6 +38,10 @@ RECOVER_S = 1.5
 CONTACT_KINDS = frozenset({'COLLISION', 'FORCE'})
 #: Ticks in a row a robot reset may hold on an end-effector target the IK cannot reach.
 IK_PATIENCE = 15
+#: Sim seconds one robot-executed place may take (a pin stood up, laid down and stood up
+#: again takes 35 s); the reset server's call timeout and the contract's reset budget allow
+#: for it.
+ROBOT_PLACE_S = 45.0
 
 
 @dataclass(frozen=True)
@@ -328,9 +332,8 @@ class ArmCell:
             raise ConfigError(f"reset stage '{stage}' is unknown for '{self.task.name}' "
                               f"(stages: {', '.join(self.plugin.reset_stages)})")
         skill = self.plugin.reset_skill(self.task, int(seed), stage)
-        if max_ticks is None:   # the contract's reset budget (a reset's every attempt shares it)
-            budget_s = float(self.task.section('reset').get('timeout_s') or 30.0)
-            max_ticks = round(budget_s * self.task.action.rate_hz)
+        if max_ticks is None:
+            max_ticks = round(ROBOT_PLACE_S * self.task.action.rate_hz)
         sources = {name: f.source for name, f in self.task.observation.items()
                    if f.source.startswith('camera/')}
         # A trial that tripped the envelope leaves the arm where it tripped it (a gripper on
