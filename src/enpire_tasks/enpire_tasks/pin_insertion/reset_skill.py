@@ -285,9 +285,12 @@ class PinResetSkill:
                                      self.p.head_radius * np.cos(e)))
 
             elev = float(min(scan, key=side_miss))
-        elif excess(flat) > LENGTH_TOL:
+        elif abs(excess(flat)) > LENGTH_TOL:
+            # shorter than a pin lying flat: it rises (on the rack, its tip in a slot's
+            # mouth, or on the fixture); longer: its head is higher than its plane says
+            sign = np.sign(excess(flat))
             for e in scan:
-                if excess(float(e)) <= 0.0:
+                if np.sign(excess(float(e))) != sign:
                     elev = float(e)
                     break
         if elev < LEAN_MIN and tip_z <= self.p.shaft_radius:
