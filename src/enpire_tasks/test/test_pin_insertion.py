@@ -111,7 +111,8 @@ def test_a_pin_lying_by_the_fixture_is_slid_clear_along_its_axis(task) -> None:
     (the right arm's to stand up, from +x): slide it head first towards +x, the closed
     fingertips on the head's top face, until the head is clear of the fixture on the right
     arm's half; never where the pads would have no room."""
-    from enpire_tasks.pin_insertion.reset_skill import LYING_CLEAR, PUSH_MAX, PinResetSkill
+    from enpire_tasks.pin_insertion.reset_down import LYING_CLEAR, PUSH_MAX
+    from enpire_tasks.pin_insertion.reset_skill import PinResetSkill
 
     skill = PinResetSkill(task, 1)
     tip, head = np.array([0.056, 0.692]), np.array([0.010, 0.692])
