@@ -60,7 +60,9 @@ PIVOT_REACH_X, LOW_HEAD_Z = 0.02, 0.02
 #: the tops by PAD_MARGIN.
 LEAN_MIN, MOUTH_R, TIP_IN_MOUTH, TIP_IN_Z = 0.35, 0.008, 0.004, 0.02
 RACK_DEPTH, PAD_MARGIN = 0.018, 0.004
-#: A blob this much longer than a lying pin (m; the head's rim and the pixels) is not flat.
+#: A blob whose length differs this much (m) from a flat pin's is not flat: shorter, it
+#: rises; longer, its head is higher than the plane it was read on (the head's rim and the
+#: pixels account for less).
 LENGTH_TOL = 0.006
 #: A held pin's tip shows from above when the blob reaches this many pixels past its head.
 #: One seen TILTED (m) off the head's axis (10 degrees) would jam in the slot: once, it is
