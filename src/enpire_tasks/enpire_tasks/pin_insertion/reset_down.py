@@ -107,7 +107,7 @@ class PinDown(SkillBase):
         head_t, tip_t = (lo, hi) if w_lo > w_hi else (hi, lo)
         head_px, tip_px = centre + head_t * axis, centre + tip_t * axis
         tip_z = self._tip_rest_z(self.top.on_plane_z(*tip_px, TIP_IN_Z)[:2])
-        flat = float(np.arcsin((self.p.head_radius - self.p.shaft_radius) / self.head_c))
+        flat = self._flat_elev
         length = self.p.pin_length
         tip = self.top.on_plane_z(*tip_px, tip_z)[:2]
 
@@ -149,10 +149,15 @@ class PinDown(SkillBase):
             elev = flat
         head_end = head_end_at(elev) if elev > flat else \
             self.top.on_plane_z(*head_px, self.p.head_radius)[:2]
-        u = head_end - tip
-        u = u / max(float(np.linalg.norm(u)), 1e-9)
+        u = _unit(head_end - tip)
         head = tip + u * self.head_c * np.cos(elev)
         return np.array([*tip, tip_z]), head, elev
+
+    @property
+    def _flat_elev(self) -> float:
+        """The axis's angle over the table of a pin lying flat: its head's radius raises
+        the head end over the tip's (rad)."""
+        return float(np.arcsin((self.p.head_radius - self.p.shaft_radius) / self.head_c))
 
     def _tip_rest_z(self, xy: np.ndarray) -> float:
         """Where a pin's tip rests seen at ``xy``: in the hole's or a slot's mouth when it is
@@ -173,38 +178,30 @@ class PinDown(SkillBase):
         them 2 mm under it)."""
         head_z = self.p.head_radius if head_z is None else head_z
         pads = head_z - 0.002 - PAD_MARGIN
+        u = _unit(head - tip)
+        for name, box in self._obstacles().items():
+            if pads > box[4]:
+                continue
+            for t in np.linspace(-PAD_HALF_WIDTH, PAD_HALF_WIDTH, 5):
+                if _box_distance(head + t * u, box) < LYING_CLEAR:
+                    return name
+        return ''
+
+    def _obstacles(self) -> dict[str, tuple[float, float, float, float, float]]:
+        """The fixture block round the hole and the rack: (x0, x1, y0, y1, top), m."""
         hx, hy = self.p.hole_xy
         xs = [x for x, _ in self.p.slots]
         ys = [y for _, y in self.p.slots]
-        boxes = {'the fixture': (hx - FIXTURE_HALF, hx + FIXTURE_HALF, hy - FIXTURE_HALF,
-                                 hy + FIXTURE_HALF, self.p.hole_top_z),
-                 'the rack': (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X,
-                              min(ys) - RACK_HALF_X, max(ys) + RACK_HALF_X,
-                              self.p.slot_floor_z + RACK_DEPTH)}
-        u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
-        for name, (x0, x1, y0, y1, top) in boxes.items():
-            if pads > top:
-                continue
-            for t in np.linspace(-PAD_HALF_WIDTH, PAD_HALF_WIDTH, 5):
-                x, y = head + t * u
-                dx = max(x0 - x, 0.0, x - x1)
-                dy = max(y0 - y, 0.0, y - y1)
-                if float(np.hypot(dx, dy)) < LYING_CLEAR:
-                    return name
-        return ''
+        return {'the fixture': (hx - FIXTURE_HALF, hx + FIXTURE_HALF, hy - FIXTURE_HALF,
+                                hy + FIXTURE_HALF, self.p.hole_top_z),
+                'the rack': (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X,
+                             min(ys) - RACK_HALF_X, max(ys) + RACK_HALF_X,
+                             self.p.slot_floor_z + RACK_DEPTH)}
 
     def _clearance(self, xy: np.ndarray) -> float:
         """The distance (m) from ``xy`` to the fixture block or the rack, whichever is
         nearer (0 inside one)."""
-        hx, hy = self.p.hole_xy
-        xs = [x for x, _ in self.p.slots]
-        ys = [y for _, y in self.p.slots]
-        boxes = ((hx - FIXTURE_HALF, hx + FIXTURE_HALF, hy - FIXTURE_HALF, hy + FIXTURE_HALF),
-                 (min(xs) - RACK_HALF_X, max(xs) + RACK_HALF_X, min(ys) - RACK_HALF_X,
-                  max(ys) + RACK_HALF_X))
-        return min(float(np.hypot(max(x0 - xy[0], 0.0, xy[0] - x1),
-                                  max(y0 - xy[1], 0.0, xy[1] - y1)))
-                   for x0, x1, y0, y1 in boxes)
+        return min(_box_distance(xy, box) for box in self._obstacles().values())
 
     def _in_reach(self, tip: np.ndarray, head: np.ndarray) -> bool:
         """Whether the arm that stands up this pin (the one on the far side of its tip) can
@@ -220,7 +217,7 @@ class PinDown(SkillBase):
         a pusher in line with the pin needs no room beside it): (the fingertips' start xy,
         their end xy), or None when no slide of up to PUSH_MAX frees it without running the
         pin or the pusher into something."""
-        u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
+        u = _unit(head - tip)
         head_end = head + u * self.p.head_height / 2
         # from the pads' first contact: the head's underside (head first), its top (tip first)
         reach = {'tip': self.p.shaft_length + 0.005, 'head': 0.005}
@@ -251,7 +248,7 @@ class PinDown(SkillBase):
             return
         tip3, head, elev = pose
         tip = tip3[:2]
-        u = (head - tip) / max(float(np.linalg.norm(head - tip)), 1e-9)
+        u = _unit(head - tip)
         head_z = tip3[2] + self.head_c * np.sin(elev)
         blocker = self._blocked(tip, head, head_z)
         # a leaning pin's head is over the fixture's and the rack's tops, and over the table
@@ -276,9 +273,7 @@ class PinDown(SkillBase):
         # one a pin whose head lies towards +x.
         self._use('right' if u[0] <= 0.0 else 'left')
         self.approach = u.copy()
-        neutral = -1.0 if self.arm == 'right' else 1.0
-        yaw = float(np.arctan2(u[1] * neutral, u[0] * neutral))
-        self.lying = (tip3, u, elev, yaw)
+        self.lying = (tip3, u, elev, self._yaw_along(u))
         self._go('lying_rise')
 
     def _push_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
@@ -295,9 +290,7 @@ class PinDown(SkillBase):
     def _push_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
         # pointing down, the pads' 16 mm along the push (the pusher's narrow side leads)
         start, end = self.push
-        d = (end - start) / max(float(np.linalg.norm(end - start)), 1e-9)
-        neutral = -1.0 if self.arm == 'right' else 1.0
-        yaw = float(np.arctan2(d[1] * neutral, d[0] * neutral))
+        yaw = self._yaw_along(_unit(end - start))
         yaw = (yaw + np.pi / 2) % np.pi - np.pi / 2          # the pads' line is symmetric
         grip = GRIP_STRADDLE if self.push_end == 'tip' else GRIP_CLOSED
         if self._turn_down(ee, yaw, np.pi / 2, grip):
@@ -321,6 +314,12 @@ class PinDown(SkillBase):
             self.cleared = False            # out of the top camera's way, then look again
             self._go('locate')
 
+    def _yaw_along(self, d: np.ndarray) -> float:
+        """The yaw that points the moving arm's gripper along ``d`` (xy; its neutral points
+        -x for the right arm, +x for the left)."""
+        neutral = -1.0 if self.arm == 'right' else 1.0
+        return float(np.arctan2(d[1] * neutral, d[0] * neutral))
+
     def _pivot_tcp(self, alpha: float) -> np.ndarray:
         """The fingertip centre holding the head of a pin turned to ``alpha`` (rad above the
         table) about its tip."""
@@ -329,6 +328,12 @@ class PinDown(SkillBase):
         axis = np.cos(alpha) * u3 + np.sin(alpha) * z           # tip -> head
         approach = np.sin(alpha) * u3 - np.cos(alpha) * z       # the fingers' direction
         return tip + self.head_c * axis - LYING_ABOVE_AXIS * approach
+
+    def _turn_pin(self, alpha: float, yaw: float) -> None:
+        """Command the gripper holding the pin turned to ``alpha`` about its tip: at
+        :meth:`_pivot_tcp`, square to the pin's axis."""
+        self.cmd = self._pivot_tcp(alpha)
+        self.rpy = np.array([0.0, np.pi / 2 - alpha, yaw])
 
     def _lying_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self._toward(np.array([*self.cmd[:2], TURN_Z]), SPEED):
@@ -384,9 +389,7 @@ class PinDown(SkillBase):
     def _pivot(self, image: np.ndarray, ee: np.ndarray) -> None:
         _, u, elev, yaw = self.lying
         f = min(1.0, self.ticks / PIVOT_TICKS)
-        alpha = elev + (np.pi / 2 - elev) * f
-        self.cmd = self._pivot_tcp(alpha)
-        self.rpy = np.array([0.0, np.pi / 2 - alpha, yaw])
+        self._turn_pin(elev + (np.pi / 2 - elev) * f, yaw)
         if f >= 1.0 and self.ticks > PIVOT_TICKS + SETTLE_TICKS:
             if float(ee[6]) < EMPTY_GRIP:
                 self._fail('dropped the pin while standing it up')
@@ -413,17 +416,13 @@ class PinDown(SkillBase):
         if float(d[k]) < radius_px + TIP_SHOWS_PX:
             return None
         far = self.top.on_plane_z(float(cols[k]), float(rows[k]), tip_z)[:2]
-        back = far - head_xy
-        return far - back / max(float(np.linalg.norm(back)), 1e-9) * self.p.shaft_radius
+        return far - _unit(far - head_xy) * self.p.shaft_radius
 
     def _put_down(self, image: np.ndarray, ee: np.ndarray) -> None:
         # over open table on the arm's own side, level and square to the table's x axis
         side = 1.0 if self.arm == 'right' else -1.0
         spot = np.array([side * PUT_DOWN_X, PUT_DOWN_Y])
-        if self.ticks == 1:
-            self._rpy0 = self.rpy.copy()
-        f = min(1.0, self.ticks / TURN_TICKS)
-        self.rpy = self._rpy0 * (1.0 - f)
+        f = self._unturn()
         low = np.array([*spot, self.p.shaft_radius + 0.004 + self.head_c])
         if self._via([np.array([*self.cmd[:2], LIFT_Z]), np.array([*spot, LIFT_Z]), low], SLOW) \
                 and f >= 1.0 and self._reached(ee, 0.006, 0.08):
@@ -431,16 +430,13 @@ class PinDown(SkillBase):
             self.approach = np.array([-side, 0.0])
             tip = np.array([*(self.cmd[:2] + LYING_ABOVE_AXIS * self.approach),
                             self.p.shaft_radius])
-            flat = float(np.arcsin((self.p.head_radius - self.p.shaft_radius) / self.head_c))
-            self.lying = (tip, self.approach.copy(), flat, 0.0)
+            self.lying = (tip, self.approach.copy(), self._flat_elev, 0.0)
             self._go('lay_down')
 
     def _lay_down(self, image: np.ndarray, ee: np.ndarray) -> None:
         _, _, elev, yaw = self.lying
         f = min(1.0, self.ticks / PIVOT_TICKS)
-        alpha = np.pi / 2 - (np.pi / 2 - elev) * f
-        self.cmd = self._pivot_tcp(alpha)
-        self.rpy = np.array([0.0, np.pi / 2 - alpha, yaw])
+        self._turn_pin(np.pi / 2 - (np.pi / 2 - elev) * f, yaw)
         if f >= 1.0 and self.ticks > PIVOT_TICKS + SETTLE_TICKS:
             self._go('lay_open')
 
@@ -451,6 +447,18 @@ class PinDown(SkillBase):
             self.offset = np.zeros(2)
             self.corrections = 0
             self._go('locate')
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1 (a zero vector stays zero)."""
+    return v / max(float(np.linalg.norm(v)), 1e-9)
+
+
+def _box_distance(xy: np.ndarray, box: tuple[float, ...]) -> float:
+    """The distance (m) from ``xy`` to the rectangle (x0, x1, y0, y1, ...) of ``box`` (0
+    inside it)."""
+    x0, x1, y0, y1 = box[:4]
+    return float(np.hypot(max(x0 - xy[0], 0.0, xy[0] - x1), max(y0 - xy[1], 0.0, xy[1] - y1)))
 
 
 __all__ = ['LYING_CLEAR', 'PUSH_MAX', 'PinDown']

@@ -98,14 +98,20 @@ class SkillBase:
             return False
         return False
 
-    def _level_home(self, ee: np.ndarray) -> bool:
-        """Up to LIFT_Z, then home, the gripper turning back level over TURN_TICKS on the way
-        (a wrist turned to point down unwinds slowly: an orientation jump swung the arm out
-        of the workspace); True once the arm is there, or has had REACH_TICKS to get there."""
+    def _unturn(self) -> float:
+        """Turn the gripper back level from where the phase found it, over TURN_TICKS (call
+        every tick of the phase); the fraction done, 0..1."""
         if self.ticks == 1:
             self._rpy0 = self.rpy.copy()
         f = min(1.0, self.ticks / TURN_TICKS)
         self.rpy = self._rpy0 * (1.0 - f)
+        return f
+
+    def _level_home(self, ee: np.ndarray) -> bool:
+        """Up to LIFT_Z, then home, the gripper turning back level over TURN_TICKS on the way
+        (a wrist turned to point down unwinds slowly: an orientation jump swung the arm out
+        of the workspace); True once the arm is there, or has had REACH_TICKS to get there."""
+        f = self._unturn()
         home = self.home[self._o:self._o + 3]
         there = self._via([np.array([*self.cmd[:2], max(self.cmd[2], LIFT_Z)]), home], SPEED)
         return there and f >= 1.0 and self.ticks > SETTLE_TICKS and (
