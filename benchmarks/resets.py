@@ -49,17 +49,6 @@ def _policy(task, name: str = 'scripted'):  # noqa: ANN001, ANN202
     return mod.make_policy(PolicySpec.from_task_contract(task.raw, params=params))
 
 
-def _observe(cell, task, tick: int):  # noqa: ANN001, ANN202
-    from enpire_tasks import arm
-    from enpire_tasks.plugin import CellReading
-
-    sources = {f.source for f in task.observation.values() if f.source.startswith('camera/')}
-    images = {s: cell.render(s.split('/')[1]) for s in sources}
-    state = dict(zip(arm.STATE_NAMES, cell.agent_state().tolist(), strict=True))
-    return cell.plugin.build_observation(task, CellReading(images=images, state=state,
-                                                           tick=tick))
-
-
 class _CellPort:
     """The reset server's cell port (the ``place`` service) over the in-process cell."""
 
@@ -171,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             arm_xyz = np.r_[0:3, 7:10]
             for tick in range(args.episode_steps):
                 try:
-                    action = np.asarray(policy.act(_observe(cell, task, tick)), dtype=float)
+                    action = np.asarray(policy.act(cell.observe(tick)), dtype=float)
                     action[arm_xyz] += rng.normal(0.0, args.jitter_m, arm_xyz.size)
                     cell.step(np.clip(action, task.action.low, task.action.high))
                     violations = cell.violations

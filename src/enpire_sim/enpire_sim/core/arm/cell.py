@@ -322,7 +322,6 @@ class ArmCell:
                 ran past ``max_ticks``; the scene stays as the robot left it.
         """
         from enpire_common.errors import ResetFailedError
-        from enpire_tasks.plugin import CellReading
 
         if self.plugin.reset_skill is None:
             raise ResetFailedError(f"task '{self.task.name}' has no robot reset skill; use "
@@ -334,8 +333,6 @@ class ArmCell:
         skill = self.plugin.reset_skill(self.task, int(seed), stage)
         if max_ticks is None:
             max_ticks = round(ROBOT_PLACE_S * self.task.action.rate_hz)
-        sources = {name: f.source for name, f in self.task.observation.items()
-                   if f.source.startswith('camera/')}
         # A trial that tripped the envelope leaves the arm where it tripped it (a gripper on
         # the table, out of the workspace): the reset's first move takes it out, so what was
         # already violated at the start may go on for RECOVER_S, and nothing new may start.
@@ -345,11 +342,7 @@ class ArmCell:
         recover_ticks = round(RECOVER_S * self.task.action.rate_hz)
         refused = 0
         for tick in range(max_ticks):
-            images = {src: self.render(src.split('/')[1]) for src in set(sources.values())}
-            state = dict(zip(conv.STATE_NAMES, self.agent_state().tolist(), strict=True))
-            obs = self.plugin.build_observation(self.task, CellReading(
-                images=images, state=state, tick=tick))
-            action = skill.act(obs)
+            action = skill.act(self.observe(tick))
             if skill.done or skill.failed:
                 break
             try:
@@ -375,6 +368,18 @@ class ArmCell:
         self.seed = int(seed)
         self.step_count = 0
         return self.ground_truth(), 'robot'
+
+    def observe(self, tick: int) -> Any:
+        """What a policy (or a reset skill) sees now: the contract's cameras rendered and the
+        arm state, built by the task plugin, at ``tick``."""
+        from enpire_tasks.plugin import CellReading
+
+        sources = {f.source for f in self.task.observation.values()
+                   if f.source.startswith('camera/')}
+        images = {src: self.render(src.split('/')[1]) for src in sources}
+        state = dict(zip(conv.STATE_NAMES, self.agent_state().tolist(), strict=True))
+        return self.plugin.build_observation(self.task, CellReading(images=images, state=state,
+                                                                    tick=tick))
 
     def _arms_home(self) -> None:
         """Put the arms at the contract's ``home`` (see :meth:`_solve_home`)."""
