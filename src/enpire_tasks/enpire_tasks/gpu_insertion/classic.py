@@ -1,0 +1,137 @@
+"""``gpu-classic-v1``: the card's bottom edge from one calibrated camera, by colour and geometry.
+
+One rule per view (the verifier fuses them with AND):
+
+- ``task_top`` (straight down): the card's red cooler block is the blob (the 1.57 mm PCB is
+  a line a pixel wide from above). The centroid of its lit top face casts a ray that meets
+  the plane of a standing card's cooler top (the holder caddy's floors and the slot's floor
+  are at one height, so a standing card's cooler top is at one height wherever it stands);
+  the edge is under it, the cooler's offset along the card away. Pose ``[x, y, NaN]``. A
+  large PCB-green area is a card lying flat: not found.
+- ``side`` (level with the cooler, looking +y at the card's face): the blob's top edge is the
+  near top edge of the cooler (the camera is below it whenever the card stands at or above
+  the slot's floor), on the plane ``y = slot_y - cooler_width / 2``; the bottom edge is the
+  cooler's top height below it. Its leftmost column is the cooler's -x end (the gripper may
+  hide the +x end). Pose ``[x, NaN, z]``; the connector itself is hidden in the housing, which
+  is why the rule measures the cooler.
+
+No blob: not found (score 0). Every number comes from the contract (parts and calibration).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from enpire_common.tasks import TaskSpec, ViewSpec
+from enpire_tasks.arm import PinholeCamera, colour_blob, hue_mask, lit_centroid
+from enpire_tasks.estimation import Estimate, Segmentation
+from enpire_tasks.gpu_insertion.geometry import parts
+
+BACKEND_ID = 'gpu-classic-v1'
+#: PCB-green pixels in the top view beyond this many times a standing card's (its top edge
+#: and the strip beside the cooler) are a card lying flat.
+LYING_PCB_RATIO = 4.0
+
+
+def on_plane_y(cam: PinholeCamera, u: float, v: float, y: float) -> np.ndarray:
+    """Where the ray through (u, v) meets the vertical plane ``Y = y``."""
+    r = cam.ray(u, v)
+    if abs(r[1]) < 1e-9:
+        return np.full(3, np.nan)
+    return cam.position + (y - cam.position[1]) / r[1] * r
+
+
+def standing_cooler_top_z() -> float:
+    p = parts()
+    return p.holder_floor_z + p.cooler_top
+
+
+def top_view_xy(cam: PinholeCamera, image: np.ndarray, blob, z_top: float) -> np.ndarray:
+    """The bottom edge's (x, y) under a cooler blob seen from above, its top at ``z_top``."""
+    u, v = lit_centroid(image, blob.mask) or blob.centroid
+    xyz = cam.on_plane_z(u, v, z_top)
+    return np.array([xyz[0] - parts().cooler_center[0], xyz[1] - parts().cooler_center[1]])
+
+
+def lying_ratio(cam: PinholeCamera, image: np.ndarray) -> float:
+    """PCB-green pixels in a top image over what a standing card shows."""
+    p = parts()
+    dist = cam.position[2] - standing_cooler_top_z()
+    standing = (p.card_length * cam.fx / dist) * 2.0      # a strip ~2 px wide
+    return float(hue_mask(image, p.pcb_rgb, 20.0, 0.35, 0.12).sum()) / max(standing, 1.0)
+
+
+def side_view_xz(cam: PinholeCamera, blob) -> tuple[float, float]:
+    """The bottom edge's (x, z) from the cooler's blob in the side view."""
+    p = parts()
+    y_near = p.slot_xy[1] - p.cooler_size[1] / 2
+    rows, cols = np.nonzero(blob.mask)
+    # per column, the topmost row; the median over the columns that show the cooler
+    tops = [rows[cols == c].min() for c in np.unique(cols) if np.count_nonzero(cols == c) >= 3]
+    top_row = float(np.median(tops)) if tops else float(blob.top)
+    u_mid = float(np.median(cols))
+    top = on_plane_y(cam, u_mid, top_row - 0.5, y_near)
+    left = on_plane_y(cam, blob.left - 0.5, top_row + 2.0, y_near)
+    x = float(left[0]) - (p.cooler_center[0] - p.cooler_size[0] / 2)
+    return x, float(top[2]) - p.cooler_top
+
+
+class GpuClassicEstimator:
+    """Card edge estimates from the ``task_top`` and ``side`` views (see the module doc)."""
+
+    backend_id = BACKEND_ID
+    success_margin = 0.0
+
+    def __init__(self, task: TaskSpec) -> None:
+        self.task = task
+        self.parts = parts()
+        self.cameras = {name: PinholeCamera.of(v) for name, v in task.views.items()
+                        if v.camera and v.camera.get('position') is not None}
+
+    def estimate(self, image: np.ndarray, view: ViewSpec) -> Estimate:
+        cam = self.cameras.get(view.name)
+        if cam is None or view.name not in ('task_top', 'side'):
+            return Estimate(found=False, detail=f'{BACKEND_ID} does not judge view '
+                                                f'{view.name!r}')
+        blob = colour_blob(image, self.parts.colour_rgb)
+        if blob is None:
+            return Estimate(found=False, detail='no cooler-coloured pixels')
+        seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
+                           blob.mask.astype(np.float32), np.ones(blob.mask.shape, np.float32))
+        return (self._top(image, cam, blob, seg) if view.name == 'task_top'
+                else self._side(cam, blob, seg))
+
+    def _top(self, image: np.ndarray, cam: PinholeCamera, blob, seg: Segmentation
+             ) -> Estimate:
+        p = self.parts
+        lying = lying_ratio(cam, image)
+        if lying > LYING_PCB_RATIO:
+            return Estimate(found=False, segmentation=seg,
+                            detail=f'the card lies flat (PCB area {lying:.1f} x a standing '
+                                   "card's)")
+        z_top = standing_cooler_top_z()
+        xy = top_view_xy(cam, image, blob, z_top)
+        dist = cam.position[2] - z_top
+        expected = p.cooler_size[0] * p.cooler_size[1] * (cam.fx / dist) ** 2
+        ratio = blob.area / max(expected, 1.0)
+        confidence = float(max(0.0, 1.0 - abs(math.log(max(ratio, 1e-3)))))
+        detail = f'cooler blob {blob.area} px ({ratio:.2f} x a standing cooler)'
+        return Estimate(found=True, pose=(float(xy[0]), float(xy[1]), math.nan),
+                        confidence=confidence, segmentation=seg, detail=detail)
+
+    def _side(self, cam: PinholeCamera, blob, seg: Segmentation) -> Estimate:
+        x, z = side_view_xz(cam, blob)
+        detail = f'cooler blob rows {blob.top}..{blob.bottom}, cols {blob.left}..' \
+                 f'{blob.right}: edge at x {x * 1000:.1f} mm, z {z * 1000:.1f} mm'
+        return Estimate(found=True, pose=(x, math.nan, z), confidence=1.0,
+                        segmentation=seg, detail=detail)
+
+
+def make_estimator(task: TaskSpec) -> GpuClassicEstimator:
+    return GpuClassicEstimator(task)
+
+
+__all__ = ['BACKEND_ID', 'GpuClassicEstimator', 'make_estimator', 'on_plane_y',
+           'side_view_xz', 'top_view_xy']

@@ -1,0 +1,109 @@
+"""The GPU insertion plugin without a simulator: score, starts, hidden state, checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from enpire_common.tasks import load_task
+from enpire_tasks import arm, registry
+from enpire_tasks.gpu_insertion import geometry
+from enpire_tasks.observation import SOURCE_STATE, camera_sources, check_observation
+
+
+@pytest.fixture(scope='module')
+def task():
+    return load_task('gpu_insertion')
+
+
+def test_the_plugin_passes_check_task(task) -> None:
+    from enpire_tasks.check_task import check_task
+
+    check_task(registry.get('gpu_insertion'), task)
+
+
+def test_score_is_the_depth_fraction_behind_a_lateral_gate(task) -> None:
+    goal = task.goal_pose
+    p = geometry.parts()
+    assert geometry.score(tuple(goal), goal) == pytest.approx(1.0)
+    half = (goal[0], goal[1], p.slot_top_z - p.slot_depth / 2)
+    assert geometry.score(half, goal) == pytest.approx(0.5)
+    assert geometry.score((goal[0] + 0.003, goal[1], goal[2]), goal) == 0.0   # beside it
+    assert geometry.score((goal[0], goal[1], math.nan), goal) == 1.0          # top view
+    assert geometry.score((goal[0] + 0.003, goal[1], math.nan), goal) == 1.0  # a lean
+    assert geometry.score((math.nan, goal[1], p.slot_top_z), goal) == 0.0     # side: not in
+    assert geometry.score((math.nan,) * 3, goal) == 0.0
+    # resting on the latch's hook (about 8 mm up) is no success
+    assert geometry.score((goal[0], goal[1], goal[2] + 0.008), goal) < task.success_threshold
+
+
+def test_starts_cycle_through_the_caddy_slots(task) -> None:
+    holders = geometry.parts().holders
+    assert {geometry.start_pose(s)[:2] for s in range(2 * len(holders))} == set(holders)
+    assert geometry.score(geometry.start_pose(0), task.goal_pose) == 0.0
+    pre = geometry.start_pose(0, 'pre_insertion')
+    assert pre[:2] == geometry.parts().slot_xy and geometry.score(pre, task.goal_pose) == 0.0
+
+
+def test_the_parts_fit_the_gripper_and_the_slot(task) -> None:
+    p = geometry.parts()
+    card = task.raw['parts']['card']
+    assert p.slot_width - card['pcb_thickness'] == pytest.approx(0.00033)   # 0.165 mm a side
+    assert p.slot_length > p.connector_length
+    # the cooler (the grasp feature) fits between the vx300s pads (<= 68 mm open)
+    assert p.cooler_size[1] < 0.068
+    assert geometry.outline(task.goal_pose)[0].shape == (4, 2)
+
+
+def test_the_observation_hides_simulator_state(task) -> None:
+    plugin = registry.get('gpu_insertion')
+    for r in plugin.sample_readings(task, 3, 0):
+        obs = plugin.build_observation(task, r)
+        check_observation(task, obs)
+        assert set(obs) == set(task.observation)
+    state_fields = {n for n, f in task.observation.items() if f.source == SOURCE_STATE}
+    assert state_fields == set(arm.STATE_FIELDS)
+    for names in arm.STATE_FIELDS.values():
+        if isinstance(names, tuple):
+            assert all(n.split('_')[0] in arm.ARMS for n in names), names
+            assert not any('card' in n or 'object' in n or 'latch' in n for n in names)
+    assert set(camera_sources(task).values()) == {'camera/task_top/image_raw',
+                                                  'camera/side/image_raw'}
+    from enpire_agent_bridge.core.contract import PolicySpec
+
+    info = PolicySpec.from_task_contract(task.raw).task_info
+    assert {'parts', 'views', 'home', 'goal_pose'} <= set(info)
+    assert 'sim' not in info
+
+
+def test_the_calibration_matches_the_scene_cameras(task) -> None:
+    """fx = (h / 2) / tan(fovy / 2) of each fixed scene camera, and its pose."""
+    import re
+
+    xml = (task.directory / 'scene.xml').read_text()
+    for name in ('task_top', 'side'):
+        m = re.search(rf'<camera name="{name}" pos="([^"]+)" xyaxes="([^"]+)" fovy="([^"]+)"',
+                      xml)
+        assert m, name
+        cam = task.views[name].camera
+        fovy = math.radians(float(m.group(3)))
+        assert cam['fy'] == pytest.approx(120.0 / math.tan(fovy / 2), abs=1e-3)
+        assert np.allclose(cam['position'], [float(v) for v in m.group(1).split()])
+        ax = np.array([float(v) for v in m.group(2).split()]).reshape(2, 3)
+        rot = np.asarray(cam['rotation'])
+        assert np.allclose(rot[:, 0], ax[0]) and np.allclose(rot[:, 1], -ax[1])
+
+
+def test_the_plugin_names_only_its_own_task() -> None:
+    import inspect
+
+    import enpire_tasks.gpu_insertion as pkg
+    from enpire_tasks.gpu_insertion import classic, crosscheck, reset_skill
+    from enpire_tasks.gpu_insertion import geometry as geo
+
+    for mod in (pkg, classic, crosscheck, geo, reset_skill):
+        src = inspect.getsource(mod)
+        for banned in ('pin_insertion', 'rclpy', 'enpire_sim'):
+            assert f'import {banned}' not in src and f'from {banned}' not in src, banned
