@@ -11,7 +11,11 @@ TOP = 0.051
 HOUS_W2, HOUS_L2 = 0.0035, 0.0155
 HOLD_X = -0.09
 HOLD_YS = (0.43, 0.47, 0.51, 0.55)
-HOLD_W2, HOLD_L2, HOLD_CH, HOLD_TOP = 0.0010, 0.0129, 0.0010, 0.053
+# the holders (a reset fixture) lead a card in with 3 mm 45-degree chamfers, 5 mm of straight
+# slot below them, 2 x 29 mm for the card's 1.6 x 25 mm (its edge connector, and the PCB's -x
+# strip above the latch notch): a card lowered up to 3 mm off across or 5 mm along slides
+# in (the light grip of a stood-up card lets it turn into the slot)
+HOLD_W2, HOLD_L2, HOLD_CH, HOLD_TOP = 0.0010, 0.0145, 0.0030, 0.053
 # The latch (connector frame, m). The hinge (axis y) at LATCH_X, LATCH_Z: 3 mm on the card's
 # side of the hook's tip and 7.8 mm below it, so a card pulled up against the hook's flat
 # underside turns it towards its closed stop (it holds), and the hook opening swings its
@@ -168,12 +172,12 @@ out.append(f'''      <body name="latch" pos="{LATCH_X:.4f} 0 {LATCH_Z:.4f}">
       </body>''')
 out.append('    </body>')
 out.append('')
-out.append('    <!-- the card caddy: 4 holder slots along y at x = -0.09 (2.0 mm wide, 8 mm deep, 1 mm'
+out.append('    <!-- the card caddy: 4 holder slots along y at x = -0.09 (2 x 29 mm, 8 mm deep, 3 mm'
            ' chamfers),\n         floors at the connector\'s floor height (fixed) -->')
 out.append('    <body name="caddy" pos="0 0 0" childclass="part">')
 for i, y in enumerate(HOLD_YS):
     out += slot_geoms(f'caddy{i}', HOLD_X, y, HOLD_W2, HOLD_L2, HOLD_CH, FLOOR, HOLD_TOP,
-                      0.018, HOUS_L2, RACK, 0.0)
+                      0.018, HOLD_L2 + HOLD_CH + 0.002, RACK, 0.0)
 for i, y in enumerate(HOLD_YS):
     out.append(f'      <site name="holder_{i}" pos="{HOLD_X:.3f} {y:.3f} {FLOOR:.3f}" size="0.001" rgba="0 0 0 0"/>')
 out.append('    </body>')

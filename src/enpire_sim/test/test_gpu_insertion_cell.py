@@ -154,3 +154,56 @@ def test_the_reset_skill_unplugs_a_seated_card(cell, task) -> None:
     assert how == 'robot' and not gt.success
     res = _judge(task, cell, 'reset', start_pose(3))
     assert res.success, [v.detail for v in res.verdicts]
+
+
+def _quat(axis, angle: float) -> tuple[float, float, float, float]:
+    a = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    return (float(np.cos(angle / 2)), *(float(v) for v in np.sin(angle / 2) * a))
+
+
+def _qmul(a, b) -> tuple[float, float, float, float]:
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
+    return (w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2)
+
+
+def _reset_to(cell, task, seed: int) -> None:
+    from enpire_common.errors import ResetFailedError
+    from enpire_tasks.gpu_insertion.geometry import start_pose
+
+    try:
+        _, how = cell.robot_place(seed, 'start')
+    except ResetFailedError as exc:
+        pytest.fail(f'robot reset failed: {exc}')
+    assert how == 'robot'
+    res = _judge(task, cell, 'reset', start_pose(seed))
+    assert res.success, [v.detail for v in res.verdicts]
+
+
+@pytest.mark.parametrize(('xy', 'yaw', 'face_up'), [
+    ((0.06, 0.57), 1.9, True),      # cooler towards +y (-x): the right arm's
+    ((0.03, 0.58), -0.3, False),    # cooler on the +x side: the left arm's
+])
+def test_the_reset_skill_stands_up_a_card_lying_flat(cell, task, xy, yaw, face_up) -> None:
+    """A card lying flat on the table (fallen): gripped across the cooler's ends, stood up in
+    the air, put in a holder at the caddy's end, then moved to its seed's holder."""
+    cell.place(0)
+    # lying: the card's z axis (edge -> cooler) along ``yaw`` in the table's plane, one face
+    # or the other up (which decides the arm's way round and the holder it uses first)
+    lie = _quat((1.0, 0.0, 0.0), -np.pi / 2 if face_up else np.pi / 2)
+    turn = _quat((0.0, 0.0, 1.0), yaw - np.pi / 2 if face_up else yaw + np.pi / 2)
+    gt = cell.set_object((xy[0], xy[1], 0.01), _qmul(turn, lie), settle_ticks=30)
+    assert gt.object_pose[2] < 0.003                   # fallen: its edge on the table
+    _reset_to(cell, task, 2)
+
+
+def test_the_reset_skill_takes_a_card_standing_on_the_table(cell, task) -> None:
+    """A card standing on its edge on the table beside the connector's riser (the top view
+    says how high its cooler is: it is gripped lower, the gripper barely open past the
+    housing), shown to the side camera for where its edge is in the grasp, and placed."""
+    cell.place(0)
+    # beside the riser (its face at y 0.665), where a card knocked off the slot stands
+    gt = cell.set_object((0.012, 0.668, 0.0005), settle_ticks=30)
+    assert gt.object_pose[2] < 0.003 and 0.662 < gt.object_pose[1] < 0.670
+    _reset_to(cell, task, 1)

@@ -43,6 +43,7 @@ class Parts:
     cooler_center: tuple[float, float, float]     # in the card's frame
     colour_rgb: tuple[int, int, int]
     pcb_rgb: tuple[int, int, int]
+    fingers_rgb: tuple[int, int, int]
     holders: tuple[tuple[float, float], ...]
     holder_floor_z: float
     holder_depth: float
@@ -53,6 +54,25 @@ class Parts:
     def cooler_top(self) -> float:
         """The cooler's top above the bottom edge (m)."""
         return self.cooler_center[2] + self.cooler_size[2] / 2
+
+    @property
+    def pcb_half_thickness(self) -> float:
+        return 0.000785
+
+    @property
+    def fingers_center_x(self) -> float:
+        """The gold fingers' centre along the card from its edge's centre (m; scene.xml)."""
+        return 0.001
+
+    @property
+    def fingers_half_length(self) -> float:
+        """Half the gold fingers' strip along the card (m; scene.xml)."""
+        return 0.011
+
+    @property
+    def fingers_bottom(self) -> float:
+        """The gold fingers' lower end above the bottom edge (m; scene.xml)."""
+        return 0.0005
 
     @property
     def slot_floor_z(self) -> float:
@@ -77,6 +97,7 @@ def parts() -> Parts:
         cooler_center=tuple(float(v) for v in cooler['center']),
         colour_rgb=tuple(int(c) for c in cooler['colour_rgb']),
         pcb_rgb=tuple(int(c) for c in card['pcb_colour_rgb']),
+        fingers_rgb=tuple(int(c) for c in card.get('fingers_colour_rgb', (212, 176, 56))),
         holders=tuple((float(x), float(y)) for x, y in caddy['slots']),
         holder_floor_z=float(caddy['floor_z']), holder_depth=float(caddy['depth']),
         latch_press=tuple(float(v) for v in latch['press_point']),

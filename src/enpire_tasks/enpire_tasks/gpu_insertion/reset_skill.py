@@ -30,14 +30,16 @@ from typing import Any
 import numpy as np
 
 from enpire_common.tasks import TaskSpec
-from enpire_tasks.arm import PinholeCamera, colour_blob, home_action
+from enpire_tasks.arm import PinholeCamera, colour_blob, home_action, hue_mask
 from enpire_tasks.gpu_insertion.classic import (
     LYING_PCB_RATIO,
     lying_ratio,
+    on_plane_y,
     standing_cooler_top_z,
     top_view_xy,
 )
 from enpire_tasks.gpu_insertion.geometry import PRE_INSERTION_CLEARANCE, parts, start_pose
+from enpire_tasks.gpu_insertion.reset_flat import FlatCard
 
 STAGES = ('start', 'pre_insertion')
 #: Motion limits (m per 30 Hz tick) and set points of the skill.
@@ -57,8 +59,36 @@ CLOSE_TICKS, OPEN_TICKS, SETTLE_TICKS, PRESS_TICKS = 12, 10, 6, 8
 
 #: A standing card seen this close (m) to its seed's start is left where it is.
 ALREADY_THERE = 0.002
+#: Where a held card is shown to the side camera (fingertip centre, m): its edge ~70 mm up,
+#: 0.18 m in front of the camera.
+INSPECT_TCP = np.array([0.02, 0.60, 0.12])
+#: A card whose edge is seen this close (m) to a fixture (the slot, a holder) stands in it,
+#: maybe leaning in its clearance: the fingers close square over the fixture's centre line,
+#: so that they stand it up as they close rather than keep its lean (a card carried leaning
+#: 3 degrees has its edge 2.3 mm off under the cooler the top camera aligns, and lands on a
+#: holder's wall top instead of in it).
+IN_FIXTURE = 0.008
+#: The gripper closed to less than this opening holds no cooler (14 mm: ~0.2-0.3; the PCB
+#: alone ~0.08, nothing ~0.06: the pads meet).
+GRIP_EMPTY = 0.15
+#: The arms farther than this (m) from home may hide the card from the top camera.
+HOME_TOL = 0.02
+#: A card standing on the table is gripped with the fingertip centre this high (m): the pads
+#: (16 mm) over the riser's top (40 mm) when the card leans on it.
+TABLE_GRASP_Z = 0.049
+#: ... and approached with the gripper this far open (21 mm): wide open (68 mm) the far pad
+#: sweeps through the connector's housing beside it.
+GRIP_NARROW = 0.35
+#: A held card seen farther than this (m) from the gripper is not the one in the gripper;
+#: one alignment correction moves the gripper at most MAX_CORRECTION (m).
+HELD_TOL, MAX_CORRECTION = 0.012, 0.003
+#: Lowering into a holder: the fingertips stopped this far (m) above their command mean the
+#: edge stands on the holder's top; the arm lifts, shifts by the next SEARCH offset (m, y:
+#: across the slot, where a lean puts the edge) and lowers again.
+BLOCKED_DZ = 0.002
+SEARCH = ((0.0, 0.001), (0.0, -0.001), (0.0, 0.002), (0.0, -0.002))
 
-class GpuResetSkill:
+class GpuResetSkill(FlatCard):
     """One reset of the card (see the module doc); ``act`` until ``done`` or ``failed``."""
 
     def __init__(self, task: TaskSpec, seed: int, stage: str = 'start') -> None:
@@ -67,6 +97,7 @@ class GpuResetSkill:
         self.p = parts()
         self.stage = stage
         self.top = PinholeCamera.of(task.views['task_top'])
+        self.side_cam = PinholeCamera.of(task.views['side'])
         self.home = home_action(task)
         self.low = np.asarray(task.action.low, dtype=np.float64)
         self.high = np.asarray(task.action.high, dtype=np.float64)
@@ -83,6 +114,16 @@ class GpuResetSkill:
         self.corrections = 0
         self.latched = False
         self.in_hand = False         # the card was in the gripper at the start
+        self.looked = False          # the arms moved out of the camera's view once
+        self.tries = 0               # lowering tries into the holder
+        self.still = 0
+        self.rpy = {'left': np.zeros(3), 'right': np.zeros(3)}
+        self.flat_arm = 'right'      # the arm that stands a flat card up
+        self.stood_up = False        # a flat card was stood up (once per reset)
+        self.side: np.ndarray | None = None
+        #: where the held card's bottom edge is from the fingertip centre (x, z; m): the
+        #: grasp's nominal until the side camera has measured it (``inspect``)
+        self.edge_off: np.ndarray | None = None
         self.done = False
         self.failed = ''
 
@@ -119,10 +160,10 @@ class GpuResetSkill:
     def _action(self) -> np.ndarray:
         a = self.home.copy()
         a[0:3] = self.left
-        a[3:6] = 0.0
+        a[3:6] = self.rpy['left']
         a[6] = self.left_grip
         a[7:10] = self.cmd
-        a[10:13] = 0.0
+        a[10:13] = self.rpy['right']
         a[13] = self.grip
         return np.clip(a, self.low, self.high)
 
@@ -147,18 +188,36 @@ class GpuResetSkill:
             self.left = ee[0:3].copy()
             self.grip = float(ee[13])
         self.ticks += 1
+        self.side = obs.get('image_side')
         getattr(self, f'_{self.phase}')(obs['image_top'], ee)
         return self._action()
 
     def _locate(self, image: np.ndarray, ee: np.ndarray) -> None:
         held = float(ee[13]) < 0.4
-        lying = lying_ratio(self.top, image)
-        if lying > LYING_PCB_RATIO:
-            self._fail(f'fallen: the card lies flat (PCB area {lying:.1f} x a standing card)')
-            return
         if held and self._in_hand(image, ee):
             return
-        xy = self._card(image, standing_cooler_top_z())
+        if not self.looked and (
+                float(np.linalg.norm(ee[7:10] - self.home[7:10])) > HOME_TOL
+                or float(np.linalg.norm(ee[0:3] - self.home[0:3])) > HOME_TOL):
+            # the arms (where a trial left them) may hide the card or part of it: out of
+            # the way, then look
+            self._go('look')
+            return
+        lying = lying_ratio(self.top, image)
+        blob = colour_blob(image, self.p.colour_rgb)
+        stands_on = self._stands_on(image, blob) if blob is not None else 'fixture'
+        if stands_on == 'its cooler' and lying <= LYING_PCB_RATIO:
+            self._fail('upside down: the card stands on its cooler (no skill turns it over)')
+            return
+        top_z = standing_cooler_top_z() if stands_on == 'fixture' else self.p.cooler_top
+        xy = self._card(image, top_z)
+        if lying > LYING_PCB_RATIO:
+            if self.stood_up or held:
+                self._fail(f'fallen: the card lies flat (PCB area {lying:.1f} x a standing '
+                           'card)')
+            else:
+                self._take_flat(image)
+            return
         if xy is None:
             self._fail('no card in view')
             return
@@ -170,10 +229,58 @@ class GpuResetSkill:
             return
         if held:
             self.grip = GRIP_OPEN   # closed on nothing: open before reaching
+        if stands_on == 'table':
+            # standing on its edge on the table (against the riser, or fallen off a
+            # holder): gripped a little high, the pads clear of the riser's top
+            self.latched = False
+            self.grasp_dz = TABLE_GRASP_Z          # its edge on the table
+            self.grip = GRIP_NARROW
+            self.goal_grasp = np.array([xy[0] + GRASP_DX, xy[1], TABLE_GRASP_Z])
+            self._go('clear')
+            return
         self.latched = float(np.hypot(*(xy - np.asarray(self.p.slot_xy)))) < 0.01
+        fixtures = [np.asarray(self.p.slot_xy), *(np.asarray(h) for h in self.p.holders)]
+        near = min(fixtures, key=lambda f: float(np.hypot(*(xy - f))))
+        if float(np.hypot(*(xy - near))) < IN_FIXTURE:
+            xy = near
         self.goal_grasp = np.array([xy[0] + GRASP_DX, xy[1],
                                     self.p.holder_floor_z + self.grasp_dz])
         self._go('clear')
+
+    def _stands_on(self, image: np.ndarray, blob) -> str:  # noqa: ANN001
+        """What a standing card stands on, by how high its cooler's lit face is: its length
+        in the top view (36 mm, ~32 px in a fixture, ~28 px on the table, ~25 px upside down
+        on the cooler itself) gives its distance from the camera. ``'fixture'`` (a holder or
+        the slot: their floors are at one height), ``'table'`` or ``'its cooler'``."""
+        value = np.asarray(image, dtype=np.float32).max(axis=-1)
+        v = np.where(blob.mask, value, 0.0)
+        rows, cols = np.nonzero(v >= 0.92 * float(v.max()))
+        if rows.size < 10:
+            return 'fixture'
+        pts = np.stack([cols, rows], axis=1).astype(np.float64)
+        pts -= pts.mean(axis=0)
+        _, vecs = np.linalg.eigh(np.cov(pts.T))
+        length_px = float(np.ptp(pts @ vecs[:, -1])) + 1.0
+        top_z = self.top.position[2] - self.top.fx * self.p.cooler_size[0] / length_px
+        heights = {'fixture': standing_cooler_top_z(), 'table': self.p.cooler_top,
+                   'its cooler': self.p.cooler_size[2]}
+        return min(heights, key=lambda k: abs(heights[k] - top_z))
+
+    def _look(self, image: np.ndarray, ee: np.ndarray) -> None:
+        """Both arms up, then home (the grippers as they are), then locate again."""
+        if self.goal is None:
+            self.goal = np.array([max(self.cmd[2], LIFT_Z), max(self.left[2], LIFT_Z)])
+        up = self._toward(np.array([*self.cmd[:2], self.goal[0]]), SPEED)
+        up = self._left_toward(np.array([*self.left[:2], self.goal[1]]), SPEED) and up
+        if up:
+            self._go('look_home')
+
+    def _look_home(self, image: np.ndarray, ee: np.ndarray) -> None:
+        there = self._toward(self.home[7:10], SPEED)
+        there = self._left_toward(self.home[0:3], SPEED) and there
+        if there and self.ticks > SETTLE_TICKS:
+            self.looked = True
+            self._go('locate')
 
     def _in_hand(self, image: np.ndarray, ee: np.ndarray) -> bool:
         """Is the card in the right gripper (the cooler seen from above between the measured
@@ -235,7 +342,7 @@ class GpuResetSkill:
     def _close(self, image: np.ndarray, ee: np.ndarray) -> None:
         self.grip = GRIP_CLOSED
         if self.ticks >= CLOSE_TICKS:
-            if float(ee[13]) < 0.05:    # closed on nothing: missed the cooler
+            if float(ee[13]) < GRIP_EMPTY:    # closed on nothing (or the PCB only)
                 self._fail('missed the card: the gripper closed on nothing')
                 return
             self._go('pull')
@@ -259,7 +366,41 @@ class GpuResetSkill:
     def _lift(self, image: np.ndarray, ee: np.ndarray) -> None:
         self._left_home()
         if self._toward(np.array([*self.cmd[:2], LIFT_Z]), SPEED):
-            self._go('carry')
+            self._go('inspect' if self.side is not None else 'carry')
+
+    def _inspect(self, image: np.ndarray, ee: np.ndarray) -> None:
+        """Hold the card up to the side camera and measure where its bottom edge is in the
+        grasp (the gold fingers' bottom and middle): a card gripped turned in its own plane
+        or low on the cooler has its edge millimetres from where the grasp puts it, and
+        misses the holder's 2 mm slot by that much."""
+        self._left_home()
+        if not self._via([np.array([*INSPECT_TCP[:2], LIFT_Z]), np.asarray(INSPECT_TCP)],
+                         SPEED) or self.ticks < 2 * SETTLE_TICKS:
+            return
+        edge = self._edge_in_side_view(float(ee[8]))
+        if edge is not None:
+            self.edge_off = edge - ee[[7, 9]]
+        self._go('carry')
+
+    def _edge_in_side_view(self, pcb_y: float) -> np.ndarray | None:
+        """The held card's bottom-edge centre (x, z; world) from the side camera, its PCB in
+        the plane ``y = pcb_y``; None when the fingers are not in view or implausible."""
+        mask = hue_mask(self.side, self.p.fingers_rgb)
+        rows, cols = np.nonzero(mask)
+        counts = np.bincount(rows, minlength=mask.shape[0])
+        keep = counts[rows] >= 5               # the strip's rows, not stray pixels
+        rows, cols = rows[keep], cols[keep]
+        if rows.size < 20:
+            return None
+        y = pcb_y - self.p.pcb_half_thickness
+        mid = on_plane_y(self.side_cam, (cols.min() + cols.max()) / 2.0, float(rows.mean()), y)
+        bottom = on_plane_y(self.side_cam, float(cols.mean()), rows.max() + 0.5, y)
+        edge = np.array([mid[0] - self.p.fingers_center_x, bottom[2] - self.p.fingers_bottom])
+        nominal = np.array([-GRASP_DX, -self.grasp_dz])
+        if not np.all(np.isfinite(edge)) or \
+                float(np.linalg.norm(edge - INSPECT_TCP[[0, 2]] - nominal)) > 0.02:
+            return None
+        return edge
 
     def _dest(self) -> np.ndarray:
         """Where the edge goes: its caddy slot, or over the connector's slot."""
@@ -267,13 +408,19 @@ class GpuResetSkill:
             return np.array([*self.p.slot_xy, self.p.slot_top_z + PRE_INSERTION_CLEARANCE])
         return self.target
 
+    def _grip_off(self) -> np.ndarray:
+        """The fingertip centre from the held card's bottom edge (x, y, z; m)."""
+        off = self.edge_off if self.edge_off is not None else \
+            np.array([-GRASP_DX, -self.grasp_dz])
+        return np.array([-off[0], 0.0, -off[1]])
+
     def _carry(self, image: np.ndarray, ee: np.ndarray) -> None:
         self._left_home()
         dest = self._dest()
         if self.stage == 'pre_insertion':
-            above = dest + [GRASP_DX, 0.0, self.grasp_dz]
+            above = dest + self._grip_off()
         else:
-            above = dest + [GRASP_DX, 0.0, self.grasp_dz + self.p.holder_depth + CLEARANCE]
+            above = dest + self._grip_off() + [0.0, 0.0, self.p.holder_depth + CLEARANCE]
         if self._via([np.array([above[0], above[1], LIFT_Z]), above], SPEED) and \
                 self.ticks > SETTLE_TICKS:
             self._go('align')
@@ -283,11 +430,20 @@ class GpuResetSkill:
         if self.ticks % SETTLE_TICKS:
             return
         dest = self._dest()
-        cooler_top = self.cmd[2] - self.grasp_dz + self.p.cooler_top
+        cooler_top = self.cmd[2] - self._grip_off()[2] + self.p.cooler_top
         seen = self._card(image, cooler_top)
         if seen is None:
             self._fail('lost the card: no cooler in view while aligning')
             return
+        held = self.cmd[:2] - [GRASP_DX, 0.0]
+        if float(np.hypot(*(seen - held))) > HELD_TOL:
+            self._fail('lost the card: the cooler in view is '
+                       f'{float(np.hypot(*(seen - held))) * 1000:.0f} mm from the gripper')
+            return
+        if self.edge_off is not None:
+            # along the card, the side camera's measure of the grasp (the cooler seen from
+            # above says nothing of a card turned in its plane) on the measured fingertips
+            seen[0] = float(ee[7]) + self.edge_off[0]
         err = seen - dest[:2]
         if float(np.hypot(*err)) < ALIGN_TOL or self.corrections >= 6:
             if self.stage == 'pre_insertion':
@@ -295,8 +451,12 @@ class GpuResetSkill:
             else:
                 self._go('lower')
             return
-        self.offset -= 0.8 * err
-        self.cmd[:2] = dest[:2] + [GRASP_DX, 0.0] + self.offset
+        step = 0.8 * err
+        n = float(np.hypot(*step))
+        if n > MAX_CORRECTION:
+            step *= MAX_CORRECTION / n
+        self.offset -= step
+        self.cmd[:2] = dest[:2] + self._grip_off()[:2] + self.offset
         self.corrections += 1
 
     def _settle_left(self, image: np.ndarray, ee: np.ndarray) -> None:
@@ -306,9 +466,33 @@ class GpuResetSkill:
             self.done, self.phase = True, 'done'
 
     def _lower(self, image: np.ndarray, ee: np.ndarray) -> None:
-        floor = np.array([*self.cmd[:2], self.target[2] + self.grasp_dz + 0.0005])
-        if self._toward(floor, INSERT) and self.ticks > 2:
-            self._go('release')
+        if self.goal is None:
+            self.goal = np.array([*self.cmd[:2],
+                                  self.target[2] + self._grip_off()[2] + 0.0005])
+        if not self._toward(self.goal, INSERT):
+            self.still = 0
+            return
+        self.still += 1             # ticks at the command: the arm settles
+        if self.still > SETTLE_TICKS:
+            if float(ee[9]) - self.goal[2] < BLOCKED_DZ:
+                self._go('release')
+            elif self.tries >= len(SEARCH):
+                self._fail('the card does not go into its holder (its edge stands on the '
+                           f'holder\'s top after {self.tries + 1} tries)')
+            else:
+                self._go('unblock')
+
+    def _unblock(self, image: np.ndarray, ee: np.ndarray) -> None:
+        """Up off the holder's top, then over the next search offset, then lower again."""
+        if self.goal is None:
+            prev = np.array(SEARCH[self.tries - 1]) if self.tries else np.zeros(2)
+            shift = np.array(SEARCH[self.tries]) - prev
+            self.tries += 1
+            above = self.cmd + [0.0, 0.0, CLEARANCE]
+            self._via([above, above + [shift[0], shift[1], 0.0]], INSERT * 2)
+            return
+        if self._via([], INSERT * 2):
+            self._go('lower')
 
     def _release(self, image: np.ndarray, ee: np.ndarray) -> None:
         self.grip = GRIP_OPEN
