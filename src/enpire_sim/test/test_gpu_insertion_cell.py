@@ -207,3 +207,12 @@ def test_the_reset_skill_takes_a_card_standing_on_the_table(cell, task) -> None:
     gt = cell.set_object((0.012, 0.668, 0.0005), settle_ticks=30)
     assert gt.object_pose[2] < 0.003 and 0.662 < gt.object_pose[1] < 0.670
     _reset_to(cell, task, 1)
+
+
+def test_the_reset_skill_tips_over_a_card_upside_down(cell, task) -> None:
+    """A card standing on its cooler, edge up: pushed over near its top (it falls flat),
+    then stood up the right way and placed."""
+    cell.place(0)
+    gt = cell.set_object((0.06, 0.60, 0.0525), _quat((1.0, 0.0, 0.0), np.pi), settle_ticks=30)
+    assert gt.object_pose[2] > 0.05                    # its edge up, on its cooler
+    _reset_to(cell, task, 3)

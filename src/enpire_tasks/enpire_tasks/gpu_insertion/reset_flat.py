@@ -1,6 +1,6 @@
-"""The GPU reset skill's phases for a card lying flat on the table (fallen): read its pose from
-the top camera, stand it up in the air, and put it in a caddy holder, from where the skill
-goes on as for a standing card.
+"""The GPU reset skill's phases for a card that is down. One lying flat on the table (fallen):
+read its pose from the top camera, stand it up in the air, and put it in a caddy holder, from
+where the skill goes on as for a standing card.
 
 A card lying flat rests on its bottom edge and on the cooler's far edge (its PCB tilted
 ~9.5 degrees). One arm grips the cooler across its length, pointing down, the pads on the
@@ -12,6 +12,10 @@ way, so a slip in the grip only stands it up sooner). The gripper then points ac
 along y over the caddy (an arm pointing -y reaches its -y end, pointing +y its +y end), lowers
 the card into that holder, lets go, backs off and goes home; the skill then locates the card
 again (now standing in a holder) and moves it to its seed's holder as usual.
+
+A card standing upside down on its cooler (its edge up) is tipped over first: the right arm,
+level and closed, pushes its PCB near the top across, away from the connector's riser, and
+the card falls flat, to be stood up as above.
 
 Which arm: the one whose gripper, pointing down, can turn to point (once level) along the
 direction from the card's edge to its cooler. Pointing down, the vx300s's wrist turns (yaw)
@@ -70,6 +74,12 @@ def rot90(v: np.ndarray) -> np.ndarray:
     return np.array([-v[1], v[0]])
 
 
+def _box_clear(xy: np.ndarray, centre: np.ndarray, half: tuple[float, float]) -> bool:
+    """Whether ``xy`` is outside the box of half sizes ``half`` about ``centre``."""
+    d = np.abs(np.asarray(xy) - centre)
+    return bool(d[0] > half[0] or d[1] > half[1])
+
+
 def _strip(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pixels of a colour strip: the rows with at least 5 of them (not stray pixels)."""
     rows, cols = np.nonzero(mask)
@@ -108,9 +118,12 @@ class FlatCard:
               ) -> tuple[np.ndarray, bool]: ...
 
     # --- perception -------------------------------------------------------------------------
-    def _flat_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-        """A flat card from the top view: its cooler's centre (xy), its +x axis and the
-        direction from its bottom edge to its cooler (unit xy vectors); or why not."""
+    def _flat_geometry(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                          float, float] | None:
+        """The cooler and the PCB of a card down, from the top view: the cooler's centre
+        (xy, on the plane of a flat card's cooler top), its axis (unit xy), the PCB's
+        centroid from it (xy, on a flat PCB's plane), how far that is across the axis and
+        the cooler's length (m); None when either is (nearly) out of view."""
         def on_plane(mask: np.ndarray, z: float) -> np.ndarray:
             rows, cols = np.nonzero(mask)
             return np.array([self.top.on_plane_z(float(c), float(r), z)[:2]
@@ -119,7 +132,7 @@ class FlatCard:
         red = hue_mask(image, self.p.colour_rgb)
         green = hue_mask(image, self.p.pcb_rgb, 20.0, 0.35, 0.12)
         if red.sum() < 20 or green.sum() < 20:
-            return 'fallen: too little of the card in view to read its pose'
+            return None
         pts = on_plane(red, FLAT_COOLER_TOP_Z)
         c = pts.mean(axis=0)
         _, vecs = np.linalg.eigh(np.cov((pts - c).T))
@@ -127,13 +140,106 @@ class FlatCard:
         length = float(np.ptp((pts - c) @ e1))
         g = on_plane(green, FLAT_PCB_Z).mean(axis=0) - c
         across = g - (g @ e1) * e1
-        off = float(np.linalg.norm(across))
+        return c, e1, g, float(np.linalg.norm(across)), length
+
+    def _flat_pose(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+        """A flat card from the top view: its cooler's centre (xy), its +x axis and the
+        direction from its bottom edge to its cooler (unit xy vectors); or why not."""
+        geometry = self._flat_geometry(image)
+        if geometry is None:
+            return 'fallen: too little of the card in view to read its pose'
+        c, e1, g, off, length = geometry
+        across = g - (g @ e1) * e1
         if not (FLAT_MIN_LENGTH[0] <= length <= FLAT_MIN_LENGTH[1]) or \
                 not (FLAT_PCB_OFFSET[0] <= off <= FLAT_PCB_OFFSET[1]):
             return ('fallen: the card lies on something or is hidden (its cooler '
                     f'{length * 1000:.0f} mm long, its PCB {off * 1000:.0f} mm beside it)')
         x = e1 if float(g @ e1) > 0.0 else -e1     # the PCB reaches past the cooler's +x end
         return c, x, -across / off
+
+    # --- a card upside down: tip it over ---------------------------------------------------
+    def _upside_down_seen(self, image: np.ndarray) -> bool:
+        """Whether a card whose cooler is seen low (14-16 mm up: on its cooler, or lying
+        flat) stands on its cooler: the PCB seen beside the cooler is then its face standing
+        above it, in perspective (a few mm across), not a flat PCB (20-25 mm across)."""
+        pose = self._flat_geometry(image)
+        return pose is None or pose[3] < FLAT_PCB_OFFSET[0]
+
+    def _take_upside_down(self, image: np.ndarray) -> None:
+        """Plan the push that tips over a card standing on its cooler (or fail with why)."""
+        blob = colour_blob(image, self.p.colour_rgb)
+        if blob is None:
+            self._fail('upside down: no cooler in view')
+            return
+        rows, cols = np.nonzero(blob.mask)
+        z = self.p.cooler_size[2]               # its cooler's (lowest) face, up
+        pts = np.array([self.top.on_plane_z(float(c), float(r), z)[:2]
+                        for r, c in zip(rows, cols, strict=True)])
+        c = pts.mean(axis=0)
+        _, vecs = np.linalg.eigh(np.cov((pts - c).T))
+        along = vecs[:, -1]
+        across = rot90(along)                   # square to the PCB
+        riser = np.asarray(self.p.slot_xy)
+        # across the PCB (it tips over its cooler's 14 mm) or, where the riser is in the
+        # way, along it (over the cooler's 36 mm): away from the riser, the pusher starting
+        # clear of it and the card landing clear of it
+        away = lambda n: -float(n @ (c - riser))  # noqa: E731
+        options = [(n, TIP_START, TIP_END) for n in sorted((across, -across), key=away)] + \
+            [(n, TIP_START_ALONG, TIP_END_ALONG) for n in sorted((along, -along), key=away)]
+        for n, start, end in options:
+            if _box_clear(c - start * n, riser, TIP_RISER_CLEAR) and \
+                    _box_clear(c + TIP_LANDING * n, riser, TIP_RISER_CLEAR):
+                self.tip = (c, n, start, end)
+                self._go('tip_rise')
+                return
+        self._fail('upside down: no room to push it over (beside the connector)')
+
+    def _tip_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
+        self._other_home_of('right', SPEED_FLAT)
+        if self._flat_move_arm('right', np.array([*self.cmd[:2], FLAT_LIFT_Z]), SPEED_FLAT):
+            self._go('tip_over_start')
+
+    def _tip_over_start(self, image: np.ndarray, ee: np.ndarray) -> None:
+        c, n, back, _ = self.tip
+        start = c - back * n
+        self.grip = 0.0
+        if self.goal is None:
+            self.goal = np.array([[*start, FLAT_LIFT_Z], [*start, TIP_Z]])
+            self._wp = 0
+        if self._flat_move_arm('right', self.goal[self._wp], SPEED_FLAT):
+            if self._wp == 0:
+                self._wp = 1
+            elif self.ticks > FLAT_SETTLE:
+                self._go('tip_push')
+
+    def _tip_push(self, image: np.ndarray, ee: np.ndarray) -> None:
+        c, n, _, end = self.tip
+        if self._flat_move_arm('right', np.array([*(c + end * n), TIP_Z]), SLOW_FLAT / 2):
+            self._go('tip_away')
+
+    def _tip_away(self, image: np.ndarray, ee: np.ndarray) -> None:
+        if self._flat_move_arm('right', np.array([*self.cmd[:2], FLAT_LIFT_Z]), SPEED_FLAT):
+            self.grip = 1.0
+            if float(ee[13]) > 0.9:         # open again (a closed gripper reads as holding)
+                self.tipped = True
+                self.looked = False         # look again (from home): it should lie flat now
+                self._go('locate')
+
+    def _flat_move_arm(self, arm: str, target: np.ndarray, speed: float) -> bool:
+        if arm == 'right':
+            self.cmd, ok = self._step(self.cmd, np.asarray(target, dtype=np.float64), speed)
+        else:
+            self.left, ok = self._step(self.left, np.asarray(target, dtype=np.float64), speed)
+        return ok
+
+    def _other_home_of(self, arm: str, speed: float) -> bool:
+        if arm == 'right':
+            self.left, ok = self._step(self.left, self.home[0:3], speed)
+            self.left_grip = 1.0
+        else:
+            self.cmd, ok = self._step(self.cmd, self.home[7:10], speed)
+            self.grip = 1.0
+        return ok
 
     # --- motion of the arm that stands the card up ------------------------------------------
     def _flat_pos(self) -> np.ndarray:
@@ -501,6 +607,15 @@ class FlatCard:
             self.stood_up = True
             self._go('locate')
 
+
+#: Tipping over a card upside down: the closed fingertips TIP_Z high (the card's top is 52
+#: mm up; the gripper, level, cannot go below ~38 mm), from TIP_START behind its PCB to
+#: TIP_END past it (pushed along it: from beyond its end, _ALONG); the start, and where the
+#: card lands (TIP_LANDING beyond it), stay TIP_RISER_CLEAR (half sizes, m) from the slot's
+#: centre (the riser, the housing and the latch).
+TIP_Z, TIP_START, TIP_END = 0.045, 0.03, 0.03
+TIP_START_ALONG, TIP_END_ALONG, TIP_LANDING = 0.05, 0.035, 0.06
+TIP_RISER_CLEAR = (0.045, 0.03)
 
 #: Motion limits (m per tick) and waits (ticks) of the stand-up.
 SPEED_FLAT, SLOW_FLAT, INSERT_FLAT = 0.008, 0.004, 0.0015

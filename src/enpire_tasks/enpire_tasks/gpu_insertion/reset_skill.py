@@ -4,22 +4,28 @@ A skill is a closed-loop controller like a policy: each tick it gets the observa
 contract's cameras and the arm state, never simulator poses) and returns an end-effector
 action for both arms, until it is ``done`` or ``failed``. Perception is the classic
 verifier's: the cooler's hue in the top camera, the lit top face, the calibrated ray onto the
-plane of a standing card's cooler top (the caddy's floors and the slot's floor are at one
-height).
+plane of the cooler's top; and the side camera for a card held up to it.
 
-Stage ``start``: the card stands in caddy slot ``seed % 4``, the arms at home. If the card is
-in the slot (seated and latched, or resting on the latch), the left arm presses the latch's
-pad down and holds it while the right arm grasps the cooler and pulls the card straight up;
-then the left arm lets go and goes home while the right arm carries the card to its caddy
-slot, aligns it from the top camera, lowers it in, lets go and goes home. A card in a caddy
-slot is picked up without the latch; a card already in the right gripper is carried (if its
-edge is down at the slot, the latch is pressed and the card pulled out first).
+Stage ``start``: the card stands in caddy slot ``seed % 4``, the arms at home. The arms first
+go home (out of the top camera's view). The length of the cooler's lit face says how high it
+is: a card standing in a fixture (the slot or a holder: their floors are at one height), on
+the table, or upside down on its cooler. If the card is in the slot (seated and latched, or
+resting on the latch), the left arm presses the latch's pad down and holds it while the right
+arm grasps the cooler and pulls the card straight up; then the left arm lets go and goes home
+while the right arm shows the card to the side camera (where its bottom edge is in the grasp,
+from the gold fingers), carries it to its caddy slot, aligns it from the top camera, lowers it
+in (a blocked edge: up, over by a search offset, down again), lets go and goes home. A card in
+a caddy slot or on the table is picked up without the latch; a card already in the right
+gripper is carried (if its edge is down at the slot, the latch is pressed and the card pulled
+out first). A card lying flat is stood up and one upside down tipped over first
+(:mod:`~enpire_tasks.gpu_insertion.reset_flat`).
 
 Stage ``pre_insertion`` (the hardest stage's start): the right gripper holds the card over
 the slot, its bottom edge 10 mm above the slot's top.
 
-A card lying flat (fallen) is out of this skill's reach: it fails with ``fallen`` and the
-reset falls back to the recorded ``sim_place`` where the contract allows it.
+What the skill cannot reach it fails with a reason (``fallen: ...``, ``upside down: ...``,
+``no card in view``), and the reset retries or falls back to the recorded ``sim_place``
+where the contract allows it.
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ class GpuResetSkill(FlatCard):
         self.rpy = {'left': np.zeros(3), 'right': np.zeros(3)}
         self.flat_arm = 'right'      # the arm that stands a flat card up
         self.stood_up = False        # a flat card was stood up (once per reset)
+        self.tipped = False          # an upside-down card was pushed over (once per reset)
         self.side: np.ndarray | None = None
         #: where the held card's bottom edge is from the fingertip centre (x, z; m): the
         #: grasp's nominal until the side camera has measured it (``inspect``)
@@ -206,8 +213,14 @@ class GpuResetSkill(FlatCard):
         lying = lying_ratio(self.top, image)
         blob = colour_blob(image, self.p.colour_rgb)
         stands_on = self._stands_on(image, blob) if blob is not None else 'fixture'
+        if stands_on == 'its cooler' and lying <= LYING_PCB_RATIO and \
+                not self._upside_down_seen(image):
+            lying = LYING_PCB_RATIO + 1.0     # lying flat, its PCB partly out of view
         if stands_on == 'its cooler' and lying <= LYING_PCB_RATIO:
-            self._fail('upside down: the card stands on its cooler (no skill turns it over)')
+            if self.tipped:
+                self._fail('upside down: the card still stands on its cooler after a push')
+            else:
+                self._take_upside_down(image)
             return
         top_z = standing_cooler_top_z() if stands_on == 'fixture' else self.p.cooler_top
         xy = self._card(image, top_z)
@@ -278,7 +291,11 @@ class GpuResetSkill(FlatCard):
     def _look_home(self, image: np.ndarray, ee: np.ndarray) -> None:
         there = self._toward(self.home[7:10], SPEED)
         there = self._left_toward(self.home[0:3], SPEED) and there
-        if there and self.ticks > SETTLE_TICKS:
+        if there:
+            # open (the card was not seen in the right hand: a trial may have left a
+            # gripper closed on nothing, which would read as holding)
+            self.grip = self.left_grip = GRIP_OPEN
+        if there and self.ticks > SETTLE_TICKS and min(float(ee[6]), float(ee[13])) > 0.9:
             self.looked = True
             self._go('locate')
 
