@@ -181,20 +181,23 @@ def _reset_to(cell, task, seed: int) -> None:
     assert res.success, [v.detail for v in res.verdicts]
 
 
-@pytest.mark.parametrize(('xy', 'yaw', 'face_up'), [
-    ((0.06, 0.57), 1.9, True),      # cooler towards +y (-x): the right arm's
-    ((0.03, 0.58), -0.3, False),    # cooler on the +x side: the left arm's
+@pytest.mark.parametrize(('xy', 'yaw', 'face_up', 'floor'), [
+    ((0.06, 0.57), 1.9, True, 0.0),       # cooler towards +y (-x): the right arm's
+    ((0.03, 0.58), -0.3, False, 0.0),     # cooler on the +x side: the left arm's
+    ((-0.09, 0.43), 1.6, True, 0.053),    # on the caddy's top, over the holders
 ])
-def test_the_reset_skill_stands_up_a_card_lying_flat(cell, task, xy, yaw, face_up) -> None:
-    """A card lying flat on the table (fallen): gripped across the cooler's ends, stood up in
-    the air, put in a holder at the caddy's end, then moved to its seed's holder."""
+def test_the_reset_skill_stands_up_a_card_lying_flat(cell, task, xy, yaw, face_up,
+                                                     floor) -> None:
+    """A card lying flat on the table or the caddy (fallen): gripped across the cooler's
+    ends, stood up in the air, put in a holder at the caddy's end, then moved to its seed's
+    holder."""
     cell.place(0)
     # lying: the card's z axis (edge -> cooler) along ``yaw`` in the table's plane, one face
     # or the other up (which decides the arm's way round and the holder it uses first)
     lie = _quat((1.0, 0.0, 0.0), -np.pi / 2 if face_up else np.pi / 2)
     turn = _quat((0.0, 0.0, 1.0), yaw - np.pi / 2 if face_up else yaw + np.pi / 2)
-    gt = cell.set_object((xy[0], xy[1], 0.01), _qmul(turn, lie), settle_ticks=30)
-    assert gt.object_pose[2] < 0.003                   # fallen: its edge on the table
+    gt = cell.set_object((xy[0], xy[1], floor + 0.01), _qmul(turn, lie), settle_ticks=30)
+    assert gt.object_pose[2] < floor + 0.003           # fallen: its edge on what it lies on
     _reset_to(cell, task, 2)
 
 

@@ -111,7 +111,11 @@ class FlatCard:
     ticks: int
     _wp: int
 
+    #: the height (m) a flat card lies on: the table (0) or the caddy's top
+    flat_floor: float = 0.0
+
     # provided by the skill
+    def _cooler_top_z(self, image: np.ndarray, blob: Any) -> float | None: ...
     def _go(self, phase: str) -> None: ...
     def _fail(self, reason: str) -> None: ...
     def _step(self, cmd: np.ndarray, target: np.ndarray, speed: float
@@ -133,12 +137,12 @@ class FlatCard:
         green = hue_mask(image, self.p.pcb_rgb, 20.0, 0.35, 0.12)
         if red.sum() < 20 or green.sum() < 20:
             return None
-        pts = on_plane(red, FLAT_COOLER_TOP_Z)
+        pts = on_plane(red, self.flat_floor + FLAT_COOLER_TOP_Z)
         c = pts.mean(axis=0)
         _, vecs = np.linalg.eigh(np.cov((pts - c).T))
         e1 = vecs[:, -1]
         length = float(np.ptp((pts - c) @ e1))
-        g = on_plane(green, FLAT_PCB_Z).mean(axis=0) - c
+        g = on_plane(green, self.flat_floor + FLAT_PCB_Z).mean(axis=0) - c
         across = g - (g @ e1) * e1
         return c, e1, g, float(np.linalg.norm(across)), length
 
@@ -287,6 +291,13 @@ class FlatCard:
     # --- the phases -------------------------------------------------------------------------
     def _take_flat(self, image: np.ndarray) -> None:
         """Plan the stand-up of a flat card (or fail with why not)."""
+        # on the table, or on the caddy's top (its cooler's face 53 mm higher, its length in
+        # the top view 13% longer)
+        blob = colour_blob(image, self.p.colour_rgb)
+        top_z = self._cooler_top_z(image, blob) if blob is not None else None
+        caddy_top = self.p.holder_floor_z + self.p.holder_depth
+        self.flat_floor = caddy_top if top_z is not None and \
+            top_z - FLAT_COOLER_TOP_Z > caddy_top / 2 else 0.0
         pose = self._flat_pose(image)
         if isinstance(pose, str):
             self._fail(pose)
@@ -328,7 +339,7 @@ class FlatCard:
             self._go('flat_descend')
 
     def _flat_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
-        grasp = np.array([*self.flat_c, FLAT_GRASP_Z])
+        grasp = np.array([*self.flat_c, self.flat_floor + FLAT_GRASP_Z])
         if self._flat_via([grasp + [0.0, 0.0, 0.03], grasp], SLOW_FLAT) and (
                 float(np.linalg.norm(self._flat_ee(ee) - grasp)) < 0.004
                 or self.ticks > FLAT_REACH_TICKS):

@@ -260,21 +260,27 @@ class GpuResetSkill(FlatCard):
                                     self.p.holder_floor_z + self.grasp_dz])
         self._go('clear')
 
-    def _stands_on(self, image: np.ndarray, blob) -> str:  # noqa: ANN001
-        """What a standing card stands on, by how high its cooler's lit face is: its length
-        in the top view (36 mm, ~32 px in a fixture, ~28 px on the table, ~25 px upside down
-        on the cooler itself) gives its distance from the camera. ``'fixture'`` (a holder or
-        the slot: their floors are at one height), ``'table'`` or ``'its cooler'``."""
+    def _cooler_top_z(self, image: np.ndarray, blob) -> float | None:  # noqa: ANN001
+        """How high the cooler's lit face is (m), from its length in the top view (36 mm:
+        ~32 px in a fixture, ~28 px on the table, ~25 px upside down on the cooler itself)."""
         value = np.asarray(image, dtype=np.float32).max(axis=-1)
         v = np.where(blob.mask, value, 0.0)
         rows, cols = np.nonzero(v >= 0.92 * float(v.max()))
         if rows.size < 10:
-            return 'fixture'
+            return None
         pts = np.stack([cols, rows], axis=1).astype(np.float64)
         pts -= pts.mean(axis=0)
         _, vecs = np.linalg.eigh(np.cov(pts.T))
         length_px = float(np.ptp(pts @ vecs[:, -1])) + 1.0
-        top_z = self.top.position[2] - self.top.fx * self.p.cooler_size[0] / length_px
+        return self.top.position[2] - self.top.fx * self.p.cooler_size[0] / length_px
+
+    def _stands_on(self, image: np.ndarray, blob) -> str:  # noqa: ANN001
+        """What a standing card stands on, by how high its cooler's lit face is:
+        ``'fixture'`` (a holder or the slot: their floors are at one height), ``'table'`` or
+        ``'its cooler'``."""
+        top_z = self._cooler_top_z(image, blob)
+        if top_z is None:
+            return 'fixture'
         heights = {'fixture': standing_cooler_top_z(), 'table': self.p.cooler_top,
                    'its cooler': self.p.cooler_size[2]}
         return min(heights, key=lambda k: abs(heights[k] - top_z))
