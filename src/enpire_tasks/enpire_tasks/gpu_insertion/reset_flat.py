@@ -237,6 +237,7 @@ class FlatCard:
         return ok
 
     def _other_home_of(self, arm: str, speed: float) -> bool:
+        """The arm that is not ``arm`` towards home, open."""
         if arm == 'right':
             self.left, ok = self._step(self.left, self.home[0:3], speed)
             self.left_grip = 1.0
@@ -250,12 +251,7 @@ class FlatCard:
         return self.cmd if self.flat_arm == 'right' else self.left
 
     def _flat_move(self, target: np.ndarray, speed: float) -> bool:
-        pos, ok = self._step(self._flat_pos(), np.asarray(target, dtype=np.float64), speed)
-        if self.flat_arm == 'right':
-            self.cmd = pos
-        else:
-            self.left = pos
-        return ok
+        return self._flat_move_arm(self.flat_arm, target, speed)
 
     def _flat_via(self, waypoints: list[np.ndarray], speed: float) -> bool:
         if self.goal is None:
@@ -280,13 +276,7 @@ class FlatCard:
         return ee[7:10] if self.flat_arm == 'right' else ee[0:3]
 
     def _other_home(self, speed: float) -> bool:
-        if self.flat_arm == 'right':
-            self.left, ok = self._step(self.left, self.home[0:3], speed)
-            self.left_grip = 1.0
-        else:
-            self.cmd, ok = self._step(self.cmd, self.home[7:10], speed)
-            self.grip = 1.0
-        return ok
+        return self._other_home_of(self.flat_arm, speed)
 
     # --- the phases -------------------------------------------------------------------------
     def _take_flat(self, image: np.ndarray) -> None:
