@@ -214,8 +214,10 @@ class GpuResetSkill(FlatCard):
         blob = colour_blob(image, self.p.colour_rgb)
         stands_on = self._stands_on(image, blob) if blob is not None else 'fixture'
         if stands_on == 'its cooler' and lying <= LYING_PCB_RATIO and \
-                not self._upside_down_seen(image):
-            lying = LYING_PCB_RATIO + 1.0     # lying flat, its PCB partly out of view
+                (self.tipped or not self._upside_down_seen(image)):
+            # lying flat, its PCB partly out of view or hidden by an arm at home (and one
+            # just pushed over lies flat)
+            lying = LYING_PCB_RATIO + 1.0
         if stands_on == 'its cooler' and lying <= LYING_PCB_RATIO:
             if self.tipped:
                 self._fail('upside down: the card still stands on its cooler after a push')
