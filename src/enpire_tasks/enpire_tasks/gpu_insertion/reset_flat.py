@@ -59,8 +59,6 @@ NEUTRAL_YAW = {'left': 0.0, 'right': np.pi}
 #: in front of the camera), and the yaws each arm can turn to there, level (pointing -y is
 #: out of reach so far forward: the card is then shown turned up to 10 degrees).
 FLAT_SHOW_TCP = (0.02, 0.58, 0.14)
-#: The rows (px above the gold fingers' top) searched for the PCB's full width.
-FLAT_PCB_ROWS = (4, 30)
 FLAT_SHOW_YAW = {'left': (-1.40, 1.6), 'right': (-1.6, 1.40)}
 #: Where the card is stood up (xy, m; over open table between the arms) at FLAT_STAND_Z.
 FLAT_STAND_XY, FLAT_STAND_Z = (0.0, 0.56), 0.12
@@ -96,7 +94,7 @@ def _yaw(arm: str, direction: np.ndarray) -> float:
 
 class FlatCard:
     """Mixin of :class:`~enpire_tasks.gpu_insertion.reset_skill.GpuResetSkill`: the phases
-    of a card lying flat (see the module doc)."""
+    of a card lying flat or standing upside down (see the module doc)."""
 
     p: Any
     top: Any
