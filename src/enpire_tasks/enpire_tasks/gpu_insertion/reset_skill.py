@@ -288,7 +288,14 @@ class GpuResetSkill(FlatCard):
         return min(heights, key=lambda k: abs(heights[k] - top_z))
 
     def _look(self, image: np.ndarray, ee: np.ndarray) -> None:
-        """Both arms up, then home (the grippers as they are), then locate again."""
+        """Open both grippers where they are (the card was not seen in the right hand: a
+        closed gripper may still hold it out of view, as a trial that ends on success leaves
+        a card gripped in the slot; lifting first pulled it out and dropped it), then both
+        arms up, then home, then locate again."""
+        self.grip = self.left_grip = GRIP_OPEN
+        if self.goal is None and min(float(ee[6]), float(ee[13])) < 0.9 and \
+                self.ticks < OPEN_TICKS * 3:
+            return
         if self.goal is None:
             self.goal = np.array([max(self.cmd[2], LIFT_Z), max(self.left[2], LIFT_Z)])
         up = self._toward(np.array([*self.cmd[:2], self.goal[0]]), SPEED)
