@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,14 @@ def test_a_host_waiting_for_a_tick_sends_its_command_again(ros):
     control.publish(String(data=json.dumps({'op': 'stop', 'episode': 'e1',
                                             'revision_id': 'rev-hold'})))
     wait_until(lambda: node.state == 'ready', 10.0, 'the episode to stop')
-    count = len(cell.commands)
+    sent = node.resent_commands
+    # a command sent just before the stop can still be on its way to the cell: let what was
+    # sent arrive (no new one for 0.3 s), then nothing more may come
+    count, quiet_since = len(cell.commands), time.monotonic()
+    while time.monotonic() - quiet_since < 0.3:
+        time.sleep(0.05)
+        if len(cell.commands) != count:
+            count, quiet_since = len(cell.commands), time.monotonic()
     assert not threading.Event().wait(0.5)
     assert len(cell.commands) == count, 'nothing is sent again outside an episode'
+    assert node.resent_commands == sent
