@@ -233,18 +233,36 @@ def hue_mask(image: np.ndarray, rgb: Sequence[int], hue_tol_deg: float = 15.0,
     return (dh <= hue_tol_deg) & (sat >= min_saturation) & (mx >= min_value)
 
 
-def lit_centroid(image: np.ndarray, mask: np.ndarray, frac: float = 0.92
-                 ) -> tuple[float, float] | None:
-    """The centroid (u, v) of the brightest pixels of ``mask`` (value >= ``frac`` of its
+def lit_pixels(image: np.ndarray, mask: np.ndarray, frac: float = 0.92
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, cols) of the brightest pixels of ``mask`` (value >= ``frac`` of its
     brightest): an upward face under ceiling light, e.g. a part's top seen from above, whose
-    height is known, without the side walls that perspective adds off the optical axis."""
+    height is known, without the side walls that perspective adds off the optical axis.
+    Empty where ``mask`` has no lit pixel."""
     value = np.asarray(image, dtype=np.float32).max(axis=-1)
     v = np.where(mask, value, 0.0)
     peak = float(v.max())
     if peak <= 0.0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.nonzero(v >= frac * peak)
+
+
+def lit_centroid(image: np.ndarray, mask: np.ndarray, frac: float = 0.92
+                 ) -> tuple[float, float] | None:
+    """The centroid (u, v) of :func:`lit_pixels`; None when there are none."""
+    rows, cols = lit_pixels(image, mask, frac)
+    if rows.size == 0:
         return None
-    rows, cols = np.nonzero(v >= frac * peak)
     return float(cols.mean()), float(rows.mean())
+
+
+def principal_axis(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centroid of ``points`` (N, 2) and the unit direction of their largest spread
+    (sign arbitrary)."""
+    pts = np.asarray(points, dtype=np.float64)
+    c = pts.mean(axis=0)
+    _, vecs = np.linalg.eigh(np.cov((pts - c).T))
+    return c, vecs[:, -1]
 
 
 def colour_blob(image: np.ndarray, rgb: Sequence[int], hue_tol_deg: float = 15.0,
@@ -321,5 +339,5 @@ def finite_pose_error(expected: Sequence[float], observed: Sequence[float]
 __all__ = ['ARMS', 'EE_NAMES', 'JOINT_NAMES', 'NEUTRAL', 'STATE_FIELDS', 'STATE_NAMES',
            'ArmTarget', 'Blob', 'PinholeCamera', 'build_observation', 'colour_blob',
            'finite_pose_error', 'hold_action', 'home_action', 'hue_mask', 'join_action',
-           'lit_centroid', 'matrix_to_rpy', 'rpy_to_matrix', 'sample_readings',
-           'split_action']
+           'lit_centroid', 'lit_pixels', 'matrix_to_rpy', 'principal_axis', 'rpy_to_matrix',
+           'sample_readings', 'split_action']

@@ -13,9 +13,8 @@ along y over the caddy (an arm pointing -y reaches its -y end, pointing +y its +
 the card into that holder, lets go, backs off and goes home; the skill then locates the card
 again (now standing in a holder) and moves it to its seed's holder as usual.
 
-A card standing upside down on its cooler (its edge up) is tipped over first: the right arm,
-level and closed, pushes its PCB near the top across, away from the connector's riser, and
-the card falls flat, to be stood up as above.
+A card standing upside down on its cooler is first tipped over to lie flat
+(:mod:`~enpire_tasks.gpu_insertion.reset_tip`).
 
 Which arm: the one whose gripper, pointing down, can turn to point (once level) along the
 direction from the card's edge to its cooler. Pointing down, the vx300s's wrist turns (yaw)
@@ -29,8 +28,21 @@ from typing import Any
 
 import numpy as np
 
-from enpire_tasks.arm import colour_blob, hue_mask
+from enpire_tasks.arm import colour_blob, hue_mask, lit_pixels, principal_axis
 from enpire_tasks.gpu_insertion.classic import top_view_xy
+from enpire_tasks.gpu_insertion.reset_motion import (
+    BLOCKED_DZ,
+    CLEARANCE,
+    CLOSE_TICKS,
+    INSERT,
+    LIFT_Z,
+    REACH_TICKS,
+    SETTLE_TICKS,
+    SLOW,
+    SPEED,
+    TURN_TICKS,
+    GpuMotion,
+)
 
 #: A flat card's heights (m, the card lying on the table): its cooler's lit top face, the PCB
 #: (the mean of what the camera sees of it), and the fingertip centre of the grip (the pads
@@ -72,12 +84,6 @@ def rot90(v: np.ndarray) -> np.ndarray:
     return np.array([-v[1], v[0]])
 
 
-def _box_clear(xy: np.ndarray, centre: np.ndarray, half: tuple[float, float]) -> bool:
-    """Whether ``xy`` is outside the box of half sizes ``half`` about ``centre``."""
-    d = np.abs(np.asarray(xy) - centre)
-    return bool(d[0] > half[0] or d[1] > half[1])
-
-
 def _strip(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pixels of a colour strip: the rows with at least 5 of them (not stray pixels)."""
     rows, cols = np.nonzero(mask)
@@ -92,55 +98,43 @@ def _yaw(arm: str, direction: np.ndarray) -> float:
     return float(np.arctan2(np.sin(yaw), np.cos(yaw)))
 
 
-class FlatCard:
+class FlatCard(GpuMotion):
     """Mixin of :class:`~enpire_tasks.gpu_insertion.reset_skill.GpuResetSkill`: the phases
-    of a card lying flat or standing upside down (see the module doc)."""
+    of a card lying flat (see the module doc)."""
 
     p: Any
     top: Any
     side_cam: Any
-    home: np.ndarray
-    cmd: Any
-    left: Any
-    rpy: dict[str, np.ndarray]
-    grip: float
-    left_grip: float
-    goal: Any
-    ticks: int
-    _wp: int
+    side: Any
+    stood_up: bool
 
     #: the height (m) a flat card lies on: the table (0) or the caddy's top
     flat_floor: float = 0.0
 
     # provided by the skill
     def _cooler_top_z(self, image: np.ndarray, blob: Any) -> float | None: ...
-    def _go(self, phase: str) -> None: ...
-    def _fail(self, reason: str) -> None: ...
-    def _step(self, cmd: np.ndarray, target: np.ndarray, speed: float
-              ) -> tuple[np.ndarray, bool]: ...
 
     # --- perception -------------------------------------------------------------------------
+    def _top_plane(self, rows: np.ndarray, cols: np.ndarray, z: float) -> np.ndarray:
+        """The top camera's pixels (rows, cols) on the horizontal plane at height ``z``
+        (N, 2; m)."""
+        return np.array([self.top.on_plane_z(float(c), float(r), z)[:2]
+                         for r, c in zip(rows, cols, strict=True)])
+
     def _flat_geometry(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                           float, float] | None:
         """The cooler and the PCB of a card down, from the top view: the cooler's centre
         (xy, on the plane of a flat card's cooler top), its axis (unit xy), the PCB's
         centroid from it (xy, on a flat PCB's plane), how far that is across the axis and
         the cooler's length (m); None when either is (nearly) out of view."""
-        def on_plane(mask: np.ndarray, z: float) -> np.ndarray:
-            rows, cols = np.nonzero(mask)
-            return np.array([self.top.on_plane_z(float(c), float(r), z)[:2]
-                             for r, c in zip(rows, cols, strict=True)])
-
         red = hue_mask(image, self.p.colour_rgb)
         green = hue_mask(image, self.p.pcb_rgb, 20.0, 0.35, 0.12)
         if red.sum() < 20 or green.sum() < 20:
             return None
-        pts = on_plane(red, self.flat_floor + FLAT_COOLER_TOP_Z)
-        c = pts.mean(axis=0)
-        _, vecs = np.linalg.eigh(np.cov((pts - c).T))
-        e1 = vecs[:, -1]
+        pts = self._top_plane(*np.nonzero(red), self.flat_floor + FLAT_COOLER_TOP_Z)
+        c, e1 = principal_axis(pts)
         length = float(np.ptp((pts - c) @ e1))
-        g = on_plane(green, self.flat_floor + FLAT_PCB_Z).mean(axis=0) - c
+        g = self._top_plane(*np.nonzero(green), self.flat_floor + FLAT_PCB_Z).mean(axis=0) - c
         across = g - (g @ e1) * e1
         return c, e1, g, float(np.linalg.norm(across)), length
 
@@ -158,123 +152,6 @@ class FlatCard:
                     f'{length * 1000:.0f} mm long, its PCB {off * 1000:.0f} mm beside it)')
         x = e1 if float(g @ e1) > 0.0 else -e1     # the PCB reaches past the cooler's +x end
         return c, x, -across / off
-
-    # --- a card upside down: tip it over ---------------------------------------------------
-    def _upside_down_seen(self, image: np.ndarray) -> bool:
-        """Whether a card whose cooler is seen low (14-16 mm up: on its cooler, or lying
-        flat) stands on its cooler: the PCB seen beside the cooler is then its face standing
-        above it, in perspective (a few mm across), not a flat PCB (20-25 mm across)."""
-        pose = self._flat_geometry(image)
-        return pose is None or pose[3] < FLAT_PCB_OFFSET[0]
-
-    def _take_upside_down(self, image: np.ndarray) -> None:
-        """Plan the push that tips over a card standing on its cooler (or fail with why)."""
-        blob = colour_blob(image, self.p.colour_rgb)
-        if blob is None:
-            self._fail('upside down: no cooler in view')
-            return
-        rows, cols = np.nonzero(blob.mask)
-        z = self.p.cooler_size[2]               # its cooler's (lowest) face, up
-        pts = np.array([self.top.on_plane_z(float(c), float(r), z)[:2]
-                        for r, c in zip(rows, cols, strict=True)])
-        c = pts.mean(axis=0)
-        _, vecs = np.linalg.eigh(np.cov((pts - c).T))
-        along = vecs[:, -1]
-        across = rot90(along)                   # square to the PCB
-        riser = np.asarray(self.p.slot_xy)
-        # across the PCB (it tips over its cooler's 14 mm) or, where the riser is in the
-        # way, along it (over the cooler's 36 mm): away from the riser, the pusher starting
-        # clear of it and the card landing clear of it
-        away = lambda n: -float(n @ (c - riser))  # noqa: E731
-        options = [(n, TIP_START, TIP_END) for n in sorted((across, -across), key=away)] + \
-            [(n, TIP_START_ALONG, TIP_END_ALONG) for n in sorted((along, -along), key=away)]
-        for n, start, end in options:
-            if _box_clear(c - start * n, riser, TIP_RISER_CLEAR) and \
-                    _box_clear(c + TIP_LANDING * n, riser, TIP_RISER_CLEAR):
-                self.tip = (c, n, start, end)
-                self._go('tip_rise')
-                return
-        self._fail('upside down: no room to push it over (beside the connector)')
-
-    def _tip_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._other_home_of('right', SPEED_FLAT)
-        if self._flat_move_arm('right', np.array([*self.cmd[:2], FLAT_LIFT_Z]), SPEED_FLAT):
-            self._go('tip_over_start')
-
-    def _tip_over_start(self, image: np.ndarray, ee: np.ndarray) -> None:
-        c, n, back, _ = self.tip
-        start = c - back * n
-        self.grip = 0.0
-        if self.goal is None:
-            self.goal = np.array([[*start, FLAT_LIFT_Z], [*start, TIP_Z]])
-            self._wp = 0
-        if self._flat_move_arm('right', self.goal[self._wp], SPEED_FLAT):
-            if self._wp == 0:
-                self._wp = 1
-            elif self.ticks > FLAT_SETTLE:
-                self._go('tip_push')
-
-    def _tip_push(self, image: np.ndarray, ee: np.ndarray) -> None:
-        c, n, _, end = self.tip
-        if self._flat_move_arm('right', np.array([*(c + end * n), TIP_Z]), SLOW_FLAT / 2):
-            self._go('tip_away')
-
-    def _tip_away(self, image: np.ndarray, ee: np.ndarray) -> None:
-        if self._flat_move_arm('right', np.array([*self.cmd[:2], FLAT_LIFT_Z]), SPEED_FLAT):
-            self.grip = 1.0
-            if float(ee[13]) > 0.9:         # open again (a closed gripper reads as holding)
-                self.tipped = True
-                self.looked = False         # look again (from home): it should lie flat now
-                self._go('locate')
-
-    def _flat_move_arm(self, arm: str, target: np.ndarray, speed: float) -> bool:
-        if arm == 'right':
-            self.cmd, ok = self._step(self.cmd, np.asarray(target, dtype=np.float64), speed)
-        else:
-            self.left, ok = self._step(self.left, np.asarray(target, dtype=np.float64), speed)
-        return ok
-
-    def _other_home_of(self, arm: str, speed: float) -> bool:
-        """The arm that is not ``arm`` towards home, open."""
-        if arm == 'right':
-            self.left, ok = self._step(self.left, self.home[0:3], speed)
-            self.left_grip = 1.0
-        else:
-            self.cmd, ok = self._step(self.cmd, self.home[7:10], speed)
-            self.grip = 1.0
-        return ok
-
-    # --- motion of the arm that stands the card up ------------------------------------------
-    def _flat_pos(self) -> np.ndarray:
-        return self.cmd if self.flat_arm == 'right' else self.left
-
-    def _flat_move(self, target: np.ndarray, speed: float) -> bool:
-        return self._flat_move_arm(self.flat_arm, target, speed)
-
-    def _flat_via(self, waypoints: list[np.ndarray], speed: float) -> bool:
-        if self.goal is None:
-            self.goal = np.asarray(waypoints, dtype=np.float64)
-            self._wp = 0
-        if self._flat_move(self.goal[self._wp], speed):
-            if self._wp == len(self.goal) - 1:
-                return True
-            self._wp += 1
-        return False
-
-    def _flat_grip(self, value: float) -> None:
-        if self.flat_arm == 'right':
-            self.grip = value
-        else:
-            self.left_grip = value
-
-    def _flat_opening(self, ee: np.ndarray) -> float:
-        return float(ee[13] if self.flat_arm == 'right' else ee[6])
-
-    def _flat_ee(self, ee: np.ndarray) -> np.ndarray:
-        return ee[7:10] if self.flat_arm == 'right' else ee[0:3]
-
-    def _other_home(self, speed: float) -> bool:
-        return self._other_home_of(self.flat_arm, speed)
 
     # --- the phases -------------------------------------------------------------------------
     def _take_flat(self, image: np.ndarray) -> None:
@@ -306,72 +183,72 @@ class FlatCard:
         self._go('flat_rise')
 
     def _flat_rise(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._other_home(SPEED_FLAT)
-        pos = self._flat_pos()
-        if self._flat_move(np.array([*pos[:2], max(pos[2], FLAT_TURN_Z)]), SPEED_FLAT):
+        self._other_home_of(self.flat_arm, SPEED)
+        pos = self._pos(self.flat_arm)
+        if self._move(self.flat_arm, np.array([*pos[:2], max(pos[2], FLAT_TURN_Z)]), SPEED):
             self._go('flat_over')
 
     def _flat_over(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._other_home(SPEED_FLAT)
-        if self._flat_move(np.array([*self.flat_c, FLAT_TURN_Z]), SPEED_FLAT):
+        self._other_home_of(self.flat_arm, SPEED)
+        if self._move(self.flat_arm, np.array([*self.flat_c, FLAT_TURN_Z]), SPEED):
             self._go('flat_turn')
 
     def _flat_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
         """Point down over the cooler (turned there, not on the way: see the pin's
         ``_turn_down``), the grip opened across the cooler's length."""
-        f = min(1.0, self.ticks / FLAT_TURN_TICKS)
+        f = min(1.0, self.ticks / TURN_TICKS)
         self.rpy[self.flat_arm] = np.array([0.0, (np.pi / 2 - FLAT_TILT) * f,
                                             self.flat_yaw0 * f])
-        self._flat_grip(GRIP_FLAT)
-        if f >= 1.0 and self.ticks > FLAT_TURN_TICKS + FLAT_SETTLE:
+        self._set_grip(self.flat_arm, GRIP_FLAT)
+        if f >= 1.0 and self.ticks > TURN_TICKS + SETTLE_TICKS:
             self._go('flat_descend')
 
     def _flat_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
         grasp = np.array([*self.flat_c, self.flat_floor + FLAT_GRASP_Z])
-        if self._flat_via([grasp + [0.0, 0.0, 0.03], grasp], SLOW_FLAT) and (
-                float(np.linalg.norm(self._flat_ee(ee) - grasp)) < 0.004
-                or self.ticks > FLAT_REACH_TICKS):
+        if self._via([grasp + [0.0, 0.0, 0.03], grasp], SLOW, self.flat_arm) and (
+                float(np.linalg.norm(self._ee_of(ee, self.flat_arm) - grasp)) < 0.004
+                or self.ticks > REACH_TICKS):
             self._go('flat_close')
 
     def _flat_close(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._flat_grip(0.0)
-        if self.ticks >= FLAT_CLOSE_TICKS:
-            if self._flat_opening(ee) < FLAT_EMPTY:
+        self._set_grip(self.flat_arm, 0.0)
+        if self.ticks >= CLOSE_TICKS:
+            if self._opening(ee, self.flat_arm) < FLAT_EMPTY:
                 self._fail('fallen: the gripper missed the flat card\'s cooler (closed to '
-                           f'{self._flat_opening(ee):.2f})')
+                           f'{self._opening(ee, self.flat_arm):.2f})')
                 return
             self._go('flat_lift')
 
     def _flat_lift(self, image: np.ndarray, ee: np.ndarray) -> None:
-        pos = self._flat_pos()
-        if self._flat_via([np.array([*pos[:2], FLAT_STAND_Z]),
-                           np.array([*FLAT_STAND_XY, FLAT_STAND_Z])], SLOW_FLAT):
+        pos = self._pos(self.flat_arm)
+        if self._via([np.array([*pos[:2], FLAT_STAND_Z]),
+                           np.array([*FLAT_STAND_XY, FLAT_STAND_Z])], SLOW, self.flat_arm):
             self._go('flat_stand')
 
     def _flat_stand(self, image: np.ndarray, ee: np.ndarray) -> None:
-        f = min(1.0, self.ticks / FLAT_TURN_TICKS)
+        f = min(1.0, self.ticks / TURN_TICKS)
         self.rpy[self.flat_arm] = np.array([0.0, (np.pi / 2 - FLAT_TILT) * (1.0 - f),
                                             self.flat_yaw0])
-        if f >= 1.0 and self.ticks > FLAT_TURN_TICKS + FLAT_SETTLE:
-            if self._flat_opening(ee) < FLAT_EMPTY:
+        if f >= 1.0 and self.ticks > TURN_TICKS + SETTLE_TICKS:
+            if self._opening(ee, self.flat_arm) < FLAT_EMPTY:
                 self._fail('fallen: dropped the card while standing it up')
                 return
             self._go('flat_show')
 
     def _flat_show(self, image: np.ndarray, ee: np.ndarray) -> None:
         """Over to the side camera, and turn (level) to show it the card's face."""
-        pos = self._flat_pos()
+        pos = self._pos(self.flat_arm)
         if self.goal is None:
             self.flat_yaw_shown = float(np.clip(self.flat_yawf, *FLAT_SHOW_YAW[self.flat_arm]))
-        if not self._flat_via([np.array([*pos[:2], FLAT_LIFT_Z]),
-                               np.array([*FLAT_SHOW_TCP[:2], FLAT_LIFT_Z]),
-                               np.asarray(FLAT_SHOW_TCP)], SPEED_FLAT):
+        if not self._via([np.array([*pos[:2], LIFT_Z]),
+                               np.array([*FLAT_SHOW_TCP[:2], LIFT_Z]),
+                               np.asarray(FLAT_SHOW_TCP)], SPEED, self.flat_arm):
             return
-        f = min(1.0, self._turn_ticks / FLAT_TURN_TICKS)
+        f = min(1.0, self._turn_ticks / TURN_TICKS)
         self._turn_ticks += 1
         yaw = self.flat_yaw0 + (self.flat_yaw_shown - self.flat_yaw0) * f
         self.rpy[self.flat_arm] = np.array([0.0, 0.0, yaw])
-        if f < 1.0 or self._turn_ticks <= FLAT_TURN_TICKS + 2 * FLAT_SETTLE:
+        if f < 1.0 or self._turn_ticks <= TURN_TICKS + 2 * SETTLE_TICKS:
             return
         # (a card hanging off plumb in the grip goes in all the same: its edge is put where
         # the camera saw it, and the holder's walls turn it plumb in the grip's give)
@@ -393,7 +270,7 @@ class FlatCard:
             return None
         yaw = self.flat_yaw_shown + NEUTRAL_YAW[self.flat_arm]
         point = np.array([np.cos(yaw), np.sin(yaw), 0.0])       # the gripper, level
-        tcp = self._flat_ee(ee)
+        tcp = self._ee_of(ee, self.flat_arm)
         cam = self.side_cam
         toward = float(point @ (cam.position - tcp)) > 0.0
 
@@ -464,31 +341,31 @@ class FlatCard:
 
     def _flat_carry(self, image: np.ndarray, ee: np.ndarray) -> None:
         above = self._flat_tcp(self._flat_dest(), self.p.holder_floor_z + self.p.holder_depth
-                               + FLAT_CLEARANCE)
-        pos = self._flat_pos()
-        if self._flat_via([np.array([*pos[:2], FLAT_LIFT_Z]),
-                           np.array([*above[:2], FLAT_LIFT_Z])], SPEED_FLAT):
+                               + CLEARANCE)
+        pos = self._pos(self.flat_arm)
+        if self._via([np.array([*pos[:2], LIFT_Z]),
+                           np.array([*above[:2], LIFT_Z])], SPEED, self.flat_arm):
             self._go('flat_face')
 
     def _flat_face(self, image: np.ndarray, ee: np.ndarray) -> None:
         """Over the holder, level, turn to point across it (along y)."""
-        f = min(1.0, self.ticks / FLAT_TURN_TICKS)
+        f = min(1.0, self.ticks / TURN_TICKS)
         yaw = self.flat_yaw_shown + (self.flat_yawf - self.flat_yaw_shown) * f
         self.rpy[self.flat_arm] = np.array([0.0, 0.0, yaw])
-        if f >= 1.0 and self.ticks > FLAT_TURN_TICKS + FLAT_SETTLE:
+        if f >= 1.0 and self.ticks > TURN_TICKS + SETTLE_TICKS:
             self._go('flat_down')
 
     def _flat_down(self, image: np.ndarray, ee: np.ndarray) -> None:
         above = self._flat_tcp(self._flat_dest(), self.p.holder_floor_z + self.p.holder_depth
-                               + FLAT_CLEARANCE)
-        if self._flat_move(above, SLOW_FLAT) and self.ticks > FLAT_SETTLE:
+                               + CLEARANCE)
+        if self._move(self.flat_arm, above, SLOW) and self.ticks > SETTLE_TICKS:
             self.flat_corrections = self.flat_tries = 0
             self._go('flat_align')
 
     def _flat_align(self, image: np.ndarray, ee: np.ndarray) -> None:
-        if self.ticks % FLAT_SETTLE:
+        if self.ticks % SETTLE_TICKS:
             return
-        pos = self._flat_pos()
+        pos = self._pos(self.flat_arm)
         blob = colour_blob(image, self.p.colour_rgb)
         if blob is None:
             self._fail('fallen: lost the stood-up card (no cooler in view)')
@@ -509,7 +386,7 @@ class FlatCard:
             self.flat_corrections += 1
             return
         if self.flat_edge is not None:     # the camera's measure on the measured fingertips
-            seen = self._flat_ee(ee)[:2] + self._flat_edge_off()[:2]
+            seen = self._ee_of(ee, self.flat_arm)[:2] + self._flat_edge_off()[:2]
         err = seen - self._flat_dest()
         if float(np.hypot(*err)) < 0.0006 or self.flat_corrections >= 8:
             self._go('flat_lower')
@@ -529,41 +406,36 @@ class FlatCard:
     def _flat_turn_seen(self, image: np.ndarray, blob, top_z: float) -> float:  # noqa: ANN001
         """How far (rad) the held card's cooler, seen from above on the plane of its top, is
         turned from the x axis (its long axis; in (-pi/2, pi/2])."""
-        value = np.asarray(image, dtype=np.float32).max(axis=-1)
-        v = np.where(blob.mask, value, 0.0)
-        rows, cols = np.nonzero(v >= 0.92 * float(v.max()))     # the lit top face
+        rows, cols = lit_pixels(image, blob.mask)     # the lit top face
         if rows.size < 20:
             return 0.0
-        pts = np.array([self.top.on_plane_z(float(c), float(r), top_z)[:2]
-                        for r, c in zip(rows, cols, strict=True)])
-        _, vecs = np.linalg.eigh(np.cov((pts - pts.mean(axis=0)).T))
-        e1 = vecs[:, -1]
+        _, e1 = principal_axis(self._top_plane(rows, cols, top_z))
         return float(np.arctan(e1[1] / e1[0])) if abs(e1[0]) > 1e-9 else np.pi / 2
 
     def _flat_lower(self, image: np.ndarray, ee: np.ndarray) -> None:
         """Down into the holder; stopped above it (the edge on the holder's top: the
-        fingertips held FLAT_BLOCKED_DZ over their command), up and over by the next search
+        fingertips held BLOCKED_DZ over their command), up and over by the next search
         offset across the slot, and down again."""
         if self.goal is None:
-            pos = self._flat_pos()
+            pos = self._pos(self.flat_arm)
             self.goal = np.array([*pos[:2], self._flat_tcp(pos[:2], self.p.holder_floor_z
                                                            + 0.0005)[2]])
-            self.flat_firm = self._flat_opening(ee)
-        pos = self._flat_pos()
-        held_up = float(self._flat_ee(ee)[2]) - float(pos[2]) > FLAT_BLOCKED_DZ
+            self.flat_firm = self._opening(ee, self.flat_arm)
+        pos = self._pos(self.flat_arm)
+        held_up = float(self._ee_of(ee, self.flat_arm)[2]) - float(pos[2]) > BLOCKED_DZ
         if not held_up:
             # the last 10 mm (the edge in the holder's lead-in) slowly, so that a blocked
             # edge is felt (the arm held up) before it presses hard, and in a light grip
             # (a couple of N: the card's weight, not its lean): the card turns in it as
             # the lead-in slides its edge into the slot, which the arm alone cannot follow
             # to the slot's 0.4 mm
-            slow = float(pos[2]) - self.goal[2] < FLAT_CLEARANCE + 0.002
+            slow = float(pos[2]) - self.goal[2] < CLEARANCE + 0.002
             if slow:
-                self._flat_grip(max(0.0, self.flat_firm - FLAT_LIGHT_GRIP))
-            if not self._flat_move(self.goal, INSERT_FLAT / 3 if slow else INSERT_FLAT) or \
-                    self.ticks < FLAT_SETTLE * 3:
+                self._set_grip(self.flat_arm, max(0.0, self.flat_firm - FLAT_LIGHT_GRIP))
+            if not self._move(self.flat_arm, self.goal, INSERT / 3 if slow else INSERT) or \
+                    self.ticks < SETTLE_TICKS * 3:
                 return
-        if not held_up and float(self._flat_ee(ee)[2]) - self.goal[2] < FLAT_BLOCKED_DZ:
+        if not held_up and float(self._ee_of(ee, self.flat_arm)[2]) - self.goal[2] < BLOCKED_DZ:
             self._go('flat_release')
         elif self.flat_tries >= len(FLAT_SEARCH):
             self._fail('fallen: the stood-up card does not go into the holder')
@@ -575,59 +447,44 @@ class FlatCard:
             k = self.flat_tries
             shift = FLAT_SEARCH[k] - (FLAT_SEARCH[k - 1] if k else 0.0)
             self.flat_tries += 1
-            self._flat_grip(0.0)
-            above = self._flat_pos() + [0.0, 0.0, FLAT_CLEARANCE]
-            self._flat_via([above, above + [0.0, shift, 0.0]], INSERT_FLAT * 2)
+            self._set_grip(self.flat_arm, 0.0)
+            above = self._pos(self.flat_arm) + [0.0, 0.0, CLEARANCE]
+            self._via([above, above + [0.0, shift, 0.0]], INSERT * 2, self.flat_arm)
             return
-        if self._flat_via([], INSERT_FLAT * 2):
+        if self._via([], INSERT * 2, self.flat_arm):
             self._go('flat_lower')
 
     def _flat_release(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._flat_grip(1.0)
-        if self.ticks >= FLAT_CLOSE_TICKS:
+        self._set_grip(self.flat_arm, 1.0)
+        if self.ticks >= CLOSE_TICKS:
             self._go('flat_retreat')
 
     def _flat_retreat(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self.goal is None:
-            back = self._flat_pos().copy()
+            back = self._pos(self.flat_arm).copy()
             back[:2] -= 0.05 * self._flat_point()
             self.goal = back
-        if self._flat_move(self.goal, SLOW_FLAT):
+        if self._move(self.flat_arm, self.goal, SLOW):
             self._go('flat_home')
 
     def _flat_home(self, image: np.ndarray, ee: np.ndarray) -> None:
         """Up, level and home; then locate the card again (standing in a holder now)."""
-        f = min(1.0, self.ticks / FLAT_TURN_TICKS)
+        f = min(1.0, self.ticks / TURN_TICKS)
         self.rpy[self.flat_arm] = np.array([0.0, 0.0, self.flat_yawf * (1.0 - f)])
-        home = self.home[7:10] if self.flat_arm == 'right' else self.home[0:3]
-        pos = self._flat_pos()
-        if self._flat_via([np.array([*pos[:2], FLAT_LIFT_Z]), home], SPEED_FLAT) and \
-                f >= 1.0 and self.ticks > FLAT_TURN_TICKS + FLAT_SETTLE:
+        home = self._home_of(self.flat_arm)
+        pos = self._pos(self.flat_arm)
+        if self._via([np.array([*pos[:2], LIFT_Z]), home], SPEED, self.flat_arm) and \
+                f >= 1.0 and self.ticks > TURN_TICKS + SETTLE_TICKS:
             self.stood_up = True
             self._go('locate')
 
 
-#: Tipping over a card upside down: the closed fingertips TIP_Z high (the card's top is 52
-#: mm up; the gripper, level, cannot go below ~38 mm), from TIP_START behind its PCB to
-#: TIP_END past it (pushed along it: from beyond its end, _ALONG); the start, and where the
-#: card lands (TIP_LANDING beyond it), stay TIP_RISER_CLEAR (half sizes, m) from the slot's
-#: centre (the riser, the housing and the latch).
-TIP_Z, TIP_START, TIP_END = 0.045, 0.03, 0.03
-TIP_START_ALONG, TIP_END_ALONG, TIP_LANDING = 0.05, 0.035, 0.06
-TIP_RISER_CLEAR = (0.045, 0.03)
-
-#: Motion limits (m per tick) and waits (ticks) of the stand-up.
-SPEED_FLAT, SLOW_FLAT, INSERT_FLAT = 0.008, 0.004, 0.0015
-FLAT_LIFT_Z, FLAT_CLEARANCE = 0.15, 0.010
-#: Lowering: the fingertips held this far (m) over their command mean the edge stands on the
-#: holder's top; the search offsets (m, y: across the slot, where a lean puts the edge).
-FLAT_BLOCKED_DZ = 0.002
 #: The stood-up card is turned square to the holder to within this (rad).
 FLAT_SQUARE_TOL = 0.008
+#: Lowering: the search offsets (m, y: across the slot, where a lean puts the edge).
 FLAT_SEARCH = (0.0006, -0.0006, 0.0012, -0.0012, 0.0018, -0.0018, 0.0024, -0.0024)
 #: The light grip while the edge goes into the holder: this far (of the gripper's range)
 #: closed past where the fingers stand on the cooler (~1.6 N each).
 FLAT_LIGHT_GRIP = 0.03
-FLAT_TURN_TICKS, FLAT_SETTLE, FLAT_CLOSE_TICKS, FLAT_REACH_TICKS = 60, 6, 12, 150
 
 __all__ = ['FlatCard']

@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from enpire_common.tasks import TaskSpec
-from enpire_tasks.arm import PinholeCamera, colour_blob, home_action, hue_mask
+from enpire_tasks.arm import (
+    PinholeCamera,
+    colour_blob,
+    home_action,
+    hue_mask,
+    lit_pixels,
+    principal_axis,
+)
 from enpire_tasks.gpu_insertion.classic import (
     LYING_PCB_RATIO,
     lying_ratio,
@@ -45,23 +52,30 @@ from enpire_tasks.gpu_insertion.classic import (
     top_view_xy,
 )
 from enpire_tasks.gpu_insertion.geometry import PRE_INSERTION_CLEARANCE, parts, start_pose
-from enpire_tasks.gpu_insertion.reset_flat import FlatCard
+from enpire_tasks.gpu_insertion.reset_motion import (
+    BLOCKED_DZ,
+    CLEARANCE,
+    CLOSE_TICKS,
+    GRIP_CLOSED,
+    GRIP_OPEN,
+    INSERT,
+    LIFT_Z,
+    OPEN_TICKS,
+    PRESS_TICKS,
+    SETTLE_TICKS,
+    SLOW,
+    SPEED,
+)
+from enpire_tasks.gpu_insertion.reset_tip import UpsideDownCard
 
 STAGES = ('start', 'pre_insertion')
-#: Motion limits (m per 30 Hz tick) and set points of the skill.
-SPEED, SLOW, INSERT = 0.008, 0.004, 0.0015
-LIFT_Z = 0.15
 PREGRASP_DX = 0.07
 GRASP_DX = 0.006           # fingertip centre from the edge's centre along +x (the cooler's centre)
-CLEARANCE = 0.010          # the edge above a slot's top before the final descent
 ALIGN_TOL = 0.0006
-GRIP_OPEN, GRIP_CLOSED, GRIP_PRESS = 1.0, 0.0, 0.1
+GRIP_PRESS = 0.1
 PRESS_ABOVE = 0.03         # the left fingertips this far over the latch pad before pressing
 PAD_HALF = 0.008           # the finger pads reach this far below the fingertip centre
 IN_SLOT_DZ = 0.004         # a held card's edge this far over the slot's top may be latched
-#: Ticks to wait for the fingers / the card / the latch to settle.
-CLOSE_TICKS, OPEN_TICKS, SETTLE_TICKS, PRESS_TICKS = 12, 10, 6, 8
-
 
 #: A standing card seen this close (m) to its seed's start is left where it is.
 ALREADY_THERE = 0.002
@@ -88,13 +102,11 @@ GRIP_NARROW = 0.35
 #: A held card seen farther than this (m) from the gripper is not the one in the gripper;
 #: one alignment correction moves the gripper at most MAX_CORRECTION (m).
 HELD_TOL, MAX_CORRECTION = 0.012, 0.003
-#: Lowering into a holder: the fingertips stopped this far (m) above their command mean the
-#: edge stands on the holder's top; the arm lifts, shifts by the next SEARCH offset (m, y:
-#: across the slot, where a lean puts the edge) and lowers again.
-BLOCKED_DZ = 0.002
+#: Lowering into a holder blocked (BLOCKED_DZ): the arm lifts, shifts by the next SEARCH
+#: offset (m, y: across the slot, where a lean puts the edge) and lowers again.
 SEARCH = ((0.0, 0.001), (0.0, -0.001), (0.0, 0.002), (0.0, -0.002))
 
-class GpuResetSkill(FlatCard):
+class GpuResetSkill(UpsideDownCard):
     """One reset of the card (see the module doc); ``act`` until ``done`` or ``failed``."""
 
     def __init__(self, task: TaskSpec, seed: int, stage: str = 'start') -> None:
@@ -140,51 +152,6 @@ class GpuResetSkill(FlatCard):
         if blob is None:
             return None
         return top_view_xy(self.top, image, blob, cooler_top_z)
-
-    # --- motion -----------------------------------------------------------------------------
-    @staticmethod
-    def _step(cmd: np.ndarray, target: np.ndarray, speed: float) -> tuple[np.ndarray, bool]:
-        d = target - cmd
-        n = float(np.linalg.norm(d))
-        if n <= speed:
-            return target.copy(), True
-        return cmd + d * (speed / n), False
-
-    def _toward(self, target: np.ndarray, speed: float) -> bool:
-        self.cmd, ok = self._step(self.cmd, np.asarray(target, dtype=np.float64), speed)
-        return ok
-
-    def _left_toward(self, target: np.ndarray, speed: float) -> bool:
-        self.left, ok = self._step(self.left, np.asarray(target, dtype=np.float64), speed)
-        return ok
-
-    def _go(self, phase: str) -> None:
-        self.phase, self.ticks, self.goal = phase, 0, None
-
-    def _fail(self, reason: str) -> None:
-        self.failed, self.phase = reason, 'failed'
-
-    def _action(self) -> np.ndarray:
-        a = self.home.copy()
-        a[0:3] = self.left
-        a[3:6] = self.rpy['left']
-        a[6] = self.left_grip
-        a[7:10] = self.cmd
-        a[10:13] = self.rpy['right']
-        a[13] = self.grip
-        return np.clip(a, self.low, self.high)
-
-    def _via(self, waypoints: list[np.ndarray], speed: float) -> bool:
-        """Move through ``waypoints`` (set at the phase's first tick); True at the last."""
-        if self.goal is None:
-            self.goal = np.asarray(waypoints, dtype=np.float64)
-            self._wp = 0
-        while self._wp < len(self.goal) and self._toward(self.goal[self._wp], speed):
-            if self._wp == len(self.goal) - 1:
-                return True
-            self._wp += 1
-            return False
-        return False
 
     # --- the skill --------------------------------------------------------------------------
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
@@ -265,15 +232,12 @@ class GpuResetSkill(FlatCard):
     def _cooler_top_z(self, image: np.ndarray, blob) -> float | None:  # noqa: ANN001
         """How high the cooler's lit face is (m), from its length in the top view (36 mm:
         ~32 px in a fixture, ~28 px on the table, ~25 px upside down on the cooler itself)."""
-        value = np.asarray(image, dtype=np.float32).max(axis=-1)
-        v = np.where(blob.mask, value, 0.0)
-        rows, cols = np.nonzero(v >= 0.92 * float(v.max()))
+        rows, cols = lit_pixels(image, blob.mask)
         if rows.size < 10:
             return None
         pts = np.stack([cols, rows], axis=1).astype(np.float64)
-        pts -= pts.mean(axis=0)
-        _, vecs = np.linalg.eigh(np.cov(pts.T))
-        length_px = float(np.ptp(pts @ vecs[:, -1])) + 1.0
+        c, axis = principal_axis(pts)
+        length_px = float(np.ptp((pts - c) @ axis)) + 1.0
         return self.top.position[2] - self.top.fx * self.p.cooler_size[0] / length_px
 
     def _stands_on(self, image: np.ndarray, blob) -> str:  # noqa: ANN001
@@ -389,11 +353,6 @@ class GpuResetSkill(FlatCard):
         if self._left_toward(np.asarray(self.p.latch_press) + [0.0, 0.0, 0.05], SPEED):
             self.latched = False
             self._go('lift')
-
-    def _left_home(self) -> None:
-        if not self.latched:
-            self._left_toward(self.home[0:3], SPEED)
-            self.left_grip = GRIP_OPEN
 
     def _lift(self, image: np.ndarray, ee: np.ndarray) -> None:
         self._left_home()
