@@ -76,6 +76,7 @@ GRIP_PRESS = 0.1
 PRESS_ABOVE = 0.03         # the left fingertips this far over the latch pad before pressing
 PAD_HALF = 0.008           # the finger pads reach this far below the fingertip centre
 IN_SLOT_DZ = 0.004         # a held card's edge this far over the slot's top may be latched
+AT_SLOT_XY = 0.015         # ... with the gripper this close (m) over the slot's grasp point
 
 #: A standing card seen this close (m) to its seed's start is left where it is.
 ALREADY_THERE = 0.002
@@ -91,6 +92,11 @@ IN_FIXTURE = 0.008
 #: The gripper closed to less than this opening holds no cooler (14 mm: ~0.2-0.3; the PCB
 #: alone ~0.08, nothing ~0.06: the pads meet).
 GRIP_EMPTY = 0.15
+#: A held card turned in its plane more than TILT_TOL (rad) at inspection is turned level
+#: by pitching the gripper (at most MAX_PITCH, PITCH_STEP per tick).
+TILT_TOL, MAX_PITCH, PITCH_STEP = 0.03, 0.5, 0.01
+#: A right gripper closed to less than this opening may hold the card.
+HELD_OPENING = 0.4
 #: The arms farther than this (m) from home may hide the card from the top camera.
 HOME_TOL = 0.02
 #: A card standing on the table is gripped with the fingertip centre this high (m): the pads
@@ -134,6 +140,8 @@ class GpuResetSkill(UpsideDownCard):
         self.in_hand = False         # the card was in the gripper at the start
         self.looked = False          # the arms moved out of the camera's view once
         self.tries = 0               # lowering tries into the holder
+        self.pitch = 0.0             # the right gripper's pitch that holds the card level
+        self.tilt_fixes = 0
         self.still = 0
         self.rpy = {'left': np.zeros(3), 'right': np.zeros(3)}
         self.flat_arm = 'right'      # the arm that stands a flat card up
@@ -160,14 +168,16 @@ class GpuResetSkill(UpsideDownCard):
         if self.cmd is None:
             self.cmd = ee[7:10].copy()
             self.left = ee[0:3].copy()
-            self.grip = float(ee[13])
+            # a gripper closed on something keeps squeezing: commanded where its fingers
+            # stand (the cooler stops them), it lets a card held leaning fall out of its grip
+            self.grip = GRIP_CLOSED if float(ee[13]) < HELD_OPENING else float(ee[13])
         self.ticks += 1
         self.side = obs.get('image_side')
         getattr(self, f'_{self.phase}')(obs['image_top'], ee)
         return self._action()
 
     def _locate(self, image: np.ndarray, ee: np.ndarray) -> None:
-        held = float(ee[13]) < 0.4
+        held = float(ee[13]) < HELD_OPENING
         if held and self._in_hand(image, ee):
             return
         if not self.looked and (
@@ -286,7 +296,11 @@ class GpuResetSkill(UpsideDownCard):
         xy = self._card(image, float(ee[9]) - self.grasp_dz + self.p.cooler_top)
         if xy is None or float(np.hypot(*(xy + [GRASP_DX, 0.0] - ee[7:9]))) > 0.012:
             return False
-        at_slot = float(np.hypot(*(xy - np.asarray(self.p.slot_xy)))) < 0.004 and \
+        # by where the gripper is, not the card: a card that turned in the grasp (a trial
+        # that pressed it down leaning) is seen off the slot by its lean (7 mm at 9 degrees)
+        # with its edge still latched, and lifting it pulled it out of the fingers
+        slot_grip = np.asarray(self.p.slot_xy) + [GRASP_DX, 0.0]
+        at_slot = float(np.hypot(*(ee[7:9] - slot_grip))) < AT_SLOT_XY and \
             float(ee[9]) < self.p.slot_top_z + self.grasp_dz + IN_SLOT_DZ
         self.goal_grasp = np.array([*self.cmd[:2], self.p.holder_floor_z + self.grasp_dz])
         if at_slot:
@@ -363,15 +377,60 @@ class GpuResetSkill(UpsideDownCard):
         """Hold the card up to the side camera and measure where its bottom edge is in the
         grasp (the gold fingers' bottom and middle): a card gripped turned in its own plane
         or low on the cooler has its edge millimetres from where the grasp puts it, and
-        misses the holder's 2 mm slot by that much."""
+        misses the holder's 2 mm slot by that much. A card turned more than TILT_TOL in its
+        plane (a trial pressed it down leaning, and it turned about the grasp) is first
+        turned level by pitching the gripper: tilted, its low corner lands on the holder's
+        top."""
         self._left_home()
         if not self._via([np.array([*INSPECT_TCP[:2], LIFT_Z]), np.asarray(INSPECT_TCP)],
                          SPEED) or self.ticks < 2 * SETTLE_TICKS:
+            return
+        if not self._pitch_toward(self.pitch):
+            self.still = 0
+            return
+        self.still += 1
+        if self.still < 2 * SETTLE_TICKS:
+            return
+        tilt = self._fingers_tilt(float(ee[8]))
+        if tilt is not None and abs(tilt) > TILT_TOL and self.tilt_fixes < 3:
+            self.pitch = float(np.clip(self.pitch + tilt, -MAX_PITCH, MAX_PITCH))
+            self.tilt_fixes += 1
             return
         edge = self._edge_in_side_view(float(ee[8]))
         if edge is not None:
             self.edge_off = edge - ee[[7, 9]]
         self._go('carry')
+
+    def _pitch_toward(self, pitch: float) -> bool:
+        """The right gripper's pitch one bounded step towards ``pitch``; True once there."""
+        r = self.rpy['right']
+        d = pitch - float(r[1])
+        step = float(np.clip(d, -PITCH_STEP, PITCH_STEP))
+        self.rpy['right'] = np.array([r[0], r[1] + step, r[2]])
+        return abs(d) <= PITCH_STEP
+
+    def _fingers_tilt(self, pcb_y: float) -> float | None:
+        """How far (rad) the held card is turned in its plane (the gold fingers' strip from
+        the side camera, on the PCB's plane ``y = pcb_y``: its slope in x-z); None when the
+        fingers are not in view. Positive: its +x end low."""
+        if self.side is None:
+            return None
+        mask = hue_mask(self.side, self.p.fingers_rgb)
+        rows, cols = np.nonzero(mask)
+        counts = np.bincount(rows, minlength=mask.shape[0])
+        keep = counts[rows] >= 3
+        rows, cols = rows[keep], cols[keep]
+        if rows.size < 20:
+            return None
+        y = pcb_y - self.p.pcb_half_thickness
+        pts = np.array([on_plane_y(self.side_cam, float(c), float(r), y)[[0, 2]]
+                        for r, c in zip(rows, cols, strict=True)])
+        if not np.all(np.isfinite(pts)):
+            return None
+        _, axis = principal_axis(pts)
+        if axis[0] < 0.0:
+            axis = -axis
+        return float(np.arctan2(-axis[1], axis[0]))
 
     def _edge_in_side_view(self, pcb_y: float) -> np.ndarray | None:
         """The held card's bottom-edge centre (x, z; world) from the side camera, its PCB in
@@ -497,12 +556,14 @@ class GpuResetSkill(UpsideDownCard):
             self._go('rise')
 
     def _rise(self, image: np.ndarray, ee: np.ndarray) -> None:
+        self._pitch_toward(0.0)
         if self._toward(np.array([*self.cmd[:2], LIFT_Z]), SPEED):
             self._go('home')
 
     def _home(self, image: np.ndarray, ee: np.ndarray) -> None:
         self._left_home()
-        if self._toward(self.home[7:10], SPEED) and self.ticks > SETTLE_TICKS and \
+        level = self._pitch_toward(0.0)
+        if self._toward(self.home[7:10], SPEED) and self.ticks > SETTLE_TICKS and level and \
                 float(np.linalg.norm(self.left - self.home[0:3])) < 1e-6:
             self.done, self.phase = True, 'done'
 
