@@ -95,6 +95,9 @@ GRIP_EMPTY = 0.15
 #: A held card turned in its plane more than TILT_TOL (rad) at inspection is turned level
 #: by pitching the gripper (at most MAX_PITCH, PITCH_STEP per tick).
 TILT_TOL, MAX_PITCH, PITCH_STEP = 0.03, 0.5, 0.01
+#: A gripper found turned more than TURNED (rad, any of roll, pitch, yaw) is commanded from
+#: there and turned back level (UNTURN_STEP per tick) on the way home before looking.
+TURNED, UNTURN_STEP = 0.05, 0.02
 #: A right gripper closed to less than this opening may hold the card.
 HELD_OPENING = 0.4
 #: The arms farther than this (m) from home may hide the card from the top camera.
@@ -171,6 +174,12 @@ class GpuResetSkill(UpsideDownCard):
             # a gripper closed on something keeps squeezing: commanded where its fingers
             # stand (the cooler stops them), it lets a card held leaning fall out of its grip
             self.grip = GRIP_CLOSED if float(ee[13]) < HELD_OPENING else float(ee[13])
+            # from the grippers' measured orientations (a failed attempt can leave one
+            # turned, pointing down: commanded level at once, the IK cannot follow)
+            for arm, o in (('left', 3), ('right', 10)):
+                rpy = ee[o:o + 3]
+                self.rpy[arm] = rpy.copy() if float(np.abs(rpy).max()) > TURNED else \
+                    np.zeros(3)
         self.ticks += 1
         self.side = obs.get('image_side')
         getattr(self, f'_{self.phase}')(obs['image_top'], ee)
@@ -182,7 +191,8 @@ class GpuResetSkill(UpsideDownCard):
             return
         if not self.looked and (
                 float(np.linalg.norm(ee[7:10] - self.home[7:10])) > HOME_TOL
-                or float(np.linalg.norm(ee[0:3] - self.home[0:3])) > HOME_TOL):
+                or float(np.linalg.norm(ee[0:3] - self.home[0:3])) > HOME_TOL
+                or not self._level()):
             # the arms (where a trial left them) may hide the card or part of it: out of
             # the way, then look
             self._go('look')
@@ -280,6 +290,7 @@ class GpuResetSkill(UpsideDownCard):
     def _look_home(self, image: np.ndarray, ee: np.ndarray) -> None:
         there = self._toward(self.home[7:10], SPEED)
         there = self._left_toward(self.home[0:3], SPEED) and there
+        there = self._unturn() and there
         if there:
             # open (the card was not seen in the right hand: a trial may have left a
             # gripper closed on nothing, which would read as holding)
@@ -287,6 +298,16 @@ class GpuResetSkill(UpsideDownCard):
         if there and self.ticks > SETTLE_TICKS and min(float(ee[6]), float(ee[13])) > 0.9:
             self.looked = True
             self._go('locate')
+
+    def _level(self) -> bool:
+        return all(not self.rpy[arm].any() for arm in ('left', 'right'))
+
+    def _unturn(self) -> bool:
+        """Both grippers' orientation commands one bounded step back to level; True once
+        level."""
+        for arm in ('left', 'right'):
+            self.rpy[arm] = self.rpy[arm] - np.clip(self.rpy[arm], -UNTURN_STEP, UNTURN_STEP)
+        return self._level()
 
     def _in_hand(self, image: np.ndarray, ee: np.ndarray) -> bool:
         """Is the card in the right gripper (the cooler seen from above between the measured

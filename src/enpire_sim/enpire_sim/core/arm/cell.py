@@ -42,6 +42,11 @@ IK_PATIENCE = 15
 #: again takes 35 s); the reset server's call timeout and the contract's reset budget allow
 #: for it.
 ROBOT_PLACE_S = 45.0
+#: A reset that finds an arm's forearm roll beyond FLIP_ROLL (rad) first takes that arm home
+#: in joint space (its wrist "flipped": the same fingertip pose with forearm roll and wrist
+#: rotate half a turn round, a branch a failed reset's turn can leave it in, from which the
+#: per-tick IK reaches little of the workspace), at most UNFLIP_STEP (rad) a tick per joint.
+FLIP_ROLL, UNFLIP_STEP = 2.0, 0.04
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,7 @@ class ArmCell:
         if before & CONTACT_KINDS:          # a touch and its force come and go together
             before |= CONTACT_KINDS
         recover_ticks = round(RECOVER_S * self.task.action.rate_hz)
+        self._unflip(on_tick)
         refused = 0
         for tick in range(max_ticks):
             action = skill.act(self.observe(tick))
@@ -368,6 +374,49 @@ class ArmCell:
         self.seed = int(seed)
         self.step_count = 0
         return self.ground_truth(), 'robot'
+
+    def _unflip(self, on_tick: Any = None) -> None:
+        """Each arm whose wrist is flipped (see FLIP_ROLL) home in joint space, along a
+        collision-free path: straight in joint space where that is clear, else the planning
+        port's plan; left as it is when neither is found (the skill then tries from there),
+        or stopped where the envelope trips."""
+        if self._home_ctrl is None:
+            return
+        for arm in conv.ARMS:
+            idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
+            q = self.sim.joint_positions()[idx]
+            if abs(q[ARM_JOINTS.index('forearm_roll')]) < FLIP_ROLL:
+                continue
+            path = self._joint_path(arm, q, self._home_ctrl[idx])
+            if path is None:
+                continue
+            ctrl = self._targets.copy()
+            for a, b in zip(path[:-1], path[1:], strict=True):
+                n = max(1, int(np.ceil(float(np.abs(b - a).max()) / UNFLIP_STEP)))
+                for k in range(1, n + 1):
+                    ctrl[idx] = a + (b - a) * (k / n)
+                    self.sim.step(ctrl)
+                    self._targets = ctrl.copy()
+                    self._ticked()
+                    if on_tick is not None:
+                        on_tick()
+                    if self.violations:
+                        self.hold()
+                        return
+
+    def _joint_path(self, arm: str, start: np.ndarray, goal: np.ndarray
+                    ) -> np.ndarray | None:
+        from enpire_common.errors import EnpireError
+        from enpire_sim.core.arm.planning import OmplPlanner, make_planner
+
+        checker = OmplPlanner(self.sim)
+        line = [start + (goal - start) * f for f in np.linspace(0.0, 1.0, 60)]
+        if all(checker.valid(arm, q) for q in line):
+            return np.array([start, goal])
+        try:
+            return make_planner(self.sim).plan(arm, start, goal, timeout_s=2.0)
+        except EnpireError:
+            return None
 
     def observe(self, tick: int) -> Any:
         """What a policy (or a reset skill) sees now: the contract's cameras rendered and the
