@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from enpire_tasks.arm import colour_blob, hue_mask, lit_pixels, principal_axis
+from enpire_tasks.arm import colour_blob, hue_mask, lit_pixels, principal_axis, rpy_to_matrix
 from enpire_tasks.gpu_insertion.classic import top_view_xy
 from enpire_tasks.gpu_insertion.reset_motion import (
     BLOCKED_DZ,
@@ -252,7 +252,9 @@ class FlatCard(GpuMotion):
             return
         # (a card hanging off plumb in the grip goes in all the same: its edge is put where
         # the camera saw it, and the holder's walls turn it plumb in the grip's give)
-        self.flat_edge = self._flat_edge_seen(ee)
+        edge = self._flat_edge_seen(ee)
+        # kept in the gripper's frame: turned with it to where it points over the holder
+        self.flat_edge = None if edge is None else self._flat_rot(ee).T @ edge
         self._go('flat_carry')
 
     def _flat_edge_seen(self, ee: np.ndarray) -> np.ndarray | None:
@@ -268,8 +270,11 @@ class FlatCard(GpuMotion):
         rows, cols = _strip(hue_mask(side, self.p.fingers_rgb))
         if rows.size < 20:
             return None
-        yaw = self.flat_yaw_shown + NEUTRAL_YAW[self.flat_arm]
-        point = np.array([np.cos(yaw), np.sin(yaw), 0.0])       # the gripper, level
+        # the gripper as measured (near its reach it lags the commanded yaw by up to 0.1
+        # rad, which put the PCB's plane, hence its depth, up to 8 mm off)
+        rot = self._flat_rot(ee)
+        point = np.array([rot[0, 0], rot[1, 0], 0.0])
+        point /= float(np.linalg.norm(point))
         tcp = self._ee_of(ee, self.flat_arm)
         cam = self.side_cam
         toward = float(point @ (cam.position - tcp)) > 0.0
@@ -318,17 +323,21 @@ class FlatCard(GpuMotion):
         """The gripper's pointing direction (xy) once level."""
         return np.array([0.0, float(self.flat_side)])
 
-    def _flat_edge_off(self) -> np.ndarray:
+    def _flat_rot(self, ee: np.ndarray) -> np.ndarray:
+        """The flat arm's gripper orientation as measured (world)."""
+        o = 10 if self.flat_arm == 'right' else 3
+        return rpy_to_matrix(self.flat_arm, ee[o:o + 3])
+
+    def _flat_edge_off(self, rot: np.ndarray | None = None) -> np.ndarray:
         """The stood-up card's bottom edge from the fingertip centre (world, m), the gripper
-        pointing across the holder: the side camera's measure turned by the yaw between,
-        or the grip's nominal."""
+        at ``rot`` (default: level, pointing across the holder): the side camera's measure
+        (in the gripper's frame) turned with it, or the grip's nominal."""
         if self.flat_edge is None:
             return np.array([-self.p.cooler_center[0], 0.0, -self.p.cooler_center[2]]) + \
                 np.r_[FLAT_AHEAD * self._flat_point(), 0.0]
-        a = self.flat_yawf - self.flat_yaw_shown
-        c, s = np.cos(a), np.sin(a)
-        d = self.flat_edge
-        return np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], d[2]])
+        if rot is None:
+            rot = rpy_to_matrix(self.flat_arm, (0.0, 0.0, self.flat_yawf))
+        return rot @ self.flat_edge
 
     def _flat_tcp(self, edge_xy: np.ndarray, edge_z: float) -> np.ndarray:
         """The fingertip centre that puts a stood-up card's bottom edge at ``edge_xy``,
@@ -386,7 +395,8 @@ class FlatCard(GpuMotion):
             self.flat_corrections += 1
             return
         if self.flat_edge is not None:     # the camera's measure on the measured fingertips
-            seen = self._ee_of(ee, self.flat_arm)[:2] + self._flat_edge_off()[:2]
+            seen = self._ee_of(ee, self.flat_arm)[:2] + \
+                self._flat_edge_off(self._flat_rot(ee))[:2]
         err = seen - self._flat_dest()
         if float(np.hypot(*err)) < 0.0006 or self.flat_corrections >= 8:
             self._go('flat_lower')

@@ -356,7 +356,12 @@ class ArmCell:
                 refused = 0
             except InvalidCommandError as exc:
                 # a target the IK cannot reach this tick (a fast move or turn can outrun it)
-                # is held for a moment; a standing one, or any other refusal, ends the reset
+                # is held for a moment; one it cannot reach from this wrist branch at all is
+                # reached by a planned joint move; a standing one, or any other refusal,
+                # ends the reset
+                if exc.kind == 'IK' and refused == 0 and \
+                        self._reconfigure(self.validate(action), on_tick):
+                    continue
                 refused += 1
                 if exc.kind != 'IK' or refused > IK_PATIENCE:
                     raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
@@ -387,36 +392,91 @@ class ArmCell:
             q = self.sim.joint_positions()[idx]
             if abs(q[ARM_JOINTS.index('forearm_roll')]) < FLIP_ROLL:
                 continue
-            path = self._joint_path(arm, q, self._home_ctrl[idx])
-            if path is None:
-                continue
-            ctrl = self._targets.copy()
-            for a, b in zip(path[:-1], path[1:], strict=True):
-                n = max(1, int(np.ceil(float(np.abs(b - a).max()) / UNFLIP_STEP)))
-                for k in range(1, n + 1):
-                    ctrl[idx] = a + (b - a) * (k / n)
-                    self.sim.step(ctrl)
-                    self._targets = ctrl.copy()
-                    self._ticked()
-                    if on_tick is not None:
-                        on_tick()
-                    if self.violations:
-                        self.hold()
-                        return
+            path = self._joint_path(arm, q, self._home_ctrl[idx], self._held_by(arm))
+            if path is not None and not self._move_joints(arm, path, on_tick):
+                return
 
-    def _joint_path(self, arm: str, start: np.ndarray, goal: np.ndarray
-                    ) -> np.ndarray | None:
+    def _joint_path(self, arm: str, start: np.ndarray, goal: np.ndarray,
+                    attached: tuple[str, ...] = ()) -> np.ndarray | None:
+        """A collision-free joint path of ``arm`` (waypoints) from ``start`` to ``goal``,
+        carrying ``attached``: straight where that is clear, else OMPL's against the
+        simulation's own collision model (the sim's world; a real cell plans in its own
+        scene); None when there is none."""
         from enpire_common.errors import EnpireError
-        from enpire_sim.core.arm.planning import OmplPlanner, make_planner
+        from enpire_sim.core.arm.planning import OmplPlanner
 
-        checker = OmplPlanner(self.sim)
+        env = self.envelope
+        planner = OmplPlanner(self.sim, workspace=(
+            env.tcp_offset, np.asarray(env.workspace_low), np.asarray(env.workspace_high)))
         line = [start + (goal - start) * f for f in np.linspace(0.0, 1.0, 60)]
-        if all(checker.valid(arm, q) for q in line):
+        if all(planner.valid(arm, q, attached) for q in line):
             return np.array([start, goal])
         try:
-            return make_planner(self.sim).plan(arm, start, goal, timeout_s=2.0)
+            return planner.plan(arm, start, goal, timeout_s=2.0, attached=attached)
         except EnpireError:
             return None
+
+    def _move_joints(self, arm: str, path: np.ndarray, on_tick: Any = None) -> bool:
+        """Follow ``arm``'s joint ``path`` at most UNFLIP_STEP a tick per joint (the other
+        arm and the fingers hold their targets); False where the envelope trips (then
+        held)."""
+        idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
+        ctrl = self._targets.copy()
+        for a, b in zip(path[:-1], path[1:], strict=True):
+            n = max(1, int(np.ceil(float(np.abs(b - a).max()) / UNFLIP_STEP)))
+            for k in range(1, n + 1):
+                ctrl[idx] = a + (b - a) * (k / n)
+                self.sim.step(ctrl)
+                self._targets = ctrl.copy()
+                self._ticked()
+                if on_tick is not None:
+                    on_tick()
+                if self.violations:
+                    self.hold()
+                    return False
+        return True
+
+    def _held_by(self, arm: str) -> tuple[str, ...]:
+        """The task object, when ``arm``'s fingers touch it (it moves with the gripper)."""
+        m, d = self.model, self.data
+        obj = m.body(self.sim_cfg.object_body).id
+        for i in range(d.ncon):
+            b1, b2 = m.geom_bodyid[d.contact[i].geom1], m.geom_bodyid[d.contact[i].geom2]
+            other = b2 if b1 == obj else b1 if b2 == obj else None
+            if other is not None and m.body(other).name.startswith(f'vx300s_{arm}/'):
+                return (self.sim_cfg.object_body,)
+        return ()
+
+    def _reconfigure(self, action: np.ndarray, on_tick: Any = None) -> bool:
+        """An ee target the per-tick IK cannot reach from the arm's current joints (a wrist
+        branch that joint limits close off) but can from the home posture: move the arm
+        there in joint space, along a collision-free path carrying what it holds, as a real
+        cell's planner would. True when every arm now reaches its target."""
+        moved = False
+        for arm, t in conv.split_action(action).items():
+            quat = np.zeros(4)
+            self.sim.mj.mju_mat2Quat(quat, t.rotation.reshape(-1))
+            goal = t.position - t.rotation @ np.array([self.sim_cfg.tcp_offset, 0.0, 0.0])
+            try:
+                self.sim.ik(arm, goal, quat, iterations=30, tol_m=1e-3, max_residual_m=0.01,
+                            seed_ctrl=self._targets)
+                continue
+            except IKError:
+                pass
+            if self._home_ctrl is None:
+                return False
+            try:
+                ctrl = self.sim.ik(arm, goal, quat, iterations=300, tol_m=1e-3,
+                                   seed_ctrl=self._home_ctrl)
+            except IKError:
+                return False
+            idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
+            start = self.sim.joint_positions()[idx]
+            path = self._joint_path(arm, start, ctrl[idx], self._held_by(arm))
+            if path is None or not self._move_joints(arm, path, on_tick):
+                return False
+            moved = True
+        return moved
 
     def observe(self, tick: int) -> Any:
         """What a policy (or a reset skill) sees now: the contract's cameras rendered and the

@@ -41,9 +41,13 @@ class OmplPlanner:
 
     name = 'ompl'
 
-    def __init__(self, sim: ArmSim, waypoints: int = 30) -> None:
+    def __init__(self, sim: ArmSim, waypoints: int = 30,
+                 workspace: tuple[float, np.ndarray, np.ndarray] | None = None) -> None:
+        """``workspace``: (tcp offset along the gripper (m), low, high): the fingertip centre
+        must stay in the box (the safety envelope's workspace) all along a plan."""
         self.sim = sim
         self.waypoints = waypoints
+        self.workspace = workspace
         self.mj = sim.mj
         self.data = sim.mj.MjData(sim.model)
 
@@ -56,23 +60,57 @@ class OmplPlanner:
         bodies = {b for b in range(m.nbody) if m.body(b).name.startswith(f'vx300s_{arm}/')}
         return joints, adr, bodies
 
-    def valid(self, arm: str, q: np.ndarray) -> bool:
-        """Whether ``arm`` at joint positions ``q`` (others as now) touches nothing."""
+    def valid(self, arm: str, q: np.ndarray, attached: tuple[str, ...] = ()) -> bool:
+        """Whether ``arm`` at joint positions ``q`` (others as now) touches nothing.
+
+        ``attached``: bodies the arm holds (a part in its gripper). They move with the arm
+        (held where they are relative to its gripper) and count as part of it: the arm may
+        touch them, they may touch nothing else."""
         m, d = self.sim.model, self.data
         joints, adr, bodies = self._arm(arm)
         d.qpos[:] = self.sim.data.qpos
         d.qpos[adr] = q
+        held = [m.body(name).id for name in attached]
+        if held:
+            self._carry(arm, held, d)
         self.mj.mj_kinematics(m, d)
         self.mj.mj_collision(m, d)
+        part = bodies | set(held)
         for i in range(d.ncon):
             b1, b2 = m.geom_bodyid[d.contact[i].geom1], m.geom_bodyid[d.contact[i].geom2]
-            if (b1 in bodies) != (b2 in bodies):
+            if (b1 in part) != (b2 in part):
+                return False
+        if self.workspace is not None:
+            offset, lo, hi = self.workspace
+            g = m.body(f'vx300s_{arm}/gripper_link').id
+            tcp = d.xpos[g] + d.xmat[g].reshape(3, 3) @ np.array([offset, 0.0, 0.0])
+            if np.any(tcp < lo) or np.any(tcp > hi):
                 return False
         return all(d.xpos[b][2] > TABLE_CLEARANCE_M for b in bodies
                    if not m.body(b).name.endswith(('camera_focus',)))
 
+    def _carry(self, arm: str, held: list[int], d: Any) -> None:
+        """Move the free bodies ``held`` in ``d`` (arm joints set, kinematics not yet run)
+        with ``arm``'s gripper: the same pose relative to it as in the live simulation."""
+        m, live = self.sim.model, self.sim.data
+        g = m.body(f'vx300s_{arm}/gripper_link').id
+        self.mj.mj_kinematics(m, d)
+        r0, p0 = live.xmat[g].reshape(3, 3), live.xpos[g]
+        r1, p1 = d.xmat[g].reshape(3, 3), d.xpos[g]
+        for b in held:
+            jnt = m.body_jntadr[b]
+            if jnt < 0 or m.jnt_type[jnt] != 0:      # only free bodies are carried
+                continue
+            a = int(m.jnt_qposadr[jnt])
+            rb = live.xmat[b].reshape(3, 3)
+            pos = p1 + r1 @ (r0.T @ (live.xpos[b] - p0))
+            quat = np.zeros(4)
+            self.mj.mju_mat2Quat(quat, (r1 @ r0.T @ rb).reshape(-1))
+            d.qpos[a:a + 3] = pos
+            d.qpos[a + 3:a + 7] = quat
+
     def plan(self, arm: str, start: np.ndarray, goal: np.ndarray, *,
-             timeout_s: float = 2.0) -> np.ndarray:
+             timeout_s: float = 2.0, attached: tuple[str, ...] = ()) -> np.ndarray:
         from ompl import base as ob
         from ompl import geometric as og
         from ompl import util as ou
@@ -89,7 +127,7 @@ class OmplPlanner:
             if np.any(q < lo) or np.any(q > hi):
                 raise ConfigError(f'{what} {np.round(q, 3).tolist()} is outside the joint '
                                   'limits')
-            if not self.valid(arm, q):
+            if not self.valid(arm, q, attached):
                 raise ConfigError(f'{what} {np.round(q, 3).tolist()} is in collision')
         space = ob.RealVectorStateSpace(6)
         bounds = ob.RealVectorBounds(6)
@@ -99,7 +137,7 @@ class OmplPlanner:
         space.setBounds(bounds)
         ss = og.SimpleSetup(space)
         ss.setStateValidityChecker(
-            lambda s: self.valid(arm, np.array([s[i] for i in range(6)])))
+            lambda s: self.valid(arm, np.array([s[i] for i in range(6)]), attached))
         a, b = space.allocState(), space.allocState()
         for i in range(6):
             a[i], b[i] = float(start[i]), float(goal[i])
