@@ -219,3 +219,28 @@ def test_the_reset_skill_tips_over_a_card_upside_down(cell, task) -> None:
     gt = cell.set_object((0.06, 0.60, 0.0525), _quat((1.0, 0.0, 0.0), np.pi), settle_ticks=30)
     assert gt.object_pose[2] > 0.05                    # its edge up, on its cooler
     _reset_to(cell, task, 3)
+
+
+def test_a_reset_first_takes_a_flipped_wrist_home_in_joint_space(cell, task) -> None:
+    """An arm left in the flipped wrist branch (forearm roll and wrist rotate half a turn
+    round, wrist angle negated: the same fingertip pose) goes home along a collision-free
+    joint path before the skill runs, and the reset then places the card."""
+    from enpire_sim.core.arm.sim import ARM_JOINTS
+
+    cell.place(0)
+    m, d = cell.model, cell.data
+    q = {j: d.joint(f'vx300s_right/{j}').qpos[0] for j in ARM_JOINTS}
+    tcp_before = cell.tcp_poses()['right'][0].copy()
+    flipped = dict(q, forearm_roll=q['forearm_roll'] - np.pi + 0.02,
+                   wrist_angle=-q['wrist_angle'], wrist_rotate=q['wrist_rotate'] + np.pi - 0.02)
+    for j, v in flipped.items():
+        d.joint(f'vx300s_right/{j}').qpos[0] = v
+        act = next(i for i in range(m.nu) if m.actuator(i).trnid[0] == m.joint(
+            f'vx300s_right/{j}').id)
+        d.ctrl[act] = v
+    cell.sim.mj.mj_forward(m, d)
+    cell._targets = d.ctrl.copy()         # the arm holds the flipped posture
+    # the same fingertip pose, near enough: only the branch differs
+    assert np.linalg.norm(cell.tcp_poses()['right'][0] - tcp_before) < 0.01
+    _reset_to(cell, task, 2)
+    assert abs(d.joint('vx300s_right/forearm_roll').qpos[0]) < 1.0

@@ -392,8 +392,10 @@ class ArmCell:
             q = self.sim.joint_positions()[idx]
             if abs(q[ARM_JOINTS.index('forearm_roll')]) < FLIP_ROLL:
                 continue
-            path = self._joint_path(arm, q, self._home_ctrl[idx], self._held_by(arm))
-            if path is not None and not self._move_joints(arm, path, on_tick):
+            held = self._held_by(arm)
+            path = self._joint_path(arm, q, self._home_ctrl[idx], held)
+            if path is not None and not self._move_joints(
+                    arm, path, on_tick, UNFLIP_STEP / 4 if held else UNFLIP_STEP):
                 return
 
     def _joint_path(self, arm: str, start: np.ndarray, goal: np.ndarray,
@@ -416,14 +418,15 @@ class ArmCell:
         except EnpireError:
             return None
 
-    def _move_joints(self, arm: str, path: np.ndarray, on_tick: Any = None) -> bool:
-        """Follow ``arm``'s joint ``path`` at most UNFLIP_STEP a tick per joint (the other
-        arm and the fingers hold their targets); False where the envelope trips (then
-        held)."""
+    def _move_joints(self, arm: str, path: np.ndarray, on_tick: Any = None,
+                     step: float = UNFLIP_STEP) -> bool:
+        """Follow ``arm``'s joint ``path`` at most ``step`` (rad) a tick per joint (the other
+        arm and the fingers hold their targets; slower with a part in the gripper, which a
+        fast swing shakes loose); False where the envelope trips (then held)."""
         idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
         ctrl = self._targets.copy()
         for a, b in zip(path[:-1], path[1:], strict=True):
-            n = max(1, int(np.ceil(float(np.abs(b - a).max()) / UNFLIP_STEP)))
+            n = max(1, int(np.ceil(float(np.abs(b - a).max()) / step)))
             for k in range(1, n + 1):
                 ctrl[idx] = a + (b - a) * (k / n)
                 self.sim.step(ctrl)
@@ -437,15 +440,18 @@ class ArmCell:
         return True
 
     def _held_by(self, arm: str) -> tuple[str, ...]:
-        """The task object, when ``arm``'s fingers touch it (it moves with the gripper)."""
+        """The task object, when both of ``arm``'s fingers touch it (gripped: it moves with
+        the gripper; one finger brushing it does not hold it)."""
         m, d = self.model, self.data
         obj = m.body(self.sim_cfg.object_body).id
+        fingers = {m.body(f'vx300s_{arm}/{f}_finger_link').id for f in ('left', 'right')}
+        touching = set()
         for i in range(d.ncon):
             b1, b2 = m.geom_bodyid[d.contact[i].geom1], m.geom_bodyid[d.contact[i].geom2]
             other = b2 if b1 == obj else b1 if b2 == obj else None
-            if other is not None and m.body(other).name.startswith(f'vx300s_{arm}/'):
-                return (self.sim_cfg.object_body,)
-        return ()
+            if other in fingers:
+                touching.add(other)
+        return (self.sim_cfg.object_body,) if touching == fingers else ()
 
     def _reconfigure(self, action: np.ndarray, on_tick: Any = None) -> bool:
         """An ee target the per-tick IK cannot reach from the arm's current joints (a wrist
@@ -472,8 +478,10 @@ class ArmCell:
                 return False
             idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
             start = self.sim.joint_positions()[idx]
-            path = self._joint_path(arm, start, ctrl[idx], self._held_by(arm))
-            if path is None or not self._move_joints(arm, path, on_tick):
+            held = self._held_by(arm)
+            path = self._joint_path(arm, start, ctrl[idx], held)
+            if path is None or not self._move_joints(arm, path, on_tick,
+                                                     UNFLIP_STEP / 4 if held else UNFLIP_STEP):
                 return False
             moved = True
         return moved

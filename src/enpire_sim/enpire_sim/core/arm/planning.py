@@ -27,6 +27,20 @@ from enpire_sim.core.arm.sim import ARM_JOINTS, ARMS, ArmSim
 TABLE_CLEARANCE_M = 0.005
 
 
+#: OMPL's random seed: plans repeat from run to run (a reset, a benchmark, a test).
+PLAN_SEED = 1
+_seeded = False
+
+
+def _seed_ompl(ou: Any) -> None:
+    """Seed OMPL's generator once per process, before its first sampler exists (later
+    calls would not take effect)."""
+    global _seeded
+    if not _seeded:
+        ou.RNG.setSeed(PLAN_SEED)
+        _seeded = True
+
+
 class MotionPlanner(Protocol):
     name: str
 
@@ -116,6 +130,7 @@ class OmplPlanner:
         from ompl import util as ou
 
         ou.setLogLevel(ou.LOG_WARN)
+        _seed_ompl(ou)
         joints, _adr, _ = self._arm(arm)
         m = self.sim.model
         lo = np.array([m.jnt_range[j][0] for j in joints])
