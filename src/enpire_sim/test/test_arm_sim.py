@@ -135,3 +135,32 @@ def test_the_planning_port_plans_collision_free_and_refuses_bad_goals(sim) -> No
         planner.plan('right', start, start + 10.0, timeout_s=0.5)
     with pytest.raises(ConfigError, match='finite'):
         planner.plan('right', start, np.full(6, np.nan), timeout_s=0.5)
+
+
+def test_the_planner_keeps_the_fingertips_in_the_workspace_and_carries_a_held_part(sim) -> None:
+    """A configuration is invalid when the fingertips leave the envelope's workspace box,
+    and a part held in the gripper moves with it and may touch nothing but the arm: the arm
+    alone clear of the table, a part hanging 20 cm under its gripper is not."""
+    from enpire_sim.core.arm.planning import OmplPlanner
+    from enpire_sim.core.arm.sim import ARM_JOINTS
+
+    sim.reset()
+    m, d = sim.model, sim.data
+    adr = [m.jnt_qposadr[m.joint(f'vx300s_right/{j}').id] for j in ARM_JOINTS]
+    home = d.qpos[adr].copy()
+    grip = d.body('vx300s_right/gripper_link').xpos.copy()
+    pin = m.jnt_qposadr[m.body('pin').jntadr[0]]
+    d.qpos[pin:pin + 3] = grip - [0.0, 0.0, 0.2]         # in the air, under the gripper
+    sim.mj.mj_forward(m, d)
+    ctrl = sim.ik('right', grip - [0.0, 0.0, 0.1], iterations=200)
+    acts = [next(i for i in range(m.nu) if m.actuator(i).trnid[0] == m.joint(
+        f'vx300s_right/{j}').id) for j in ARM_JOINTS]
+    low = ctrl[acts]
+    planner = OmplPlanner(sim)
+    assert planner.valid('right', home, ('pin',))
+    assert planner.valid('right', low)                   # the arm alone: clear
+    assert not planner.valid('right', low, ('pin',))     # the part it carries: in the table
+    boxed = OmplPlanner(sim, workspace=(0.0, np.array([-1.0, -1.0, grip[2] - 0.05]),
+                                        np.array([1.0, 2.0, 1.0])))
+    assert boxed.valid('right', home) and not boxed.valid('right', low)
+    sim.reset()
