@@ -34,6 +34,7 @@ from enpire_tasks.gpu_insertion.reset_motion import (
     BLOCKED_DZ,
     CLEARANCE,
     CLOSE_TICKS,
+    GRIP_CLOSED,
     INSERT,
     LIFT_Z,
     REACH_TICKS,
@@ -211,7 +212,7 @@ class FlatCard(GpuMotion):
             self._go('flat_close')
 
     def _flat_close(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._set_grip(self.flat_arm, 0.0)
+        self._set_grip(self.flat_arm, GRIP_CLOSED)
         if self.ticks >= CLOSE_TICKS:
             if self._opening(ee, self.flat_arm) < FLAT_EMPTY:
                 self._fail('fallen: the gripper missed the flat card\'s cooler (closed to '
@@ -457,7 +458,7 @@ class FlatCard(GpuMotion):
             k = self.flat_tries
             shift = FLAT_SEARCH[k] - (FLAT_SEARCH[k - 1] if k else 0.0)
             self.flat_tries += 1
-            self._set_grip(self.flat_arm, 0.0)
+            self._set_grip(self.flat_arm, GRIP_CLOSED)
             above = self._pos(self.flat_arm) + [0.0, 0.0, CLEARANCE]
             self._via([above, above + [0.0, shift, 0.0]], INSERT * 2, self.flat_arm)
             return

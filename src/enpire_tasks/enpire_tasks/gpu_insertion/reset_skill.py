@@ -77,6 +77,8 @@ PRESS_ABOVE = 0.03         # the left fingertips this far over the latch pad bef
 PAD_HALF = 0.008           # the finger pads reach this far below the fingertip centre
 IN_SLOT_DZ = 0.004         # a held card's edge this far over the slot's top may be latched
 AT_SLOT_XY = 0.015         # ... with the gripper this close (m) over the slot's grasp point
+HIGH_GRASP = 0.005         # ... and its fingertips this far (m) over the grasp's height: regrasp
+UPRIGHT_AT_SLOT = 0.004    # (a card seen this close (m) over the slot stands upright in it)
 
 #: A standing card seen this close (m) to its seed's start is left where it is.
 ALREADY_THERE = 0.002
@@ -324,6 +326,13 @@ class GpuResetSkill(UpsideDownCard):
         at_slot = float(np.hypot(*(ee[7:9] - slot_grip))) < AT_SLOT_XY and \
             float(ee[9]) < self.p.slot_top_z + self.grasp_dz + IN_SLOT_DZ
         self.goal_grasp = np.array([*self.cmd[:2], self.p.holder_floor_z + self.grasp_dz])
+        upright = float(np.hypot(*(xy - np.asarray(self.p.slot_xy)))) < UPRIGHT_AT_SLOT
+        if at_slot and upright and float(ee[9]) > self.goal_grasp[2] + HIGH_GRASP:
+            # standing in the slot but held by the cooler's top few mm (a trial pressed it
+            # in from a high grasp): that grip slips off as the card is pulled; let go, and
+            # take it as a card standing in the slot (not one leaning in the grasp, which
+            # let go falls over)
+            return False
         if at_slot:
             self.latched = self.in_hand = True
             self._go('press')

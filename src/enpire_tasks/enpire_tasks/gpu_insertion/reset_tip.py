@@ -13,7 +13,7 @@ import numpy as np
 
 from enpire_tasks.arm import colour_blob, principal_axis
 from enpire_tasks.gpu_insertion.reset_flat import FLAT_PCB_OFFSET, FlatCard, rot90
-from enpire_tasks.gpu_insertion.reset_motion import LIFT_Z, SETTLE_TICKS, SLOW, SPEED
+from enpire_tasks.gpu_insertion.reset_motion import GRIP_CLOSED, LIFT_Z, SETTLE_TICKS, SLOW, SPEED
 
 #: Tipping over a card upside down: the closed fingertips TIP_Z high (the card's top is 52
 #: mm up; the gripper, level, cannot go below ~38 mm), from TIP_START behind its PCB to
@@ -78,7 +78,7 @@ class UpsideDownCard(FlatCard):
     def _tip_over_start(self, image: np.ndarray, ee: np.ndarray) -> None:
         c, n, back, _ = self.tip
         start = c - back * n
-        self.grip = 0.0
+        self.grip = GRIP_CLOSED
         if self.goal is None:
             self.goal = np.array([[*start, LIFT_Z], [*start, TIP_Z]])
             self._wp = 0

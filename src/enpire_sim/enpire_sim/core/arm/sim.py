@@ -72,6 +72,9 @@ JOINT_FRICTIONLOSS = 1.0
 #: Servo setpoint speeds (the real arm's profile velocity): below the envelope's 3 rad/s.
 JOINT_PROFILE_SPEED = 1.5       # rad/s
 FINGER_PROFILE_SPEED = 0.15     # m/s: a full close in 0.25 s
+#: Where a vx300s finger's pad meets the other's (m of finger travel; the fingers read 0.053
+#: open there): the fingers' closed limit (see ArmSim._stop_fingers_at_the_pads).
+FINGER_PADS_MEET = 0.0227
 JOINT_DAMPING = 2.0
 
 
@@ -208,6 +211,7 @@ class ArmSim:
             raise ConfigError(f'camera view(s) {missing} not in scene {c.scene!r} (it has '
                               f'{sorted(cams)})')
         self.substeps = max(1, round(1.0 / (c.control_hz * self.model.opt.timestep)))
+        self._stop_fingers_at_the_pads()
         self.low = self.model.actuator_ctrlrange[:, 0].copy()
         self.high = self.model.actuator_ctrlrange[:, 1].copy()
         # Setpoint speed per actuator: rad/s for the arm joints, m/s for the fingers.
@@ -217,6 +221,23 @@ class ArmSim:
         self._renderer: Any = None
         self._ik: dict[str, Any] = {}
         self.reset()
+
+    def _stop_fingers_at_the_pads(self) -> None:
+        """Each finger joint's closed limit where its pad meets the other's (the vx300s
+        model's limit lets the pads overlap by millimetres: a grip whose part slips out
+        slams them together and they pass each other, locked, and the gripper no longer
+        opens). The actuators' range is unchanged: a closed command still squeezes a part
+        as hard."""
+        m = self.model
+        for j in range(m.njnt):
+            name = m.joint(j).name
+            if not name.endswith('_finger') or not m.jnt_limited[j]:
+                continue
+            lo, hi = m.jnt_range[j]
+            if hi > 0.0:                      # left finger: closes towards its lower limit
+                m.jnt_range[j] = (max(lo, FINGER_PADS_MEET), hi)
+            else:                             # right finger: mirrored
+                m.jnt_range[j] = (lo, min(hi, -FINGER_PADS_MEET))
 
     # --- physics ---------------------------------------------------------------------------
     def reset(self) -> None:
