@@ -256,6 +256,14 @@ def lit_centroid(image: np.ndarray, mask: np.ndarray, frac: float = 0.92
     return float(cols.mean()), float(rows.mean())
 
 
+def strip_pixels(mask: np.ndarray, min_per_row: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, cols) of ``mask`` in rows with at least ``min_per_row`` of them: a colour
+    strip's pixels without stray ones."""
+    rows, cols = np.nonzero(mask)
+    keep = np.bincount(rows, minlength=mask.shape[0])[rows] >= min_per_row
+    return rows[keep], cols[keep]
+
+
 def principal_axis(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The centroid of ``points`` (N, 2) and the unit direction of their largest spread
     (sign arbitrary)."""
@@ -340,4 +348,4 @@ __all__ = ['ARMS', 'EE_NAMES', 'JOINT_NAMES', 'NEUTRAL', 'STATE_FIELDS', 'STATE_
            'ArmTarget', 'Blob', 'PinholeCamera', 'build_observation', 'colour_blob',
            'finite_pose_error', 'hold_action', 'home_action', 'hue_mask', 'join_action',
            'lit_centroid', 'lit_pixels', 'matrix_to_rpy', 'principal_axis', 'rpy_to_matrix',
-           'sample_readings', 'split_action']
+           'sample_readings', 'split_action', 'strip_pixels']

@@ -28,13 +28,21 @@ from typing import Any
 
 import numpy as np
 
-from enpire_tasks.arm import colour_blob, hue_mask, lit_pixels, principal_axis, rpy_to_matrix
+from enpire_tasks.arm import (
+    colour_blob,
+    hue_mask,
+    lit_pixels,
+    principal_axis,
+    rpy_to_matrix,
+    strip_pixels,
+)
 from enpire_tasks.gpu_insertion.classic import top_view_xy
 from enpire_tasks.gpu_insertion.reset_motion import (
     BLOCKED_DZ,
     CLEARANCE,
     CLOSE_TICKS,
     GRIP_CLOSED,
+    GRIP_OPEN,
     INSERT,
     LIFT_Z,
     REACH_TICKS,
@@ -83,13 +91,6 @@ FLAT_MIN_LENGTH, FLAT_PCB_OFFSET = (0.025, 0.045), (0.012, 0.040)
 def rot90(v: np.ndarray) -> np.ndarray:
     """``v`` (xy) turned 90 degrees counter-clockwise."""
     return np.array([-v[1], v[0]])
-
-
-def _strip(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels of a colour strip: the rows with at least 5 of them (not stray pixels)."""
-    rows, cols = np.nonzero(mask)
-    keep = np.bincount(rows, minlength=mask.shape[0])[rows] >= 5
-    return rows[keep], cols[keep]
 
 
 def _yaw(arm: str, direction: np.ndarray) -> float:
@@ -268,7 +269,7 @@ class FlatCard(GpuMotion):
         side = getattr(self, 'side', None)
         if side is None:
             return None
-        rows, cols = _strip(hue_mask(side, self.p.fingers_rgb))
+        rows, cols = strip_pixels(hue_mask(side, self.p.fingers_rgb))
         if rows.size < 20:
             return None
         # the gripper as measured (near its reach it lags the commanded yaw by up to 0.1
@@ -326,8 +327,7 @@ class FlatCard(GpuMotion):
 
     def _flat_rot(self, ee: np.ndarray) -> np.ndarray:
         """The flat arm's gripper orientation as measured (world)."""
-        o = 10 if self.flat_arm == 'right' else 3
-        return rpy_to_matrix(self.flat_arm, ee[o:o + 3])
+        return rpy_to_matrix(self.flat_arm, self._rpy_of(ee, self.flat_arm))
 
     def _flat_edge_off(self, rot: np.ndarray | None = None) -> np.ndarray:
         """The stood-up card's bottom edge from the fingertip centre (world, m), the gripper
@@ -466,7 +466,7 @@ class FlatCard(GpuMotion):
             self._go('flat_lower')
 
     def _flat_release(self, image: np.ndarray, ee: np.ndarray) -> None:
-        self._set_grip(self.flat_arm, 1.0)
+        self._set_grip(self.flat_arm, GRIP_OPEN)
         if self.ticks >= CLOSE_TICKS:
             self._go('flat_retreat')
 

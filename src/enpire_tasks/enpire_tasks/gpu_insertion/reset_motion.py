@@ -98,6 +98,18 @@ class GpuMotion:
         """``arm``'s measured fingertip centre."""
         return ee[7:10] if arm == 'right' else ee[0:3]
 
+    @staticmethod
+    def _rpy_of(ee: np.ndarray, arm: str) -> np.ndarray:
+        """``arm``'s measured gripper orientation (roll, pitch, yaw)."""
+        return ee[10:13] if arm == 'right' else ee[3:6]
+
+    def _turn_toward(self, arm: str, rpy: np.ndarray, step: float) -> bool:
+        """``arm``'s orientation command one step (at most ``step`` rad per angle) towards
+        ``rpy``; True once there."""
+        d = np.asarray(rpy, dtype=np.float64) - self.rpy[arm]
+        self.rpy[arm] = self.rpy[arm] + np.clip(d, -step, step)
+        return bool(np.all(np.abs(d) <= step))
+
     def _home_of(self, arm: str) -> np.ndarray:
         return self.home[7:10] if arm == 'right' else self.home[0:3]
 

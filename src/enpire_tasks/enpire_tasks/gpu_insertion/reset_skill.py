@@ -43,6 +43,7 @@ from enpire_tasks.arm import (
     hue_mask,
     lit_pixels,
     principal_axis,
+    strip_pixels,
 )
 from enpire_tasks.gpu_insertion.classic import (
     LYING_PCB_RATIO,
@@ -178,8 +179,8 @@ class GpuResetSkill(UpsideDownCard):
             self.grip = GRIP_CLOSED if float(ee[13]) < HELD_OPENING else float(ee[13])
             # from the grippers' measured orientations (a failed attempt can leave one
             # turned, pointing down: commanded level at once, the IK cannot follow)
-            for arm, o in (('left', 3), ('right', 10)):
-                rpy = ee[o:o + 3]
+            for arm in ('left', 'right'):
+                rpy = self._rpy_of(ee, arm)
                 self.rpy[arm] = rpy.copy() if float(np.abs(rpy).max()) > TURNED else \
                     np.zeros(3)
         self.ticks += 1
@@ -307,9 +308,8 @@ class GpuResetSkill(UpsideDownCard):
     def _unturn(self) -> bool:
         """Both grippers' orientation commands one bounded step back to level; True once
         level."""
-        for arm in ('left', 'right'):
-            self.rpy[arm] = self.rpy[arm] - np.clip(self.rpy[arm], -UNTURN_STEP, UNTURN_STEP)
-        return self._level()
+        level = [self._turn_toward(arm, np.zeros(3), UNTURN_STEP) for arm in ('left', 'right')]
+        return all(level)
 
     def _in_hand(self, image: np.ndarray, ee: np.ndarray) -> bool:
         """Is the card in the right gripper (the cooler seen from above between the measured
@@ -434,10 +434,7 @@ class GpuResetSkill(UpsideDownCard):
     def _pitch_toward(self, pitch: float) -> bool:
         """The right gripper's pitch one bounded step towards ``pitch``; True once there."""
         r = self.rpy['right']
-        d = pitch - float(r[1])
-        step = float(np.clip(d, -PITCH_STEP, PITCH_STEP))
-        self.rpy['right'] = np.array([r[0], r[1] + step, r[2]])
-        return abs(d) <= PITCH_STEP
+        return self._turn_toward('right', np.array([r[0], pitch, r[2]]), PITCH_STEP)
 
     def _fingers_tilt(self, pcb_y: float) -> float | None:
         """How far (rad) the held card is turned in its plane (the gold fingers' strip from
@@ -445,11 +442,7 @@ class GpuResetSkill(UpsideDownCard):
         fingers are not in view. Positive: its +x end low."""
         if self.side is None:
             return None
-        mask = hue_mask(self.side, self.p.fingers_rgb)
-        rows, cols = np.nonzero(mask)
-        counts = np.bincount(rows, minlength=mask.shape[0])
-        keep = counts[rows] >= 3
-        rows, cols = rows[keep], cols[keep]
+        rows, cols = strip_pixels(hue_mask(self.side, self.p.fingers_rgb), 3)
         if rows.size < 20:
             return None
         y = pcb_y - self.p.pcb_half_thickness
@@ -465,11 +458,7 @@ class GpuResetSkill(UpsideDownCard):
     def _edge_in_side_view(self, pcb_y: float) -> np.ndarray | None:
         """The held card's bottom-edge centre (x, z; world) from the side camera, its PCB in
         the plane ``y = pcb_y``; None when the fingers are not in view or implausible."""
-        mask = hue_mask(self.side, self.p.fingers_rgb)
-        rows, cols = np.nonzero(mask)
-        counts = np.bincount(rows, minlength=mask.shape[0])
-        keep = counts[rows] >= 5               # the strip's rows, not stray pixels
-        rows, cols = rows[keep], cols[keep]
+        rows, cols = strip_pixels(hue_mask(self.side, self.p.fingers_rgb))
         if rows.size < 20:
             return None
         y = pcb_y - self.p.pcb_half_thickness
