@@ -219,9 +219,7 @@ class ArmCell:
             return self._joint_targets(action)
         ctrl = self._targets.copy()
         for arm, t in conv.split_action(action).items():
-            quat = np.zeros(4)
-            self.sim.mj.mju_mat2Quat(quat, t.rotation.reshape(-1))
-            goal = t.position - t.rotation @ np.array([self.sim_cfg.tcp_offset, 0.0, 0.0])
+            goal, quat = self._ik_goal(t)
             ctrl = self.sim.ik(arm, goal, quat, iterations=30, tol_m=1e-3,
                                max_residual_m=0.01, seed_ctrl=ctrl)
             f = FINGER_CLOSED + float(np.clip(t.gripper, 0.0, 1.0)) * (FINGER_OPEN -
@@ -229,6 +227,13 @@ class ArmCell:
             ctrl[self._act_index[(arm, 'left_finger')]] = f
             ctrl[self._act_index[(arm, 'right_finger')]] = -f
         return ctrl
+
+    def _ik_goal(self, t: conv.ArmTarget) -> tuple[np.ndarray, np.ndarray]:
+        """The IK's goal for one arm's fingertip target: its gripper link's position and
+        orientation (quaternion)."""
+        quat = np.zeros(4)
+        self.sim.mj.mju_mat2Quat(quat, t.rotation.reshape(-1))
+        return t.position - t.rotation @ np.array([self.sim_cfg.tcp_offset, 0.0, 0.0]), quat
 
     def _joint_targets(self, action: np.ndarray) -> np.ndarray:
         ctrl = self._targets.copy()
@@ -392,11 +397,20 @@ class ArmCell:
             q = self.sim.joint_positions()[idx]
             if abs(q[ARM_JOINTS.index('forearm_roll')]) < FLIP_ROLL:
                 continue
-            held = self._held_by(arm)
-            path = self._joint_path(arm, q, self._home_ctrl[idx], held)
-            if path is not None and not self._move_joints(
-                    arm, path, on_tick, UNFLIP_STEP / 4 if held else UNFLIP_STEP):
-                return
+            if self._joint_move(arm, self._home_ctrl[idx], on_tick) is False:
+                return                      # the envelope tripped
+
+    def _joint_move(self, arm: str, goal: np.ndarray, on_tick: Any = None) -> bool | None:
+        """``arm`` from its joints now to ``goal`` (6 joint positions) along a collision-free
+        path carrying what it grips, a quarter as fast while gripping (a fast swing shakes a
+        part loose): True there, False where the envelope tripped on the way, None when
+        there is no path (nothing moved)."""
+        idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
+        held = self._held_by(arm)
+        path = self._joint_path(arm, self.sim.joint_positions()[idx], goal, held)
+        if path is None:
+            return None
+        return self._move_joints(arm, path, on_tick, UNFLIP_STEP / 4 if held else UNFLIP_STEP)
 
     def _joint_path(self, arm: str, start: np.ndarray, goal: np.ndarray,
                     attached: tuple[str, ...] = ()) -> np.ndarray | None:
@@ -421,8 +435,8 @@ class ArmCell:
     def _move_joints(self, arm: str, path: np.ndarray, on_tick: Any = None,
                      step: float = UNFLIP_STEP) -> bool:
         """Follow ``arm``'s joint ``path`` at most ``step`` (rad) a tick per joint (the other
-        arm and the fingers hold their targets; slower with a part in the gripper, which a
-        fast swing shakes loose); False where the envelope trips (then held)."""
+        arm and the fingers hold their targets); False where the envelope trips (then
+        held)."""
         idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
         ctrl = self._targets.copy()
         for a, b in zip(path[:-1], path[1:], strict=True):
@@ -460,9 +474,7 @@ class ArmCell:
         cell's planner would. True when every arm now reaches its target."""
         moved = False
         for arm, t in conv.split_action(action).items():
-            quat = np.zeros(4)
-            self.sim.mj.mju_mat2Quat(quat, t.rotation.reshape(-1))
-            goal = t.position - t.rotation @ np.array([self.sim_cfg.tcp_offset, 0.0, 0.0])
+            goal, quat = self._ik_goal(t)
             try:
                 self.sim.ik(arm, goal, quat, iterations=30, tol_m=1e-3, max_residual_m=0.01,
                             seed_ctrl=self._targets)
@@ -477,11 +489,7 @@ class ArmCell:
             except IKError:
                 return False
             idx = [self._act_index[(arm, j)] for j in ARM_JOINTS]
-            start = self.sim.joint_positions()[idx]
-            held = self._held_by(arm)
-            path = self._joint_path(arm, start, ctrl[idx], held)
-            if path is None or not self._move_joints(arm, path, on_tick,
-                                                     UNFLIP_STEP / 4 if held else UNFLIP_STEP):
+            if not self._joint_move(arm, ctrl[idx], on_tick):
                 return False
             moved = True
         return moved
