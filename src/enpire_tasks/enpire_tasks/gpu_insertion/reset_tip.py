@@ -13,7 +13,14 @@ import numpy as np
 
 from enpire_tasks.arm import colour_blob, principal_axis
 from enpire_tasks.gpu_insertion.reset_flat import FLAT_PCB_OFFSET, FlatCard, rot90
-from enpire_tasks.gpu_insertion.reset_motion import GRIP_CLOSED, LIFT_Z, SETTLE_TICKS, SLOW, SPEED
+from enpire_tasks.gpu_insertion.reset_motion import (
+    GRIP_CLOSED,
+    GRIP_OPEN,
+    LIFT_Z,
+    SETTLE_TICKS,
+    SLOW,
+    SPEED,
+)
 
 #: Tipping over a card upside down: the closed fingertips TIP_Z high (the card's top is 52
 #: mm up; the gripper, level, cannot go below ~38 mm), from TIP_START behind its PCB to
@@ -79,14 +86,9 @@ class UpsideDownCard(FlatCard):
         c, n, back, _ = self.tip
         start = c - back * n
         self.grip = GRIP_CLOSED
-        if self.goal is None:
-            self.goal = np.array([[*start, LIFT_Z], [*start, TIP_Z]])
-            self._wp = 0
-        if self._toward(self.goal[self._wp], SPEED):
-            if self._wp == 0:
-                self._wp = 1
-            elif self.ticks > SETTLE_TICKS:
-                self._go('tip_push')
+        if self._via([np.array([*start, LIFT_Z]), np.array([*start, TIP_Z])], SPEED) and \
+                self.ticks > SETTLE_TICKS:
+            self._go('tip_push')
 
     def _tip_push(self, image: np.ndarray, ee: np.ndarray) -> None:
         c, n, _, end = self.tip
@@ -95,7 +97,7 @@ class UpsideDownCard(FlatCard):
 
     def _tip_away(self, image: np.ndarray, ee: np.ndarray) -> None:
         if self._toward(np.array([*self.cmd[:2], LIFT_Z]), SPEED):
-            self.grip = 1.0
+            self.grip = GRIP_OPEN
             if float(ee[13]) > 0.9:         # open again (a closed gripper reads as holding)
                 self.tipped = True
                 self.looked = False         # look again (from home): it should lie flat now
