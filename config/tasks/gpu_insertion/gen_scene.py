@@ -146,7 +146,7 @@ out.append(f'''<!-- GPU insertion cell: gym-aloha's bimanual ViperX vx300s on it
   <worldbody>
     <include file="{{ALOHA}}/vx300s_left.xml"/>
     <include file="{{ALOHA}}/vx300s_right.xml"/>
-    <camera name="task_top" pos="0.0 0.54 0.45" xyaxes="1 0 0 0 1 0" fovy="42"/>
+    <camera name="task_top" pos="0.0 0.56 0.45" xyaxes="1 0 0 0 1 0" fovy="46"/>
     <camera name="side" pos="0.016 0.42 0.09" xyaxes="1 0 0 0 0 1" fovy="30"/>
     <!-- fill light for the side view: the scene lights come from above -->
     <light name="side_fill" pos="0.0 0.3 0.25" dir="0 1 -0.35" directional="true" diffuse="0.35 0.35 0.35" castshadow="false"/>

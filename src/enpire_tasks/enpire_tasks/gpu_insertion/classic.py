@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_tasks.arm import PinholeCamera, colour_blob, hue_mask, lit_centroid
+from enpire_tasks.arm import PinholeCamera, colour_blob, hue_mask, lit_centroid, strip_pixels
 from enpire_tasks.estimation import Estimate, Segmentation
 from enpire_tasks.gpu_insertion.geometry import parts
 
@@ -33,6 +33,16 @@ BACKEND_ID = 'gpu-classic-v1'
 #: PCB-green pixels in the top view beyond this many times a standing card's (its top edge
 #: and the strip beside the cooler) are a card lying flat.
 LYING_PCB_RATIO = 4.0
+#: The gold fingers' least saturation: the side camera's fill light washes the gold of a card
+#: faced square to it out to (255, 255, 166), saturation 0.35, on the hue mask's default
+#: limit (its strip read a third narrow, and the card's depth 4 cm off).
+GOLD_MIN_SATURATION = 0.2
+
+
+def gold_pixels(image: np.ndarray, min_per_row: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, cols) of the card's gold fingers' strip in ``image``."""
+    return strip_pixels(hue_mask(image, parts().fingers_rgb,
+                                 min_saturation=GOLD_MIN_SATURATION), min_per_row)
 
 
 def on_plane_y(cam: PinholeCamera, u: float, v: float, y: float) -> np.ndarray:

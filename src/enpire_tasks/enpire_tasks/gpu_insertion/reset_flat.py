@@ -34,9 +34,8 @@ from enpire_tasks.arm import (
     lit_pixels,
     principal_axis,
     rpy_to_matrix,
-    strip_pixels,
 )
-from enpire_tasks.gpu_insertion.classic import top_view_xy
+from enpire_tasks.gpu_insertion.classic import gold_pixels, top_view_xy
 from enpire_tasks.gpu_insertion.reset_motion import (
     BLOCKED_DZ,
     CLEARANCE,
@@ -76,6 +75,8 @@ FLAT_AHEAD = FLAT_GRASP_Z - 0.008
 FLAT_HOLDER = {1: -1, -1: 0}
 #: Each arm's neutral pointing direction (rad, world): the yaw is relative to it.
 NEUTRAL_YAW = {'left': 0.0, 'right': np.pi}
+#: The arms' shoulders (xy, m; the waist axes).
+SHOULDER_XY = {'left': (-0.469, 0.5), 'right': (0.469, 0.5)}
 #: Where a stood-up card is shown to the side camera (fingertip centre, m; its edge ~0.18 m
 #: in front of the camera), and the yaws each arm can turn to there, level (pointing -y is
 #: out of reach so far forward: the card is then shown turned up to 10 degrees).
@@ -190,20 +191,61 @@ class FlatCard(GpuMotion):
         if self._move(self.flat_arm, np.array([*pos[:2], max(pos[2], FLAT_TURN_Z)]), SPEED):
             self._go('flat_over')
 
+    def _flat_turn_xy(self) -> np.ndarray:
+        """Where the gripper turns to point down: over the cooler, or for one behind the
+        connector over FLAT_STAND_XY (stretched out there, the wrist turned down through
+        its singularity the other way round, forearm rolled half a turn, and standing the
+        card up later turned it back mid-way: the arm dived 6 cm into the caddy)."""
+        if float(self.flat_c[1]) > self.p.slot_xy[1]:
+            return np.asarray(FLAT_STAND_XY, dtype=np.float64)
+        return self.flat_c
+
     def _flat_over(self, image: np.ndarray, ee: np.ndarray) -> None:
         self._other_home_of(self.flat_arm, SPEED)
-        if self._move(self.flat_arm, np.array([*self.flat_c, FLAT_TURN_Z]), SPEED):
+        if self._move(self.flat_arm, np.array([*self._flat_turn_xy(), FLAT_TURN_Z]), SPEED):
             self._go('flat_turn')
+
+    def _flat_reach(self, image: np.ndarray, ee: np.ndarray) -> None:
+        """Pointing down, over to the cooler (from where it turned)."""
+        if self._move(self.flat_arm, np.array([*self.flat_c, FLAT_TURN_Z]), SPEED):
+            self._go('flat_descend')
+
+    def _plane_turn(self, arm: str, start: tuple[float, float],
+                    end: tuple[float, float]) -> bool:
+        """One tick of turning ``arm``'s gripper from (pitch, yaw) ``start`` to ``end`` (in
+        the phase's ticks) in three turns: in yaw to the vertical plane through its shoulder
+        and fingertips, in pitch within that plane (the wrist alone bends), then in yaw to
+        the end, each at the rate of a quarter turn in TURN_TICKS. A pitch turn out of that
+        plane bends the wrist sideways, and as it passes straight (its singularity) the
+        forearm rolls ~2 rad in a few ticks: the gripper swept 6 cm, into the caddy. True
+        once turned."""
+        if self.ticks <= 1:
+            d = self._pos(arm)[:2] - np.asarray(SHOULDER_XY[arm])
+            plane = _yaw(arm, d)
+            # (pitch, yaw) at the turns' ends, and the tick each ends at
+            self.turn_plan = [(start[0], plane), (end[0], plane), end]
+            moves = [abs(plane - start[1]), abs(end[0] - start[0]), abs(end[1] - plane)]
+            self.turn_ends = np.cumsum([np.ceil(m / (np.pi / 2) * TURN_TICKS)
+                                        for m in moves])
+        frm = start
+        for (to, t1, t0) in zip(self.turn_plan, self.turn_ends,
+                                (0.0, *self.turn_ends[:2]), strict=True):
+            if self.ticks < t1:
+                f = (self.ticks - t0) / (t1 - t0)
+                self.rpy[arm] = np.array([0.0, frm[0] + (to[0] - frm[0]) * f,
+                                          frm[1] + (to[1] - frm[1]) * f])
+                return False
+            frm = to
+        self.rpy[arm] = np.array([0.0, *end])
+        return True
 
     def _flat_turn(self, image: np.ndarray, ee: np.ndarray) -> None:
         """Point down over the cooler (turned there, not on the way: see the pin's
         ``_turn_down``), the grip opened across the cooler's length."""
-        f = min(1.0, self.ticks / TURN_TICKS)
-        self.rpy[self.flat_arm] = np.array([0.0, (np.pi / 2 - FLAT_TILT) * f,
-                                            self.flat_yaw0 * f])
         self._set_grip(self.flat_arm, GRIP_FLAT)
-        if f >= 1.0 and self.ticks > TURN_TICKS + SETTLE_TICKS:
-            self._go('flat_descend')
+        if self._plane_turn(self.flat_arm, (0.0, 0.0), (np.pi / 2 - FLAT_TILT, self.flat_yaw0)) \
+                and self.ticks > self.turn_ends[-1] + SETTLE_TICKS:
+            self._go('flat_descend' if self._flat_turn_xy() is self.flat_c else 'flat_reach')
 
     def _flat_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
         grasp = np.array([*self.flat_c, self.flat_floor + FLAT_GRASP_Z])
@@ -228,10 +270,13 @@ class FlatCard(GpuMotion):
             self._go('flat_stand')
 
     def _flat_stand(self, image: np.ndarray, ee: np.ndarray) -> None:
-        f = min(1.0, self.ticks / TURN_TICKS)
-        self.rpy[self.flat_arm] = np.array([0.0, (np.pi / 2 - FLAT_TILT) * (1.0 - f),
-                                            self.flat_yaw0])
-        if f >= 1.0 and self.ticks > TURN_TICKS + SETTLE_TICKS:
+        """Stand the card up: turn the gripper level (by way of the arm's plane), pointing
+        along the card's edge-to-cooler direction as it lay, or as near to it as the
+        gripper reaches to show the card (pointing -y, the wrist was out of reach)."""
+        end = float(np.clip(self.flat_yaw0, *FLAT_SHOW_YAW[self.flat_arm]))
+        if self._plane_turn(self.flat_arm, (np.pi / 2 - FLAT_TILT, self.flat_yaw0),
+                            (0.0, end)) and self.ticks > self.turn_ends[-1] + SETTLE_TICKS:
+            self.flat_yaw0 = end                # level, the yaw the card stands at
             if self._opening(ee, self.flat_arm) < FLAT_EMPTY:
                 self._fail('fallen: dropped the card while standing it up')
                 return
@@ -269,7 +314,7 @@ class FlatCard(GpuMotion):
         side = getattr(self, 'side', None)
         if side is None:
             return None
-        rows, cols = strip_pixels(hue_mask(side, self.p.fingers_rgb))
+        rows, cols = gold_pixels(side)
         if rows.size < 20:
             return None
         # the gripper as measured (near its reach it lags the commanded yaw by up to 0.1

@@ -40,13 +40,12 @@ from enpire_tasks.arm import (
     PinholeCamera,
     colour_blob,
     home_action,
-    hue_mask,
     lit_pixels,
     principal_axis,
-    strip_pixels,
 )
 from enpire_tasks.gpu_insertion.classic import (
     LYING_PCB_RATIO,
+    gold_pixels,
     lying_ratio,
     on_plane_y,
     standing_cooler_top_z,
@@ -79,6 +78,8 @@ PAD_HALF = 0.008           # the finger pads reach this far below the fingertip 
 IN_SLOT_DZ = 0.004         # a held card's edge this far over the slot's top may be latched
 AT_SLOT_XY = 0.015         # ... with the gripper this close (m) over the slot's grasp point
 HIGH_GRASP = 0.005         # ... and its fingertips this far (m) over the grasp's height: regrasp
+MAX_HIGH = 0.012           # (fingertips higher than this over the grasp hold < 2 mm of cooler)
+SEATED_SHOW = 0.002        # a seated card shows at most this much (m) of its gold fingers
 UPRIGHT_AT_SLOT = 0.004    # (a card seen this close (m) over the slot stands upright in it)
 
 #: A standing card seen this close (m) to its seed's start is left where it is.
@@ -103,6 +104,9 @@ TILT_TOL, MAX_PITCH, PITCH_STEP = 0.03, 0.5, 0.01
 TURNED, UNTURN_STEP = 0.05, 0.02
 #: A right gripper closed to less than this opening may hold the card.
 HELD_OPENING = 0.4
+#: A gripper commanded open reads at least this open (one left by a trial read 0.898 for
+#: 13 s, and the skill waited on 0.9 all that time).
+OPENED = 0.8
 #: The arms farther than this (m) from home may hide the card from the top camera.
 HOME_TOL = 0.02
 #: A card standing on the table is gripped with the fingertip centre this high (m): the pads
@@ -280,7 +284,7 @@ class GpuResetSkill(UpsideDownCard):
         a card gripped in the slot; lifting first pulled it out and dropped it), then both
         arms up, then home, then locate again."""
         self.grip = self.left_grip = GRIP_OPEN
-        if self.goal is None and min(float(ee[6]), float(ee[13])) < 0.9 and \
+        if self.goal is None and min(float(ee[6]), float(ee[13])) < OPENED and \
                 self.ticks < OPEN_TICKS * 3:
             return
         if self.goal is None:
@@ -298,7 +302,7 @@ class GpuResetSkill(UpsideDownCard):
             # open (the card was not seen in the right hand: a trial may have left a
             # gripper closed on nothing, which would read as holding)
             self.grip = self.left_grip = GRIP_OPEN
-        if there and self.ticks > SETTLE_TICKS and min(float(ee[6]), float(ee[13])) > 0.9:
+        if there and self.ticks > SETTLE_TICKS and min(float(ee[6]), float(ee[13])) > OPENED:
             self.looked = True
             self._go('locate')
 
@@ -316,22 +320,40 @@ class GpuResetSkill(UpsideDownCard):
         fingertips, on the plane the grasp puts its top)? Then carry it, and if its edge is
         down at the slot (seated, jammed or on the latch) press the latch and pull it out
         first: lifting a latched card pulls the arm against the hook."""
-        xy = self._card(image, float(ee[9]) - self.grasp_dz + self.p.cooler_top)
+        # how high its edge is: seen by the side camera (its gold fingers) where they are
+        # out of the fixture, else where the nominal grasp puts it (a trial may have left
+        # the card gripped 10-30 mm off the nominal height)
+        seen = self._held_fingers_z(ee)
+        edge_z = None if seen is None else seen[0]
+        nominal_z = float(ee[9]) - self.grasp_dz
+        xy = self._card(image, (nominal_z if edge_z is None else edge_z) + self.p.cooler_top)
         if xy is None or float(np.hypot(*(xy + [GRASP_DX, 0.0] - ee[7:9]))) > 0.012:
             return False
         # by where the gripper is, not the card: a card that turned in the grasp (a trial
         # that pressed it down leaning) is seen off the slot by its lean (7 mm at 9 degrees)
-        # with its edge still latched, and lifting it pulled it out of the fingers
+        # with its edge still latched, and lifting it pulled it out of the fingers. Its
+        # edge is in the slot unless the side camera sees it over the slot's top; without
+        # that view (or where it sees no edge), where the nominal grasp puts it, allowing
+        # for a grasp up to MAX_HIGH high with the view (a seated card gripped 6 mm high
+        # read as out, and lifting it pulled it out of the fingers)
         slot_grip = np.asarray(self.p.slot_xy) + [GRASP_DX, 0.0]
+        if edge_z is None:
+            edge_z = nominal_z - (0.0 if self.side is None else MAX_HIGH)
         at_slot = float(np.hypot(*(ee[7:9] - slot_grip))) < AT_SLOT_XY and \
-            float(ee[9]) < self.p.slot_top_z + self.grasp_dz + IN_SLOT_DZ
+            edge_z < self.p.slot_top_z + IN_SLOT_DZ
         self.goal_grasp = np.array([*self.cmd[:2], self.p.holder_floor_z + self.grasp_dz])
-        upright = float(np.hypot(*(xy - np.asarray(self.p.slot_xy)))) < UPRIGHT_AT_SLOT
-        if at_slot and upright and float(ee[9]) > self.goal_grasp[2] + HIGH_GRASP:
+        # seated: the side camera sees its gold fingers (5.5 mm of them in the slot's 6)
+        # at most SEATED_SHOW over the slot's top (a card seated a little turned in its
+        # plane shows a corner); without that view, upright over the slot
+        if self.side is not None:
+            seated = seen is None or seen[1] < self.p.slot_top_z + SEATED_SHOW
+        else:
+            seated = float(np.hypot(*(xy - np.asarray(self.p.slot_xy)))) < UPRIGHT_AT_SLOT
+        if at_slot and seated and float(ee[9]) > self.goal_grasp[2] + HIGH_GRASP:
             # standing in the slot but held by the cooler's top few mm (a trial pressed it
             # in from a high grasp): that grip slips off as the card is pulled; let go, and
-            # take it as a card standing in the slot (not one leaning in the grasp, which
-            # let go falls over)
+            # take it as a card standing in the slot (not one leaning in the grasp with its
+            # edge out of the slot, which let go falls over)
             return False
         if at_slot:
             self.latched = self.in_hand = True
@@ -339,6 +361,25 @@ class GpuResetSkill(UpsideDownCard):
         else:
             self._go('lift')
         return True
+
+    def _held_fingers_z(self, ee: np.ndarray) -> tuple[float, float] | None:
+        """How high (m) the right gripper's card's gold fingers are seen by the side camera
+        (their lowest and highest rows, on the PCB's plane at the gripper): its bottom edge
+        and 5.5 mm over it where all are out of a fixture, else the fixture's top and what
+        shows over it. None where they are hidden (in a fixture, or out of view) or far
+        from the gripper."""
+        if self.side is None:
+            return None
+        rows, cols = gold_pixels(self.side, 3)
+        if rows.size < 20:
+            return None
+        y = float(ee[8]) - self.p.pcb_half_thickness
+        bottom = on_plane_y(self.side_cam, float(cols.mean()), rows.max() + 0.5, y)
+        top = on_plane_y(self.side_cam, float(cols.mean()), rows.min() - 0.5, y)
+        if not np.all(np.isfinite(bottom)) or not np.all(np.isfinite(top)) or \
+                abs(float(bottom[0]) + GRASP_DX - float(ee[7])) > HELD_TOL * 2:
+            return None
+        return float(bottom[2]), float(top[2])
 
     def _clear(self, image: np.ndarray, ee: np.ndarray) -> None:
         # up first, so that no approach sweeps through the caddy or the connector
@@ -442,7 +483,7 @@ class GpuResetSkill(UpsideDownCard):
         fingers are not in view. Positive: its +x end low."""
         if self.side is None:
             return None
-        rows, cols = strip_pixels(hue_mask(self.side, self.p.fingers_rgb), 3)
+        rows, cols = gold_pixels(self.side, 3)
         if rows.size < 20:
             return None
         y = pcb_y - self.p.pcb_half_thickness
@@ -458,7 +499,7 @@ class GpuResetSkill(UpsideDownCard):
     def _edge_in_side_view(self, pcb_y: float) -> np.ndarray | None:
         """The held card's bottom-edge centre (x, z; world) from the side camera, its PCB in
         the plane ``y = pcb_y``; None when the fingers are not in view or implausible."""
-        rows, cols = strip_pixels(hue_mask(self.side, self.p.fingers_rgb))
+        rows, cols = gold_pixels(self.side)
         if rows.size < 20:
             return None
         y = pcb_y - self.p.pcb_half_thickness
