@@ -156,6 +156,41 @@ def test_the_reset_skill_unplugs_a_seated_card(cell, task) -> None:
     assert res.success, [v.detail for v in res.verdicts]
 
 
+def _ramp(cell, action, arm_slice, target, ticks: int) -> None:
+    """Step the cell with ``action``'s ``arm_slice`` (a fingertip position) moved in a
+    straight line to ``target`` over ``ticks`` (test set-ups: where a trial left the arm)."""
+    start = np.asarray(cell.tcp_poses()['right'][0], dtype=float)
+    for t in range(1, ticks + 1):
+        action[arm_slice] = start + (np.asarray(target) - start) * t / ticks
+        cell.step(action)
+
+
+def test_the_reset_skill_unplugs_a_seated_card_gripped_high(cell, task) -> None:
+    """A trial that ends with the right gripper closed on a seated card's cooler 11 mm over
+    the grasp's height (commanded 14 mm: the arm sags 3): the side camera sees none of its
+    gold fingers over the housing (seated), so the reset lets go and takes it as a card
+    standing in the slot, the latch pressed (read by the gripper's height as out of the
+    slot, it was lifted by that grip with the latch shut and pulled out of the fingers)."""
+    from enpire_tasks.arm import home_action
+    from enpire_tasks.gpu_insertion.geometry import parts
+
+    p = parts()
+    goal = task.goal_pose
+    cell.place(0)
+    cell.set_object((goal[0], goal[1], goal[2] + 0.0002))
+    action = np.asarray(home_action(task), dtype=float)
+    grasp = np.array([goal[0] + 0.006, goal[1], p.holder_floor_z + p.cooler_center[2] + 0.014])
+    _ramp(cell, action, slice(7, 10), grasp + [0.0, 0.0, 0.05], 60)
+    _ramp(cell, action, slice(7, 10), grasp, 40)
+    action[13] = 0.0
+    for _ in range(20):
+        cell.step(action)
+    assert 0.15 < cell.ee_action()[13] < 0.4          # closed on the cooler
+    assert cell.ee_action()[9] > grasp[2] - 0.004       # that high
+    assert abs(cell.object_pose()[2] - goal[2]) < 0.001
+    _reset_to(cell, task, 1)
+
+
 def _quat(axis, angle: float) -> tuple[float, float, float, float]:
     a = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
     return (float(np.cos(angle / 2)), *(float(v) for v in np.sin(angle / 2) * a))
@@ -185,6 +220,10 @@ def _reset_to(cell, task, seed: int) -> None:
     ((0.06, 0.57), 1.9, True, 0.0),       # cooler towards +y (-x): the right arm's
     ((0.03, 0.58), -0.3, False, 0.0),     # cooler on the +x side: the left arm's
     ((-0.09, 0.43), 1.6, True, 0.053),    # on the caddy's top, over the holders
+    # behind the connector, knocked off the slot backwards, its cooler towards the riser:
+    # in the top view only since it moved back and widened (the old one ended at y 0.71);
+    # turned down and stood up over open table, in the arm's plane, short of pointing -y
+    ((0.0, 0.745), -np.pi / 2, True, 0.0),
 ])
 def test_the_reset_skill_stands_up_a_card_lying_flat(cell, task, xy, yaw, face_up,
                                                      floor) -> None:
