@@ -331,31 +331,31 @@ class FlatCard(GpuMotion):
             t = float((tcp + s * point - cam.position) @ point) / float(r @ point)
             return cam.position + t * r
 
-        def depth(r: float, c0: float, c1: float) -> float:
-            """Where along the gripper the row's span is the PCB's width (bisection: the
-            width seen grows with the distance from the camera)."""
+        def depth(p0: np.ndarray, p1: np.ndarray) -> float:
+            """Where along the gripper the image points ``p0``, ``p1`` (u, v) are the strip's
+            length apart (bisection: what a span is grows with the distance from the
+            camera)."""
             lo, hi = -0.01, 0.05
             for _ in range(24):
                 mid_s = (lo + hi) / 2.0
-                wide = float(np.linalg.norm(on_plane(c1, r, mid_s) - on_plane(c0, r, mid_s)))
+                wide = float(np.linalg.norm(on_plane(*p1, mid_s) - on_plane(*p0, mid_s)))
                 if (wide > 2.0 * self.p.fingers_half_length) == toward:
                     lo = mid_s
                 else:
                     hi = mid_s
             return (lo + hi) / 2.0
 
-        # the depth of the fingers' rows: where along the gripper their strip (22 mm, below
-        # everything that could hide part of it) spans what the camera sees, row by row
-        spans = []
-        for r in np.unique(rows):
-            c = cols[rows == r]
-            if c.size >= 5 and c.max() - c.min() + 1 == c.size:
-                spans.append((float(r), float(c.min()) - 0.5, float(c.max()) + 0.5))
-        if len(spans) < 3:
-            return None
-        s_pcb = float(np.median([depth(*sp) for sp in spans]))
-        mid = on_plane((cols.min() + cols.max()) / 2.0, float(rows.mean()), s_pcb)
-        bottom = on_plane(float(cols.mean()), rows.max() + 0.5, s_pcb)
+        # the depth of the fingers' strip (22 mm, below everything that could hide part of
+        # it): where along the gripper its ends, along its axis in the image, are 22 mm
+        # apart (row by row spans read a card hanging turned in its plane, its strip
+        # slanting, as short: the depth hit its 5 cm bound)
+        pts = np.stack([cols, rows], axis=1).astype(np.float64)
+        c, axis = principal_axis(pts)
+        along = (pts - c) @ axis
+        s_pcb = depth(c + axis * (along.min() - 0.5), c + axis * (along.max() + 0.5))
+        mid = on_plane(*c, s_pcb)
+        centre = np.abs(along) < 1.5             # the strip's bottom under its middle
+        bottom = on_plane(float(c[0]), float(rows[centre].max()) + 0.5, s_pcb)
         card_x = -float(self.flat_side) * np.r_[rot90(point[:2]), 0.0]   # see _take_flat
         edge = mid - self.p.fingers_center_x * card_x
         edge[2] = bottom[2] - self.p.fingers_bottom
