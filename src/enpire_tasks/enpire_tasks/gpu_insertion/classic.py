@@ -33,16 +33,20 @@ BACKEND_ID = 'gpu-classic-v1'
 #: PCB-green pixels in the top view beyond this many times a standing card's (its top edge
 #: and the strip beside the cooler) are a card lying flat.
 LYING_PCB_RATIO = 4.0
-#: The gold fingers' least saturation: the side camera's fill light washes the gold of a card
-#: faced square to it out to (255, 255, 166), saturation 0.35, on the hue mask's default
-#: limit (its strip read a third narrow, and the card's depth 4 cm off).
-GOLD_MIN_SATURATION = 0.2
+#: The gold fingers washed out: the side camera's fill light washes the gold of a card faced
+#: square to it out to (255, 255, 166), saturation 0.35, on the hue mask's default limit (its
+#: strip read a third narrow, and the card's depth 4 cm off). Pixels this bright are taken
+#: down to this saturation; only those (the blend of the red cooler and the green PCB along
+#: their border, (165, 160, 120), has a gold hue and saturation 0.27).
+GOLD_WASHED_VALUE, GOLD_WASHED_SATURATION = 0.9, 0.2
 
 
 def gold_pixels(image: np.ndarray, min_per_row: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """The (rows, cols) of the card's gold fingers' strip in ``image``."""
-    return strip_pixels(hue_mask(image, parts().fingers_rgb,
-                                 min_saturation=GOLD_MIN_SATURATION), min_per_row)
+    rgb = parts().fingers_rgb
+    washed = hue_mask(image, rgb, min_saturation=GOLD_WASHED_SATURATION) & \
+        (np.asarray(image).max(axis=-1) > GOLD_WASHED_VALUE * 255.0)
+    return strip_pixels(hue_mask(image, rgb) | washed, min_per_row)
 
 
 def on_plane_y(cam: PinholeCamera, u: float, v: float, y: float) -> np.ndarray:
