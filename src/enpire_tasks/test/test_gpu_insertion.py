@@ -107,3 +107,17 @@ def test_the_plugin_names_only_its_own_task() -> None:
         src = inspect.getsource(mod)
         for banned in ('pin_insertion', 'rclpy', 'enpire_sim'):
             assert f'import {banned}' not in src and f'from {banned}' not in src, banned
+
+
+def test_the_gold_fingers_mask_takes_washed_gold_not_a_red_green_border() -> None:
+    """The side camera's fill light washes the gold of a card faced square to it to
+    (255, 255, 166); the red cooler's border with the green PCB blends to a gold hue at low
+    saturation, (165, 160, 120), and must not read as gold (it put the strip 33 mm high)."""
+    from enpire_tasks.gpu_insertion.classic import gold_pixels
+
+    img = np.zeros((40, 60, 3), dtype=np.uint8)
+    img[5:10, 10:50] = (212, 176, 56)          # gold, as lit
+    img[15:20, 10:50] = (255, 255, 166)        # gold, washed out
+    img[25:27, 10:50] = (165, 160, 120)        # the cooler / PCB border
+    rows, _ = gold_pixels(img)
+    assert set(np.unique(rows).tolist()) == set(range(5, 10)) | set(range(15, 20))
