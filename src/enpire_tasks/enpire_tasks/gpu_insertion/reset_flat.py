@@ -191,14 +191,17 @@ class FlatCard(GpuMotion):
         if self._move(self.flat_arm, np.array([*pos[:2], max(pos[2], FLAT_TURN_Z)]), SPEED):
             self._go('flat_over')
 
+    def _flat_behind(self) -> bool:
+        """Is the cooler behind the connector? The gripper then turns to point down over
+        FLAT_STAND_XY, not over it (stretched out there, the wrist turned down through its
+        singularity the other way round, forearm rolled half a turn, and standing the card
+        up later turned it back mid-way: the arm dived 6 cm into the caddy)."""
+        return float(self.flat_c[1]) > self.p.slot_xy[1]
+
     def _flat_turn_xy(self) -> np.ndarray:
-        """Where the gripper turns to point down: over the cooler, or for one behind the
-        connector over FLAT_STAND_XY (stretched out there, the wrist turned down through
-        its singularity the other way round, forearm rolled half a turn, and standing the
-        card up later turned it back mid-way: the arm dived 6 cm into the caddy)."""
-        if float(self.flat_c[1]) > self.p.slot_xy[1]:
-            return np.asarray(FLAT_STAND_XY, dtype=np.float64)
-        return self.flat_c
+        """Where the gripper turns to point down (see :meth:`_flat_behind`)."""
+        return np.asarray(FLAT_STAND_XY, dtype=np.float64) if self._flat_behind() \
+            else self.flat_c
 
     def _flat_over(self, image: np.ndarray, ee: np.ndarray) -> None:
         self._other_home_of(self.flat_arm, SPEED)
@@ -245,7 +248,7 @@ class FlatCard(GpuMotion):
         self._set_grip(self.flat_arm, GRIP_FLAT)
         if self._plane_turn(self.flat_arm, (0.0, 0.0), (np.pi / 2 - FLAT_TILT, self.flat_yaw0)) \
                 and self.ticks > self.turn_ends[-1] + SETTLE_TICKS:
-            self._go('flat_descend' if self._flat_turn_xy() is self.flat_c else 'flat_reach')
+            self._go('flat_reach' if self._flat_behind() else 'flat_descend')
 
     def _flat_descend(self, image: np.ndarray, ee: np.ndarray) -> None:
         grasp = np.array([*self.flat_c, self.flat_floor + FLAT_GRASP_Z])
