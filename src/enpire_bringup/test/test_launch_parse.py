@@ -264,3 +264,42 @@ def test_the_workspace_launch_folder_is_not_mistaken_for_the_launch_library(tmp_
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     assert choose_runner(False, which=lambda exe: '/usr/bin/ros2') == EMBEDDED
+
+
+def test_up_refuses_before_starting_anything_when_a_node_name_is_taken(
+        tmp_path, index, monkeypatch):
+    """Every taken name is reported and no node starts (no half-started second cell)."""
+    import io
+    import os
+
+    from enpire_bringup.launcher import supervisor
+    from enpire_common.claims import claim_node_name
+
+    monkeypatch.setenv('TMPDIR', str(tmp_path))     # claims live under the temp dir
+    monkeypatch.setenv('ROS_DOMAIN_ID', '57')
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', None)
+    f = write(tmp_path, 'cell.launch.yaml', """\
+        launch:
+        - node: {pkg: demo_pkg, exec: talker, name: talker, namespace: cell_9}
+        - node: {pkg: demo_pkg, exec: listener, name: listener, namespace: cell_9}
+        - node: {pkg: other_pkg, exec: tool, name: tool, namespace: cell_9}
+        """)
+    fds = [claim_node_name('/cell_9/talker'), claim_node_name('/cell_9/tool')]
+    started = []
+    monkeypatch.setattr(supervisor.Supervisor, 'run', lambda self: started.append(1) or 0)
+    try:
+        out = io.StringIO()
+        rc = up(str(f), [], embedded=True, out=out, index=index)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    text = out.getvalue()
+    assert rc == 1 and not started, text
+    assert f'node /cell_9/talker already runs on this host on ROS_DOMAIN_ID=57 (pid ' \
+           f'{os.getpid()})' in text
+    assert 'node /cell_9/tool already runs on this host' in text
+    assert '/cell_9/listener' not in text
+    assert '2 of its node name(s) are taken' in text
+    # Once the holders are gone the same file starts.
+    assert up(str(f), [], embedded=True, out=io.StringIO(), index=index) == 0 and started

@@ -87,10 +87,10 @@ def claim_node_name(fq_name: str) -> int | None:
     return fd
 
 
-def claimed_by(fq_name: str) -> int | None:
+def claimed_by(fq_name: str, domain: str | None = None) -> int | None:
     """The pid holding ``fq_name`` on this host and domain (0 if unknown), else None."""
     try:
-        fd = os.open(claim_path(fq_name), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(claim_path(fq_name, domain), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:

@@ -61,6 +61,24 @@ def describe(plan: LaunchPlan) -> str:
     return '\n'.join(lines)
 
 
+def names_taken(plan: LaunchPlan) -> list[str]:
+    """One refusal message per node of ``plan`` whose name a live process on this host holds.
+
+    Its nodes inherit this process's environment (plus their own ``env``), so that is where
+    their ROS domain comes from.
+    """
+    from enpire_common.claims import NameTakenError, claimed_by
+
+    base = os.environ
+    taken = []
+    for node in plan.nodes:
+        domain = dict(node.env).get('ROS_DOMAIN_ID', base.get('ROS_DOMAIN_ID', '0')).strip()
+        pid = claimed_by(node.fqn, domain or '0')
+        if pid is not None:
+            taken.append(str(NameTakenError(node.fqn, pid or None, domain or '0')))
+    return taken
+
+
 def up(file: str, args: Sequence[str], *, embedded: bool = False, print_only: bool = False,
        out: IO[str] | None = None, index: PackageIndex | None = None,
        env: Mapping[str, str] | None = None, log_dir: str | None = None,
@@ -83,6 +101,17 @@ def up(file: str, args: Sequence[str], *, embedded: bool = False, print_only: bo
         return 0
     from enpire_bringup.launcher.supervisor import Supervisor
     from enpire_common.dds import remove_stale_shm_segments
+
+    taken = names_taken(plan)
+    if taken:
+        # Refuse before anything starts: a half-started second cell would only race the
+        # running one's nodes for their names, and which node noticed first would decide
+        # the message.
+        for message in taken:
+            print(f'[enpire] {message}', file=out, flush=True)
+        print(f'[enpire] refusing to start {file}: {len(taken)} of its node name(s) are taken',
+              file=out, flush=True)
+        return 1
 
     # Every SIGKILLed or crashed DDS process of earlier runs left its shared-memory segment
     # resident in RAM; a cell start is the natural moment to give it back.
