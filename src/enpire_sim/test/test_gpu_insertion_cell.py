@@ -283,3 +283,29 @@ def test_a_reset_first_takes_a_flipped_wrist_home_in_joint_space(cell, task) -> 
     assert np.linalg.norm(cell.tcp_poses()['right'][0] - tcp_before) < 0.01
     _reset_to(cell, task, 2)
     assert abs(d.joint('vx300s_right/forearm_roll').qpos[0]) < 1.0
+
+
+def test_a_part_wedged_before_the_reset_does_not_trip_it_and_a_new_wedge_does(
+        cell, task, monkeypatch) -> None:
+    """A card the trial jammed askew into the slot presses on it with the jam's force
+    (thousands of newtons of penetration in simulation) until it is worked loose. No robot
+    sensor feels that and the reset did not cause it: it does not trip the reset's envelope.
+    The same force appearing while the reset runs is its doing, and trips it."""
+    from enpire_common.errors import ResetFailedError
+    from enpire_sim.core.arm.sim import Contact
+
+    jam = Contact(('slot_wall_yn', 'card_pcb'), ('card', 'connector'), 2500.0)
+    real = type(cell.sim).contacts
+    calls = {'n': 0, 'from': 0}
+
+    def contacts(self=cell.sim):
+        calls['n'] += 1
+        return real(self) + ([jam] if calls['n'] > calls['from'] else [])
+
+    monkeypatch.setattr(cell.sim, 'contacts', contacts)
+    cell.place(0)
+    _reset_to(cell, task, 1)                 # jammed from the start: not the reset's doing
+    cell.place(0)
+    calls.update(n=0, **{'from': 40})        # jammed under way
+    with pytest.raises(ResetFailedError, match='FORCE: 2500.0 N between card and connector'):
+        cell.robot_place(1, 'start')

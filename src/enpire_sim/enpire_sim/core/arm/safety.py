@@ -33,6 +33,19 @@ class ArmEnvelope:
 class Violation:
     kind: str
     detail: str
+    bodies: tuple[str, ...] = ()          # a contact's two bodies (FORCE, COLLISION)
+    force: float = 0.0                    # its normal force (N)
+
+    @property
+    def robot_free(self) -> bool:
+        """A contact between two bodies of which neither is the robot's (a part wedged in
+        a fixture): a real cell feels nothing of it."""
+        return bool(self.bodies) and not any(is_robot_body(b) for b in self.bodies)
+
+
+def is_robot_body(name: str) -> bool:
+    """Whether ``name`` is a body of one of the arms (links, gripper, fingers)."""
+    return any(name.startswith(f'vx300s_{arm}/') for arm in ARMS)
 
 
 def check(sim: ArmSim, env: ArmEnvelope) -> list[Violation]:
@@ -56,8 +69,10 @@ def check(sim: ArmSim, env: ArmEnvelope) -> list[Violation]:
     for c in sim.contacts():
         if c.force > env.max_contact_force:
             out.append(Violation('FORCE', f'{c.force:.1f} N between {c.bodies[0]} and '
-                                          f'{c.bodies[1]} (limit {env.max_contact_force:g} N)'))
+                                          f'{c.bodies[1]} (limit {env.max_contact_force:g} N)',
+                                 c.bodies, c.force))
         if env.table_geom in c.geoms and any('finger' in b or 'gripper' in b
                                              for b in c.bodies):
-            out.append(Violation('COLLISION', f'the gripper touches the table ({c.bodies})'))
+            out.append(Violation('COLLISION', f'the gripper touches the table ({c.bodies})',
+                                 c.bodies, c.force))
     return out
