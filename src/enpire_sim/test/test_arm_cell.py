@@ -4,6 +4,7 @@ classic pin verifier against simulator truth."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +180,22 @@ def test_the_robot_takes_a_seated_pin_back_to_its_seed_slot(cell, task) -> None:
     res = _judge(task, cell, 'reset', start_pose(3))
     assert res.success, [v.detail for v in res.verdicts]
     assert np.allclose(cell.ee_action()[7:10], arm_home(task)[7:10], atol=0.02)   # back home
+
+
+def test_a_pin_let_go_wedged_high_in_its_slot_is_pressed_down(cell, task) -> None:
+    """A trial's end (seed 65 of ``benchmarks/resets.py --task pin_insertion``, saved with
+    ``--save-failed``) from which the reset let go of the pin with its tip wedged 12 mm up in
+    its slot: it slid up in the grip where its tip met the lead-in off the axis. The
+    verifier read it 12 mm off (parallax) three attempts running. After letting go the
+    closed fingers press its head down: seated, and verified."""
+    from enpire_tasks.pin_insertion.geometry import start_pose
+
+    cell.set_sim_state(np.load(Path(__file__).parent / 'data' / 'pin_trial_end_seed65.npy'))
+    gt, method = cell.robot_place(65, 'start')
+    assert method == 'robot'
+    assert gt.object_pose[2] < start_pose(65)[2] + 0.001           # its tip on the floor
+    res = _judge(task, cell, 'reset', start_pose(65))
+    assert res.success, [v.detail for v in res.verdicts]
 
 
 def test_the_reset_skill_measures_a_pin_jammed_in_the_hole_from_the_side(cell, task) -> None:

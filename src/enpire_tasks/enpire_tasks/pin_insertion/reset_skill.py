@@ -73,6 +73,11 @@ FALLEN_AREA_RATIO = 2.5
 LYING_LENGTH = 2.0
 #: A pin seen this far (m) from where the gripper carries it is not in the gripper.
 LOST = 0.012
+#: Pressing a pin's head into its slot after letting go (see ``_press_over``): the closed
+#: fingertips this far (m) past the head's centre along the approach, from PRESS_OVER_Z (m;
+#: above a pin wedged 12 mm high) down to PRESS_FINGER_DZ (m) over a seated head's top
+#: (the fingers' underside is ~8 mm below the fingertip centre).
+PRESS_PAST, PRESS_OVER_Z, PRESS_FINGER_DZ = 0.003, 0.085, 0.008
 #: A standing pin seen this close to the hole (m; read on the plane of a pin in a slot, which
 #: is off by parallax for one jammed high in the hole) stands in the hole.
 NEAR_HOLE = 0.02
@@ -324,6 +329,25 @@ class PinResetSkill(PinDown):
         if self.goal is None:
             self.goal = self.cmd - PREGRASP_DX * np.r_[self.approach, 0.0]
         if self._toward(self.goal, SLOW):
+            self._go('press_over' if self.stage == 'start' else 'rise')
+
+    def _press_over(self, image: np.ndarray, ee: np.ndarray) -> None:
+        """Up, the fingers closed, and in over the pin's head: a pin let go in its slot can
+        stay wedged up to 12 mm high (its tip met the slot's lead-in off the axis, and it
+        slid up in the grip rather than in; the verifier then reads it 1-3 cm off by
+        parallax). Its head is pressed down; one that went in meets the fingers only as
+        they stop."""
+        self.grip = GRIP_CLOSED
+        over = np.array([*(self.target[:2] + PRESS_PAST * self.approach), PRESS_OVER_Z])
+        if self._via([np.array([*self.cmd[:2], PRESS_OVER_Z]), over], SLOW) and \
+                self.ticks > CLOSE_TICKS:
+            self._go('press')
+
+    def _press(self, image: np.ndarray, ee: np.ndarray) -> None:
+        seated = self.target[2] + self.p.pin_length + PRESS_FINGER_DZ
+        if self._toward(np.array([*self.cmd[:2], seated]), INSERT / 2) and \
+                self.ticks > SETTLE_TICKS:
+            self.grip = GRIP_OPEN
             self._go('rise')
 
     def _rise(self, image: np.ndarray, ee: np.ndarray) -> None:
