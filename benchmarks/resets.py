@@ -17,6 +17,12 @@ failed round's last attempt: the skill gave up with its reason, the envelope tri
 start it left did not verify, with the verifier's reason).
 
     python benchmarks/resets.py --task pin_insertion --resets 200
+    python benchmarks/resets.py --task pin_insertion --resets 200 --save-failed fails/
+    python benchmarks/resets.py --task pin_insertion --replay fails/     # a fix, on those
+
+``--replay DIR`` runs one reset (the same procedure) from each state saved by
+``--save-failed`` instead of after a baseline trial: a fix checked on exactly the trial ends
+that failed, in seconds, before the full run.
 """
 
 from __future__ import annotations
@@ -117,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                     help='save the simulator state each failed reset started from, as '
                          'DIR/seed_<seed>.npy (MuJoCo integration state), to replay it with '
                          'ArmCell.set_sim_state')
+    ap.add_argument('--replay', type=Path, default=None, metavar='DIR',
+                    help='reset from each DIR/seed_<seed>.npy saved by --save-failed (no '
+                         'baseline trials; --resets, --seed and --episode-steps unused)')
     ap.add_argument('--jitter-m', type=float, default=0.002,
                     help='sigma of noise on the baseline\'s gripper positions (m), seeded per '
                          'round, so that the trials end in varied states (0: as scripted)')
@@ -135,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     from enpire_sim.core.arm.cell import ArmCell
 
     task = load_task(args.task)
+    saved: list[tuple[int, Path]] = []
+    if args.replay is not None:
+        saved = sorted((int(f.stem.split('_', 1)[1]), f) for f in args.replay.glob('seed_*.npy')
+                       if f.stem.split('_', 1)[1].isdigit())
+        if not saved:
+            print(f'resets.py: no seed_<seed>.npy states in {args.replay}', file=sys.stderr)
+            return 2
+        args.resets, args.episode_steps = len(saved), 0
     if args.episode_steps is None:
         args.episode_steps = int(task.max_steps)
     cell = ArmCell(task)
@@ -154,7 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     cell.place(args.seed)
     for i in range(args.resets):
         seed = args.seed + i + 1
-        if policy is not None:                   # a trial's worth of disturbance
+        if saved:                                # a saved trial end
+            seed = saved[i][0]
+            try:
+                cell.set_sim_state(np.load(saved[i][1]))
+            except (OSError, ValueError, EnpireError) as exc:
+                print(f'[{i + 1}/{args.resets}] {saved[i][1]}: not a state of this scene '
+                      f'({exc})', file=sys.stderr)
+                outcomes['unreadable saved state'] += 1
+                used[0] += 1
+                continue
+        elif policy is not None:                 # a trial's worth of disturbance
             policy.reset(seed)
             rng = np.random.default_rng(seed)
             arm_xyz = np.r_[0:3, 7:10]
@@ -203,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
               f'{sim_s[-1]:.1f} s sim, {wall_s[-1]:.1f} s wall) | verified {ok}/{i + 1}',
               file=sys.stderr)
     cell.close()
-    pct = lambda xs, q: round(float(np.percentile(xs, q)), 2)  # noqa: E731
+    pct = lambda xs, q: round(float(np.percentile(xs, q)), 2) if xs else None  # noqa: E731
     out = {'task': task.name, 'resets': args.resets, 'verified': ok,
            'success_rate': round(ok / max(1, args.resets), 4),
            'first_attempt_rate': round(first / max(1, args.resets), 4),
@@ -213,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
            'reset_wall_s': {'p50': pct(wall_s, 50), 'p95': pct(wall_s, 95)},
            'causes': dict(outcomes.most_common()), 'control_rate_hz': rate,
            'episode_steps_before_each': args.episode_steps, 'jitter_m': args.jitter_m}
+    if saved:
+        out['replayed_from'] = str(args.replay)
     print(json.dumps(out, indent=2))
     return 0
 

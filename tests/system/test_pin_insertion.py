@@ -70,3 +70,23 @@ def test_trial_run_records_every_camera_the_arms_and_the_safety_layer(tmp_path) 
     record = json.loads((Path(trial['record_dir']) / 'trial.json').read_text())
     assert record['reset']['stage'] == 'pre_insertion' and record['reset']['method'] == 'robot'
     assert trial['outcome'] == 'failure'    # held, not inserted: the hold policy does nothing
+
+
+def test_the_reset_benchmark_replays_saved_trial_ends(tmp_path) -> None:
+    """``benchmarks/resets.py --replay DIR`` resets from each state ``--save-failed`` wrote
+    (here the pin wedged in its slot of seed 65) and names a file that is not one."""
+    saved = tmp_path / 'fails'
+    saved.mkdir()
+    state = ROOT / 'src' / 'enpire_sim' / 'test' / 'data' / 'pin_trial_end_seed65.npy'
+    (saved / 'seed_65.npy').write_bytes(state.read_bytes())
+    (saved / 'seed_7.npy').write_text('not a state')
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'resets.py'), '--task', 'pin_insertion',
+         '--replay', str(saved)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out['resets'] == 2 and out['verified'] == 1, out
+    assert out['causes'] == {'verified': 1, 'unreadable saved state': 1}, out
+    assert 'seed_7.npy: not a state of this scene' in proc.stderr
+    assert 'seed 65: verified' in proc.stderr
