@@ -140,6 +140,8 @@ class ArmCell:
         self.step_count = 0
         #: The envelope's violations of the last tick (empty: none).
         self.violations: list[Violation] = []
+        #: During a robot reset: the part pairs a trial left wedged (see robot_place).
+        self._wedged: set[frozenset[str]] = set()
         self._obj_adr = self._object_qpos_adr()
         self._act_index = self._actuator_index()
         self._targets = self.sim.targets()
@@ -352,17 +354,30 @@ class ArmCell:
         # loose. No robot sensor feels that force and the reset did not cause it: the robot's
         # own contacts are what is limited. Once the jam lets go, its pair is checked again.
         found = check(self.sim, self.envelope)
-        wedged = {frozenset(v.bodies) for v in found if v.kind == 'FORCE' and v.robot_free}
-        before = {v.kind for v in found if not (v.kind == 'FORCE' and v.robot_free)}
+        self._wedged = {frozenset(v.bodies) for v in found if v.kind == 'FORCE' and v.robot_free}
+        before = {v.kind for v in found if not self._exempt(v)}
         if before & CONTACT_KINDS:          # a touch and its force come and go together
             before |= CONTACT_KINDS
+        recover_ticks = round(RECOVER_S * self.task.action.rate_hz)
 
         def caused(v: Violation, tick: int) -> bool:
-            if v.kind == 'FORCE' and v.robot_free and frozenset(v.bodies) in wedged:
-                return False
-            return tick >= recover_ticks or v.kind not in before
+            return not self._exempt(v) and (tick >= recover_ticks or v.kind not in before)
 
-        recover_ticks = round(RECOVER_S * self.task.action.rate_hz)
+        try:
+            return self._run_skill(skill, seed, max_ticks, caused, on_tick)
+        finally:
+            self._wedged = set()
+
+    def _exempt(self, v: Violation) -> bool:
+        """Is ``v`` the force of a part the trial left wedged (see :meth:`robot_place`)?"""
+        return v.kind == 'FORCE' and v.robot_free and frozenset(v.bodies) in self._wedged
+
+    def _run_skill(self, skill: Any, seed: int, max_ticks: int, caused: Any,
+                   on_tick: Any) -> tuple[GroundTruth, str]:
+        """:meth:`robot_place`'s loop: ``skill`` until done, failed or ``max_ticks``;
+        ``caused(violation, tick)`` says which violations end it."""
+        from enpire_common.errors import ResetFailedError
+
         self._unflip(on_tick)
         refused = 0
         for tick in range(max_ticks):
@@ -385,7 +400,7 @@ class ArmCell:
                     raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
                         from None
                 self.hold()
-            wedged &= {frozenset(v.bodies) for v in self.violations if v.kind == 'FORCE'}
+            self._wedged &= {frozenset(v.bodies) for v in self.violations if v.kind == 'FORCE'}
             if violations := [v for v in self.violations if caused(v, tick)]:
                 raise ResetFailedError(f'the reset tripped the safety envelope: '
                                        f'{violations[0].kind}: {violations[0].detail}')
@@ -461,7 +476,7 @@ class ArmCell:
                 self._ticked()
                 if on_tick is not None:
                     on_tick()
-                if self.violations:
+                if any(not self._exempt(v) for v in self.violations):
                     self.hold()
                     return False
         return True
