@@ -112,13 +112,12 @@ HOME_TOL = 0.02
 #: A card standing on the table is gripped with the fingertip centre this high (m): the pads
 #: (16 mm) over the riser's top (40 mm) when the card leans on it.
 TABLE_GRASP_Z = 0.049
-#: ... and approached with the gripper this far open (~19 mm, 2.4 mm each side of the
-#: cooler): wide open (68 mm) the far pad sweeps through the connector's housing beside it;
-#: at 21 mm (0.35) it still met the housing's side for a card standing flush against the
-#: riser's back, the arm sagging 1.6 mm towards it on the way in (seed 77 of the reset
-#: benchmark); at 17 mm (0.30) a pad met the cooler's end and pushed the card away. The
-#: margin is small both ways: a wider one needs a grasp line biased away from the housing.
-GRIP_NARROW = 0.32
+#: ... and approached with the gripper this far open (21 mm): wide open (68 mm) the far pad
+#: sweeps through the connector's housing beside it. (A card standing flush on the riser's
+#: back still meets the housing's side with its near pad, the arm sagging 1.6 mm towards it
+#: on the way in: 19 mm clears that, but pushed other cards away with a pad; the margin is
+#: small both ways, and the fix is a grasp line biased away from the housing.)
+GRIP_NARROW = 0.35
 #: A held card seen farther than this (m) from the gripper is not the one in the gripper;
 #: one alignment correction moves the gripper at most MAX_CORRECTION (m).
 HELD_TOL, MAX_CORRECTION = 0.012, 0.003

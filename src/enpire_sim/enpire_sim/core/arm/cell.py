@@ -352,7 +352,9 @@ class ArmCell:
         # it with whatever force the jam holds (in simulation thousands of newtons of
         # penetration), for as long as it stays jammed, and more while the robot works it
         # loose. No robot sensor feels that force and the reset did not cause it: the robot's
-        # own contacts are what is limited. Once the jam lets go, its pair is checked again.
+        # own contacts are what is limited. Once the parts part, their pair is checked again
+        # (not when the force dips under the limit: a jam's force swings round it, and a
+        # swing back over it tripped a reset that the 1.5 s allowance had let through).
         found = check(self.sim, self.envelope)
         self._wedged = {frozenset(v.bodies) for v in found if v.kind == 'FORCE' and v.robot_free}
         before = {v.kind for v in found if not self._exempt(v)}
@@ -400,7 +402,8 @@ class ArmCell:
                     raise ResetFailedError(f'the reset skill sent a refused command: {exc}') \
                         from None
                 self.hold()
-            self._wedged &= {frozenset(v.bodies) for v in self.violations if v.kind == 'FORCE'}
+            if self._wedged:            # exempt while the parts stay in contact at all
+                self._wedged &= {frozenset(c.bodies) for c in self.sim.contacts()}
             if violations := [v for v in self.violations if caused(v, tick)]:
                 raise ResetFailedError(f'the reset tripped the safety envelope: '
                                        f'{violations[0].kind}: {violations[0].detail}')
