@@ -34,7 +34,6 @@ class Violation:
     kind: str
     detail: str
     bodies: tuple[str, ...] = ()          # a contact's two bodies (FORCE, COLLISION)
-    force: float = 0.0                    # its normal force (N)
 
     @property
     def robot_free(self) -> bool:
@@ -70,9 +69,9 @@ def check(sim: ArmSim, env: ArmEnvelope) -> list[Violation]:
         if c.force > env.max_contact_force:
             out.append(Violation('FORCE', f'{c.force:.1f} N between {c.bodies[0]} and '
                                           f'{c.bodies[1]} (limit {env.max_contact_force:g} N)',
-                                 c.bodies, c.force))
+                                 c.bodies))
         if env.table_geom in c.geoms and any('finger' in b or 'gripper' in b
                                              for b in c.bodies):
             out.append(Violation('COLLISION', f'the gripper touches the table ({c.bodies})',
-                                 c.bodies, c.force))
+                                 c.bodies))
     return out
