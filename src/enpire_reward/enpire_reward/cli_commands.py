@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc = sub.add_parser('crosscheck',
                         help='compare vision scores with simulator ground truth')
     cc.add_argument('--task', default=DEFAULT_TASK)
-    cc.add_argument('--backend', default='', help="verifier backend (default: the task's)")
+    cc.add_argument('--backend', default='',
+                    help="verifier backend, or a comma list judged side by side on the same "
+                         "images (default: the task's)")
     cc.add_argument('--states', type=int, default=500)
     cc.add_argument('--seed', type=int, default=0)
     cc.add_argument('--near-goal-noise', choices=('wide', 'tight'), default='wide',
@@ -25,6 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cc.add_argument('--renderer', default=None,
                     help="the sim cell's camera.renderer (default: the cell's default, area); "
                          "the view's camera model follows it (gym-pusht -> gym-pusht-pygame)")
+    cc.add_argument('--camera', choices=('sim', 'real'), default='sim',
+                    help="'sim' (default): the views' own camera models (a forward model of "
+                         "the sim's renderer, exact on its renders); 'real': no forward model, "
+                         'as on a real camera, and every perturbation kind (--perturb)')
+    cc.add_argument('--perturb', default=None, metavar='KINDS',
+                    help='camera perturbations applied to the images first: a comma list of '
+                         "clean, noise, blur, exposure, jpeg, all; or 'all-kinds' (default: "
+                         "'clean' with --camera sim, 'all-kinds' with --camera real)")
     cc.set_defaults(func=_crosscheck, text=_crosscheck_text)
     bk = sub.add_parser('backends', help='list verifier backends')
     bk.set_defaults(func=_backends, text=_backends_text)
@@ -34,46 +44,68 @@ def _crosscheck(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.errors import ConfigError
     from enpire_common.tasks import load_task
     from enpire_reward.core import make_verifier
-    from enpire_reward.core.crosscheck import cell_renderer, crosscheck
+    from enpire_reward.core.crosscheck import cell_renderer, crosscheck_matrix
     from enpire_tasks.camera_models import (
+        CAMERA_MODEL_NONE,
         camera_model_for_renderer,
         camera_model_renderers,
         view_camera_model_name,
         with_camera_model,
     )
+    from enpire_tasks.sensor import perturbation_kinds
 
     if args.states < 1:
         raise ConfigError(f'--states={args.states} is invalid: must be >= 1')
     task = load_task(args.task)
     renderer = cell_renderer(args.renderer, task)
-    # The verifier judges the images of this renderer with the matching camera model (the
-    # task's own models: another task's renderers never enter).
     model_renderers = camera_model_renderers(task)
     for name in task.views:
+        if args.camera == 'real':
+            # a real camera has no forward model: the backends judge the images alone
+            task = with_camera_model(task, name, CAMERA_MODEL_NONE)
+            continue
+        # The verifier judges the images of this renderer with the matching camera model (the
+        # task's own models: another task's renderers never enter).
         model = view_camera_model_name(task, name)
         if model in model_renderers and model_renderers[model] != renderer:
             task = with_camera_model(task, name, camera_model_for_renderer(renderer, task))
-    verifier = make_verifier(args.backend, task)
+    kinds = perturbation_kinds(args.perturb if args.perturb is not None else
+                               ('all-kinds' if args.camera == 'real' else 'clean'))
+    backends = [b.strip() for b in args.backend.split(',')] if args.backend else ['']
+    verifiers = [make_verifier(b, task) for b in backends]
 
     def progress(i: int, n: int) -> None:
         if not args.json and (i % 25 == 0 or i == n):
             print(f'  {i}/{n} states', file=sys.stderr)
 
-    rep = crosscheck(verifier, task, args.states, seed=args.seed, progress=progress,
-                     near_goal_noise=args.near_goal_noise, renderer=renderer)
-    # NaN (not computed) is not JSON: null.
-    return {'ok': rep.meets_targets(),
-            **{k: (None if isinstance(v, float) and math.isnan(v) else v)
-               for k, v in rep.to_dict().items()}}
+    matrix = crosscheck_matrix(verifiers, task, args.states, seed=args.seed,
+                               perturbations=kinds, progress=progress,
+                               near_goal_noise=args.near_goal_noise, renderer=renderer)
+    reports = [rep for per_kind in matrix.values() for rep in per_kind.values()]
+
+    def plain(rep: Any) -> dict[str, Any]:   # NaN (not computed) is not JSON: null
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in rep.to_dict().items()}
+
+    out: dict[str, Any] = {'ok': all(r.meets_targets() for r in reports),
+                           'camera': args.camera, 'task': task.name}
+    if len(reports) == 1:       # one backend, one kind: its report's fields at the top
+        out.update(plain(reports[0]))
+    else:
+        out['reports'] = [{'ok': r.meets_targets(), **plain(r)} for r in reports]
+    return out
 
 
 def _crosscheck_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    if 'reports' in out:
+        return _crosscheck_table(out)
     from types import SimpleNamespace
 
     # The report's fields; null (not computed) is nan again.
     rep = SimpleNamespace(**{k: float('nan') if v is None else v for k, v in out.items()})
     lines = [f'{rep.states} states ({rep.positives} solved), backend {rep.backend}, '
-             f'renderer {rep.renderer}',
+             f'renderer {rep.renderer or "-"}, camera {rep.camera}'
+             + ('' if rep.perturbation == 'clean' else f', perturbation {rep.perturbation}'),
              f'score MAE {rep.score_mae:.4f} (max {rep.score_max_error:.4f})',
              f'label agreement {rep.label_agreement:.2%}, FPR {rep.false_positive_rate:.2%} '
              f'({rep.false_positives}), FNR {rep.false_negative_rate:.2%} '
@@ -90,6 +122,24 @@ def _crosscheck_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
                  f'{rep.latency_p95_s * 1e3:.2f} ms, p99 {rep.latency_p99_s * 1e3:.2f} ms')
     lines.append('targets met' if out['ok'] else 'targets NOT met (agreement >= 99%, '
                  'FPR <= 0.5%, MAE <= 0.02)')
+    return '\n'.join(lines)
+
+
+def _crosscheck_table(out: dict[str, Any]) -> str:
+    """Backends x perturbations, one row each: the side-by-side report."""
+    reps = out['reports']
+    first = reps[0]
+    lines = [f"{out['task']}: {first['states']} states ({first['positives']} solved), "
+             f"camera {out['camera']}, renderer {first['renderer'] or '-'}",
+             f"{'backend':<16} {'perturbation':<12} {'agree':>7} {'FPR':>6} {'FNR':>6} "
+             f"{'MAE':>7} {'p95 ms':>7}  targets"]
+    for r in reps:
+        lines.append(f"{r['backend']:<16} {r['perturbation']:<12} "
+                     f"{r['label_agreement']:>7.2%} {r['false_positive_rate']:>6.2%} "
+                     f"{r['false_negative_rate']:>6.2%} {r['score_mae']:>7.4f} "
+                     f"{r['latency_p95_s'] * 1e3:>7.1f}  {'met' if r['ok'] else 'NOT met'}")
+    lines.append('all targets met' if out['ok'] else 'targets NOT met everywhere (agreement '
+                 '>= 99%, FPR <= 0.5%, MAE <= 0.02)')
     return '\n'.join(lines)
 
 

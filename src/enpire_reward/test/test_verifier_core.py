@@ -132,3 +132,29 @@ def test_backends_come_from_the_task_plugin_then_the_generic_ones(task):
     assert list(available_backends('no_such_task')) == ['yolo', 'sam2']
     with pytest.raises(UnknownNameError, match="unknown verifier backend 'opencv-v1'"):
         make_verifier('opencv-v1', dataclasses.replace(task, name='no_such_task'))
+
+
+def test_crosscheck_matrix_judges_every_kind_on_the_same_states(verifier, task):
+    """The perturbation kinds see the same states (the same positives); 'clean' is exactly
+    the plain crosscheck; each perturbed kind sees other pixels than clean."""
+    from enpire_reward.core.crosscheck import crosscheck_matrix
+
+    out = crosscheck_matrix([verifier], task, 12, seed=4,
+                            perturbations=('clean', 'noise', 'jpeg'))
+    reps = out['opencv-v1']
+    assert list(reps) == ['clean', 'noise', 'jpeg']
+    assert {r.positives for r in reps.values()} == {reps['clean'].positives}
+    plain = crosscheck(verifier, task, 12, seed=4)
+    assert reps['clean'].score_mae == pytest.approx(plain.score_mae, abs=1e-9)
+    assert reps['clean'].label_agreement == plain.label_agreement
+    assert reps['noise'].perturbation == 'noise'
+    assert reps['noise'].score_mae != reps['clean'].score_mae      # the noise reached it
+
+
+def test_crosscheck_matrix_refuses_a_backend_twice_and_unknown_kinds(verifier, task):
+    from enpire_reward.core.crosscheck import crosscheck_matrix
+
+    with pytest.raises(ConfigError, match='named twice'):
+        crosscheck_matrix([verifier, verifier], task, 1)
+    with pytest.raises(UnknownNameError, match='camera perturbation'):
+        crosscheck_matrix([verifier], task, 1, perturbations=('fog',))

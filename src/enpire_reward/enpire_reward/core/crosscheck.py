@@ -9,8 +9,9 @@ verifier sees the images alone and its scores and labels are compared with the t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ class CrossCheckReport:
     apart (Push-T: ``gym-pusht`` draws the T from its corners rounded to whole pixels, see
     its plugin's ``crosscheck.ideal_verdict``). ``nan`` / -1 when not computed:
     for the other renderers (Push-T's default ``area``) the ideal is the ground truth itself.
-    ``renderer``: the sim cell renderer that drew the images.
+    ``renderer``: the sim cell renderer that drew the images; ``perturbation``: what a
+    camera did to them before the verifier saw them (:data:`enpire_tasks.sensor.PERTURBATIONS`).
     """
 
     states: int
@@ -53,6 +55,7 @@ class CrossCheckReport:
     ideal_false_positives: int = -1
     ideal_false_negatives: int = -1
     renderer: str = ''
+    perturbation: str = 'clean'
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,55 +117,112 @@ def sample_states(task: TaskSpec, n: int, seed: int = 0, near_goal_frac: float =
         cell.close()
 
 
+class _Tally:
+    """The running counts of one (backend, perturbation) cell of a crosscheck."""
+
+    def __init__(self, ideal_applies: bool) -> None:
+        self.ideal_applies = ideal_applies
+        self.errors: list[float] = []
+        self.lat: list[float] = []
+        self.n = self.fp = self.fn = self.pos = self.neg = self.agree = 0
+        self.ideal_fp = self.ideal_fn = 0
+
+    def add(self, verifier: Verifier, images: dict, fused: bool, gt: Any,
+            ideal: bool | None) -> None:
+        res = verifier.verify(images)
+        # one view's image: its verdict; every view's: the fused verdict, and the latency
+        # is the slowest view's
+        v = res.verdicts[-1] if fused else res.verdicts[0]
+        self.n += 1
+        self.errors.append(abs(v.score - gt.coverage))
+        self.lat.append(max(x.latency_s for x in res.verdicts[:-1]))
+        self.pos += gt.success
+        self.neg += not gt.success
+        self.agree += v.success == gt.success
+        self.fp += v.success and not gt.success
+        self.fn += gt.success and not v.success
+        if ideal is not None:
+            self.ideal_fp += ideal and not gt.success
+            self.ideal_fn += gt.success and not ideal
+
+    def report(self, backend: str, renderer: str, perturbation: str) -> CrossCheckReport:
+        n = self.n
+        errs, lats = np.asarray(self.errors), np.asarray(self.lat)
+        return CrossCheckReport(
+            states=n, positives=self.pos, score_mae=float(errs.mean()),
+            score_max_error=float(errs.max()), label_agreement=self.agree / n,
+            false_positive_rate=self.fp / self.neg if self.neg else 0.0,
+            false_negative_rate=self.fn / self.pos if self.pos else 0.0,
+            false_positives=self.fp, false_negatives=self.fn,
+            latency_p50_s=float(np.percentile(lats, 50)),
+            latency_p95_s=float(np.percentile(lats, 95)),
+            latency_p99_s=float(np.percentile(lats, 99)), backend=backend,
+            ideal_label_agreement=(1.0 - (self.ideal_fp + self.ideal_fn) / n
+                                   if self.ideal_applies else float('nan')),
+            ideal_false_positives=self.ideal_fp if self.ideal_applies else -1,
+            ideal_false_negatives=self.ideal_fn if self.ideal_applies else -1,
+            renderer=renderer, perturbation=perturbation)
+
+
+def crosscheck_matrix(verifiers: Sequence[Verifier], task: TaskSpec, n: int, seed: int = 0,
+                      perturbations: Sequence[str] = ('clean',),
+                      progress: Callable[[int, int], None] | None = None,
+                      near_goal_noise: str = 'wide', renderer: str | None = None
+                      ) -> dict[str, dict[str, CrossCheckReport]]:
+    """Every verifier on every perturbation of the same ``n`` sampled states:
+    ``{backend: {perturbation: report}}``.
+
+    Each state is drawn once (:func:`sample_states`); each perturbation kind
+    (:data:`enpire_tasks.sensor.PERTURBATIONS`) turns its images into what a camera would
+    deliver, seeded per (``seed``, state, kind, view), and every verifier judges the same
+    perturbed images, so that backends compare side by side on identical inputs.
+
+    Raises:
+        UnknownNameError: a perturbation kind is not known.
+        ConfigError: no verifiers, or two with one backend id.
+    """
+    from enpire_tasks.sensor import frame_rng, perturbation
+
+    if not verifiers:
+        raise ConfigError('crosscheck: no verifier to check')
+    ids = [v.backend_id for v in verifiers]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f'crosscheck: a backend is named twice ({", ".join(ids)})')
+    models = {k: perturbation(k) for k in perturbations}
+    sampler = _sampler(task)
+    renderer = cell_renderer(renderer, task)
+    ideal_applies = sampler.ideal_verdict is not None and renderer in sampler.ideal_renderers
+    tallies = {b: {k: _Tally(ideal_applies) for k in models} for b in ids}
+    for i, (image, gt) in enumerate(sample_states(task, n, seed, progress=progress,
+                                                  near_goal_noise=near_goal_noise,
+                                                  renderer=renderer)):
+        ideal = sampler.ideal_verdict(task, gt) if ideal_applies else None
+        for kind, model in models.items():
+            for verifier in verifiers:
+                fused = isinstance(image, dict)
+                images = image if fused else {verifier.views[0]: image}
+                seen = {view: model.apply(img, frame_rng(seed, i, kind, view))
+                        for view, img in images.items()}
+                tallies[verifier.backend_id][kind].add(verifier, seen, fused, gt, ideal)
+    return {b: {k: t.report(b, renderer, k) for k, t in kinds.items()}
+            for b, kinds in tallies.items()}
+
+
 def crosscheck(verifier: Verifier, task: TaskSpec, n: int, seed: int = 0,
                progress: Callable[[int, int], None] | None = None,
-               near_goal_noise: str = 'wide', renderer: str | None = None
-               ) -> CrossCheckReport:
+               near_goal_noise: str = 'wide', renderer: str | None = None,
+               perturbation: str = 'clean') -> CrossCheckReport:
     """Verify ``n`` sampled states (:func:`sample_states`) and compare with ground truth.
 
     ``renderer``: the sim cell renderer (None: the cell's default); the verifier must be
     built for it (the view's ``camera_model``, see
-    :func:`enpire_tasks.camera_models.camera_model_for_renderer`).
+    :func:`enpire_tasks.camera_models.camera_model_for_renderer`). ``perturbation``: what a
+    camera does to the images first (:data:`enpire_tasks.sensor.PERTURBATIONS`).
     """
-    sampler = _sampler(task)
-    renderer = cell_renderer(renderer, task)
-    ideal_applies = sampler.ideal_verdict is not None and renderer in sampler.ideal_renderers
-    view = verifier.views[0]
-    errors, lat = [], []
-    fp = fn = pos = neg = agree = 0
-    ideal_fp = ideal_fn = 0
-    for image, gt in sample_states(task, n, seed, progress=progress,
-                                   near_goal_noise=near_goal_noise, renderer=renderer):
-        # A sampler yields one view's image, or every view's ({view: image}): then the
-        # fused verdict is compared, and the latency is the slowest view's.
-        images = image if isinstance(image, dict) else {view: image}
-        res = verifier.verify(images)
-        v = res.verdicts[-1] if isinstance(image, dict) else res.verdicts[0]
-        errors.append(abs(v.score - gt.coverage))
-        lat.append(max(x.latency_s for x in res.verdicts[:-1]))
-        pos += gt.success
-        neg += not gt.success
-        agree += v.success == gt.success
-        fp += v.success and not gt.success
-        fn += gt.success and not v.success
-        if ideal_applies:
-            ideal = sampler.ideal_verdict(task, gt)
-            ideal_fp += ideal and not gt.success
-            ideal_fn += gt.success and not ideal
-    errs = np.asarray(errors)
-    lats = np.asarray(lat)
-    return CrossCheckReport(
-        states=n, positives=pos, score_mae=float(errs.mean()),
-        score_max_error=float(errs.max()), label_agreement=agree / n,
-        false_positive_rate=fp / neg if neg else 0.0,
-        false_negative_rate=fn / pos if pos else 0.0, false_positives=fp,
-        false_negatives=fn, latency_p50_s=float(np.percentile(lats, 50)),
-        latency_p95_s=float(np.percentile(lats, 95)),
-        latency_p99_s=float(np.percentile(lats, 99)), backend=verifier.backend_id,
-        ideal_label_agreement=(1.0 - (ideal_fp + ideal_fn) / n if ideal_applies
-                               else float('nan')),
-        ideal_false_positives=ideal_fp if ideal_applies else -1,
-        ideal_false_negatives=ideal_fn if ideal_applies else -1, renderer=renderer)
+    out = crosscheck_matrix([verifier], task, n, seed, (perturbation,), progress=progress,
+                            near_goal_noise=near_goal_noise, renderer=renderer)
+    return out[verifier.backend_id][perturbation]
 
 
-__all__ = ['CrossCheckReport', 'cell_renderer', 'crosscheck', 'sample_states']
+__all__ = ['CrossCheckReport', 'cell_renderer', 'crosscheck', 'crosscheck_matrix',
+           'sample_states']
