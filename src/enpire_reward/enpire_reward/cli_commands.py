@@ -36,6 +36,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "clean, noise, blur, exposure, jpeg, all; or 'all-kinds' (default: "
                          "'clean' with --camera sim, 'all-kinds' with --camera real)")
     cc.set_defaults(func=_crosscheck, text=_crosscheck_text)
+    ds = sub.add_parser('dataset', help="render an auto-labelled, randomised training set "
+                        "from the task's sim cell (Ultralytics format)")
+    ds.add_argument('--task', default=DEFAULT_TASK)
+    ds.add_argument('--images', type=int, default=1000,
+                    help='images to write (over every view the verifier reads)')
+    ds.add_argument('--out', default='',
+                    help='dataset directory (default: $ENPIRE_HOME/datasets/<task>-s<seed>-'
+                         'n<images>)')
+    ds.add_argument('--seed', type=int, default=0)
+    ds.add_argument('--no-randomise', action='store_true',
+                    help='the renders as they are (no pose, lighting, distractor or camera '
+                         'randomisation)')
+    ds.set_defaults(func=_dataset, text=_dataset_text)
     bk = sub.add_parser('backends', help='list verifier backends')
     bk.set_defaults(func=_backends, text=_backends_text)
 
@@ -141,6 +154,31 @@ def _crosscheck_table(out: dict[str, Any]) -> str:
     lines.append('all targets met' if out['ok'] else 'targets NOT met everywhere (agreement '
                  '>= 99%, FPR <= 0.5%, MAE <= 0.02)')
     return '\n'.join(lines)
+
+
+def _dataset(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from enpire_common.paths import enpire_home
+    from enpire_common.tasks import load_task
+    from enpire_reward.core.dataset import Randomisation, stderr_progress, write_dataset
+
+    task = load_task(args.task)
+    out = Path(args.out) if args.out else \
+        enpire_home() / 'datasets' / f'{task.name}-s{args.seed}-n{args.images}'
+    rep = write_dataset(task, out, args.images, seed=args.seed,
+                        randomisation=Randomisation.off() if args.no_randomise else None,
+                        progress=None if args.json else stderr_progress())
+    return {'ok': True, **rep.to_dict()}
+
+
+def _dataset_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    inst = ', '.join(f'{k} {v}' for k, v in out['instances'].items())
+    how = (f"{out['written']} rendered in {out['seconds']:.1f} s" if out['written']
+           else 'already complete, nothing rendered')
+    return (f"{out['task']}: {out['images']} images ({out['train']} train, {out['val']} val; "
+            f"{how}) in {out['out']}\ninstances: {inst}\n"
+            f"train with: data={out['out']}/data.yaml")
 
 
 def _backends(_args: argparse.Namespace) -> dict[str, Any]:

@@ -311,3 +311,36 @@ def test_a_part_wedged_before_the_reset_does_not_trip_it_and_a_new_wedge_does(
     calls.update(n=0, **{'from': 40})        # jammed under way
     with pytest.raises(ResetFailedError, match='FORCE: 2500.0 N between card and connector'):
         cell.robot_place(1, 'start')
+
+
+def test_segmentation_labels_the_parts_where_the_camera_shows_them(cell, task) -> None:
+    """MuJoCo's segmentation render (training labels, issue 11): the card's mask in the top
+    view holds the red cooler the classic verifier finds; nothing is labelled twice."""
+    from enpire_tasks import registry
+    from enpire_tasks.arm import hue_mask
+    from enpire_tasks.gpu_insertion.geometry import parts
+
+    cell.place(2)
+    labels = registry.get(task).labels
+    assert labels.classes == ('card', 'connector', 'latch', 'caddy')
+    masks = labels.instance_masks(task, cell, 'task_top', cell.ground_truth())
+    red = hue_mask(cell.render('task_top'), parts().colour_rgb)
+    assert red.sum() > 50
+    assert (red & masks['card']).sum() >= 0.98 * red.sum()
+    assert all(m.sum() > 50 for m in masks.values())     # every part in view from the top
+    total = sum(m.astype(int) for m in masks.values())
+    assert total.max() == 1
+
+
+def test_a_labelled_dataset_of_the_arm_task(task, tmp_path) -> None:
+    """``enpire verify dataset --task gpu_insertion``: both verifier views, every part."""
+    from enpire_reward.core.dataset import write_dataset
+
+    rep = write_dataset(task, tmp_path / 'ds', 6, seed=1)
+    assert rep.images == 6 and rep.instances['connector'] == 6
+    names = sorted(p.stem for p in (tmp_path / 'ds' / 'images').rglob('*.png'))
+    assert names[:2] == ['000000_side', '000000_task_top']
+    for p in (tmp_path / 'ds' / 'labels').rglob('*.txt'):
+        for line in p.read_text().splitlines():
+            v = line.split()
+            assert 0 <= int(v[0]) < 4 and len(v) >= 7 and len(v) % 2 == 1

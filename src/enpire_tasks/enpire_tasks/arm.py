@@ -28,7 +28,7 @@ import numpy as np
 from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec, ViewSpec
 from enpire_tasks.observation import TICK, build_from_sources, camera_sources
-from enpire_tasks.plugin import CellReading
+from enpire_tasks.plugin import CellReading, LabelSpec
 
 ARMS = ('left', 'right')
 EE_FIELDS = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
@@ -329,6 +329,18 @@ def sample_readings(task: TaskSpec, n: int = 4, seed: int = 0,
         out.append(CellReading(images=images, state=state, tick=i % 3,
                                rollout={'retry_index': 0}))
     return out
+
+
+def body_labels(bodies: Mapping[str, str]) -> LabelSpec:
+    """The :class:`LabelSpec` of an arm task whose classes are scene bodies (``{class: body
+    name}``): the arm cell's segmentation render (``ArmCell.instance_masks``) labels them."""
+    classes = tuple(bodies)
+
+    def instance_masks(task: TaskSpec, cell: Any, view: str, ground_truth: Any
+                       ) -> Mapping[str, np.ndarray]:
+        return cell.instance_masks(view, bodies)
+
+    return LabelSpec(classes=classes, instance_masks=instance_masks)
 
 
 def finite_pose_error(expected: Sequence[float], observed: Sequence[float]

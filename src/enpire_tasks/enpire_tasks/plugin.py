@@ -99,6 +99,24 @@ class CrossCheck:
 
 
 @dataclass(frozen=True)
+class LabelSpec:
+    """How a task's simulated cell labels its own renders (training data for the learned
+    verifier backends, sim only).
+
+    Attributes:
+        classes: the instance classes, in class-id order (``('tblock',)``; the arm tasks'
+            parts).
+        instance_masks: ``instance_masks(task, cell, view, ground_truth)`` -> ``{class:
+            HxW bool}``, the pixels of ``view`` that show each class in the cell's current
+            state, as the cell's camera renders them (occlusion included); a class out of
+            view has an empty mask.
+    """
+
+    classes: tuple[str, ...]
+    instance_masks: Callable[[TaskSpec, Any, str, Any], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
 class TaskPlugin:
     """Everything task-specific that the generic packages need, for one task.
 
@@ -122,6 +140,7 @@ class TaskPlugin:
         camera_model_renderers: camera model -> the sim cell ``camera.renderer`` it describes.
         sim_renderers: the sim cell's camera renderers, the default first.
         crosscheck: the crosscheck sampler (None: no simulated cell).
+        labels: how the simulated cell labels its renders (None: it cannot).
         example_policies: workspace-relative directory of the example policies.
         sim_launch: the launch file (under ``launch/``) of one simulated cell, with a
             ``cell`` argument ('' without a simulated cell).
@@ -156,6 +175,7 @@ class TaskPlugin:
     camera_model_renderers: Mapping[str, str] = field(default_factory=dict)
     sim_renderers: tuple[str, ...] = ()
     crosscheck: CrossCheck | None = None
+    labels: LabelSpec | None = None
     example_policies: str = ''
     sim_launch: str = ''
     fleet_launch: str = ''
@@ -173,5 +193,6 @@ class TaskPlugin:
         return self.sim_renderers[0] if self.sim_renderers else ''
 
 
-__all__ = ['CameraModelFactory', 'CellReading', 'CrossCheck', 'EstimatorFactory', 'Pose',
+__all__ = ['CameraModelFactory', 'CellReading', 'CrossCheck', 'EstimatorFactory', 'LabelSpec',
+           'Pose',
            'ResetStrategy', 'StrategyFactory', 'TaskPlugin', 'VerifierBackend']

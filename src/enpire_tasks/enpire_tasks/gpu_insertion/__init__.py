@@ -45,6 +45,8 @@ PLUGIN = TaskPlugin(
         'x, y; side: x, depth), CPU', classic.make_estimator),),
     crosscheck=CrossCheck(sample_states=crosscheck.sample_states,
                           noise_levels=tuple(crosscheck.NEAR_GOAL_NOISE)),
+    labels=arm.body_labels({'card': 'card', 'connector': 'connector', 'latch': 'latch',
+                               'caddy': 'caddy'}),
     example_policies='examples/policies/gpu_insertion',
     sim_launch='arm_sim.launch.yaml',
     fleet_launch='arm_fleet_sim.launch.yaml',

@@ -44,6 +44,7 @@ PLUGIN = TaskPlugin(
         'side: depth), CPU', classic.make_estimator),),
     crosscheck=CrossCheck(sample_states=crosscheck.sample_states,
                           noise_levels=tuple(crosscheck.NEAR_GOAL_NOISE)),
+    labels=arm.body_labels({'pin': 'pin', 'fixture': 'fixture', 'rack': 'rack'}),
     example_policies='examples/policies/pin_insertion',
     sim_launch='arm_sim.launch.yaml',
     fleet_launch='arm_fleet_sim.launch.yaml',

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from enpire_tasks.plugin import CrossCheck, TaskPlugin, VerifierBackend
-from enpire_tasks.push_t import camera_model, crosscheck, geometry, observation, render
+from enpire_tasks.push_t import camera_model, crosscheck, geometry, labels, observation, render
 from enpire_tasks.reset import SimPlaceStrategy
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ PLUGIN = TaskPlugin(
         noise_levels=tuple(crosscheck.NEAR_GOAL_NOISE),
         ideal_verdict=crosscheck.ideal_verdict,
         ideal_renderers=(render.RENDERER_GYM_PUSHT,)),
+    labels=labels.LABELS,
     example_policies='examples/policies/push_t',
     sim_launch='push_t_sim.launch.yaml',
     fleet_launch='fleet_sim.launch.yaml',

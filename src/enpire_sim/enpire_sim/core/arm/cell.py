@@ -17,6 +17,7 @@ truncation plus hold. Object poses are ground truth: for the verifier's crossche
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -613,6 +614,30 @@ class ArmCell:
 
     def render_all(self) -> dict[str, np.ndarray]:
         return self.sim.render_all()
+
+    def instance_masks(self, view: str, bodies: Mapping[str, str]) -> dict[str, np.ndarray]:
+        """The pixels of ``view`` that show each part, from MuJoCo's segmentation render:
+        ``{label: HxW bool}`` for ``bodies`` (label -> a scene body and the bodies below it;
+        a pixel belongs to the nearest labelled body above its geom's, so a part mounted on
+        another, such as a latch on its connector, is its own). Labels for training data
+        and crosschecks; never an observation.
+
+        Raises:
+            ConfigError: the scene has no body of that name.
+        """
+        m = self.model
+        labels = list(bodies)
+        roots = {int(self.sim.body_subtree(body)[0]): k for k, body in enumerate(labels)}
+        owner = np.full(m.nbody, -1, dtype=np.int32)      # body -> label index
+        for b in range(m.nbody):
+            a = b
+            while a not in roots and a != 0:
+                a = int(m.body_parentid[a])
+            owner[b] = roots.get(a, -1)
+        seg = self.sim.render_bodies(view)
+        lut = np.append(owner, -1)                          # -1 (no geom) -> index nbody
+        idx = lut[np.where(seg < 0, m.nbody, seg)]
+        return {label: idx == k for k, label in enumerate(labels)}
 
     @property
     def time_s(self) -> float:

@@ -334,6 +334,43 @@ class ArmSim:
     def render_all(self) -> dict[str, np.ndarray]:
         return {v: self.render(v) for v in self.config.views}
 
+    def render_bodies(self, view: str) -> np.ndarray:
+        """MuJoCo's segmentation render of one view: HxW int32, each pixel the id of the
+        body whose geom it shows, -1 where no geom is (sim-side labels only: training data,
+        never an observation)."""
+        r = self._renderer
+        if r is None:
+            r = self._renderer = self.mj.Renderer(self.model, self.config.height,
+                                                  self.config.width)
+        r.update_scene(self.data, view)
+        r.enable_segmentation_rendering()
+        try:
+            seg = r.render()
+        finally:
+            r.disable_segmentation_rendering()
+        ids, types = seg[:, :, 0], seg[:, :, 1]
+        geom = (types == int(self.mj.mjtObj.mjOBJ_GEOM)) & (ids >= 0)
+        out = np.full(ids.shape, -1, dtype=np.int32)
+        out[geom] = self.model.geom_bodyid[ids[geom]]
+        return out
+
+    def body_subtree(self, name: str) -> np.ndarray:
+        """The ids of body ``name`` and every body below it.
+
+        Raises:
+            ConfigError: the scene has no body ``name``.
+        """
+        try:
+            root = self.model.body(name).id
+        except KeyError:
+            raise ConfigError(f"the scene has no body '{name}'") from None
+        parents = self.model.body_parentid
+        ids = [root]
+        for b in range(root + 1, self.model.nbody):     # children follow their parents
+            if parents[b] in ids:
+                ids.append(b)
+        return np.asarray(ids, dtype=np.int32)
+
     # --- inverse kinematics ----------------------------------------------------------------
     def ik(self, arm: str, position: np.ndarray, quat: np.ndarray | None = None, *,
            iterations: int = 60, tol_m: float = 5e-4, tol_rad: float = 0.01,
