@@ -296,17 +296,65 @@ def lock_path(home: Path, task: str) -> Path:
     return home / 'contracts' / f'{task}.lock.json'
 
 
-def lock_contract(task: TaskSpec, home: Path) -> str:
-    """Record the task's current contract hash under ``home``; returns it."""
-    digest = contract_hash(task)
-    path = lock_path(home, task.name)
+def _read_lock(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f'{path} is unreadable ({exc}); re-lock the task with `enpire task '
+                          f'lock`') from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path} is not a task lock (not a JSON object)')
+    return data
+
+
+def _write_lock(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A per-writer temp name: several cells locking a fresh home at once must not rename
     # each other's temp file away (FileNotFoundError in the slower one).
     tmp = path.with_name(f'{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
-    tmp.write_text(json.dumps({'task': task.name, 'id': task.id, 'sha256': digest}, indent=2))
+    tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def lock_contract(task: TaskSpec, home: Path) -> str:
+    """Record the task's current contract hash under ``home``; returns it.
+
+    The verifier artifacts recorded in the lock (:func:`record_verifier`) stay when they
+    were made under this same contract and are dropped when it changed: a verifier trained
+    and calibrated on another contract is not this one's."""
+    digest = contract_hash(task)
+    path = lock_path(home, task.name)
+    old = _read_lock(path) if path.exists() else {}
+    kept = {k: v for k, v in (old.get('verifiers') or {}).items()
+            if isinstance(v, dict) and v.get('contract_sha256') == digest}
+    data = {'task': task.name, 'id': task.id, 'sha256': digest}
+    if kept:
+        data['verifiers'] = kept
+    _write_lock(path, data)
     return digest
+
+
+def record_verifier(task: TaskSpec, home: Path, backend: str, entry: dict) -> None:
+    """Record a verifier artifact of ``backend`` (its version, weights hash, calibration...)
+    in the task's lock under ``home``, made under the current contract (locked first if the
+    task has no lock yet).
+
+    Raises:
+        ContractMismatchError: the contract changed since it was locked.
+    """
+    digest = verify_contract(task, home)
+    path = lock_path(home, task.name)
+    data = _read_lock(path)
+    data.setdefault('verifiers', {})[backend] = {**entry, 'contract_sha256': digest}
+    _write_lock(path, data)
+
+
+def locked_verifier(task: TaskSpec, home: Path, backend: str) -> dict | None:
+    """The artifact of ``backend`` that the task's lock under ``home`` records (None: none)."""
+    entry = (_read_lock(lock_path(home, task.name)).get('verifiers') or {}).get(backend)
+    return entry if isinstance(entry, dict) else None
 
 
 def verify_contract(task: TaskSpec, home: Path, *, lock_if_missing: bool = True) -> str:

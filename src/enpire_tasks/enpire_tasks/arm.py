@@ -285,6 +285,22 @@ def colour_blob(image: np.ndarray, rgb: Sequence[int], hue_tol_deg: float = 15.0
                 int(rows.max()), int(cols.min()), int(cols.max()))
 
 
+def blob_from_mask(mask: np.ndarray | None, level: float = 0.5, min_area: int = 4
+                   ) -> Blob | None:
+    """The :class:`Blob` of a (soft) mask's pixels at or over ``level``: what a learned
+    segmenter's mask gives the colour rules in place of :func:`colour_blob`; None when
+    fewer than ``min_area``."""
+    if mask is None:
+        return None
+    m = np.asarray(mask) >= level
+    area = int(m.sum())
+    if area < min_area:
+        return None
+    rows, cols = np.nonzero(m)
+    return Blob(m, area, (float(cols.mean()), float(rows.mean())), int(rows.min()),
+                int(rows.max()), int(cols.min()), int(cols.max()))
+
+
 # --- plugin parts -------------------------------------------------------------------------
 def build_observation(task: TaskSpec, reading: CellReading) -> dict[str, Any]:
     """The policy's observation of one tick (names and types of the contract's spec)."""
@@ -331,14 +347,15 @@ def sample_readings(task: TaskSpec, n: int = 4, seed: int = 0,
     return out
 
 
-def body_labels(bodies: Mapping[str, str]) -> LabelSpec:
-    """The :class:`LabelSpec` of an arm task whose classes are scene bodies (``{class: body
-    name}``): the arm cell's segmentation render (``ArmCell.instance_masks``) labels them."""
-    classes = tuple(bodies)
+def part_labels(parts: Mapping[str, str]) -> LabelSpec:
+    """The :class:`LabelSpec` of an arm task whose classes are scene parts (``{class: geom or
+    body name}``): the arm cell's segmentation render (``ArmCell.instance_masks``) labels
+    them."""
+    classes = tuple(parts)
 
     def instance_masks(task: TaskSpec, cell: Any, view: str, ground_truth: Any
                        ) -> Mapping[str, np.ndarray]:
-        return cell.instance_masks(view, bodies)
+        return cell.instance_masks(view, parts)
 
     return LabelSpec(classes=classes, instance_masks=instance_masks)
 

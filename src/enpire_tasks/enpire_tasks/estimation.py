@@ -67,6 +67,111 @@ class Segmenter(Protocol):
     def segment(self, image: np.ndarray, view: ViewSpec) -> Segmentation: ...
 
 
+@dataclass(frozen=True)
+class InstanceMask:
+    """One class's instance in one image, as a learned segmenter sees it.
+
+    Attributes:
+        mask: (H, W) float32 in [0, 1], full frame: how surely each pixel is the instance.
+        confidence: the detector's score for the instance, in [0, 1].
+        box: ``(x0, y0, x1, y1)`` pixel box of the detection.
+    """
+
+    mask: np.ndarray
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+@runtime_checkable
+class InstanceSegmenter(Protocol):
+    """Image -> the best instance of each class it finds (YOLO-seg, SAM2 prompted by boxes):
+    what a task's geometric rule (its plugin's ``mask_rule``) turns into a pose."""
+
+    backend_id: str
+    classes: tuple[str, ...]
+
+    def masks(self, image: np.ndarray, view: ViewSpec) -> dict[str, InstanceMask]: ...
+
+
+def unmix_alpha(image: np.ndarray, mask: np.ndarray, band_px: int = 3
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel soft mask of an object from a coarse binary ``mask`` of it and the image:
+    (alpha, weight), both HxW float32.
+
+    A learned mask places the object to a pixel or two; its edge pixels are a mix of the
+    object's and the background's colours, which a camera's exposure and white balance
+    change. Within ``band_px`` of the mask's edge each pixel is unmixed against the colours
+    of the object and of the background *next to it* (local means of the pixels more than
+    ``band_px`` inside and outside): alpha is where its colour lies on the line between
+    the two. Inside the band alpha is 1, outside 0. A band pixel far from that line (an
+    occluder, a distractor, a shadow's hue) gets weight 0, so a pose fit ignores it.
+    """
+    import cv2
+
+    m = (np.asarray(mask) >= 0.5).astype(np.uint8)
+    k = 2 * band_px + 1
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    inner = cv2.erode(m, ker).astype(np.float32)
+    outer = 1.0 - cv2.dilate(m, ker).astype(np.float32)
+    band = 1.0 - inner - outer
+    img = image.astype(np.float32)
+    size = (4 * band_px + 1, 4 * band_px + 1)
+
+    def local_mean(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        num = cv2.boxFilter(img * w[:, :, None], -1, size, normalize=False)
+        den = cv2.boxFilter(w, -1, size, normalize=False)
+        return num / np.maximum(den, 1e-6)[:, :, None], den
+
+    obj, n_obj = local_mean(inner)
+    bg, n_bg = local_mean(outer)
+    d = obj - bg
+    dd = np.maximum((d * d).sum(axis=2), 1e-6)
+    t = ((img - bg) * d).sum(axis=2) / dd
+    resid = np.sqrt(np.maximum(((img - bg) ** 2).sum(axis=2) - t * t * dd, 0.0))
+    # a band pixel without both colours near it, or too close colours, is not unmixed
+    ok = (n_obj > 0.5) & (n_bg > 0.5) & (dd > 400.0)
+    alpha = np.where(band > 0, np.clip(t, 0.0, 1.0), inner)
+    alpha = np.where((band > 0) & ~ok, m.astype(np.float32), alpha)
+    off_line = (band > 0) & ok & (resid > 0.25 * np.sqrt(dd) + 12.0)
+    weight = np.where(off_line, 0.0, 1.0).astype(np.float32)
+    return alpha.astype(np.float32), weight
+
+
+class MaskSegmenter:
+    """A :class:`Segmenter` over one class of an :class:`InstanceSegmenter`: its soft mask
+    in the detection's box grown by ``pad_px`` (a task's colour pipeline, such as Push-T's
+    pose fit, then runs on learned masks)."""
+
+    def __init__(self, segmenter: InstanceSegmenter, cls: str, pad_px: int = 6,
+                 unmix_band_px: int = 0) -> None:
+        if cls not in segmenter.classes:
+            from enpire_common.errors import ConfigError
+
+            raise ConfigError(f"the {segmenter.backend_id} model has no class '{cls}' (its "
+                              f"classes: {', '.join(segmenter.classes)})")
+        self.segmenter, self.cls, self.pad_px = segmenter, cls, int(pad_px)
+        self.unmix_band_px = int(unmix_band_px)
+
+    def segment(self, image: np.ndarray, view: ViewSpec) -> Segmentation:
+        inst = self.segmenter.masks(image, view).get(self.cls)
+        if inst is None:
+            return Segmentation(False, detail=f'{self.segmenter.backend_id} found no {self.cls}')
+        h, w = inst.mask.shape
+        x0, y0, x1, y1 = inst.box
+        p = self.pad_px
+        roi = (max(0, int(x0) - p), max(0, int(y0) - p), min(w, int(np.ceil(x1)) + p),
+               min(h, int(np.ceil(y1)) + p))
+        alpha = np.ascontiguousarray(inst.mask[roi[1]:roi[3], roi[0]:roi[2]], np.float32)
+        if not alpha.size or float(alpha.max()) < 0.5:
+            return Segmentation(False, detail=f'{self.segmenter.backend_id}: empty {self.cls} '
+                                              'mask')
+        if self.unmix_band_px:
+            crop = np.asarray(image)[roi[1]:roi[3], roi[0]:roi[2]]
+            alpha, weight = unmix_alpha(crop, alpha, self.unmix_band_px)
+            return Segmentation(True, roi, alpha, weight)
+        return Segmentation(True, roi, alpha, np.ones_like(alpha))
+
+
 @runtime_checkable
 class PoseEstimator(Protocol):
     """Image -> object pose in task units (uses a Segmenter inside)."""
@@ -76,4 +181,5 @@ class PoseEstimator(Protocol):
     def estimate(self, image: np.ndarray, view: ViewSpec) -> Estimate: ...
 
 
-__all__ = ['Estimate', 'PoseEstimator', 'Segmentation', 'Segmenter']
+__all__ = ['Estimate', 'InstanceMask', 'InstanceSegmenter', 'MaskSegmenter', 'PoseEstimator',
+           'Segmentation', 'Segmenter', 'unmix_alpha']

@@ -141,6 +141,10 @@ class TaskPlugin:
         sim_renderers: the sim cell's camera renderers, the default first.
         crosscheck: the crosscheck sampler (None: no simulated cell).
         labels: how the simulated cell labels its renders (None: it cannot).
+        mask_rule: ``mask_rule(task, segmenter)`` -> a PoseEstimator: the task's per-view
+            geometric rule applied to the masks of a learned
+            :class:`~enpire_tasks.estimation.InstanceSegmenter` (YOLO, SAM2) whose classes
+            are ``labels.classes`` (None: the task has no rule over masks).
         example_policies: workspace-relative directory of the example policies.
         sim_launch: the launch file (under ``launch/``) of one simulated cell, with a
             ``cell`` argument ('' without a simulated cell).
@@ -176,6 +180,7 @@ class TaskPlugin:
     sim_renderers: tuple[str, ...] = ()
     crosscheck: CrossCheck | None = None
     labels: LabelSpec | None = None
+    mask_rule: Callable[[TaskSpec, Any], Any] | None = None
     example_policies: str = ''
     sim_launch: str = ''
     fleet_launch: str = ''

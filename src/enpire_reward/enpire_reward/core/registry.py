@@ -85,5 +85,12 @@ def make_verifier(backend_id: str, task: TaskSpec, views: Sequence[str] | None =
                           fusion=fusion or None, clock=clock)
 
 
-register_backend('yolo', None, 'ultralytics YOLO-seg masks + the opencv pose stage')
+def _yolo(task: TaskSpec) -> PoseEstimator:
+    from enpire_reward.core.yolo import make_yolo_estimator
+
+    return make_yolo_estimator(task)
+
+
+register_backend('yolo', _yolo, "ultralytics YOLO-seg masks, trained here on the task's "
+                 "labelled renders, under the task's rule (enpire verify train)")
 register_backend('sam2', None, 'box-prompted SAM2 masks, for occasional final verdicts')

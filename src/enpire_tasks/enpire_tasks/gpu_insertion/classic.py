@@ -24,9 +24,17 @@ import math
 
 import numpy as np
 
+from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_tasks.arm import PinholeCamera, colour_blob, hue_mask, lit_centroid, strip_pixels
-from enpire_tasks.estimation import Estimate, Segmentation
+from enpire_tasks.arm import (
+    PinholeCamera,
+    blob_from_mask,
+    colour_blob,
+    hue_mask,
+    lit_centroid,
+    strip_pixels,
+)
+from enpire_tasks.estimation import Estimate, InstanceSegmenter, Segmentation
 from enpire_tasks.gpu_insertion.geometry import parts
 
 BACKEND_ID = 'gpu-classic-v1'
@@ -98,8 +106,16 @@ class GpuClassicEstimator:
     backend_id = BACKEND_ID
     success_margin = 0.0
 
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: TaskSpec, segmenter: InstanceSegmenter | None = None) -> None:
+        """``segmenter``: a learned one whose ``cooler`` mask replaces the colour blob (the
+        backend is then the segmenter's, with this rule over its masks)."""
         self.task = task
+        self.segmenter = segmenter
+        if segmenter is not None:
+            if 'cooler' not in segmenter.classes:
+                raise ConfigError(f"the {segmenter.backend_id} model has no class 'cooler' "
+                                  f"(its classes: {', '.join(segmenter.classes)})")
+            self.backend_id = segmenter.backend_id
         self.parts = parts()
         self.cameras = {name: PinholeCamera.of(v) for name, v in task.views.items()
                         if v.camera and v.camera.get('position') is not None}
@@ -109,7 +125,11 @@ class GpuClassicEstimator:
         if cam is None or view.name not in ('task_top', 'side'):
             return Estimate(found=False, detail=f'{BACKEND_ID} does not judge view '
                                                 f'{view.name!r}')
-        blob = colour_blob(image, self.parts.colour_rgb)
+        if self.segmenter is None:
+            blob = colour_blob(image, self.parts.colour_rgb)
+        else:
+            inst = self.segmenter.masks(image, view).get('cooler')
+            blob = blob_from_mask(None if inst is None else inst.mask)
         if blob is None:
             return Estimate(found=False, detail='no cooler-coloured pixels')
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
@@ -147,5 +167,11 @@ def make_estimator(task: TaskSpec) -> GpuClassicEstimator:
     return GpuClassicEstimator(task)
 
 
-__all__ = ['BACKEND_ID', 'GpuClassicEstimator', 'make_estimator', 'on_plane_y',
+def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> GpuClassicEstimator:
+    """The same per-view rule over a learned segmenter's ``cooler`` masks (the plugin's
+    ``mask_rule``)."""
+    return GpuClassicEstimator(task, segmenter)
+
+
+__all__ = ['BACKEND_ID', 'GpuClassicEstimator', 'make_estimator', 'mask_rule', 'on_plane_y',
            'side_view_xz', 'top_view_xy']

@@ -23,9 +23,10 @@ import math
 
 import numpy as np
 
+from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_tasks.arm import PinholeCamera, colour_blob, lit_centroid
-from enpire_tasks.estimation import Estimate, Segmentation
+from enpire_tasks.arm import PinholeCamera, blob_from_mask, colour_blob, lit_centroid
+from enpire_tasks.estimation import Estimate, InstanceSegmenter, Segmentation
 from enpire_tasks.pin_insertion.geometry import parts
 
 BACKEND_ID = 'pin-classic-v1'
@@ -39,8 +40,16 @@ class PinClassicEstimator:
     backend_id = BACKEND_ID
     success_margin = 0.0
 
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: TaskSpec, segmenter: InstanceSegmenter | None = None) -> None:
+        """``segmenter``: a learned one whose ``pin`` mask replaces the colour blob (the
+        backend is then the segmenter's, with this rule over its masks)."""
         self.task = task
+        self.segmenter = segmenter
+        if segmenter is not None:
+            if 'pin' not in segmenter.classes:
+                raise ConfigError(f"the {segmenter.backend_id} model has no class 'pin' "
+                                  f"(its classes: {', '.join(segmenter.classes)})")
+            self.backend_id = segmenter.backend_id
         self.parts = parts()
         self.cameras = {name: PinholeCamera.of(v) for name, v in task.views.items()
                         if v.camera and v.camera.get('position') is not None}
@@ -50,7 +59,11 @@ class PinClassicEstimator:
         if cam is None or view.name not in ('task_top', 'side'):
             return Estimate(found=False, detail=f'{BACKEND_ID} does not judge view '
                                                 f'{view.name!r}')
-        blob = colour_blob(image, self.parts.colour_rgb)
+        if self.segmenter is None:
+            blob = colour_blob(image, self.parts.colour_rgb)
+        else:
+            inst = self.segmenter.masks(image, view).get('pin')
+            blob = blob_from_mask(None if inst is None else inst.mask)
         if blob is None:
             return Estimate(found=False, detail='no pin-coloured pixels')
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
@@ -111,4 +124,11 @@ def make_estimator(task: TaskSpec) -> PinClassicEstimator:
     return PinClassicEstimator(task)
 
 
-__all__ = ['BACKEND_ID', 'PinClassicEstimator', 'make_estimator', 'tip_z_below_head_top']
+def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> PinClassicEstimator:
+    """The same per-view rule over a learned segmenter's ``pin`` masks (the plugin's
+    ``mask_rule``)."""
+    return PinClassicEstimator(task, segmenter)
+
+
+__all__ = ['BACKEND_ID', 'PinClassicEstimator', 'make_estimator', 'mask_rule',
+           'tip_z_below_head_top']

@@ -10,6 +10,8 @@
   verifier backend;
 - :mod:`.observation`: the observation builder, the hold action, validation scenes;
 - :mod:`.crosscheck`: the crosscheck state sampler (sim side);
+- :mod:`.labels`: the block's mask in a render, from the scene geometry (training data);
+- :mod:`.mask_fit`: the rule over a learned segmenter's masks (the ``yolo`` backend's);
 - reset: the shared ``sim_place`` strategy (:class:`enpire_tasks.reset.SimPlaceStrategy`);
 - example policies: ``examples/policies/push_t/`` of the workspace.
 
@@ -27,6 +29,8 @@ from enpire_tasks.reset import SimPlaceStrategy
 
 if TYPE_CHECKING:
     from enpire_common.tasks import TaskSpec
+    from enpire_tasks.estimation import InstanceSegmenter
+    from enpire_tasks.push_t.mask_fit import MaskFitEstimator
     from enpire_tasks.push_t.opencv_backend import OpenCvTEstimator
 
 
@@ -39,6 +43,14 @@ def make_opencv_estimator(task: TaskSpec) -> OpenCvTEstimator:
               for name, view in task.views.items()}
     return OpenCvTEstimator(goal_pose=task.goal_pose, threshold=task.success_threshold,
                             camera_models=models)
+
+
+def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> MaskFitEstimator:
+    """The block's pose from a learned segmenter's mask and the image
+    (:mod:`.mask_fit`)."""
+    from enpire_tasks.push_t.mask_fit import MaskFitEstimator
+
+    return MaskFitEstimator(task, segmenter)
 
 
 PLUGIN = TaskPlugin(
@@ -62,6 +74,7 @@ PLUGIN = TaskPlugin(
         ideal_verdict=crosscheck.ideal_verdict,
         ideal_renderers=(render.RENDERER_GYM_PUSHT,)),
     labels=labels.LABELS,
+    mask_rule=mask_rule,
     example_policies='examples/policies/push_t',
     sim_launch='push_t_sim.launch.yaml',
     fleet_launch='fleet_sim.launch.yaml',

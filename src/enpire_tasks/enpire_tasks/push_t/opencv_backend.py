@@ -448,33 +448,43 @@ class OpenCvTEstimator:
 
     def _estimate_area(self, image: np.ndarray, view: ViewSpec, camera) -> Estimate:
         """The area-sampled camera's path: unmix, moments, exact-coverage least squares."""
-        cfg = self.config
         roi, why = self.segmenter.locate(image, view)
         if roi is None:
             seg = Segmentation(False, detail=why)
             return Estimate(False, segmentation=seg, detail=f'no T block found: {why}')
         x0, y0, x1, y1 = roi
         alpha, weight = camera.unmix(image[y0:y1, x0:x1], roi)
-        seg = Segmentation(True, roi, alpha, weight)
+        return self.fit_coverage(Segmentation(True, roi, alpha, weight), view,
+                                 camera.grow_px, camera.scale)
+
+    def fit_coverage(self, seg: Segmentation, view: ViewSpec, grow_px: float, scale: float,
+                     edge_width: float = 1.0) -> Estimate:
+        """Moments, then the exact-coverage least squares of the silhouette (the T grown by
+        ``grow_px`` workspace px, ``scale`` image px per workspace px) to ``seg``'s alpha,
+        read as each pixel's covered fraction (an area-sampled camera's unmixed image, or a
+        learned mask unmixed against the image: :func:`enpire_tasks.estimation.unmix_alpha`).
+        """
+        cfg = self.config
+        alpha, weight, roi = seg.alpha, seg.weight, seg.roi
         # Pixel (u, v) integrates image coordinates [u - 0.5, u + 0.5) x [v - 0.5, v + 0.5).
         minv, origin_ws = _pixel_frame(view, (0.0, 0.0))
         init = _moments_start(alpha, weight, roi, minv, origin_ws)
         if init is None:
             return Estimate(False, segmentation=seg, detail='no T block found: empty mask')
         c_ws, theta0 = init
-        grow = camera.grow_px
+        grow = grow_px
         centroid = _render_centroid_body(grow)
-        fine = _AreaFit(seg, minv, origin_ws, grow, 2, stride=2, scale=camera.scale)
+        fine = _AreaFit(seg, minv, origin_ws, grow, 2, stride=2, scale=scale)
         # The moments of an area-sampled silhouette are nearly exact: the fine fit alone
         # usually converges from them; other starts only when it does not.
         start = np.array(geometry.pose_from_centroid(c_ws, theta0, centroid))
-        best, best_r = fine.refine(start, 1.0, cfg.area_max_iterations)
+        best, best_r = fine.refine(start, edge_width, cfg.area_max_iterations)
         if best_r > cfg.area_retry_residual:
-            coarse = _AreaFit(seg, minv, origin_ws, grow, 6, stride=2, scale=camera.scale)
+            coarse = _AreaFit(seg, minv, origin_ws, grow, 6, stride=2, scale=scale)
             for dtheta in (0.0, math.pi, math.pi / 2, -math.pi / 2):
                 start = np.array(geometry.pose_from_centroid(c_ws, theta0 + dtheta, centroid))
                 p, _ = coarse.refine(start, cfg.area_coarse_blur, cfg.max_iterations)
-                p, r = fine.refine(p, 1.0, cfg.area_max_iterations)
+                p, r = fine.refine(p, edge_width, cfg.area_max_iterations)
                 if r < best_r:
                     best, best_r = p, r
                 if best_r <= cfg.area_retry_residual:

@@ -615,29 +615,45 @@ class ArmCell:
     def render_all(self) -> dict[str, np.ndarray]:
         return self.sim.render_all()
 
-    def instance_masks(self, view: str, bodies: Mapping[str, str]) -> dict[str, np.ndarray]:
+    def instance_masks(self, view: str, parts: Mapping[str, str]) -> dict[str, np.ndarray]:
         """The pixels of ``view`` that show each part, from MuJoCo's segmentation render:
-        ``{label: HxW bool}`` for ``bodies`` (label -> a scene body and the bodies below it;
-        a pixel belongs to the nearest labelled body above its geom's, so a part mounted on
-        another, such as a latch on its connector, is its own). Labels for training data
-        and crosschecks; never an observation.
+        ``{label: HxW bool}`` for ``parts`` (label -> a scene geom, or a scene body and the
+        bodies below it). A pixel belongs to its geom's label when the geom is named, else
+        to the nearest labelled body above it: a part mounted on another (a latch on its
+        connector) or a named geom of a labelled body (a card's cooler) is its own. Labels
+        for training data and crosschecks; never an observation.
 
         Raises:
-            ConfigError: the scene has no body of that name.
+            ConfigError: the scene has no geom or body of that name.
         """
         m = self.model
-        labels = list(bodies)
-        roots = {int(self.sim.body_subtree(body)[0]): k for k, body in enumerate(labels)}
-        owner = np.full(m.nbody, -1, dtype=np.int32)      # body -> label index
+        labels = list(parts)
+        geoms: dict[int, int] = {}
+        roots: dict[int, int] = {}
+        for k, name in enumerate(labels):
+            gid = self.mj_id('geom', parts[name])
+            if gid >= 0:
+                geoms[gid] = k
+            else:
+                roots[int(self.sim.body_subtree(parts[name])[0])] = k
+        by_body = np.full(m.nbody, -1, dtype=np.int32)      # body -> label index
         for b in range(m.nbody):
             a = b
             while a not in roots and a != 0:
                 a = int(m.body_parentid[a])
-            owner[b] = roots.get(a, -1)
-        seg = self.sim.render_bodies(view)
-        lut = np.append(owner, -1)                          # -1 (no geom) -> index nbody
-        idx = lut[np.where(seg < 0, m.nbody, seg)]
+            by_body[b] = roots.get(a, -1)
+        owner = by_body[m.geom_bodyid]                      # geom -> label index
+        for gid, k in geoms.items():
+            owner[gid] = k
+        seg = self.sim.render_geoms(view)
+        lut = np.append(owner, -1)                          # -1 (no geom) -> index ngeom
+        idx = lut[np.where(seg < 0, m.ngeom, seg)]
         return {label: idx == k for k, label in enumerate(labels)}
+
+    def mj_id(self, kind: str, name: str) -> int:
+        """The id of the scene's ``kind`` ('geom', 'body') named ``name``, -1 if none."""
+        return int(self.sim.mj.mj_name2id(self.model, getattr(self.sim.mj.mjtObj,
+                                                               f'mjOBJ_{kind.upper()}'), name))
 
     @property
     def time_s(self) -> float:

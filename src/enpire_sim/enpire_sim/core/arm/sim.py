@@ -334,10 +334,10 @@ class ArmSim:
     def render_all(self) -> dict[str, np.ndarray]:
         return {v: self.render(v) for v in self.config.views}
 
-    def render_bodies(self, view: str) -> np.ndarray:
+    def render_geoms(self, view: str) -> np.ndarray:
         """MuJoCo's segmentation render of one view: HxW int32, each pixel the id of the
-        body whose geom it shows, -1 where no geom is (sim-side labels only: training data,
-        never an observation)."""
+        geom it shows, -1 where none is (sim-side labels only: training data, never an
+        observation)."""
         r = self._renderer
         if r is None:
             r = self._renderer = self.mj.Renderer(self.model, self.config.height,
@@ -350,9 +350,7 @@ class ArmSim:
             r.disable_segmentation_rendering()
         ids, types = seg[:, :, 0], seg[:, :, 1]
         geom = (types == int(self.mj.mjtObj.mjOBJ_GEOM)) & (ids >= 0)
-        out = np.full(ids.shape, -1, dtype=np.int32)
-        out[geom] = self.model.geom_bodyid[ids[geom]]
-        return out
+        return np.where(geom, ids, -1).astype(np.int32)
 
     def body_subtree(self, name: str) -> np.ndarray:
         """The ids of body ``name`` and every body below it.

@@ -1,0 +1,166 @@
+"""The learned verifier backends' plumbing: the task rules over masks (with oracle masks from
+the sim's own labels), torchvision's NMS beside a CPU torch, the task lock's verifier records,
+and a YOLO verifier trained, recorded, loaded and refused when tampered with."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from enpire_common.errors import ConfigError
+from enpire_tasks.estimation import InstanceMask
+
+
+class _Oracle:
+    """An InstanceSegmenter whose 'tblock' mask is the sim's label, coarsened by a pixel."""
+
+    backend_id = 'oracle'
+    classes = ('tblock',)
+
+    def __init__(self, task) -> None:  # noqa: ANN001
+        self.task, self.gt = task, None
+
+    def masks(self, image, view):  # noqa: ANN001, ANN202
+        import cv2
+
+        from enpire_tasks.push_t.labels import block_mask
+
+        m = block_mask(self.task, view.name, self.gt.object_pose, self.gt.agent_pos)
+        m = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8))    # a learned edge
+        rows, cols = np.nonzero(m)
+        return {'tblock': InstanceMask(m.astype(np.float32), 0.9,
+                                       (cols.min(), rows.min(), cols.max() + 1,
+                                        rows.max() + 1))}
+
+
+def test_push_t_rule_over_masks_recovers_the_pose_under_camera_effects(task, frames):
+    """A mask a pixel too fat still gives the block's pose to a fraction of a pixel: the
+    edges come from the image (unmixed), not from the mask."""
+    from enpire_reward.core.verifier import VisionVerifier
+    from enpire_tasks import registry
+    from enpire_tasks.sensor import PERTURBATIONS, frame_rng
+
+    oracle = _Oracle(task)
+    verifier = VisionVerifier(task, registry.get(task).mask_rule(task, oracle))
+    assert verifier.backend_id == 'oracle'
+    errs, scores = [], []
+    for i, (img, gt) in enumerate(frames):
+        oracle.gt = gt
+        seen = PERTURBATIONS['all'].apply(img, frame_rng(0, i, 'all'))
+        v = verifier.verify({'top': seen}).verdicts[0]
+        errs.append(math.hypot(v.object_pose[0] - gt.object_pose[0],
+                               v.object_pose[1] - gt.object_pose[1]))
+        scores.append(abs(v.score - gt.coverage))
+    assert max(errs) < 0.6 and max(scores) < 0.01, (errs, scores)
+
+
+def test_a_segmenter_without_the_rule_s_class_is_refused(task):
+    from enpire_tasks import registry
+
+    class Other(_Oracle):
+        classes = ('pin',)
+
+    with pytest.raises(ConfigError, match="no class 'tblock'"):
+        registry.get(task).mask_rule(task, Other(task))
+
+
+def test_reference_nms_keeps_torchvision_s_contract():
+    import torch
+
+    from enpire_reward.core.torch_compat import nms_reference
+
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 9.]])
+    scores = torch.tensor([0.5, 0.9, 0.7, 0.6])
+    assert nms_reference(boxes, scores, 0.5).tolist() == [1, 2]
+    assert nms_reference(boxes, scores, 0.99).tolist() == [1, 2, 3, 0]
+    assert nms_reference(boxes[:0], scores[:0], 0.5).numel() == 0
+
+
+def test_torchvision_imports_and_its_nms_runs_after_the_compat_step():
+    """In a fresh interpreter (torchvision's import state is per process)."""
+    code = ('from enpire_reward.core.torch_compat import ensure_torchvision_ops\n'
+            'state = ensure_torchvision_ops()\n'
+            'import torch, torchvision\n'
+            'b = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60.]])\n'
+            'keep = torchvision.ops.nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()\n'
+            'print(state, keep)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    state, keep = out.stdout.split(' ', 1)
+    assert state in ('native', 'reference-nms') and keep.strip() == '[0, 2]'
+
+
+def test_the_task_lock_records_verifiers_and_drops_them_when_the_contract_changes(
+        task, tmp_path):
+    import dataclasses
+
+    from enpire_common.tasks import (
+        lock_contract,
+        lock_path,
+        locked_verifier,
+        record_verifier,
+    )
+
+    assert locked_verifier(task, tmp_path, 'yolo') is None
+    record_verifier(task, tmp_path, 'yolo', {'version': 'v1', 'weights_sha256': 'ab'})
+    entry = locked_verifier(task, tmp_path, 'yolo')
+    assert entry['version'] == 'v1' and len(entry['contract_sha256']) == 64
+    lock_contract(task, tmp_path)                     # the same contract: kept
+    assert locked_verifier(task, tmp_path, 'yolo')['version'] == 'v1'
+    other = dataclasses.replace(task, raw={**task.raw, 'contract': {
+        **(task.raw.get('contract') or {}), 'files': ['task.yaml']}})
+    lock_contract(other, tmp_path)                    # another contract: dropped
+    assert locked_verifier(other, tmp_path, 'yolo') is None
+    lock_path(tmp_path, task.name).write_text('{broken')
+    with pytest.raises(ConfigError, match='unreadable'):
+        locked_verifier(task, tmp_path, 'yolo')
+
+
+def test_no_yolo_verifier_in_the_lock_says_how_to_train_one(task, tmp_path, monkeypatch):
+    from enpire_reward.core import make_verifier
+
+    monkeypatch.setenv('ENPIRE_HOME', str(tmp_path))
+    with pytest.raises(ConfigError, match='enpire verify train --task push_t --backend yolo'):
+        make_verifier('yolo', task)
+
+
+@pytest.mark.timeout(600)
+def test_a_yolo_verifier_is_trained_recorded_loaded_and_checked(task, frames, tmp_path,
+                                                                 monkeypatch):
+    """Plumbing only (a tiny model trained for one epoch judges nothing well): the artifact,
+    the lock's record, the backend built from it, and a tampered weights file refused."""
+    pytest.importorskip('ultralytics', reason='the yolo backend needs ultralytics')
+    from enpire_reward.core import make_verifier
+    from enpire_reward.core.dataset import Randomisation, write_dataset
+    from enpire_reward.core.yolo import train_yolo
+
+    monkeypatch.setenv('ENPIRE_HOME', str(tmp_path / 'home'))
+    ds = tmp_path / 'ds'
+    write_dataset(task, ds, 10, seed=3, randomisation=Randomisation.off())
+    lines: list[str] = []
+    art = train_yolo(task, ds, epochs=1, imgsz=64, batch=4, home=tmp_path / 'home',
+                     progress=lines.append)
+    assert any('epoch 1/1' in line for line in lines)
+    meta = json.loads((art.path / 'artifact.json').read_text())
+    assert meta['classes'] == ['tblock'] and meta['imgsz'] == 64
+    lock = json.loads((tmp_path / 'home' / 'contracts' / 'push_t.lock.json').read_text())
+    assert lock['verifiers']['yolo']['weights_sha256'] == meta['weights_sha256']
+    verifier = make_verifier('yolo', task)
+    assert verifier.backend_id == 'yolo'
+    v = verifier.verify({'top': frames[0][0]}).verdicts[0]   # an untrained model finds little
+
+    assert v.success in (True, False)
+    with open(art.weights, 'ab') as f:
+        f.write(b'tampered')
+    with pytest.raises(ConfigError, match='sha256 differs'):
+        make_verifier('yolo', task)
+    with pytest.raises(ConfigError, match="dataset of task 'push_t'"):
+        from enpire_common.tasks import load_task
+
+        train_yolo(load_task('pin_insertion'), ds, epochs=1, home=tmp_path / 'home')
