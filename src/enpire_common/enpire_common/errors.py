@@ -88,6 +88,12 @@ class AgentScopeError(ConfigError):
     code, name = 105, 'AGENT_SCOPE'
 
 
+class VerifierUncalibratedError(ConfigError):
+    """A verifier backend without a passing calibration was asked to judge trials."""
+
+    code, name = 106, 'VERIFIER_UNCALIBRATED'
+
+
 # --- 200s: cell ------------------------------------------------------------------------------
 class CellError(EnpireError):
     """A cell (real or simulated) failed to do what was asked."""

@@ -45,6 +45,10 @@ def register_trial(sub: argparse._SubParsersAction) -> None:
     run.add_argument('--reset-stage', default='',
                      help="start every trial at a later stage of the task: 'pre_insertion' "
                           '(insertion tasks: the part held over its goal); default: the start')
+    run.add_argument('--verifier-backend', default='',
+                     help="the camera verifier's backend when this starts the cell (default: "
+                          "the task's own); a learned one must have passed its calibration "
+                          '(enpire verify calibrate), else nothing starts (exit 2)')
     run.set_defaults(func=_run, text=_run_text)
 
     ls = verbs.add_parser('list', help='list recorded trials of an experiment')
@@ -65,7 +69,7 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
               experiment: str = 'manual', cell: str = 'cell_0', start: bool = True,
               max_wall_time_s: float = 0.0, max_episode_steps: int = 0, attempts: int = 1,
               allow_unconfined: bool = False, home: str | Path | None = None,
-              reset_stage: str = '') -> dict[str, Any]:
+              reset_stage: str = '', verifier_backend: str = '') -> dict[str, Any]:
     """Run budgeted trials of a policy directory or a stored revision on ``cell``.
 
     Starts the sim cell when none answers (unless ``start`` is false); progress goes to
@@ -74,6 +78,8 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
     Raises:
         ConfigError: not exactly one of ``policy_dir`` / ``revision``, or no trial asked for.
         ContractMismatchError: the task contract differs from its lock (no cell is started).
+        VerifierUncalibratedError: ``verifier_backend`` has no passing calibration (no cell
+            is started).
         EnpireError: what the cell reported (see enpire_rollout.client).
     """
     from enpire_common.errors import ConfigError
@@ -89,10 +95,16 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
         raise ConfigError(f'--trials {count} is invalid: must be >= 1')
     # An edited contract fails here, before any cell starts (the cell refuses it too).
     verify_contract(spec, enpire_home(home), lock_if_missing=True)
+    if verifier_backend:
+        from enpire_reward.core.calibration import require_calibrated
+
+        require_calibrated(spec, verifier_backend, enpire_home(home))
     first_seed = spec.tuning_seeds[0] if seed_start is None else seed_start
     total = len(seeds) if seeds else count
     session = TrialsSession(home=enpire_home(home), task=spec.name, cell=cell, start=start,
-                            log=_progress)
+                            log=_progress,
+                            **({'launch_args': {'verifier_backend': verifier_backend}}
+                               if verifier_backend else {}))
     state = {'done': 0, 'success': 0, 'seen': set()}
 
     def on_feedback(fb: Any) -> None:
@@ -167,7 +179,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                      start=not args.no_start, max_wall_time_s=args.max_wall_time_s,
                      max_episode_steps=args.max_episode_steps, attempts=args.attempts,
                      allow_unconfined=args.allow_unconfined, home=args.home,
-                     reset_stage=args.reset_stage)
+                     reset_stage=args.reset_stage, verifier_backend=args.verifier_backend)
 
 
 def _run_text(out: dict[str, Any], args: argparse.Namespace) -> str:

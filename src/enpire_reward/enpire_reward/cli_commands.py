@@ -64,6 +64,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument('--images', type=int, default=1000)
     tr.add_argument('--seed', type=int, default=0)
     tr.set_defaults(func=_train, text=_train_text)
+    cal = sub.add_parser('calibrate', help='score a backend on held-out labelled images with '
+                         'camera effects; record it in the task lock (the gate trials need)')
+    cal.add_argument('--task', default=DEFAULT_TASK)
+    cal.add_argument('--backend', required=True)
+    cal.add_argument('--states', type=int, default=300)
+    cal.add_argument('--seed', type=int, default=None,
+                     help='first held-out state (default 7919: far from the datasets and the '
+                          "crosschecks' 0)")
+    cal.set_defaults(func=_calibrate, text=_calibrate_text,
+                     exit_code=lambda out: 0 if out['passed'] else 2)
     bk = sub.add_parser('backends', help='list verifier backends')
     bk.set_defaults(func=_backends, text=_backends_text)
 
@@ -229,6 +239,36 @@ def _train_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
             f"artifact {out['artifact']} (recorded in the task lock)\n"
             f"next: enpire verify crosscheck --task {out['task']} --camera real "
             f"--backend {out['backend']}")
+
+
+def _calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_common.tasks import load_task
+    from enpire_reward.core.calibration import DEFAULT_SEED, calibrate
+
+    task = load_task(args.task)
+
+    def progress(i: int, n: int) -> None:
+        if not args.json and (i % 50 == 0 or i == n):
+            print(f'  {i}/{n} states', file=sys.stderr)
+
+    out = calibrate(task, args.backend, states=args.states,
+                    seed=DEFAULT_SEED if args.seed is None else args.seed, progress=progress)
+    return {'ok': bool(out['passed']), 'task': task.name, **out}
+
+
+def _calibrate_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    lines = [f"{out['task']} / {out['backend']}: {out['states']} held-out states (seed "
+             f"{out['seed']}), every camera perturbation, no forward model"]
+    for kind, r in (out.get('per_kind') or {}).items():
+        lines.append(f"  {kind:<9} agreement {r['label_agreement']:.2%}  FPR "
+                     f"{r['false_positive_rate']:.2%}  FNR {r['false_negative_rate']:.2%}  "
+                     f"p95 {r['latency_p95_s'] * 1e3:.1f} ms")
+    if out['passed']:
+        lines.append('PASSED: recorded in the task lock; the backend may judge trials')
+    else:
+        lines.append('FAILED (recorded; the backend judges no trial): '
+                     + '; '.join(out['failures']))
+    return '\n'.join(lines)
 
 
 def _backends(_args: argparse.Namespace) -> dict[str, Any]:

@@ -164,3 +164,79 @@ def test_a_yolo_verifier_is_trained_recorded_loaded_and_checked(task, frames, tm
         from enpire_common.tasks import load_task
 
         train_yolo(load_task('pin_insertion'), ds, epochs=1, home=tmp_path / 'home')
+
+
+def test_calibration_scores_every_camera_effect_and_is_recorded(task, tmp_path):
+    from enpire_common.tasks import locked_verifier
+    from enpire_reward.core.calibration import Gate, calibrate, require_calibrated
+    from enpire_tasks.sensor import PERTURBATIONS
+
+    out = calibrate(task, 'opencv-v1', states=20, seed=5, home=tmp_path)
+    assert list(out['per_kind']) == list(PERTURBATIONS)
+    assert out['camera'] == 'real' and out['states'] == 20
+    rec = locked_verifier(task, tmp_path, 'opencv-v1')['calibration']
+    assert rec['passed'] == out['passed'] and rec['per_kind'] == out['per_kind']
+    # an impossible gate fails, is recorded, and then refuses the backend with its numbers
+    strict = Gate(min_agreement=1.01)
+    assert not calibrate(task, 'opencv-v1', states=20, seed=5, home=tmp_path,
+                         gate=strict)['passed']
+    with pytest.raises(ConfigError, match=r"failed its calibration.*agreement") as info:
+        require_calibrated(task, 'opencv-v1', tmp_path)
+    assert info.value.code == 106
+
+
+def test_a_learned_backend_without_calibration_is_refused(task, tmp_path):
+    from enpire_common.errors import VerifierUncalibratedError
+    from enpire_common.tasks import record_verifier
+    from enpire_reward.core.calibration import require_calibrated
+
+    with pytest.raises(VerifierUncalibratedError, match='enpire verify calibrate'):
+        require_calibrated(task, 'yolo', tmp_path)
+    require_calibrated(task, 'opencv-v1', tmp_path)   # built in, never calibrated: allowed
+    # a passing record of other weights than the recorded ones does not count
+    record_verifier(task, tmp_path, 'yolo', {'weights_sha256': 'new', 'calibration': {
+        'passed': True, 'weights_sha256': 'old'}})
+    with pytest.raises(VerifierUncalibratedError, match='other weights'):
+        require_calibrated(task, 'yolo', tmp_path)
+    record_verifier(task, tmp_path, 'yolo', {'weights_sha256': 'new', 'calibration': {
+        'passed': True, 'weights_sha256': 'new'}})
+    require_calibrated(task, 'yolo', tmp_path)
+
+
+def test_trials_refuse_an_uncalibrated_backend_before_anything_starts(tmp_path):
+    from pathlib import Path
+
+    policy = Path(__file__).resolve().parents[3] / 'examples' / 'policies' / 'push_t' / \
+        'scripted'
+    env = {**__import__('os').environ, 'ENPIRE_HOME': str(tmp_path)}
+    out = subprocess.run([sys.executable, '-m', 'enpire_bringup.cli', '--json', 'trial', 'run',
+                          '--policy', str(policy), '--trials', '1', '--no-start',
+                          '--verifier-backend', 'yolo'],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2, out.stderr[-2000:]
+    err = json.loads(out.stdout)
+    assert err['error'] == 'VERIFIER_UNCALIBRATED' and 'calibrate' in err['message']
+
+
+@pytest.mark.timeout(600)
+def test_a_verifier_trained_on_another_task_fails_the_gate(task, tmp_path, monkeypatch):
+    """A pin model recorded as Push-T's yolo verifier: calibration cannot even build it (its
+    classes are the pin task's), records the failure, and the gate refuses it."""
+    pytest.importorskip('ultralytics', reason='the yolo backend needs ultralytics')
+    from enpire_common.errors import VerifierUncalibratedError
+    from enpire_common.tasks import load_task, record_verifier
+    from enpire_reward.core.calibration import calibrate, require_calibrated
+    from enpire_reward.core.dataset import Randomisation, write_dataset
+    from enpire_reward.core.yolo import train_yolo
+
+    pin = load_task('pin_insertion')
+    home = tmp_path / 'home'
+    monkeypatch.setenv('ENPIRE_HOME', str(home))
+    write_dataset(pin, tmp_path / 'ds', 6, seed=1, randomisation=Randomisation.off())
+    art = train_yolo(pin, tmp_path / 'ds', epochs=1, imgsz=64, batch=4, home=home,
+                     progress=lambda _line: None)
+    record_verifier(task, home, 'yolo', art.lock_entry())          # the wrong task's model
+    out = calibrate(task, 'yolo', states=20, home=home)
+    assert not out['passed'] and "no class 'tblock'" in out['failures'][0]
+    with pytest.raises(VerifierUncalibratedError, match='failed its calibration'):
+        require_calibrated(task, 'yolo', home)

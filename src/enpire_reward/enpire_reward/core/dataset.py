@@ -45,8 +45,16 @@ FORMAT = 'enpire-verifier-dataset-v1'
 #: An instance whose visible mask has fewer pixels than this is not labelled (out of view
 #: or hidden).
 MIN_PIXELS = 12
-#: Every VAL_EVERY-th state goes to the validation split (all of its views).
+#: Every VAL_EVERY-th state goes to the validation split (all of its views); with fewer
+#: states than that, the last one does (a training run needs both splits).
 VAL_EVERY = 5
+
+
+def split_of(state: int, n_states: int) -> str:
+    """The split of state ``state`` of ``n_states`` ('train' or 'val')."""
+    if state % VAL_EVERY == VAL_EVERY - 1 or (n_states < VAL_EVERY and state == n_states - 1):
+        return 'val'
+    return 'train'
 
 
 @dataclass(frozen=True)
@@ -267,7 +275,7 @@ def write_dataset(task: TaskSpec, out: Path | str, images: int, seed: int = 0, *
     try:
         sampler = plugin.crosscheck.sample_states(task, cell, n_states, seed)
         for i, (image, gt) in enumerate(sampler):
-            split = 'val' if i % VAL_EVERY == VAL_EVERY - 1 else 'train'
+            split = split_of(i, n_states)
             by_view = image if isinstance(image, dict) else {views[0]: image}
             for view in views:
                 if len(frames) >= images:

@@ -228,6 +228,11 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 30,
     if not manifest.get('complete'):
         raise ConfigError(f'{dataset} is not finished (run enpire verify dataset again to '
                           'complete it)')
+    summary = manifest.get('summary') or {}
+    if not summary.get('train') or not summary.get('val'):
+        raise ConfigError(f"{dataset} has {summary.get('train', 0)} training and "
+                          f"{summary.get('val', 0)} validation images; training needs both "
+                          '(render more images)')
     ul = _ultralytics()
     from ultralytics import YOLO
 

@@ -16,6 +16,7 @@ from enpire_common.ros import declare_config, image_qos, ros_time_s, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import Verdict as VerdictMsg
 from enpire_interfaces.srv import VerifySuccess
+from enpire_reward.core.calibration import require_calibrated
 from enpire_reward.core.config import VerifierConfig
 from enpire_reward.core.registry import make_verifier
 from enpire_reward.ros.conversions import verdict_to_msg, verifier_image
@@ -47,6 +48,8 @@ class VerifierNode(Node):
         self.verifier = make_verifier(self.config.backend, task,
                                       views=self.config.views or None,
                                       fusion=self.config.fusion or None)
+        # the calibration gate: a learned backend judges nothing before it passed
+        require_calibrated(task, self.verifier.backend_id)
         self._lock = threading.Lock()
         self._frames: dict[str, tuple[bytes, float]] = {}
         self._frame_counts: dict[str, int] = {}
