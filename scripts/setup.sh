@@ -60,11 +60,15 @@ if ! stamp_ok deps "$REQ_HASH"; then
   # torch is pinned to the CPU build; it is installed on its own line so that no other
   # requirement can widen the range and pull a CUDA build.
   "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
-  "$VPY" -m pip install --disable-pip-version-check -q "${args[@]}" torch==2.13.0 \
+  # sam2 is an sdist: build it without its CUDA extension (no CUDA here; its masks run on
+  # the CPU or through torch's own CUDA ops elsewhere).
+  SAM2_BUILD_CUDA=0 "$VPY" -m pip install --disable-pip-version-check -q "${args[@]}" torch==2.13.0 \
     2>&1 | grep -v 'is ignored' | grep -v '^WARNING: Location' || true
   "$VPY" -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt \
     2>&1 | grep -v 'is ignored' | grep -v '^WARNING: Location' || true
-  "$VPY" -c 'import rclpy, yaml, numpy, cv2, gym_pusht, rosbags, torch, mujoco, mink' \
+  "$VPY" -c 'import rclpy, yaml, numpy, cv2, gym_pusht, rosbags, torch, mujoco, mink
+from importlib.util import find_spec
+assert find_spec("ultralytics") and find_spec("sam2"), "ultralytics or sam2 missing"' \
     || die "dependency install failed (see pip output above)"
   echo "$REQ_HASH" > "$STAMPS/deps"
 fi

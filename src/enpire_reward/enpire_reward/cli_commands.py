@@ -64,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument('--images', type=int, default=1000)
     tr.add_argument('--seed', type=int, default=0)
     tr.set_defaults(func=_train, text=_train_text)
+    rg = sub.add_parser('register', help='record a user-supplied SAM2 checkpoint for a task '
+                        '(it must load into the named architecture)')
+    rg.add_argument('--task', default=DEFAULT_TASK)
+    rg.add_argument('--backend', default='sam2', choices=('sam2',))
+    rg.add_argument('--checkpoint', required=True, help='a SAM2 .pt file ({"model": ...})')
+    rg.add_argument('--sam2-config', default='sam2.1_hiera_t',
+                    help='its architecture: sam2.1_hiera_t (default), _s, _b+, _l')
+    rg.set_defaults(func=_register)
     cal = sub.add_parser('calibrate', help='score a backend on held-out labelled images with '
                          'camera effects; record it in the task lock (the gate trials need)')
     cal.add_argument('--task', default=DEFAULT_TASK)
@@ -239,6 +247,16 @@ def _train_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
             f"artifact {out['artifact']} (recorded in the task lock)\n"
             f"next: enpire verify crosscheck --task {out['task']} --camera real "
             f"--backend {out['backend']}")
+
+
+def _register(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_common.tasks import load_task
+    from enpire_reward.core.sam2_backend import register_checkpoint
+
+    task = load_task(args.task)
+    entry = register_checkpoint(task, args.checkpoint, args.sam2_config)
+    return {'ok': True, 'task': task.name, 'backend': args.backend, **entry,
+            'next': f'enpire verify calibrate --task {task.name} --backend {args.backend}'}
 
 
 def _calibrate(args: argparse.Namespace) -> dict[str, Any]:

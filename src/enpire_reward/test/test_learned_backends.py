@@ -240,3 +240,40 @@ def test_a_verifier_trained_on_another_task_fails_the_gate(task, tmp_path, monke
     assert not out['passed'] and "no class 'tblock'" in out['failures'][0]
     with pytest.raises(VerifierUncalibratedError, match='failed its calibration'):
         require_calibrated(task, 'yolo', home)
+
+
+@pytest.mark.timeout(600)
+def test_sam2_loads_a_checkpoint_file_and_masks_the_prompted_box(task, frames, tmp_path,
+                                                                 monkeypatch):
+    """Plumbing on a model built from its config (random weights: says nothing of SAM2's
+    quality): the checkpoint file round trip, the registration in the lock, box prompts,
+    and a checkpoint of the wrong shape refused."""
+    pytest.importorskip('sam2', reason='the sam2 backend needs sam2 (requirements.txt)')
+    import torch
+
+    from enpire_common.tasks import locked_verifier
+    from enpire_reward.core.sam2_backend import Sam2Segmenter, build_model, register_checkpoint
+
+    model = build_model('sam2.1_hiera_t')
+    ckpt = tmp_path / 'sam2_random.pt'
+    torch.save({'model': model.state_dict()}, ckpt)
+    entry = register_checkpoint(task, ckpt, home=tmp_path)
+    assert locked_verifier(task, tmp_path, 'sam2')['weights_sha256'] == entry['weights_sha256']
+    oracle = _Oracle(task)
+    img, gt = frames[0]
+    oracle.gt = gt
+    seg = Sam2Segmenter(build_model('sam2.1_hiera_t', ckpt), oracle)
+    out = seg.masks(img, task.views['top'])
+    assert set(out) == {'tblock'}
+    assert out['tblock'].mask.shape == img.shape[:2] and 0.0 <= out['tblock'].confidence <= 1
+    bad = tmp_path / 'bad.pt'
+    torch.save({'model': {'nothing': torch.zeros(1)}}, bad)
+    with pytest.raises(ConfigError, match='does not load into sam2.1_hiera_t'):
+        build_model('sam2.1_hiera_t', bad)
+    with pytest.raises(ConfigError, match='does not exist'):
+        register_checkpoint(task, tmp_path / 'missing.pt', home=tmp_path)
+    monkeypatch.setenv('ENPIRE_HOME', str(tmp_path / 'other'))
+    from enpire_reward.core import make_verifier
+
+    with pytest.raises(ConfigError, match='enpire verify register'):
+        make_verifier('sam2', task)

@@ -162,22 +162,16 @@ def load_artifact(path: Path | str) -> Artifact:
     return art
 
 
-def make_yolo_estimator(task: TaskSpec) -> Any:
-    """The registry's ``yolo`` factory: the artifact the task lock records, under the task's
-    rule (its plugin's ``mask_rule``).
+def make_yolo_segmenter(task: TaskSpec) -> YoloSegmenter:
+    """The segmenter of the yolo artifact the task lock records.
 
     Raises:
-        ConfigError: the task has no rule over masks, the lock records no yolo verifier,
-            or its artifact fails :func:`load_artifact`.
+        ConfigError: the lock records no yolo verifier, or its artifact fails
+            :func:`load_artifact`.
     """
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import locked_verifier
-    from enpire_tasks import registry
 
-    plugin = registry.get(task)
-    if plugin.mask_rule is None:
-        raise ConfigError(f"task '{task.name}' has no rule over learned masks (its plugin's "
-                          'mask_rule); the yolo backend cannot judge it')
     entry = locked_verifier(task, enpire_home(), BACKEND_ID)
     if entry is None:
         raise ConfigError(f"no yolo verifier is recorded in the task lock of '{task.name}'; "
@@ -186,9 +180,24 @@ def make_yolo_estimator(task: TaskSpec) -> Any:
     if art.meta['weights_sha256'] != entry.get('weights_sha256'):
         raise ConfigError(f"{art.path} is not the yolo verifier the task lock of "
                           f"'{task.name}' records (another version's weights)")
-    seg = YoloSegmenter(art.weights, tuple(art.meta['classes']), int(art.meta['imgsz']),
-                        device=os.environ.get('ENPIRE_VERIFIER_DEVICE', 'cpu'))
-    return plugin.mask_rule(task, seg)
+    return YoloSegmenter(art.weights, tuple(art.meta['classes']), int(art.meta['imgsz']),
+                         device=os.environ.get('ENPIRE_VERIFIER_DEVICE', 'cpu'))
+
+
+def make_yolo_estimator(task: TaskSpec) -> Any:
+    """The registry's ``yolo`` factory: the artifact the task lock records, under the task's
+    rule (its plugin's ``mask_rule``).
+
+    Raises:
+        ConfigError: the task has no rule over masks, or :func:`make_yolo_segmenter` fails.
+    """
+    from enpire_tasks import registry
+
+    plugin = registry.get(task)
+    if plugin.mask_rule is None:
+        raise ConfigError(f"task '{task.name}' has no rule over learned masks (its plugin's "
+                          'mask_rule); the yolo backend cannot judge it')
+    return plugin.mask_rule(task, make_yolo_segmenter(task))
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -293,4 +302,4 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 30,
 
 
 __all__ = ['BACKEND_ID', 'Artifact', 'YoloSegmenter', 'artifacts_dir', 'load_artifact',
-           'make_yolo_estimator', 'sha256_file', 'train_yolo']
+           'make_yolo_estimator', 'make_yolo_segmenter', 'sha256_file', 'train_yolo']
