@@ -277,3 +277,19 @@ def test_sam2_loads_a_checkpoint_file_and_masks_the_prompted_box(task, frames, t
 
     with pytest.raises(ConfigError, match='enpire verify register'):
         make_verifier('sam2', task)
+
+
+def test_opencv_unmix_holds_where_a_camera_perturbs_the_image(task):
+    """opencv-unmix-v1 (the colour mask, unmixed edges, the exact coverage fit) on perturbed
+    images with no forward model: 99.3% agreement on every kind over 300 held-out states
+    (README); a small sample here."""
+    from enpire_reward.core import make_verifier
+    from enpire_reward.core.crosscheck import crosscheck_matrix
+    from enpire_tasks.camera_models import with_camera_model
+
+    real = with_camera_model(task, 'top', 'none')
+    out = crosscheck_matrix([make_verifier('opencv-unmix-v1', real)], real, 40, seed=7919,
+                            perturbations=('clean', 'all'))['opencv-unmix-v1']
+    for kind, rep in out.items():
+        assert rep.label_agreement >= 0.95, (kind, rep)
+        assert rep.score_mae <= 0.005, (kind, rep)

@@ -45,6 +45,13 @@ def make_opencv_estimator(task: TaskSpec) -> OpenCvTEstimator:
                             camera_models=models)
 
 
+def make_unmix_estimator(task: TaskSpec) -> MaskFitEstimator:
+    """``opencv-unmix-v1`` (:mod:`.mask_fit`)."""
+    from enpire_tasks.push_t.mask_fit import make_unmix_estimator as make
+
+    return make(task)
+
+
 def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> MaskFitEstimator:
     """The block's pose from a learned segmenter's mask and the image
     (:mod:`.mask_fit`)."""
@@ -64,7 +71,9 @@ PLUGIN = TaskPlugin(
     reset_strategies={SimPlaceStrategy.id: SimPlaceStrategy},
     verifier_backends=(VerifierBackend(
         'opencv-v1', 'colour segmentation + moments + SDF template refinement (CPU, ~5 ms)',
-        make_opencv_estimator),),
+        make_opencv_estimator), VerifierBackend(
+        'opencv-unmix-v1', 'colour mask, edges unmixed locally, exact pixel-coverage fit (no '
+        'forward camera model: for real cameras)', make_unmix_estimator)),
     camera_models=camera_model.CAMERA_MODELS,
     camera_model_renderers=camera_model.CAMERA_MODEL_RENDERERS,
     sim_renderers=render.RENDERERS,
