@@ -301,6 +301,24 @@ def blob_from_mask(mask: np.ndarray | None, level: float = 0.5, min_area: int = 
                 int(rows.max()), int(cols.min()), int(cols.max()))
 
 
+class PartFinder:
+    """A part's pixels in an image: its colour blob (:func:`colour_blob`), or the mask of
+    class ``cls`` from a learned ``segmenter`` (:func:`blob_from_mask`)."""
+
+    def __init__(self, rgb: Sequence[int], segmenter: Any = None, cls: str = '') -> None:
+        from enpire_tasks.estimation import require_class
+
+        if segmenter is not None:
+            require_class(segmenter, cls)
+        self.rgb, self.segmenter, self.cls = tuple(rgb), segmenter, cls
+
+    def find(self, image: np.ndarray, view: ViewSpec) -> Blob | None:
+        if self.segmenter is None:
+            return colour_blob(image, self.rgb)
+        inst = self.segmenter.masks(image, view).get(self.cls)
+        return blob_from_mask(None if inst is None else inst.mask)
+
+
 # --- plugin parts -------------------------------------------------------------------------
 def build_observation(task: TaskSpec, reading: CellReading) -> dict[str, Any]:
     """The policy's observation of one tick (names and types of the contract's spec)."""

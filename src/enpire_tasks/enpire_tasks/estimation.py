@@ -93,6 +93,15 @@ class InstanceSegmenter(Protocol):
     def masks(self, image: np.ndarray, view: ViewSpec) -> dict[str, InstanceMask]: ...
 
 
+def require_class(segmenter: InstanceSegmenter, cls: str) -> None:
+    """Raise ConfigError unless ``segmenter`` segments class ``cls``."""
+    if cls not in segmenter.classes:
+        from enpire_common.errors import ConfigError
+
+        raise ConfigError(f"the {segmenter.backend_id} model has no class '{cls}' (its "
+                          f"classes: {', '.join(segmenter.classes)})")
+
+
 def unmix_alpha(image: np.ndarray, mask: np.ndarray, band_px: int = 3
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel soft mask of an object from a coarse binary ``mask`` of it and the image:
@@ -144,11 +153,7 @@ class MaskSegmenter:
 
     def __init__(self, segmenter: InstanceSegmenter, cls: str, pad_px: int = 6,
                  unmix_band_px: int = 0) -> None:
-        if cls not in segmenter.classes:
-            from enpire_common.errors import ConfigError
-
-            raise ConfigError(f"the {segmenter.backend_id} model has no class '{cls}' (its "
-                              f"classes: {', '.join(segmenter.classes)})")
+        require_class(segmenter, cls)
         self.segmenter, self.cls, self.pad_px = segmenter, cls, int(pad_px)
         self.unmix_band_px = int(unmix_band_px)
 
@@ -182,4 +187,4 @@ class PoseEstimator(Protocol):
 
 
 __all__ = ['Estimate', 'InstanceMask', 'InstanceSegmenter', 'MaskSegmenter', 'PoseEstimator',
-           'Segmentation', 'Segmenter', 'unmix_alpha']
+           'Segmentation', 'Segmenter', 'require_class', 'unmix_alpha']

@@ -24,12 +24,10 @@ import math
 
 import numpy as np
 
-from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec, ViewSpec
 from enpire_tasks.arm import (
+    PartFinder,
     PinholeCamera,
-    blob_from_mask,
-    colour_blob,
     hue_mask,
     lit_centroid,
     strip_pixels,
@@ -110,13 +108,10 @@ class GpuClassicEstimator:
         """``segmenter``: a learned one whose ``cooler`` mask replaces the colour blob (the
         backend is then the segmenter's, with this rule over its masks)."""
         self.task = task
-        self.segmenter = segmenter
-        if segmenter is not None:
-            if 'cooler' not in segmenter.classes:
-                raise ConfigError(f"the {segmenter.backend_id} model has no class 'cooler' "
-                                  f"(its classes: {', '.join(segmenter.classes)})")
-            self.backend_id = segmenter.backend_id
         self.parts = parts()
+        self.finder = PartFinder(self.parts.colour_rgb, segmenter, 'cooler')
+        if segmenter is not None:
+            self.backend_id = segmenter.backend_id
         self.cameras = {name: PinholeCamera.of(v) for name, v in task.views.items()
                         if v.camera and v.camera.get('position') is not None}
 
@@ -125,11 +120,7 @@ class GpuClassicEstimator:
         if cam is None or view.name not in ('task_top', 'side'):
             return Estimate(found=False, detail=f'{BACKEND_ID} does not judge view '
                                                 f'{view.name!r}')
-        if self.segmenter is None:
-            blob = colour_blob(image, self.parts.colour_rgb)
-        else:
-            inst = self.segmenter.masks(image, view).get('cooler')
-            blob = blob_from_mask(None if inst is None else inst.mask)
+        blob = self.finder.find(image, view)
         if blob is None:
             return Estimate(found=False, detail='no cooler-coloured pixels')
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),

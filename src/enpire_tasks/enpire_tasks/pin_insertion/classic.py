@@ -23,9 +23,8 @@ import math
 
 import numpy as np
 
-from enpire_common.errors import ConfigError
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_tasks.arm import PinholeCamera, blob_from_mask, colour_blob, lit_centroid
+from enpire_tasks.arm import PartFinder, PinholeCamera, lit_centroid
 from enpire_tasks.estimation import Estimate, InstanceSegmenter, Segmentation
 from enpire_tasks.pin_insertion.geometry import parts
 
@@ -44,13 +43,10 @@ class PinClassicEstimator:
         """``segmenter``: a learned one whose ``pin`` mask replaces the colour blob (the
         backend is then the segmenter's, with this rule over its masks)."""
         self.task = task
-        self.segmenter = segmenter
-        if segmenter is not None:
-            if 'pin' not in segmenter.classes:
-                raise ConfigError(f"the {segmenter.backend_id} model has no class 'pin' "
-                                  f"(its classes: {', '.join(segmenter.classes)})")
-            self.backend_id = segmenter.backend_id
         self.parts = parts()
+        self.finder = PartFinder(self.parts.colour_rgb, segmenter, 'pin')
+        if segmenter is not None:
+            self.backend_id = segmenter.backend_id
         self.cameras = {name: PinholeCamera.of(v) for name, v in task.views.items()
                         if v.camera and v.camera.get('position') is not None}
 
@@ -59,11 +55,7 @@ class PinClassicEstimator:
         if cam is None or view.name not in ('task_top', 'side'):
             return Estimate(found=False, detail=f'{BACKEND_ID} does not judge view '
                                                 f'{view.name!r}')
-        if self.segmenter is None:
-            blob = colour_blob(image, self.parts.colour_rgb)
-        else:
-            inst = self.segmenter.masks(image, view).get('pin')
-            blob = blob_from_mask(None if inst is None else inst.mask)
+        blob = self.finder.find(image, view)
         if blob is None:
             return Estimate(found=False, detail='no pin-coloured pixels')
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
