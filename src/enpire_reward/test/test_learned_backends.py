@@ -293,3 +293,18 @@ def test_opencv_unmix_holds_where_a_camera_perturbs_the_image(task):
     for kind, rep in out.items():
         assert rep.label_agreement >= 0.95, (kind, rep)
         assert rep.score_mae <= 0.005, (kind, rep)
+
+
+def test_training_against_a_changed_contract_fails_before_it_trains(task, tmp_path):
+    from enpire_common.errors import ContractMismatchError
+    from enpire_common.tasks import lock_path
+    from enpire_reward.core.dataset import Randomisation, write_dataset
+    from enpire_reward.core.yolo import train_yolo
+
+    write_dataset(task, tmp_path / 'ds', 10, seed=3, randomisation=Randomisation.off())
+    lock = lock_path(tmp_path / 'home', task.name)
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({'task': task.name, 'id': task.id, 'sha256': '0' * 64}))
+    with pytest.raises(ContractMismatchError, match='contract changed'):
+        train_yolo(task, tmp_path / 'ds', epochs=1, home=tmp_path / 'home')
+    assert not (tmp_path / 'home' / 'verifiers').exists()

@@ -242,10 +242,15 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 30,
         raise ConfigError(f"{dataset} has {summary.get('train', 0)} training and "
                           f"{summary.get('val', 0)} validation images; training needs both "
                           '(render more images)')
+    home = home or enpire_home()
+    # fail before an hour of training, not after it: the artifact is recorded against the
+    # locked contract
+    from enpire_common.tasks import verify_contract
+
+    verify_contract(task, home)
     ul = _ultralytics()
     from ultralytics import YOLO
 
-    home = home or enpire_home()
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     t0 = time.monotonic()
     net = YOLO(model, task='segment')
@@ -295,7 +300,11 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 30,
         (staging / 'artifact.json').write_text(json.dumps(meta, indent=2))
         os.replace(staging, root / version)
     art = Artifact(root / version, meta)
-    record_verifier(task, home, BACKEND_ID, art.lock_entry())
+    try:
+        record_verifier(task, home, BACKEND_ID, art.lock_entry())
+    except ConfigError as exc:       # the contract changed while it trained
+        raise ConfigError(f'{exc}; the trained verifier is kept at {art.path} but not '
+                          'recorded in the task lock') from None
     say(f'verifier artifact {art.path} ({meta["train_seconds"]:.0f} s), recorded in the task '
         'lock')
     return art
