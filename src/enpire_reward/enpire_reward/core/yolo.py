@@ -201,7 +201,7 @@ def make_yolo_estimator(task: TaskSpec) -> Any:
 
 
 # --- training ---------------------------------------------------------------------------------
-def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 15,
+def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 12,
                imgsz: int = DEFAULT_IMGSZ, device: str = 'cpu', batch: int = 16,
                seed: int = 0, model: str = DEFAULT_MODEL, home: Path | None = None,
                progress: Callable[[str], None] | None = None) -> Artifact:
