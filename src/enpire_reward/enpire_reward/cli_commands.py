@@ -300,5 +300,5 @@ def _backends(_args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _backends_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
-    return '\n'.join(f"{r['id']:<12} {'ready' if r['implemented'] else 'planned':<8} "
+    return '\n'.join(f"{r['id']:<16} {'ready' if r['implemented'] else 'planned':<8} "
                      f"{r['description']}" for r in out['backends'])
