@@ -79,11 +79,16 @@ def test_fusion_rules_combine_views():
         fuse([a], 'alll', 0.95)
 
 
-def test_unknown_and_planned_backends_are_explained(task):
+def test_unknown_and_planned_backends_are_explained(task, monkeypatch):
+    from enpire_reward.core import registry
+    from enpire_tasks.plugin import VerifierBackend
+
     with pytest.raises(UnknownNameError, match="did you mean 'opencv-v1'"):
         make_verifier('opencv-v2', task)
+    monkeypatch.setitem(registry._BACKENDS, 'future',
+                        VerifierBackend('future', 'a slot with no code yet', None))
     with pytest.raises(ConfigError, match='planned but not implemented'):
-        make_verifier('sam2', task)
+        make_verifier('future', task)
 
 
 @pytest.mark.parametrize('noise', ['wide', 'tight'])
@@ -128,7 +133,7 @@ def test_unknown_near_goal_noise_is_explained(task):
 def test_backends_come_from_the_task_plugin_then_the_generic_ones(task):
     from enpire_reward.core import available_backends
 
-    assert list(available_backends(task)) == ['opencv-v1', 'yolo', 'sam2']
+    assert list(available_backends(task)) == ['opencv-v1', 'opencv-unmix-v1', 'yolo', 'sam2']
     assert list(available_backends('no_such_task')) == ['yolo', 'sam2']
     with pytest.raises(UnknownNameError, match="unknown verifier backend 'opencv-v1'"):
         make_verifier('opencv-v1', dataclasses.replace(task, name='no_such_task'))
