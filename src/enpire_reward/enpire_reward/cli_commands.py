@@ -94,11 +94,11 @@ def _crosscheck(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_reward.core import make_verifier
     from enpire_reward.core.crosscheck import cell_renderer, crosscheck_matrix
     from enpire_tasks.camera_models import (
-        CAMERA_MODEL_NONE,
         camera_model_for_renderer,
         camera_model_renderers,
         view_camera_model_name,
         with_camera_model,
+        without_camera_models,
     )
     from enpire_tasks.sensor import perturbation_kinds
 
@@ -107,11 +107,10 @@ def _crosscheck(args: argparse.Namespace) -> dict[str, Any]:
     task = load_task(args.task)
     renderer = cell_renderer(args.renderer, task)
     model_renderers = camera_model_renderers(task)
+    if args.camera == 'real':
+        # a real camera has no forward model: the backends judge the images alone
+        task = without_camera_models(task)
     for name in task.views:
-        if args.camera == 'real':
-            # a real camera has no forward model: the backends judge the images alone
-            task = with_camera_model(task, name, CAMERA_MODEL_NONE)
-            continue
         # The verifier judges the images of this renderer with the matching camera model (the
         # task's own models: another task's renderers never enter).
         model = view_camera_model_name(task, name)
@@ -196,11 +195,16 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
 
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import load_task
-    from enpire_reward.core.dataset import Randomisation, stderr_progress, write_dataset
+    from enpire_reward.core.dataset import (
+        Randomisation,
+        default_dir,
+        stderr_progress,
+        write_dataset,
+    )
 
     task = load_task(args.task)
     out = Path(args.out) if args.out else \
-        enpire_home() / 'datasets' / f'{task.name}-s{args.seed}-n{args.images}'
+        default_dir(enpire_home(), task.name, args.seed, args.images)
     rep = write_dataset(task, out, args.images, seed=args.seed,
                         randomisation=Randomisation.off() if args.no_randomise else None,
                         progress=None if args.json else stderr_progress())
@@ -221,7 +225,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import load_task
-    from enpire_reward.core.dataset import stderr_progress, write_dataset
+    from enpire_reward.core.dataset import default_dir, stderr_progress, write_dataset
     from enpire_reward.core.yolo import train_yolo
 
     task = load_task(args.task)
@@ -229,7 +233,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset:
         dataset = Path(args.dataset)
     else:
-        dataset = enpire_home() / 'datasets' / f'{task.name}-s{args.seed}-n{args.images}'
+        dataset = default_dir(enpire_home(), task.name, args.seed, args.images)
         write_dataset(task, dataset, args.images, seed=args.seed,
                       progress=None if quiet else stderr_progress())
     art = train_yolo(task, dataset, epochs=args.epochs, imgsz=args.imgsz, device=args.device,

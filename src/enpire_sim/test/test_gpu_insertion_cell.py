@@ -332,6 +332,10 @@ def test_segmentation_labels_the_parts_where_the_camera_shows_them(cell, task) -
     assert all(m.sum() > 50 for m in masks.values())     # every part in view from the top
     total = sum(m.astype(int) for m in masks.values())
     assert total.max() == 1
+    from enpire_common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no geom or body 'nope'"):
+        cell.instance_masks('task_top', {'x': 'nope'})
 
 
 def test_a_labelled_dataset_of_the_arm_task(task, tmp_path) -> None:

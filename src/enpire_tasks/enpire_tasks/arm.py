@@ -276,13 +276,7 @@ def principal_axis(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def colour_blob(image: np.ndarray, rgb: Sequence[int], hue_tol_deg: float = 15.0,
                 min_area: int = 4) -> Blob | None:
     """The pixels of ``rgb``'s hue (:func:`hue_mask`); None when fewer than ``min_area``."""
-    mask = hue_mask(image, rgb, hue_tol_deg)
-    area = int(mask.sum())
-    if area < min_area:
-        return None
-    rows, cols = np.nonzero(mask)
-    return Blob(mask, area, (float(cols.mean()), float(rows.mean())), int(rows.min()),
-                int(rows.max()), int(cols.min()), int(cols.max()))
+    return blob_from_mask(hue_mask(image, rgb, hue_tol_deg), min_area=min_area)
 
 
 def blob_from_mask(mask: np.ndarray | None, level: float = 0.5, min_area: int = 4

@@ -59,6 +59,14 @@ def with_camera_model(task: TaskSpec, view_name: str, model: str) -> TaskSpec:
     return dataclasses.replace(task, raw=raw)
 
 
+def without_camera_models(task: TaskSpec) -> TaskSpec:
+    """A copy of ``task`` whose every view declares ``none``: what a real camera is judged
+    with (the backends see the images alone)."""
+    for name in task.views:
+        task = with_camera_model(task, name, CAMERA_MODEL_NONE)
+    return task
+
+
 def camera_model_renderers(task: TaskSpec | str | None = None) -> dict[str, str]:
     """Camera model -> the sim cell renderer it describes (the task's, or every plugin's)."""
     plugins = [registry.get(task)] if task is not None else registry.available().values()
@@ -77,4 +85,5 @@ def camera_model_for_renderer(renderer: str, task: TaskSpec | str | None = None)
 
 
 __all__ = ['CAMERA_MODEL_NONE', 'camera_model_for_renderer', 'camera_model_renderers',
-           'make_camera_model', 'view_camera_model_name', 'with_camera_model']
+           'make_camera_model', 'view_camera_model_name', 'with_camera_model',
+           'without_camera_models']

@@ -86,16 +86,14 @@ def calibrate(task: TaskSpec, backend: str, *, states: int = 300, seed: int = DE
     from enpire_common.tasks import record_verifier
     from enpire_reward.core import make_verifier
     from enpire_reward.core.crosscheck import crosscheck_matrix
-    from enpire_tasks.camera_models import CAMERA_MODEL_NONE, with_camera_model
+    from enpire_tasks.camera_models import without_camera_models
     from enpire_tasks.sensor import PERTURBATIONS
 
     if states < 20:
         raise ConfigError(f'--states={states} is too few to calibrate on (>= 20)')
     home = home or enpire_home()
     gate = gate or Gate()
-    real = task
-    for name in task.views:
-        real = with_camera_model(real, name, CAMERA_MODEL_NONE)
+    real = without_camera_models(task)
     t0 = time.monotonic()
     result: dict[str, Any] = {
         'backend': backend, 'states': states, 'seed': seed, 'camera': 'real',

@@ -27,7 +27,6 @@ starts again where the finished images end, and a finished one is left as it is.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from enpire_common.errors import ConfigError
+from enpire_common.files import atomic_write_bytes
 from enpire_common.tasks import TaskSpec
 from enpire_tasks import registry as tasks
 
@@ -206,14 +206,19 @@ class DatasetReport:
         return asdict(self)
 
 
+def default_dir(home: Path, task: str, seed: int, images: int) -> Path:
+    """Where ``enpire verify dataset`` and ``enpire verify train`` keep a dataset by default."""
+    return home / 'datasets' / f'{task}-s{seed}-n{images}'
+
+
+def _summary(frames: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+    """The manifest's summary (and the report's counts) of the frames written so far."""
+    return {'images': len(frames), 'train': sum(f['split'] == 'train' for f in frames),
+            'val': sum(f['split'] == 'val' for f in frames), 'instances': counts}
+
+
 def _views(task: TaskSpec) -> list[str]:
     return list(task.section('success').get('views') or list(task.views))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def write_dataset(task: TaskSpec, out: Path | str, images: int, seed: int = 0, *,
@@ -264,11 +269,8 @@ def write_dataset(task: TaskSpec, out: Path | str, images: int, seed: int = 0, *
     written = 0
 
     def save_manifest(complete: bool) -> None:
-        split_n = {s: sum(f['split'] == s for f in frames) for s in ('train', 'val')}
-        summary = {'images': len(frames), 'train': split_n['train'], 'val': split_n['val'],
-                   'instances': counts}
-        _write_atomic(manifest_path, json.dumps(
-            {'settings': settings, 'complete': complete, 'summary': summary,
+        atomic_write_bytes(manifest_path, json.dumps(
+            {'settings': settings, 'complete': complete, 'summary': _summary(frames, counts),
              'frames': frames}, indent=1).encode())
 
     cell = tasks.make_sim_cell(task)
@@ -295,9 +297,9 @@ def write_dataset(task: TaskSpec, out: Path | str, images: int, seed: int = 0, *
                 ok, png = cv2.imencode('.png', np.ascontiguousarray(img[:, :, ::-1]))
                 if not ok:      # pragma: no cover - OpenCV encodes any uint8 image
                     raise ConfigError(f'could not encode image {name}')
-                _write_atomic(out / 'labels' / split / f'{name}.txt',
+                atomic_write_bytes(out / 'labels' / split / f'{name}.txt',
                               ('\n'.join(lines) + '\n' if lines else '').encode())
-                _write_atomic(out / 'images' / split / f'{name}.png', png.tobytes())
+                atomic_write_bytes(out / 'images' / split / f'{name}.png', png.tobytes())
                 present = [plugin.labels.classes[int(ln.split()[0])] for ln in lines]
                 for c in present:
                     counts[c] += 1
@@ -315,11 +317,10 @@ def write_dataset(task: TaskSpec, out: Path | str, images: int, seed: int = 0, *
     yaml_text = (f'# {FORMAT}: {task.name}, seed {seed} (enpire verify dataset)\n'
                  f'path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n'
                  + ''.join(f'  {k}: {v}\n' for k, v in names.items()))
-    _write_atomic(out / 'data.yaml', yaml_text.encode())
+    atomic_write_bytes(out / 'data.yaml', yaml_text.encode())
     save_manifest(True)
-    split_n = {s: sum(f['split'] == s for f in frames) for s in ('train', 'val')}
-    return DatasetReport(str(out), task.name, len(frames), split_n['train'], split_n['val'],
-                         counts, written, round(time.monotonic() - t0, 2))
+    return DatasetReport(str(out), task.name, **_summary(frames, counts), written=written,
+                         seconds=round(time.monotonic() - t0, 2))
 
 
 def stderr_progress(every: int = 50) -> Callable[[int, int], None]:
@@ -334,5 +335,6 @@ def stderr_progress(every: int = 50) -> Callable[[int, int], None]:
     return progress
 
 
-__all__ = ['FORMAT', 'DatasetReport', 'Randomisation', 'label_lines', 'mask_polygon',
+__all__ = ['FORMAT', 'DatasetReport', 'Randomisation', 'default_dir', 'label_lines',
+           'mask_polygon',
            'randomise', 'stderr_progress', 'write_dataset']

@@ -103,9 +103,10 @@ def make_sam2_estimator(task: TaskSpec) -> Any:
         ConfigError: no checkpoint or no yolo verifier recorded, the checkpoint changed
             since it was recorded, or it does not load.
     """
+    from enpire_common.files import sha256_file
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import locked_verifier
-    from enpire_reward.core.yolo import make_yolo_segmenter, sha256_file
+    from enpire_reward.core.yolo import make_yolo_segmenter
     from enpire_tasks import registry
 
     plugin = registry.get(task)
@@ -134,14 +135,15 @@ def register_checkpoint(task: TaskSpec, checkpoint: Path | str, config: str = DE
     Raises:
         ConfigError: it does not exist or does not load.
     """
+    from enpire_common.files import sha256_file
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import record_verifier
-    from enpire_reward.core.yolo import sha256_file
 
     path = Path(checkpoint).resolve()
     build_model(config, path)
-    entry = {'checkpoint': str(path), 'config': config, 'weights_sha256': sha256_file(path),
-             'version': sha256_file(path)[:12], 'calibration': None}
+    digest = sha256_file(path)
+    entry = {'checkpoint': str(path), 'config': config, 'weights_sha256': digest,
+             'version': digest[:12], 'calibration': None}
     record_verifier(task, home or enpire_home(), BACKEND_ID, entry)
     return entry
 

@@ -22,7 +22,6 @@ made importable first (:mod:`enpire_reward.core.torch_compat`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from enpire_common.errors import ConfigError
+from enpire_common.files import sha256_file
 from enpire_common.tasks import TaskSpec, ViewSpec
 from enpire_tasks.estimation import InstanceMask
 
@@ -49,7 +49,7 @@ DEFAULT_CONF = 0.25
 
 
 def _ultralytics() -> Any:
-    """Import ultralytics (offline, its settings under $ENPIRE_HOME), torchvision made
+    """Import ultralytics (offline, its settings file in the temp dir), torchvision made
     importable first."""
     from enpire_reward.core.torch_compat import ensure_torchvision_ops
 
@@ -64,14 +64,6 @@ def _ultralytics() -> Any:
         raise ConfigError('the yolo backend needs ultralytics (requirements.txt: bash '
                           'scripts/setup.sh)') from None
     return ultralytics
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class YoloSegmenter:
@@ -311,4 +303,4 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 12,
 
 
 __all__ = ['BACKEND_ID', 'Artifact', 'YoloSegmenter', 'artifacts_dir', 'load_artifact',
-           'make_yolo_estimator', 'make_yolo_segmenter', 'sha256_file', 'train_yolo']
+           'make_yolo_estimator', 'make_yolo_segmenter', 'train_yolo']

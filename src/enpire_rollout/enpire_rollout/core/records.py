@@ -8,15 +8,14 @@ closes every open trial whose writer is gone as ``aborted``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from enpire_common.errors import ConfigError
+from enpire_common.files import atomic_write_bytes, sha256_file
 
 SCHEMA = 'enpire.trial/1'
 TRIAL_JSON = 'trial.json'
@@ -27,38 +26,9 @@ OUTCOMES = ('success', 'failure', 'timeout', 'safety_abort', 'policy_fault', 're
             OUTCOME_ABORTED, OUTCOME_RUNNING)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """:func:`atomic_write_bytes` of ``obj`` as indented, key-sorted JSON."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
-
-
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        while block := stream.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hash_files(trial_dir: str | Path, names: list[str]) -> dict[str, str]:

@@ -631,11 +631,14 @@ class ArmCell:
         geoms: dict[int, int] = {}
         roots: dict[int, int] = {}
         for k, name in enumerate(labels):
-            gid = self.mj_id('geom', parts[name])
+            gid, bid = (self.sim.name_id(kind, parts[name]) for kind in ('geom', 'body'))
             if gid >= 0:
                 geoms[gid] = k
+            elif bid >= 0:
+                roots[bid] = k
             else:
-                roots[int(self.sim.body_subtree(parts[name])[0])] = k
+                raise ConfigError(f"the scene has no geom or body '{parts[name]}' (part "
+                                  f"'{name}')")
         by_body = np.full(m.nbody, -1, dtype=np.int32)      # body -> label index
         for b in range(m.nbody):
             a = b
@@ -649,11 +652,6 @@ class ArmCell:
         lut = np.append(owner, -1)                          # -1 (no geom) -> index ngeom
         idx = lut[np.where(seg < 0, m.ngeom, seg)]
         return {label: idx == k for k, label in enumerate(labels)}
-
-    def mj_id(self, kind: str, name: str) -> int:
-        """The id of the scene's ``kind`` ('geom', 'body') named ``name``, -1 if none."""
-        return int(self.sim.mj.mj_name2id(self.model, getattr(self.sim.mj.mjtObj,
-                                                               f'mjOBJ_{kind.upper()}'), name))
 
     @property
     def time_s(self) -> float:

@@ -318,12 +318,16 @@ class ArmSim:
                     if not any(n in exclude for n in c.geoms)), default=0.0)
 
     # --- cameras ---------------------------------------------------------------------------
-    def render(self, view: str) -> np.ndarray:
-        """One camera view, HxWx3 uint8 (shadows, reflections and skybox off if fast)."""
+    def _get_renderer(self) -> Any:
+        """The one offscreen renderer of this sim (made on first use)."""
         if self._renderer is None:
             self._renderer = self.mj.Renderer(self.model, self.config.height,
                                               self.config.width)
-        r = self._renderer
+        return self._renderer
+
+    def render(self, view: str) -> np.ndarray:
+        """One camera view, HxWx3 uint8 (shadows, reflections and skybox off if fast)."""
+        r = self._get_renderer()
         r.update_scene(self.data, view)
         if self.config.fast_render:
             flags = self.mj.mjtRndFlag
@@ -338,10 +342,7 @@ class ArmSim:
         """MuJoCo's segmentation render of one view: HxW int32, each pixel the id of the
         geom it shows, -1 where none is (sim-side labels only: training data, never an
         observation)."""
-        r = self._renderer
-        if r is None:
-            r = self._renderer = self.mj.Renderer(self.model, self.config.height,
-                                                  self.config.width)
+        r = self._get_renderer()
         r.update_scene(self.data, view)
         r.enable_segmentation_rendering()
         try:
@@ -352,22 +353,10 @@ class ArmSim:
         geom = (types == int(self.mj.mjtObj.mjOBJ_GEOM)) & (ids >= 0)
         return np.where(geom, ids, -1).astype(np.int32)
 
-    def body_subtree(self, name: str) -> np.ndarray:
-        """The ids of body ``name`` and every body below it.
-
-        Raises:
-            ConfigError: the scene has no body ``name``.
-        """
-        try:
-            root = self.model.body(name).id
-        except KeyError:
-            raise ConfigError(f"the scene has no body '{name}'") from None
-        parents = self.model.body_parentid
-        ids = [root]
-        for b in range(root + 1, self.model.nbody):     # children follow their parents
-            if parents[b] in ids:
-                ids.append(b)
-        return np.asarray(ids, dtype=np.int32)
+    def name_id(self, kind: str, name: str) -> int:
+        """The id of the scene's ``kind`` ('geom', 'body') named ``name``, -1 if none."""
+        return int(self.mj.mj_name2id(self.model,
+                                      getattr(self.mj.mjtObj, f'mjOBJ_{kind.upper()}'), name))
 
     # --- inverse kinematics ----------------------------------------------------------------
     def ik(self, arm: str, position: np.ndarray, quat: np.ndarray | None = None, *,
