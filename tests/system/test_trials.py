@@ -131,7 +131,7 @@ def test_bad_policy_is_contained_as_a_policy_fault(cell, name: str) -> None:
 
 
 def test_good_policy_still_succeeds_after_the_bad_ones(cell) -> None:
-    # Seed 11: the scripted baseline solves it in ~180 steps (of 300).
+    # Seed 11: the scripted baseline solves it in ~160-180 steps (of 300).
     result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[11],
                                     experiment_id='after-bad', timeout_s=180.0)
     (trial,) = result.trials
@@ -231,15 +231,16 @@ def test_sigkilled_policy_host_aborts_only_its_trial(cell) -> None:
 
 
 def test_pass_at_k_retries_the_same_subtask_without_a_reset(cell) -> None:
-    # Seed 11 needs ~180 steps: with 80-step attempts it is solved only at the third attempt,
-    # which is possible only if the retries continue the scene instead of resetting it.
+    # Seed 11 needs ~160-180 steps (the camera's noise moves it by a few): with 70-step
+    # attempts it is solved only at the third attempt, which is possible only if the retries
+    # continue the scene instead of resetting it.
     result = cell.client.run_trials(count=1, policy_dir=str(SCRIPTED), seeds=[11],
-                                    experiment_id='pass-at-k', max_episode_steps=80,
+                                    experiment_id='pass-at-k', max_episode_steps=70,
                                     attempts=3, timeout_s=240.0)
     (trial,) = result.trials
     assert trial.outcome == 'success', trial.reason
     assert (trial.attempts, trial.solved_attempt) == (3, 3)
-    assert trial.steps > 160
+    assert trial.steps > 140
     assert (result.pass_at_1, result.pass_at_k) == (0.0, 1.0)
 
 

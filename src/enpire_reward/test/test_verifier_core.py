@@ -74,9 +74,45 @@ def test_fusion_rules_combine_views():
     b = Verdict('b', 'x', False, 0.90, 0.95, 0.5)
     assert not fuse([a, b], 'all', 0.95).success
     assert fuse([a, b], 'any', 0.95).success
-    assert fuse([a, b], 'mean', 0.95).score == pytest.approx(0.935)
+    # mean: weighted by confidence (1.0 and 0.5)
+    assert fuse([a, b], 'mean', 0.95).score == pytest.approx((0.97 + 0.5 * 0.90) / 1.5)
     with pytest.raises(UnknownNameError, match="did you mean 'all'"):
         fuse([a], 'alll', 0.95)
+
+
+def test_an_invalid_view_is_never_a_success_and_each_rule_says_what_it_does():
+    ok = Verdict('a', 'x', True, 0.97, 0.95, 1.0)
+    bad = Verdict('b', 'x', False, 0.0, 0.95, 0.0, detail='INVALID: no T block found',
+                  invalid=True)
+    # all: an unreadable view cannot confirm the rule -> invalid, not success
+    fused = fuse([ok, bad], 'all', 0.95)
+    assert fused.invalid and not fused.success and 'unreadable: b' in fused.detail
+    # any / mean: the readable view decides; the pose is the readable view's
+    for rule in ('any', 'mean'):
+        fused = fuse([ok, bad], rule, 0.95)
+        assert fused.success and not fused.invalid and fused.score == pytest.approx(0.97)
+    # nothing readable: invalid under every rule, never success, no pose
+    for rule in ('all', 'any', 'mean'):
+        fused = fuse([bad, bad], rule, 0.95)
+        assert fused.invalid and not fused.success and fused.object_pose == ()
+        assert fused.detail.startswith('INVALID')
+
+
+def test_a_view_without_its_object_is_invalid_and_recorded(task, verifier, frames):
+    from enpire_reward.core import VisionVerifier
+
+    rng = np.random.default_rng(0)   # a table with no block on it (grey, not uniform)
+    empty = rng.integers(200, 240, frames[0][0].shape,
+                         dtype=np.uint8)
+    res = verifier.verify({'top': empty})
+    assert res.invalid and not res.success
+    assert res.view('top').invalid and res.view('top').detail.startswith('INVALID')
+    # a confidence floor from the task contract makes a low-confidence read invalid too
+    floor = dataclasses.replace(task, raw={**task.raw, 'success': {
+        **task.raw['success'], 'min_confidence': 1.01}})
+    strict = VisionVerifier(floor, verifier.estimator)
+    res = strict.verify({'top': frames[0][0]})
+    assert res.invalid and not res.success and 'confidence' in res.view('top').detail
 
 
 def test_unknown_and_planned_backends_are_explained(task, monkeypatch):
@@ -133,7 +169,7 @@ def test_unknown_near_goal_noise_is_explained(task):
 def test_backends_come_from_the_task_plugin_then_the_generic_ones(task):
     from enpire_reward.core import available_backends
 
-    assert list(available_backends(task)) == ['opencv-v1', 'opencv-unmix-v1', 'yolo', 'sam2']
+    assert list(available_backends(task)) == ['opencv-unmix-v1', 'opencv-v1', 'yolo', 'sam2']
     assert list(available_backends('no_such_task')) == ['yolo', 'sam2']
     with pytest.raises(UnknownNameError, match="unknown verifier backend 'opencv-v1'"):
         make_verifier('opencv-v1', dataclasses.replace(task, name='no_such_task'))
@@ -163,3 +199,27 @@ def test_crosscheck_matrix_refuses_a_backend_twice_and_unknown_kinds(verifier, t
         crosscheck_matrix([verifier, verifier], task, 1)
     with pytest.raises(UnknownNameError, match='camera perturbation'):
         crosscheck_matrix([verifier], task, 1, perturbations=('fog',))
+
+
+def test_the_default_verifier_holds_on_the_sim_cell_s_default_camera(contract_task):
+    """The sim cell's camera wears DEFAULT_SENSOR (camera.sensor: default); the contract's
+    verifier, with no forward model, judges those frames: >= 99% agreement, no false
+    success, on 150 states (half of them near the goal)."""
+    from enpire_reward.core.crosscheck import sample_states
+    from enpire_tasks.sensor import DEFAULT_SENSOR, SensorStream
+
+    verifier = make_verifier('', contract_task)       # the task's default backend
+    assert verifier.backend_id == 'opencv-unmix-v1'
+    camera = SensorStream(DEFAULT_SENSOR, seed=11, view='top')
+    th = contract_task.success_threshold
+    fp = fn = pos = 0
+    states = list(sample_states(contract_task, 150, seed=101))
+    for i, (img, gt) in enumerate(states):
+        ok = verifier.verify({'top': camera.apply(img, i)}).success
+        truth = gt.coverage > th
+        pos += truth
+        fp += ok and not truth
+        fn += truth and not ok
+    assert pos >= 20, 'the sampler put too few states past the threshold'
+    assert fp == 0, f'{fp} false successes'
+    assert (fp + fn) / len(states) <= 0.01, f'{fn} missed successes of {pos}'

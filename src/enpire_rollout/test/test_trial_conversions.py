@@ -8,11 +8,11 @@ from enpire_rollout.core.trial_record import TrialRecord
 from enpire_rollout.ros.conversions import trial_from_msg, trial_to_msg
 
 VERDICTS = [
-    {'view': 'top', 'backend': 'opencv-v1', 'success': True, 'score': 0.97, 'threshold': 0.95,
-     'confidence': 0.9, 'object_pose': [256.0, 256.0, 0.78], 'latency_s': 0.01,
+    {'view': 'top', 'backend': 'opencv-v1', 'success': True, 'invalid': False, 'score': 0.97,
+     'threshold': 0.95, 'confidence': 0.9, 'object_pose': [256.0, 256.0, 0.78], 'latency_s': 0.01,
      'evidence_path': '/runs/e/top.png', 'detail': 'covered'},
-    {'view': 'fused', 'backend': 'all', 'success': True, 'score': 0.97, 'threshold': 0.95,
-     'confidence': 1.0, 'object_pose': [], 'latency_s': 0.0, 'evidence_path': '',
+    {'view': 'fused', 'backend': 'all', 'success': True, 'invalid': False, 'score': 0.97,
+     'threshold': 0.95, 'confidence': 1.0, 'object_pose': [], 'latency_s': 0.0, 'evidence_path': '',
      'detail': 'all views'},
 ]
 

@@ -143,3 +143,20 @@ def test_episode_ticks_flag_a_cell_that_restarted_but_not_a_late_reset_tick():
     ticks.start()                    # a new episode (after a reset) starts clean
     assert [ticks.observe(t) for t in (0, 1, 2)] == ['', '', '']
 
+
+
+def test_an_unreadable_final_verdict_ends_the_trial_invalid_never_success_and_not_retried():
+    clock = FakeClock()
+    controller = FakeController(clock)      # solves every seed: only the camera stands in the way
+    runner = TrialRunner(cell=FakeCell(), controller=controller,
+                         verifier=FakeVerifier(controller, unreadable_seeds={2, 3, 4}),
+                         recorder=None, clock=clock, control_rate_hz=10.0)
+    summary = run(runner, [1, 2, 3, 4, 5], max_episode_steps=20, attempts=2,
+                  max_consecutive_faults=3)
+    assert [t.outcome for t in summary.trials] == ['success', 'invalid', 'invalid', 'invalid']
+    bad = summary.trials[1]
+    assert not bad.success and 'could not be read from the cameras' in bad.reason
+    assert bad.verdicts[-1]['invalid'] and len(bad.attempts) == 1
+    # a camera that cannot read the scene trial after trial stops the run like a dead cell
+    assert summary.stop_reason == 'consecutive_faults'
+    assert summary.to_dict()['outcomes'] == {'success': 1, 'invalid': 3}

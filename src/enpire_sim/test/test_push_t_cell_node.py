@@ -208,14 +208,16 @@ def test_invalid_config_is_refused_at_start(ros):
                       parameter_overrides=[Parameter('control_rate_hz', value=20.0)])
 
 
-@pytest.mark.parametrize('renderer', ['area', 'gym-pusht'])
-def test_the_cell_publishes_the_configured_cameras_frame(ros, renderer):
+@pytest.mark.parametrize(('renderer', 'sensor'), [('area', 'none'), ('gym-pusht', 'none'),
+                                                  ('area', 'default')])
+def test_the_cell_publishes_the_configured_cameras_frame(ros, renderer, sensor):
     import numpy as np
 
     from enpire_common.tasks import load_task
     from enpire_sim.core.push_t import PushTSim
+    from enpire_tasks.sensor import DEFAULT_SENSOR, SensorStream
 
-    make_cell(ros, initial_seed=3, **{'camera.renderer': renderer})
+    make_cell(ros, initial_seed=3, **{'camera.renderer': renderer, 'camera.sensor': sensor})
     probe = Probe(ros)
     probe.wait_connected()   # takes the latched start frame off the queue ...
     probe.reset.wait_for_service(timeout_sec=TIMEOUT_S)
@@ -228,4 +230,9 @@ def test_the_cell_publishes_the_configured_cameras_frame(ros, renderer):
         expected[name] = sim.render()
         sim.close()
     assert not np.array_equal(expected['area'], expected['gym-pusht'])
-    np.testing.assert_array_equal(published, expected[renderer])
+    if sensor == 'none':        # the renderer's exact image
+        np.testing.assert_array_equal(published, expected[renderer])
+    else:       # the render through the cell's camera: seed 3's first frame
+        camera = SensorStream(DEFAULT_SENSOR, seed=3, view='top')
+        np.testing.assert_array_equal(published, camera.apply(expected[renderer], 0, 3))
+        assert not np.array_equal(published, expected[renderer])

@@ -17,7 +17,9 @@ The stages, in the order a camera applies them:
    that compresses).
 
 :data:`PERTURBATIONS` names the kinds the crosscheck reports on, one stage at a time and all
-of them mild together; :data:`DEFAULT_SENSOR` is the camera the simulated cells may wear.
+of them mild together; :data:`DEFAULT_SENSOR` is the camera the simulated cells wear by
+default (``camera.sensor: default``; ``none`` for exact renders), applied per frame by
+:class:`SensorStream`.
 """
 
 from __future__ import annotations
@@ -142,5 +144,90 @@ def frame_rng(seed: int, index: int, kind: str, view: str = '') -> np.random.Gen
     return np.random.default_rng([int(seed) & 0x7FFFFFFF, int(index), *salt])
 
 
-__all__ = ['DEFAULT_SENSOR', 'PERTURBATIONS', 'SensorModel', 'frame_rng', 'jpeg_roundtrip',
-           'perturbation', 'perturbation_kinds']
+#: ``camera.sensor`` values of the simulated cells: the camera they wear.
+SENSORS: dict[str, SensorModel] = {'default': DEFAULT_SENSOR, 'none': PERTURBATIONS['clean']}
+
+
+def sensor_named(name: str) -> SensorModel:
+    """The sensor model of a sim cell's ``camera.sensor`` (``default`` | ``none``).
+
+    Raises:
+        UnknownNameError: another name.
+    """
+    if name not in SENSORS:
+        raise UnknownNameError('camera.sensor', name, SENSORS)
+    return SENSORS[name]
+
+
+class SensorStream:
+    """A simulated camera's sensor over a stream of frames: :class:`SensorModel`'s stages at
+    a cost a cell can pay at its frame rate (a few ms per 480 x 480 frame), seeded.
+
+    - exposure: the gain hunts slowly (a sine of ~10 s at 20 fps, its phase from the seed)
+      within ``1 +- exposure``, as auto exposure does, instead of flickering per frame;
+    - blur: as :class:`SensorModel`;
+    - noise: a window of one pre-drawn Gaussian field, at an offset drawn per frame (the
+      field is drawn once per image size; per-frame draws cost ~8 ms a frame);
+    - JPEG: as :class:`SensorModel`.
+
+    The same ``(seed, view, episode, frame index)`` gives the same pixels (replays are
+    exact).
+    """
+
+    PAD = 64            # the noise field's margin: offsets drawn in [0, PAD)
+    PERIOD = 200        # frames per exposure cycle
+
+    def __init__(self, model: SensorModel, seed: int = 0, view: str = '') -> None:
+        self.model, self.seed, self.view = model, int(seed), view
+        rng = frame_rng(self.seed, 0, 'stream', view)
+        self._phase = float(rng.uniform(0.0, 2.0 * np.pi))
+        self._fields: dict[tuple[int, ...], np.ndarray] = {}
+
+    @property
+    def identity(self) -> bool:
+        return self.model.identity
+
+    def _field(self, shape: tuple[int, ...]) -> np.ndarray:
+        field = self._fields.get(shape)
+        if field is None:
+            rng = frame_rng(self.seed, len(shape), 'noise-field', self.view)
+            big = (shape[0] + self.PAD, shape[1] + self.PAD, *shape[2:])
+            field = rng.standard_normal(big, dtype=np.float32) * np.float32(
+                self.model.noise_sigma)
+            self._fields = {shape: field}      # one size at a time
+        return field
+
+    def apply(self, image: np.ndarray, index: int, episode: int = 0) -> np.ndarray:
+        """Frame ``index`` of episode ``episode`` as this camera delivers it (a new uint8
+        array). A cell passes its reset seed and the tick since the reset: a trial's frames
+        depend on its seed alone, not on what the cell did before it."""
+        m = self.model
+        img = np.asarray(image)
+        if img.dtype != np.uint8 or img.ndim not in (2, 3):
+            raise ValueError(f'sensor model: expected an HxW or HxWxC uint8 image, got '
+                             f'{img.dtype} {img.shape}')
+        if m.identity:
+            return img.copy()
+        import cv2
+
+        out = img
+        if m.blur_sigma_px:
+            out = cv2.GaussianBlur(out, (0, 0), float(m.blur_sigma_px),
+                                   borderType=cv2.BORDER_REFLECT)
+        out = out.astype(np.float32)
+        if m.exposure:
+            out *= np.float32(1.0 + m.exposure * np.sin(
+                2.0 * np.pi * int(index) / self.PERIOD + self._phase + 2.4 * int(episode)))
+        if m.noise_sigma:
+            dy, dx = frame_rng(self.seed, index, f'offset/{int(episode)}',
+                               self.view).integers(0, self.PAD, 2)
+            h, w = out.shape[:2]
+            out += self._field(out.shape)[dy:dy + h, dx:dx + w]
+        out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
+        if m.jpeg_quality:
+            out = jpeg_roundtrip(out, int(m.jpeg_quality))
+        return out
+
+
+__all__ = ['DEFAULT_SENSOR', 'PERTURBATIONS', 'SENSORS', 'SensorModel', 'SensorStream',
+           'frame_rng', 'jpeg_roundtrip', 'perturbation', 'perturbation_kinds', 'sensor_named']

@@ -74,7 +74,9 @@ def pygame_task(task):
     return with_camera_model(task, 'top', 'gym-pusht-pygame')
 
 
-def test_the_task_contract_names_the_sim_camera_model(task, pygame_task):
+def test_the_task_contract_names_the_sim_camera_model(task, contract_task, pygame_task):
+    # the contract: no forward model (the sim camera wears a sensor model by default)
+    assert view_camera_model_name(contract_task, 'top') == 'none'
     assert view_camera_model_name(task, 'top') == 'pusht-area-v1'
     assert view_camera_model_name(pygame_task, 'top') == 'gym-pusht-pygame'
     assert make_camera_model('none', task, task.views['top']) is None

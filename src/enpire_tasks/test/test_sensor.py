@@ -87,3 +87,25 @@ def test_bad_images_and_kinds_are_named(image):
         perturbation_kinds('clean,nosie')
     assert perturbation_kinds('all-kinds') == tuple(PERTURBATIONS)
     assert perturbation_kinds('jpeg, blur') == ('jpeg', 'blur')
+
+
+def test_a_sensor_stream_is_seeded_per_frame_and_costs_little():
+    from enpire_tasks.sensor import DEFAULT_SENSOR, SensorStream, sensor_named
+
+    img = np.full((96, 120, 3), 128, np.uint8)
+    img[30:60, 40:90] = (200, 60, 40)
+    a, b = SensorStream(DEFAULT_SENSOR, 5, 'top'), SensorStream(DEFAULT_SENSOR, 5, 'top')
+    # the same (seed, view, frame) gives the same pixels, in any order
+    f3 = a.apply(img, 3)
+    assert not np.array_equal(a.apply(img, 3, episode=1), f3)      # episodes differ
+    assert np.array_equal(b.apply(img, 7), a.apply(img, 7))
+    assert np.array_equal(b.apply(img, 3), f3)
+    assert not np.array_equal(a.apply(img, 4), f3)                       # frames differ
+    assert not np.array_equal(SensorStream(DEFAULT_SENSOR, 6, 'top').apply(img, 3), f3)
+    assert not np.array_equal(SensorStream(DEFAULT_SENSOR, 5, 'side').apply(img, 3), f3)
+    # a mild camera: the image stays close to the render; 'none' is the render
+    assert f3.dtype == np.uint8 and f3.shape == img.shape
+    assert 0.5 < np.abs(f3.astype(int) - img).mean() < 12
+    assert np.array_equal(SensorStream(sensor_named('none'), 5).apply(img, 3), img)
+    with pytest.raises(UnknownNameError, match='camera.sensor'):
+        sensor_named('noisy')

@@ -16,7 +16,7 @@ class VerifierConfig:
     Attributes:
         task: task contract name (config/tasks/<task>).
         backend: verifier backend id (see ``enpire_reward.core.registry``); '' = the task
-            plugin's first (Push-T: ``opencv-v1``).
+            plugin's first (Push-T: ``opencv-unmix-v1``).
         views: camera views to subscribe to and judge; empty = the task's success views.
         fusion: ``all`` | ``any`` | ``mean``; empty = the task's ``success.fusion``.
         max_image_age_s: a frame older than this (node clock) is VIEW_UNAVAILABLE.

@@ -40,6 +40,10 @@ class Verdict:
         latency_s: time spent on this verdict, seconds.
         evidence_path: path of the evidence PNG, empty when not written.
         detail: one human-readable line saying why.
+        invalid: the view could not be read (no object found: occluded, out of view,
+            unreadable; or its confidence under the task's ``success.min_confidence``).
+            An invalid verdict is never a success. Fused: the views gave no readable
+            decision under the fusion rule (:func:`enpire_reward.core.fusion.fuse`).
     """
 
     view: str
@@ -52,11 +56,16 @@ class Verdict:
     latency_s: float = 0.0
     evidence_path: str = ''
     detail: str = ''
+    invalid: bool = False
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The fused decision plus the per-view verdicts (views first, ``fused`` last)."""
+    """The fused decision plus the per-view verdicts (views first, ``fused`` last).
+
+    Three outcomes, as AutoEval's: success, failure, and ``invalid`` (the cameras could not
+    tell: never a success, and recorded as such).
+    """
 
     success: bool
     score: float
@@ -67,6 +76,11 @@ class VerifyResult:
     @property
     def fused(self) -> Verdict:
         return self.verdicts[-1]
+
+    @property
+    def invalid(self) -> bool:
+        """The views gave no readable decision (the fused verdict is invalid)."""
+        return bool(self.verdicts) and self.fused.invalid
 
     def view(self, name: str) -> Verdict:
         """The verdict of view ``name``; KeyError if it was not judged."""

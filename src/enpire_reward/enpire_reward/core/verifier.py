@@ -37,6 +37,10 @@ class VisionVerifier:
     ``reset`` goal: a view succeeds iff the estimated pose is within
     ``reset.pose_tolerance_px`` / ``pose_tolerance_rad`` of ``expected_pose`` AND the score is
     below ``reset.not_solved_max_score`` (the start is not already solved).
+    A view is ``invalid`` (never a success, for either goal) when the backend found no
+    object in it (occluded, out of view, unreadable) or its confidence is under
+    ``success.min_confidence`` (default 0: only a missing object); the fusion rule says
+    what an invalid view does to the fused decision (:mod:`enpire_reward.core.fusion`).
 
     Implements :class:`enpire_reward.core.ports.Verifier`.
 
@@ -79,6 +83,7 @@ class VisionVerifier:
         self.pose_tolerance_rad = float(reset.get('pose_tolerance_rad', 0.12))
         self.not_solved_max_score = float(reset.get('not_solved_max_score', self.threshold))
         self.success_margin = float(getattr(estimator, 'success_margin', 0.0))
+        self.min_confidence = float(task.section('success').get('min_confidence', 0.0))
         self.clock = clock or SystemClock()
 
     def verify(self, images: Mapping[str, np.ndarray], goal: str = GOAL_SUCCESS,
@@ -129,11 +134,18 @@ class VisionVerifier:
             success, threshold, detail = self._success(est, score)
         else:
             success, threshold, detail = self._reset(est, score, expected_pose)
+        invalid = not est.found or est.confidence < self.min_confidence
+        if invalid:
+            success = False
+            detail = (f'INVALID: {est.detail or "no object found"}' if not est.found else
+                      f'INVALID: confidence {est.confidence:.3f} < {self.min_confidence:g} '
+                      f'({detail})')
         path = ''
         if write_evidence:
             stamp = f'{int(self.clock.now_s() * 1e6):d}'
             base = Path(evidence_dir) if evidence_dir else Path('.')
-            caption = f'{view_name} {goal}: {"OK" if success else "FAIL"} score {score:.3f}'
+            said = 'INVALID' if invalid else 'OK' if success else 'FAIL'
+            caption = f'{view_name} {goal}: {said} score {score:.3f}'
             img = overlay(image, view, self.goal_pose, est.pose, est.segmentation, caption,
                           outline=self.plugin.outline)
             path = str(write_png_atomic(base / f'{goal}_{view_name}_{stamp}.png', img))
@@ -142,7 +154,7 @@ class VisionVerifier:
                        confidence=float(est.confidence) if est.found else 0.0,
                        object_pose=tuple(est.pose) if est.pose else (),
                        latency_s=max(0.0, self.clock.now_s() - t0), evidence_path=path,
-                       detail=detail)
+                       detail=detail, invalid=invalid)
 
     def _success(self, est: Estimate, score: float) -> tuple[bool, float, str]:
         if not est.found:

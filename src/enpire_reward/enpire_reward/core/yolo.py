@@ -2,7 +2,7 @@
 labelled renders, under the task's geometric rule.
 
 - **Training** (:func:`train_yolo`, ``enpire verify train --backend yolo``): the model is built
-  from its yaml (``yolov8n-seg.yaml``: no pretrained weights are downloaded), trained on an
+  from its yaml (:data:`DEFAULT_MODEL`: no pretrained weights are downloaded), trained on an
   ``enpire verify dataset`` directory, and its best weights become a versioned *verifier
   artifact*: ``$ENPIRE_HOME/verifiers/<task>/yolo/<version>/`` with ``weights.pt`` and
   ``artifact.json`` (task, classes, image size, dataset, epochs, device, time, validation
@@ -41,8 +41,10 @@ from enpire_common.tasks import TaskSpec, ViewSpec
 from enpire_tasks.estimation import InstanceMask
 
 BACKEND_ID = 'yolo'
-#: The model a new verifier is built from (Ultralytics' yaml: the architecture, no weights).
-DEFAULT_MODEL = 'yolov8n-seg.yaml'
+#: The model a new verifier is built from (an Ultralytics yaml: the architecture, no
+#: weights): YOLOv8-seg at half the 'n' width (``enpire_reward/models/enpire-seg.yaml``).
+#: Ultralytics' own names work too (``yolov8n-seg.yaml``).
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[1] / 'models' / 'enpire-seg.yaml')
 DEFAULT_IMGSZ = 320
 #: Detections under this score are not instances.
 DEFAULT_CONF = 0.25
@@ -192,6 +194,32 @@ def make_yolo_estimator(task: TaskSpec) -> Any:
     return plugin.mask_rule(task, make_yolo_segmenter(task))
 
 
+def adopt_artifact(task: TaskSpec, path: Path | str, home: Path | None = None) -> Artifact:
+    """Record an existing yolo artifact in the task lock under the current contract (a
+    contract change drops the lock's verifiers; the weights did not change). Its calibration
+    starts empty: the gate wants it measured again under the new contract.
+
+    Raises:
+        ConfigError: not an artifact (or its weights changed), of another task or class
+            list, or the contract is not the locked one.
+    """
+    from enpire_common.paths import enpire_home
+    from enpire_common.tasks import record_verifier, verify_contract
+    from enpire_tasks import registry
+
+    home = home or enpire_home()
+    art = load_artifact(path)
+    plugin = registry.get(task)
+    classes = list(plugin.labels.classes) if plugin.labels else []
+    if art.meta.get('task') != task.name or list(art.meta.get('classes') or []) != classes:
+        raise ConfigError(f"{art.path} is a verifier of task '{art.meta.get('task')}' with "
+                          f"classes {art.meta.get('classes')}, not of '{task.name}' "
+                          f'({", ".join(classes)})')
+    verify_contract(task, home)
+    record_verifier(task, home, BACKEND_ID, art.lock_entry())
+    return art
+
+
 # --- training ---------------------------------------------------------------------------------
 def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 12,
                imgsz: int = DEFAULT_IMGSZ, device: str = 'cpu', batch: int = 16,
@@ -282,7 +310,7 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 12,
         digest = sha256_file(staging / 'weights.pt')
         meta = {'backend': BACKEND_ID, 'version': version, 'task': task.name,
                 'task_id': task.id, 'classes': list(classes), 'imgsz': imgsz,
-                'model': model, 'epochs': epochs, 'batch': batch, 'device': device,
+                'model': Path(model).name, 'epochs': epochs, 'batch': batch, 'device': device,
                 'seed': seed, 'train_seconds': round(time.monotonic() - t0, 1),
                 'dataset': {'path': str(dataset.resolve()), 'images': settings.get('images'),
                             'seed': settings.get('seed'),
@@ -302,5 +330,6 @@ def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 12,
     return art
 
 
-__all__ = ['BACKEND_ID', 'Artifact', 'YoloSegmenter', 'artifacts_dir', 'load_artifact',
+__all__ = ['BACKEND_ID', 'Artifact', 'YoloSegmenter', 'adopt_artifact', 'artifacts_dir',
+           'load_artifact',
            'make_yolo_estimator', 'make_yolo_segmenter', 'train_yolo']

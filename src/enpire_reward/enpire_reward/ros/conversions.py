@@ -25,6 +25,7 @@ def verifier_image(msg: Image) -> np.ndarray:
 def verdict_to_msg(v: Verdict) -> VerdictMsg:
     msg = VerdictMsg()
     msg.view, msg.backend, msg.success = v.view, v.backend, bool(v.success)
+    msg.invalid = bool(v.invalid)
     msg.score, msg.threshold = float(v.score), float(v.threshold)
     msg.confidence, msg.latency_s = float(v.confidence), float(v.latency_s)
     msg.object_pose = [float(p) for p in v.object_pose]
@@ -37,4 +38,4 @@ def msg_to_verdict(msg: VerdictMsg) -> Verdict:
                    score=float(msg.score), threshold=float(msg.threshold),
                    confidence=float(msg.confidence), object_pose=tuple(msg.object_pose),
                    latency_s=float(msg.latency_s), evidence_path=msg.evidence_path,
-                   detail=msg.detail)
+                   detail=msg.detail, invalid=bool(msg.invalid))

@@ -112,6 +112,7 @@ class VerifierNode(Node):
                 evidence_dir=self._evidence_dir(req.evidence_dir),
                 views=list(req.views) or None)
             res.success, res.score = bool(result.success), float(result.score)
+            res.invalid = bool(result.invalid)
             res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
             res.error_code, res.error_msg = OK, ''
             for v in res.verdicts:

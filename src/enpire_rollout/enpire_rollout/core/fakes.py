@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from enpire_common.clock import FakeClock
@@ -98,12 +98,19 @@ class FakeController:
 class FakeVerifier:
     """Judges success from the fake controller's state, like a camera would."""
 
-    def __init__(self, controller: FakeController) -> None:
+    def __init__(self, controller: FakeController, unreadable_seeds: Iterable[int] = ()) -> None:
         self.controller = controller
+        self.unreadable_seeds = frozenset(unreadable_seeds)
         self.calls = 0
 
     def verify(self) -> VerifyOutcome:
         self.calls += 1
+        if self.controller.seed in self.unreadable_seeds:   # the camera cannot see the object
+            view = {'view': 'top', 'success': False, 'invalid': True, 'score': 0.0,
+                    'detail': 'INVALID: no object found'}
+            return VerifyOutcome(False, 0.0, (view, {**view, 'view': 'fused',
+                                                     'detail': 'INVALID: all of 1 view(s)'}),
+                                 invalid=True)
         ok = self.controller.solved()
         score = 1.0 if ok else 0.4
         return VerifyOutcome(ok, score, ({'view': 'top', 'success': ok, 'score': score},))

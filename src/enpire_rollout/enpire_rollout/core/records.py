@@ -23,7 +23,7 @@ OUTCOME_RUNNING = 'running'
 OUTCOME_ABORTED = 'aborted'
 #: Outcomes of TrialResult.msg plus 'running' (open trial).
 OUTCOMES = ('success', 'failure', 'timeout', 'safety_abort', 'policy_fault', 'reset_failed',
-            OUTCOME_ABORTED, OUTCOME_RUNNING)
+            OUTCOME_ABORTED, 'invalid', OUTCOME_RUNNING)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

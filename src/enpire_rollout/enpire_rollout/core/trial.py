@@ -10,7 +10,9 @@ four ports, so the same logic drives a ROS cell, a real robot or an in-process f
 - :class:`RecorderPort` writes the trial's record.
 
 Outcomes: success, failure (step limit reached, not solved), timeout (episode wall-time
-limit), safety_abort, policy_fault, reset_failed, aborted (cancelled or the cell died).
+limit), safety_abort, policy_fault, reset_failed, aborted (cancelled or the cell died),
+invalid (the final verdict could not be read from the cameras: never a success, counted as a
+fault towards ``max_consecutive_faults``, not retried).
 
 pass@k (``BudgetConfig.attempts`` = k > 1): a long rollout in which, after a failed
 verification (failure or timeout), the policy gets up to k - 1 more attempts at the same
@@ -43,6 +45,7 @@ from enpire_common.metrics import pass_at_k, wilson_interval
 from enpire_rollout.core.trial_record import (
     ABORTED,
     FAILURE,
+    INVALID,
     OUTCOMES,
     POLICY_FAULT,
     RESET_FAILED,
@@ -52,8 +55,9 @@ from enpire_rollout.core.trial_record import (
     TrialRecord,
 )
 
-#: Outcomes that count towards ``max_consecutive_faults``.
-FAULT_OUTCOMES = frozenset({POLICY_FAULT, SAFETY_ABORT, RESET_FAILED})
+#: Outcomes that count towards ``max_consecutive_faults`` (a camera that cannot read the
+#: scene trial after trial is a cell fault too).
+FAULT_OUTCOMES = frozenset({POLICY_FAULT, SAFETY_ABORT, RESET_FAILED, INVALID})
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ class VerifyOutcome:
     success: bool
     score: float
     verdicts: tuple[dict[str, Any], ...] = ()
+    #: the views gave no readable decision (never a success)
+    invalid: bool = False
 
 
 @dataclass
@@ -432,7 +438,11 @@ class TrialRunner:
             if final is None:
                 self._end(record, ABORTED, 'final verification failed: ' + record.error_msg)
                 return
-            if final.success:
+            if final.invalid:
+                fused = final.verdicts[-1].get('detail', '') if final.verdicts else ''
+                outcome, reason = INVALID, ('the final verdict could not be read from the '
+                                            f'cameras: {fused}'.rstrip(': '))
+            elif final.success:
                 outcome, reason = SUCCESS, 'verified success'
             elif outcome == SUCCESS:
                 outcome, reason = FAILURE, 'success seen during the episode did not hold'

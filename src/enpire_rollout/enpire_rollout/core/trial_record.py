@@ -11,7 +11,11 @@ from enpire_common.errors import OK
 SUCCESS, FAILURE, TIMEOUT = 'success', 'failure', 'timeout'
 SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED = (
     'safety_abort', 'policy_fault', 'reset_failed', 'aborted')
-OUTCOMES = (SUCCESS, FAILURE, TIMEOUT, SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED)
+#: The final verdict could not be read from the cameras (occluded, out of view, unreadable):
+#: never a success, and not a failure the policy can be credited or blamed for.
+INVALID = 'invalid'
+OUTCOMES = (SUCCESS, FAILURE, TIMEOUT, SAFETY_ABORT, POLICY_FAULT, RESET_FAILED, ABORTED,
+            INVALID)
 
 
 @dataclass

@@ -40,6 +40,7 @@ def seconds(stamp: Time) -> float:
 def verdict_to_dict(v: Any) -> dict[str, Any]:
     """A Verdict message (or anything shaped like one) as a record's verdict dict."""
     return {'view': v.view, 'backend': v.backend, 'success': bool(v.success),
+            'invalid': bool(getattr(v, 'invalid', False)),
             'score': float(v.score), 'threshold': float(v.threshold),
             'confidence': float(v.confidence),
             # null: a component the view cannot measure (NaN is not JSON)
@@ -52,7 +53,8 @@ def verdict_from_dict(v: Mapping[str, Any]) -> Verdict:
     """A record's verdict dict as a Verdict message (missing keys take neutral values)."""
     return Verdict(
         view=str(v.get('view', '')), backend=str(v.get('backend', '')),
-        success=bool(v.get('success', False)), score=float(v.get('score', 0.0)),
+        success=bool(v.get('success', False)), invalid=bool(v.get('invalid', False)),
+        score=float(v.get('score', 0.0)),
         threshold=float(v.get('threshold', 0.0)), confidence=float(v.get('confidence', 1)),
         object_pose=[math.nan if x is None else float(x) for x in v.get('object_pose', [])],
         latency_s=float(v.get('latency_s', 0.0)), evidence_path=str(v.get('evidence_path', '')),

@@ -94,7 +94,8 @@ class RosVerifier:
             err = error_from_code(res.error_code, res.error_msg)
             raise err if isinstance(err, VerificationError) else VerificationError(str(err))
         return VerifyOutcome(bool(res.success), float(res.score),
-                             tuple(verdict_to_dict(v) for v in res.verdicts))
+                             tuple(verdict_to_dict(v) for v in res.verdicts),
+                             invalid=bool(res.invalid))
 
 
 def _policy_host_executable() -> str:

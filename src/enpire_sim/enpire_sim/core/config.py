@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from enpire_common.config import require
 from enpire_tasks.push_t.render import RENDERER_AREA, RENDERERS
+from enpire_tasks.sensor import SENSORS
 
 CLOCK_MODES = ('realtime', 'lockstep')
 
@@ -17,11 +18,17 @@ class CameraConfig:
     ``renderer``: ``area`` (area-sampled, anti-aliased like a real camera; the verifier's
     ``camera_model: pusht-area-v1``) or ``gym-pusht`` (gym-pusht's own pygame image, bit for
     bit, for gym-pusht datasets; ``camera_model: gym-pusht-pygame``).
+
+    ``sensor``: the camera the frames go through before they are published
+    (:mod:`enpire_tasks.sensor`): ``default`` (mild exposure drift, blur, noise and JPEG,
+    seeded: a verifier tuned to exact renders is not a verifier) or ``none`` (the renderer's
+    exact image, which the forward camera models reproduce).
     """
 
     width_px: int = 480
     height_px: int = 480
     renderer: str = RENDERER_AREA
+    sensor: str = 'default'
 
     def __post_init__(self) -> None:
         require(16 <= self.width_px <= 4096, 'camera.width_px', self.width_px,
@@ -30,6 +37,8 @@ class CameraConfig:
                 'must be in [16, 4096] px')
         require(self.renderer in RENDERERS, 'camera.renderer', self.renderer,
                 f'must be one of {", ".join(RENDERERS)}')
+        require(self.sensor in SENSORS, 'camera.sensor', self.sensor,
+                f'must be one of {", ".join(SENSORS)}')
 
 
 @dataclass(frozen=True)
@@ -78,16 +87,20 @@ class PushTCellConfig:
 
 @dataclass(frozen=True)
 class ArmCameraConfig:
-    """The arm cell's cameras: 0 = the size each view has in the task contract."""
+    """The arm cell's cameras: 0 = the size each view has in the task contract; ``sensor``
+    as :class:`CameraConfig`'s."""
 
     width_px: int = 0
     height_px: int = 0
+    sensor: str = 'default'
 
     def __post_init__(self) -> None:
         for name, v in (('camera.width_px', self.width_px), ('camera.height_px',
                                                               self.height_px)):
             require(v == 0 or 16 <= v <= 4096, name, v, 'must be 0 (the task\'s) or in '
                     '[16, 4096] px')
+        require(self.sensor in SENSORS, 'camera.sensor', self.sensor,
+                f'must be one of {", ".join(SENSORS)}')
 
 
 @dataclass(frozen=True)

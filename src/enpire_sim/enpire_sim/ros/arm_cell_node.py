@@ -32,6 +32,7 @@ from enpire_sim.core.ports import InvalidCommandError
 from enpire_sim.ros import conversions as conv
 from enpire_sim.ros.lockstep import LockstepGate
 from enpire_tasks import arm as arm_conv
+from enpire_tasks.sensor import SensorStream, sensor_named
 
 #: tf_static is latched with every static link at once (a late joiner gets all of them).
 STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -99,6 +100,8 @@ class ArmCellNode(Node):
         self._revision = ''
         self._step = 0
 
+        self._sensors = {name: SensorStream(sensor_named(c.camera.sensor), c.initial_seed, name)
+                         for name in self.task.views}
         self._views = {}
         for name, view in self.task.views.items():
             frame = self._frame(f'camera_{name}')
@@ -177,7 +180,11 @@ class ArmCellNode(Node):
         image = force_image or self._step % self.config.publish_every_n == 0
         if image:
             for name, (img_pub, _info, _msg, frame) in self._views.items():
-                img_pub.publish(conv.image_cdr(self.cell.render(name), stamp, frame))
+                # the frame of (reset seed, tick since the reset): a trial's camera depends on
+                # its seed alone, and a re-sent tick gets the same pixels again
+                pixels = self._sensors[name].apply(self.cell.render(name), self._step,
+                                                   self.cell.seed)
+                img_pub.publish(conv.image_cdr(pixels, stamp, frame))
         # The state right after the images (the policy host acts on the set), the rest after.
         self._state_pub.publish(conv.state_msg(self.cell.agent_state(), self._step, stamp,
                                                arm_conv.STATE_NAMES))

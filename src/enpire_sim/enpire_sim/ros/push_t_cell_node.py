@@ -23,6 +23,7 @@ from enpire_sim.core.config import PushTCellConfig
 from enpire_sim.core.push_t import InvalidCommandError, PushTSim, validate_action
 from enpire_sim.ros import conversions as conv
 from enpire_sim.ros.lockstep import LockstepGate
+from enpire_tasks.sensor import SensorStream, sensor_named
 
 FRAME_ID = 'top_camera'
 
@@ -51,6 +52,7 @@ class PushTCellNode(Node):
         ``task`` (str, push_t), ``clock.mode`` (realtime | lockstep), ``control_rate_hz``
         (float, Hz; must equal the task's action rate), ``camera.width_px`` /
         ``camera.height_px`` (int, px), ``camera.renderer`` (area | gym-pusht),
+        ``camera.sensor`` (default | none: the camera's noise, blur, exposure and JPEG),
         ``publish_every_n`` (int), ``initial_seed`` (int),
         ``cell_id`` (str; empty = namespace).
 
@@ -77,6 +79,9 @@ class PushTCellNode(Node):
         self.sim = PushTSim(self.task, self.config.camera.width_px,
                             self.config.camera.height_px,
                             renderer=self.config.camera.renderer)
+        # The camera's sensor (camera.sensor), seeded by the cell's initial seed.
+        self._sensor = SensorStream(sensor_named(self.config.camera.sensor),
+                                    self.config.initial_seed, 'top')
         self._lock = threading.Lock()
         self._total_ticks = 0       # monotonic across resets: drives /clock
         self._episode = 0
@@ -122,7 +127,10 @@ class PushTCellNode(Node):
         step = self.sim.step_count
         image = force_image or step % self.config.publish_every_n == 0
         if image:
-            self._image_pub.publish(conv.image_cdr(self.sim.render(), stamp, FRAME_ID))
+            # the frame of (reset seed, tick since the reset): a trial's camera depends on its
+            # seed alone, and a re-sent tick gets the same pixels again
+            frame = self._sensor.apply(self.sim.render(), step, self.sim.seed or 0)
+            self._image_pub.publish(conv.image_cdr(frame, stamp, FRAME_ID))
         # The state right after the image: the policy host acts on the pair, so what nobody
         # waits for in lockstep (camera_info, cell_state) goes out after it.
         self._state_pub.publish(conv.state_msg(self.sim.agent_state(), step, stamp))

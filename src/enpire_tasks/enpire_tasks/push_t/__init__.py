@@ -69,11 +69,14 @@ PLUGIN = TaskPlugin(
     hold_action=observation.hold_action,
     sample_readings=observation.sample_readings,
     reset_strategies={SimPlaceStrategy.id: SimPlaceStrategy},
+    # The first is the default: opencv-unmix-v1 holds on the sim cell's default camera (its
+    # sensor model) and needs no forward model; opencv-v1 is exact on exact renders.
     verifier_backends=(VerifierBackend(
-        'opencv-v1', 'colour segmentation + moments + SDF template refinement (CPU, ~5 ms)',
-        make_opencv_estimator), VerifierBackend(
         'opencv-unmix-v1', 'colour mask, edges unmixed locally, exact pixel-coverage fit (no '
-        'forward camera model: for real cameras)', make_unmix_estimator)),
+        'forward camera model: real cameras and the sim camera\'s default sensor)',
+        make_unmix_estimator), VerifierBackend(
+        'opencv-v1', 'colour segmentation + moments + SDF template refinement (CPU, ~5 ms; '
+        'exact with a forward camera model on exact renders)', make_opencv_estimator)),
     camera_models=camera_model.CAMERA_MODELS,
     camera_model_renderers=camera_model.CAMERA_MODEL_RENDERERS,
     sim_renderers=render.RENDERERS,
