@@ -1,4 +1,6 @@
-"""``enpire`` commands of enpire_rollout: ``bag``, ``replay`` (``trial`` lives in evolution).
+"""``enpire`` commands of enpire_rollout: ``bag``, ``replay`` (``trial`` lives in evolution),
+and the ``label`` verb of enpire_reward's ``verify`` noun (it reads trial records, which is
+this layer's job; the labelled set and the labeller are enpire_reward's).
 
 Each noun has a ``_register_<noun>(sub)`` function; :func:`register` calls them in order.
 Verbs return their result dict (see enpire_bringup.cli); ``text`` renders it. Heavy imports
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's nouns to the ``enpire`` parser."""
     _register_bag(sub)
     _register_replay(sub)
+    _register_verify_label(sub)
 
 
 # --- bag -------------------------------------------------------------------------------------
@@ -159,3 +162,105 @@ def _replay_text(out: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(f"states differ from tick {d['tick']}: original {d['original']} rerun "
                      f"{d['rerun']} ({st['original_ticks']} vs {st['rerun_ticks']} ticks)")
     return '\n'.join(lines)
+
+
+# --- verify label ----------------------------------------------------------------------------
+def _verbs_of(sub: argparse._SubParsersAction, noun: str) -> argparse._SubParsersAction:
+    """The verb subparsers of a noun that a lower package registered (``verify``)."""
+    parser = sub.choices.get(noun)
+    if parser is None:
+        parser = sub.add_parser(noun)
+    for action in parser._actions:  # argparse has no public accessor for subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest='verb', metavar='<verb>')
+
+
+def _register_verify_label(sub: argparse._SubParsersAction) -> None:
+    from enpire_common.tasks import DEFAULT_TASK
+
+    lb = _verbs_of(sub, 'verify').add_parser(
+        'label', help='label the final camera frames of recorded trials by hand (success, '
+                      'failure, invalid): the set `verify calibrate --labels` scores')
+    lb.add_argument('--task', default=DEFAULT_TASK)
+    lb.add_argument('--records', action='append', required=True, metavar='DIR',
+                    help='trial directories to label: a trial dir, a run dir or ENPIRE_HOME '
+                         '(repeatable)')
+    lb.add_argument('--out', default='',
+                    help='the labelled set (default: $ENPIRE_HOME/labels/<task>); an existing '
+                         'one is resumed')
+    lb.add_argument('--views', default='',
+                    help="comma list of camera views (default: the views the task's verifier "
+                         'judges)')
+    lb.add_argument('--labeller', default='',
+                    help='who labels, recorded with each label (default: the login name)')
+    lb.add_argument('--web', action='store_true',
+                    help='a page on 127.0.0.1 with the image and buttons, instead of the '
+                         'terminal')
+    lb.add_argument('--port', type=int, default=8765,
+                    help='with --web: the port (default 8765; 0 picks a free one)')
+    lb.set_defaults(func=_verify_label, text=_verify_label_text)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):    # no login name for this uid (a container)
+        return 'unknown'
+
+
+def _verify_label(args: argparse.Namespace) -> dict[str, Any]:
+    import time
+    from pathlib import Path
+
+    from enpire_common.errors import UnknownNameError
+    from enpire_common.paths import enpire_home
+    from enpire_common.tasks import load_task
+    from enpire_reward.core.labelled_set import open_labelled_set
+    from enpire_reward.labeller import WebLabeller, label_in_terminal
+    from enpire_rollout.core.frames import TrialFrames
+
+    task = load_task(args.task)
+    views = [v.strip() for v in args.views.split(',') if v.strip()] if args.views else \
+        list(task.section('success').get('views') or task.views)
+    for view in views:
+        if view not in task.views:
+            raise UnknownNameError('camera view', view, task.views)
+    out = Path(args.out) if args.out else enpire_home(args.home) / 'labels' / task.name
+    lset = open_labelled_set(out, task.name)
+    # the session talks on stderr when stdout carries the one --json object
+    talk = sys.stderr if args.json else sys.stdout
+    for warning in lset.warnings:
+        print(f'warning: {warning}', file=sys.stderr)
+    frames = TrialFrames(args.records, task.name, views,
+                         note=lambda line: print(line, file=sys.stderr, flush=True))
+    labeller = args.labeller or _login_name()
+    if not args.web:
+        result = label_in_terminal(lset, frames, labeller=labeller, stdin=sys.stdin, out=talk)
+    else:
+        web = WebLabeller(lset, frames, labeller=labeller, port=args.port)
+        url = web.start()
+        print(f'labelling {task.name} at {url} (Ctrl-C stops; labels are kept as made)',
+              file=talk, flush=True)
+        try:
+            while not web.finished.wait(0.5):
+                pass
+            time.sleep(1.0)     # a grace: the page after the last answer still loads
+        except KeyboardInterrupt:
+            pass
+        finally:
+            result = web.stop()
+    return {**result, 'task': task.name, 'views': views, 'skipped_records': frames.notes,
+            'other_tasks': frames.other_tasks}
+
+
+def _verify_label_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    counts = ', '.join(f'{n} {k}' for k, n in out['counts'].items())
+    return (f"{out['task']}: {out['labelled']} labelled now, {out['done']}/{out['total']} "
+            f"frames labelled ({counts}) in {out['out']}"
+            + (f"; {len(out['skipped_records'])} record(s) skipped" if out['skipped_records']
+               else '')
+            + f"\nnext: enpire verify calibrate --task {out['task']} --backend <backend> "
+              f"--labels {out['out']}")

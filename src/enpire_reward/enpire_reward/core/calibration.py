@@ -12,6 +12,12 @@ rates, and the p95 latency per view; and whether they pass:
 - FPR <= 0.5% (a false success is kept as an improvement: the project's own target),
 - p95 latency per view < 50 ms on this machine (the verifier's budget).
 
+With a human-labelled set (``--labels DIR``, written by ``enpire verify label`` from the
+final frames of recorded trials, real cells' included), the set is one more kind, ``human``
+(:func:`enpire_reward.core.labelled_set.score_labelled`: a backend success on a frame the
+person called ``invalid`` counts as a false success), under the same gate; the record names
+the set (its path and the sha256 of its ``labels.jsonl``).
+
 The record goes into the task lock (``verifiers.<backend>.calibration``), next to the artifact
 it measured (its weights' sha256): retraining invalidates it, and so does a contract change
 (the lock drops verifiers made under another contract).
@@ -35,6 +41,7 @@ from typing import Any
 
 from enpire_common.errors import ConfigError, EnpireError, VerifierUncalibratedError
 from enpire_common.tasks import TaskSpec
+from enpire_reward.core.labelled_set import FAILURE, SUCCESS, LabelledSet, score_labelled
 
 #: Backends that judge nothing until a passing calibration of their artifact is recorded.
 NEEDS_CALIBRATION = frozenset({'yolo', 'sam2'})
@@ -75,12 +82,17 @@ def _artifact_sha(task: TaskSpec, home: Path, backend: str) -> str | None:
 
 def calibrate(task: TaskSpec, backend: str, *, states: int = 300, seed: int = DEFAULT_SEED,
               home: Path | None = None, gate: Gate | None = None, record: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Score ``backend`` on held-out states (see the module doc), record the result in the
-    task lock (``record``) and return it.
+              progress: Callable[[int, int], None] | None = None,
+              labelled: LabelledSet | None = None) -> dict[str, Any]:
+    """Score ``backend`` on held-out states (see the module doc), and on the human-labelled
+    set ``labelled`` when given (kind ``human``); record the result in the task lock
+    (``record``) and return it.
 
     A backend that cannot be built for the task (no artifact, a model of another task's
     classes) fails with its reason recorded.
+
+    Raises:
+        ConfigError: ``labelled`` holds labels of another task, or none it can score.
     """
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import record_verifier
@@ -91,6 +103,15 @@ def calibrate(task: TaskSpec, backend: str, *, states: int = 300, seed: int = DE
 
     if states < 20:
         raise ConfigError(f'--states={states} is too few to calibrate on (>= 20)')
+    if labelled is not None:
+        other = sorted({lab.task for lab in labelled.labels} - {task.name})
+        if other:
+            raise ConfigError(f"{labelled.labels_path}: labels of task(s) {', '.join(other)}; "
+                              f"calibrating task '{task.name}' needs a set of its own")
+        counts = labelled.counts()
+        if not counts[SUCCESS] + counts[FAILURE]:
+            raise ConfigError(f'{labelled.labels_path}: no success or failure label to score '
+                              f'({counts}); label some with `enpire verify label`')
     home = home or enpire_home()
     gate = gate or Gate()
     real = without_camera_models(task)
@@ -100,6 +121,8 @@ def calibrate(task: TaskSpec, backend: str, *, states: int = 300, seed: int = DE
         'perturbations': list(PERTURBATIONS), 'gate': gate.__dict__,
         'weights_sha256': _artifact_sha(task, home, backend),
         'date': time.strftime('%Y-%m-%dT%H:%M:%S')}
+    if labelled is not None:
+        result['labels'] = labelled.summary()
     try:
         verifier = make_verifier(backend, real)
     except (ConfigError, EnpireError) as exc:
@@ -112,6 +135,8 @@ def calibrate(task: TaskSpec, backend: str, *, states: int = 300, seed: int = DE
             'label_agreement', 'false_positive_rate', 'false_negative_rate',
             'false_positives', 'false_negatives', 'positives', 'latency_p95_s')}
             for k, r in matrix[verifier.backend_id].items()}
+        if labelled is not None:
+            per_kind['human'] = score_labelled(verifier, labelled)
         failures = [f'{kind}: {why}' for kind, rep in per_kind.items()
                     for why in gate.failures(rep)]
         worst = {'label_agreement': min(r['label_agreement'] for r in per_kind.values()),
