@@ -84,13 +84,20 @@ def test_an_invalid_view_is_never_a_success_and_each_rule_says_what_it_does():
     ok = Verdict('a', 'x', True, 0.97, 0.95, 1.0)
     bad = Verdict('b', 'x', False, 0.0, 0.95, 0.0, detail='INVALID: no T block found',
                   invalid=True)
-    # all: an unreadable view cannot confirm the rule -> invalid, not success
+    fail = Verdict('c', 'x', False, 0.60, 0.95, 1.0)
+    # all: an unreadable view cannot confirm the rule -> invalid, not success; but a readable
+    # view that fails decides (failure whatever the unreadable one would say)
     fused = fuse([ok, bad], 'all', 0.95)
     assert fused.invalid and not fused.success and 'unreadable: b' in fused.detail
-    # any / mean: the readable view decides; the pose is the readable view's
-    for rule in ('any', 'mean'):
-        fused = fuse([ok, bad], rule, 0.95)
-        assert fused.success and not fused.invalid and fused.score == pytest.approx(0.97)
+    fused = fuse([fail, bad], 'all', 0.95)
+    assert not fused.invalid and not fused.success
+    # any: a readable success decides; without one, an unreadable view might have seen it
+    assert fuse([ok, bad], 'any', 0.95).success
+    fused = fuse([fail, bad], 'any', 0.95)
+    assert fused.invalid and not fused.success
+    # mean: over the readable views; the pose is the readable view's
+    fused = fuse([ok, bad], 'mean', 0.95)
+    assert fused.success and not fused.invalid and fused.score == pytest.approx(0.97)
     # nothing readable: invalid under every rule, never success, no pose
     for rule in ('all', 'any', 'mean'):
         fused = fuse([bad, bad], rule, 0.95)

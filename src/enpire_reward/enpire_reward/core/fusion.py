@@ -3,12 +3,13 @@ the ``invalid`` class.
 
 A view is *invalid* when it could not be read (its object not found: occluded, out of view,
 an unreadable image; or a confidence under the task's floor). Invalid views never count as
-a success, and each rule says what they do to the fused decision:
+a success; ``all`` and ``any`` read them as *unknown* (Kleene's three-valued logic), so a
+readable view decides whenever it can:
 
-- ``all``: success iff every view is readable and succeeds. One invalid view makes the
-  fused verdict invalid: the rule cannot be confirmed on a view that cannot be read.
-- ``any``: success iff a readable view succeeds; invalid views are left out. The fused
-  verdict is invalid only when no view is readable.
+- ``all``: failure when a readable view fails (whatever the others would say); otherwise
+  invalid when a view is unreadable (the rule cannot be confirmed on it); otherwise success.
+- ``any``: success when a readable view succeeds; otherwise invalid when a view is
+  unreadable (it might have seen the success); otherwise failure.
 - ``mean``: the confidence-weighted mean score of the readable views, success iff it is
   above the threshold; invalid only when no view is readable.
 
@@ -48,13 +49,14 @@ def fuse(verdicts: Sequence[Verdict], rule: str, threshold: float) -> Verdict:
     scores = [v.score for v in readable]
     deciding = readable
     if rule == 'all':
-        invalid = bool(unread)
-        success = not invalid and all(v.success for v in readable)
+        failed_view = any(not v.success for v in readable)
+        invalid = bool(unread) and not failed_view
+        success = not invalid and not failed_view
         score = min(scores) if scores else 0.0
     elif rule == 'any':
-        invalid = not readable
-        deciding = [v for v in readable if v.success] or readable
         success = any(v.success for v in readable)
+        invalid = bool(unread) and not success
+        deciding = [v for v in readable if v.success] or readable
         score = max(scores) if scores else 0.0
     else:
         invalid = not readable
