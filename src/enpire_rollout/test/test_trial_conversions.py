@@ -12,8 +12,8 @@ VERDICTS = [
      'threshold': 0.95, 'confidence': 0.9, 'object_pose': [256.0, 256.0, 0.78], 'latency_s': 0.01,
      'evidence_path': '/runs/e/top.png', 'detail': 'covered'},
     {'view': 'fused', 'backend': 'all', 'success': True, 'invalid': False, 'score': 0.97,
-     'threshold': 0.95, 'confidence': 1.0, 'object_pose': [], 'latency_s': 0.0, 'evidence_path': '',
-     'detail': 'all views'},
+     'threshold': 0.95, 'confidence': 1.0, 'object_pose': [], 'latency_s': 0.0,
+     'evidence_path': '', 'detail': 'all views'},
 ]
 
 
