@@ -31,6 +31,14 @@ import numpy as np
 from enpire_common.errors import ConfigError, UnknownNameError
 
 
+def _checked(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise ValueError(f'sensor model: expected an HxW or HxWxC uint8 image, got '
+                         f'{img.dtype} {img.shape}')
+    return img
+
+
 @dataclass(frozen=True)
 class SensorModel:
     """A camera's effect on an image (see the module doc); all zero: the image unchanged."""
@@ -60,10 +68,7 @@ class SensorModel:
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``image`` (HxWx3 or HxW, uint8) as this camera would deliver it: a new uint8
         array (the input is never changed); the same ``rng`` state gives the same result."""
-        img = np.asarray(image)
-        if img.dtype != np.uint8 or img.ndim not in (2, 3):
-            raise ValueError(f'sensor model: expected an HxW or HxWxC uint8 image, got '
-                             f'{img.dtype} {img.shape}')
+        img = _checked(image)
         if self.identity:
             return img.copy()
         out = img.astype(np.float32)
@@ -202,10 +207,7 @@ class SensorStream:
         array). A cell passes its reset seed and the tick since the reset: a trial's frames
         depend on its seed alone, not on what the cell did before it."""
         m = self.model
-        img = np.asarray(image)
-        if img.dtype != np.uint8 or img.ndim not in (2, 3):
-            raise ValueError(f'sensor model: expected an HxW or HxWxC uint8 image, got '
-                             f'{img.dtype} {img.shape}')
+        img = _checked(image)
         if m.identity:
             return img.copy()
         import cv2
