@@ -221,7 +221,7 @@ def adopt_artifact(task: TaskSpec, path: Path | str, home: Path | None = None) -
 
 
 # --- training ---------------------------------------------------------------------------------
-def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 12,
+def train_yolo(task: TaskSpec, dataset: Path | str, *, epochs: int = 30,
                imgsz: int = DEFAULT_IMGSZ, device: str = 'cpu', batch: int = 16,
                seed: int = 0, model: str = DEFAULT_MODEL, home: Path | None = None,
                progress: Callable[[str], None] | None = None) -> Artifact:
