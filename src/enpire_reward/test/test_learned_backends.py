@@ -69,6 +69,26 @@ def test_a_segmenter_without_the_rule_s_class_is_refused(task):
         registry.get(task).mask_rule(task, Other(task))
 
 
+def test_an_arm_view_whose_segmenter_finds_nothing_is_invalid_and_says_so():
+    from enpire_common.tasks import load_task
+    from enpire_reward.core.verifier import VisionVerifier
+    from enpire_tasks import registry
+
+    class Blind:
+        backend_id, classes = 'blind', ('pin', 'fixture', 'rack')
+
+        def masks(self, image, view):  # noqa: ANN001, ANN202
+            return {}
+
+    pin = load_task('pin_insertion')
+    verifier = VisionVerifier(pin, registry.get(pin).mask_rule(pin, Blind()))
+    images = {name: np.full((v.height_px, v.width_px, 3), 90, np.uint8) + np.arange(
+        v.width_px, dtype=np.uint8)[None, :, None] for name, v in pin.views.items()}
+    res = verifier.verify({k: images[k] for k in verifier.views})
+    assert res.invalid and not res.success
+    assert 'blind found no pin instance' in res.verdicts[0].detail
+
+
 def test_reference_nms_keeps_torchvision_s_contract():
     import torch
 

@@ -312,6 +312,13 @@ class PartFinder:
         inst = self.segmenter.masks(image, view).get(self.cls)
         return blob_from_mask(None if inst is None else inst.mask)
 
+    def missing(self, part: str) -> str:
+        """Why :meth:`find` found nothing, in the finder's own terms."""
+        if self.segmenter is None:
+            return f'no {part}-coloured pixels'
+        return (f'{getattr(self.segmenter, "backend_id", "the segmenter")} found no '
+                f'{self.cls} instance')
+
 
 # --- plugin parts -------------------------------------------------------------------------
 def build_observation(task: TaskSpec, reading: CellReading) -> dict[str, Any]:

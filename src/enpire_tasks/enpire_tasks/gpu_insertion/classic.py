@@ -122,7 +122,7 @@ class GpuClassicEstimator:
                                                 f'{view.name!r}')
         blob = self.finder.find(image, view)
         if blob is None:
-            return Estimate(found=False, detail='no cooler-coloured pixels')
+            return Estimate(found=False, detail=self.finder.missing('cooler'))
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
                            blob.mask.astype(np.float32), np.ones(blob.mask.shape, np.float32))
         return (self._top(image, cam, blob, seg) if view.name == 'task_top'

@@ -57,7 +57,7 @@ class PinClassicEstimator:
                                                 f'{view.name!r}')
         blob = self.finder.find(image, view)
         if blob is None:
-            return Estimate(found=False, detail='no pin-coloured pixels')
+            return Estimate(found=False, detail=self.finder.missing('pin'))
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
                            blob.mask.astype(np.float32), np.ones(blob.mask.shape, np.float32))
         return (self._top(image, cam, blob, seg) if view.name == 'task_top'
