@@ -239,7 +239,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.paths import enpire_home
     from enpire_common.tasks import load_task
     from enpire_reward.core.dataset import default_dir, stderr_progress, write_dataset
-    from enpire_reward.core.yolo import train_yolo
+    from enpire_reward.core.yolo import DEFAULT_MODEL, train_yolo
 
     task = load_task(args.task)
     quiet = bool(args.json)
@@ -250,8 +250,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         write_dataset(task, dataset, args.images, seed=args.seed,
                       progress=None if quiet else stderr_progress())
     art = train_yolo(task, dataset, epochs=args.epochs, imgsz=args.imgsz, device=args.device,
-                     batch=args.batch, seed=args.seed, **({'model': args.model} if args.model
-                                                          else {}),
+                     batch=args.batch, seed=args.seed, model=args.model or DEFAULT_MODEL,
                      progress=(lambda _line: None) if quiet else None)
     return {'ok': True, 'backend': args.backend, 'task': task.name, 'artifact': str(art.path),
             **{k: art.meta[k] for k in ('version', 'weights_sha256', 'train_seconds',

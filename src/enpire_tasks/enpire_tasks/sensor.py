@@ -188,10 +188,6 @@ class SensorStream:
         self._phase = float(rng.uniform(0.0, 2.0 * np.pi))
         self._fields: dict[tuple[int, ...], np.ndarray] = {}
 
-    @property
-    def identity(self) -> bool:
-        return self.model.identity
-
     def _field(self, shape: tuple[int, ...]) -> np.ndarray:
         field = self._fields.get(shape)
         if field is None:
