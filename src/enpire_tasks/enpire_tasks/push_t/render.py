@@ -285,6 +285,8 @@ class AreaRenderer:
         bar = box_interval(y, bc, bt, bh)
         stem = box_interval(y, sc, st, sh)
         goal = full.coverage([(*bar, 1.0), (*stem, 1.0), (*_meet(*bar, *stem), -1.0)])[0]
+        #: The goal T's share of each pixel, (H, W) float in [0, 1].
+        self.goal_share = goal
         _over(img, goal, GOAL)
         for (ax, ay), (bx, by), radius in WALLS:
             # A fat segment: its body (a box along the segment) and two round caps.
