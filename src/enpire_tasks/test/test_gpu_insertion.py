@@ -121,3 +121,31 @@ def test_the_gold_fingers_mask_takes_washed_gold_not_a_red_green_border() -> Non
     img[25:27, 10:50] = (165, 160, 120)        # the cooler / PCB border
     rows, _ = gold_pixels(img)
     assert set(np.unique(rows).tolist()) == set(range(5, 10)) | set(range(15, 20))
+
+
+def test_the_lit_face_survives_a_gain_that_clips_the_walls_too() -> None:
+    # a red cooler seen from above: its top face (clipped red already) in the middle, two
+    # darker walls beside it, and table grey round it all (what a learned mask takes in)
+    img = np.full((20, 30, 3), 90, np.uint8)
+    img[5:15, 10:20] = (255, 95, 95)            # the lit top face
+    img[5:15, 4:10] = (205, 80, 80)             # walls, 80% as bright
+    img[5:15, 20:22] = (215, 84, 84)
+    mask = np.zeros((20, 30), bool)
+    mask[3:17, 2:24] = True
+    for gain in (1.0, 1.15):
+        shot = np.clip(img * gain, 0, 255).astype(np.uint8)
+        red = mask & arm.hue_mask(shot, geometry.parts().colour_rgb)
+        rows, cols = arm.lit_face_pixels(shot, red)
+        assert set(cols.tolist()) == set(range(10, 20)), gain
+        assert set(rows.tolist()) == set(range(5, 15))
+    # under gain the walls clip like the face: "within 92% of the brightest" takes them in
+    shot = np.clip(img * 1.15, 0, 255).astype(np.uint8)
+    rows, cols = arm.lit_pixels(shot, mask & arm.hue_mask(shot, geometry.parts().colour_rgb))
+    assert cols.min() < 10
+
+
+def test_one_evenly_lit_face_is_all_lit() -> None:
+    img = np.full((10, 10, 3), (250, 90, 90), np.uint8)
+    img[::2, ::2] = (246, 88, 88)
+    rows, _ = arm.lit_face_pixels(img, np.ones((10, 10), bool))
+    assert rows.size == 100
