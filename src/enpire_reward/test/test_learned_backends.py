@@ -89,6 +89,37 @@ def test_an_arm_view_whose_segmenter_finds_nothing_is_invalid_and_says_so():
     assert 'blind found no pin instance' in res.verdicts[0].detail
 
 
+def test_a_learned_mask_keeps_the_part_s_own_colour_when_it_has_it():
+    from enpire_common.tasks import ViewSpec
+    from enpire_tasks.arm import PartFinder
+
+    class Loose:
+        """A mask two pixels wider than the part all round (a learned edge)."""
+
+        backend_id, classes = 'loose', ('pin',)
+
+        def __init__(self, box) -> None:  # noqa: ANN001
+            self.box = box
+
+        def masks(self, image, view):  # noqa: ANN001, ANN202
+            x0, y0, x1, y1 = self.box
+            m = np.zeros(image.shape[:2], np.float32)
+            m[y0:y1, x0:x1] = 1.0
+            return {'pin': InstanceMask(m, 0.6, (x0, y0, x1, y1))}
+
+    view = ViewSpec(name='top', width_px=40, height_px=30, encoding='rgb8',
+                    workspace_to_pixel=None)
+    img = np.full((30, 40, 3), 200, np.uint8)        # a light rim round the part
+    img[10:20, 15:25] = (230, 51, 26)                 # the part, in its colour
+    blob = PartFinder((230, 51, 26), Loose((13, 8, 27, 22)), 'pin').find(img, view)
+    assert blob is not None and int(blob.mask.sum()) == 100
+    assert (blob.left, blob.top) == (15, 10)
+    # a mask with none of the part's hue in it (its colour washed out) is taken as it is
+    grey = np.full((30, 40, 3), 120, np.uint8)
+    blob = PartFinder((230, 51, 26), Loose((13, 8, 27, 22)), 'pin').find(grey, view)
+    assert blob is not None and int(blob.mask.sum()) == 14 * 14
+
+
 def test_reference_nms_keeps_torchvision_s_contract():
     import torch
 

@@ -330,7 +330,14 @@ def blob_from_mask(mask: np.ndarray | None, level: float = 0.5, min_area: int = 
 
 class PartFinder:
     """A part's pixels in an image: its colour blob (:func:`colour_blob`), or the mask of
-    class ``cls`` from a learned ``segmenter`` (:func:`blob_from_mask`)."""
+    class ``cls`` from a learned ``segmenter`` (:func:`blob_from_mask`).
+
+    A learned mask says where the part is; its edge is good to a pixel or two and takes in
+    some of what is round it (table, a fixture's rim), which the rules' lit-face and
+    top-row measurements cannot tell from the part. So where the mask holds pixels of the
+    part's hue, those are the blob (the mask says where, the colour says which pixels); a
+    mask without any (a part whose colour the light has changed) is taken as it is.
+    """
 
     def __init__(self, rgb: Sequence[int], segmenter: Any = None, cls: str = '') -> None:
         from enpire_tasks.estimation import require_class
@@ -343,7 +350,11 @@ class PartFinder:
         if self.segmenter is None:
             return colour_blob(image, self.rgb)
         inst = self.segmenter.masks(image, view).get(self.cls)
-        return blob_from_mask(None if inst is None else inst.mask)
+        if inst is None:
+            return None
+        mask = np.asarray(inst.mask) >= 0.5
+        hued = mask & hue_mask(image, self.rgb)
+        return blob_from_mask(hued if int(hued.sum()) >= 4 else mask)
 
     def missing(self, part: str) -> str:
         """Why :meth:`find` found nothing, in the finder's own terms."""

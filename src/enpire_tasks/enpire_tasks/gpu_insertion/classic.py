@@ -70,9 +70,7 @@ def standing_cooler_top_z() -> float:
 
 def top_view_xy(cam: PinholeCamera, image: np.ndarray, blob, z_top: float) -> np.ndarray:
     """The bottom edge's (x, y) under a cooler blob seen from above, its top at ``z_top``."""
-    # a learned mask holds the walls and some table too: its red pixels are the cooler
-    red = blob.mask & hue_mask(image, parts().colour_rgb)
-    rows, cols = lit_face_pixels(image, red if red.sum() >= 4 else blob.mask)
+    rows, cols = lit_face_pixels(image, blob.mask)
     u, v = (float(cols.mean()), float(rows.mean())) if rows.size else blob.centroid
     xyz = cam.on_plane_z(u, v, z_top)
     return np.array([xyz[0] - parts().cooler_center[0], xyz[1] - parts().cooler_center[1]])
