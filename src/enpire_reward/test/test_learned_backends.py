@@ -94,7 +94,7 @@ def test_a_learned_mask_keeps_the_part_s_own_colour_when_it_has_it():
     from enpire_tasks.arm import PartFinder
 
     class Loose:
-        """A mask two pixels wider than the part all round (a learned edge)."""
+        """A learned mask: ``box``, a pixel or two off the part's edges."""
 
         backend_id, classes = 'loose', ('pin',)
 
@@ -114,6 +114,9 @@ def test_a_learned_mask_keeps_the_part_s_own_colour_when_it_has_it():
     blob = PartFinder((230, 51, 26), Loose((13, 8, 27, 22)), 'pin').find(img, view)
     assert blob is not None and int(blob.mask.sum()) == 100
     assert (blob.left, blob.top) == (15, 10)
+    # a mask a row short of the part's bottom still gives the part's last row
+    blob = PartFinder((230, 51, 26), Loose((15, 10, 25, 19)), 'pin').find(img, view)
+    assert blob is not None and (blob.top, blob.bottom) == (10, 19)
     # a mask with none of the part's hue in it (its colour washed out) is taken as it is
     grey = np.full((30, 40, 3), 120, np.uint8)
     blob = PartFinder((230, 51, 26), Loose((13, 8, 27, 22)), 'pin').find(grey, view)

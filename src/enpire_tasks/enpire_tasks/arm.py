@@ -328,15 +328,21 @@ def blob_from_mask(mask: np.ndarray | None, level: float = 0.5, min_area: int = 
                 int(rows.max()), int(cols.min()), int(cols.max()))
 
 
+#: How far past a learned mask's edge the part's own pixels are looked for.
+MASK_REACH_PX = 2
+
+
 class PartFinder:
     """A part's pixels in an image: its colour blob (:func:`colour_blob`), or the mask of
     class ``cls`` from a learned ``segmenter`` (:func:`blob_from_mask`).
 
-    A learned mask says where the part is; its edge is good to a pixel or two and takes in
-    some of what is round it (table, a fixture's rim), which the rules' lit-face and
-    top-row measurements cannot tell from the part. So where the mask holds pixels of the
-    part's hue, those are the blob (the mask says where, the colour says which pixels); a
-    mask without any (a part whose colour the light has changed) is taken as it is.
+    A learned mask says where the part is; its edge is good to a pixel or two either way. It
+    takes in some of what is round it (table, a fixture's rim), which the rules' lit-face
+    and top-row measurements cannot tell from the part, and it can stop a row short (a pin's
+    last row above the hole's rim decides whether its tip shows). So the blob is the part's
+    hue within ``MASK_REACH_PX`` of the mask (the mask says where, the colour says which
+    pixels); a mask with none near it (a part whose colour the light has changed) is taken
+    as it is.
     """
 
     def __init__(self, rgb: Sequence[int], segmenter: Any = None, cls: str = '') -> None:
@@ -352,8 +358,12 @@ class PartFinder:
         inst = self.segmenter.masks(image, view).get(self.cls)
         if inst is None:
             return None
+        import cv2
+
         mask = np.asarray(inst.mask) >= 0.5
-        hued = mask & hue_mask(image, self.rgb)
+        k = 2 * MASK_REACH_PX + 1
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+        hued = near & hue_mask(image, self.rgb)
         return blob_from_mask(hued if int(hued.sum()) >= 4 else mask)
 
     def missing(self, part: str) -> str:
