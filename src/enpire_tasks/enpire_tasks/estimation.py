@@ -247,5 +247,4 @@ class PoseEstimator(Protocol):
 
 
 __all__ = ['Estimate', 'InstanceMask', 'InstanceSegmenter', 'Marking', 'MaskSegmenter',
-           'PoseEstimator',
-           'Segmentation', 'Segmenter', 'require_class', 'unmix_alpha']
+           'PoseEstimator', 'Segmentation', 'Segmenter', 'require_class', 'unmix_alpha']

@@ -156,6 +156,12 @@ def test_goal_coverage_is_the_goal_ts_area_in_pixels(task):
     assert share.shape == (view.height_px, view.width_px)
     assert abs(float(share.sum()) - area * scale * scale) < 2.0
     assert float(share.min()) >= 0.0 and float(share.max()) <= 1.0
+    # a camera turned on its mount (no area renderer): sampled 16 x 16 per pixel
+    c, s = math.cos(0.3) * scale, math.sin(0.3) * scale
+    turned = ViewSpec(name='top', width_px=480, height_px=480, encoding='rgb8',
+                      workspace_to_pixel=((c, -s, 120.0), (s, c, -40.0)))
+    share = goal_coverage(task, turned)
+    assert abs(float(share.sum()) - area * scale * scale) < 0.01 * area * scale * scale
 
 
 @pytest.mark.parametrize('pose', [(257.45816273, 254.32116563, 0.7759327),
