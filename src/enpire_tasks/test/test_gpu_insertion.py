@@ -149,3 +149,25 @@ def test_one_evenly_lit_face_is_all_lit() -> None:
     img[::2, ::2] = (246, 88, 88)
     rows, _ = arm.lit_face_pixels(img, np.ones((10, 10), bool))
     assert rows.size == 100
+
+
+def test_the_cooler_s_top_edge_is_read_to_a_fraction_of_a_pixel_under_blur() -> None:
+    import cv2
+
+    from enpire_tasks.gpu_insertion.classic import top_edge
+
+    red = geometry.parts().colour_rgb
+    # a cooler under the PCB's green whose top edge is at row 9.2 (pixel centres at integer
+    # rows: row 9 is 30% cooler, rows 10.. all of it); sharp and blurred by sigma 1 px
+    fine = np.zeros((200, 8, 3), np.float32)
+    fine[:] = (13, 89, 31)
+    fine[97:] = red                                  # 10 sub-rows a pixel
+    img = cv2.resize(fine, (8, 20), interpolation=cv2.INTER_AREA)
+    for shot in (img, cv2.GaussianBlur(img, (0, 0), 1.0)):
+        shot = np.clip(np.rint(shot), 0, 255).astype(np.uint8)
+        mask = arm.hue_mask(shot, red)
+        top = int(np.nonzero(mask[:, 4])[0].min())
+        edge = top_edge(shot, 4, top, red)
+        assert edge is not None and abs(edge - 9.2) < 0.15, (top, edge)
+    # a column with no contrast to read gives no edge
+    assert top_edge(np.full((20, 8, 3), 120, np.uint8), 4, 10, red) is None
