@@ -1,7 +1,7 @@
 """What the realistic camera and the learned verifier cost per frame, against baselines run in
 the same process.
 
-Run: ``python benchmarks/camera_costs.py [--frames N]``.
+Run: ``python benchmarks/camera_costs.py [--frames N] [--device cuda]``.
 
 - **Sensor**: the sim cell's camera (:class:`enpire_tasks.sensor.SensorStream`, the default
   sensor) against the reference :class:`~enpire_tasks.sensor.SensorModel` (per-frame noise
@@ -10,7 +10,9 @@ Run: ``python benchmarks/camera_costs.py [--frames N]``.
 - **Segmenter**: one YOLO-seg forward pass (``predict``, mask at the image's size) of ENPIRE's
   narrow network (``enpire_reward/models/enpire-seg.yaml``) against Ultralytics'
   ``yolov8n-seg.yaml``, both built from their yaml (random weights: the cost of a pass does
-  not depend on them), at 320 and 256 px.
+  not depend on them), at 320 and 256 px. Each pass is timed until its masks are on the host
+  (as the verifier reads them). ``--device cuda`` adds ENPIRE's network on the GPU, in the
+  same process: issue 11's GPU latency (goal < 10 ms per view).
 
 Ratios are what to compare across (loaded) machines; the wall times are this machine's.
 """
@@ -46,6 +48,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--frames', type=int, default=30)
     ap.add_argument('--repeats', type=int, default=2)
+    ap.add_argument('--device', default='cpu',
+                    help="also time ENPIRE's network on this device (cuda, cuda:N)")
     args = ap.parse_args()
     task = load_task('push_t')
     images = [img for img, _ in sample_states(task, args.frames, seed=5)]
@@ -66,21 +70,31 @@ def main() -> None:
     _ultralytics()
     from ultralytics import YOLO
 
-    nets = {'yolov8n-seg (baseline)': YOLO('yolov8n-seg.yaml', task='segment'),
-            'enpire-seg': YOLO(DEFAULT_MODEL, task='segment')}
+    nets = {'yolov8n-seg (baseline)': (YOLO('yolov8n-seg.yaml', task='segment'), 'cpu'),
+            'enpire-seg': (YOLO(DEFAULT_MODEL, task='segment'), 'cpu')}
+    if args.device != 'cpu':
+        nets[f'enpire-seg on {args.device}'] = (YOLO(DEFAULT_MODEL, task='segment'),
+                                                args.device)
     bgr = [np.ascontiguousarray(im[:, :, ::-1]) for im in images]
+
+    def forward(net, im, imgsz: int, device: str) -> None:  # noqa: ANN001
+        res = net.predict(im, imgsz=imgsz, conf=0.25, retina_masks=True, device=device,
+                          verbose=False)[0]
+        if res.masks is not None:
+            res.masks.data.cpu()            # the verifier reads the masks on the host
+
     print(f'segmenter forward pass, {len(images)} frames x {args.repeats}')
     for imgsz in (320, 256):
         results = {}
-        for name, net in nets.items():
+        for name, (net, device) in nets.items():
             for im in bgr[:3]:          # warm-up
-                net.predict(im, imgsz=imgsz, conf=0.25, retina_masks=True, verbose=False)
-            times = _time(lambda _i, im, net=net, imgsz=imgsz: net.predict(
-                im, imgsz=imgsz, conf=0.25, retina_masks=True, verbose=False), bgr, args.repeats)
+                forward(net, im, imgsz, device)
+            times = _time(lambda _i, im, net=net, imgsz=imgsz, device=device: forward(
+                net, im, imgsz, device), bgr, args.repeats)
             results[name] = _p50_p95(times)
         ref = results['yolov8n-seg (baseline)'][0]
         for name, (p50, p95) in results.items():
-            params = sum(p.numel() for p in nets[name].model.parameters())
+            params = sum(p.numel() for p in nets[name][0].model.parameters())
             print(f'  {imgsz} px {name:<24} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  '
                   f'ratio {p50 / ref:.2f}  ({params / 1e6:.2f} M parameters)')
 
