@@ -17,8 +17,8 @@ is a second background tone (an :class:`~enpire_tasks.estimation.Marking`): wher
 runs next to the block's (every near-goal state) a sliver of it shows in the block's edge
 pixels, and would read as block, 0.1-0.5 px of pose error exactly where the 0.95 label is
 decided. Its share of each pixel comes from the geometry (:func:`goal_coverage`), its colour
-from the block's times the scene's ratio. The score is the
-coverage of the fitted pose, as for ``opencv-v1``.
+from the block's times the scene's ratio. The score is the coverage of the fitted pose, as
+for ``opencv-v1``.
 
 ``opencv-unmix-v1`` runs the same rule on the coarse mask of ``opencv-v1``'s colour
 segmentation: no training, no forward camera model (a real camera has none).
@@ -46,9 +46,9 @@ from enpire_tasks.push_t.render import AreaRenderer
 from enpire_tasks.push_t.scene import BLOCK_BORDER, BORDER_HALF_PX, GOAL
 
 UNMIX_BACKEND_ID = 'opencv-unmix-v1'
-#: Success is a score over the threshold by this much: the fit reads a near-threshold block
-#: ~0.001 high on average (measured over 300 seed-0 states, every camera perturbation; at
-#: 0.001 no clean, noisy, exposed or compressed image of them was a false success).
+#: Success is a score over the threshold by this much: the fit's near-goal coverage error is
+#: ~0.0006 (p95, clean) to ~0.002 (blur sigma 1 px). Set on 300 states each of seeds 0 and
+#: 2024 under every camera perturbation (at most one false success a kind), held out on 7919.
 SUCCESS_MARGIN = 0.0005
 #: The learned mask's edge band, the fitted silhouette's, and the ROI's margin (image px).
 FIRST_BAND_PX, SECOND_BAND_PX, PAD_PX = 3, 2, 10
