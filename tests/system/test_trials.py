@@ -117,6 +117,45 @@ def test_scripted_trials_report_wilson_interval_and_leave_verifiable_records(cel
         assert set(record['controller']) == {'late_acts', 'resent_commands'}, record
 
 
+def test_the_scripted_experiment_exports_as_a_lerobot_dataset_of_its_bags(cell, tmp_path) -> None:
+    """``enpire dataset export`` of the live trials above: one episode per trial, one frame per
+    control step, and the actions the cell executed, read back against the bags."""
+    pq = pytest.importorskip('pyarrow.parquet')
+    import numpy as np
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    if not (cell.home / 'scripted').is_dir():     # run alone: record the experiment first
+        _run_cli(cell.home, 'trial', 'run', '--task', 'push_t', '--policy', str(SCRIPTED),
+                 '--seeds', '5', '6', '7', '--max-episode-steps', '60', '--no-start',
+                 '--experiment', 'scripted', '--json')
+    out = _run_cli(cell.home, 'dataset', 'export', '--experiment', 'scripted',
+                   '--out', str(tmp_path / 'ds'), '--json')
+    assert out['episodes'] == 3 and out['skipped'] == [] and out['left_out'] == []
+    info = json.loads((tmp_path / 'ds' / 'meta' / 'info.json').read_text())
+    assert info['fps'] == 10 and info['features']['observation.images.top']['shape'] == \
+        [480, 480, 3]
+    episodes = pq.read_table(tmp_path / 'ds/meta/episodes/chunk-000/file-000.parquet')
+    for ep in episodes.to_pylist():
+        trial_dir = cell.home / 'scripted' / 'trials' / ep['trial_id']
+        steps = json.loads((trial_dir / 'trial.json').read_text())['steps']
+        assert ep['length'] == steps
+        data = pq.read_table(tmp_path / f"ds/data/chunk-000/file-{ep['data/file_index']:03d}"
+                                        '.parquet')
+        commands: dict[int, list[float]] = {}
+        for path in sorted((trial_dir / 'episode').glob('*.mcap')):
+            with path.open('rb') as stream:
+                reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+                for _s, _channel, _m, msg in reader.iter_decoded_messages(
+                        topics=[f'/{CELL}/command']):
+                    commands[msg.tick] = list(msg.action)
+        want = np.array([commands[t] for t in range(steps)], dtype=np.float32)
+        np.testing.assert_array_equal(np.array(data['action'].to_pylist()), want)
+        assert _video_frames(tmp_path / 'ds' / (
+            'videos/observation.images.top/chunk-000/'
+            f"file-{ep['videos/observation.images.top/file_index']:03d}.mp4")) == steps
+
+
 @pytest.mark.parametrize('name', sorted(BAD_REASONS))
 def test_bad_policy_is_contained_as_a_policy_fault(cell, name: str) -> None:
     result = cell.client.run_trials(count=1, policy_dir=str(BAD / name), seeds=[1],

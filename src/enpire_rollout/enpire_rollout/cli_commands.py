@@ -1,4 +1,5 @@
-"""``enpire`` commands of enpire_rollout: ``bag``, ``replay`` (``trial`` lives in evolution),
+"""``enpire`` commands of enpire_rollout: ``bag``, ``replay``, ``dataset`` (``trial`` lives in
+evolution),
 and the ``label`` verb of enpire_reward's ``verify`` noun (it reads trial records, which is
 this layer's job; the labelled set and the labeller are enpire_reward's).
 
@@ -18,7 +19,76 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's nouns to the ``enpire`` parser."""
     _register_bag(sub)
     _register_replay(sub)
+    _register_dataset(sub)
     _register_verify_label(sub)
+
+
+# --- dataset ---------------------------------------------------------------------------------
+def _register_dataset(sub: argparse._SubParsersAction) -> None:
+    ds = sub.add_parser('dataset', help='learning datasets from trial records (LeRobot v3.0)')
+    verbs = ds.add_subparsers(dest='verb', metavar='<verb>')
+    ex = verbs.add_parser(
+        'export', help="an experiment's trials as a LeRobot v3.0 dataset (parquet + MP4 + "
+                       'meta); rerun to resume or to add new trials')
+    ex.add_argument('--experiment', required=True,
+                    help='the experiment whose trials to export ($ENPIRE_HOME/<experiment>)')
+    ex.add_argument('--out', required=True, help='the dataset directory (new, or an export '
+                                                 'to resume)')
+    ex.add_argument('--format', default='lerobot', choices=['lerobot'])
+    ex.add_argument('--only', default='all', choices=['all', 'success'],
+                    help='every finished trial (default) or only verified successes')
+    ex.add_argument('--task', default='',
+                    help="the task to export when the experiment holds several (default: "
+                         "its trials' task)")
+    ex.add_argument('--task-text', default='',
+                    help="the episodes' language instruction (default: the task's "
+                         'description)')
+    ex.set_defaults(func=_dataset_export, text=_dataset_export_text)
+
+
+def _dataset_export(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_common.errors import ConfigError
+    from enpire_common.paths import enpire_home
+    from enpire_common.tasks import load_task
+    from enpire_rollout.core.lerobot_export import LeRobotExporter, experiment_trials
+    from enpire_rollout.core.records import list_trials
+
+    run_dir = enpire_home(args.home) / args.experiment
+    task = args.task or None
+    if task is None:
+        tasks = sorted({(r.get('ids') or {}).get('task') or '?' for r in list_trials(run_dir)})
+        if len(tasks) > 1:
+            raise ConfigError(f'experiment {args.experiment} holds trials of {tasks}; pass '
+                              '--task to choose one')
+        task = tasks[0] if tasks else None
+    trials, left = experiment_trials(run_dir, only=args.only, task=task)
+    spec = load_task(str(task))
+    text = args.task_text or ' '.join(str(spec.raw.get('description') or spec.name).split())
+    names = spec.raw.get('action', {}).get('names')
+
+    def note(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    print(f'exporting {len(trials)} trial(s) of {args.experiment} ({task}, '
+          f'{spec.action.rate_hz:g} fps) to {args.out}', file=sys.stderr, flush=True)
+    exporter = LeRobotExporter(args.out, task=str(task), fps=spec.action.rate_hz,
+                               task_text=text, action_names=names, note=note)
+    result = exporter.export(trials).to_dict()
+    result['left_out'] = left
+    result['experiment'] = args.experiment
+    return result
+
+
+def _dataset_export_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
+    lines = [f"{res['out']}: {res['episodes']} episode(s), {res['frames']} frame(s) "
+             f"({res['added']} added, {res['kept']} already there)"]
+    for item in res['skipped']:
+        lines.append(f"  skipped {item['trial_id']}: {item['reason']}")
+    if res['left_out']:
+        lines.append(f"  left out {len(res['left_out'])} trial(s): " + ', '.join(
+            f"{i['trial_id']} ({i['reason']})" for i in res['left_out'][:5])
+            + (' ...' if len(res['left_out']) > 5 else ''))
+    return '\n'.join(lines)
 
 
 # --- bag -------------------------------------------------------------------------------------
