@@ -1,4 +1,4 @@
-"""The agent verbs: `enpire task|policy|cell ...`.
+"""The agent verbs: `enpire task|policy|cell|train ...`.
 
 `task` shows, locks and verifies the frozen task contract; `policy` submits (validates in a
 sandbox first), lists, shows, watches and activates revisions; `cell` reads a cell's status
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_task(sub)
     _register_policy(sub)
     _register_cell(sub)
+    _register_train(sub)
 
 
 def _register_task(sub: argparse._SubParsersAction) -> None:
@@ -249,3 +250,60 @@ def _cell_command(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_agent_bridge.tools import cell_command
 
     return cell_command(args.cell_verb, args.cell, wait_s=args.wait_s)
+
+
+# --- train -------------------------------------------------------------------------------------
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    from enpire_agent_bridge.learning.bc import BCConfig
+
+    train = sub.add_parser('train', help='learning regimes: train a policy from a dataset')
+    verbs = train.add_subparsers(dest='verb', metavar='<verb>', required=True)
+    bc = verbs.add_parser(
+        'bc', help='behaviour cloning from a LeRobot dataset (enpire dataset export) into a '
+                   'policy directory to submit as a revision')
+    d = BCConfig()
+    bc.add_argument('--dataset', required=True, help='the LeRobot v3 dataset directory')
+    bc.add_argument('--out', required=True, help='the policy directory to write')
+    bc.add_argument('--task', default='', help="the task (default: the export's)")
+    bc.add_argument('--arch', default=d.arch, help='network: mlp (diffusion, act: not yet)')
+    bc.add_argument('--epochs', type=int, default=d.epochs)
+    bc.add_argument('--batch-size', type=int, default=d.batch_size)
+    bc.add_argument('--lr', type=float, default=d.lr)
+    bc.add_argument('--image-size', type=int, default=d.image_size,
+                    help=f'camera frames are resized to this square size (default '
+                         f'{d.image_size})')
+    bc.add_argument('--horizon', type=int, default=d.horizon,
+                    help='actions predicted per observation')
+    bc.add_argument('--n-action-steps', type=int, default=d.n_action_steps,
+                    help='of which the policy executes this many before predicting again')
+    bc.add_argument('--only-success', action='store_true',
+                    help='train on the episodes whose trial succeeded only')
+    bc.add_argument('--device', default=d.device, help='cpu (default) or cuda')
+    bc.add_argument('--seed', type=int, default=d.seed)
+    bc.add_argument('--work', default='',
+                    help='checkpoints (default <out>.work); a killed run resumes from it')
+    bc.add_argument('--force', action='store_true', help='replace an existing --out')
+    bc.set_defaults(func=_train_bc, text=_train_bc_text)
+
+
+def _train_bc(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_agent_bridge.learning.bc import BCConfig, train_bc
+
+    cfg = BCConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   image_size=args.image_size, horizon=args.horizon,
+                   n_action_steps=args.n_action_steps, device=args.device, seed=args.seed,
+                   only_success=args.only_success)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return train_bc(args.dataset, args.out, task_name=args.task, config=cfg,
+                    work=args.work or None, progress=say, force=args.force).to_dict()
+
+
+def _train_bc_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
+    val = f", val loss {res['val_loss']:.4f}" if res.get('val_loss') is not None else ''
+    resumed = f" (resumed at epoch {res['resumed_from']})" if res['resumed_from'] else ''
+    return (f"{res['out']}: bc policy from {res['episodes']} episodes ({res['frames']} "
+            f"frames), {res['epochs']} epochs, loss {res['final_loss']:.4f}{val}, "
+            f"{res['train_s']:.0f} s{resumed}\nsubmit it: enpire policy submit {res['out']}")

@@ -1,0 +1,363 @@
+"""``enpire train bc``: behaviour cloning from a LeRobot dataset into a policy directory.
+
+The result is an ordinary policy (``policy.py`` = :mod:`.bc_policy`, ``policy.yaml`` with
+regime ``bc``, ``weights.pt``, ``train.json``) that is submitted as a revision like any other
+and acts in the sandbox. Training state goes to a work directory (``<out>.work`` by default):
+``last.pt`` after every epoch, written atomically, so a job killed mid-epoch resumes from its
+last finished epoch with the same result. The policy directory is assembled under a temporary
+name and renamed into place at the end: no half-written policy is ever left at ``out``.
+
+The mapping from a dataset frame to the policy's observation goes through the task plugin's
+own ``build_observation`` (the same code the cell's observations come from), so the state the
+network trains on is the state it will see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from enpire_agent_bridge.learning import bc_policy
+from enpire_agent_bridge.learning.dataset import (
+    DatasetError,
+    TrainingData,
+    load_training_data,
+)
+from enpire_common.errors import ConfigError
+
+CHECKPOINT = 'last.pt'
+TRAIN_JSON = 'train.json'
+
+
+@dataclass
+class BCConfig:
+    arch: str = 'mlp'
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    image_size: int = 96
+    horizon: int = 8              # actions predicted per observation
+    n_action_steps: int = 4       # of which the policy executes this many before predicting
+    width: int = 256
+    channels: int = 16
+    shift_px: int = 4             # random-shift augmentation of the images (DrQ)
+    seed: int = 0
+    device: str = 'cpu'
+    only_success: bool = False
+
+    def check(self) -> None:
+        if self.arch not in bc_policy.ARCHS:
+            raise ConfigError(f'--arch {self.arch}: not implemented (have: '
+                              f"{', '.join(bc_policy.ARCHS)}; diffusion and act are not yet)")
+        for name in ('epochs', 'batch_size', 'image_size', 'horizon', 'n_action_steps',
+                     'width', 'channels'):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f'--{name.replace("_", "-")} must be >= 1')
+        if self.n_action_steps > self.horizon:
+            raise ConfigError('--n-action-steps must be <= --horizon')
+
+
+def observation_layout(task: Any) -> dict[str, Any]:
+    """Which observation entries the network reads: every camera (by view) and every
+    non-scalar numeric state entry, in contract order."""
+    from enpire_tasks.observation import CAMERA_PREFIX, source_view
+
+    images, views, state = [], [], []
+    for name, f in task.observation.items():
+        if f.source.startswith(CAMERA_PREFIX):
+            images.append(name)
+            views.append(source_view(f.source))
+        elif f.source == 'state' and tuple(f.shape) != ():
+            state.append(name)
+    return {'images': images, 'views': views, 'state': state}
+
+
+def policy_states(task: Any, data: TrainingData) -> np.ndarray:
+    """The policy's state vector of every frame, built by the task plugin from the dataset's
+    state (by name) exactly as a live cell's observation is."""
+    from enpire_tasks import registry
+    from enpire_tasks.plugin import CellReading
+
+    layout = observation_layout(task)
+    plugin = registry.get(task)
+    if len(data.state_names) != data.state.shape[1]:
+        raise DatasetError(f"{data.root}: observation.state has {data.state.shape[1]} values "
+                           f'but {len(data.state_names)} names; the state names map it to the '
+                           "task's observation")
+    blank = {task.observation[n].source: np.zeros((2, 2, 3), np.uint8)
+             for n in layout['images']}
+    out = np.empty((data.n, 0), dtype=np.float32)
+    rows = []
+    for i in range(data.n):
+        reading = CellReading(images=blank, state=dict(zip(data.state_names,
+                                                           map(float, data.state[i]),
+                                                           strict=True)),
+                              tick=int(data.frame[i]))
+        try:
+            obs = plugin.build_observation(task, reading)
+        except Exception as exc:  # noqa: BLE001 - the plugin says what is missing
+            raise DatasetError(f"{data.root}: its state does not give task {task.name}'s "
+                               f'observation: {exc}') from None
+        rows.append(np.concatenate([np.atleast_1d(np.asarray(obs[n], np.float64)).reshape(-1)
+                                    for n in layout['state']]) if layout['state']
+                    else np.zeros(0))
+    out = np.stack(rows).astype(np.float32) if rows else out
+    return out
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _chunk_index(episode: np.ndarray, horizon: int) -> np.ndarray:
+    """(N, horizon) frame indices of each frame's next ``horizon`` actions, the episode's
+    last action repeated past its end."""
+    n = episode.shape[0]
+    idx = np.arange(n)[:, None] + np.arange(horizon)[None, :]
+    idx = np.minimum(idx, n - 1)
+    # Clamp to the last frame of the same episode.
+    last = np.empty(n, dtype=np.int64)
+    end = n - 1
+    for i in range(n - 1, -1, -1):
+        if i < n - 1 and episode[i] != episode[i + 1]:
+            end = i
+        last[i] = end
+    return np.minimum(idx, last[:, None])
+
+
+@dataclass
+class BCResult:
+    out: Path
+    epochs: int
+    final_loss: float
+    val_loss: float | None
+    frames: int
+    episodes: int
+    resumed_from: int
+    train_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d['out'] = str(self.out)
+        return {'ok': True, **d}
+
+
+def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
+             config: BCConfig | None = None, work: str | Path | None = None,
+             progress: Callable[[str], None] | None = None, force: bool = False) -> BCResult:
+    """Train a BC policy on ``dataset`` and write its policy directory at ``out``.
+
+    Raises:
+        ConfigError / DatasetError: bad arguments, a dataset of another task or of other
+            shapes, an out directory that exists (without ``force``), or a checkpoint in
+            ``work`` from another configuration.
+    """
+    import torch
+
+    from enpire_common.tasks import load_task
+
+    cfg = config or BCConfig()
+    cfg.check()
+    say = progress or (lambda _line: None)
+    dataset, out = Path(dataset), Path(out)
+    work = Path(work) if work else out.with_name(out.name + '.work')
+    if out.exists() and not force:
+        raise ConfigError(f'{out}: exists; pass another --out (or --force to replace it)')
+    if cfg.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ConfigError(f'--device {cfg.device}: torch sees no CUDA device here')
+    from enpire_agent_bridge.learning.dataset import dataset_task, read_info
+
+    info = read_info(dataset)
+    recorded = dataset_task(dataset)
+    task_name = task_name or recorded
+    if not task_name:
+        raise ConfigError(f'{dataset}: not an ENPIRE export; pass --task')
+    if recorded and recorded != task_name:
+        raise DatasetError(f'{dataset}: a {recorded} dataset, not {task_name}')
+    task = load_task(task_name)
+    layout = observation_layout(task)
+    if int(info['fps']) != round(task.action.rate_hz):
+        raise DatasetError(f"{dataset}: recorded at {info['fps']} fps; {task_name} acts at "
+                           f'{task.action.rate_hz:g} Hz')
+    t0 = time.monotonic()
+    say(f'loading {dataset} (views {layout["views"]}, {cfg.image_size} px)')
+    data = load_training_data(
+        dataset, image_size=cfg.image_size, views=layout['views'], progress=say,
+        episode_filter=(lambda e: bool(e.get('success'))) if cfg.only_success else None)
+    if data.action.shape[1] != int(np.prod(task.action.shape)):
+        raise DatasetError(f'{dataset}: actions of {data.action.shape[1]} values; '
+                           f'{task_name} takes {int(np.prod(task.action.shape))}')
+    states = policy_states(task, data)
+    images = np.stack([data.images[v] for v in layout['views']], axis=1)  # N, V, S, S, 3
+    chunks = _chunk_index(data.episode, cfg.horizon)
+    say(f'{data.n} frames of {len(data.episodes)} episodes loaded in '
+        f'{time.monotonic() - t0:.1f} s')
+
+    # Hold out ~10% of the episodes (>= 1 where there are 5 or more) for a validation loss.
+    ep_ids = np.unique(data.episode)
+    rng = np.random.default_rng(cfg.seed)
+    n_val = len(ep_ids) // 10 if len(ep_ids) >= 5 else 0
+    val_eps = set(rng.choice(ep_ids, n_val, replace=False).tolist()) if n_val else set()
+    is_val = np.isin(data.episode, list(val_eps))
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+    model_cfg = {'arch': cfg.arch, 'views': len(layout['views']), 'image_size': cfg.image_size,
+                 'state_dim': int(states.shape[1]), 'action_dim': int(data.action.shape[1]),
+                 'horizon': cfg.horizon, 'width': cfg.width, 'channels': cfg.channels}
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    model = bc_policy.build_model(model_cfg)
+    with torch.no_grad():
+        lo, hi = states.min(0), states.max(0)
+        model.state_low.copy_(torch.from_numpy(lo))
+        model.state_high.copy_(torch.from_numpy(np.maximum(hi, lo + 1e-3)))
+        alo, ahi = data.action.min(0), data.action.max(0)
+        model.action_low.copy_(torch.from_numpy(alo))
+        model.action_high.copy_(torch.from_numpy(np.maximum(ahi, alo + 1e-3)))
+    model.to(device)
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fingerprint = {'config': asdict(cfg), 'model': model_cfg, 'frames': data.n,
+                   'dataset': str(dataset.resolve()),
+                   'episodes': [e.get('trial_id', e['episode_index']) for e in data.episodes]}
+    fingerprint['config'].pop('device')
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / CHECKPOINT
+    start_epoch, history = 0, []
+    if ckpt_path.is_file():
+        try:
+            ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file
+            raise ConfigError(f'{ckpt_path}: unreadable checkpoint ({type(exc).__name__}); '
+                              'remove it to start over') from None
+        if ckpt.get('fingerprint') != fingerprint:
+            raise ConfigError(f'{ckpt_path}: a checkpoint of another dataset or configuration; '
+                              'pass another --work or remove it to start over')
+        model.load_state_dict(ckpt['model'])
+        optim.load_state_dict(ckpt['optim'])
+        start_epoch, history = int(ckpt['epoch']), list(ckpt['history'])
+        torch.set_rng_state(ckpt['torch_rng'])
+        say(f'resuming from epoch {start_epoch} ({ckpt_path})')
+
+    img_t = torch.from_numpy(images)
+    state_t = torch.from_numpy(states)
+    action_t = torch.from_numpy(data.action)
+    chunk_t = torch.from_numpy(chunks)
+
+    def batch_loss(idx: np.ndarray, augment: bool) -> Any:
+        ix = torch.from_numpy(idx)
+        imgs = img_t[ix].to(device)
+        if augment and cfg.shift_px > 0:
+            imgs = _random_shift(imgs, cfg.shift_px)
+        target = model.normalize_action(action_t[chunk_t[ix]].to(device))
+        pred = model.normalized(imgs, state_t[ix].to(device))
+        return torch.nn.functional.l1_loss(pred, target)
+
+    train_t0 = time.monotonic()
+    loss_v = float('nan')
+    val_v: float | None = None
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        perm = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(train_idx)
+        losses = []
+        for b in range(0, len(perm), cfg.batch_size):
+            loss = batch_loss(perm[b:b + cfg.batch_size], augment=True)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            losses.append(float(loss.detach()))
+        loss_v = float(np.mean(losses))
+        val_v = None
+        if len(val_idx):
+            model.eval()
+            with torch.no_grad():
+                val_v = float(np.mean([float(batch_loss(val_idx[b:b + 256], augment=False))
+                                       for b in range(0, len(val_idx), 256)]))
+        history.append({'epoch': epoch + 1, 'loss': loss_v, 'val_loss': val_v,
+                        't_s': round(time.monotonic() - train_t0, 2)})
+        _atomic_torch_save({'fingerprint': fingerprint, 'epoch': epoch + 1,
+                            'model': model.state_dict(), 'optim': optim.state_dict(),
+                            'history': history, 'torch_rng': torch.get_rng_state()}, ckpt_path)
+        say(f'epoch {epoch + 1}/{cfg.epochs}: loss {loss_v:.4f}'
+            + (f' val {val_v:.4f}' if val_v is not None else '')
+            + f' ({time.monotonic() - train_t0:.0f} s)')
+    if history:
+        loss_v, val_v = history[-1]['loss'], history[-1]['val_loss']
+    train_s = time.monotonic() - train_t0
+    _write_policy_dir(out, model, model_cfg, layout, cfg, task_name, data, history, force)
+    return BCResult(out=out, epochs=cfg.epochs, final_loss=loss_v, val_loss=val_v,
+                    frames=data.n, episodes=len(data.episodes), resumed_from=start_epoch,
+                    train_s=round(train_s, 1))
+
+
+def _random_shift(imgs: Any, pad: int) -> Any:
+    """Each image of (B, V, S, S, 3) uint8 shifted by up to ``pad`` px (edge padding)."""
+    import torch
+
+    b, v, s, _s, c = imgs.shape
+    x = imgs.permute(0, 1, 4, 2, 3).reshape(b, v * c, s, s).float()
+    x = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode='replicate')
+    dx = torch.randint(0, 2 * pad + 1, (b,))
+    dy = torch.randint(0, 2 * pad + 1, (b,))
+    out = torch.stack([x[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
+    return out.reshape(b, v, c, s, s).permute(0, 1, 3, 4, 2)
+
+
+def _write_policy_dir(out: Path, model: Any, model_cfg: dict[str, Any], layout: dict[str, Any],
+                      cfg: BCConfig, task_name: str, data: TrainingData,
+                      history: list[dict[str, Any]], force: bool) -> None:
+    import torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+    try:
+        shutil.copyfile(bc_policy.__file__, tmp / 'policy.py')
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(state, tmp / bc_policy.WEIGHTS)
+        outcomes = [e.get('outcome') for e in data.episodes]
+        manifest = {
+            'name': out.name, 'task': task_name, 'version': 1, 'regime': 'bc',
+            'hypothesis': (f'Cloning {len(data.episodes)} episodes of {data.root.name} '
+                           f'({outcomes.count("success")} successes) with a {cfg.arch} '
+                           f'network over {layout["views"]} and {layout["state"]} reproduces '
+                           'what they did.'),
+            'parent': '',
+            'params': {'layout': {'images': layout['images'], 'state': layout['state'],
+                                  'image_size': cfg.image_size},
+                       'model': model_cfg, 'n_action_steps': cfg.n_action_steps}}
+        (tmp / 'policy.yaml').write_text(yaml.safe_dump(manifest, sort_keys=False))
+        revisions = sorted({str(e.get('revision_id', '')) for e in data.episodes} - {''})
+        (tmp / TRAIN_JSON).write_text(json.dumps({
+            'dataset': str(data.root), 'episodes': len(data.episodes), 'frames': data.n,
+            'teacher_revisions': revisions, 'config': asdict(cfg), 'history': history},
+            indent=1) + '\n')
+        for path in tmp.iterdir():
+            with open(path, 'rb') as f:
+                os.fsync(f.fileno())
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
