@@ -67,7 +67,10 @@ class PolicySpec:
         params: The manifest's ``params:`` mapping (tunable numbers).
         task_info: Read-only task facts (``goal_pose``, ``workspace``, ``views`` with their
             ``workspace_to_pixel`` matrices or camera calibrations, the arm tasks' ``parts``
-            and ``home``); never simulator state.
+            and ``home``, and ``tools``: the task tools offered); never simulator state.
+        tools: Inside the sandbox, the task tools' client
+            (:class:`~enpire_agent_bridge.core.policy_tools.ToolClient`):
+            ``spec.tools.estimate_pose(view='top', image=obs['image_top'])``. None elsewhere.
     """
 
     task: str
@@ -79,6 +82,7 @@ class PolicySpec:
     deadline_s: float
     params: Mapping[str, Any] = field(default_factory=dict)
     task_info: Mapping[str, Any] = field(default_factory=dict)
+    tools: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         size = int(np.prod(self.action_shape)) if self.action_shape else 1
@@ -171,7 +175,7 @@ class PolicySpec:
             obs = {str(k): ObservationField(tuple(int(s) for s in v['shape']), str(v['dtype']))
                    for k, v in task['observation'].items()}
             info = {k: task[k] for k in ('goal_pose', 'workspace', 'views', 'success', 'episode',
-                                         'parts', 'home') if k in task}
+                                         'parts', 'home', 'tools') if k in task}
             return cls(task=str(task.get('name') or task.get('id')), observation=obs,
                        action_shape=tuple(int(s) for s in act['shape']),
                        action_low=tuple(float(x) for x in act['low']),

@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from enpire_agent_bridge.core import ipc
+from enpire_agent_bridge.core import ipc, policy_tools
 from enpire_agent_bridge.core.config import HostingConfig, SandboxConfig
 from enpire_agent_bridge.core.confinement import (
     MAX_NAMED,
@@ -166,12 +166,18 @@ class PolicyHost:
             work directory (removed on close).
         hard_deadline_s: Default wall-clock limit of :meth:`act`'s round trip (see there);
             None = the per-act deadline itself. :func:`hard_deadline_s` gives the nodes' rule.
+        tools: Runs the task tools the policy calls during ``act`` (see
+            :mod:`enpire_agent_bridge.core.policy_tools`); None: a call fails with a ToolError.
     """
 
     def __init__(self, policy_dir: str | Path, spec: PolicySpec,
                  config: SandboxConfig | None = None, log_dir: str | Path | None = None,
-                 hard_deadline_s: float | None = None) -> None:
+                 hard_deadline_s: float | None = None,
+                 tools: policy_tools.ToolRunner | None = None) -> None:
         self.policy_dir = Path(policy_dir)
+        self.tools = tools
+        #: Tool calls since the last take (per tool: calls, time).
+        self.tool_stats = policy_tools.ToolStats()
         self.spec = spec
         self.hard_deadline_s = hard_deadline_s
         self.config = config or SandboxConfig()
@@ -443,6 +449,13 @@ class PolicyHost:
             ipc.write_deadline(self._req_w, frame, end_s)
             kind, meta, arrays = self._reader.read(end_s)
             self._count_denials(meta.get('denials'))
+            # Tool calls of act are answered inside the same round trip and deadline.
+            while kind == 'tool' and what == 'act':
+                answer = policy_tools.run_tool(self.tools, self.tool_stats, meta.get('name'),
+                                               meta.get('args'), arrays)
+                ipc.write_deadline(self._req_w, ipc.encode(*answer), end_s)
+                kind, meta, arrays = self._reader.read(end_s)
+                self._count_denials(meta.get('denials'))
         except ipc.FrameTimeoutError:
             self._fault(PolicyDeadlineError,
                         f'{what} did not return within {deadline_s * 1000:.0f} ms (deadline); '
@@ -522,7 +535,7 @@ class PolicyHost:
 
 
 def sandbox_host(task: Mapping[str, Any], directory: Path, config: HostingConfig,
-                 log_dir: Path) -> PolicyHost:
+                 log_dir: Path, tools: policy_tools.ToolRunner | None = None) -> PolicyHost:
     """A sandboxed :class:`PolicyHost` (not started) for a revision directory under ``task``.
 
     The revision's spec is the contract plus its manifest's ``params``, with the node's
@@ -534,4 +547,5 @@ def sandbox_host(task: Mapping[str, Any], directory: Path, config: HostingConfig
     return PolicyHost(directory, spec, config=config.sandbox, log_dir=log_dir,
                       hard_deadline_s=hard_deadline_s(spec.deadline_s,
                                                       config.hard_deadline_factor,
-                                                      config.hard_deadline_min_s))
+                                                      config.hard_deadline_min_s),
+                      tools=tools)

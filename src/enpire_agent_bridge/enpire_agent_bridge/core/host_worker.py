@@ -19,6 +19,7 @@ Only numpy and the standard library are imported here, before the limits apply.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import resource
@@ -34,6 +35,7 @@ import numpy as np
 from enpire_agent_bridge.core import ipc
 from enpire_agent_bridge.core.confinement import Denials, confine_worker
 from enpire_agent_bridge.core.contract import PolicySpec
+from enpire_agent_bridge.core.policy_tools import ToolClient
 from enpire_agent_bridge.core.seccomp import block_process_creation
 from enpire_common.process import die_with_parent
 
@@ -99,6 +101,11 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
     if kind != 'init':
         return 3
     spec = PolicySpec.from_dict(meta['spec'])
+    # The task tools: a call goes up the response pipe and its answer comes down the request
+    # pipe, inside the act round trip (the host answers nothing else meanwhile).
+    spec = dataclasses.replace(spec, tools=ToolClient(
+        [str(t) for t in (spec.task_info.get('tools') or [])],
+        lambda bufs: ipc.write_blocking(resp_fd, bufs), lambda: ipc.read_blocking(req_fd)))
     denials: Denials | None = None
     try:
         apply_limits(meta.get('limits') or {})
@@ -143,7 +150,11 @@ def serve(req_fd: int, resp_fd: int, policy_dir: str) -> int:
                 ipc.write_blocking(resp_fd, _reply('ok', denials=denials))
             elif kind == 'act':
                 t0, c0 = time.perf_counter(), time.thread_time()
-                action = policy.act(_obs_from_frame(arrays))
+                spec.tools.active = True
+                try:
+                    action = policy.act(_obs_from_frame(arrays))
+                finally:
+                    spec.tools.active = False
                 dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
                 try:
                     arr = np.asarray(action)

@@ -62,6 +62,7 @@ from std_msgs.msg import String
 from enpire_agent_bridge.core.config import BridgeNodeConfig, home_target
 from enpire_agent_bridge.core.contract import ContractError, PolicySpec
 from enpire_agent_bridge.core.host import sandbox_host
+from enpire_agent_bridge.core.policy_tools import task_tools
 from enpire_agent_bridge.core.pool import HostPool
 from enpire_agent_bridge.core.revisions import RevisionStore
 from enpire_agent_bridge.core.swap import Strictness
@@ -114,9 +115,12 @@ class AgentBridgeNode(Node):
         log_root = Path(cfg.log_dir) if cfg.log_dir else (
             enpire_home() / 'logs' / 'agent_bridge')
 
+        tools = task_tools(self.task)
+
         def make_host(revision: str, directory: Path) -> Any:
             try:
-                return sandbox_host(self.task.raw, directory, cfg, log_root / revision[:40])
+                return sandbox_host(self.task.raw, directory, cfg, log_root / revision[:40],
+                                    tools=tools)
             except ContractError as exc:
                 raise SwitchFailedError(f'{directory}: {exc}') from None
 

@@ -20,6 +20,7 @@ from std_msgs.msg import String
 from enpire_agent_bridge.core.config import PolicyHostNodeConfig
 from enpire_agent_bridge.core.contract import ContractError
 from enpire_agent_bridge.core.host import sandbox_host
+from enpire_agent_bridge.core.policy_tools import task_tools
 from enpire_agent_bridge.ros import conversions as conv
 from enpire_agent_bridge.ros.observations import STATE_TOPIC, CameraFrames, TaskObservations
 from enpire_common.errors import ConfigError, EnpireError, PolicyError, UnconfinedError
@@ -77,7 +78,8 @@ class PolicyHostNode(Node):
         log_dir = Path(cfg.log_dir) if cfg.log_dir else (
             enpire_home() / 'logs' / 'policy_host' / self.revision_id)
         try:
-            self.host = sandbox_host(task.raw, self.revision_dir, cfg, log_dir)
+            self.host = sandbox_host(task.raw, self.revision_dir, cfg, log_dir,
+                                     tools=task_tools(task))
         except ContractError as exc:
             raise ConfigError(str(exc)) from None
         self.spec = self.host.spec
@@ -185,6 +187,7 @@ class PolicyHostNode(Node):
                     self.state = 'ready'
                 self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts,
                                      resent_commands=self.resent_commands,
+                                     **self.host.tool_stats.take(),
                                      confinement=self._confinement(),
                                      sandbox_denials=self.host.take_denials())
                 return
@@ -210,6 +213,7 @@ class PolicyHostNode(Node):
             self._retry_index = retry_index
             self._episode, self.state, self._last_tick = episode, 'running', None
             self.late_acts = self.resent_commands = 0
+            self.host.tool_stats.take()           # this episode's tool calls only
             self._pending = None
             self._last_cmd = None
             self._publish_status('running', '', episode=episode)

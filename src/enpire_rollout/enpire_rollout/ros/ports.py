@@ -46,6 +46,8 @@ CONTROL = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)
 #: Per-episode counters of the policy host's ``stopped`` status, kept in trial.json.
 HOST_COUNTERS = ('late_acts', 'resent_commands')
+#: ...and the task tools' per-episode accounting (``tool_calls``, ``tool_ms``, per tool).
+TOOL_COUNTER_PREFIX = 'tool_'
 
 
 class RosCell:
@@ -362,8 +364,9 @@ class RosController:
             return {}
         with self._cond:
             self._take_sandbox()
-            stats = {key: int(self._status[key]) for key in HOST_COUNTERS
-                     if isinstance(self._status.get(key), int)}
+            stats = {key: int(value) for key, value in self._status.items()
+                     if (key in HOST_COUNTERS or key.startswith(TOOL_COUNTER_PREFIX))
+                     and isinstance(value, int) and not isinstance(value, bool)}
         # Let the last in-flight command land so the final verdict sees a still scene.
         stable_since = time.monotonic()
         last = self.tick
