@@ -156,6 +156,22 @@ def test_the_scripted_experiment_exports_as_a_lerobot_dataset_of_its_bags(cell, 
             f"file-{ep['videos/observation.images.top/file_index']:03d}.mp4")) == steps
 
 
+def test_a_tool_calling_policy_s_calls_are_answered_and_counted_in_trial_json(cell) -> None:
+    """The tool-calling regime on a live cell: the policy asks the task's pose tool every act;
+    the host answers inside the act deadline and trial.json counts each call."""
+    from enpire_rollout.core.records import read_trial
+
+    out = _run_cli(cell.home, 'trial', 'run', '--task', 'push_t', '--policy',
+                   str(ROOT / 'tests' / 'data' / 'policies' / 'push_t_tools'), '--seeds', '5',
+                   '--max-episode-steps', '20', '--no-start', '--experiment', 'tools', '--json')
+    (trial,) = out['trials']
+    assert trial['outcome'] in ('success', 'failure'), trial
+    controller = read_trial(Path(trial['record_dir']))['controller']
+    assert controller['tool_calls.estimate_pose'] >= trial['steps'] == 20, controller
+    assert controller['tool_calls'] == controller['tool_calls.estimate_pose']
+    assert 0 < controller['tool_ms'] < 80 * controller['tool_calls'], controller
+
+
 @pytest.mark.parametrize('name', sorted(BAD_REASONS))
 def test_bad_policy_is_contained_as_a_policy_fault(cell, name: str) -> None:
     result = cell.client.run_trials(count=1, policy_dir=str(BAD / name), seeds=[1],

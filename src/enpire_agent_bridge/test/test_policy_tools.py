@@ -102,7 +102,7 @@ def test_tools_answer_only_inside_act_and_only_where_the_host_has_them(task, too
     with pytest.raises(PolicyFaultError, match='only during act'), \
             PolicyHost(POLICY, spec_for(task, 'in_make'), tools=tools):
         pass
-    spec = spec_for(task, 'pose')
+    spec = spec_for(task, 'raw')
     with PolicyHost(POLICY, spec, tools=None) as host:
         host.reset(0)
         with pytest.raises(PolicyFaultError, match='offers no tools'):
@@ -113,7 +113,7 @@ def test_a_slow_tool_counts_against_the_act_deadline(task, scene):
     def slow(name, args, arrays):
         time.sleep(0.5)
         return {'found': False}, {}
-    spec = spec_for(task, 'pose').with_deadline(0.2)
+    spec = spec_for(task, 'raw').with_deadline(0.2)
     with PolicyHost(POLICY, spec, tools=slow) as host:
         host.reset(0)
         with pytest.raises(PolicyDeadlineError, match='did not return within 200 ms'):

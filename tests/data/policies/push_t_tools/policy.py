@@ -3,7 +3,7 @@
 mode pose: estimate the T's pose with the task tool and target it (the last pose is kept
 in self.poses for the test to read back through the action). mode unknown: call a tool the
 task does not offer and let the ToolError escape. mode catch: call it, catch the ToolError
-and hold. mode in_make: call a tool from make_policy. mode twice: two calls per act.
+and hold. mode in_make: call a tool from make_policy. mode twice: two calls per act. mode raw: an unguarded call first.
 """
 
 import numpy as np
@@ -29,7 +29,12 @@ class ToolPolicy:
                     raise
                 assert type(exc).__name__ == 'ToolError', exc
                 return np.array([256.0, 256.0])
-        est = tools.estimate_pose(view='top', image=obs['image_top'])
+        if self.mode == 'raw':                       # no guard: a ToolError escapes
+            tools.estimate_pose(view='top', image=obs['image_top'])
+        try:
+            est = tools.estimate_pose(view='top', image=obs['image_top'])
+        except Exception:  # noqa: BLE001 - ToolError: e.g. a blank warm-up image
+            return np.array([1.0, 1.0])
         if self.mode == 'twice':
             tools.verifier_score(view='top', image=obs['image_top'])
         if not est['found']:
