@@ -1,9 +1,10 @@
 """Test policy of the tool-calling regime (tests/..., not an example to improve).
 
-mode pose: estimate the T's pose with the task tool and target it (the last pose is kept
-in self.poses for the test to read back through the action). mode unknown: call a tool the
-task does not offer and let the ToolError escape. mode catch: call it, catch the ToolError
-and hold. mode in_make: call a tool from make_policy. mode twice: two calls per act. mode raw: an unguarded call first.
+mode pose: estimate the T's pose with the task tool and target it (a ToolError, as on the
+bridge's blank warm-up frame, holds a corner). mode unknown: call a tool the task does not
+offer and let the ToolError escape. mode catch: call it, catch the ToolError and hold.
+mode in_make: call a tool from make_policy. mode twice: two calls per act. mode raw: an
+unguarded call first.
 """
 
 import numpy as np
