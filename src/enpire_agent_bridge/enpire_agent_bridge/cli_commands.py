@@ -253,51 +253,83 @@ def _cell_command(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- train -------------------------------------------------------------------------------------
-def _register_train(sub: argparse._SubParsersAction) -> None:
+def _bc_arguments(p: argparse.ArgumentParser) -> None:
     from enpire_agent_bridge.learning.bc import BCConfig
 
-    train = sub.add_parser('train', help='learning regimes: train a policy from a dataset')
+    d = BCConfig()
+    p.add_argument('--dataset', required=True, help='the LeRobot v3 dataset directory')
+    p.add_argument('--out', required=True, help='the policy directory to write')
+    p.add_argument('--task', default='', help="the task (default: the export's)")
+    p.add_argument('--arch', default=d.arch, help='network: mlp (diffusion, act: not yet)')
+    p.add_argument('--epochs', type=int, default=d.epochs)
+    p.add_argument('--batch-size', type=int, default=d.batch_size)
+    p.add_argument('--lr', type=float, default=d.lr)
+    p.add_argument('--image-size', type=int, default=d.image_size,
+                   help=f'camera frames are resized to this square size (default '
+                        f'{d.image_size})')
+    p.add_argument('--horizon', type=int, default=d.horizon,
+                   help='actions predicted per observation')
+    p.add_argument('--n-action-steps', type=int, default=d.n_action_steps,
+                   help='of which the policy executes this many before predicting again')
+    p.add_argument('--only-success', action='store_true',
+                   help='train on the episodes whose trial succeeded only')
+    p.add_argument('--device', default=d.device, help='cpu (default) or cuda')
+    p.add_argument('--seed', type=int, default=d.seed)
+    p.add_argument('--work', default='',
+                   help='checkpoints (default <out>.work); a killed run resumes from it')
+    p.add_argument('--force', action='store_true', help='replace an existing --out')
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser('train', help='learning regimes: train a policy from a dataset, '
+                                         'in the foreground or as a background job')
     verbs = train.add_subparsers(dest='verb', metavar='<verb>', required=True)
     bc = verbs.add_parser(
         'bc', help='behaviour cloning from a LeRobot dataset (enpire dataset export) into a '
                    'policy directory to submit as a revision')
-    d = BCConfig()
-    bc.add_argument('--dataset', required=True, help='the LeRobot v3 dataset directory')
-    bc.add_argument('--out', required=True, help='the policy directory to write')
-    bc.add_argument('--task', default='', help="the task (default: the export's)")
-    bc.add_argument('--arch', default=d.arch, help='network: mlp (diffusion, act: not yet)')
-    bc.add_argument('--epochs', type=int, default=d.epochs)
-    bc.add_argument('--batch-size', type=int, default=d.batch_size)
-    bc.add_argument('--lr', type=float, default=d.lr)
-    bc.add_argument('--image-size', type=int, default=d.image_size,
-                    help=f'camera frames are resized to this square size (default '
-                         f'{d.image_size})')
-    bc.add_argument('--horizon', type=int, default=d.horizon,
-                    help='actions predicted per observation')
-    bc.add_argument('--n-action-steps', type=int, default=d.n_action_steps,
-                    help='of which the policy executes this many before predicting again')
-    bc.add_argument('--only-success', action='store_true',
-                    help='train on the episodes whose trial succeeded only')
-    bc.add_argument('--device', default=d.device, help='cpu (default) or cuda')
-    bc.add_argument('--seed', type=int, default=d.seed)
-    bc.add_argument('--work', default='',
-                    help='checkpoints (default <out>.work); a killed run resumes from it')
-    bc.add_argument('--force', action='store_true', help='replace an existing --out')
+    _bc_arguments(bc)
     bc.set_defaults(func=_train_bc, text=_train_bc_text)
+    submit = verbs.add_parser('submit', help='run a training (bc) as a background job')
+    _bc_arguments(submit)
+    submit.add_argument('--engine', default='local', choices=['local', 'slurm'],
+                        help='local process (default) or Slurm, through submitit')
+    submit.add_argument('--cpus', type=int, default=1, help='CPU cores the job may use')
+    submit.add_argument('--mem-gb', type=float, default=0.0,
+                        help='address-space limit (default none)')
+    submit.add_argument('--timeout-min', type=float, default=24 * 60.0)
+    submit.set_defaults(func=_train_submit, text=_job_text)
+    ls = verbs.add_parser('list', help='the training jobs and their state')
+    ls.set_defaults(func=_train_list, text=_train_list_text)
+    for name, help_ in (('logs', "a job's progress lines"), ('cancel', 'stop a job (its '
+                        'checkpoints stay: resume continues)'),
+                        ('resume', 'run a failed or cancelled job again from its last '
+                                   'checkpoint')):
+        verb = verbs.add_parser(name, help=help_)
+        verb.add_argument('job', help='the job id (enpire train list)')
+        if name == 'logs':
+            verb.add_argument('--tail', type=int, default=50, help='lines (0: all)')
+            verb.set_defaults(func=_train_logs, text=lambda r, _a: r['log'])
+        else:
+            verb.set_defaults(func=_train_cancel if name == 'cancel' else _train_resume,
+                              text=_job_text)
+
+
+def _bc_config(args: argparse.Namespace) -> Any:
+    from enpire_agent_bridge.learning.bc import BCConfig
+
+    return BCConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    image_size=args.image_size, horizon=args.horizon,
+                    n_action_steps=args.n_action_steps, device=args.device, seed=args.seed,
+                    only_success=args.only_success)
 
 
 def _train_bc(args: argparse.Namespace) -> dict[str, Any]:
-    from enpire_agent_bridge.learning.bc import BCConfig, train_bc
-
-    cfg = BCConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   image_size=args.image_size, horizon=args.horizon,
-                   n_action_steps=args.n_action_steps, device=args.device, seed=args.seed,
-                   only_success=args.only_success)
+    from enpire_agent_bridge.learning.bc import train_bc
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    return train_bc(args.dataset, args.out, task_name=args.task, config=cfg,
+    return train_bc(args.dataset, args.out, task_name=args.task, config=_bc_config(args),
                     work=args.work or None, progress=say, force=args.force).to_dict()
 
 
@@ -307,3 +339,59 @@ def _train_bc_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
     return (f"{res['out']}: bc policy from {res['episodes']} episodes ({res['frames']} "
             f"frames), {res['epochs']} epochs, loss {res['final_loss']:.4f}{val}, "
             f"{res['train_s']:.0f} s{resumed}\nsubmit it: enpire policy submit {res['out']}")
+
+
+def _queue(args: argparse.Namespace) -> Any:
+    from enpire_agent_bridge.learning.jobs import JobQueue
+
+    return JobQueue(enpire_home(args.home))
+
+
+def _train_submit(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from enpire_agent_bridge.learning.jobs import JobSpec
+
+    cfg = asdict(_bc_config(args))
+    cfg.pop('device')
+    spec = JobSpec(kind='bc', engine=args.engine, cpus=args.cpus, mem_gb=args.mem_gb,
+                   timeout_min=args.timeout_min, device=args.device,
+                   args={'dataset': str(Path(args.dataset).resolve()),
+                         'out': str(Path(args.out).resolve()), 'task_name': args.task,
+                         'work': str(Path(args.work).resolve()) if args.work else None,
+                         'force': args.force, 'config': cfg})
+    return {'ok': True, **_queue(args).submit(spec)}
+
+
+def _train_list(args: argparse.Namespace) -> dict[str, Any]:
+    return {'ok': True, 'jobs': _queue(args).list()}
+
+
+def _train_list_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
+    if not res['jobs']:
+        return 'no training jobs'
+    rows = [f"{'job':32} {'state':10} {'device':6} progress"]
+    for j in res['jobs']:
+        rows.append(f"{j.get('id', '?'):32} {j.get('state', '?'):10} "
+                    f"{j.get('device', ''):6} {(j.get('error') or j.get('progress') or '')[:60]}")
+    return '\n'.join(rows)
+
+
+def _train_logs(args: argparse.Namespace) -> dict[str, Any]:
+    return {'ok': True, 'job': args.job, 'log': _queue(args).logs(args.job, args.tail)}
+
+
+def _train_cancel(args: argparse.Namespace) -> dict[str, Any]:
+    return {'ok': True, **_queue(args).cancel(args.job)}
+
+
+def _train_resume(args: argparse.Namespace) -> dict[str, Any]:
+    return {'ok': True, **_queue(args).resume(args.job)}
+
+
+def _job_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
+    line = f"job {res.get('id')}: {res.get('state')}"
+    if res.get('error'):
+        line += f" ({res['error']})"
+    return line + f"\nfollow it: enpire train logs {res.get('id')}"

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import yaml
 
-from enpire_common.clock import FakeClock
 from enpire_common.errors import ConfigError
 
 torch = pytest.importorskip('torch')
@@ -25,69 +24,18 @@ from enpire_agent_bridge.learning.bc import BCConfig, train_bc  # noqa: E402
 from enpire_agent_bridge.learning.dataset import DatasetError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
-SIZE = 32
 TINY = dict(epochs=3, batch_size=32, lr=2e-3, image_size=16, horizon=1, n_action_steps=1, width=32,
             channels=4, shift_px=1)
 
 
-def _stamp(ns: int) -> dict:
-    return {'sec': ns // 1_000_000_000, 'nanosec': ns % 1_000_000_000}
-
-
-def _record(exp: Path, trial_id: str, n: int, seed: int) -> None:
-    """A Push-T trial whose action is a fixed function of the state and of where a bright
-    square is in the image (so a network must read both)."""
-    from enpire_rollout.core.config import RecorderConfig
-    from enpire_rollout.core.recorder import EpisodeRecorder, TrialMeta
-
-    clock = FakeClock(10.0)
-    rec = EpisodeRecorder(RecorderConfig(), clock=clock, wall_clock=FakeClock(1.7e9 + seed))
-    rec.open(exp / 'trials' / trial_id, TrialMeta(exp.name, trial_id, 'teacher', 'cell_0',
-                                                  'push_t', seed=seed))
-    rng = np.random.default_rng(seed)
-    for i in range(n + 1):
-        ns = int(round(clock.now_s() * 1e9))
-        head = {'stamp': _stamp(ns), 'frame_id': ''}
-        x, y = rng.uniform(50, 450, 2)
-        u, v = (int(c) for c in rng.integers(2, SIZE - 8, 2))
-        frame = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
-        frame[v:v + 6, u:u + 6] = 255
-        rec.write('/cell_0/camera/top/image_raw', 'sensor_msgs/msg/Image', ns,
-                  {'header': head, 'height': SIZE, 'width': SIZE, 'encoding': 'rgb8',
-                   'step': SIZE * 3, 'data': frame.tobytes()})
-        rec.write_frame('top', ns, frame)
-        rec.write('/cell_0/state', 'enpire_interfaces/msg/StateVector', ns,
-                  {'header': head, 'tick': i, 'names': ['x', 'y', 'vx', 'vy'],
-                   'values': [x, y, 0.0, 0.0]})
-        rec.write('/cell_0/command', 'enpire_interfaces/msg/Command', ns,
-                  {'header': head, 'tick': i, 'revision_id': 'teacher',
-                   'action': [x, 10.0 * u]})
-        clock.advance(0.1)
-    rec.close('success', reason='r', success=True, score=0.97, steps=n,
-              verdicts=[{'view': 'fused', 'score': 0.97, 'success': True}])
-
-
 @pytest.fixture(scope='module')
-def dataset(tmp_path_factory) -> Path:
-    from enpire_rollout.core.lerobot_export import LeRobotExporter, experiment_trials
-
-    home = tmp_path_factory.mktemp('home')
-    for k in range(6):
-        _record(home / 'teach', f't{k}', 40, seed=k)
-    out = home / 'ds'
-    trials, _ = experiment_trials(home / 'teach')
-    LeRobotExporter(out, task='push_t', fps=10).export(trials)
-    return out
-
-
-@pytest.fixture(scope='module')
-def trained(dataset, tmp_path_factory) -> tuple[Path, object]:
+def trained(bc_dataset, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp('bc') / 'bc_policy'
-    result = train_bc(dataset, out, config=BCConfig(**{**TINY, 'epochs': 25}))
+    result = train_bc(bc_dataset, out, config=BCConfig(**{**TINY, 'epochs': 25}))
     return out, result
 
 
-def test_bc_writes_a_policy_directory_whose_network_learned_the_teacher(trained, dataset):
+def test_bc_writes_a_policy_directory_whose_network_learned_the_teacher(trained, bc_dataset):
     out, result = trained
     assert sorted(p.name for p in out.iterdir()) == \
         ['policy.py', 'policy.yaml', 'train.json', 'weights.pt']
@@ -115,9 +63,9 @@ def test_the_bc_policy_acts_in_the_sandbox_within_the_deadline(trained):
         assert np.all(a >= spec.action_low) and np.all(a <= spec.action_high)
 
 
-def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_weights(dataset, tmp_path):
+def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_weights(bc_dataset, tmp_path):
     cfg = BCConfig(**TINY)
-    whole = train_bc(dataset, tmp_path / 'whole', config=cfg)
+    whole = train_bc(bc_dataset, tmp_path / 'whole', config=cfg)
 
     class KilledError(Exception):
         pass
@@ -127,9 +75,9 @@ def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_weights(datas
             raise KilledError
     out = tmp_path / 'resumed'
     with pytest.raises(KilledError):
-        train_bc(dataset, out, config=BCConfig(**TINY), progress=kill_after_epoch_2)
+        train_bc(bc_dataset, out, config=BCConfig(**TINY), progress=kill_after_epoch_2)
     assert not out.exists()                                  # no half-written policy
-    resumed = train_bc(dataset, out, config=BCConfig(**TINY))
+    resumed = train_bc(bc_dataset, out, config=BCConfig(**TINY))
     assert resumed.resumed_from == 2
     a = torch.load(tmp_path / 'whole' / 'weights.pt', weights_only=True)
     b = torch.load(out / 'weights.pt', weights_only=True)
@@ -138,7 +86,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_weights(datas
     assert resumed.final_loss == pytest.approx(whole.final_loss)
     # Another configuration over the same work directory is refused, not mixed in.
     with pytest.raises(ConfigError, match='another dataset or configuration'):
-        train_bc(dataset, tmp_path / 'other', work=out.with_name('resumed.work'),
+        train_bc(bc_dataset, tmp_path / 'other', work=out.with_name('resumed.work'),
                  config=BCConfig(**{**TINY, 'width': 64}))
 
 
@@ -170,28 +118,28 @@ def test_corrupt_truncated_and_mismatched_checkpoints_fail_with_the_reason(train
         pass
 
 
-def test_bad_datasets_and_arguments_are_refused_with_the_reason(dataset, trained, tmp_path):
+def test_bad_datasets_and_arguments_are_refused_with_the_reason(bc_dataset, trained, tmp_path):
     out, _ = trained
     with pytest.raises(DatasetError, match='a push_t dataset, not pin_insertion'):
-        train_bc(dataset, tmp_path / 'x', task_name='pin_insertion', config=BCConfig(**TINY))
+        train_bc(bc_dataset, tmp_path / 'x', task_name='pin_insertion', config=BCConfig(**TINY))
     with pytest.raises(DatasetError, match='info.json: not found'):
         train_bc(tmp_path, tmp_path / 'x', task_name='push_t', config=BCConfig(**TINY))
     with pytest.raises(ConfigError, match='exists'):
-        train_bc(dataset, out, config=BCConfig(**TINY))
+        train_bc(bc_dataset, out, config=BCConfig(**TINY))
     with pytest.raises(ConfigError, match='not implemented'):
-        train_bc(dataset, tmp_path / 'x', config=BCConfig(**{**TINY, 'arch': 'diffusion'}))
+        train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**TINY, 'arch': 'diffusion'}))
     broken = tmp_path / 'broken'
-    shutil.copytree(dataset, broken)
+    shutil.copytree(bc_dataset, broken)
     info = json.loads((broken / 'meta' / 'info.json').read_text())
     info['features']['action']['shape'] = [3]
     next((broken / 'data').glob('*/*.parquet')).write_bytes(b'PAR1 torn')
     (broken / 'meta' / 'info.json').write_text(json.dumps(info))
     with pytest.raises(DatasetError, match='unreadable parquet'):
         train_bc(broken, tmp_path / 'x', config=BCConfig(**TINY))
-    video = next((dataset / 'videos').rglob('*.mp4'))
+    video = next((bc_dataset / 'videos').rglob('*.mp4'))
     cut = tmp_path / 'cut'
-    shutil.copytree(dataset, cut)
-    target = cut / video.relative_to(dataset)
+    shutil.copytree(bc_dataset, cut)
+    target = cut / video.relative_to(bc_dataset)
     target.write_bytes(target.read_bytes()[:2000])
     with pytest.raises(DatasetError, match='cannot decode|frames from'):
         train_bc(cut, tmp_path / 'x', config=BCConfig(**TINY))
