@@ -219,8 +219,10 @@ def test_a_killed_agent_resumes_without_losing_or_repeating_trials(world, kill_p
     study = agent.study.get_trials(deepcopy=False)
     assert len(study) == result.optuna_trials
     complete = [t for t in study if t.state == TrialState.COMPLETE]
-    assert len(complete) == len(done)
-    assert sorted(d['optuna_trial'] for d in done) == sorted(t.number for t in complete)
+    # Optuna's proposals only: a regime escalation's candidate ('regime:...') is not one.
+    proposals = [d for d in done if isinstance(d['optuna_trial'], int)]
+    assert len(complete) == len(proposals)
+    assert sorted(d['optuna_trial'] for d in proposals) == sorted(t.number for t in complete)
     # Pipelining may leave at most one proposal asked ahead and never started (a later run
     # re-uses its params).
     ahead = [t for t in study if t.state != TrialState.COMPLETE]
@@ -359,3 +361,91 @@ def test_without_pipelining_the_agent_validates_only_between_trials(world):
     port.run = run
     agent.run()
     assert during and not any(during)
+
+
+def test_a_stalled_search_escalates_to_the_other_regimes_each_once_and_records_them(world):
+    """No candidate can beat the seed (flat success model): after escalate_after reverts the
+    agent builds the tool-calling variant of its best and judges it like any candidate; BC
+    and residual RL are recorded as skipped with their reasons (no recorded successes here,
+    no RL yet); the search then goes on."""
+    from enpire_agent_bridge.core.contract import load_policy_manifest
+    from enpire_evolution.core.escalation import ESCALATION
+
+    flat = peaked_success_model(OPTIMUM, peak=0.1, floor=0.1, width=0.6)
+    agent, _ = world.agent(success_model=flat, escalate_after=3, max_candidates=7)
+    agent.run()
+    exp = agent.exp
+    steps = [e.data for e in world.store.events(exp, ESCALATION)]
+    assert [(s['regime'], s['outcome']) for s in steps] == \
+        [('tool_calling', 'built'), ('bc', 'skipped'), ('residual_rl', 'skipped')]
+    assert 'recorded successes' in steps[1]['reason'] and 'not built' in steps[2]['reason']
+    done = [e.data for e in world.store.events(exp, CANDIDATE_DONE)]
+    decisions = [d['decision'] for d in done]
+    at = next(i for i, d in enumerate(done) if d['optuna_trial'] == 'regime:tool_calling')
+    assert at >= 4 and all(d in ('revert', 'rejected', 'duplicate', 'inconclusive')
+                           for d in decisions[at - 3:at])
+    assert at < len(done) - 1, 'the search did not go on after the escalation'
+    variant = world.store.revision(exp, steps[0]['revision'])
+    assert variant.regime == 'tool_calling' and variant.parent == steps[0]['from']
+    tree = Path(agent.revisions.get(variant.id).path)
+    assert (tree / 'policy_base.py').read_text() == (SEED / 'policy.py').read_text()
+    assert 'tools.estimate_pose' in (tree / 'policy.py').read_text()
+    assert load_policy_manifest(tree).regime == 'tool_calling'
+
+
+def _record_push_t_trial(trial_dir: Path, n: int, seed: int) -> None:
+    """A recorded Push-T trial (bag, MP4, trial.json) of n steps at trial_dir."""
+    import numpy as np
+
+    from enpire_rollout.core.config import RecorderConfig
+    from enpire_rollout.core.recorder import EpisodeRecorder, TrialMeta
+
+    clock = FakeClock(10.0)
+    rec = EpisodeRecorder(RecorderConfig(), clock=clock, wall_clock=FakeClock(1.7e9 + seed))
+    rec.open(trial_dir, TrialMeta('x', trial_dir.name, 'r', 'cell_0', 'push_t', seed=seed))
+    for i in range(n + 1):
+        ns = int(round(clock.now_s() * 1e9))
+        head = {'stamp': {'sec': ns // 10**9, 'nanosec': ns % 10**9}, 'frame_id': ''}
+        frame = np.full((32, 32, 3), (8 * i) % 256, dtype=np.uint8)
+        rec.write('/cell_0/camera/top/image_raw', 'sensor_msgs/msg/Image', ns,
+                  {'header': head, 'height': 32, 'width': 32, 'encoding': 'rgb8',
+                   'step': 96, 'data': frame.tobytes()})
+        rec.write('/cell_0/state', 'enpire_interfaces/msg/StateVector', ns,
+                  {'header': head, 'tick': i, 'names': ['x', 'y', 'vx', 'vy'],
+                   'values': [100.0 + i, 200.0, 0.0, 0.0]})
+        rec.write('/cell_0/command', 'enpire_interfaces/msg/Command', ns,
+                  {'header': head, 'tick': i, 'revision_id': 'r', 'action': [110.0 + i, 200.0]})
+        clock.advance(0.1)
+    rec.close('success', reason='r', success=True, score=0.97, steps=n)
+
+
+def test_the_bc_escalation_clones_the_best_revision_s_recorded_successes(world, monkeypatch):
+    import dataclasses
+
+    pytest.importorskip('torch')
+    pytest.importorskip('pyarrow')
+    half = peaked_success_model(OPTIMUM, peak=0.5, floor=0.5, width=0.6)
+    agent, _ = world.agent(success_model=half, max_candidates=1, bc_min_episodes=3,
+                           bc_epochs=1)
+    agent.run()                                    # the baseline, judged and kept
+    best = agent.ledger.best()
+    # The fake port records no files: give its trials the records live trials would leave
+    # (relative to ENPIRE_HOME, as the store may hold them).
+    tuning = {seed: dataclasses.replace(t, record_dir=f'{agent.exp}/trials/{t.trial_id}')
+              for seed, t in agent.ledger.tuning(best.id).items()}
+    monkeypatch.setattr(agent.ledger, 'tuning', lambda _rev: tuning)
+    wins = [t for t in tuning.values() if t.success]
+    assert len(wins) >= 3
+    for t in wins:
+        _record_push_t_trial(world.home / t.record_dir, 12, t.seed)
+    cand = agent.escalation._bc(best)
+    rev = world.store.revision(agent.exp, cand.revision)
+    assert rev.regime == 'bc' and rev.parent == best.id
+    tree = Path(agent.revisions.get(cand.revision).path)
+    assert {'policy.py', 'policy.yaml', 'weights.pt', 'train.json'} <= \
+        {p.name for p in tree.iterdir()}
+    manifest = load_policy_manifest(tree)
+    assert manifest.regime == 'bc' and manifest.parent == best.id
+    assert f'{len(wins)} successful tuning episodes' in manifest.hypothesis
+    started = world.store.events(agent.exp, CANDIDATE_STARTED)[-1].data
+    assert started['optuna_trial'] == 'regime:bc' and started['bc']['episodes'] == len(wins)

@@ -56,6 +56,7 @@ from enpire_evolution.core.candidate_writer import (
     read_manifest,
 )
 from enpire_evolution.core.config import CompareConfig
+from enpire_evolution.core.escalation import Escalation
 from enpire_evolution.core.evaluator import EvalAttempt, Evaluator, SeedsExhausted
 from enpire_evolution.core.judge import Judge, Judgement, TrialSummary
 from enpire_evolution.core.ledger import (
@@ -215,6 +216,7 @@ class BuiltinAgent:
         self.evaluator = Evaluator(config, self.ledger, self.runner,
                                    self.task.evaluation_seeds, self.tuning_seeds, self.say)
         self._n_run = 0
+        self.escalation = Escalation(self)
         self.behaviour.bind(self)
 
     @property
@@ -315,7 +317,8 @@ class BuiltinAgent:
             if self.config.max_candidates and self._n_run >= self.config.max_candidates:
                 return 'max_candidates'
             self._n_run += 1
-            cand = self.behaviour.borrow(best) or self._propose(best)
+            cand = (self.behaviour.borrow(best) or self.escalation.next(best)
+                    or self._propose(best))
             if cand is not None:
                 self._try(cand)
 

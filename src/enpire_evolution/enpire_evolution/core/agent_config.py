@@ -45,6 +45,11 @@ class BuiltinAgentConfig:
         pipeline: prepare (ask, write, validate, snapshot) the next candidate in a background
             thread while the current one's trials run, so the cell does not wait for the
             agent (see :mod:`core.prefetch`); False = strictly one step after another.
+        escalate_after: this many finished candidates in a row without a keep make the agent
+            try the other regimes (tool calling, BC, residual RL; :mod:`core.escalation`),
+            each once; 0 = never.
+        bc_min_episodes: successful recorded episodes of the best revision BC needs.
+        bc_epochs: training epochs of the BC escalation.
     """
 
     task: str = DEFAULT_TASK
@@ -69,6 +74,9 @@ class BuiltinAgentConfig:
     study_url: str = ''
     max_stalls: int = 2
     pipeline: bool = True
+    escalate_after: int = 6
+    bc_min_episodes: int = 5
+    bc_epochs: int = 30
 
     def __post_init__(self) -> None:
         require(bool(self.task), 'task', self.task, 'must name a task')
@@ -95,6 +103,11 @@ class BuiltinAgentConfig:
         require(self.max_candidates >= 0, 'max_candidates', self.max_candidates,
                 'must be >= 0 (0 = no limit)')
         require(self.max_stalls >= 1, 'max_stalls', self.max_stalls, 'must be >= 1')
+        require(self.escalate_after >= 0, 'escalate_after', self.escalate_after,
+                'must be >= 0 (0 = never)')
+        require(self.bc_min_episodes >= 1, 'bc_min_episodes', self.bc_min_episodes,
+                'must be >= 1')
+        require(self.bc_epochs >= 1, 'bc_epochs', self.bc_epochs, 'must be >= 1')
 
     @property
     def experiment_id(self) -> str:
