@@ -78,6 +78,10 @@ def register_improve(sub: argparse._SubParsersAction) -> None:
                    help='no ROS: a synthetic success model over the params decides each trial '
                         '(FakeTrialsPort + peaked_success_model, 5 simulated s per trial, '
                         'simulated clock); demonstrates the whole loop')
+    p.add_argument('--escalate-after', type=int, default=6,
+                   help='built-in agent: candidates in a row without a keep before it tries '
+                        'the other regimes (tool calling, BC), each once (default 6; 0 = '
+                        'never)')
     p.add_argument('--no-report', action='store_true', help='skip the HTML report')
     _common(p)
     p.set_defaults(func=_improve, text=_improve_text,
@@ -152,6 +156,7 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
     config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
                                 budget_min=args.budget_min,
                                 goal_consecutive=args.goal_consecutive,
+                                escalate_after=args.escalate_after,
                                 cells=1 if fleet else args.cells)  # a fleet agent: one cell
     stream = sys.stderr if args.json else sys.stdout
 
