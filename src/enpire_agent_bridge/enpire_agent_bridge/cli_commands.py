@@ -280,6 +280,17 @@ def _bc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--force', action='store_true', help='replace an existing --out')
 
 
+def _iql_arguments(p: argparse.ArgumentParser) -> None:
+    from enpire_agent_bridge.learning.bc import BCConfig
+
+    d = BCConfig()
+    p.add_argument('--gamma', type=float, default=d.gamma, help='discount per control tick')
+    p.add_argument('--expectile', type=float, default=d.expectile,
+                   help="IQL's expectile of V (0.5 = mean; higher = more optimistic)")
+    p.add_argument('--beta', type=float, default=d.beta,
+                   help='inverse temperature of the advantage weights')
+
+
 def _register_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser('train', help='learning regimes: train a policy from a dataset, '
                                          'in the foreground or as a background job')
@@ -288,9 +299,17 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         'bc', help='behaviour cloning from a LeRobot dataset (enpire dataset export) into a '
                    'policy directory to submit as a revision')
     _bc_arguments(bc)
-    bc.set_defaults(func=_train_bc, text=_train_bc_text)
-    submit = verbs.add_parser('submit', help='run a training (bc) as a background job')
+    bc.set_defaults(func=_train_bc, text=_train_bc_text, objective='bc')
+    iql = verbs.add_parser(
+        'iql', help='offline RL (implicit Q-learning) on the dataset\'s verifier rewards; the '
+                    'actor is the bc network, weighted by its advantage')
+    _bc_arguments(iql)
+    _iql_arguments(iql)
+    iql.set_defaults(func=_train_bc, text=_train_bc_text, objective='iql')
+    submit = verbs.add_parser('submit', help='run a training (bc or iql) as a background job')
+    submit.add_argument('--kind', default='bc', choices=['bc', 'iql'])
     _bc_arguments(submit)
+    _iql_arguments(submit)
     submit.add_argument('--engine', default='local', choices=['local', 'slurm'],
                         help='local process (default) or Slurm, through submitit')
     submit.add_argument('--cpus', type=int, default=1, help='CPU cores the job may use')
@@ -317,10 +336,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 def _bc_config(args: argparse.Namespace) -> Any:
     from enpire_agent_bridge.learning.bc import BCConfig
 
+    objective = getattr(args, 'kind', None) or getattr(args, 'objective', 'bc')
+    rl = {k: getattr(args, k) for k in ('gamma', 'expectile', 'beta') if hasattr(args, k)}
     return BCConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     image_size=args.image_size, horizon=args.horizon,
                     n_action_steps=args.n_action_steps, device=args.device, seed=args.seed,
-                    only_success=args.only_success)
+                    only_success=args.only_success, objective=objective, **rl)
 
 
 def _train_bc(args: argparse.Namespace) -> dict[str, Any]:
@@ -336,7 +357,7 @@ def _train_bc(args: argparse.Namespace) -> dict[str, Any]:
 def _train_bc_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
     val = f", val loss {res['val_loss']:.4f}" if res.get('val_loss') is not None else ''
     resumed = f" (resumed at epoch {res['resumed_from']})" if res['resumed_from'] else ''
-    return (f"{res['out']}: bc policy from {res['episodes']} episodes ({res['frames']} "
+    return (f"{res['out']}: policy from {res['episodes']} episodes ({res['frames']} "
             f"frames), {res['epochs']} epochs, loss {res['final_loss']:.4f}{val}, "
             f"{res['train_s']:.0f} s{resumed}\nsubmit it: enpire policy submit {res['out']}")
 
@@ -355,7 +376,7 @@ def _train_submit(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = asdict(_bc_config(args))
     cfg.pop('device')
-    spec = JobSpec(kind='bc', engine=args.engine, cpus=args.cpus, mem_gb=args.mem_gb,
+    spec = JobSpec(kind=args.kind, engine=args.engine, cpus=args.cpus, mem_gb=args.mem_gb,
                    timeout_min=args.timeout_min, device=args.device,
                    args={'dataset': str(Path(args.dataset).resolve()),
                          'out': str(Path(args.out).resolve()), 'task_name': args.task,

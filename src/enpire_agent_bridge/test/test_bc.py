@@ -144,3 +144,41 @@ def test_bad_datasets_and_arguments_are_refused_with_the_reason(bc_dataset, trai
     with pytest.raises(DatasetError, match='cannot decode|frames from'):
         train_bc(cut, tmp_path / 'x', config=BCConfig(**TINY))
     assert not (tmp_path / 'x').exists()
+
+
+def test_offline_rl_trains_an_advantage_weighted_actor_that_resumes_exactly(bc_dataset,
+                                                                            tmp_path):
+    """``enpire train iql``: the same policy network, trained by IQL on the verifier's
+    rewards; its critic checkpoints with it, so a killed run resumes to the same weights."""
+    cfg = {**TINY, 'objective': 'iql', 'epochs': 3, 'horizon': 3}    # a chunk, unlike V/Q
+    whole = train_bc(bc_dataset, tmp_path / 'whole', config=BCConfig(**cfg))
+    manifest = yaml.safe_load((tmp_path / 'whole' / 'policy.yaml').read_text())
+    assert manifest['regime'] == 'offline_rl' and 'IQL' in manifest['hypothesis']
+    assert np.isfinite(whole.final_loss)
+
+    class KilledError(Exception):
+        pass
+
+    def kill(line: str) -> None:
+        if line.startswith('epoch 2/'):
+            raise KilledError
+    with pytest.raises(KilledError):
+        train_bc(bc_dataset, tmp_path / 'resumed', config=BCConfig(**cfg), progress=kill)
+    ckpt = torch.load(tmp_path / 'resumed.work' / 'last.pt', weights_only=False)
+    assert {'critic', 'target', 'critic_optim'} <= set(ckpt)
+    resumed = train_bc(bc_dataset, tmp_path / 'resumed', config=BCConfig(**cfg))
+    assert resumed.resumed_from == 2
+    a = torch.load(tmp_path / 'whole' / 'weights.pt', weights_only=True)
+    b = torch.load(tmp_path / 'resumed' / 'weights.pt', weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+    no_rewards = tmp_path / 'no_rewards'
+    shutil.copytree(bc_dataset, no_rewards)
+    info = json.loads((no_rewards / 'meta' / 'info.json').read_text())
+    del info['features']['next.reward']
+    (no_rewards / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match='offline RL needs the rewards'):
+        train_bc(no_rewards, tmp_path / 'x', config=BCConfig(**cfg))
+    with pytest.raises(ConfigError, match='objective'):
+        train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**cfg, 'objective': 'ppo'}))

@@ -37,6 +37,10 @@ from enpire_common.errors import ConfigError
 
 CHECKPOINT = 'last.pt'
 TRAIN_JSON = 'train.json'
+#: bc: behaviour cloning; iql: offline RL (implicit Q-learning + advantage-weighted actor).
+OBJECTIVES = ('bc', 'iql')
+#: The manifest regime of each objective's policy.
+REGIME_OF = {'bc': 'bc', 'iql': 'offline_rl'}
 
 
 @dataclass
@@ -55,8 +59,22 @@ class BCConfig:
     seed: int = 0
     device: str = 'cpu'
     only_success: bool = False
+    # Offline RL (objective 'iql'): implicit Q-learning on the dataset's verifier rewards,
+    # the actor trained by advantage-weighted regression of the same network as BC.
+    objective: str = 'bc'
+    gamma: float = 0.99
+    expectile: float = 0.7
+    beta: float = 3.0
+    polyak: float = 0.005
 
     def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective {self.objective!r}: use one of "
+                              f"{', '.join(OBJECTIVES)}")
+        if not (0.0 <= self.gamma < 1.0 and 0.5 <= self.expectile < 1.0 and self.beta > 0
+                and 0.0 < self.polyak <= 1.0):
+            raise ConfigError('--gamma in [0, 1), --expectile in [0.5, 1), --beta > 0 and '
+                              'polyak in (0, 1]')
         if self.arch not in bc_policy.ARCHS:
             raise ConfigError(f'--arch {self.arch}: not implemented (have: '
                               f"{', '.join(bc_policy.ARCHS)}; diffusion and act are not yet)")
@@ -209,9 +227,13 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
     if data.action.shape[1] != int(np.prod(task.action.shape)):
         raise DatasetError(f'{dataset}: actions of {data.action.shape[1]} values; '
                            f'{task_name} takes {int(np.prod(task.action.shape))}')
+    if cfg.objective == 'iql' and (data.reward is None or data.done is None):
+        raise DatasetError(f'{dataset}: no next.reward / next.done features; offline RL needs '
+                           'the rewards (enpire dataset export writes the verifier\'s)')
     states = policy_states(task, data)
     images = np.stack([data.images[v] for v in layout['views']], axis=1)  # N, V, S, S, 3
     chunks = _chunk_index(data.episode, cfg.horizon)
+    following = _chunk_index(data.episode, 2)[:, 1]      # the next frame (itself at the end)
     say(f'{data.n} frames of {len(data.episodes)} episodes loaded in '
         f'{time.monotonic() - t0:.1f} s')
 
@@ -238,6 +260,16 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
         model.action_high.copy_(torch.from_numpy(np.maximum(ahi, alo + 1e-3)))
     model.to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    critic = target = critic_optim = None
+    if cfg.objective == 'iql':
+        critic = _build_critic(model_cfg).to(device)
+        with torch.no_grad():                                # the same normalisation
+            for name in ('state_low', 'state_high', 'action_low', 'action_high'):
+                getattr(critic.body, name).copy_(getattr(model, name))
+        target = _build_critic(model_cfg).to(device)
+        target.load_state_dict(critic.state_dict())
+        critic_optim = torch.optim.AdamW(critic.parameters(), lr=cfg.lr,
+                                         weight_decay=cfg.weight_decay)
     fingerprint = {'config': asdict(cfg), 'model': model_cfg, 'frames': data.n,
                    'dataset': str(dataset.resolve()),
                    'episodes': [e.get('trial_id', e['episode_index']) for e in data.episodes]}
@@ -256,6 +288,10 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
                               'pass another --work or remove it to start over')
         model.load_state_dict(ckpt['model'])
         optim.load_state_dict(ckpt['optim'])
+        if critic is not None:
+            critic.load_state_dict(ckpt['critic'])
+            target.load_state_dict(ckpt['target'])
+            critic_optim.load_state_dict(ckpt['critic_optim'])
         start_epoch, history = int(ckpt['epoch']), list(ckpt['history'])
         torch.set_rng_state(ckpt['torch_rng'])
         say(f'resuming from epoch {start_epoch} ({ckpt_path})')
@@ -265,14 +301,48 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
     action_t = torch.from_numpy(data.action)
     chunk_t = torch.from_numpy(chunks)
 
+    reward_t = torch.from_numpy(data.reward) if data.reward is not None else None
+    done_t = torch.from_numpy(data.done.astype(np.float32)) if data.done is not None else None
+    next_t = torch.from_numpy(following)
+
     def batch_loss(idx: np.ndarray, augment: bool) -> Any:
         ix = torch.from_numpy(idx)
         imgs = img_t[ix].to(device)
         if augment and cfg.shift_px > 0:
             imgs = _random_shift(imgs, cfg.shift_px)
-        target = model.normalize_action(action_t[chunk_t[ix]].to(device))
+        want = model.normalize_action(action_t[chunk_t[ix]].to(device))
         pred = model.normalized(imgs, state_t[ix].to(device))
-        return torch.nn.functional.l1_loss(pred, target)
+        if critic is None:
+            return torch.nn.functional.l1_loss(pred, want)
+        # IQL: V by expectile regression on the target Q; Q by TD on V of the next frame;
+        # the actor by L1 regression weighted with exp(beta * advantage).
+        st = state_t[ix].to(device)
+        a0 = want[:, 0]
+        nx = next_t[ix]
+        feat = critic.body.features(imgs, st)
+        with torch.no_grad():
+            tfeat = target.body.features(imgs, st)
+            tq = torch.minimum(target.q1(torch.cat([tfeat, a0], 1)),
+                               target.q2(torch.cat([tfeat, a0], 1))).squeeze(1)
+            v_next = critic.v(critic.body.features(img_t[nx].to(device),
+                                                   state_t[nx].to(device))).squeeze(1)
+            q_want = reward_t[ix].to(device) + cfg.gamma * (1.0 - done_t[ix].to(device)) * v_next
+        v = critic.v(feat).squeeze(1)
+        u = tq - v
+        v_loss = (torch.abs(cfg.expectile - (u < 0).float()) * u ** 2).mean()
+        fa = torch.cat([feat, a0], 1)
+        q_loss = ((critic.q1(fa).squeeze(1) - q_want) ** 2
+                  + (critic.q2(fa).squeeze(1) - q_want) ** 2).mean()
+        if augment:                  # training: the critic steps here, the actor outside
+            critic_optim.zero_grad(set_to_none=True)
+            (v_loss + q_loss).backward()
+            critic_optim.step()
+            with torch.no_grad():
+                for p_t, p in zip(target.parameters(), critic.parameters(), strict=True):
+                    p_t.mul_(1.0 - cfg.polyak).add_(p, alpha=cfg.polyak)
+        weight = torch.exp(cfg.beta * (tq - v.detach())).clamp(max=100.0)
+        per = torch.nn.functional.l1_loss(pred, want, reduction='none').mean(dim=(1, 2))
+        return (weight * per).mean()
 
     train_t0 = time.monotonic()
     loss_v = float('nan')
@@ -296,9 +366,13 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
                                        for b in range(0, len(val_idx), 256)]))
         history.append({'epoch': epoch + 1, 'loss': loss_v, 'val_loss': val_v,
                         't_s': round(time.monotonic() - train_t0, 2)})
-        _atomic_torch_save({'fingerprint': fingerprint, 'epoch': epoch + 1,
-                            'model': model.state_dict(), 'optim': optim.state_dict(),
-                            'history': history, 'torch_rng': torch.get_rng_state()}, ckpt_path)
+        state = {'fingerprint': fingerprint, 'epoch': epoch + 1,
+                 'model': model.state_dict(), 'optim': optim.state_dict(),
+                 'history': history, 'torch_rng': torch.get_rng_state()}
+        if critic is not None:
+            state.update(critic=critic.state_dict(), target=target.state_dict(),
+                         critic_optim=critic_optim.state_dict())
+        _atomic_torch_save(state, ckpt_path)
         say(f'epoch {epoch + 1}/{cfg.epochs}: loss {loss_v:.4f}'
             + (f' val {val_v:.4f}' if val_v is not None else '')
             + f' ({time.monotonic() - train_t0:.0f} s)')
@@ -309,6 +383,28 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
     return BCResult(out=out, epochs=cfg.epochs, final_loss=loss_v, val_loss=val_v,
                     frames=data.n, episodes=len(data.episodes), resumed_from=start_epoch,
                     train_s=round(train_s, 1))
+
+
+def _build_critic(model_cfg: dict[str, Any]) -> Any:
+    """IQL's critic: its own encoders (a BCNet body) with two Q heads over (features, first
+    action) and a V head over the features."""
+    from torch import nn
+
+    body = bc_policy.build_model({**model_cfg, 'horizon': 1})
+    width, act = int(model_cfg['width']), int(model_cfg['action_dim'])
+
+    def mlp(n_in: int) -> Any:
+        return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width),
+                             nn.ReLU(), nn.Linear(width, 1))
+
+    class Critic(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = body
+            self.q1, self.q2 = mlp(body.feature_dim + act), mlp(body.feature_dim + act)
+            self.v = mlp(body.feature_dim)
+
+    return Critic()
 
 
 def _random_shift(imgs: Any, pad: int) -> Any:
@@ -336,12 +432,15 @@ def _write_policy_dir(out: Path, model: Any, model_cfg: dict[str, Any], layout: 
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(state, tmp / bc_policy.WEIGHTS)
         outcomes = [e.get('outcome') for e in data.episodes]
+        how = ('Cloning' if cfg.objective == 'bc' else
+               'Offline RL (IQL, advantage-weighted) on the verifier rewards of')
         manifest = {
-            'name': out.name, 'task': task_name, 'version': 1, 'regime': 'bc',
-            'hypothesis': (f'Cloning {len(data.episodes)} episodes of {data.root.name} '
+            'name': out.name, 'task': task_name, 'version': 1,
+            'regime': REGIME_OF[cfg.objective],
+            'hypothesis': (f'{how} {len(data.episodes)} episodes of {data.root.name} '
                            f'({outcomes.count("success")} successes) with a {cfg.arch} '
                            f'network over {layout["views"]} and {layout["state"]} reproduces '
-                           'what they did.'),
+                           'what worked in them.'),
             'parent': '',
             'params': {'layout': {'images': layout['images'], 'state': layout['state'],
                                   'image_size': cfg.image_size},

@@ -112,11 +112,19 @@ def build_model(config: dict[str, Any]) -> Any:
         def _scale(x: Any, low: Any, high: Any) -> Any:
             return 2.0 * (x - low) / torch.clamp(high - low, min=1e-6) - 1.0
 
-        def normalized(self, images: Any, state: Any) -> Any:
+        @property
+        def feature_dim(self) -> int:
+            return sum(e.out_dim for e in self.encoders) + int(self.state_low.shape[0])
+
+        def features(self, images: Any, state: Any) -> Any:
+            """Keypoints of every view and the scaled state: (B, feature_dim)."""
             x = images.float().permute(0, 1, 4, 2, 3) / 255.0         # B, V, 3, S, S
             feats = [enc(x[:, i]) for i, enc in enumerate(self.encoders)]
             feats.append(self._scale(state, self.state_low, self.state_high))
-            out = self.head(torch.cat(feats, dim=1))
+            return torch.cat(feats, dim=1)
+
+        def normalized(self, images: Any, state: Any) -> Any:
+            out = self.head(self.features(images, state))
             return out.reshape(-1, self.horizon, self.action_dim)
 
         def normalize_action(self, action: Any) -> Any:

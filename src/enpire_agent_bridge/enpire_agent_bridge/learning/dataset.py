@@ -40,6 +40,8 @@ class TrainingData:
     images: dict[str, np.ndarray] = field(default_factory=dict)   # view: (N, S, S, 3) uint8
     episodes: list[dict[str, Any]] = field(default_factory=list)  # meta/episodes rows
     task: str = ''                 # the ENPIRE task (from an ENPIRE export's journal)
+    reward: np.ndarray | None = None   # (N,) float32 next.reward, where the dataset has it
+    done: np.ndarray | None = None     # (N,) bool next.done
 
     @property
     def n(self) -> int:
@@ -165,8 +167,9 @@ def load_training_data(root: str | Path, *, image_size: int, views: Sequence[str
     data_files = sorted((root / 'data').glob('*/*.parquet'))
     if not data_files:
         raise DatasetError(f'{root}/data: no data files')
+    extra = [c for c in ('next.reward', 'next.done') if c in feats]
     table = _parquet_rows(data_files, ['observation.state', 'action', 'episode_index',
-                                       'frame_index', 'index'])
+                                       'frame_index', 'index', *extra])
     index = np.asarray(table['index'].to_numpy(), dtype=np.int64)
     position = {int(i): p for p, i in enumerate(index)}
 
@@ -194,6 +197,11 @@ def load_training_data(root: str | Path, *, image_size: int, views: Sequence[str
         episode=np.asarray(table['episode_index'].to_numpy(), dtype=np.int64)[take],
         frame=np.asarray(table['frame_index'].to_numpy(), dtype=np.int64)[take],
         episodes=keep, task=dataset_task(root))
+    if 'next.reward' in extra:
+        data.reward = np.array(table['next.reward'].to_pylist(),
+                               dtype=np.float32).reshape(-1)[take]
+    if 'next.done' in extra:
+        data.done = np.array(table['next.done'].to_pylist(), dtype=bool).reshape(-1)[take]
     template = info.get('video_path') or \
         'videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4'
     for view in views:

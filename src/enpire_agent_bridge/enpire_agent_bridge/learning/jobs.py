@@ -35,7 +35,7 @@ from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.files import atomic_write_bytes
 
 ENGINES = ('local', 'slurm')
-KINDS = ('bc',)
+KINDS = ('bc', 'iql')
 STATES = ('queued', 'running', 'done', 'failed', 'cancelled')
 SPEC_JSON = 'spec.json'
 JOB_JSON = 'job.json'
@@ -126,11 +126,12 @@ def run_job(job_dir: str) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(spec.cpus)
-        if spec.kind == 'bc':
+        if spec.kind in ('bc', 'iql'):
             from enpire_agent_bridge.learning.bc import BCConfig, train_bc
 
             args = dict(spec.args)
-            cfg = BCConfig(**{**args.pop('config', {}), 'device': spec.device})
+            cfg = BCConfig(**{**args.pop('config', {}), 'device': spec.device,
+                              'objective': spec.kind})
             result = train_bc(config=cfg, progress=progress, **args).to_dict()
         else:                                                   # checked at submit
             raise ConfigError(f'job kind {spec.kind!r}')
