@@ -34,6 +34,7 @@ from enpire_agent_bridge.learning.dataset import (
     load_training_data,
 )
 from enpire_common.errors import ConfigError
+from enpire_common.files import fsync_path
 
 CHECKPOINT = 'last.pt'
 TRAIN_JSON = 'train.json'
@@ -141,8 +142,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -452,8 +452,7 @@ def _write_policy_dir(out: Path, model: Any, model_cfg: dict[str, Any], layout: 
             'teacher_revisions': revisions, 'config': asdict(cfg), 'history': history},
             indent=1) + '\n')
         for path in tmp.iterdir():
-            with open(path, 'rb') as f:
-                os.fsync(f.fileno())
+            fsync_path(path)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

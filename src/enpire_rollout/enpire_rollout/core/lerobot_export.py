@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from enpire_common.errors import ConfigError
-from enpire_common.files import atomic_write_bytes, sha256_file
+from enpire_common.files import atomic_write_bytes, fsync_path, sha256_file
 from enpire_rollout.core.episodes import Episode, EpisodeError, read_episode
 from enpire_rollout.core.records import TRIAL_JSON, list_trials
 
@@ -180,20 +180,12 @@ def _write_video(path: Path, frames: Any, fps: int, sample_every: int) -> tuple[
                 count += 1
             for packet in stream.encode(None):
                 container.mux(packet)
-        _fsync(tmp)
+        fsync_path(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
     return count, sampled
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_parquet(path: Path, table: Any, row_group_size: int | None = None) -> None:
@@ -203,7 +195,7 @@ def _write_parquet(path: Path, table: Any, row_group_size: int | None = None) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         pq.write_table(table, tmp, compression='snappy', row_group_size=row_group_size)
-        _fsync(tmp)
+        fsync_path(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
