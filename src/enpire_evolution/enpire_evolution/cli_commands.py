@@ -27,9 +27,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from enpire_evolution.cli_rl import register_rl
     from enpire_evolution.cli_trial import register_trial
 
     register_trial(sub)
+    register_rl(sub)
     exp = sub.add_parser('exp', help='experiments: list, show, compare, prune, recipe')
     verbs = exp.add_subparsers(dest='exp_command', metavar='<verb>')
 

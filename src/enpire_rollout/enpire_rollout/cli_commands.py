@@ -235,7 +235,7 @@ def _replay_text(out: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 # --- verify label ----------------------------------------------------------------------------
-def _verbs_of(sub: argparse._SubParsersAction, noun: str) -> argparse._SubParsersAction:
+def verbs_of(sub: argparse._SubParsersAction, noun: str) -> argparse._SubParsersAction:
     """The verb subparsers of a noun that a lower package registered (``verify``)."""
     parser = sub.choices.get(noun)
     if parser is None:
@@ -249,7 +249,7 @@ def _verbs_of(sub: argparse._SubParsersAction, noun: str) -> argparse._SubParser
 def _register_verify_label(sub: argparse._SubParsersAction) -> None:
     from enpire_common.tasks import DEFAULT_TASK
 
-    lb = _verbs_of(sub, 'verify').add_parser(
+    lb = verbs_of(sub, 'verify').add_parser(
         'label', help='label the final camera frames of recorded trials by hand (success, '
                       'failure, invalid): the set `verify calibrate --labels` scores')
     lb.add_argument('--task', default=DEFAULT_TASK)

@@ -161,6 +161,7 @@ def build_report(store: ExperimentStore, experiment: str,
                 'fleet_runs': fleet_runs},
         'revisions': table,
         'trials': trial_rows,
+        'rl_rounds': _rl_rounds(store, experiment),
         'coding_agents': experiment_accounting(store, experiment),
     }
 
@@ -179,6 +180,21 @@ def _fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, float):
         return f'{x:.{digits}f}'
     return _E(str(x))
+
+
+def _rl_rounds(store: ExperimentStore, experiment: str) -> list[dict[str, Any]]:
+    """The residual RL rounds of the experiment (``rl_round`` events), with the episodes
+    run up to the end of each: the learning curve."""
+    out, episodes = [], 0
+    for e in store.events(experiment, 'rl_round'):
+        d = e.data
+        episodes += int(d.get('n', 0))
+        out.append({'round': int(d.get('round', 0)), 'episodes': episodes,
+                    'successes': int(d.get('successes', 0)), 'n': int(d.get('n', 0)),
+                    'success_rate': d.get('successes', 0) / max(1, d.get('n', 0)),
+                    'mean_return': float(d.get('mean_return', 0.0)),
+                    'revision': d.get('revision', '')})
+    return out
 
 
 def _svg_lines(series: Sequence[tuple[str, Sequence[float], Sequence[float], str, str]],
@@ -394,6 +410,16 @@ def render_html(report: dict[str, Any], out_path: str | Path, *,
     parts.append(_svg_lines([(f"last {roll['window']}", roll['t_s'], roll['rate'], '#333',
                               '')], f"rolling success (window {roll['window']})",
                             'seconds since start', 'success rate'))
+    rounds = report.get('rl_rounds') or []
+    if rounds:
+        episodes = [r['episodes'] for r in rounds]
+        parts.append('<h2>Residual RL: success vs episodes</h2>')
+        parts.append(_svg_lines(
+            [('success rate of the round', episodes, [r['success_rate'] for r in rounds],
+              '#1f77b4', ''),
+             ('mean return / 2', episodes, [min(1.0, r['mean_return'] / 2) for r in rounds],
+              '#ff7f0e', '4,3')],
+            'residual RL learning curve', 'episodes', 'rate'))
     parts += _agents_html(report.get('coding_agents') or {})
     parts.append('<h2>Branches</h2>')
     parts.append(_table(['branch', 'agent', 'parent', 'status', *rate_head, 'pruned because'], [
