@@ -133,6 +133,17 @@ def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None], st
     return make_ros_fleet_ports(task, home, cells, log=log, store=store)
 
 
+def close_ports(ports: list[Any], session: Any, store: Any) -> None:
+    """Close the trials ports, their ROS session (if any) and the store, in that order."""
+    for port in ports:
+        close = getattr(port, 'close', None)
+        if callable(close):
+            close()
+    if session is not None:
+        session.close()
+    store.close()
+
+
 def _improve(args: argparse.Namespace) -> dict[str, Any]:
     if args.agent != 'builtin':
         from enpire_evolution.cli_agents import improve_with_coding_agents
@@ -186,13 +197,7 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
         report = None if args.no_report else _write_report(
             store, result.experiment, config.goal_consecutive, home)
     finally:
-        for port in ports:
-            close = getattr(port, 'close', None)
-            if callable(close):
-                close()
-        if session is not None:
-            session.close()
-        store.close()
+        close_ports(ports, session, store)
     return {'ok': True, **result.to_dict(), 'report': str(report) if report else None}
 
 

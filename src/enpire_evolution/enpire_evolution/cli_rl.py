@@ -45,7 +45,7 @@ def _residual(args: argparse.Namespace) -> dict[str, Any]:
     from enpire_common.paths import enpire_home, revisions_root
     from enpire_common.tasks import load_task
     from enpire_evolution.cli_commands import store_url
-    from enpire_evolution.cli_improve import _ros_ports
+    from enpire_evolution.cli_improve import _ros_ports, close_ports
     from enpire_evolution.core.residual_rl import ResidualConfig, ResidualRL
     from enpire_evolution.core.store import ExperimentStore
 
@@ -69,13 +69,7 @@ def _residual(args: argparse.Namespace) -> dict[str, Any]:
                         experiment=exp, home=home, seed_start=args.seed_start, log=log)
         rounds = rl.run()
     finally:
-        for port in ports:
-            close = getattr(port, 'close', None)
-            if callable(close):
-                close()
-        if session is not None:
-            session.close()
-        store.close()
+        close_ports(ports, session, store)
     return {'ok': True, 'experiment': exp, 'config': asdict(cfg),
             'rounds': [asdict(r) for r in rounds]}
 
