@@ -365,20 +365,22 @@ def test_without_pipelining_the_agent_validates_only_between_trials(world):
 
 def test_a_stalled_search_escalates_to_the_other_regimes_each_once_and_records_them(world):
     """No candidate can beat the seed (flat success model): after escalate_after reverts the
-    agent builds the tool-calling variant of its best and judges it like any candidate; BC
-    and residual RL are recorded as skipped with their reasons (no recorded successes here,
-    no RL yet); the search then goes on."""
+    agent writes the planar_push idea and the tool-calling variant of its best and judges
+    each like any candidate; BC and residual RL are recorded as skipped with their reasons
+    (no recorded successes here, no RL step yet); the search then goes on."""
     from enpire_agent_bridge.core.contract import load_policy_manifest
     from enpire_evolution.core.escalation import ESCALATION
 
     flat = peaked_success_model(OPTIMUM, peak=0.1, floor=0.1, width=0.6)
-    agent, _ = world.agent(success_model=flat, escalate_after=3, max_candidates=7)
+    agent, _ = world.agent(success_model=flat, escalate_after=3, max_candidates=8)
     agent.run()
     exp = agent.exp
     steps = [e.data for e in world.store.events(exp, ESCALATION)]
     assert [(s['regime'], s['outcome']) for s in steps] == \
-        [('tool_calling', 'built'), ('bc', 'skipped'), ('residual_rl', 'skipped')]
-    assert 'recorded successes' in steps[1]['reason'] and 'not built' in steps[2]['reason']
+        [('idea:planar_push', 'built'), ('tool_calling', 'built'), ('bc', 'skipped'),
+         ('residual_rl', 'skipped')]
+    assert 'recorded successes' in steps[2]['reason'] and 'not built' in steps[3]['reason']
+    steps = steps[1:]
     done = [e.data for e in world.store.events(exp, CANDIDATE_DONE)]
     decisions = [d['decision'] for d in done]
     at = next(i for i, d in enumerate(done) if d['optuna_trial'] == 'regime:tool_calling')
@@ -449,3 +451,43 @@ def test_the_bc_escalation_clones_the_best_revision_s_recorded_successes(world, 
     assert f'{len(wins)} successful tuning episodes' in manifest.hypothesis
     started = world.store.events(agent.exp, CANDIDATE_STARTED)[-1].data
     assert started['optuna_trial'] == 'regime:bc' and started['bc']['episodes'] == len(wins)
+
+
+def test_a_stalled_search_tries_an_idea_keeps_it_and_searches_its_own_params(world):
+    """The seed's params cannot do better than 10% here; the planar_push idea's policy (its
+    params carry 'rho') succeeds 90% of the time. After escalate_after reverts the agent
+    writes the idea, keeps it, and its later proposals are over the idea's params, the first
+    of them its own values (a duplicate, re-used without trials)."""
+    from enpire_evolution.core.escalation import ESCALATION
+    from enpire_evolution.ideas import PLANAR_PUSH
+
+    idea_params = set(PLANAR_PUSH.defaults())
+    flat = peaked_success_model(OPTIMUM, peak=0.1, floor=0.1, width=0.6)
+    good = peaked_success_model({'rho': 55.0}, peak=0.9, floor=0.5, width=2.0)
+
+    def model(params, seed):
+        return good(params, seed) if 'rho' in params else flat(params, seed)
+
+    agent, _ = world.agent(success_model=model, escalate_after=3, max_candidates=8)
+    agent.run()
+    steps = [e.data for e in world.store.events(agent.exp, ESCALATION)]
+    assert (steps[0]['regime'], steps[0]['outcome']) == ('idea:planar_push', 'built')
+    done = [e.data for e in world.store.events(agent.exp, CANDIDATE_DONE)]
+    at = next(i for i, d in enumerate(done) if d['optuna_trial'] == 'regime:idea:planar_push')
+    assert done[at]['decision'] == 'keep'
+    kept = world.store.revision(agent.exp, done[at]['revision'])
+    assert kept.regime == 'tool_calling' and set(kept.params) == idea_params
+    tree = Path(agent.revisions.get(kept.id).path)
+    assert (tree / 'policy.py').read_bytes() == \
+        (Path(PLANAR_PUSH.defaults.__code__.co_filename).parent / PLANAR_PUSH.source).read_bytes()
+    after = done[at + 1:]
+    assert after, 'the search did not go on after the kept idea'
+    assert after[0]['decision'] == 'duplicate' and after[0]['revision'] == kept.id
+    for d in after[1:]:
+        rev = world.store.revision(agent.exp, d['revision'])
+        assert set(rev.params) == idea_params, d
+    assert set(agent.proposer.space.defaults) == idea_params
+    # A resumed agent searches the idea's params too.
+    again, _ = world.agent(success_model=model, escalate_after=3, max_candidates=1)
+    again._setup()
+    assert set(again.proposer.space.defaults) == idea_params

@@ -250,6 +250,12 @@ class BuiltinAgent:
         self.store.add_branch(self.exp, cfg.branch, agent=cfg.agent_id, created_at=self.wall())
         self.writer.open(self.seed_policy)
         self.proposer.open(read_manifest(self.seed_policy / 'policy.yaml').get('params') or {})
+        # A kept structural rewrite (an idea) brought params of its own: search those.
+        for done in self.ledger.events(CANDIDATE_DONE):
+            if done.data.get('decision') == 'keep':
+                kept = self.ledger.revision(str(done.data.get('revision')))
+                if kept is not None:
+                    self.proposer.retarget(kept.params)
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> AgentResult:
@@ -374,6 +380,9 @@ class BuiltinAgent:
         if decision in ('keep', 'baseline'):
             self.ledger.set_status(cand.revision, 'kept')
             self.behaviour.on_kept(cand)
+            if self.proposer.retarget(cand.params):
+                self.say(f'#{cand.number} brought its own params: the search goes on over '
+                         f'{", ".join(sorted(self.proposer.space.distributions))}')
         else:
             assert best is not None
             self.writer.revert(best.commit, f'revert: {first_line(cand.hypothesis)} '

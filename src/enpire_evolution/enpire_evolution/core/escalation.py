@@ -5,6 +5,9 @@ or duplicates (no keep). Then, once each and in this order, the agent builds a c
 another regime from the best revision and judges it like any other (same tuning seeds, same
 keep/revert rule):
 
+- ``idea:<name>``: each structural rewrite of :mod:`enpire_evolution.ideas` whose needs the
+  task contract meets (else skipped with the reason). A kept idea's own ``params`` become
+  the search space from then on (Proposer.retarget).
 - ``tool_calling``: the best policy with its module-level ``estimate_pose(image, ...)``
   answered by the task's pose tool (the base policy's own perception stays the fallback).
   Needs the task to offer ``estimate_pose`` and the policy to have that function.
@@ -33,9 +36,11 @@ from enpire_evolution.core.candidate_writer import (
 )
 from enpire_evolution.core.ledger import CANDIDATE_DONE
 from enpire_evolution.core.store_schema import Revision
+from enpire_evolution.ideas import IDEAS
 
 ESCALATION = 'escalation'
 REGIMES = ('tool_calling', 'bc', 'residual_rl')
+IDEA_PREFIX = 'idea:'
 #: Decisions that count as "no progress" for the stall rule.
 NO_PROGRESS = ('revert', 'rejected', 'duplicate', 'inconclusive')
 POSE_FN = re.compile(r'^def estimate_pose\(', re.MULTILINE)
@@ -127,11 +132,16 @@ class Escalation:
         recent = done[-k:]
         return len(recent) == k and all(d in NO_PROGRESS for d in recent)
 
+    @staticmethod
+    def steps() -> tuple[str, ...]:
+        """The escalation steps in order: the ideas, then the other regimes."""
+        return (*(IDEA_PREFIX + idea.name for idea in IDEAS), *REGIMES)
+
     def next(self, best: Revision | None) -> Candidate | None:
         """The next regime's candidate, or None (every regime tried, or not stalled)."""
         if best is None or not self.stalled():
             return None
-        for regime in REGIMES:
+        for regime in self.steps():
             if regime in self.tried():
                 continue
             try:
@@ -159,6 +169,8 @@ class Escalation:
                        + (f' -> {revision[:12]}' if revision else ''))
 
     def _build(self, regime: str, best: Revision) -> Candidate | Rejection:
+        if regime.startswith(IDEA_PREFIX):
+            return self._idea(regime[len(IDEA_PREFIX):], best)
         if regime == 'tool_calling':
             return self._tool_calling(best)
         if regime == 'bc':
@@ -166,7 +178,7 @@ class Escalation:
         raise _SkipError('residual RL is not built yet (issue 12 item 5)')
 
     def _commit(self, regime: str, best: Revision, hypothesis: str,
-                extra: dict[str, Any]) -> Candidate | Rejection:
+                extra: dict[str, Any], step: str = '') -> Candidate | Rejection:
         a = self.agent
         wt = a.writer.worktree
         manifest = read_manifest(wt / 'policy.yaml')
@@ -174,11 +186,27 @@ class Escalation:
                         version=int(manifest.get('version') or 0) + 1)
         write_manifest(wt / 'policy.yaml', manifest)
         sha = a.writer.commit(hypothesis)
+        step = step or regime
         return a.writer.store_commit(
-            f'regime:{regime}', best, sha, hypothesis, regime,
+            f'regime:{step}', best, sha, hypothesis, regime,
             dict(manifest.get('params') or {}), ahead=False, origin=f'escalation {regime}',
             extra={'regime': regime, **extra},
-            revert_note=lambda why: f'revert: {regime} variant rejected: {why}')
+            revert_note=lambda why: f'revert: {step} variant rejected: {why}')
+
+    def _idea(self, name: str, best: Revision) -> Candidate | Rejection:
+        a = self.agent
+        idea = next((i for i in IDEAS if i.name == name), None)
+        if idea is None:
+            raise _SkipError(f'no idea named {name}')
+        why = idea.unmet(a.task.raw)
+        if why:
+            raise _SkipError(f'{name} does not apply to {a.task.name}: {why}')
+        a.writer.restore(best)
+        wt = a.writer.worktree
+        manifest = idea.write(wt, read_manifest(wt / 'policy.yaml'))
+        write_manifest(wt / 'policy.yaml', manifest)
+        return self._commit(idea.regime, best, idea.hypothesis, {'idea': name},
+                            step=IDEA_PREFIX + name)
 
     def _tool_calling(self, best: Revision) -> Candidate | Rejection:
         a = self.agent

@@ -50,6 +50,29 @@ class Proposer:
                                          sig_digits=cfg.sig_digits)
         self.study = self._open_study(self.space)
 
+    def retarget(self, params: Mapping[str, Any]) -> bool:
+        """Search around ``params`` from now on when their names differ from the space's (a
+        kept structural rewrite, whose params are its own); returns whether it did.
+
+        The study stays (trial numbers keep counting; TPE models each param from the trials
+        that have it). Proposals asked in the old space but never started are failed, and
+        the rewrite's own values are enqueued first, as the seed's were.
+        """
+        from optuna.trial import TrialState
+
+        assert self.space is not None and self.study is not None, 'open() first'
+        if set(params) == set(self.space.defaults):
+            return False
+        overrides = {k: v for k, v in (self.config.search_overrides or {}).items()
+                     if k in params}
+        self.space = derive_search_space(params, overrides, sig_digits=self.config.sig_digits)
+        started = {e.data['optuna_trial'] for e in self.ledger.events(CANDIDATE_STARTED)}
+        for ft in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if ft.number not in started:
+                self.study.tell(ft.number, state=TrialState.FAIL, skip_if_finished=True)
+        self.study.enqueue_trial(self.space.searched_defaults(), skip_if_exists=True)
+        return True
+
     def _open_study(self, space: SearchSpace) -> Any:
         import optuna
 
