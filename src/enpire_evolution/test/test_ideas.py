@@ -102,3 +102,31 @@ def _load(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_planar_push_knows_the_coverage_the_verifier_judges_and_stops_there():
+    """Its coverage of a pose is gym-pusht's own (exact polygon overlap), and once it clears
+    the threshold + stop_margin the policy steps back from the block instead of pushing."""
+    pytest.importorskip('gym_pusht')
+    from enpire_sim.core.push_t import PushTSim
+
+    task = load_task('push_t')
+    module = _load(Path(PLANAR_PUSH.defaults.__code__.co_filename).parent / PLANAR_PUSH.source)
+    spec = PolicySpec.from_task_contract(task.raw)
+    sim = PushTSim(task)
+    rng = np.random.default_rng(0)
+    goal = np.asarray(task.goal_pose)
+    policy = module.make_policy(SimpleNamespace(
+        params={}, task_info=spec.task_info, tools=None, low=np.array(spec.action_low),
+        high=np.array(spec.action_high)))
+    for _ in range(20):
+        sim.reset(seed=0, object_pose=goal + rng.normal(0.0, [3.0, 3.0, 0.05]),
+                  agent_pos=[60.0, 60.0])
+        assert policy.coverage(sim.object_pose()) == pytest.approx(
+            sim.ground_truth().coverage, abs=1e-9)
+    near = (goal[0] + 0.5, goal[1], goal[2])        # coverage ~0.99: solved
+    pusher = np.array([goal[0] - 40.0, goal[1] + 40.0])
+    out = policy.control(pusher, near)
+    assert policy.coverage(near) > 0.955
+    centre = np.array(near[:2]) + module._rot(near[2]) @ policy.cog
+    assert np.linalg.norm(out - centre) > np.linalg.norm(pusher - centre)

@@ -14,7 +14,10 @@ along the wanted one ``(goal - centre, rho * angle error)``, then:
 - in contact at a good point: push from there, moving the pusher with the contact point's
   velocity ``v + w x r``, a step proportional to the remaining error;
 - otherwise: travel to the best contact (score minus a travel cost), around the block when
-  the straight path would hit it, then close in.
+  the straight path would hit it, then close in;
+- where success is a coverage of the goal region (``success.metric: coverage``), stop and
+  step back once the coverage the estimated pose implies clears the threshold: the scene is
+  solved, and pushing on could only undo it before the verifier has seen it hold.
 
 The centre of mass and the inertia start from a uniform-density outline
 (``cog_scale``/``inertia_scale`` = 1); the agent's parameter search tunes them, and every
@@ -48,6 +51,9 @@ DEFAULTS = {
     'orbit_margin_px': 18.0,
     'done_pos_px': 1.0,     # stop inside these tolerances
     'done_angle_rad': 0.01,
+    'stop_margin': 0.005,   # coverage tasks: stop once the coverage the pose implies is
+                            # above the success threshold by this much (a solved scene stays)
+    'backoff_px': 3.0,      # step away from the block when stopping
 }
 
 
@@ -79,6 +85,72 @@ def _inside(p: np.ndarray, poly: np.ndarray) -> bool:
         if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
             hit = not hit
     return hit
+
+
+def _area(poly: np.ndarray) -> float:
+    """Signed area (shoelace)."""
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return float((x * np.roll(y, -1) - np.roll(x, -1) * y).sum() / 2.0)
+
+
+def _triangles(poly: np.ndarray) -> list[np.ndarray]:
+    """Ear-clipping triangulation of a simple polygon, each triangle counter-clockwise in
+    the shoelace sense (positive area)."""
+    pts = [np.asarray(p, dtype=np.float64) for p in (poly if _area(poly) > 0 else poly[::-1])]
+    out = []
+    while len(pts) > 3:
+        for i in range(len(pts)):
+            a, b, c = pts[i - 1], pts[i], pts[(i + 1) % len(pts)]
+            tri = np.array([a, b, c])
+            if _area(tri) <= 1e-12:
+                continue
+            others = [p for j, p in enumerate(pts) if j not in (i - 1 if i else len(pts) - 1, i,
+                                                                 (i + 1) % len(pts))]
+            if any(_in_triangle(p, tri) for p in others):
+                continue
+            out.append(tri)
+            del pts[i]
+            break
+        else:                       # degenerate input: stop rather than loop
+            break
+    out.append(np.array(pts))
+    return out
+
+
+def _in_triangle(p: np.ndarray, tri: np.ndarray) -> bool:
+    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+    return (cross(tri[0], tri[1], p) > 1e-12 and cross(tri[1], tri[2], p) > 1e-12
+            and cross(tri[2], tri[0], p) > 1e-12)
+
+
+def _clip(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """Sutherland-Hodgman: ``subject`` clipped by the convex, positive-area ``clip``."""
+    out = list(subject)
+    for i in range(len(clip)):
+        if not out:
+            break
+        a, b = clip[i - 1], clip[i]
+        edge = b - a
+        inp, out = out, []
+        for j in range(len(inp)):
+            p, q = inp[j - 1], inp[j]
+            sp = edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0])
+            sq = edge[0] * (q[1] - a[1]) - edge[1] * (q[0] - a[0])
+            if sq >= 0:
+                if sp < 0:
+                    out.append(p + (q - p) * (sp / (sp - sq)))
+                out.append(q)
+            elif sp >= 0:
+                out.append(p + (q - p) * (sp / (sp - sq)))
+    return np.array(out)
+
+
+def overlap_area(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Area of the intersection of two triangulated polygons (exact)."""
+    return sum(_area(_clip(ta, tb)) for ta in a for tb in b)
 
 
 def mass_properties(outline: np.ndarray) -> tuple[np.ndarray, float]:
@@ -120,6 +192,12 @@ class PlanarPush:
         self.cog = cog * float(self.p['cog_scale'])
         self.inertia = inertia * float(self.p['inertia_scale'])
         self.pts, self.normals = self._contacts(float(self.p['spacing_px']))
+        success = info.get('success') or {}
+        self.stop_coverage = (float(success.get('threshold', 1.0)) + float(self.p['stop_margin'])
+                              if success.get('metric') == 'coverage' else math.inf)
+        self.body_triangles = _triangles(self.outline)
+        self.goal_triangles = self._placed(tuple(self.goal))
+        self.goal_area = sum(_area(t) for t in self.goal_triangles)
         cone = math.radians(float(self.p['cone_deg']))
         k = max(1, int(self.p['n_dirs']))
         self.angles = np.linspace(-cone, cone, k) if k > 1 else np.zeros(1)
@@ -173,6 +251,16 @@ class PlanarPush:
             return np.clip(pos, self.low, self.high)
         return self.control(pos, pose)
 
+    def coverage(self, pose: tuple[float, float, float]) -> float:
+        """The fraction of the goal region the block covers at ``pose`` (sampled)."""
+        if not math.isfinite(self.stop_coverage):
+            return 0.0
+        return overlap_area(self._placed(pose), self.goal_triangles) / self.goal_area
+
+    def _placed(self, pose: tuple[float, float, float]) -> list[np.ndarray]:
+        rot, at = _rot(pose[2]), np.array(pose[:2], dtype=np.float64)
+        return [(rot @ t.T).T + at for t in self.body_triangles]
+
     def _scores(self, r: np.ndarray, nin: np.ndarray, want: np.ndarray) -> np.ndarray:
         out = np.empty((len(r), len(self.angles)))
         for j, a in enumerate(self.angles):
@@ -201,9 +289,12 @@ class PlanarPush:
         e = goal_centre - centre
         dth = _wrap(self.goal[2] - th)
         err = math.hypot(float(np.linalg.norm(e)), p['rho'] * dth)
-        if np.linalg.norm(e) < p['done_pos_px'] and abs(dth) < p['done_angle_rad']:
+        if ((np.linalg.norm(e) < p['done_pos_px'] and abs(dth) < p['done_angle_rad'])
+                or self.coverage(pose) >= self.stop_coverage):
             self.current = None
-            return np.clip(pos, self.low, self.high)
+            away = pos - centre
+            away *= p['backoff_px'] / (float(np.linalg.norm(away)) + 1e-9)
+            return np.clip(pos + away, self.low, self.high)
         want = np.array([e[0], e[1], p['rho'] * dth]) / (err + 1e-9)
         pts = (rot @ self.pts.T).T + [x, y]
         nin = -(rot @ self.normals.T).T
