@@ -260,7 +260,10 @@ def _bc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--dataset', required=True, help='the LeRobot v3 dataset directory')
     p.add_argument('--out', required=True, help='the policy directory to write')
     p.add_argument('--task', default='', help="the task (default: the export's)")
-    p.add_argument('--arch', default=d.arch, help='network: mlp (diffusion, act: not yet)')
+    p.add_argument('--arch', default=d.arch, choices=['mlp', 'knn'],
+                   help='mlp: a network over the images and state (default); knn: '
+                        'nearest-neighbour cloning over the pose the task\'s '
+                        'estimate_pose tool reads in each frame (planar tasks)')
     p.add_argument('--epochs', type=int, default=d.epochs)
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--lr', type=float, default=d.lr)
@@ -273,6 +276,9 @@ def _bc_arguments(p: argparse.ArgumentParser) -> None:
                    help='of which the policy executes this many before predicting again')
     p.add_argument('--only-success', action='store_true',
                    help='train on the episodes whose trial succeeded only')
+    p.add_argument('--max-episodes', type=int, default=d.max_episodes,
+                   help='train on the first this many episodes (after --only-success; '
+                        'default 0: all)')
     p.add_argument('--device', default=d.device, help='cpu (default) or cuda')
     p.add_argument('--seed', type=int, default=d.seed)
     p.add_argument('--work', default='',
@@ -341,7 +347,8 @@ def _bc_config(args: argparse.Namespace) -> Any:
     return BCConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     image_size=args.image_size, horizon=args.horizon,
                     n_action_steps=args.n_action_steps, device=args.device, seed=args.seed,
-                    only_success=args.only_success, objective=objective, **rl)
+                    only_success=args.only_success, max_episodes=args.max_episodes,
+                    objective=objective, **rl)
 
 
 def _train_bc(args: argparse.Namespace) -> dict[str, Any]:
@@ -355,6 +362,10 @@ def _train_bc(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train_bc_text(res: dict[str, Any], _args: argparse.Namespace) -> str:
+    if res['epochs'] == 0:                     # knn: a memory, no training epochs
+        return (f"{res['out']}: nearest-neighbour policy from {res['episodes']} episodes "
+                f"({res['frames']} frames), {res['train_s']:.0f} s\n"
+                f"submit it: enpire policy submit {res['out']}")
     val = f", val loss {res['val_loss']:.4f}" if res.get('val_loss') is not None else ''
     resumed = f" (resumed at epoch {res['resumed_from']})" if res['resumed_from'] else ''
     return (f"{res['out']}: policy from {res['episodes']} episodes ({res['frames']} "

@@ -182,3 +182,73 @@ def test_offline_rl_trains_an_advantage_weighted_actor_that_resumes_exactly(bc_d
         train_bc(no_rewards, tmp_path / 'x', config=BCConfig(**cfg))
     with pytest.raises(ConfigError, match='objective'):
         train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**cfg, 'objective': 'ppo'}))
+
+
+def test_knn_clones_from_the_pose_the_tool_reads_in_every_frame(knn_dataset, knn_teacher,
+                                                                tmp_path):
+    """``--arch knn``: the pose tool runs on every full-size frame of the export; the memory
+    holds each frame's object-frame features (and their mirror images: the T is symmetric)
+    and its action chunk; in the sandbox, with the task's tools, the policy replays the
+    teacher's action at a recorded state."""
+    from enpire_agent_bridge.core.policy_tools import task_tools
+    from enpire_common.tasks import load_task
+    from enpire_sim.core.push_t import PushTSim
+
+    out = tmp_path / 'knn'
+    result = train_bc(knn_dataset, out, config=BCConfig(arch='knn', horizon=2,
+                                                        n_action_steps=1))
+    assert sorted(p.name for p in out.iterdir()) == \
+        ['memory.npz', 'policy.py', 'policy.yaml', 'train.json']
+    manifest = yaml.safe_load((out / 'policy.yaml').read_text())
+    knn = manifest['params']['knn']
+    assert manifest['regime'] == 'bc' and knn['view'] == 'top' and knn['mirror'] is True
+    assert result.frames == 36 and result.episodes == 3 and result.epochs == 0
+    features, offsets = bc_policy.load_memory(out, 2)
+    assert features.shape == (72, 6) and offsets.shape == (72, 2, 2)
+    # The features are those of the simulator's truth, read back from the MP4 frames.
+    task = load_task('push_t')
+    sim = PushTSim(task)
+    truth = []
+    for seed in range(3):
+        sim.reset(seed=seed)
+        for _ in range(12):
+            agent, pose = sim.agent_state()[:2], sim.object_pose()
+            truth.append((agent, pose, sim.render(), knn_teacher(agent, pose)))
+            sim.step(truth[-1][3])
+    want = np.stack([bc_policy.object_frame(a, p, task.goal_pose)[0] for a, p, _, _ in truth])
+    assert np.abs(features[:36] - want).max() < 2.0
+    np.testing.assert_allclose(bc_policy.mirrored(features[:36], offsets[:36])[0],
+                               features[36:])
+    raw = yaml.safe_load((ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml').read_text())
+    spec = spec_for_revision(raw, out)
+    with PolicyHost(out, spec, tools=task_tools(task)) as host:
+        host.reset(0)
+        for agent, _pose, frame, action in (truth[0], truth[5], truth[30]):
+            obs = spec.example_observation(agent_pos=agent, image_top=frame)
+            got = host.act(obs, deadline_s=spec.deadline_s)
+            assert np.abs(got - action).max() < 2.0, (got, action)
+        assert host.tool_stats.take()['tool_calls.estimate_pose'] == 3
+    sim.close()
+
+
+def test_knn_refuses_what_it_cannot_clone_and_a_bad_memory(knn_dataset, tmp_path):
+    from enpire_agent_bridge.learning.bc import knn_layout
+    from enpire_common.tasks import load_task
+
+    with pytest.raises(ConfigError, match='pin_insertion lacks a 2-D position action'):
+        knn_layout(load_task('pin_insertion'))
+    with pytest.raises(ConfigError, match='knn clones'):
+        train_bc(knn_dataset, tmp_path / 'x', config=BCConfig(arch='knn', objective='iql'))
+    out = tmp_path / 'knn'
+    first_two = train_bc(knn_dataset, out, config=BCConfig(arch='knn', horizon=2,
+                                                           n_action_steps=1, max_episodes=2))
+    assert (first_two.episodes, first_two.frames) == (2, 24)
+    with pytest.raises(RuntimeError, match='do not fit policy.yaml'):
+        bc_policy.load_memory(out, 3)
+    memory = out / bc_policy.MEMORY
+    memory.write_bytes(memory.read_bytes()[:500])
+    with pytest.raises(RuntimeError, match='unreadable memory.*corrupt or truncated'):
+        bc_policy.load_memory(out, 2)
+    memory.unlink()
+    with pytest.raises(RuntimeError, match='no memory'):
+        bc_policy.load_memory(out, 2)

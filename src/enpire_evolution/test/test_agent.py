@@ -396,22 +396,28 @@ def test_a_stalled_search_escalates_to_the_other_regimes_each_once_and_records_t
 
 
 def _record_push_t_trial(trial_dir: Path, n: int, seed: int) -> None:
-    """A recorded Push-T trial (bag, MP4, trial.json) of n steps at trial_dir."""
-    import numpy as np
-
+    """A recorded Push-T trial (bag, MP4, trial.json) of n steps at trial_dir; its frames the
+    simulator's render of seed's start, so the pose tool finds the block in them."""
+    from enpire_common.tasks import load_task
     from enpire_rollout.core.config import RecorderConfig
     from enpire_rollout.core.recorder import EpisodeRecorder, TrialMeta
+    from enpire_sim.core.push_t import PushTSim
 
+    sim = PushTSim(load_task('push_t'))
+    sim.reset(seed=seed)
+    frame = sim.render()
+    sim.close()
+    h, w = frame.shape[:2]
     clock = FakeClock(10.0)
     rec = EpisodeRecorder(RecorderConfig(), clock=clock, wall_clock=FakeClock(1.7e9 + seed))
     rec.open(trial_dir, TrialMeta('x', trial_dir.name, 'r', 'cell_0', 'push_t', seed=seed))
     for i in range(n + 1):
         ns = int(round(clock.now_s() * 1e9))
         head = {'stamp': {'sec': ns // 10**9, 'nanosec': ns % 10**9}, 'frame_id': ''}
-        frame = np.full((32, 32, 3), (8 * i) % 256, dtype=np.uint8)
         rec.write('/cell_0/camera/top/image_raw', 'sensor_msgs/msg/Image', ns,
-                  {'header': head, 'height': 32, 'width': 32, 'encoding': 'rgb8',
-                   'step': 96, 'data': frame.tobytes()})
+                  {'header': head, 'height': h, 'width': w, 'encoding': 'rgb8',
+                   'step': 3 * w, 'data': frame.tobytes()})
+        rec.write_frame('top', ns, frame)
         rec.write('/cell_0/state', 'enpire_interfaces/msg/StateVector', ns,
                   {'header': head, 'tick': i, 'names': ['x', 'y', 'vx', 'vy'],
                    'values': [100.0 + i, 200.0, 0.0, 0.0]})
@@ -444,10 +450,13 @@ def test_the_bc_escalation_clones_the_best_revision_s_recorded_successes(world, 
     rev = world.store.revision(agent.exp, cand.revision)
     assert rev.regime == 'bc' and rev.parent == best.id
     tree = Path(agent.revisions.get(cand.revision).path)
-    assert {'policy.py', 'policy.yaml', 'weights.pt', 'train.json'} <= \
+    # Push-T offers the pose tool and a planar goal: the clone is the nearest-neighbour one.
+    assert {'policy.py', 'policy.yaml', 'memory.npz', 'train.json'} <= \
         {p.name for p in tree.iterdir()}
     manifest = load_policy_manifest(tree)
     assert manifest.regime == 'bc' and manifest.parent == best.id
+    assert manifest.params['model']['arch'] == 'knn'
+    assert manifest.params['model']['entries'] == 2 * 12 * len(wins)   # mirrored
     assert f'{len(wins)} successful tuning episodes' in manifest.hypothesis
     started = world.store.events(agent.exp, CANDIDATE_STARTED)[-1].data
     assert started['optuna_trial'] == 'regime:bc' and started['bc']['episodes'] == len(wins)

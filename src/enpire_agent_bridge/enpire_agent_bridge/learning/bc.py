@@ -60,6 +60,7 @@ class BCConfig:
     seed: int = 0
     device: str = 'cpu'
     only_success: bool = False
+    max_episodes: int = 0         # the first this many episodes (after only_success); 0: all
     # Offline RL (objective 'iql'): implicit Q-learning on the dataset's verifier rewards,
     # the actor trained by advantage-weighted regression of the same network as BC.
     objective: str = 'bc'
@@ -79,10 +80,14 @@ class BCConfig:
         if self.arch not in bc_policy.ARCHS:
             raise ConfigError(f'--arch {self.arch}: not implemented (have: '
                               f"{', '.join(bc_policy.ARCHS)}; diffusion and act are not yet)")
+        if self.arch == 'knn' and self.objective != 'bc':
+            raise ConfigError('--arch knn clones (bc); offline RL needs a network (mlp)')
         for name in ('epochs', 'batch_size', 'image_size', 'horizon', 'n_action_steps',
                      'width', 'channels'):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f'--{name.replace("_", "-")} must be >= 1')
+        if int(self.max_episodes) < 0:
+            raise ConfigError('--max-episodes must be >= 0 (0: all)')
         if self.n_action_steps > self.horizon:
             raise ConfigError('--n-action-steps must be <= --horizon')
 
@@ -102,9 +107,9 @@ def observation_layout(task: Any) -> dict[str, Any]:
     return {'images': images, 'views': views, 'state': state}
 
 
-def policy_states(task: Any, data: TrainingData) -> np.ndarray:
-    """The policy's state vector of every frame, built by the task plugin from the dataset's
-    state (by name) exactly as a live cell's observation is."""
+def policy_observations(task: Any, data: TrainingData) -> list[dict[str, Any]]:
+    """The policy's observation of every frame (its images blank), built by the task plugin
+    from the dataset's state (by name) exactly as a live cell's observation is."""
     from enpire_tasks import registry
     from enpire_tasks.plugin import CellReading
 
@@ -116,23 +121,29 @@ def policy_states(task: Any, data: TrainingData) -> np.ndarray:
                            "task's observation")
     blank = {task.observation[n].source: np.zeros((2, 2, 3), np.uint8)
              for n in layout['images']}
-    out = np.empty((data.n, 0), dtype=np.float32)
-    rows = []
+    out = []
     for i in range(data.n):
         reading = CellReading(images=blank, state=dict(zip(data.state_names,
                                                            map(float, data.state[i]),
                                                            strict=True)),
                               tick=int(data.frame[i]))
         try:
-            obs = plugin.build_observation(task, reading)
+            out.append(plugin.build_observation(task, reading))
         except Exception as exc:  # noqa: BLE001 - the plugin says what is missing
             raise DatasetError(f"{data.root}: its state does not give task {task.name}'s "
                                f'observation: {exc}') from None
-        rows.append(np.concatenate([np.atleast_1d(np.asarray(obs[n], np.float64)).reshape(-1)
-                                    for n in layout['state']]) if layout['state']
-                    else np.zeros(0))
-    out = np.stack(rows).astype(np.float32) if rows else out
     return out
+
+
+def policy_states(task: Any, data: TrainingData) -> np.ndarray:
+    """The policy's state vector of every frame (see :func:`policy_observations`)."""
+    layout = observation_layout(task)
+    if not layout['state']:
+        return np.zeros((data.n, 0), dtype=np.float32)
+    rows = [np.concatenate([np.atleast_1d(np.asarray(obs[n], np.float64)).reshape(-1)
+                            for n in layout['state']])
+            for obs in policy_observations(task, data)]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -219,11 +230,14 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
     if int(info['fps']) != round(task.action.rate_hz):
         raise DatasetError(f"{dataset}: recorded at {info['fps']} fps; {task_name} acts at "
                            f'{task.action.rate_hz:g} Hz')
+    if cfg.arch == 'knn':
+        return _train_knn(dataset, out, task, cfg, say, force)
     t0 = time.monotonic()
     say(f'loading {dataset} (views {layout["views"]}, {cfg.image_size} px)')
     data = load_training_data(
         dataset, image_size=cfg.image_size, views=layout['views'], progress=say,
-        episode_filter=(lambda e: bool(e.get('success'))) if cfg.only_success else None)
+        episode_filter=(lambda e: bool(e.get('success'))) if cfg.only_success else None,
+        max_episodes=cfg.max_episodes)
     if data.action.shape[1] != int(np.prod(task.action.shape)):
         raise DatasetError(f'{dataset}: actions of {data.action.shape[1]} values; '
                            f'{task_name} takes {int(np.prod(task.action.shape))}')
@@ -379,10 +393,128 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
     if history:
         loss_v, val_v = history[-1]['loss'], history[-1]['val_loss']
     train_s = time.monotonic() - train_t0
-    _write_policy_dir(out, model, model_cfg, layout, cfg, task_name, data, history, force)
+    def write(directory: Path) -> None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(state, directory / bc_policy.WEIGHTS)
+
+    params = {'layout': {'images': layout['images'], 'state': layout['state'],
+                         'image_size': cfg.image_size},
+              'model': model_cfg, 'n_action_steps': cfg.n_action_steps}
+    _write_policy_dir(out, write, params, f"{layout['views']} and {layout['state']}", cfg,
+                      task_name, data, history, force)
     return BCResult(out=out, epochs=cfg.epochs, final_loss=loss_v, val_loss=val_v,
                     frames=data.n, episodes=len(data.episodes), resumed_from=start_epoch,
                     train_s=round(train_s, 1))
+
+
+#: The knn policy's agent position: the observation entry it reads (the action's frame).
+KNN_POSITION = 'agent_pos'
+
+
+def knn_layout(task: Any) -> dict[str, Any]:
+    """What the knn policy reads of ``task``: the pose tool's view and its camera observation,
+    the agent's position, the planar goal, and whether mirrored frames are valid (the object's
+    outline symmetric about its own y axis).
+
+    Raises:
+        ConfigError: the task is not a planar one that knn can clone (and what it lacks).
+    """
+    from enpire_tasks.observation import CAMERA_PREFIX, source_view
+
+    raw = task.raw
+    lacks = []
+    goal = raw.get('goal_pose')
+    if not isinstance(goal, (list, tuple)) or len(goal) < 3:
+        lacks.append('a planar goal_pose (x, y, theta)')
+    if 'estimate_pose' not in (raw.get('tools') or []):
+        lacks.append('the estimate_pose tool')
+    if tuple(task.action.shape) != (2,):
+        lacks.append('a 2-D position action')
+    pos = task.observation.get(KNN_POSITION)
+    if pos is None or tuple(pos.shape) != (2,):
+        lacks.append(f'a 2-D {KNN_POSITION} observation')
+    views = (raw.get('success') or {}).get('views') or list(task.views)
+    cams = {source_view(f.source): name for name, f in task.observation.items()
+            if f.source.startswith(CAMERA_PREFIX)}
+    view = next((str(v) for v in views if str(v) in cams), '')
+    if not view:
+        lacks.append('a camera observation of a success view')
+    if lacks:
+        raise ConfigError(f"--arch knn: task {task.name} lacks {'; '.join(lacks)} (knn clones "
+                          'planar pushing from the pose tool; use --arch mlp)')
+    outlines = [p['outline_px'] for p in (raw.get('parts') or {}).values()
+                if isinstance(p, dict) and 'outline_px' in p]
+    mirror = False
+    if len(outlines) == 1:
+        pts = {(round(float(x), 3), round(float(y), 3)) for x, y in outlines[0]}
+        mirror = {(-x + 0.0, y) for x, y in pts} == pts
+    return {'view': view, 'image': cams[view], 'position': KNN_POSITION,
+            'goal_pose': [float(v) for v in goal[:3]], 'mirror': mirror,
+            'angle_scale': bc_policy.ANGLE_SCALE_PX}
+
+
+def _train_knn(dataset: Path, out: Path, task: Any, cfg: BCConfig,
+               say: Callable[[str], None], force: bool) -> BCResult:
+    """Nearest-neighbour cloning: every frame's object-frame features (the pose tool run on
+    its full-size camera frame) and its next ``horizon`` actions, as offsets from the agent in
+    the object's frame, plus their mirror images where the object is symmetric."""
+    from enpire_agent_bridge.core.policy_tools import TaskTools
+
+    knn = knn_layout(task)
+    t0 = time.monotonic()
+    tools = TaskTools(task)
+    view = knn['view']
+
+    def pose_of(_view: str, frame: np.ndarray) -> np.ndarray:
+        meta, arrays = tools('estimate_pose', {'view': view}, {'image': frame})
+        pose = arrays.get('pose')
+        if not meta.get('found') or pose is None or len(pose) < 3:
+            return np.full(3, np.nan)
+        return np.asarray(pose[:3], dtype=np.float64)
+
+    say(f'loading {dataset} and estimating the object pose in every {view} frame')
+    data = load_training_data(
+        dataset, image_size=1, views=[view], progress=say, per_frame=pose_of,
+        episode_filter=(lambda e: bool(e.get('success'))) if cfg.only_success else None,
+        max_episodes=cfg.max_episodes)
+    if data.action.shape[1] != 2:
+        raise DatasetError(f'{dataset}: actions of {data.action.shape[1]} values; '
+                           f'{task.name} takes 2')
+    poses = data.images.pop(view)
+    observations = policy_observations(task, data)
+    chunks = _chunk_index(data.episode, cfg.horizon)
+    seen = np.all(np.isfinite(poses), axis=1)
+    features, offsets = [], []
+    for i in np.flatnonzero(seen):
+        position = np.asarray(observations[i][knn['position']], dtype=np.float64)[:2]
+        f, rot = bc_policy.object_frame(position, poses[i], knn['goal_pose'],
+                                        knn['angle_scale'])
+        features.append(f)
+        offsets.append((data.action[chunks[i]].astype(np.float64) - position) @ rot)
+    if not features:
+        raise DatasetError(f'{dataset}: the pose tool found the object in none of its '
+                           f'{data.n} {view} frames')
+    feats, offs = np.stack(features), np.stack(offsets)
+    if knn['mirror']:
+        mf, mo = bc_policy.mirrored(feats, offs)
+        feats, offs = np.concatenate([feats, mf]), np.concatenate([offs, mo])
+    say(f'{data.n} frames of {len(data.episodes)} episodes, the object seen in '
+        f'{int(seen.sum())}; {len(feats)} memory entries'
+        f"{' (with mirror images)' if knn['mirror'] else ''} in {time.monotonic() - t0:.1f} s")
+    model_cfg = {'arch': 'knn', 'horizon': cfg.horizon, 'action_dim': 2,
+                 'entries': int(len(feats))}
+
+    def write(directory: Path) -> None:
+        with open(directory / bc_policy.MEMORY, 'wb') as fh:
+            np.savez(fh, features=feats.astype(np.float32), offsets=offs.astype(np.float32))
+
+    params = {'knn': knn, 'model': model_cfg, 'n_action_steps': cfg.n_action_steps}
+    history = [{'frames': data.n, 'seen': int(seen.sum()), 'entries': int(len(feats))}]
+    _write_policy_dir(out, write, params, f"{view} pose + {knn['position']}", cfg, task.name,
+                      data, history, force)
+    return BCResult(out=out, epochs=0, final_loss=0.0, val_loss=None, frames=data.n,
+                    episodes=len(data.episodes), resumed_from=0,
+                    train_s=round(time.monotonic() - t0, 1))
 
 
 def _build_critic(model_cfg: dict[str, Any]) -> Any:
@@ -420,17 +552,16 @@ def _random_shift(imgs: Any, pad: int) -> Any:
     return out.reshape(b, v, c, s, s).permute(0, 1, 3, 4, 2)
 
 
-def _write_policy_dir(out: Path, model: Any, model_cfg: dict[str, Any], layout: dict[str, Any],
-                      cfg: BCConfig, task_name: str, data: TrainingData,
+def _write_policy_dir(out: Path, write: Callable[[Path], None], params: dict[str, Any],
+                      inputs: str, cfg: BCConfig, task_name: str, data: TrainingData,
                       history: list[dict[str, Any]], force: bool) -> None:
-    import torch
-
+    """Assemble the policy directory under a temporary name (``write`` adds its weights) and
+    rename it into place: ``out`` is either the old directory or the whole new one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
     try:
         shutil.copyfile(bc_policy.__file__, tmp / 'policy.py')
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        torch.save(state, tmp / bc_policy.WEIGHTS)
+        write(tmp)
         outcomes = [e.get('outcome') for e in data.episodes]
         how = ('Cloning' if cfg.objective == 'bc' else
                'Offline RL (IQL, advantage-weighted) on the verifier rewards of')
@@ -439,12 +570,9 @@ def _write_policy_dir(out: Path, model: Any, model_cfg: dict[str, Any], layout: 
             'regime': REGIME_OF[cfg.objective],
             'hypothesis': (f'{how} {len(data.episodes)} episodes of {data.root.name} '
                            f'({outcomes.count("success")} successes) with a {cfg.arch} '
-                           f'network over {layout["views"]} and {layout["state"]} reproduces '
-                           'what worked in them.'),
+                           f'policy over {inputs} reproduces what worked in them.'),
             'parent': '',
-            'params': {'layout': {'images': layout['images'], 'state': layout['state'],
-                                  'image_size': cfg.image_size},
-                       'model': model_cfg, 'n_action_steps': cfg.n_action_steps}}
+            'params': params}
         (tmp / 'policy.yaml').write_text(yaml.safe_dump(manifest, sort_keys=False))
         revisions = sorted({str(e.get('revision_id', '')) for e in data.episodes} - {''})
         (tmp / TRAIN_JSON).write_text(json.dumps({

@@ -10,6 +10,13 @@ same featuriser and network. It needs only numpy, OpenCV and torch, and reads it
 Acting: every ``n_action_steps`` ticks the network predicts ``horizon`` actions from the
 current observation; the policy executes the first ``n_action_steps`` of them (receding
 horizon, as diffusion policy and ACT do), clipped to the action bounds.
+
+Arch ``knn`` (nearest-neighbour cloning, as VINN): no network. The task's pose tool
+(``estimate_pose``, the verifier's estimate from the camera image) gives the object's planar
+pose; the pusher and the goal, seen from the object's frame, are the features; the policy
+replays the action chunk of the nearest recorded frame (``memory.npz``), rotated back into the
+workspace. A regression network averages the teacher's choices where they switch (which side
+of the block to push from) and drifts off its states; a lookup never blends two choices.
 """
 
 from __future__ import annotations
@@ -20,7 +27,69 @@ from typing import Any
 import numpy as np
 
 WEIGHTS = 'weights.pt'
-ARCHS = ('mlp',)
+MEMORY = 'memory.npz'
+ARCHS = ('mlp', 'knn')
+#: knn: px of feature distance that one radian of the object's angle to the goal is worth.
+ANGLE_SCALE_PX = 60.0
+
+
+def _rotation(theta: float) -> np.ndarray:
+    c, s = float(np.cos(theta)), float(np.sin(theta))
+    return np.array([[c, -s], [s, c]])
+
+
+def object_frame(position: np.ndarray, pose: Any, goal: Any,
+                 angle_scale: float = ANGLE_SCALE_PX) -> tuple[np.ndarray, np.ndarray]:
+    """``(features (6,), rotation (2, 2))`` of the knn policy for one observation.
+
+    ``position`` (x, y) is the agent's, ``pose`` and ``goal`` are planar poses (x, y, theta),
+    all in the workspace frame. The features are the agent's position and the goal's in the
+    object's frame, and the goal's angle relative to the object as ``angle_scale`` *
+    (cos, sin). ``rotation`` takes object-frame vectors to the workspace: an action chunk
+    stored as object-frame offsets from the agent is ``position + offsets @ rotation.T``.
+    """
+    rot = _rotation(float(pose[2]))
+    origin = np.asarray(pose[:2], dtype=np.float64)
+    agent = rot.T @ (np.asarray(position, dtype=np.float64)[:2] - origin)
+    target = rot.T @ (np.asarray(goal[:2], dtype=np.float64) - origin)
+    dth = float(goal[2]) - float(pose[2])
+    return (np.array([agent[0], agent[1], target[0], target[1],
+                      angle_scale * np.cos(dth), angle_scale * np.sin(dth)]), rot)
+
+
+def mirrored(features: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same frames reflected about the object's own y axis (x -> -x): for an object whose
+    outline is symmetric about that axis, a push mirrored is a push that does the mirrored
+    thing. ``features`` (N, 6), ``offsets`` (N, H, 2)."""
+    f = features.copy()
+    f[:, [0, 2, 5]] *= -1.0
+    o = offsets.copy()
+    o[..., 0] *= -1.0
+    return f, o
+
+
+def load_memory(directory: str | Path, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(features (N, 6) float64, offsets (N, horizon, 2) float64)`` of ``memory.npz``.
+
+    Raises:
+        RuntimeError: the file is missing, unreadable, truncated, or of other shapes.
+    """
+    path = Path(directory) / MEMORY
+    if not path.is_file():
+        raise RuntimeError(f'{path}: no memory; a knn policy directory holds {MEMORY}')
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            features = np.asarray(z['features'], dtype=np.float64)
+            offsets = np.asarray(z['offsets'], dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - zip and numpy raise many types for a bad file
+        raise RuntimeError(f'{path}: unreadable memory ({type(exc).__name__}: {exc}); the '
+                           'checkpoint is corrupt or truncated') from None
+    n = features.shape[0] if features.ndim == 2 else -1
+    if (n < 1 or features.shape[1] != 6 or offsets.shape != (n, horizon, 2)
+            or not (np.all(np.isfinite(features)) and np.all(np.isfinite(offsets)))):
+        raise RuntimeError(f'{path}: features {features.shape} and offsets {offsets.shape} do '
+                           f'not fit policy.yaml (N x 6 and N x {horizon} x 2, finite)')
+    return features, offsets
 
 
 def featurize(obs: dict[str, Any], layout: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -201,5 +270,55 @@ class BCPolicy:
         return np.clip(self.queue.pop(0), self.low, self.high)
 
 
-def make_policy(spec: Any) -> BCPolicy:
-    return BCPolicy(spec, Path(__file__).resolve().parent)
+class KNNPolicy:
+    """Nearest-neighbour cloning in the object's frame (see the module docstring)."""
+
+    def __init__(self, spec: Any, directory: Path) -> None:
+        params = dict(spec.params)
+        knn = params['knn']
+        self.view, self.image = str(knn['view']), str(knn['image'])
+        self.position = str(knn['position'])
+        self.angle_scale = float(knn.get('angle_scale', ANGLE_SCALE_PX))
+        self.goal = np.asarray(knn['goal_pose'], dtype=np.float64)
+        horizon = int(params['model']['horizon'])
+        self.n_exec = max(1, min(int(params.get('n_action_steps', 1)), horizon))
+        self.features, self.offsets = load_memory(directory, horizon)
+        self.low = np.asarray(spec.action_low, dtype=np.float64)
+        self.high = np.asarray(spec.action_high, dtype=np.float64)
+        self.tools = spec.tools
+        self.queue: list[np.ndarray] = []
+
+    def reset(self, seed: Any = None) -> None:
+        self.queue = []
+
+    def _pose(self, obs: dict[str, Any]) -> Any:
+        tools = self.tools
+        if tools is None or not getattr(tools, 'active', False) or self.image not in obs:
+            return None
+        try:
+            est = tools.estimate_pose(view=self.view, image=obs[self.image])
+        except Exception:  # noqa: BLE001 - a ToolError: no pose this tick, hold
+            return None
+        pose = est.get('pose')
+        if not est.get('found') or pose is None or len(pose) < 3:
+            return None
+        return pose
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        position = np.asarray(obs[self.position], dtype=np.float64)[:2]
+        if not self.queue:
+            pose = self._pose(obs)
+            if pose is None:          # the object unseen: hold where the agent is
+                return np.clip(position, self.low, self.high)
+            f, rot = object_frame(position, pose, self.goal, self.angle_scale)
+            k = int(np.argmin(((self.features - f) ** 2).sum(axis=1)))
+            chunk = position + self.offsets[k, :self.n_exec] @ rot.T
+            self.queue = list(chunk)
+        return np.clip(self.queue.pop(0), self.low, self.high)
+
+
+def make_policy(spec: Any) -> BCPolicy | KNNPolicy:
+    here = Path(__file__).resolve().parent
+    if dict(spec.params).get('model', {}).get('arch') == 'knn':
+        return KNNPolicy(spec, here)
+    return BCPolicy(spec, here)

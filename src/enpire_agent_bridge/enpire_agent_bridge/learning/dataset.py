@@ -37,7 +37,8 @@ class TrainingData:
     action: np.ndarray             # (N, A) float32
     episode: np.ndarray            # (N,) int64
     frame: np.ndarray              # (N,) int64
-    images: dict[str, np.ndarray] = field(default_factory=dict)   # view: (N, S, S, 3) uint8
+    # view: (N, S, S, 3) uint8, or (N, ...) of load_training_data's per_frame
+    images: dict[str, np.ndarray] = field(default_factory=dict)
     episodes: list[dict[str, Any]] = field(default_factory=list)  # meta/episodes rows
     task: str = ''                 # the ENPIRE task (from an ENPIRE export's journal)
     reward: np.ndarray | None = None   # (N,) float32 next.reward, where the dataset has it
@@ -98,12 +99,16 @@ def _parquet_rows(paths: Sequence[Path], columns: list[str] | None = None) -> An
     return pa.concat_tables(tables)
 
 
-def _decode(path: Path, start_s: float, count: int, size: int, fps: int) -> np.ndarray:
-    """``count`` frames of the video at ``path`` from ``start_s`` on, resized to size x size."""
+def _decode(path: Path, start_s: float, count: int, size: int, fps: int,
+            per_frame: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """``count`` frames of the video at ``path`` from ``start_s`` on, resized to size x size;
+    or, with ``per_frame``, its value of each full-size frame, stacked (the frames are not
+    kept)."""
     import av
     import cv2
 
-    out = np.empty((count, size, size, 3), dtype=np.uint8)
+    out: Any = (np.empty((count, size, size, 3), dtype=np.uint8) if per_frame is None
+                else [None] * count)
     first = int(round(start_s * fps))
     got = 0
     try:
@@ -118,9 +123,12 @@ def _decode(path: Path, start_s: float, count: int, size: int, fps: int) -> np.n
                 if k < first:
                     continue
                 img = frame.to_ndarray(format='rgb24')
-                if img.shape[:2] != (size, size):
-                    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-                out[got] = img
+                if per_frame is not None:
+                    out[got] = per_frame(img)
+                else:
+                    if img.shape[:2] != (size, size):
+                        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+                    out[got] = img
                 got += 1
                 if got == count:
                     break
@@ -128,18 +136,23 @@ def _decode(path: Path, start_s: float, count: int, size: int, fps: int) -> np.n
         raise DatasetError(f'{path}: cannot decode ({exc})') from None
     if got < count:
         raise DatasetError(f'{path}: {got} frames from {start_s:g} s; the episode has {count}')
-    return out
+    return out if per_frame is None else np.stack(out)
 
 
 def load_training_data(root: str | Path, *, image_size: int, views: Sequence[str] | None = None,
                        episode_filter: Callable[[dict[str, Any]], bool] | None = None,
-                       progress: Callable[[str], None] | None = None) -> TrainingData:
+                       progress: Callable[[str], None] | None = None,
+                       per_frame: Callable[[str, np.ndarray], np.ndarray] | None = None,
+                       max_episodes: int = 0) -> TrainingData:
     """The frames of the dataset at ``root`` (see the module docstring).
 
     Args:
         image_size: every camera frame is resized to this square size.
         views: camera views to load (default: all of the dataset's).
         episode_filter: keep only the episodes (meta/episodes rows) it accepts.
+        max_episodes: of those, the first this many (0: all).
+        per_frame: ``(view, full-size frame) -> array``: ``images[view]`` holds its values
+            instead of the resized frames (say, a pose estimated from every frame).
 
     Raises:
         DatasetError: see the module docstring.
@@ -162,6 +175,8 @@ def load_training_data(root: str | Path, *, image_size: int, views: Sequence[str
         raise DatasetError(f'{root}/meta/episodes: no episode table')
     episodes = _parquet_rows(ep_files).to_pylist()
     keep = [e for e in episodes if episode_filter is None or episode_filter(e)]
+    if max_episodes > 0:
+        keep = keep[:max_episodes]
     if not keep:
         raise DatasetError(f'{root}: no episodes left to train on (of {len(episodes)})')
     data_files = sorted((root / 'data').glob('*/*.parquet'))
@@ -220,7 +235,9 @@ def load_training_data(root: str | Path, *, image_size: int, views: Sequence[str
             if not path.resolve().is_relative_to(root.resolve()):
                 raise DatasetError(f'{root}: video path {rel!r} leaves the dataset')
             parts.append(_decode(path, start, int(e['dataset_to_index']) -
-                                 int(e['dataset_from_index']), image_size, fps))
+                                 int(e['dataset_from_index']), image_size, fps,
+                                 None if per_frame is None
+                                 else (lambda img, v=view: per_frame(v, img))))
             if progress and (i + 1) % 10 == 0:
                 progress(f'decoded {view}: {i + 1}/{len(keep)} episodes')
         data.images[view] = np.concatenate(parts)

@@ -13,7 +13,8 @@ keep/revert rule):
   Needs the task to offer ``estimate_pose`` and the policy to have that function.
 - ``bc``: behaviour cloning of the best revision's successful tuning trials (their bags, as a
   LeRobot dataset under ``$ENPIRE_HOME/datasets``), trained in the agent's process within
-  its budget. Needs ``bc_min_episodes`` successes.
+  its budget: nearest-neighbour cloning over the pose tool's reading (``--arch knn``) where
+  the task allows it, else the image network. Needs ``bc_min_episodes`` successes.
 - ``residual_rl`` is not built yet: the step is recorded as skipped with that reason.
 
 Every step, built or skipped, is an ``escalation`` event in the experiment store (regime,
@@ -226,8 +227,8 @@ class Escalation:
                             'better and so acts better.', {})
 
     def _bc(self, best: Revision) -> Candidate | Rejection:
-        from enpire_agent_bridge.learning.bc import BCConfig, train_bc
-        from enpire_common.errors import EnpireError
+        from enpire_agent_bridge.learning.bc import BCConfig, knn_layout, train_bc
+        from enpire_common.errors import ConfigError, EnpireError
         from enpire_rollout.core.lerobot_export import LeRobotExporter
 
         a = self.agent
@@ -247,7 +248,15 @@ class Escalation:
                 raise _SkipError(f'{export.episodes} episodes exported; BC needs '
                             f'{self.cfg.bc_min_episodes}')
             a.budget.check()
-            cfg = BCConfig(epochs=self.cfg.bc_epochs)
+            # Nearest-neighbour cloning over the pose tool's reading where the task allows
+            # it (it clones planar pushing far better than a network from 50 episodes);
+            # else the image network.
+            try:
+                knn_layout(a.task)
+                arch = 'knn'
+            except ConfigError:
+                arch = 'mlp'
+            cfg = BCConfig(arch=arch, epochs=self.cfg.bc_epochs)
             result = train_bc(root, out, task_name=a.task.name, config=cfg, progress=a.say,
                               force=True)
         except EnpireError as exc:
@@ -261,8 +270,10 @@ class Escalation:
             shutil.copyfile(child, wt / child.name)
         return self._commit('bc', best,
                             f'Cloning the {len(wins)} successful tuning episodes of '
-                            f'{best.id[:12]} (BC, {cfg.arch}, {cfg.epochs} epochs, final loss '
-                            f'{result.final_loss:.3f}) keeps what made them succeed.',
+                            f'{best.id[:12]} (BC, {cfg.arch}'
+                            + (f', {cfg.epochs} epochs, final loss {result.final_loss:.3f}'
+                               if result.epochs else '')
+                            + ') keeps what made them succeed.',
                             {'bc': {'dataset': str(root), 'episodes': export.episodes,
                                     'config': asdict(cfg)}})
 
