@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -366,8 +367,9 @@ def test_without_pipelining_the_agent_validates_only_between_trials(world):
 def test_a_stalled_search_escalates_to_the_other_regimes_each_once_and_records_them(world):
     """No candidate can beat the seed (flat success model): after escalate_after reverts the
     agent writes the planar_push idea and the tool-calling variant of its best and judges
-    each like any candidate; BC and residual RL are recorded as skipped with their reasons
-    (no recorded successes here, no RL step yet); the search then goes on."""
+    each like any candidate; BC is recorded as skipped with its reason (no recorded
+    successes here); residual RL runs its rounds in their own experiment and its learned
+    residual is judged as the next candidate; the search then goes on."""
     from enpire_agent_bridge.core.contract import load_policy_manifest
     from enpire_evolution.core.escalation import ESCALATION
 
@@ -378,8 +380,20 @@ def test_a_stalled_search_escalates_to_the_other_regimes_each_once_and_records_t
     steps = [e.data for e in world.store.events(exp, ESCALATION)]
     assert [(s['regime'], s['outcome']) for s in steps] == \
         [('idea:planar_push', 'built'), ('tool_calling', 'built'), ('bc', 'skipped'),
-         ('residual_rl', 'skipped')]
-    assert 'recorded successes' in steps[2]['reason'] and 'not built' in steps[3]['reason']
+         ('residual_rl', 'built')]
+    assert 'recorded successes' in steps[2]['reason']
+    rl = world.store.revision(exp, steps[3]['revision'])
+    assert rl.regime == 'online_rl' and rl.parent == steps[3]['from']
+    rl_exp = f"{exp}-rl-{steps[3]['from'][:12]}"
+    rounds = [e.data for e in world.store.events(rl_exp, 'rl_round')]
+    assert [r['round'] for r in rounds] == [0, 1, 2] and all(r['n'] == 8 for r in rounds)
+    assert world.store.experiment(rl_exp).status == 'done'
+    rl_tree = Path(agent.revisions.get(rl.id).path)
+    assert (rl_tree / 'policy_base.py').is_file()
+    residual = json.loads((rl_tree / 'residual.json').read_text())
+    assert residual['explore'] is False and residual['round'] == 3
+    assert any(d.data['optuna_trial'] == 'regime:residual_rl'
+               for d in world.store.events(exp, CANDIDATE_DONE))
     steps = steps[1:]
     done = [e.data for e in world.store.events(exp, CANDIDATE_DONE)]
     decisions = [d['decision'] for d in done]

@@ -50,6 +50,8 @@ class BuiltinAgentConfig:
             each once; 0 = never.
         bc_min_episodes: successful recorded episodes of the best revision BC needs.
         bc_epochs: training epochs of the BC escalation.
+        rl_rounds, rl_episodes: the residual RL escalation's rounds and trials per round
+            (even: antithetic pairs), run on seeds at the top of the tuning range.
     """
 
     task: str = DEFAULT_TASK
@@ -77,6 +79,8 @@ class BuiltinAgentConfig:
     escalate_after: int = 6
     bc_min_episodes: int = 5
     bc_epochs: int = 30
+    rl_rounds: int = 3
+    rl_episodes: int = 8
 
     def __post_init__(self) -> None:
         require(bool(self.task), 'task', self.task, 'must name a task')
@@ -108,6 +112,9 @@ class BuiltinAgentConfig:
         require(self.bc_min_episodes >= 1, 'bc_min_episodes', self.bc_min_episodes,
                 'must be >= 1')
         require(self.bc_epochs >= 1, 'bc_epochs', self.bc_epochs, 'must be >= 1')
+        require(self.rl_rounds >= 1, 'rl_rounds', self.rl_rounds, 'must be >= 1')
+        require(self.rl_episodes >= 2 and self.rl_episodes % 2 == 0, 'rl_episodes',
+                self.rl_episodes, 'must be an even number >= 2 (antithetic pairs)')
 
     @property
     def experiment_id(self) -> str:

@@ -15,7 +15,10 @@ keep/revert rule):
   LeRobot dataset under ``$ENPIRE_HOME/datasets``), trained in the agent's process within
   its budget: nearest-neighbour cloning over the pose tool's reading (``--arch knn``) where
   the task allows it, else the image network. Needs ``bc_min_episodes`` successes.
-- ``residual_rl`` is not built yet: the step is recorded as skipped with that reason.
+- ``residual_rl``: ``rl_rounds`` rounds of residual RL (:mod:`core.residual_rl`) over the
+  best revision, in their own experiment ``<exp>-rl-<best>`` on seeds at the top of the
+  tuning range, the agent's budget checked before each round; the learned residual without
+  exploration (regime ``online_rl``) is the candidate.
 
 Every step, built or skipped, is an ``escalation`` event in the experiment store (regime,
 reason, revision), and a built candidate's revision carries its regime in the idea tree.
@@ -176,7 +179,7 @@ class Escalation:
             return self._tool_calling(best)
         if regime == 'bc':
             return self._bc(best)
-        raise _SkipError('residual RL is not built yet (issue 12 item 5)')
+        return self._residual_rl(best)
 
     def _commit(self, regime: str, best: Revision, hypothesis: str,
                 extra: dict[str, Any], step: str = '') -> Candidate | Rejection:
@@ -276,6 +279,77 @@ class Escalation:
                             + ') keeps what made them succeed.',
                             {'bc': {'dataset': str(root), 'episodes': export.episodes,
                                     'config': asdict(cfg)}})
+
+
+    def _residual_rl(self, best: Revision) -> Candidate | Rejection:
+        """Residual RL rounds on the best revision (their own experiment, seeds at the top of
+        the tuning range), then the learned residual without exploration as the candidate."""
+        from enpire_common.errors import ConfigError
+        from enpire_evolution.core.residual_rl import (
+            ResidualConfig,
+            ResidualRL,
+            residual_spec,
+            write_actor,
+        )
+
+        a = self.agent
+        src = a.writer.revision_dir(best.id)
+        if (src / 'policy_base.py').exists():
+            raise _SkipError(f'{best.id[:12]} already wraps a base policy (policy_base.py); '
+                             'the residual needs a plain one')
+        cfg = ResidualConfig(rounds=self.cfg.rl_rounds, episodes=self.cfg.rl_episodes)
+        n = cfg.rounds * cfg.episodes
+        lo, hi = a.task.tuning_seeds
+        if hi - lo + 1 < n + a.config.stages[-1]:
+            raise _SkipError(f'the tuning range {lo}-{hi} holds no {n} seeds beside the '
+                             "search's")
+        prefix = f'{a.exp}-rl-{best.id[:12]}'
+        # A run cut off before its candidate was built starts afresh under a new name.
+        tries = sum(1 for e in a.store.experiments() if e.id.startswith(prefix))
+        exp = prefix + (f'-{tries + 1}' if tries else '')
+        budget = a.budget
+
+        class Budgeted:
+            """The agent's trials port, its budget checked before every round."""
+
+            def run(self, **kwargs: Any) -> Any:
+                budget.check()
+                return a.trials.run(**kwargs)
+
+        a.say(f'residual RL on {best.id[:12]}: {cfg.rounds} rounds of {cfg.episodes} trials '
+              f'(experiment {exp})')
+        try:
+            rl = ResidualRL(a.task, src, cfg, store=a.store, revisions=a.revisions,
+                            trials=Budgeted(), experiment=exp, home=a.home,
+                            seed_start=hi - n + 1, log=a.say, wall=a.wall)
+            rounds = rl.run()
+        except ConfigError as exc:
+            raise _SkipError(f'residual RL failed: {exc}') from None
+        finally:
+            if a.store.experiment(exp).status == 'running':
+                a.store.set_experiment_status(exp, 'stopped')
+        out = a.home / 'rl' / exp / 'final'
+        curve = [f'{r.successes}/{r.n}' for r in rounds]
+        hypothesis = (f'The residual learned over {best.id[:12]} in {cfg.rounds} rounds of '
+                      f'{cfg.episodes} trials (ES; round successes {", ".join(curve)}), '
+                      'without exploration, corrects its actions where they fail.')
+        try:
+            write_actor(src, out, residual_spec(rl.layout, rl.weights, cfg, cfg.rounds,
+                                                explore=False),
+                        parent=best.id, hypothesis=hypothesis)
+        except ConfigError as exc:
+            raise _SkipError(str(exc)) from None
+        a.writer.restore(best)
+        wt = a.writer.worktree
+        for child in wt.iterdir():
+            if child.name != '.git':
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        for child in out.iterdir():
+            (shutil.copytree if child.is_dir() else shutil.copyfile)(child, wt / child.name)
+        return self._commit('online_rl', best, hypothesis,
+                            {'residual_rl': {'experiment': exp, 'rounds': curve,
+                                             'config': asdict(cfg)}},
+                            step='residual_rl')
 
 
 class _SkipError(Exception):

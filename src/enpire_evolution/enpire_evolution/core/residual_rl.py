@@ -161,6 +161,14 @@ def feature_layout(task: Any) -> dict[str, Any]:
             'pose_image': pose_image, 'n_features': dim + 4 + 1}
 
 
+def residual_spec(layout: Mapping[str, Any], weights: np.ndarray, cfg: ResidualConfig,
+                  round_index: int, explore: bool) -> dict[str, Any]:
+    """The actor's ``residual.json``: its feature layout, weights and exploration."""
+    return {**{key: layout[key] for key in ('state', 'state_scale', 'pose_view', 'pose_image')},
+            'W': np.asarray(weights).tolist(), 'sigma': cfg.sigma, 'scale': cfg.scale,
+            'noise_seed': cfg.noise_seed, 'round': int(round_index), 'explore': bool(explore)}
+
+
 def write_actor(base_dir: Path, out: Path, residual: Mapping[str, Any], *, parent: str,
                 hypothesis: str) -> None:
     """Write the actor policy directory (atomically: a temporary name renamed into place)."""
@@ -220,6 +228,8 @@ class ResidualRL:
         self.log = log or (lambda _line: None)
         self.layout = feature_layout(task)
         self.action_dim = int(np.prod(task.action.shape))
+        #: The weights after the last finished round's update (zeros before the first).
+        self.weights = np.zeros((self.action_dim, self.layout['n_features']))
         lo = task.tuning_seeds[0] if seed_start is None else int(seed_start)
         self.seed_start = lo
         need = config.rounds * config.episodes
@@ -236,14 +246,11 @@ class ResidualRL:
         self.store.set_experiment_status(self.exp, 'running')
         self.store.add_agent(self.exp, 'residual_rl', 'residual_rl')
         self.store.add_branch(self.exp, 'rl', agent='residual_rl', created_at=self.wall())
-        weights = np.zeros((self.action_dim, self.layout['n_features']))
+        weights = self.weights
         parent = ''
         results = []
         for k in range(cfg.rounds):
-            residual = {**{key: self.layout[key] for key in ('state', 'state_scale',
-                                                            'pose_view', 'pose_image')},
-                        'W': weights.tolist(), 'sigma': cfg.sigma, 'scale': cfg.scale,
-                        'noise_seed': cfg.noise_seed, 'round': k, 'explore': True}
+            residual = residual_spec(self.layout, weights, cfg, k, explore=True)
             out = self.home / 'rl' / self.exp / f'round-{k:03d}'
             write_actor(self.base_dir, out, residual, parent=parent, hypothesis=(
                 f'Round {k} of residual RL (ES, sigma {cfg.sigma}, lr {cfg.lr}) over '
@@ -280,6 +287,7 @@ class ResidualRL:
             self.log(f'round {k}: {wins}/{len(returns)} successes, mean return '
                      f'{res.mean_return:.3f}, |weights| {res.weights_norm:.3f} ({rev.id[:12]})')
             results.append(res)
+            self.weights = weights
             parent = rev.id
         self.store.set_experiment_status(self.exp, 'done')
         return results
