@@ -51,11 +51,16 @@ def _record(exp: Path, trial_id: str, n: int, seed: int) -> None:
 
 @pytest.fixture(scope='session')
 def bc_dataset(tmp_path_factory) -> Path:
-    from enpire_rollout.core.lerobot_export import LeRobotExporter, experiment_trials
-
     home = tmp_path_factory.mktemp('home')
     for k in range(6):
         _record(home / 'teach', f't{k}', 40, seed=k)
+    return _export(home)
+
+
+def _export(home: Path) -> Path:
+    """``home/teach``'s trials exported as a Push-T LeRobot dataset at ``home/ds``."""
+    from enpire_rollout.core.lerobot_export import LeRobotExporter, experiment_trials
+
     out = home / 'ds'
     trials, _ = experiment_trials(home / 'teach')
     LeRobotExporter(out, task='push_t', fps=10).export(trials)
@@ -117,15 +122,10 @@ def _teacher_trial(exp: Path, trial_id: str, n: int, seed: int) -> None:
 def knn_dataset(tmp_path_factory) -> Path:
     """3 Push-T trials of 12 ticks with real camera frames, exported."""
     pytest.importorskip('gym_pusht')
-    from enpire_rollout.core.lerobot_export import LeRobotExporter, experiment_trials
-
     home = tmp_path_factory.mktemp('knn_home')
     for k in range(3):
         _teacher_trial(home / 'teach', f't{k}', 12, seed=k)
-    out = home / 'ds'
-    trials, _ = experiment_trials(home / 'teach')
-    LeRobotExporter(out, task='push_t', fps=10).export(trials)
-    return out
+    return _export(home)
 
 
 @pytest.fixture(scope='session')

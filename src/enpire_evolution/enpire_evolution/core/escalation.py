@@ -197,6 +197,17 @@ class Escalation:
             extra={'regime': regime, **extra},
             revert_note=lambda why: f'revert: {step} variant rejected: {why}')
 
+    def _replace_worktree(self, best: Revision, src: Path) -> None:
+        """The worktree (on ``best``'s branch, its git kept) holding exactly ``src``'s files."""
+        a = self.agent
+        a.writer.restore(best)
+        wt = a.writer.worktree
+        for child in wt.iterdir():
+            if child.name != '.git':
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        for child in src.iterdir():
+            (shutil.copytree if child.is_dir() else shutil.copyfile)(child, wt / child.name)
+
     def _idea(self, name: str, best: Revision) -> Candidate | Rejection:
         a = self.agent
         idea = next((i for i in IDEAS if i.name == name), None)
@@ -264,13 +275,7 @@ class Escalation:
                               force=True)
         except EnpireError as exc:
             raise _SkipError(f'BC failed: {exc}') from None
-        a.writer.restore(best)
-        wt = a.writer.worktree
-        for child in wt.iterdir():
-            if child.name != '.git':
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        for child in out.iterdir():
-            shutil.copyfile(child, wt / child.name)
+        self._replace_worktree(best, out)
         return self._commit('bc', best,
                             f'Cloning the {len(wins)} successful tuning episodes of '
                             f'{best.id[:12]} (BC, {cfg.arch}'
@@ -339,13 +344,7 @@ class Escalation:
                         parent=best.id, hypothesis=hypothesis)
         except ConfigError as exc:
             raise _SkipError(str(exc)) from None
-        a.writer.restore(best)
-        wt = a.writer.worktree
-        for child in wt.iterdir():
-            if child.name != '.git':
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        for child in out.iterdir():
-            (shutil.copytree if child.is_dir() else shutil.copyfile)(child, wt / child.name)
+        self._replace_worktree(best, out)
         return self._commit('online_rl', best, hypothesis,
                             {'residual_rl': {'experiment': exp, 'rounds': curve,
                                              'config': asdict(cfg)}},
