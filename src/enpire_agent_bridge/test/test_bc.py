@@ -127,7 +127,7 @@ def test_bad_datasets_and_arguments_are_refused_with_the_reason(bc_dataset, trai
     with pytest.raises(ConfigError, match='exists'):
         train_bc(bc_dataset, out, config=BCConfig(**TINY))
     with pytest.raises(ConfigError, match='not implemented'):
-        train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**TINY, 'arch': 'diffusion'}))
+        train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**TINY, 'arch': 'act'}))
     broken = tmp_path / 'broken'
     shutil.copytree(bc_dataset, broken)
     info = json.loads((broken / 'meta' / 'info.json').read_text())
@@ -252,3 +252,45 @@ def test_knn_refuses_what_it_cannot_clone_and_a_bad_memory(knn_dataset, tmp_path
     memory.unlink()
     with pytest.raises(RuntimeError, match='no memory'):
         bc_policy.load_memory(out, 2)
+
+
+def test_diffusion_learns_resumes_exactly_and_acts_in_the_sandbox(bc_dataset, tmp_path):
+    """``--arch diffusion``: the denoising loss falls, a run killed after epoch 2 resumes to
+    the same weights, and the policy draws its chunks (10 DDIM steps) within the deadline,
+    the same chunk for the same trial seed."""
+    cfg = {**TINY, 'arch': 'diffusion', 'horizon': 4, 'n_action_steps': 2, 'epochs': 4}
+    whole = train_bc(bc_dataset, tmp_path / 'whole', config=BCConfig(**cfg))
+    history = json.loads((tmp_path / 'whole' / 'train.json').read_text())['history']
+    assert history[-1]['loss'] < history[0]['loss']
+
+    class KilledError(Exception):
+        pass
+
+    def kill_after_epoch_2(line: str) -> None:
+        if line.startswith('epoch 2/'):
+            raise KilledError
+    out = tmp_path / 'resumed'
+    with pytest.raises(KilledError):
+        train_bc(bc_dataset, out, config=BCConfig(**cfg), progress=kill_after_epoch_2)
+    resumed = train_bc(bc_dataset, out, config=BCConfig(**cfg))
+    assert resumed.resumed_from == 2 and resumed.final_loss == pytest.approx(whole.final_loss)
+    a = torch.load(tmp_path / 'whole' / 'weights.pt', weights_only=True)
+    b = torch.load(out / 'weights.pt', weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    manifest = yaml.safe_load((out / 'policy.yaml').read_text())
+    assert manifest['params']['model']['arch'] == 'diffusion'
+    task = yaml.safe_load((ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml').read_text())
+    spec = spec_for_revision(task, out)
+    obs = spec.example_observation(agent_pos=np.array([200.0, 300.0]))
+    runs = []
+    with PolicyHost(out, spec) as host:
+        for _ in range(2):
+            host.reset(7)
+            runs.append([host.act(obs, deadline_s=spec.deadline_s) for _ in range(3)])
+    for act in runs[0]:
+        assert act.shape == (2,) and np.all(np.isfinite(act))
+        assert np.all(act >= spec.action_low) and np.all(act <= spec.action_high)
+    np.testing.assert_allclose(runs[0], runs[1])
+    with pytest.raises(ConfigError, match='--arch diffusion clones'):
+        BCConfig(**{**cfg, 'objective': 'iql'}).check()

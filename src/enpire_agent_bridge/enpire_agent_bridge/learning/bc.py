@@ -79,9 +79,10 @@ class BCConfig:
                               'polyak in (0, 1]')
         if self.arch not in bc_policy.ARCHS:
             raise ConfigError(f'--arch {self.arch}: not implemented (have: '
-                              f"{', '.join(bc_policy.ARCHS)}; diffusion and act are not yet)")
-        if self.arch == 'knn' and self.objective != 'bc':
-            raise ConfigError('--arch knn clones (bc); offline RL needs a network (mlp)')
+                              f"{', '.join(bc_policy.ARCHS)}; act is not yet)")
+        if self.arch in ('knn', 'diffusion') and self.objective != 'bc':
+            raise ConfigError(f'--arch {self.arch} clones (bc); offline RL\'s actor is the '
+                              'regression network (mlp)')
         for name in ('epochs', 'batch_size', 'image_size', 'horizon', 'n_action_steps',
                      'width', 'channels'):
             if int(getattr(self, name)) < 1:
@@ -262,6 +263,9 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
     model_cfg = {'arch': cfg.arch, 'views': len(layout['views']), 'image_size': cfg.image_size,
                  'state_dim': int(states.shape[1]), 'action_dim': int(data.action.shape[1]),
                  'horizon': cfg.horizon, 'width': cfg.width, 'channels': cfg.channels}
+    if cfg.arch == 'diffusion':
+        model_cfg.update(diffusion_steps=bc_policy.DIFFUSION_STEPS,
+                         sample_steps=bc_policy.SAMPLE_STEPS)
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     model = bc_policy.build_model(model_cfg)
@@ -325,6 +329,8 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
         if augment and cfg.shift_px > 0:
             imgs = _random_shift(imgs, cfg.shift_px)
         want = model.normalize_action(action_t[chunk_t[ix]].to(device))
+        if cfg.arch == 'diffusion':
+            return model.diffusion_loss(imgs, state_t[ix].to(device), want)
         pred = model.normalized(imgs, state_t[ix].to(device))
         if critic is None:
             return torch.nn.functional.l1_loss(pred, want)

@@ -11,6 +11,10 @@ Acting: every ``n_action_steps`` ticks the network predicts ``horizon`` actions 
 current observation; the policy executes the first ``n_action_steps`` of them (receding
 horizon, as diffusion policy and ACT do), clipped to the action bounds.
 
+Arch ``diffusion`` (diffusion policy's objective on the same encoders): the head predicts the
+noise in a noised action chunk (100 training steps, squared-cosine schedule) and acting
+draws a chunk by 10 deterministic DDIM steps from Gaussian noise.
+
 Arch ``knn`` (nearest-neighbour cloning, as VINN): no network. The task's pose tool
 (``estimate_pose``, the verifier's estimate from the camera image) gives the object's planar
 pose; the pusher and the goal, seen from the object's frame, are the features; the policy
@@ -28,7 +32,10 @@ import numpy as np
 
 WEIGHTS = 'weights.pt'
 MEMORY = 'memory.npz'
-ARCHS = ('mlp', 'knn')
+ARCHS = ('mlp', 'diffusion', 'knn')
+#: diffusion: noise steps of training (squared-cosine schedule) and DDIM steps of acting.
+DIFFUSION_STEPS = 100
+SAMPLE_STEPS = 10
 #: knn: px of feature distance that one radian of the object's angle to the goal is worth.
 ANGLE_SCALE_PX = 60.0
 
@@ -168,9 +175,25 @@ def build_model(config: dict[str, Any]) -> Any:
                                           for _ in range(int(cfg['views'])))
             feat = sum(e.out_dim for e in self.encoders) + int(cfg['state_dim'])
             width = int(cfg['width'])
-            self.head = nn.Sequential(nn.Linear(feat, width), nn.ReLU(),
-                                      nn.Linear(width, width), nn.ReLU(),
-                                      nn.Linear(width, self.horizon * self.action_dim))
+            chunk = self.horizon * self.action_dim
+            self.diffusion = cfg['arch'] == 'diffusion'
+            if self.diffusion:
+                # Diffusion policy's head: predicts the noise in a noised action chunk from
+                # the chunk, the step (sinusoidal embedding) and the observation features.
+                self.steps = int(cfg.get('diffusion_steps', DIFFUSION_STEPS))
+                self.sample_steps = int(cfg.get('sample_steps', SAMPLE_STEPS))
+                t = torch.arange(self.steps + 1, dtype=torch.float64) / self.steps
+                abar = torch.cos((t + 0.008) / 1.008 * torch.pi / 2) ** 2
+                abar = (abar / abar[0]).clamp(min=1e-5)
+                self.register_buffer('alpha_bar', abar[1:].float())
+                self.head = nn.Sequential(nn.Linear(feat + chunk + 32, width), nn.Mish(),
+                                          nn.Linear(width, width), nn.Mish(),
+                                          nn.Linear(width, width), nn.Mish(),
+                                          nn.Linear(width, chunk))
+            else:
+                self.head = nn.Sequential(nn.Linear(feat, width), nn.ReLU(),
+                                          nn.Linear(width, width), nn.ReLU(),
+                                          nn.Linear(width, chunk))
             # Min-max normalisation to [-1, 1] (set from the training set; saved with weights).
             for name, dim in (('state', int(cfg['state_dim'])),
                               ('action', self.action_dim)):
@@ -193,8 +216,43 @@ def build_model(config: dict[str, Any]) -> Any:
             return torch.cat(feats, dim=1)
 
         def normalized(self, images: Any, state: Any) -> Any:
-            out = self.head(self.features(images, state))
-            return out.reshape(-1, self.horizon, self.action_dim)
+            """Scaled actions (B, H, A): the head's regression, or (diffusion) a DDIM
+            sample from noise drawn by torch's generator."""
+            feat = self.features(images, state)
+            if not self.diffusion:
+                return self.head(feat).reshape(-1, self.horizon, self.action_dim)
+            x = torch.randn(feat.shape[0], self.horizon * self.action_dim,
+                            device=feat.device)
+            ts = torch.linspace(self.steps - 1, 0, self.sample_steps).round().long()
+            for i, t in enumerate(ts.tolist()):
+                abar = self.alpha_bar[t]
+                eps = self._eps(x, t, feat)
+                x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1.0, 1.0)
+                if i + 1 == len(ts):
+                    x = x0
+                else:
+                    nxt = self.alpha_bar[int(ts[i + 1])]
+                    x = nxt.sqrt() * x0 + (1 - nxt).sqrt() * eps
+            return x.reshape(-1, self.horizon, self.action_dim)
+
+        def _eps(self, x: Any, t: Any, feat: Any) -> Any:
+            tt = torch.as_tensor(t, device=feat.device).float().reshape(-1, 1)
+            tt = tt.expand(feat.shape[0], 1)
+            freqs = torch.exp(torch.arange(16, device=feat.device).float()
+                              * (-torch.log(torch.tensor(1000.0)) / 16))
+            emb = torch.cat([torch.sin(tt * freqs), torch.cos(tt * freqs)], dim=1)
+            return self.head(torch.cat([x, emb, feat], dim=1))
+
+        def diffusion_loss(self, images: Any, state: Any, want: Any) -> Any:
+            """The denoising loss of scaled action chunks ``want`` (B, H, A): MSE of the
+            predicted noise at a random step (torch's generator)."""
+            feat = self.features(images, state)
+            x0 = want.reshape(want.shape[0], -1)
+            t = torch.randint(0, self.steps, (x0.shape[0],), device=x0.device)
+            noise = torch.randn_like(x0)
+            abar = self.alpha_bar[t].unsqueeze(1)
+            xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+            return torch.nn.functional.mse_loss(self._eps(xt, t, feat), noise)
 
         def normalize_action(self, action: Any) -> Any:
             return self._scale(action, self.action_low, self.action_high)
@@ -257,6 +315,10 @@ class BCPolicy:
 
     def reset(self, seed: Any = None) -> None:
         self.queue = []
+        if seed is not None and self.config.get('arch') == 'diffusion':
+            import torch
+
+            torch.manual_seed(int(seed))      # a trial's sampled chunks follow its seed
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         import torch
