@@ -260,9 +260,10 @@ def _bc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--dataset', required=True, help='the LeRobot v3 dataset directory')
     p.add_argument('--out', required=True, help='the policy directory to write')
     p.add_argument('--task', default='', help="the task (default: the export's)")
-    p.add_argument('--arch', default=d.arch, choices=['mlp', 'diffusion', 'knn'],
+    p.add_argument('--arch', default=d.arch, choices=['mlp', 'diffusion', 'act', 'knn'],
                    help='mlp: a network over the images and state (default); diffusion: '
-                        'the same encoders with a denoising action-chunk head; knn: '
+                        'the same encoders with a denoising action-chunk head; act: a '
+                        'CVAE transformer over keypoint tokens (ACT); knn: '
                         'nearest-neighbour cloning over the pose the task\'s '
                         'estimate_pose tool reads in each frame (planar tasks)')
     p.add_argument('--epochs', type=int, default=d.epochs)

@@ -127,7 +127,7 @@ def test_bad_datasets_and_arguments_are_refused_with_the_reason(bc_dataset, trai
     with pytest.raises(ConfigError, match='exists'):
         train_bc(bc_dataset, out, config=BCConfig(**TINY))
     with pytest.raises(ConfigError, match='not implemented'):
-        train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**TINY, 'arch': 'act'}))
+        train_bc(bc_dataset, tmp_path / 'x', config=BCConfig(**{**TINY, 'arch': 'transformer'}))
     broken = tmp_path / 'broken'
     shutil.copytree(bc_dataset, broken)
     info = json.loads((broken / 'meta' / 'info.json').read_text())
@@ -254,11 +254,13 @@ def test_knn_refuses_what_it_cannot_clone_and_a_bad_memory(knn_dataset, tmp_path
         bc_policy.load_memory(out, 2)
 
 
-def test_diffusion_learns_resumes_exactly_and_acts_in_the_sandbox(bc_dataset, tmp_path):
-    """``--arch diffusion``: the denoising loss falls, a run killed after epoch 2 resumes to
-    the same weights, and the policy draws its chunks (10 DDIM steps) within the deadline,
-    the same chunk for the same trial seed."""
-    cfg = {**TINY, 'arch': 'diffusion', 'horizon': 4, 'n_action_steps': 2, 'epochs': 4}
+@pytest.mark.parametrize('arch', ['diffusion', 'act'])
+def test_chunk_networks_learn_resume_exactly_and_act_in_the_sandbox(bc_dataset, tmp_path,
+                                                                    arch):
+    """``--arch diffusion`` (denoising head, 10 DDIM steps to act) and ``--arch act`` (CVAE
+    transformer): the loss falls, a run killed after epoch 2 resumes to the same weights,
+    and the policy acts within the deadline, the same chunk for the same trial seed."""
+    cfg = {**TINY, 'arch': arch, 'horizon': 4, 'n_action_steps': 2, 'epochs': 4}
     whole = train_bc(bc_dataset, tmp_path / 'whole', config=BCConfig(**cfg))
     history = json.loads((tmp_path / 'whole' / 'train.json').read_text())['history']
     assert history[-1]['loss'] < history[0]['loss']
@@ -279,7 +281,7 @@ def test_diffusion_learns_resumes_exactly_and_acts_in_the_sandbox(bc_dataset, tm
     for key in a:
         torch.testing.assert_close(a[key], b[key])
     manifest = yaml.safe_load((out / 'policy.yaml').read_text())
-    assert manifest['params']['model']['arch'] == 'diffusion'
+    assert manifest['params']['model']['arch'] == arch
     task = yaml.safe_load((ROOT / 'config' / 'tasks' / 'push_t' / 'task.yaml').read_text())
     spec = spec_for_revision(task, out)
     obs = spec.example_observation(agent_pos=np.array([200.0, 300.0]))
@@ -292,5 +294,5 @@ def test_diffusion_learns_resumes_exactly_and_acts_in_the_sandbox(bc_dataset, tm
         assert act.shape == (2,) and np.all(np.isfinite(act))
         assert np.all(act >= spec.action_low) and np.all(act <= spec.action_high)
     np.testing.assert_allclose(runs[0], runs[1])
-    with pytest.raises(ConfigError, match='--arch diffusion clones'):
+    with pytest.raises(ConfigError, match=f'--arch {arch} clones'):
         BCConfig(**{**cfg, 'objective': 'iql'}).check()

@@ -79,8 +79,8 @@ class BCConfig:
                               'polyak in (0, 1]')
         if self.arch not in bc_policy.ARCHS:
             raise ConfigError(f'--arch {self.arch}: not implemented (have: '
-                              f"{', '.join(bc_policy.ARCHS)}; act is not yet)")
-        if self.arch in ('knn', 'diffusion') and self.objective != 'bc':
+                              f"{', '.join(bc_policy.ARCHS)})")
+        if self.arch in ('knn', 'diffusion', 'act') and self.objective != 'bc':
             raise ConfigError(f'--arch {self.arch} clones (bc); offline RL\'s actor is the '
                               'regression network (mlp)')
         for name in ('epochs', 'batch_size', 'image_size', 'horizon', 'n_action_steps',
@@ -331,6 +331,8 @@ def train_bc(dataset: str | Path, out: str | Path, *, task_name: str = '',
         want = model.normalize_action(action_t[chunk_t[ix]].to(device))
         if cfg.arch == 'diffusion':
             return model.diffusion_loss(imgs, state_t[ix].to(device), want)
+        if cfg.arch == 'act':
+            return model.act_loss(imgs, state_t[ix].to(device), want)
         pred = model.normalized(imgs, state_t[ix].to(device))
         if critic is None:
             return torch.nn.functional.l1_loss(pred, want)

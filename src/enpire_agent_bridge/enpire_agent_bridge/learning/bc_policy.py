@@ -15,6 +15,11 @@ Arch ``diffusion`` (diffusion policy's objective on the same encoders): the head
 noise in a noised action chunk (100 training steps, squared-cosine schedule) and acting
 draws a chunk by 10 deterministic DDIM steps from Gaussian noise.
 
+Arch ``act`` (ACT, Zhao et al. 2023, on the same encoders): each camera keypoint, the state
+and a CVAE latent are tokens of a transformer encoder; a decoder's ``horizon`` queries read
+out the chunk; training adds the CVAE encoder over the true chunk (loss L1 + 10 x KL), and
+acting takes the latent at the prior's mean.
+
 Arch ``knn`` (nearest-neighbour cloning, as VINN): no network. The task's pose tool
 (``estimate_pose``, the verifier's estimate from the camera image) gives the object's planar
 pose; the pusher and the goal, seen from the object's frame, are the features; the policy
@@ -32,7 +37,10 @@ import numpy as np
 
 WEIGHTS = 'weights.pt'
 MEMORY = 'memory.npz'
-ARCHS = ('mlp', 'diffusion', 'knn')
+ARCHS = ('mlp', 'diffusion', 'act', 'knn')
+#: act: the CVAE latent's size and the KL weight of its loss (ACT's defaults: 32, 10).
+ACT_LATENT = 32
+ACT_KL_WEIGHT = 10.0
 #: diffusion: noise steps of training (squared-cosine schedule) and DDIM steps of acting.
 DIFFUSION_STEPS = 100
 SAMPLE_STEPS = 10
@@ -190,6 +198,8 @@ def build_model(config: dict[str, Any]) -> Any:
                                           nn.Linear(width, width), nn.Mish(),
                                           nn.Linear(width, width), nn.Mish(),
                                           nn.Linear(width, chunk))
+            elif cfg['arch'] == 'act':
+                self._act_modules(cfg, width)
             else:
                 self.head = nn.Sequential(nn.Linear(feat, width), nn.ReLU(),
                                           nn.Linear(width, width), nn.ReLU(),
@@ -199,6 +209,67 @@ def build_model(config: dict[str, Any]) -> Any:
                               ('action', self.action_dim)):
                 self.register_buffer(f'{name}_low', torch.zeros(dim))
                 self.register_buffer(f'{name}_high', torch.ones(dim))
+
+        def _act_modules(self, cfg: dict[str, Any], width: int) -> None:
+            """ACT (Zhao et al. 2023): a transformer encoder over the latent, the state and
+            every camera keypoint as tokens; a decoder whose ``horizon`` queries read out
+            the chunk; in training a CVAE encoder infers the latent from the true chunk."""
+            heads = 4 if width % 4 == 0 else 1
+            self.latent_dim = int(cfg.get('latent_dim', ACT_LATENT))
+            self.kl_weight = float(cfg.get('kl_weight', ACT_KL_WEIGHT))
+            n_kp = sum(e.out_dim // 2 for e in self.encoders)
+            state_dim = int(cfg['state_dim'])
+
+            def layer(decoder: bool = False) -> Any:
+                kind = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+                return kind(width, heads, 2 * width, dropout=0.1, batch_first=True)
+
+            self.kp_in = nn.Linear(2, width)
+            self.kp_pos = nn.Parameter(torch.zeros(max(n_kp, 1), width))
+            self.state_in = nn.Linear(max(state_dim, 1), width)
+            self.latent_in = nn.Linear(self.latent_dim, width)
+            self.tok_pos = nn.Parameter(torch.zeros(2, width))
+            self.encoder = nn.TransformerEncoder(layer(), 2)
+            self.decoder = nn.TransformerDecoder(layer(decoder=True), 1)
+            self.queries = nn.Parameter(torch.randn(self.horizon, width) * 0.02)
+            self.head = nn.Linear(width, self.action_dim)
+            # The CVAE's encoder (training only): [cls, state, actions] -> latent mean, logvar.
+            self.cls = nn.Parameter(torch.zeros(1, width))
+            self.act_in = nn.Linear(self.action_dim, width)
+            self.act_pos = nn.Parameter(torch.randn(self.horizon + 2, width) * 0.02)
+            self.posterior = nn.TransformerEncoder(layer(), 2)
+            self.to_latent = nn.Linear(width, 2 * self.latent_dim)
+
+        def _act_tokens(self, images: Any, state: Any) -> Any:
+            x = images.float().permute(0, 1, 4, 2, 3) / 255.0
+            kps = [enc(x[:, i]).reshape(x.shape[0], -1, 2) for i, enc in enumerate(self.encoders)]
+            st = self._scale(state, self.state_low, self.state_high)
+            if st.shape[1] == 0:
+                st = torch.zeros(st.shape[0], 1, device=st.device)
+            kp = (self.kp_in(torch.cat(kps, dim=1)) + self.kp_pos) if kps else None
+            return kp, self.state_in(st)
+
+        def _act_decode(self, kp: Any, state_tok: Any, z: Any) -> Any:
+            toks = torch.stack([self.latent_in(z), state_tok], dim=1) + self.tok_pos
+            if kp is not None:
+                toks = torch.cat([toks, kp], dim=1)
+            memory = self.encoder(toks)
+            q = self.queries.unsqueeze(0).expand(toks.shape[0], -1, -1)
+            return self.head(self.decoder(q, memory))
+
+        def act_loss(self, images: Any, state: Any, want: Any) -> Any:
+            """ACT's loss of scaled chunks ``want`` (B, H, A): L1 of the chunk decoded from
+            the posterior's latent + kl_weight * KL(posterior || N(0, I))."""
+            kp, state_tok = self._act_tokens(images, state)
+            b = want.shape[0]
+            seq = torch.cat([self.cls.expand(b, 1, -1), state_tok.unsqueeze(1),
+                             self.act_in(want)], dim=1) + self.act_pos
+            stats = self.to_latent(self.posterior(seq)[:, 0])
+            mu, logvar = stats[:, :self.latent_dim], stats[:, self.latent_dim:].clamp(-10, 10)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            pred = self._act_decode(kp, state_tok, z)
+            kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).sum(dim=1).mean()
+            return torch.nn.functional.l1_loss(pred, want) + self.kl_weight * kl
 
         @staticmethod
         def _scale(x: Any, low: Any, high: Any) -> Any:
@@ -218,6 +289,10 @@ def build_model(config: dict[str, Any]) -> Any:
         def normalized(self, images: Any, state: Any) -> Any:
             """Scaled actions (B, H, A): the head's regression, or (diffusion) a DDIM
             sample from noise drawn by torch's generator."""
+            if hasattr(self, 'decoder'):       # act: the prior's mean latent, z = 0
+                kp, state_tok = self._act_tokens(images, state)
+                z = torch.zeros(state_tok.shape[0], self.latent_dim, device=state_tok.device)
+                return self._act_decode(kp, state_tok, z)
             feat = self.features(images, state)
             if not self.diffusion:
                 return self.head(feat).reshape(-1, self.horizon, self.action_dim)
