@@ -63,21 +63,26 @@ def test_the_bc_policy_acts_in_the_sandbox_within_the_deadline(trained):
         assert np.all(a >= spec.action_low) and np.all(a <= spec.action_high)
 
 
-def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_weights(bc_dataset, tmp_path):
-    cfg = BCConfig(**TINY)
-    whole = train_bc(bc_dataset, tmp_path / 'whole', config=cfg)
-
+def _killed_after_epoch_2_then_resumed(dataset: Path, out: Path, cfg: dict):
+    """Train into ``out``, killed (an exception from its progress) once epoch 2 is done, then
+    run again: the second run's result."""
     class KilledError(Exception):
         pass
 
     def kill_after_epoch_2(line: str) -> None:
         if line.startswith('epoch 2/'):
             raise KilledError
-    out = tmp_path / 'resumed'
     with pytest.raises(KilledError):
-        train_bc(bc_dataset, out, config=BCConfig(**TINY), progress=kill_after_epoch_2)
+        train_bc(dataset, out, config=BCConfig(**cfg), progress=kill_after_epoch_2)
     assert not out.exists()                                  # no half-written policy
-    resumed = train_bc(bc_dataset, out, config=BCConfig(**TINY))
+    return train_bc(dataset, out, config=BCConfig(**cfg))
+
+
+def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_weights(bc_dataset, tmp_path):
+    cfg = BCConfig(**TINY)
+    whole = train_bc(bc_dataset, tmp_path / 'whole', config=cfg)
+    out = tmp_path / 'resumed'
+    resumed = _killed_after_epoch_2_then_resumed(bc_dataset, out, TINY)
     assert resumed.resumed_from == 2
     a = torch.load(tmp_path / 'whole' / 'weights.pt', weights_only=True)
     b = torch.load(out / 'weights.pt', weights_only=True)
@@ -264,17 +269,8 @@ def test_chunk_networks_learn_resume_exactly_and_act_in_the_sandbox(bc_dataset, 
     whole = train_bc(bc_dataset, tmp_path / 'whole', config=BCConfig(**cfg))
     history = json.loads((tmp_path / 'whole' / 'train.json').read_text())['history']
     assert history[-1]['loss'] < history[0]['loss']
-
-    class KilledError(Exception):
-        pass
-
-    def kill_after_epoch_2(line: str) -> None:
-        if line.startswith('epoch 2/'):
-            raise KilledError
     out = tmp_path / 'resumed'
-    with pytest.raises(KilledError):
-        train_bc(bc_dataset, out, config=BCConfig(**cfg), progress=kill_after_epoch_2)
-    resumed = train_bc(bc_dataset, out, config=BCConfig(**cfg))
+    resumed = _killed_after_epoch_2_then_resumed(bc_dataset, out, cfg)
     assert resumed.resumed_from == 2 and resumed.final_loss == pytest.approx(whole.final_loss)
     a = torch.load(tmp_path / 'whole' / 'weights.pt', weights_only=True)
     b = torch.load(out / 'weights.pt', weights_only=True)
