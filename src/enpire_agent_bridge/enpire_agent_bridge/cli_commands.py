@@ -318,8 +318,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     submit.add_argument('--kind', default='bc', choices=['bc', 'iql'])
     _bc_arguments(submit)
     _iql_arguments(submit)
-    submit.add_argument('--engine', default='local', choices=['local', 'slurm'],
-                        help='local process (default) or Slurm, through submitit')
+    submit.add_argument('--engine', default='local', choices=['local', 'ray', 'slurm'],
+                        help='local process (default, submitit), a Ray cluster (a detached '
+                             'actor per job) or Slurm (submitit)')
+    submit.add_argument('--ray-address', default='',
+                        help='--engine ray: the cluster\'s HOST:PORT (default $RAY_ADDRESS)')
     submit.add_argument('--cpus', type=int, default=1, help='CPU cores the job may use')
     submit.add_argument('--mem-gb', type=float, default=0.0,
                         help='address-space limit (default none)')
@@ -391,6 +394,7 @@ def _train_submit(args: argparse.Namespace) -> dict[str, Any]:
     cfg.pop('device')
     spec = JobSpec(kind=args.kind, engine=args.engine, cpus=args.cpus, mem_gb=args.mem_gb,
                    timeout_min=args.timeout_min, device=args.device,
+                   ray={'address': args.ray_address} if args.engine == 'ray' else {},
                    args={'dataset': str(Path(args.dataset).resolve()),
                          'out': str(Path(args.out).resolve()), 'task_name': args.task,
                          'work': str(Path(args.work).resolve()) if args.work else None,

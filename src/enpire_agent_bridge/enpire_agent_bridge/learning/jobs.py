@@ -1,9 +1,18 @@
 """Training jobs in the background: ``enpire train submit|list|logs|cancel|resume``.
 
-The engine is submitit: its local executor (a detached controller process per job, the
-embedded default) and its Slurm executor run the same job spec, so a user who outgrows one
-machine changes ``--engine``, not the job. ENPIRE keeps, per job, a directory under
-``$ENPIRE_HOME/jobs/<job_id>/``:
+Three engines run the same job spec, so a user who outgrows one machine changes ``--engine``,
+not the job:
+
+- ``local`` (the embedded default): submitit's local executor, a detached controller process
+  per job on this machine;
+- ``ray``: a detached Ray actor per job on a Ray cluster (``--ray-address HOST:PORT`` or
+  ``RAY_ADDRESS``; ``ray start --head`` prints it). The actor starts the job in its
+  constructor, so the job runs once the cluster places it, whether or not the submitting
+  process is still there, and it ends itself when the job ends. The cluster's workers need
+  ENPIRE importable and ``$ENPIRE_HOME`` on a shared file system, as for Slurm;
+- ``slurm``: submitit's Slurm executor.
+
+ENPIRE keeps, per job, a directory under ``$ENPIRE_HOME/jobs/<job_id>/``:
 
 - ``spec.json``: what to run (kind ``bc`` and its arguments) and the resource limits;
 - ``job.json``: the state (``queued``, ``running``, ``done``, ``failed``, ``cancelled``), the
@@ -11,11 +20,12 @@ machine changes ``--engine``, not the job. ENPIRE keeps, per job, a directory un
   error, wall and GPU seconds;
 - ``log.txt``: the job's progress lines; submitit's own stdout/stderr sit beside it.
 
-Limits are applied by the job itself, on either engine: ``cpus`` (CPU affinity and torch
-threads), ``mem_gb`` (address-space limit), ``nice`` (so a robot cell on the same machine
-keeps priority), and the engine's ``timeout_min``. A cancelled or killed job keeps its
-checkpoints: ``resume`` submits the same spec again and training continues from its last
-finished epoch (:mod:`enpire_agent_bridge.learning.bc`).
+Limits are applied by the job itself, on every engine: ``cpus`` (CPU affinity and torch
+threads), ``mem_gb`` (an address-space limit; on Ray the cluster's ``memory`` resource
+instead, as a Ray worker maps far more address space than it uses), ``nice`` (so a robot
+cell on the same machine keeps priority), and the engine's ``timeout_min``. A cancelled or
+killed job keeps its checkpoints: ``resume`` submits the same spec again and training
+continues from its last finished epoch (:mod:`enpire_agent_bridge.learning.bc`).
 """
 
 from __future__ import annotations
@@ -25,8 +35,10 @@ import json
 import os
 import secrets
 import signal
+import socket
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +46,8 @@ from typing import Any
 from enpire_common.errors import ConfigError, UnknownNameError
 from enpire_common.files import atomic_write_bytes
 
-ENGINES = ('local', 'slurm')
+ENGINES = ('local', 'ray', 'slurm')
+RAY_NAMESPACE = 'enpire-jobs'
 KINDS = ('bc', 'iql')
 STATES = ('queued', 'running', 'done', 'failed', 'cancelled')
 SPEC_JSON = 'spec.json'
@@ -55,6 +68,7 @@ class JobSpec:
     timeout_min: float = 24 * 60.0
     device: str = 'cpu'
     slurm: dict[str, Any] = field(default_factory=dict)    # extra slurm_* parameters
+    ray: dict[str, Any] = field(default_factory=dict)      # address (HOST:PORT)
 
     def check(self) -> None:
         if self.kind not in KINDS:
@@ -63,6 +77,8 @@ class JobSpec:
             raise ConfigError(f'--engine {self.engine}: use one of {", ".join(ENGINES)}')
         if self.cpus < 1 or self.timeout_min <= 0 or self.mem_gb < 0:
             raise ConfigError('--cpus must be >= 1, --timeout-min > 0 and --mem-gb >= 0')
+        if self.engine == 'ray':
+            self.ray = {**self.ray, 'address': ray_address(self.ray.get('address'))}
 
 
 def jobs_root(home: Path) -> Path:
@@ -102,7 +118,7 @@ def _apply_limits(spec: JobSpec) -> None:
         os.environ[var] = str(spec.cpus)
     if spec.nice:
         os.nice(spec.nice)
-    if spec.mem_gb > 0:
+    if spec.mem_gb > 0 and spec.engine != 'ray':
         limit = int(spec.mem_gb * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
@@ -151,6 +167,105 @@ def run_job(job_dir: str) -> dict[str, Any]:
     return result
 
 
+# --- the Ray engine ---------------------------------------------------------------------------
+def ray_address(address: str | None = None) -> str:
+    """The Ray cluster's GCS address: ``address``, else ``$RAY_ADDRESS``; a clear error if none."""
+    address = (address or os.environ.get('RAY_ADDRESS') or '').strip()
+    if address.startswith('ray://'):
+        raise ConfigError(f'--ray-address {address}: give the GCS address HOST:PORT that '
+                          '`ray start --head` prints, not a Ray Client ray:// address')
+    host, _, port = address.rpartition(':')
+    if not host or not port.isdigit():
+        raise ConfigError('--engine ray needs the cluster address: --ray-address HOST:PORT or '
+                          '$RAY_ADDRESS (`ray start --head` prints it)'
+                          + (f'; got {address!r}' if address else ''))
+    return address
+
+
+@contextlib.contextmanager
+def _ray_connect(address: str, timeout_s: float = 3.0) -> Iterator[Any]:
+    """``ray`` connected to the cluster at ``address`` for the ``with`` block, then
+    disconnected: a driver that stays connected is terminated by Ray when the cluster goes
+    away. ray.init waits minutes on an address where nothing listens, so reach the GCS port
+    first and say so at once when it is down."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('--engine ray needs the ray package (pip install ray)') from None
+    host, _, port = address.rpartition(':')
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f'no Ray cluster answers at {address} ({exc}); start one with '
+                          f'`ray start --head` or fix --ray-address') from None
+    ours = not ray.is_initialized()
+    if ours:
+        ray.init(address=address, namespace=RAY_NAMESPACE, logging_level='ERROR',
+                 log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        if ours:
+            ray.shutdown()
+
+
+def _ray_job_class(ray: Any) -> Any:
+    """A detached Ray actor that runs one job: its constructor starts the job in a thread (so
+    the job needs nothing more from the submitting process), and the actor kills itself when
+    the job ends or overruns ``timeout_min``."""
+
+    class EnpireTrainingJob:
+        def __init__(self, job_dir: str, timeout_min: float) -> None:
+            ended = threading.Event()
+
+            def end_actor() -> None:
+                ray.kill(ray.get_runtime_context().current_actor)
+
+            def work() -> None:
+                try:
+                    run_job(job_dir)
+                except BaseException:       # noqa: BLE001 - run_job recorded it in job.json
+                    pass
+                finally:
+                    ended.set()
+                    end_actor()
+
+            def watchdog() -> None:
+                if not ended.wait(timeout_min * 60.0):
+                    _update(Path(job_dir), state='failed', ended_unix_s=time.time(),
+                            error=f'timed out after {timeout_min:g} min (--timeout-min)')
+                    end_actor()
+
+            threading.Thread(target=work, name='enpire-job', daemon=True).start()
+            threading.Thread(target=watchdog, name='enpire-job-timeout', daemon=True).start()
+
+    return ray.remote(EnpireTrainingJob)
+
+
+def _submit_ray(spec: JobSpec, job_id: str, job_dir: Path) -> str:
+    with _ray_connect(spec.ray['address']) as ray:
+        _ray_job_class(ray).options(
+            name=job_id, lifetime='detached', max_restarts=0, num_cpus=spec.cpus,
+            num_gpus=1 if spec.device != 'cpu' else 0,
+            memory=int(spec.mem_gb * (1 << 30)) or None,
+        ).remote(str(job_dir), spec.timeout_min)
+        ray.get_actor(job_id, namespace=RAY_NAMESPACE)     # registered with the cluster
+    return job_id
+
+
+def _ray_actor(state: Mapping[str, Any], kill: bool = False) -> bool:
+    """Whether the job's actor is alive (and kill it when asked); ConfigError when the
+    cluster is down."""
+    with _ray_connect(str((state.get('ray') or {}).get('address', ''))) as ray:
+        try:
+            actor = ray.get_actor(str(state['engine_job_id']), namespace=RAY_NAMESPACE)
+        except ValueError:
+            return False
+        if kill:
+            ray.kill(actor, no_restart=True)
+        return True
+
+
 # --- the queue --------------------------------------------------------------------------------
 def _executor(spec: JobSpec, job_dir: Path) -> Any:
     import submitit
@@ -189,20 +304,29 @@ class JobQueue:
         _update(job_dir, id=job_id, kind=spec.kind, state='queued', engine=spec.engine,
                 submitted_unix_s=time.time(), device=spec.device, error=None, result=None,
                 progress='')
+        if spec.engine == 'ray':
+            _update(job_dir, ray={'address': spec.ray['address']})
         try:
-            job = _executor(spec, job_dir).submit(run_job, str(job_dir))
+            if spec.engine == 'ray':
+                engine_job_id = _submit_ray(spec, job_id, job_dir)
+            else:
+                engine_job_id = str(_executor(spec, job_dir).submit(run_job,
+                                                                    str(job_dir)).job_id)
         except Exception as exc:  # noqa: BLE001 - the engine's reason is reported
             _update(job_dir, state='failed', error=f'submit failed: {exc}')
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f'{spec.engine} engine refused the job: {exc}') from None
-        return _update(job_dir, engine_job_id=str(job.job_id))
+        return _update(job_dir, engine_job_id=engine_job_id)
 
     def get(self, job_id: str) -> dict[str, Any]:
         job_dir = self._dir(job_id)
         state = _read_json(job_dir / JOB_JSON)
-        if state.get('state') in ('queued', 'running') and state.get('engine') == 'local' \
-                and not self._alive(state):
+        if state.get('state') in ('queued', 'running') and not self._alive(state) \
+                and _read_json(job_dir / JOB_JSON).get('state') in ('queued', 'running'):
             # The job's processes are gone without it recording an end (killed, machine
-            # restart): it can be resumed from its checkpoints.
+            # restart; read again, as a job that ended just now has recorded it): it can be
+            # resumed from its checkpoints.
             state = _update(job_dir, state='failed',
                             error=state.get('error') or 'the job process died (killed?); '
                                                         'resume it with enpire train resume')
@@ -239,6 +363,8 @@ class JobQueue:
             import submitit
 
             submitit.SlurmJob(self._dir(job_id) / 'engine', str(state['engine_job_id'])).cancel()
+        elif state.get('engine') == 'ray':
+            _ray_actor(state, kill=True)
         else:
             for key in ('pid', 'engine_job_id'):
                 _terminate(state.get(key))
@@ -278,7 +404,18 @@ class JobQueue:
 
     @staticmethod
     def _alive(state: Mapping[str, Any]) -> bool:
-        return any(_is_ours(state.get(key)) for key in ('pid', 'engine_job_id'))
+        """Whether the job's process may still be there: checked for the local and Ray
+        engines; a Slurm job is taken on its word, as is a Ray job whose cluster is down."""
+        if state.get('engine') == 'ray':
+            if not state.get('engine_job_id'):
+                return True                         # being submitted
+            try:
+                return _ray_actor(state)
+            except ConfigError:
+                return True
+        if state.get('engine') == 'local':
+            return any(_is_ours(state.get(key)) for key in ('pid', 'engine_job_id'))
+        return True
 
 
 def _is_ours(pid: Any) -> bool:
