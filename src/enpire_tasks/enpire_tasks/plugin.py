@@ -164,6 +164,12 @@ class TaskPlugin:
             (``pose_tolerance`` / ``pose_tolerance_rad``) bound. An observed component a view
             cannot measure may be NaN; the task's function decides what that means.
         position_unit: the unit of positions in poses (``px``, ``m``).
+        sim_object_pose: ``sim_object_pose(model, data)`` -> the simulated cell's
+            ground-truth object pose, for a pose that is more than one site's position (a
+            zip tie's: whether its strap is through its head). None: the contract's
+            ``sim.object_pose_site``.
+        sim_truth: ``sim_truth(model, data)`` -> more simulator truth for the cell's
+            ground truth's ``extra`` (never for policies or trial records).
     """
 
     name: str
@@ -191,6 +197,8 @@ class TaskPlugin:
     pose_names: tuple[str, ...] = ('x_px', 'y_px', 'theta_rad')
     pose_error: Callable[[Pose, Pose], tuple[float, float]] = planar_pose_error
     position_unit: str = 'px'
+    sim_object_pose: Callable[[Any, Any], Pose] | None = None
+    sim_truth: Callable[[Any, Any], Mapping[str, Any]] | None = None
 
     @property
     def default_renderer(self) -> str:

@@ -562,6 +562,29 @@ class ArmCell:
             self.hold()
         return self.ground_truth()
 
+    def set_joints(self, qpos: Mapping[str, Any], settle_ticks: int = 0) -> GroundTruth:
+        """Set named joints' positions (a ball joint's quaternion, a hinge's angle), e.g. a
+        deformable part's shape (sim-only tools: crosschecks, tests), then let it settle
+        ``settle_ticks`` with the arms holding; ConfigError for a joint the scene lacks or a
+        value of the wrong size."""
+        mj = self.sim.mj
+        sizes = {int(mj.mjtJoint.mjJNT_FREE): 7, int(mj.mjtJoint.mjJNT_BALL): 4}
+        for name, value in qpos.items():
+            j = mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_JOINT, name)
+            if j < 0:
+                raise ConfigError(f'joint {name!r} is not in the scene')
+            v = np.asarray(value, dtype=np.float64).reshape(-1)
+            n = sizes.get(int(self.model.jnt_type[j]), 1)
+            if v.size != n or not np.all(np.isfinite(v)):
+                raise ConfigError(f'joint {name!r} takes {n} finite value(s), not {v.size}')
+            adr = self.model.jnt_qposadr[j]
+            self.data.qpos[adr:adr + n] = v
+        self.data.qvel[:] = 0.0
+        mj.mj_forward(self.model, self.data)
+        for _ in range(settle_ticks):
+            self.hold()
+        return self.ground_truth()
+
     def sim_state(self) -> np.ndarray:
         """The simulator's whole integration state (sim-only tools: saving a failed reset's
         start to replay it)."""
@@ -584,6 +607,8 @@ class ArmCell:
         self._targets = self.data.ctrl.copy()
 
     def object_pose(self) -> tuple[float, ...]:
+        if self.plugin.sim_object_pose is not None:
+            return tuple(float(v) for v in self.plugin.sim_object_pose(self.model, self.data))
         p = self.data.site(self.sim_cfg.object_pose_site).xpos
         return tuple(float(v) for v in p)
 
@@ -592,8 +617,11 @@ class ArmCell:
         goal = tuple(float(v) for v in self.task.goal_pose)
         score = float(self.plugin.score(pose, goal))
         p, _ = self._tcp('right')
+        extra = (dict(self.plugin.sim_truth(self.model, self.data))
+                 if self.plugin.sim_truth is not None else {})
         return GroundTruth(pose, tuple(float(v) for v in p), goal, score,
-                           score > self.task.success_threshold, self.step_count, self.seed)
+                           score > self.task.success_threshold, self.step_count, self.seed,
+                           extra=extra)
 
     def reset(self, seed: int | None = None, object_pose: Any = None,
               agent_pos: Any = None) -> np.ndarray:

@@ -1,0 +1,158 @@
+"""``zip-classic-v1``: is the tail through the head, from one calibrated camera.
+
+Per view, from colour alone (the contract's ``parts``): the head's mask is its hue (blue);
+the strap's is what is bright and unsaturated (natural nylon against the grey table and the
+dark robot). The contract judges a tie shown to the cameras held up: its head level, the
+passage along x (within 20 degrees), the loop hanging below. The rules look at the strap's
+connected pieces **near the head**, within ``reach`` of its mask (the head's own pixels
+included), where the head's walls hide the tail inside the passage:
+
+- ``side`` (level, looking across the passage): a tail through the head shows as two pieces,
+  the one going in and the one coming out, beside the root (going down): **3 pieces**. A tail
+  passing in front of the head stays one piece (it hides the head where it crosses); one that
+  stops short, or has not reached the head, is one piece beside the root.
+- ``task_top`` (straight down): the strap overlaps the head and sticks out past it: **two
+  pieces on opposite sides of the head** (the tail going in and coming out; the root hangs
+  below the head). A tail passing beside or over the head is one piece.
+
+AND fusion: a tail behind the head from one camera (which splits it in that view) passes
+beside or over it in the other. A view that cannot see the head (occluded, out of the frame)
+is ``invalid``: not found, so the fused verdict is invalid unless another view fails.
+
+Pose: ``[x, y, through]``; the top view gives the head's (x, y) on the plane of a head lying
+on the table (NaN from the side view).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from enpire_common.tasks import TaskSpec, ViewSpec
+from enpire_tasks.arm import PartFinder, PinholeCamera
+from enpire_tasks.estimation import Estimate, InstanceSegmenter, Segmentation
+from enpire_tasks.zip_tie.geometry import parts
+
+BACKEND_ID = 'zip-classic-v1'
+#: Strap pixels: value at least this, saturation at most this (0-255 scale).
+STRAP_MIN_VALUE, STRAP_MAX_SATURATION = 150, 70
+#: A piece of strap counts with at least this many pixels inside the reach.
+MIN_PIECE_PX = 3
+#: The head's face a camera sees of a shown tie (m^2: 9 x 6 mm from above, 8.2 x 6 mm from
+#: the side): its mask's area gives the view's scale (px per m) at the head.
+HEAD_FACE_M2 = 52e-6
+#: The reach round the head: the success protrusion plus this (m).
+REACH_EXTRA_M = 0.004
+#: A piece must reach this fraction of the success protrusion from the head (the scale from
+#: the head's area is good to about 20%).
+NEED_FRAC = 0.8
+#: The side view's count of pieces of a tail through the head (root, in, out).
+SIDE_PIECES_THROUGH = 3
+#: Two top-view pieces are on opposite sides of the head when their directions from its
+#: centre differ by at least this much (rad).
+OPPOSITE_RAD = math.radians(120.0)
+
+
+def strap_mask(image: np.ndarray) -> np.ndarray:
+    """The strap's pixels: bright and unsaturated."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    return (hsv[..., 2] >= STRAP_MIN_VALUE) & (hsv[..., 1] <= STRAP_MAX_SATURATION)
+
+
+def pieces_near(head: np.ndarray, strap: np.ndarray, protrusion_m: float
+                ) -> tuple[list[np.ndarray], int]:
+    """(The centroids (u, v) of the pieces of ``strap`` near ``head``, the reach in px).
+
+    Near: within ``protrusion + REACH_EXTRA_M`` of the head's mask, at the scale its area
+    gives; a piece counts when it reaches at least ``protrusion`` from the head (a tail's tip
+    that shows only just past the exit is not out past it) and has ``MIN_PIECE_PX``."""
+    scale = math.sqrt(max(int(head.sum()), 1) / HEAD_FACE_M2)          # px per m
+    reach = max(3, int(math.ceil((protrusion_m + REACH_EXTRA_M) * scale)))
+    away = cv2.distanceTransform((~head).astype(np.uint8), cv2.DIST_L2, 3)
+    near = strap & (away <= reach)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(near.astype(np.uint8), 8)
+    need = NEED_FRAC * protrusion_m * scale
+    out = []
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < MIN_PIECE_PX:
+            continue
+        if float(away[labels == i].max()) >= need:
+            out.append(centroids[i])
+    return out, reach
+
+
+def opposite(pieces: list[np.ndarray], centre: tuple[float, float]) -> bool:
+    """Whether two of ``pieces`` lie on opposite sides of ``centre``."""
+    ang = [math.atan2(c[1] - centre[1], c[0] - centre[0]) for c in pieces]
+    return any(abs((a - b + math.pi) % (2 * math.pi) - math.pi) >= OPPOSITE_RAD
+               for i, a in enumerate(ang) for b in ang[i + 1:])
+
+
+class ZipTieClassicEstimator:
+    """Through-or-not and the head's position from ``task_top`` and ``side`` (module doc)."""
+
+    backend_id = BACKEND_ID
+    success_margin = 0.0
+
+    def __init__(self, task: TaskSpec, segmenter: InstanceSegmenter | None = None) -> None:
+        """``segmenter``: a learned one whose ``head`` mask replaces the head's colour blob
+        (the backend is then the segmenter's, with this rule over its masks)."""
+        self.task = task
+        self.parts = parts()
+        self.finder = PartFinder(self.parts.head_rgb, segmenter, 'head')
+        self.segmenter = segmenter
+        if segmenter is not None:
+            self.backend_id = segmenter.backend_id
+        self.cameras = {name: PinholeCamera.of(v) for name, v in task.views.items()
+                        if v.camera and v.camera.get('position') is not None}
+
+    def _strap(self, image: np.ndarray, view: ViewSpec) -> np.ndarray:
+        if self.segmenter is not None:
+            inst = self.segmenter.masks(image, view).get('strap')
+            if inst is not None:
+                return np.asarray(inst.mask) >= 0.5
+        return strap_mask(image)
+
+    def estimate(self, image: np.ndarray, view: ViewSpec) -> Estimate:
+        cam = self.cameras.get(view.name)
+        if cam is None or view.name not in ('task_top', 'side'):
+            return Estimate(found=False, detail=f'{BACKEND_ID} does not judge view '
+                                                f'{view.name!r}')
+        head = self.finder.find(image, view)
+        if head is None:
+            return Estimate(found=False, detail=self.finder.missing('head') +
+                            ' (hidden or out of view)')
+        strap = self._strap(image, view)
+        pieces, reach = pieces_near(head.mask, strap, self.parts.protrusion)
+        if view.name == 'task_top':
+            ok = opposite(pieces, head.centroid)
+            rule = 'two on opposite sides of it needed'
+            xyz = cam.on_plane_z(head.centroid[0], head.centroid[1], self.parts.head_half[2])
+            pose = (float(xyz[0]), float(xyz[1]), 1.0 if ok else 0.0)
+        else:
+            ok = len(pieces) >= SIDE_PIECES_THROUGH
+            rule = f'{SIDE_PIECES_THROUGH} needed'
+            pose = (math.nan, math.nan, 1.0 if ok else 0.0)
+        seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
+                           head.mask.astype(np.float32), np.ones(head.mask.shape, np.float32))
+        # A head seen by only a few pixels is a guess.
+        confidence = float(min(1.0, head.area / 12.0))
+        detail = (f'head {head.area} px; {len(pieces)} strap piece(s) within {reach} px of '
+                  f'it ({"through" if ok else "not through"}: {rule})')
+        return Estimate(found=True, pose=pose, confidence=confidence, segmentation=seg,
+                        detail=detail)
+
+
+def make_estimator(task: TaskSpec) -> ZipTieClassicEstimator:
+    return ZipTieClassicEstimator(task)
+
+
+def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> ZipTieClassicEstimator:
+    """The same per-view rule over a learned segmenter's ``head`` / ``strap`` masks."""
+    return ZipTieClassicEstimator(task, segmenter)
+
+
+__all__ = ['BACKEND_ID', 'ZipTieClassicEstimator', 'make_estimator', 'mask_rule',
+           'opposite', 'pieces_near', 'strap_mask']
