@@ -12,8 +12,9 @@ included), where the head's walls hide the tail inside the passage:
   passing in front of the head stays one piece (it hides the head where it crosses); one that
   stops short, or has not reached the head, is one piece beside the root.
 - ``task_top`` (straight down): the strap overlaps the head and sticks out past it: **two
-  pieces on opposite sides of the head** (the tail going in and coming out; the root hangs
-  below the head). A tail passing beside or over the head is one piece.
+  pieces on opposite sides of the head, each running towards it** (the tail going in and
+  coming out; the root hangs below the head). A tail passing over the head is one piece; one
+  passing beside it runs across the line to the head, not along it.
 
 AND fusion: a tail behind the head from one camera (which splits it in that view) passes
 beside or over it in the other. A view that cannot see the head (occluded, out of the frame)
@@ -26,6 +27,8 @@ on the table (NaN from the side view).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -53,17 +56,41 @@ SIDE_PIECES_THROUGH = 3
 #: Two top-view pieces are on opposite sides of the head when their directions from its
 #: centre differ by at least this much (rad).
 OPPOSITE_RAD = math.radians(120.0)
+#: A top-view piece runs towards the head when its axis is within this of the line to it.
+POINTS_AT_RAD = math.radians(60.0)
 
 
 def strap_mask(image: np.ndarray) -> np.ndarray:
-    """The strap's pixels: bright and unsaturated."""
+    """The strap's pixels: bright and unsaturated, one-pixel gaps closed (seen edge-on the
+    strap is a line a pixel or two wide, which aliasing breaks)."""
     hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
-    return (hsv[..., 2] >= STRAP_MIN_VALUE) & (hsv[..., 1] <= STRAP_MAX_SATURATION)
+    raw = (hsv[..., 2] >= STRAP_MIN_VALUE) & (hsv[..., 1] <= STRAP_MAX_SATURATION)
+    return cv2.morphologyEx(raw.astype(np.uint8), cv2.MORPH_CLOSE,
+                            np.ones((3, 3), np.uint8)).astype(bool)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A piece of strap near the head: its centroid (u, v) and its direction (unit, the
+    principal axis of its pixels; a tail coming out and the loop beyond it can merge into one
+    piece across the line to the head: such a tail is missed, never taken)."""
+
+    centroid: np.ndarray
+    axis: np.ndarray
+
+    def points_at(self, centre: Sequence[float], max_rad: float) -> bool:
+        """Whether the piece runs towards ``centre`` (within ``max_rad``): a tail going into
+        or out of the head does; one passing beside it runs across."""
+        to = np.asarray(centre, dtype=np.float64) - self.centroid
+        n = float(np.linalg.norm(to))
+        if n < 1e-6:
+            return True
+        return abs(float(self.axis @ to) / n) >= math.cos(max_rad)
 
 
 def pieces_near(head: np.ndarray, strap: np.ndarray, protrusion_m: float
-                ) -> tuple[list[np.ndarray], int]:
-    """(The centroids (u, v) of the pieces of ``strap`` near ``head``, the reach in px).
+                ) -> tuple[list[Piece], int]:
+    """(The pieces of ``strap`` near ``head``, the reach in px).
 
     Near: within ``protrusion + REACH_EXTRA_M`` of the head's mask, at the scale its area
     gives; a piece counts when it reaches at least ``protrusion`` from the head (a tail's tip
@@ -78,14 +105,25 @@ def pieces_near(head: np.ndarray, strap: np.ndarray, protrusion_m: float
     for i in range(1, n):
         if stats[i, cv2.CC_STAT_AREA] < MIN_PIECE_PX:
             continue
-        if float(away[labels == i].max()) >= need:
-            out.append(centroids[i])
+        mine = labels == i
+        if float(away[mine].max()) < need:
+            continue
+        rows, cols = np.nonzero(mine)
+        pts = np.stack([cols, rows], axis=1).astype(np.float64)
+        c = pts.mean(axis=0)
+        if len(pts) >= 2 and np.ptp(pts, axis=0).max() > 0:
+            _, vecs = np.linalg.eigh(np.cov((pts - c).T))
+            axis = vecs[:, -1]
+        else:
+            axis = np.array([1.0, 0.0])
+        out.append(Piece(c, axis))
     return out, reach
 
 
-def opposite(pieces: list[np.ndarray], centre: tuple[float, float]) -> bool:
-    """Whether two of ``pieces`` lie on opposite sides of ``centre``."""
-    ang = [math.atan2(c[1] - centre[1], c[0] - centre[0]) for c in pieces]
+def opposite(pieces: list[Piece], centre: Sequence[float]) -> bool:
+    """Whether two of ``pieces`` that run towards ``centre`` lie on opposite sides of it."""
+    towards = [p for p in pieces if p.points_at(centre, POINTS_AT_RAD)]
+    ang = [math.atan2(p.centroid[1] - centre[1], p.centroid[0] - centre[0]) for p in towards]
     return any(abs((a - b + math.pi) % (2 * math.pi) - math.pi) >= OPPOSITE_RAD
                for i, a in enumerate(ang) for b in ang[i + 1:])
 
@@ -129,11 +167,13 @@ class ZipTieClassicEstimator:
         if view.name == 'task_top':
             ok = opposite(pieces, head.centroid)
             rule = 'two on opposite sides of it needed'
-            xyz = cam.on_plane_z(head.centroid[0], head.centroid[1], self.parts.head_half[2])
-            pose = (float(xyz[0]), float(xyz[1]), 1.0 if ok else 0.0)
         else:
             ok = len(pieces) >= SIDE_PIECES_THROUGH
             rule = f'{SIDE_PIECES_THROUGH} needed'
+        if view.name == 'task_top':
+            xyz = cam.on_plane_z(head.centroid[0], head.centroid[1], self.parts.head_half[2])
+            pose = (float(xyz[0]), float(xyz[1]), 1.0 if ok else 0.0)
+        else:
             pose = (math.nan, math.nan, 1.0 if ok else 0.0)
         seg = Segmentation(True, (0, 0, image.shape[1], image.shape[0]),
                            head.mask.astype(np.float32), np.ones(head.mask.shape, np.float32))
@@ -154,5 +194,5 @@ def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> ZipTieClassicEsti
     return ZipTieClassicEstimator(task, segmenter)
 
 
-__all__ = ['BACKEND_ID', 'ZipTieClassicEstimator', 'make_estimator', 'mask_rule',
+__all__ = ['BACKEND_ID', 'Piece', 'ZipTieClassicEstimator', 'make_estimator', 'mask_rule',
            'opposite', 'pieces_near', 'strap_mask']
