@@ -1,6 +1,6 @@
 """The arm cell's lockstep tick rate: vs real time and vs a bare MuJoCo loop on the same scene.
 
-Run: python benchmarks/arm_cell.py [--ticks N] [--rounds R] [--scene pin_insertion]
+Run: python benchmarks/arm_cell.py [--ticks N] [--rounds R] [--task pin_insertion|zip_tie|...]
                                    [--size 240x320]
 
 A tick is what the cell does per 30 Hz policy step. ``cell tick``: the arm cell of the task
@@ -30,7 +30,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--ticks', type=int, default=60)
     p.add_argument('--rounds', type=int, default=5)
-    p.add_argument('--scene', default='pin_insertion')
+    p.add_argument('--scene', '--task', dest='scene', default='pin_insertion',
+                   help='an arm task (its scene) or a scene .xml')
     p.add_argument('--size', default='240x320', help='HxW of every view')
     a = p.parse_args()
     h, w = (int(x) for x in a.size.split('x'))

@@ -5,7 +5,8 @@ colour; the strap is what is bright and unsaturated; its far end is the strap pi
 from the head. The head's centre is on the plane of its top face, the tail's on the rest's
 top (``parts.tail_rest``), where its last 20 mm overhang.
 Control, end-effector targets in the contract's convention, both grippers pointing down
-(pitch pi/2: fingers closing along y, across the head and across the strap's width):
+(pitch pi/2); the left one's fingers close along x, on the head's faces either side of its
+rail, the right one's along y, across the strap's width:
 
   locate -> above (both) -> descend -> close -> lift
 
@@ -21,7 +22,7 @@ import numpy as np
 DEFAULTS = {
     'hue_tol': 15.0,          # degrees of hue from the head's colour
     'above_dz': 0.05,         # m above a grasp before descending
-    'head_grasp_z': 0.013,    # m: fingertip centre over a head lying on the table
+    'head_grasp_dz': 0.013,   # m: fingertip centre over the head's rail
     'tail_back': 0.012,       # m from the tail's tip towards the head: where to pinch it
     'tail_grasp_dz': 0.008,   # m: fingertip centre above the strap (the pads reach below)
     'lift_z': 0.10,           # m
@@ -30,6 +31,10 @@ DEFAULTS = {
     'close_ticks': 15,
 }
 DOWN = np.array([0.0, np.pi / 2, 0.0])
+#: The left gripper's yaw once over the head: pointing down and turned a quarter about its
+#: axis, fingers close along x, on the head's x faces either side of its 5 mm rail (turned
+#: gradually: the per-tick IK does not find the turn from the home posture in one step).
+ACROSS_YAW, YAW_STEP = np.pi / 2, 0.08
 
 
 class Camera:
@@ -80,8 +85,8 @@ class ScriptedZipTie:
         self.home = np.asarray(info['home'], dtype=np.float64)
         parts = info['parts']
         self.head_rgb = parts['head']['colour_rgb']
-        self.head_top = float(parts['head']['size'][2])
-        self.rest_z = float(parts['tail_rest']['top_z'])
+        self.head_top = float(parts['rails']['top_z']) + float(parts['head']['size'][2])
+        self.rest_z = float(parts['rails']['top_z'])     # the strap's underside at the start
         self.top = Camera(info['views']['task_top']['camera'])
         self.reset(None)
 
@@ -90,6 +95,7 @@ class ScriptedZipTie:
         self.cmd = None              # fingertip targets, left then right (2 x 3)
         self.goal = None
         self.grip = np.ones(2)
+        self.yaw = 0.0               # the left gripper's
 
     def _locate(self, image: np.ndarray):
         head = hue_mask(image, self.head_rgb, self.p['hue_tol'])
@@ -125,7 +131,7 @@ class ScriptedZipTie:
 
     def _action(self) -> np.ndarray:
         a = self.home.copy()
-        a[0:3], a[3:6], a[6] = self.cmd[0], DOWN, self.grip[0]
+        a[0:3], a[3:6], a[6] = self.cmd[0], DOWN + [0.0, 0.0, self.yaw], self.grip[0]
         a[7:10], a[10:13], a[13] = self.cmd[1], DOWN, self.grip[1]
         return np.clip(a, self.low, self.high)
 
@@ -143,11 +149,14 @@ class ScriptedZipTie:
             if found is None:
                 return self._action()
             head_xy, tail_xy = found
-            self.goal = np.array([[*head_xy, p['head_grasp_z']],
+            self.goal = np.array([[*head_xy, self.rest_z + p['head_grasp_dz']],
                                   [*tail_xy, self.rest_z + p['tail_grasp_dz']]])
             self._go('above')
         elif self.phase == 'above':
-            if self._toward(self.goal + [0.0, 0.0, p['above_dz']], p['speed']):
+            there = self._toward(self.goal + [0.0, 0.0, p['above_dz']], p['speed'])
+            if there:
+                self.yaw = min(ACROSS_YAW, self.yaw + YAW_STEP)
+            if there and self.yaw >= ACROSS_YAW:
                 self._go('descend')
         elif self.phase == 'descend':
             if self._toward(self.goal, p['descend_speed']) and self.ticks > 3:

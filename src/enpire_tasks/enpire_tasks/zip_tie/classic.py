@@ -21,7 +21,7 @@ beside or over it in the other. A view that cannot see the head (occluded, out o
 is ``invalid``: not found, so the fused verdict is invalid unless another view fails.
 
 Pose: ``[x, y, through]``; the top view gives the head's (x, y) on the plane of a head lying
-on the table (NaN from the side view).
+on its start rail (NaN from the side view).
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ class ZipTieClassicEstimator:
             ok = len(pieces) >= SIDE_PIECES_THROUGH
             rule = f'{SIDE_PIECES_THROUGH} needed'
         if view.name == 'task_top':
-            xyz = cam.on_plane_z(head.centroid[0], head.centroid[1], self.parts.head_half[2])
+            xyz = cam.on_plane_z(head.centroid[0], head.centroid[1],
+                                 self.parts.rail_top_z + self.parts.head_half[2])
             pose = (float(xyz[0]), float(xyz[1]), 1.0 if ok else 0.0)
         else:
             pose = (math.nan, math.nan, 1.0 if ok else 0.0)

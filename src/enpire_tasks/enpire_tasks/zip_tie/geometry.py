@@ -43,6 +43,7 @@ class Parts:
     strap_rgb: tuple[int, int, int]
     protrusion: float
     starts: tuple[tuple[float, float], ...]
+    rail_top_z: float                            # the start fixture's rails (m)
 
     @property
     def head_half(self) -> np.ndarray:
@@ -63,7 +64,8 @@ def parts() -> Parts:
         strap_thickness=float(strap['thickness']),
         strap_rgb=tuple(int(c) for c in strap['colour_rgb']),
         protrusion=float(succ.get('protrusion', 0.005)),
-        starts=tuple((float(x), float(y)) for x, y in p['start_head_xy']))
+        starts=tuple((float(x), float(y)) for x, y in p['start_head_xy']),
+        rail_top_z=float(p['rails']['top_z']))
 
 
 def score(pose: Sequence[float], goal: Sequence[float]) -> float:
@@ -83,8 +85,8 @@ def outline(pose: Sequence[float]) -> list[np.ndarray]:
 
 
 def start_pose(seed: int, stage: str = 'start') -> tuple[float, float, float]:
-    """The pose a seed starts from: the head lying at start ``seed % n``, the strap flat,
-    not through."""
+    """The pose a seed starts from: the head on its rail at start ``seed % n``, the strap
+    straight across the tail rest, not through."""
     x, y = parts().starts[int(seed) % len(parts().starts)]
     return (x, y, 0.0)
 
