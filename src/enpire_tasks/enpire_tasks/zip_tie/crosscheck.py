@@ -30,13 +30,6 @@ from enpire_tasks.zip_tie.geometry import parts
 NEAR_GOAL_NOISE = {'wide': 0.015, 'tight': 0.004}
 
 
-def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
-
-
 #: The presentation the contract judges: the head level, its passage along x within this
 #: yaw (rad), the strap's root (and so the loop) hanging down.
 PRESENT_YAW = math.radians(20.0)
@@ -48,7 +41,7 @@ def head_quat(rng: np.random.Generator) -> np.ndarray:
     yaw = rng.uniform(-PRESENT_YAW, PRESENT_YAW) + float(rng.choice([0.0, math.pi]))
     qz = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
     qy = np.array([math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0])
-    return _qmul(qz, qy)
+    return shapes.qmul(qz, qy)
 
 
 def sample_states(task: TaskSpec, cell: Any, n: int, seed: int = 0, *,

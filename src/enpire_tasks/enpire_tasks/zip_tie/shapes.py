@@ -34,14 +34,18 @@ def root() -> np.ndarray:
     return np.array([p.head_half[0], 0.0, -p.head_half[2] + p.strap_thickness / 2])
 
 
-def quat(pitch: float, yaw: float = 0.0) -> np.ndarray:
-    """A joint's quaternion (w, x, y, z): yaw about z, then pitch about y."""
-    qz = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
-    qy = np.array([math.cos(pitch / 2), 0.0, math.sin(pitch / 2), 0.0])
-    w1, x1, y1, z1 = qz
-    w2, x2, y2, z2 = qy
+def qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The quaternion product ``a b`` (w, x, y, z)."""
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
     return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
                      w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+
+
+def quat(pitch: float, yaw: float = 0.0) -> np.ndarray:
+    """A joint's quaternion (w, x, y, z): yaw about z, then pitch about y."""
+    return qmul(np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]),
+                np.array([math.cos(pitch / 2), 0.0, math.sin(pitch / 2), 0.0]))
 
 
 def _rot(q: np.ndarray) -> np.ndarray:
@@ -110,4 +114,5 @@ def loop(protrusion: float, lane_x: float = LANE_X, smooth: float = 0.02
     return np.concatenate([x, np.zeros(k)])
 
 
-__all__ = ['LANE_X', 'SEGMENTS', 'SEGMENT_M', 'chain', 'joint_qpos', 'loop', 'quat', 'root']
+__all__ = ['LANE_X', 'SEGMENTS', 'SEGMENT_M', 'chain', 'joint_qpos', 'loop', 'qmul', 'quat',
+           'root']
