@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from enpire_common.tasks import load_task
+from enpire_tasks.arm import finite_pose_error
 
 TASK = 'zip_tie'
 #: The scene's names (config/tasks/zip_tie/gen_scene.py).
@@ -94,12 +95,7 @@ def start_pose(seed: int, stage: str = 'start') -> tuple[float, float, float]:
 def pose_error(expected: Sequence[float], observed: Sequence[float]) -> tuple[float, float]:
     """(The head's xy distance over the components both have, 0): ``through`` is the reset's
     not-solved check, not a position."""
-    e = np.asarray(expected[:2], dtype=np.float64)
-    o = np.asarray(observed[:2], dtype=np.float64)
-    ok = np.isfinite(e) & np.isfinite(o)
-    if not ok.any():
-        return math.inf, 0.0
-    return float(np.linalg.norm((e - o)[ok])), 0.0
+    return finite_pose_error(expected[:2], observed[:2])
 
 
 @dataclass(frozen=True)
