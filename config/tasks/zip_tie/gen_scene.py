@@ -14,10 +14,11 @@ reason the scene runs no noslip iterations (the other arm scenes' 3 cost 7x here
 The head (8.2 x 9 x 6 mm) has a passage along its z axis, 3 x 6 mm, that the tail enters
 from below (z-) and leaves at the top (z+). The pawl: a flap hinged on the passage's +x wall
 1 mm above the entry, its tip resting (a preloaded spring, on its stop) 0.3 mm into the
-tail's way. A tail pushed up lifts it (about 1 N); pulled back, friction drags the tip down
-onto its stop and squeezes the tail against the -x wall: the tail slides back only against
-about 4-5 N, four times the push (a real tie's ratchet teeth hold far more, tens of newtons:
-a gripper pinching the strap can pull this one out; test_zip_tie.py measures both).
+tail's way. A tail pushed up lifts it (about 1.4 N); pulled back, friction drags the tip
+down onto its stop and squeezes the tail against the -x wall: the tail slides back only
+against about 10 N, seven times the push (with the scene's hard friction cones, OPTION; a
+real tie's ratchet teeth hold tens of newtons: a gripper pinching the strap can pull this
+one out; test_zip_tie.py measures both).
 The strap leaves the head's +x face flat (its width along y), 0.6 mm above the head's bottom,
 so a tie lies flat on the table.
 """
@@ -41,8 +42,16 @@ PAWL_TIP = (-0.0006, -0.0015)
 PAWL_T2 = 0.0003
 PAWL_STIFFNESS, PAWL_SPRINGREF = 0.001, -0.1
 HEAD_RGBA = "0.12 0.22 0.62 1"
-STRAP_RGBA = '0.93 0.93 0.86 1'
+#: A yellow strap (coloured nylon): natural nylon's off-white is the robot's colour in the
+#: images (both clip to white under the lights), so a colour mask could not tell them apart.
+STRAP_RGBA = '0.93 0.78 0.16 1'
 PAWL_RGBA = "0.12 0.22 0.62 1"
+#: The physics options of the scene and of the pawl's test model. impratio 10 makes the
+#: elliptic friction cones hard: at 1 (the default) a held head crept down the fingers by
+#: ~1 mm per second under the strap's weight and fell out within 15 s, which noslip
+#: iterations would also stop at 7x the step cost.
+OPTION = ('timestep="0.002" integrator="implicitfast" cone="elliptic" noslip_iterations="0" '
+          'impratio="10"')
 #: The head's start poses (on its rail): the strap runs +x from the head over the tail rest.
 START_XY = [(-0.115, 0.44), (-0.115, 0.47), (-0.115, 0.50), (-0.115, 0.53), (-0.115, 0.56),
             (-0.115, 0.485)]
@@ -140,7 +149,7 @@ def scene() -> str:
      is shown), right_wrist (gym-aloha's). -->
 <mujoco model="enpire_zip_tie">
   <compiler meshdir="{{ALOHA}}" angle="radian" autolimits="true"/>
-  <option timestep="0.002" integrator="implicitfast" cone="elliptic" noslip_iterations="0">
+  <option {OPTION}>
     <flag multiccd="enable"/>
   </option>
   <include file="{{ALOHA}}/scene.xml"/>
@@ -223,7 +232,7 @@ def pawl_test_model(segments: int = 8) -> str:
     x = -(PASS_X2 - STRAP_T2 - 0.0003)              # beside the -x wall, under the pawl
     return f'''<mujoco>
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="0.002" integrator="implicitfast" cone="elliptic"/>
+  <option {OPTION}/>
   <default>{ZIP_CLASS}</default>
   <worldbody>
     <body name="zip_head" pos="0 0 0.1">

@@ -107,6 +107,10 @@ class TaskSpec:
     tuning_seeds: tuple[int, int]
     evaluation_seeds: tuple[int, int]
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The task's stages towards success, in order (``stages:`` in task.yaml; the zip tie's
+    #: grasp_head ... pull): what a partial success reached, judged by the verifier from the
+    #: cameras and reported per trial. Empty: the task has none.
+    stages: tuple[str, ...] = ()
 
     def section(self, name: str) -> dict[str, Any]:
         """A raw section of task.yaml (e.g. ``'reset'``), empty if absent."""
@@ -206,6 +210,11 @@ def parse_task(directory: Path) -> TaskSpec:
         mode=str(s.get('mode', 'clamp')))
     require(safety.mode in ('clamp', 'abort'), f'{sfile}: mode', safety.mode,
             'must be clamp or abort')
+    stages = data.get('stages') or []
+    require(isinstance(stages, list) and all(
+        isinstance(x, str) and x.isidentifier() for x in stages)
+        and len(set(stages)) == len(stages), f'{where}: stages', stages,
+        'must be a list of distinct names (letters, digits, _)')
     return TaskSpec(
         id=str(data.get('id', directory.name)), name=str(data.get('name', directory.name)),
         directory=directory, workspace_low=low, workspace_high=high,
@@ -214,7 +223,7 @@ def parse_task(directory: Path) -> TaskSpec:
         success_threshold=threshold, success_fusion=fusion,
         max_steps=int(ep.get('max_steps', 300)), max_time_s=float(ep.get('max_time_s', 60.0)),
         tuning_seeds=(tuning[0], tuning[1]), evaluation_seeds=(evaluation[0], evaluation[1]),
-        raw=data)
+        raw=data, stages=tuple(stages))
 
 
 def tasks_dirs() -> list[Path]:

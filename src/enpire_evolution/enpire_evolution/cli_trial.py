@@ -115,7 +115,8 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
             state['success'] += bool(last.success)
             _progress(f"trial {state['done']}/{total} seed {last.seed}: {last.outcome} "
                       f"(score {last.score:.3f}, {last.steps} steps"
-                      f"{', ' + last.reason if last.reason and not last.success else ''}) | "
+                      f"{', ' + last.reason if last.reason and not last.success else ''}"
+                      f"{'; stages ' + ','.join(last.stages) if len(last.stages) else ''}) | "
                       f"success {state['success']}/{state['done']}")
 
     try:
@@ -141,6 +142,16 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
     if attempts > 1:
         out.update(k=attempts, pass_at_1=float(result.pass_at_1),
                    pass_at_k=float(result.pass_at_k))
+    if spec.stages:
+        # Partial success: how many trials reached each stage, and each stages in order.
+        for t in trials:
+            reached = set(t.get('stages') or ())
+            t['stages_in_order'] = next((i for i, s in enumerate(spec.stages)
+                                         if s not in reached), len(spec.stages))
+        out['stages'] = {s: sum(s in (t.get('stages') or ()) for t in trials)
+                         for s in spec.stages}
+        out['stages_in_order_mean'] = (sum(t['stages_in_order'] for t in trials)
+                                       / max(1, len(trials)))
     return out
 
 

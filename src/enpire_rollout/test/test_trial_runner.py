@@ -160,3 +160,31 @@ def test_an_unreadable_final_verdict_ends_the_trial_invalid_never_success_and_no
     # a camera that cannot read the scene trial after trial stops the run like a dead cell
     assert summary.stop_reason == 'consecutive_faults'
     assert summary.to_dict()['outcomes'] == {'success': 1, 'invalid': 3}
+
+
+def test_the_stages_a_verdict_showed_stay_reached_per_trial_and_per_attempt():
+    """Partial success: a stage seen once counts (a tie grasped, then dropped, was grasped),
+    in the contract's order, with each attempt's own stages; a task without stages has none."""
+    clock = FakeClock()
+    controller = FakeController(clock, solve_steps=lambda s: None)
+    # steps 5-9 show grasp_head; from step 10 on, align only (not grasp_tail: out of order)
+    def shown(steps):
+        return ('grasp_head',) if 5 <= steps < 10 else ('align',) if steps >= 10 else ()
+
+    recorder = ListRecorder()
+    runner = TrialRunner(cell=FakeCell(), controller=controller,
+                         verifier=FakeVerifier(controller, stages=shown), recorder=recorder,
+                         clock=clock, control_rate_hz=10.0,
+                         stages=('grasp_head', 'grasp_tail', 'align'))
+    (trial,) = runner.run(experiment_id='e', revision_id='r', cell_id='c', task='zip_tie',
+                          seeds=[1], budget=BudgetConfig(max_episode_steps=20,
+                                                         attempts=2)).trials
+    assert trial.outcome == 'failure'
+    assert trial.stages == {'grasp_head': True, 'grasp_tail': False, 'align': True}
+    assert list(trial.stages) == ['grasp_head', 'grasp_tail', 'align']
+    assert [a['stages'] for a in trial.attempts] == [['grasp_head', 'align'],
+                                                     ['grasp_head', 'align']]
+    assert trial.summary()['stages'] == ['grasp_head', 'align']
+    assert recorder.finished[0].stages == trial.stages
+    (plain,) = run(make_runner(solve_steps=lambda s: 12)[0], [1]).trials
+    assert plain.stages == {} and 'stages' not in plain.summary()

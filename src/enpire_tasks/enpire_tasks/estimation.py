@@ -8,9 +8,9 @@ A backend (a task's :class:`PoseEstimator`, registered by its plugin as a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -59,6 +59,10 @@ class Estimate:
     segmentation: Segmentation | None = None
     detail: str = ''
     success_margin: float | None = None
+    #: What the backend measured in the image beyond the pose, for the task's
+    #: ``stage_rule`` (e.g. the part's centroid in px, a count of pieces); never simulator
+    #: state.
+    features: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

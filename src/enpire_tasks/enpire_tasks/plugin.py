@@ -170,6 +170,10 @@ class TaskPlugin:
             ``sim.object_pose_site``.
         sim_truth: ``sim_truth(model, data)`` -> more simulator truth for the cell's
             ground truth's ``extra`` (never for policies or trial records).
+        stage_rule: ``stage_rule(task, estimates)`` -> ``{stage: reached}`` for the
+            contract's ``stages`` that the views can judge now, from each view's
+            :class:`~enpire_tasks.estimation.Estimate` (its ``features``; views that found
+            nothing included). None: the task reports no stages.
     """
 
     name: str
@@ -199,6 +203,7 @@ class TaskPlugin:
     position_unit: str = 'px'
     sim_object_pose: Callable[[Any, Any], Pose] | None = None
     sim_truth: Callable[[Any, Any], Mapping[str, Any]] | None = None
+    stage_rule: Callable[[TaskSpec, Mapping[str, Any]], Mapping[str, bool]] | None = None
 
     @property
     def default_renderer(self) -> str:

@@ -40,8 +40,8 @@ def test_the_scene_file_is_what_its_generator_writes() -> None:
 
 def test_the_pawl_lets_the_tail_in_and_holds_it_against_a_pull() -> None:
     """A strap piece welded to a mocap hand is pushed up through the head's passage, then
-    the hand is pulled 20 mm back: in, the pawl yields to about 1 N; back, it drags on the
-    tail with about 4 N (a real tie's ratchet holds far more: see gen_scene.py)."""
+    the hand is pulled 20 mm back: in, the pawl yields to about 1.4 N; back, it drags on the
+    tail with about 10 N (a real tie's ratchet holds more: see gen_scene.py)."""
     mujoco = pytest.importorskip('mujoco')
     gen = _gen_scene()
     m = mujoco.MjModel.from_xml_string(gen.pawl_test_model())
@@ -65,9 +65,9 @@ def test_the_pawl_lets_the_tail_in_and_holds_it_against_a_pull() -> None:
         mujoco.mj_step(m, d)
     assert d.xpos[top][2] + gen.SEG_L < exit_z - 0.005          # starts below the head
     tip, push = move(0.03, 2.0)
-    assert tip > exit_z + 0.015 and push < 1.5, (tip, push)       # in: through, easily
+    assert tip > exit_z + 0.015 and push < 2.0, (tip, push)       # in: through, easily
     tip, pull = move(-0.02, 2.0)
-    assert tip > exit_z and pull > 3.0 and pull > 2.5 * push, (tip, pull, push)   # back
+    assert tip > exit_z and pull > 6.0 and pull > 4 * push, (tip, pull, push)     # back
 
 
 @pytest.mark.parametrize(('protrusion', 'crossing', 'through'),

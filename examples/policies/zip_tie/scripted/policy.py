@@ -1,17 +1,20 @@
 """Scripted zip tie baseline: see the head and the tail, pinch both from above, lift.
 
 Perception (the top image, calibration from ``spec.task_info``): the head is the blob of its
-colour; the strap is what is bright and unsaturated; its far end is the strap pixel farthest
+colour; the strap is its own colour's; its far end is the strap pixel farthest
 from the head. The head's centre is on the plane of its top face, the tail's on the rest's
 top (``parts.tail_rest``), where its last 20 mm overhang.
 Control, end-effector targets in the contract's convention, both grippers pointing down
 (pitch pi/2); the left one's fingers close along x, on the head's faces either side of its
 rail, the right one's along y, across the strap's width:
 
-  locate -> above (both) -> descend -> close -> lift
+  locate -> above (both) -> descend -> close (tail, then head) -> lift -> present
 
-This completes the task's first two stages (grasp head, grasp tail); aligning the tail
-under the head, inserting and pulling are left to the agent. Every tunable number is in
+Presenting carries the tie, both ends held, to where both cameras see it (the side camera's
+centre line, ``present_y`` / ``present_z``): the stages are judged from the cameras, and a
+head held over its start rail at the near end is out of the side camera's view. This
+completes the task's first two stages (grasp head, grasp tail); aligning the tail under the
+head, inserting and pulling are left to the agent. Every tunable number is in
 policy.yaml ``params`` (spec.params).
 """
 
@@ -22,10 +25,13 @@ import numpy as np
 DEFAULTS = {
     'hue_tol': 15.0,          # degrees of hue from the head's colour
     'above_dz': 0.05,         # m above a grasp before descending
-    'head_grasp_dz': 0.013,   # m: fingertip centre over the head's rail
+    'head_grasp_dz': 0.010,   # m: fingertip centre over the head's rail (its centre: 0.003)
     'tail_back': 0.012,       # m from the tail's tip towards the head: where to pinch it
     'tail_grasp_dz': 0.008,   # m: fingertip centre above the strap (the pads reach below)
     'lift_z': 0.10,           # m
+    'present_y': 0.52,        # m: where the held tie is shown to the cameras
+    'present_z': 0.12,        # m (the side camera's height)
+    'present_x': 0.10,        # m: each gripper this far either side of the middle
     'speed': 0.008,           # m per tick while travelling
     'descend_speed': 0.004,   # m per tick while descending
     'close_ticks': 15,
@@ -70,10 +76,6 @@ def hue_mask(image: np.ndarray, rgb, hue_tol: float) -> np.ndarray:
     return (dh <= hue_tol) & ((mx - mn) / np.maximum(mx, 1e-6) >= 0.35) & (mx >= 0.2)
 
 
-def strap_mask(image: np.ndarray) -> np.ndarray:
-    img = image.astype(np.float32)
-    mx, mn = img.max(axis=-1), img.min(axis=-1)
-    return (mx >= 150.0) & ((mx - mn) / np.maximum(mx, 1e-6) <= 70.0 / 255.0)
 
 
 class ScriptedZipTie:
@@ -85,6 +87,7 @@ class ScriptedZipTie:
         self.home = np.asarray(info['home'], dtype=np.float64)
         parts = info['parts']
         self.head_rgb = parts['head']['colour_rgb']
+        self.strap_rgb = parts['strap']['colour_rgb']
         self.head_top = float(parts['rails']['top_z']) + float(parts['head']['size'][2])
         self.rest_z = float(parts['rails']['top_z'])     # the strap's underside at the start
         self.top = Camera(info['views']['task_top']['camera'])
@@ -103,7 +106,7 @@ class ScriptedZipTie:
             return None
         rows, cols = np.nonzero(head)
         hu, hv = float(cols.mean()), float(rows.mean())
-        srows, scols = np.nonzero(strap_mask(image))
+        srows, scols = np.nonzero(hue_mask(image, self.strap_rgb, self.p['hue_tol']))
         if srows.size < 20:
             return None
         d2 = (scols - hu) ** 2 + (srows - hv) ** 2
@@ -162,13 +165,22 @@ class ScriptedZipTie:
             if self._toward(self.goal, p['descend_speed']) and self.ticks > 3:
                 self._go('close')
         elif self.phase == 'close':
-            self.grip[:] = 0.0
+            # The tail first: the fingers closing on the head push its strap, which slid a
+            # tail not yet held out from between the other gripper's fingers.
+            self.grip[1] = 0.0
             if self.ticks >= p['close_ticks']:
+                self.grip[0] = 0.0
+            if self.ticks >= 2 * p['close_ticks']:
                 self._go('lift')
         elif self.phase == 'lift':
             up = self.cmd.copy()
             up[:, 2] = p['lift_z']
-            self._toward(up, p['descend_speed'])
+            if self._toward(up, p['descend_speed']):
+                self._go('present')
+        elif self.phase == 'present':
+            shown = np.array([[-p['present_x'], p['present_y'], p['present_z']],
+                              [p['present_x'], p['present_y'], p['present_z']]])
+            self._toward(shown, p['descend_speed'])
         return self._action()
 
 

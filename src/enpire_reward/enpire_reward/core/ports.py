@@ -72,6 +72,9 @@ class VerifyResult:
     fusion: str
     goal: str
     verdicts: tuple[Verdict, ...] = field(default_factory=tuple)
+    #: The task's stages (its contract's ``stages``) the views show reached now, in the
+    #: contract's order (success goal of a task with a ``stage_rule``; empty otherwise).
+    stages: tuple[str, ...] = ()
 
     @property
     def fused(self) -> Verdict:

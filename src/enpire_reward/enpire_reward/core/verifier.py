@@ -114,16 +114,32 @@ class VisionVerifier:
             raise ViewUnavailableError(
                 f"no image for view(s) {', '.join(missing) or '(none)'}; the verifier judges "
                 f"{', '.join(judged)}: is the camera publishing?")
-        verdicts = [self._judge(v, images[v], goal, expected_pose, write_evidence,
-                                evidence_dir) for v in views]
+        judged_views = [self._judge(v, images[v], goal, expected_pose, write_evidence,
+                                    evidence_dir) for v in views]
+        verdicts = [v for v, _ in judged_views]
         margin = self.success_margin if goal == GOAL_SUCCESS else 0.0
         fused = fuse(verdicts, self.fusion, verdicts[0].threshold + margin)
+        stages = (self._stages({v.view: est for v, est in judged_views})
+                  if goal == GOAL_SUCCESS else ())
         return VerifyResult(success=fused.success, score=fused.score, fusion=self.fusion,
-                            goal=goal, verdicts=(*verdicts, fused))
+                            goal=goal, verdicts=(*verdicts, fused), stages=stages)
+
+    def _stages(self, estimates: Mapping[str, Estimate]) -> tuple[str, ...]:
+        """The contract's stages the task's ``stage_rule`` says the views show now."""
+        rule = self.plugin.stage_rule
+        if rule is None or not self.task.stages:
+            return ()
+        said = rule(self.task, estimates)
+        unknown = sorted(set(said) - set(self.task.stages))
+        if unknown:
+            raise VerificationError(
+                f"the {self.task.name} stage rule named stage(s) {', '.join(unknown)} that the "
+                f"contract does not list ({', '.join(self.task.stages)})")
+        return tuple(s for s in self.task.stages if said.get(s))
 
     def _judge(self, view_name: str, image: np.ndarray, goal: str,
                expected_pose: Sequence[float] | None, write_evidence: bool,
-               evidence_dir: str | None) -> Verdict:
+               evidence_dir: str | None) -> tuple[Verdict, Estimate]:
         t0 = self.clock.now_s()
         view = self.task.views[view_name]
         image = validate_image(image, view)
@@ -154,7 +170,7 @@ class VisionVerifier:
                        confidence=float(est.confidence) if est.found else 0.0,
                        object_pose=tuple(est.pose) if est.pose else (),
                        latency_s=max(0.0, self.clock.now_s() - t0), evidence_path=path,
-                       detail=detail, invalid=invalid)
+                       detail=detail, invalid=invalid), est
 
     def _success(self, est: Estimate, score: float) -> tuple[bool, float, str]:
         if not est.found:

@@ -114,6 +114,7 @@ class VerifierNode(Node):
             res.success, res.score = bool(result.success), float(result.score)
             res.invalid = bool(result.invalid)
             res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
+            res.stages = list(result.stages)
             res.error_code, res.error_msg = OK, ''
             for v in res.verdicts:
                 self.verdict_pub.publish(v)

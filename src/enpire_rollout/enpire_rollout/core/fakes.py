@@ -98,9 +98,12 @@ class FakeController:
 class FakeVerifier:
     """Judges success from the fake controller's state, like a camera would."""
 
-    def __init__(self, controller: FakeController, unreadable_seeds: Iterable[int] = ()) -> None:
+    def __init__(self, controller: FakeController, unreadable_seeds: Iterable[int] = (),
+                 stages: Callable[[int], tuple[str, ...]] | None = None) -> None:
+        """``stages(steps)``: the task stages the cameras show at that step of the episode."""
         self.controller = controller
         self.unreadable_seeds = frozenset(unreadable_seeds)
+        self.stages = stages or (lambda _steps: ())
         self.calls = 0
 
     def verify(self) -> VerifyOutcome:
@@ -113,7 +116,8 @@ class FakeVerifier:
                                  invalid=True)
         ok = self.controller.solved()
         score = 1.0 if ok else 0.4
-        return VerifyOutcome(ok, score, ({'view': 'top', 'success': ok, 'score': score},))
+        return VerifyOutcome(ok, score, ({'view': 'top', 'success': ok, 'score': score},),
+                             stages=tuple(self.stages(self.controller.steps)))
 
 
 class ListRecorder:

@@ -246,7 +246,8 @@ class EpisodeRecorder:
               controller: Mapping[str, int] | None = None,
               sandbox: Mapping[str, Any] | None = None,
               sandbox_denials: Mapping[str, Any] | None = None,
-              reset: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              reset: Mapping[str, Any] | None = None,
+              stages: Mapping[str, bool] | None = None) -> dict[str, Any]:
         """Finish the trial: close bag and videos, hash them, write the final trial.json.
 
         Args:
@@ -264,6 +265,7 @@ class EpisodeRecorder:
                 ``count``, ``first``: the first few refused operations).
             reset: how the trial's start was reached (TrialRecord.reset: start and observed
                 pose, attempts, ``method``: robot, sim_place or sim_place (fallback)).
+            stages: the task's stages -> reached during the trial (TrialRecord.stages).
 
         Returns:
             The trial.json record.
@@ -291,6 +293,7 @@ class EpisodeRecorder:
                                 'first': [str(d) for d in
                                           (sandbox_denials or {}).get('first') or []]},
             'reset': {str(k): v for k, v in (reset or {}).items()},
+            'stages': {str(k): bool(v) for k, v in (stages or {}).items()},
         })
         record['timings'].update({'ended_unix_s': self._wall.now_s(),
                                   'duration_s': duration_s, 'reset_s': float(reset_s)})

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -117,6 +117,8 @@ class VerifyOutcome:
     verdicts: tuple[dict[str, Any], ...] = ()
     #: the views gave no readable decision (never a success)
     invalid: bool = False
+    #: the task's stages the views show reached now (VerifyResult.stages)
+    stages: tuple[str, ...] = ()
 
 
 @dataclass
@@ -272,6 +274,8 @@ class TrialRunner:
         on_trial: called with each finished TrialRecord (publish, store, print progress).
         on_phase: called with (trial index, phase) as a trial moves through its phases.
         cancelled: returns True once the caller wants to stop; checked between steps.
+        stages: the task's stages (its contract's ``stages``), in order: each trial records
+            which of them a verdict showed reached during it (TrialRecord.stages).
     """
 
     def __init__(self, *, cell: CellPort, controller: ControllerPort, verifier: VerifierPort,
@@ -280,7 +284,8 @@ class TrialRunner:
                  on_trial: Callable[[TrialRecord], None] | None = None,
                  on_phase: Callable[[int, str], None] | None = None,
                  cancelled: Callable[[], bool] | None = None,
-                 trial_id_factory: Callable[[str, int], str] = new_trial_id) -> None:
+                 trial_id_factory: Callable[[str, int], str] = new_trial_id,
+                 stages: Sequence[str] = ()) -> None:
         self.cell, self.controller, self.verifier = cell, controller, verifier
         self.recorder = recorder or NullRecorder()
         self.clock = clock
@@ -290,6 +295,8 @@ class TrialRunner:
         self.on_phase = on_phase or (lambda _i, _p: None)
         self.cancelled = cancelled or (lambda: False)
         self.trial_id_factory = trial_id_factory
+        self.stages = tuple(stages)
+        self._attempt_stages: set[str] = set()   # the stages the current attempt reached
 
     def run(self, *, experiment_id: str, revision_id: str, cell_id: str, task: str,
             seeds: Iterable[int], budget: BudgetConfig) -> RunSummary:
@@ -310,7 +317,8 @@ class TrialRunner:
             record = TrialRecord(experiment_id=experiment_id,
                                  trial_id=self.trial_id_factory(cell_id, seed),
                                  revision_id=revision_id, cell_id=cell_id, task=task,
-                                 seed=int(seed), index=index)
+                                 seed=int(seed), index=index,
+                                 stages=dict.fromkeys(self.stages, False))
             self._run_one(record, budget)
             trials.append(record)
             self.on_trial(record)
@@ -378,13 +386,15 @@ class TrialRunner:
         steps = duration = 0.0
         for retry in range(budget.attempts):
             record.steps, record.duration_s = 0, 0.0
+            self._attempt_stages = set()
             self._episode(record, budget, retry)
             steps += record.steps
             duration += record.duration_s
             record.attempts.append({
                 'retry_index': retry, 'outcome': record.outcome, 'reason': record.reason,
                 'success': record.success, 'steps': record.steps,
-                'duration_s': record.duration_s, 'score': record.score})
+                'duration_s': record.duration_s, 'score': record.score,
+                'stages': [s for s in self.stages if s in self._attempt_stages]})
             if record.outcome not in (FAILURE, TIMEOUT) or self.cancelled():
                 break
         record.steps, record.duration_s = int(steps), duration
@@ -456,6 +466,11 @@ class TrialRunner:
             return None
         record.score = float(verdict.score)
         record.verdicts = [dict(v) for v in verdict.verdicts]
+        # A stage once seen stays reached (the tie let go after it was grasped was grasped).
+        for stage in verdict.stages:
+            if stage in record.stages:
+                record.stages[stage] = True
+                self._attempt_stages.add(stage)
         return verdict
 
     def _end(self, record: TrialRecord, outcome: str, reason: str,

@@ -62,6 +62,10 @@ class TrialRecord:
     #: ``count`` and ``first`` (the first few refused operations).
     sandbox_denials: dict[str, Any] = field(
         default_factory=lambda: {'count': 0, 'first': []})
+    #: The task's stages (its contract's ``stages``, in order) -> whether a verdict showed
+    #: it reached during the trial (over all attempts; each attempt's own are in
+    #: ``attempts``). Empty for a task without stages.
+    stages: dict[str, bool] = field(default_factory=dict)
 
     @property
     def n_attempts(self) -> int:
@@ -87,4 +91,6 @@ class TrialRecord:
                 'duration_s': round(float(self.duration_s), 3),
                 'attempts': self.n_attempts, 'solved_attempt': self.solved_attempt,
                 'reset_s': round(float(self.reset_s), 3), 'record_dir': self.record_dir,
-                'error_code': int(self.error_code), 'error_msg': self.error_msg}
+                'error_code': int(self.error_code), 'error_msg': self.error_msg,
+                **({'stages': [s for s, ok in self.stages.items() if ok]}
+                   if self.stages else {})}

@@ -73,15 +73,16 @@ def trial_to_msg(record: TrialRecord) -> TrialResult:
         record_dir=record.record_dir, error_code=int(record.error_code),
         error_msg=record.error_msg[:MAX_ERROR_MSG], attempts=record.n_attempts,
         solved_attempt=record.solved_attempt,
-        verdicts=[verdict_from_dict(v) for v in record.verdicts])
+        verdicts=[verdict_from_dict(v) for v in record.verdicts],
+        stages=[s for s, ok in record.stages.items() if ok])
 
 
 def trial_from_msg(msg: TrialResult) -> TrialRecord:
     """The TrialRecord a TrialResult carries (:func:`trial_to_msg` the other way).
 
     What the message leaves out keeps its default: ``index``, ``reset``, ``controller``,
-    ``sandbox``, and of each attempt only its success (trial.json under ``record_dir`` has
-    it all). ``trial_to_msg(trial_from_msg(m))`` gives ``m`` back.
+    ``sandbox``, the stages not reached, and of each attempt only its success (trial.json
+    under ``record_dir`` has it all). ``trial_to_msg(trial_from_msg(m))`` gives ``m`` back.
     """
     solved = int(msg.solved_attempt)
     return TrialRecord(
@@ -92,7 +93,8 @@ def trial_from_msg(msg: TrialResult) -> TrialRecord:
         started_at=seconds(msg.started_at), ended_at=seconds(msg.ended_at),
         verdicts=[verdict_to_dict(v) for v in msg.verdicts], record_dir=msg.record_dir,
         error_code=int(msg.error_code), error_msg=msg.error_msg,
-        attempts=[{'success': i + 1 == solved} for i in range(max(1, int(msg.attempts)))])
+        attempts=[{'success': i + 1 == solved} for i in range(max(1, int(msg.attempts)))],
+        stages=dict.fromkeys(msg.stages, True))
 
 
 def command_values(msg: Command) -> np.ndarray:

@@ -97,7 +97,7 @@ class RosVerifier:
             raise err if isinstance(err, VerificationError) else VerificationError(str(err))
         return VerifyOutcome(bool(res.success), float(res.score),
                              tuple(verdict_to_dict(v) for v in res.verdicts),
-                             invalid=bool(res.invalid))
+                             invalid=bool(res.invalid), stages=tuple(res.stages))
 
 
 def _policy_host_executable() -> str:

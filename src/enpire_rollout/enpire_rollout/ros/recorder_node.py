@@ -7,7 +7,8 @@ Control protocol (topics, because enpire_interfaces has no recorder service yet)
 - start: ``{"trial_dir": str, "meta": {experiment_id, trial_id, revision_id, cell_id, task,
   seed, extra}}`` -> opens the trial (an open one is closed first as ``aborted``).
 - stop: ``{"outcome": str, "reason", "success", "score", "steps", "reset_s", "verdicts",
-  "error_code", "error_msg"}`` -> closes it and writes trial.json.
+  "error_code", "error_msg", "controller", "sandbox", "sandbox_denials", "reset",
+  "stages"}`` -> closes it and writes trial.json.
 - status: reports the counts so far.
 
 ``recorder/status`` (std_msgs/String, transient local, depth 1) answers every request with
@@ -240,6 +241,7 @@ class RecorderClient:
                                                    'sandbox_denials')}
         # How the start was reached (TrialRecord.reset); a record without one has none.
         result['reset'] = dict(getattr(record, 'reset', None) or {})
+        result['stages'] = dict(getattr(record, 'stages', None) or {})
         return self.request('stop', **result)['record']
 
 

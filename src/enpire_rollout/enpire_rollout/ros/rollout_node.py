@@ -200,7 +200,7 @@ class RolloutNode(Node):
             recorder=self.recorder if record else NullRecorder(), clock=SystemClock(),
             control_rate_hz=self.task.action.rate_hz, wall_time=time.time,
             on_trial=on_trial, on_phase=on_phase,
-            cancelled=lambda: goal_handle.is_cancel_requested)
+            cancelled=lambda: goal_handle.is_cancel_requested, stages=self.task.stages)
         seeds = seed_sequence(list(goal.seeds) or None, int(goal.seed_start), count)
         summary = runner.run(experiment_id=experiment, revision_id=revision_id,
                              cell_id=self.cell_id, task=self.task.name, seeds=seeds,

@@ -4,6 +4,7 @@
   and the simulator's truth of the strap through the head, from the contract's ``parts``;
 - :mod:`.classic`: the ``zip-classic-v1`` verifier backend (the strap's pieces near the
   head, per view, fused AND);
+- :mod:`.stages`: grasp head, grasp tail, align, insert, pull, judged from the two views;
 - :mod:`.shapes` / :mod:`.crosscheck`: strap shapes by forward kinematics, and the
   crosscheck's states (loops through the head, near misses, ties on the table);
 - observations, hold action, validation readings: the arm tasks' shared
@@ -20,7 +21,7 @@ from __future__ import annotations
 from enpire_tasks import arm
 from enpire_tasks.plugin import CrossCheck, TaskPlugin, VerifierBackend
 from enpire_tasks.reset import RobotPlaceStrategy, SimPlaceStrategy
-from enpire_tasks.zip_tie import classic, crosscheck, geometry
+from enpire_tasks.zip_tie import classic, crosscheck, geometry, stages
 
 
 def sample_readings(task, n: int = 4, seed: int = 0):  # noqa: ANN001, ANN201 - plugin hook
@@ -28,7 +29,8 @@ def sample_readings(task, n: int = 4, seed: int = 0):  # noqa: ANN001, ANN201 - 
 
 
 def sim_truth(model, data):  # noqa: ANN001, ANN201 - plugin hook
-    return {'threading': geometry.threading(model, data).as_dict()}
+    return {'threading': geometry.threading(model, data).as_dict(),
+            'stages': stages.stage_truth(model, data)}
 
 
 PLUGIN = TaskPlugin(
@@ -59,6 +61,7 @@ PLUGIN = TaskPlugin(
     position_unit='m',
     sim_object_pose=geometry.sim_pose,
     sim_truth=sim_truth,
+    stage_rule=stages.stage_rule,
 )
 
 __all__ = ['PLUGIN']

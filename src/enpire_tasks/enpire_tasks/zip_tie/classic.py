@@ -1,9 +1,10 @@
 """``zip-classic-v1``: is the tail through the head, from one calibrated camera.
 
-Per view, from colour alone (the contract's ``parts``): the head's mask is its hue (blue);
-the strap's is what is bright and unsaturated (natural nylon against the grey table and the
-dark robot). The contract judges a tie shown to the cameras held up: its head level, the
-passage along x (within 20 degrees), the loop hanging below. The rules look at the strap's
+Per view, from colour alone (the contract's ``parts``): the head's mask is its hue (blue),
+the strap's its own (yellow: natural nylon's off-white clips to white under the lights, as
+the robot's grey does, so only a coloured strap separates from the grippers holding it).
+The contract judges a tie shown to the cameras held up: its head level, the passage along x
+(within 20 degrees), the loop hanging below. The rules look at the strap's
 connected pieces **near the head**, within ``reach`` of its mask (the head's own pixels
 included), where the head's walls hide the tail inside the passage:
 
@@ -13,8 +14,10 @@ included), where the head's walls hide the tail inside the passage:
   stops short, or has not reached the head, is one piece beside the root.
 - ``task_top`` (straight down): the strap overlaps the head and sticks out past it: **two
   pieces on opposite sides of the head, each running towards it** (the tail going in and
-  coming out; the root hangs below the head). A tail passing over the head is one piece; one
-  passing beside it runs across the line to the head, not along it.
+  coming out; the root hangs below the head), among the strap's lit pixels (the faces
+  turned up: the shaded loop going down under the exit would join its piece). A tail
+  passing over the head is one piece; one passing beside it runs across the line to the
+  head, not along it.
 
 AND fusion: a tail behind the head from one camera (which splits it in that view) passes
 beside or over it in the other. A view that cannot see the head (occluded, out of the frame)
@@ -34,13 +37,12 @@ import cv2
 import numpy as np
 
 from enpire_common.tasks import TaskSpec, ViewSpec
-from enpire_tasks.arm import PartFinder, PinholeCamera
+from enpire_tasks.arm import Blob, PartFinder, PinholeCamera, hue_mask
 from enpire_tasks.estimation import Estimate, InstanceSegmenter, Segmentation
+from enpire_tasks.zip_tie import stages
 from enpire_tasks.zip_tie.geometry import parts
 
 BACKEND_ID = 'zip-classic-v1'
-#: Strap pixels: value at least this, saturation at most this (0-255 scale).
-STRAP_MIN_VALUE, STRAP_MAX_SATURATION = 150, 70
 #: A piece of strap counts with at least this many pixels inside the reach.
 MIN_PIECE_PX = 3
 #: The head's face a camera sees of a shown tie (m^2: 9 x 6 mm from above, 8.2 x 6 mm from
@@ -56,15 +58,18 @@ SIDE_PIECES_THROUGH = 3
 #: Two top-view pieces are on opposite sides of the head when their directions from its
 #: centre differ by at least this much (rad).
 OPPOSITE_RAD = math.radians(120.0)
+#: The top view judges the strap's pixels at least this bright, relative to the brightest
+#: (95th percentile) within ``LIT_NEAR_PX`` of the head: the faces turned up (lit_strap).
+LIT_FRAC, LIT_NEAR_PX = 0.8, 40
 #: A top-view piece runs towards the head when its axis is within this of the line to it.
 POINTS_AT_RAD = math.radians(60.0)
 
 
-def strap_mask(image: np.ndarray) -> np.ndarray:
-    """The strap's pixels: bright and unsaturated, one-pixel gaps closed (seen edge-on the
-    strap is a line a pixel or two wide, which aliasing breaks)."""
-    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
-    raw = (hsv[..., 2] >= STRAP_MIN_VALUE) & (hsv[..., 1] <= STRAP_MAX_SATURATION)
+def strap_mask(image: np.ndarray, rgb: Sequence[int] | None = None) -> np.ndarray:
+    """The strap's pixels: its hue (the contract's ``colour_rgb``), one-pixel gaps closed
+    (seen edge-on the strap is a line a pixel or two wide, which aliasing breaks; its pixels
+    mixed with the table's keep the hue at a lower saturation)."""
+    raw = hue_mask(image, rgb or parts().strap_rgb, min_saturation=0.25)
     return cv2.morphologyEx(raw.astype(np.uint8), cv2.MORPH_CLOSE,
                             np.ones((3, 3), np.uint8)).astype(bool)
 
@@ -120,12 +125,48 @@ def pieces_near(head: np.ndarray, strap: np.ndarray, protrusion_m: float
     return out, reach
 
 
+def count_near(head: np.ndarray, strap: np.ndarray, reach_m: float) -> int:
+    """How many pieces of ``strap`` (``MIN_PIECE_PX`` or more) lie within ``reach_m`` of
+    ``head``'s mask, at the scale its area gives."""
+    scale = math.sqrt(max(int(head.sum()), 1) / HEAD_FACE_M2)
+    reach = max(1, int(math.ceil(reach_m * scale)))
+    away = cv2.distanceTransform((~head).astype(np.uint8), cv2.DIST_L2, 3)
+    near = (strap & ~head & (away <= reach)).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(near, 8)
+    return int(sum(stats[i, cv2.CC_STAT_AREA] >= MIN_PIECE_PX for i in range(1, n)))
+
+
 def opposite(pieces: list[Piece], centre: Sequence[float]) -> bool:
     """Whether two of ``pieces`` that run towards ``centre`` lie on opposite sides of it."""
     towards = [p for p in pieces if p.points_at(centre, POINTS_AT_RAD)]
     ang = [math.atan2(p.centroid[1] - centre[1], p.centroid[0] - centre[0]) for p in towards]
     return any(abs((a - b + math.pi) % (2 * math.pi) - math.pi) >= OPPOSITE_RAD
                for i, a in enumerate(ang) for b in ang[i + 1:])
+
+
+def lit_strap(image: np.ndarray, head: np.ndarray, strap: np.ndarray) -> np.ndarray:
+    """The strap's pixels lit like its faces turned up (at least ``LIT_FRAC`` of the
+    brightest near the head). From above, the tail through a shown head lies face up and is
+    lit; the loop going down under it turns its face sideways, into the shade, and its
+    pixels would join the tail's exit piece into one that no longer runs into the head."""
+    value = np.asarray(image).max(axis=-1)
+    away = cv2.distanceTransform((~head).astype(np.uint8), cv2.DIST_L2, 3)
+    near = strap & (away <= LIT_NEAR_PX)
+    if not near.any():
+        return strap
+    return strap & (value >= LIT_FRAC * float(np.percentile(value[near], 95)))
+
+
+def through(view: str, head: Blob, strap: np.ndarray, protrusion: float
+            ) -> tuple[bool, list[Piece], int, str]:
+    """One view's rule (module doc) for a tip at least ``protrusion`` past the exit: (through,
+    the pieces near the head, the reach in px, the rule in words). ``strap``: the top view's
+    lit strap (:func:`lit_strap`), the side view's whole one."""
+    pieces, reach = pieces_near(head.mask, strap, protrusion)
+    if view == 'task_top':
+        return (opposite(pieces, head.centroid), pieces, reach,
+                'two on opposite sides of it needed')
+    return len(pieces) >= SIDE_PIECES_THROUGH, pieces, reach, f'{SIDE_PIECES_THROUGH} needed'
 
 
 class ZipTieClassicEstimator:
@@ -163,13 +204,8 @@ class ZipTieClassicEstimator:
             return Estimate(found=False, detail=self.finder.missing('head') +
                             ' (hidden or out of view)')
         strap = self._strap(image, view)
-        pieces, reach = pieces_near(head.mask, strap, self.parts.protrusion)
-        if view.name == 'task_top':
-            ok = opposite(pieces, head.centroid)
-            rule = 'two on opposite sides of it needed'
-        else:
-            ok = len(pieces) >= SIDE_PIECES_THROUGH
-            rule = f'{SIDE_PIECES_THROUGH} needed'
+        judged = lit_strap(image, head.mask, strap) if view.name == 'task_top' else strap
+        ok, pieces, reach, rule = through(view.name, head, judged, self.parts.protrusion)
         if view.name == 'task_top':
             xyz = cam.on_plane_z(head.centroid[0], head.centroid[1],
                                  self.parts.rail_top_z + self.parts.head_half[2])
@@ -182,8 +218,12 @@ class ZipTieClassicEstimator:
         confidence = float(min(1.0, head.area / 12.0))
         detail = (f'head {head.area} px; {len(pieces)} strap piece(s) within {reach} px of '
                   f'it ({"through" if ok else "not through"}: {rule})')
+        feats = stages.features(
+            head.centroid, head.area, strap & ~head.mask,
+            count_near(head.mask, strap, stages.ALIGN_REACH_M),
+            through(view.name, head, judged, stages.INSERT_PROTRUSION_M)[0])
         return Estimate(found=True, pose=pose, confidence=confidence, segmentation=seg,
-                        detail=detail)
+                        detail=detail, features=feats)
 
 
 def make_estimator(task: TaskSpec) -> ZipTieClassicEstimator:
@@ -196,4 +236,4 @@ def mask_rule(task: TaskSpec, segmenter: InstanceSegmenter) -> ZipTieClassicEsti
 
 
 __all__ = ['BACKEND_ID', 'Piece', 'ZipTieClassicEstimator', 'make_estimator', 'mask_rule',
-           'opposite', 'pieces_near', 'strap_mask']
+           'count_near', 'lit_strap', 'opposite', 'pieces_near', 'strap_mask', 'through']

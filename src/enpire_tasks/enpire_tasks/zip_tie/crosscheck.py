@@ -9,7 +9,8 @@ x within 20 degrees, the loop hanging below) with
 a loop whose tip stands ``N(0, 15 mm)`` ('wide'; 'tight': 4 mm) round the success protrusion
 (through, short of the exit, inside the passage, below its entry). Elsewhere, the hard
 negatives and the common case: the loop's tail beside the head (passing its -x face, or
-swung sideways out of the passage), and the tie lying on the table, straight or curved.
+swung sideways out of the passage and clear of its walls), and the tie lying on the table,
+straight or curved.
 Ground truth: the cell's, from the strap's centre line (:func:`.geometry.threading`).
 """
 
@@ -26,6 +27,8 @@ from enpire_common.tasks import TaskSpec
 from enpire_tasks.zip_tie import shapes
 from enpire_tasks.zip_tie.geometry import parts
 
+#: A tail swung out of the passage passes the head's wall by at least this (m).
+CLEAR_M = 0.0005
 #: The spread of near-goal tips round the success protrusion (m).
 NEAR_GOAL_NOISE = {'wide': 0.015, 'tight': 0.004}
 
@@ -42,6 +45,24 @@ def head_quat(rng: np.random.Generator) -> np.ndarray:
     qz = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
     qy = np.array([math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0])
     return shapes.qmul(qz, qy)
+
+
+def _swung_clear(pitches: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Yaws that swing a loop's tail sideways out of the passage and clear of the head's
+    walls: a tail whose centre line crossed the passage's plane less than the head's half
+    width plus the strap's from its middle would run through the head's solid wall (a state
+    no physical tie reaches, whose truth no camera can see), so it is drawn again."""
+    p = parts()
+    clear = p.head_half[1] + p.strap_width / 2 + CLEAR_M
+    while True:
+        yaws = np.zeros(shapes.SEGMENTS)
+        yaws[int(rng.integers(8, shapes.SEGMENTS - 4))] = \
+            rng.choice([-1.0, 1.0]) * rng.uniform(0.12, 0.4)
+        pts = shapes.chain(pitches, yaws)
+        ys = [a[1] + (b[1] - a[1]) * (-a[2] / (b[2] - a[2]))
+              for a, b in zip(pts[:-1], pts[1:], strict=True) if a[2] < 0.0 <= b[2]]
+        if all(abs(y) >= clear for y in ys):
+            return yaws
 
 
 def sample_states(task: TaskSpec, cell: Any, n: int, seed: int = 0, *,
@@ -69,8 +90,7 @@ def sample_states(task: TaskSpec, cell: Any, n: int, seed: int = 0, *,
                     [shapes.LANE_X, -0.009, -0.012])))
                 yaws = np.zeros(shapes.SEGMENTS)
                 if abs(shapes.chain(pitches)[-3, 0] - shapes.LANE_X) < 1e-4:
-                    yaws[int(rng.integers(8, shapes.SEGMENTS - 4))] = \
-                        rng.choice([-1.0, 1.0]) * rng.uniform(0.12, 0.4)
+                    yaws = _swung_clear(pitches, rng)
             gt = cell.set_joints(shapes.joint_qpos(pitches, yaws))
         else:                                                      # lying on the table
             yaws = rng.normal(0.0, 0.12, shapes.SEGMENTS)
