@@ -36,3 +36,5 @@ def test_trial_run_reports_the_stages_the_baseline_reached(tmp_path) -> None:
     assert record['stages'] == {'grasp_head': True, 'grasp_tail': True, 'align': False,
                                 'insert': False, 'pull': False}
     assert 'stages grasp_head,grasp_tail' in proc.stderr       # the progress line says so
+    # the start was laid by the robot (or, recorded as such, the simulator's fallback)
+    assert record['reset']['method'] in ('robot', 'sim_place (fallback)'), record['reset']

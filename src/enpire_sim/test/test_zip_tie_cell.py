@@ -108,15 +108,7 @@ def test_the_scripted_baseline_grasps_the_head_and_the_tail(task, cell) -> None:
     """Stages 1 and 2 (grasp head, grasp tail): both lifted off the table and shown to the
     cameras, which see both stages; still held 10 s later (the scene's hard friction cones:
     at MuJoCo's default the head crept out of the fingers)."""
-    path = task.directory.parents[2] / 'examples/policies/zip_tie/scripted/policy.py'
-    spec_mod = importlib.util.spec_from_file_location('zip_scripted', path)
-    mod = importlib.util.module_from_spec(spec_mod)
-    spec_mod.loader.exec_module(mod)
-    raw = task.raw
-    spec = types.SimpleNamespace(
-        params={}, action_low=raw['action']['low'], action_high=raw['action']['high'],
-        task_info={'home': raw['home'], 'parts': raw['parts'], 'views': raw['views']})
-    policy = mod.make_policy(spec)
+    policy = _scripted(task)
     cell.place(0)      # the start nearest the side camera: out of its view until shown
     policy.reset(0)
     for tick in range(450):
@@ -126,3 +118,47 @@ def test_the_scripted_baseline_grasps_the_head_and_the_tail(task, cell) -> None:
             assert _judge(task, cell).stages == ('grasp_head', 'grasp_tail')
     assert cell.data.body('zip_head').xpos[2] > 0.09
     assert cell.data.site('zip_tail_tip').xpos[2] > 0.09
+
+
+def _scripted(task):
+    path = task.directory.parents[2] / 'examples/policies/zip_tie/scripted/policy.py'
+    spec_mod = importlib.util.spec_from_file_location('zip_scripted', path)
+    mod = importlib.util.module_from_spec(spec_mod)
+    spec_mod.loader.exec_module(mod)
+    raw = task.raw
+    return mod.make_policy(types.SimpleNamespace(
+        params={}, action_low=raw['action']['low'], action_high=raw['action']['high'],
+        task_info={'home': raw['home'], 'parts': raw['parts'], 'views': raw['views']}))
+
+
+def test_the_robot_lays_a_held_tie_back_at_a_start_the_camera_verifies(task, cell) -> None:
+    """The reset skill finds the tie held up by both grippers (the baseline's trial end),
+    carries it over another seed's start, lays it across the rails and parks the arms out
+    of view; the top camera verifies that start. A tie on its rails is picked up first."""
+    from enpire_reward.core.registry import make_verifier
+    from enpire_tasks.zip_tie.geometry import start_pose
+
+    verifier = make_verifier('', task)
+    policy = _scripted(task)
+    cell.place(2)
+    policy.reset(2)
+    for tick in range(300):
+        cell.step(policy.act(cell.observe(tick)))
+    for target in (3, 4):            # held, then on its rails
+        gt, method = cell.robot_place(target)
+        assert method == 'robot' and not gt.success
+        res = verifier.verify({'task_top': cell.render('task_top')}, 'reset',
+                              start_pose(target), views=['task_top'])
+        assert res.success, res.verdicts[-1].detail
+        assert abs(gt.object_pose[1] - start_pose(target)[1]) < 0.006
+
+
+def test_a_threaded_tie_is_not_undone_by_the_robot(task, cell) -> None:
+    """A tail through the head: the skill says so (a real cell cuts the tie), for the
+    reset's recorded sim_place fallback."""
+    from enpire_common.errors import ResetFailedError
+    from enpire_tasks.zip_tie import shapes
+
+    _shown(cell, np.random.default_rng(3), shapes.loop(0.02))
+    with pytest.raises(ResetFailedError, match='threaded'):
+        cell.robot_place(1)

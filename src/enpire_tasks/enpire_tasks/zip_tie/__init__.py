@@ -9,7 +9,8 @@
   crosscheck's states (loops through the head, near misses, ties on the table);
 - observations, hold action, validation readings: the arm tasks' shared
   :mod:`enpire_tasks.arm`;
-- reset: ``sim_place`` (the simulator lays the tie flat at the seed's start);
+- :mod:`.reset_skill`: the robot-executed reset (both grippers lay the tie back across its
+  rails), with the recorded ``sim_place`` fallback;
 - example policies: ``examples/policies/zip_tie/`` of the workspace.
 
 The contract is ``config/tasks/zip_tie/`` (task.yaml, safety.yaml and the MuJoCo scene,
@@ -21,7 +22,7 @@ from __future__ import annotations
 from enpire_tasks import arm
 from enpire_tasks.plugin import CrossCheck, TaskPlugin, VerifierBackend
 from enpire_tasks.reset import RobotPlaceStrategy, SimPlaceStrategy
-from enpire_tasks.zip_tie import classic, crosscheck, geometry, stages
+from enpire_tasks.zip_tie import classic, crosscheck, geometry, reset_skill, stages
 
 
 def sample_readings(task, n: int = 4, seed: int = 0):  # noqa: ANN001, ANN201 - plugin hook
@@ -62,6 +63,8 @@ PLUGIN = TaskPlugin(
     sim_object_pose=geometry.sim_pose,
     sim_truth=sim_truth,
     stage_rule=stages.stage_rule,
+    reset_skill=reset_skill.reset_skill,
+    reset_stages=reset_skill.STAGES,
 )
 
 __all__ = ['PLUGIN']
