@@ -188,3 +188,26 @@ def test_the_stages_a_verdict_showed_stay_reached_per_trial_and_per_attempt():
     assert recorder.finished[0].stages == trial.stages
     (plain,) = run(make_runner(solve_steps=lambda s: 12)[0], [1]).trials
     assert plain.stages == {} and 'stages' not in plain.summary()
+
+
+def test_why_a_reset_fell_back_is_in_the_record():
+    """A start the robot could not lay (a zip tie found threaded, which a real cell cuts and
+    replaces) and the simulator's fallback did: the record says both."""
+    from enpire_rollout.core.trial import ResetInfo
+
+    class FallbackCell(FakeCell):
+        def reset(self, seed, timeout_s, **_kw):
+            super().reset(seed, timeout_s)
+            return ResetInfo((0.0, 0.5, 0.0), (0.0, 0.5, 0.0), 4, 'sim_place (fallback)',
+                             ('attempt 1 (seed 3): placing failed: threaded',))
+
+    clock = FakeClock()
+    controller = FakeController(clock, solve_steps=lambda s: 12)
+    runner = TrialRunner(cell=FallbackCell(), controller=controller,
+                         verifier=FakeVerifier(controller), recorder=ListRecorder(),
+                         clock=clock, control_rate_hz=10.0)
+    (trial,) = run(runner, [3]).trials
+    assert trial.reset['method'] == 'sim_place (fallback)'
+    assert trial.reset['retried_after'] == ['attempt 1 (seed 3): placing failed: threaded']
+    (plain,) = run(make_runner(solve_steps=lambda s: 12)[0], [3]).trials
+    assert 'retried_after' not in plain.reset

@@ -85,6 +85,10 @@ def check_task(plugin: TaskPlugin, task: TaskSpec, *, n: int = 3, seed: int = 0)
                                         f'{sorted(plugin.reset_strategies)}')
     if not any(b.factory is not None for b in plugin.verifier_backends):
         _fail(plugin, 'verifier backends', 'none is implemented')
+    if bool(task.stages) != (plugin.stage_rule is not None):
+        has = 'a' if plugin.stage_rule else 'no'
+        _fail(plugin, 'stages', f'the contract lists {list(task.stages)} but the plugin has '
+                                f'{has} stage_rule: both or neither')
     for model, renderer in plugin.camera_model_renderers.items():
         if model not in plugin.camera_models:
             _fail(plugin, 'camera models', f"'{model}' maps to a renderer but is no model")

@@ -130,3 +130,15 @@ def test_the_plugin_names_only_its_own_task() -> None:
         src = inspect.getsource(mod)
         for banned in ('pin_insertion', 'gpu_insertion', 'rclpy', 'enpire_sim'):
             assert f'import {banned}' not in src and f'from {banned}' not in src, banned
+
+
+def test_the_stage_rule_judges_the_contracts_stages_and_nothing_without_views(task) -> None:
+    """The plugin's stages are the contract's, in its order; views that found nothing
+    show no stage (a hidden tie is no progress)."""
+    from enpire_tasks.estimation import Estimate
+    from enpire_tasks.zip_tie import stages
+
+    assert task.stages == stages.STAGES
+    nothing = {v: Estimate(found=False, detail='no head') for v in ('task_top', 'side')}
+    assert stages.stage_rule(task, nothing) == dict.fromkeys(stages.STAGES, False)
+    assert stages.stage_rule(task, {}) == dict.fromkeys(stages.STAGES, False)

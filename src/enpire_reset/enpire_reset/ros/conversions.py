@@ -29,6 +29,7 @@ def result_from_outcome(outcome: ResetOutcome, result: ResetCell.Result) -> Rese
     result.attempts = int(outcome.attempts)
     result.duration_s = float(outcome.duration_s)
     result.method = outcome.method
+    result.retried_after = [str(r) for r in outcome.reasons]
     if outcome.placement is not None:
         result.start_pose = [float(v) for v in outcome.placement.object_pose]
     if outcome.verdict is not None:

@@ -98,6 +98,8 @@ class ResetInfo:
     observed_pose: tuple[float, ...] = ()
     attempts: int = 1
     method: str = ''    # 'robot', 'sim_place' or 'sim_place (fallback)', as the cell did it
+    #: why each attempt before the verified one failed (a robot's reason for the fallback)
+    retried_after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,8 @@ class TrialRunner:
                             'attempts': info.attempts}
             if info.method:
                 record.reset['method'] = info.method
+            if info.retried_after:
+                record.reset['retried_after'] = list(info.retried_after)
             if budget.reset_stage:
                 record.reset['stage'] = budget.reset_stage
         except ResetFailedError as err:

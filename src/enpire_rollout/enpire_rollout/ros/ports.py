@@ -73,7 +73,8 @@ class RosCell:
             raise ResetFailedError(f'reset failed: {err}') if result.error_code in (0, 202) \
                 else err
         return ResetInfo(tuple(result.start_pose), tuple(result.observed_pose),
-                         int(result.attempts), str(result.method))
+                         int(result.attempts), str(result.method),
+                         tuple(str(r) for r in result.retried_after))
 
     def make_safe(self) -> None:
         # Commands only flow while an episode is enabled; with the policy host stopped, a

@@ -11,14 +11,16 @@ What the skill finds, and does:
 
 - **Held** (where a trial that grasped both ends leaves the tie): the left gripper's fingers
   stopped on something, the cameras see the head at its fingertips and the strap's far end
-  at the right one's. The arms carry the tie over the seed's start, the head above its rail and the
-  tail's grasp over the rest's overhang, lower it onto the rails, open, and go home.
+  at the right one's. The arms carry the tie over the seed's start, the head above its rail
+  and the tail's grasp over the rest's overhang, lower it onto the rails and let go (the
+  head first); then up, out to the sides, wrists level, home.
 - **On its rails** (a trial that never grasped, or a reset redone): the head is on the head
   rail. The arms pinch the tail's overhang, then the head (the order the scripted baseline
   found: fingers closing on the head push the strap), lift both, and carry it as above.
 - **Threaded**: the tail through the head. A real cell cuts the tie and takes a new one
   (the task consumes ties); the skill fails with ``threaded`` and the reset's recorded
-  ``sim_place`` fallback replaces it.
+  ``sim_place`` fallback replaces it (trial.json's ``reset``: ``method`` ``sim_place
+  (fallback)``, ``retried_after`` the skill's reason).
 - Anything else (dropped on the table, held by one end) fails with where the cameras saw
   it, for the same fallback.
 """
@@ -155,6 +157,12 @@ class ZipTieResetSkill:
         self.cmd = np.where(n <= speed, target, self.cmd + d * (speed / np.maximum(n, 1e-9)))
         return bool(np.all(n <= speed))
 
+    def _lift(self) -> bool:
+        """Both fingertips straight up to CARRY_Z; True there."""
+        up = self.cmd.copy()
+        up[:, 2] = CARRY_Z
+        return self._toward(up, SLOW)
+
     def _action(self) -> np.ndarray:
         a = self.home.copy()
         for i in (0, 1):
@@ -212,9 +220,7 @@ class ZipTieResetSkill:
             if self.ticks >= 2 * CLOSE_TICKS:
                 self._go('up')
         elif self.phase == 'up':
-            up = self.cmd.copy()
-            up[:, 2] = CARRY_Z
-            if self._toward(up, SLOW) and self.ticks > SETTLE_TICKS:
+            if self._lift() and self.ticks > SETTLE_TICKS:
                 self._aim(obs, ee)
                 self._go('carry')
         elif self.phase == 'carry':
@@ -231,13 +237,10 @@ class ZipTieResetSkill:
                 self.grip[1] = 1.0
             if self.ticks >= 2 * OPEN_TICKS:
                 self._go('clear')
-        elif self.phase == 'clear':
-            up = self.cmd.copy()
-            up[:, 2] = CARRY_Z
-            if self._toward(up, SLOW):
-                self._go('unturn')
-        elif self.phase == 'unturn':        # the left wrist's quarter turn undone, in place:
-            want = np.stack([DOWN, DOWN])   # a trial starts with both pointing down, unturned
+        elif self.phase == 'clear' and self._lift():
+            self._go('unturn')
+        elif self.phase == 'unturn':        # the left wrist's quarter turn undone, in place
+            want = np.stack([DOWN, DOWN])
             self.rpy = self.rpy + np.clip(want - self.rpy, -YAW_STEP, YAW_STEP)
             measured = np.array([_canonical(ee[3:6])[2], _canonical(ee[10:13])[2]])
             if np.allclose(self.rpy, want) and (np.all(np.abs(measured) < 0.1)
