@@ -30,8 +30,8 @@ def sample_readings(task, n: int = 4, seed: int = 0):  # noqa: ANN001, ANN201 - 
 
 
 def sim_truth(model, data):  # noqa: ANN001, ANN201 - plugin hook
-    return {'threading': geometry.threading(model, data).as_dict(),
-            'stages': stages.stage_truth(model, data)}
+    th = geometry.threading(model, data)
+    return {'threading': th.as_dict(), 'stages': stages.stage_truth(model, data, th)}
 
 
 PLUGIN = TaskPlugin(

@@ -277,9 +277,9 @@ class ZipTieResetSkill:
         # the side camera looks along +y: the head's row gives its height at the
         # fingertips' depth (from above, the gripper hides it)
         cam, tcp = self.estimator.cameras['side'], ee[0:3]
-        axis = cam.rotation @ np.array([0.0, 0.0, 1.0])
-        d = cam.ray(*side.features['head_uv'])
-        head = cam.position + d * (float((tcp - cam.position) @ axis) / float(d @ axis))
+        head = stages.at_depth(cam, side.features['head_uv'], stages.depth_of(cam, tcp))
+        if head is None:
+            return
         hang = float(np.clip(tcp[2] - head[2], 0.0, 0.02))
         self.lay[0, 2] = self.rail_z + self.p.head_half[2] + hang + LAY_GAP
 

@@ -39,7 +39,14 @@ import numpy as np
 
 from enpire_common.tasks import TaskSpec
 from enpire_tasks.arm import PinholeCamera
-from enpire_tasks.zip_tie.geometry import HEAD_BODY, TAIL_SITE, parts, strap_chain, threading
+from enpire_tasks.zip_tie.geometry import (
+    HEAD_BODY,
+    TAIL_SITE,
+    Threading,
+    parts,
+    strap_chain,
+    threading,
+)
 
 STAGES = ('grasp_head', 'grasp_tail', 'align', 'insert', 'pull')
 #: A part counts as lifted this far above where it lies at the start (m).
@@ -96,13 +103,25 @@ def _meet(cams: Mapping[str, PinholeCamera], uv: Mapping[str, tuple[float, float
     return (pa + pb) / 2.0
 
 
-def _from_area(cam: PinholeCamera, uv: tuple[float, float], area_px: int, face_m2: float
-               ) -> np.ndarray:
-    """The head's centre along its ray at the depth its apparent area gives."""
-    depth = cam.fx * math.sqrt(face_m2 / max(area_px, 1))
+def at_depth(cam: PinholeCamera, uv: tuple[float, float], depth: float) -> np.ndarray | None:
+    """The point on the ray through ``uv`` at ``depth`` along the camera's optical axis
+    (None: behind the camera)."""
     d = cam.ray(*uv)
-    along = d @ (cam.rotation @ np.array([0.0, 0.0, 1.0]))    # depth per unit of ray
-    return cam.position + d * (depth / max(along, 1e-6))
+    along = float(d @ (cam.rotation @ np.array([0.0, 0.0, 1.0])))   # depth per unit of ray
+    if depth <= 0 or along <= 1e-6:
+        return None
+    return cam.position + d * (depth / along)
+
+
+def depth_of(cam: PinholeCamera, point: np.ndarray) -> float:
+    """``point``'s depth along the camera's optical axis."""
+    return float((np.asarray(point) - cam.position) @ (cam.rotation @ np.array([0.0, 0.0, 1.0])))
+
+
+def _from_area(cam: PinholeCamera, uv: tuple[float, float], area_px: int, face_m2: float
+               ) -> np.ndarray | None:
+    """The head's centre along its ray at the depth its apparent area gives."""
+    return at_depth(cam, uv, cam.fx * math.sqrt(face_m2 / max(area_px, 1)))
 
 
 def head_position(task: TaskSpec, feats: Mapping[str, Mapping[str, Any]]
@@ -115,8 +134,9 @@ def head_position(task: TaskSpec, feats: Mapping[str, Mapping[str, Any]]
         if p is not None:
             return p
     # One view (or rays that do not meet: the lower of the two single-view guesses).
-    guesses = [_from_area(cams[v], feats[v]['head_uv'], feats[v]['head_area'],
-                          HEAD_TOP_M2 if v == 'task_top' else HEAD_SIDE_M2) for v in seen]
+    guesses = [g for v in seen if (g := _from_area(
+        cams[v], feats[v]['head_uv'], feats[v]['head_area'],
+        HEAD_TOP_M2 if v == 'task_top' else HEAD_SIDE_M2)) is not None]
     return min(guesses, key=lambda p: p[2]) if guesses else None
 
 
@@ -132,12 +152,7 @@ def far_end(task: TaskSpec, feats: Mapping[str, Mapping[str, Any]],
         if p is not None:
             return p
     if 'side' in far and head is not None:
-        cam = cams['side']
-        axis = cam.rotation @ np.array([0.0, 0.0, 1.0])
-        depth = float((head - cam.position) @ axis)
-        d = cam.ray(*far['side'])
-        if depth > 0 and d @ axis > 1e-6:
-            return cam.position + d * (depth / float(d @ axis))
+        return at_depth(cams['side'], far['side'], depth_of(cams['side'], head))
     return None
 
 
@@ -164,12 +179,13 @@ def stage_rule(task: TaskSpec, estimates: Mapping[str, Any]) -> dict[str, bool]:
     return out
 
 
-def stage_truth(model: Any, data: Any) -> dict[str, bool]:
-    """The simulator's answer to the stages (tests and crosschecks, never policies)."""
+def stage_truth(model: Any, data: Any, th: Threading | None = None) -> dict[str, bool]:
+    """The simulator's answer to the stages (tests and crosschecks, never policies);
+    ``th``: the scene's :func:`.geometry.threading` when the caller has it."""
     p = parts()
     head = np.array(data.body(HEAD_BODY).xpos)
     tip = np.array(data.site(TAIL_SITE).xpos)
-    th = threading(model, data)
+    th = th or threading(model, data)
     inserted = th.crossing and th.protrusion_m >= INSERT_PROTRUSION_M
     # the tail's last 30 mm (its last three segments' starts and its tip) near the head
     tail = strap_chain(model, data)[-4:]
@@ -185,5 +201,6 @@ def _cameras(task: TaskSpec) -> dict[str, PinholeCamera]:
     return {v: PinholeCamera.of(task.views[v]) for v in VIEWS}
 
 
-__all__ = ['ALIGN_REACH_M', 'INSERT_PROTRUSION_M', 'LIFT_M', 'STAGES', 'far_end', 'features',
+__all__ = ['ALIGN_REACH_M', 'INSERT_PROTRUSION_M', 'LIFT_M', 'STAGES', 'at_depth', 'depth_of',
+           'far_end', 'features',
            'head_position', 'stage_rule', 'stage_truth']
