@@ -222,9 +222,11 @@ def _register_cell(sub: argparse._SubParsersAction) -> None:
                    help='how long to wait for the latched state (default 2)')
     p.set_defaults(func=_cell_status, text=_cell_status_text)
     for verb, helptext in (('pause', 'hold position and stop acting'),
-                           ('resume', 'resume the active policy'),
+                           ('resume', 'resume the active policy, and resets paused by '
+                                      'failures'),
                            ('home', 'move to the home pose')):
-        p = verbs.add_parser(verb, help=f'{helptext} (needs the agent bridge node)')
+        p = verbs.add_parser(verb, help=f'{helptext} (the agent bridge node; resume: or '
+                                        'the reset server)')
         p.add_argument('--cell', default='cell_0')
         p.add_argument('--wait-s', type=float, default=3.0)
         p.set_defaults(func=_cell_command, cell_verb=verb, text=lambda out, args: (
@@ -241,8 +243,12 @@ def _cell_status(args: argparse.Namespace) -> dict[str, Any]:
 def _cell_status_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
     servers = ' '.join(f"{k}:{'yes' if v else 'no'}" for k, v in out['servers'].items())
     if out['reachable']:
-        return (f"/{out['cell']}: {out['mode']} step {out['step']} episode {out['episode']} "
+        line = (f"/{out['cell']}: {out['mode']} step {out['step']} episode {out['episode']} "
                 f"revision {out['active_revision'] or '-'} | {servers}")
+        if out.get('resets_paused'):
+            line += (f"\nRESETS PAUSED: {out['resets_paused']}\n  look at the cell, then: "
+                     f"enpire cell resume --cell {out['cell']}")
+        return line
     return f"/{out['cell']}: no cell_state received (is the cell running?) | {servers}"
 
 

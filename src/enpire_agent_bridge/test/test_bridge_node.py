@@ -332,3 +332,38 @@ def test_the_cli_client_drives_pause_home_resume_and_gets_coded_switch_errors(ro
         assert bridge.status()['mode'] == mode
     with pytest.raises(SwitchFailedError, match='no earlier good revision to restore'):
         agent_client.switch_policy(cell_name, 'last_good', wait_s=10.0)
+
+
+def test_cell_status_shows_paused_resets_and_cell_resume_lifts_them(ros):
+    """A cell that paused itself after failed resets: ``enpire cell status`` says so with
+    the reasons, ``enpire cell resume`` (no bridge on a trial cell) resumes its resets."""
+    from enpire_agent_bridge.ros import agent_client
+    from enpire_common.ros import ActionClient, wait_for_service
+    from enpire_interfaces.action import ResetCell
+    from enpire_reset.ros.fake_verifier_node import FakeVerifierNode
+    from enpire_reset.ros.reset_server_node import ResetServerNode
+    from enpire_sim.ros.push_t_cell_node import PushTCellNode
+
+    cell_name = f'cell_paused_{threading.get_ident() % 100000}'
+    ns = f'/{cell_name}'
+    ros.add(PushTCellNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter('camera.width_px', value=32), Parameter('camera.height_px', value=32)]))
+    server = ros.add(ResetServerNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter('settle_s', value=0.0), Parameter('retry_backoff_s', value=0.0),
+        Parameter('pause_after_failures', value=1)]))
+    ros.add(FakeVerifierNode(context=ros.context, namespace=ns, parameter_overrides=[
+        Parameter('mode', value='always_solved')]))
+    client = ActionClient(ros.node('driver', namespace=ns), ResetCell, 'reset_cell')
+    wait_for_service(client, 20.0, 'reset_cell')
+    handle = wait_future(client.send_goal_async(ResetCell.Goal(seed=1, max_attempts=1)),
+                         20.0, 'goal')
+    wait_future(handle.get_result_async(), 20.0, 'result')
+    assert server.pause.paused
+
+    status = agent_client.cell_status(cell_name, wait_s=3.0)
+    assert 'already solved' in status['resets_paused']
+    assert status['alerts'][-1]['kind'] == 'reset_paused'
+    res = agent_client.cell_command(cell_name, 'resume', wait_s=10.0)
+    assert res['ok'] and res['message'] == 'resets resumed' and not server.pause.paused
+    status = agent_client.cell_status(cell_name, wait_s=3.0)
+    assert status['resets_paused'] == '' and status['alerts'][-1]['kind'] == 'resumed'

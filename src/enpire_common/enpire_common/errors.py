@@ -131,6 +131,13 @@ class CellBusyError(CellError):
     code, name = 205, 'CELL_BUSY'
 
 
+class CellPausedError(ResetFailedError):
+    """The cell paused itself after consecutive failed resets; a person resumes it
+    (``enpire cell resume``). Trials refused meanwhile end ``reset_failed``."""
+
+    code, name = 206, 'CELL_PAUSED'
+
+
 # --- 300s: budget ----------------------------------------------------------------------------
 class BudgetExhaustedError(EnpireError):
     """A trial or experiment budget ran out."""

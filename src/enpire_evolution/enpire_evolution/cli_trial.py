@@ -196,11 +196,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 def _run_text(out: dict[str, Any], args: argparse.Namespace) -> str:
     from enpire_common.paths import enpire_home
 
-    return (f"{out['n_success']}/{out['n_trials']} successes "
+    text = (f"{out['n_success']}/{out['n_trials']} successes "
             f"({100 * out['success_rate']:.1f}%, Wilson 95% "
             f"[{100 * out['wilson_95'][0]:.1f}, {100 * out['wilson_95'][1]:.1f}]) "
             f"stop: {out['stop_reason']}; records under "
             f"{enpire_home(args.home) / out['experiment']}")
+    if out['stop_reason'] == 'cell_paused':
+        text += (f"\nthe cell paused itself after failed resets (alert on /{args.cell}/alerts). "
+                 f"Look at the scene, then: enpire cell resume --cell {args.cell}")
+    return text
 
 
 def _list(args: argparse.Namespace) -> dict[str, Any]:

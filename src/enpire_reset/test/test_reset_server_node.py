@@ -83,3 +83,50 @@ def test_a_missing_verifier_fails_with_a_bounded_wait(ros):
     assert not result.success
     assert result.error_code in (ErrorCode.RESET_FAILED, ErrorCode.CELL_UNAVAILABLE)
     assert 'verify_success' in result.error_msg
+
+
+def test_failed_resets_pause_the_cell_with_an_alert_until_resumed(ros):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from enpire_common.ros import call_service
+    from enpire_common.testing import wait_until
+    from enpire_interfaces.msg import Alert
+    from enpire_interfaces.srv import Trigger
+
+    ros.add(PushTCellNode(context=ros.context, namespace=NS, parameter_overrides=params(
+        **{'camera.width_px': 64, 'camera.height_px': 64})))
+    ros.add(ResetServerNode(context=ros.context, namespace=NS, parameter_overrides=params(
+        settle_s=0.0, retry_backoff_s=0.0, pause_after_failures=3)))
+    verifier = ros.add(FakeVerifierNode(context=ros.context, namespace=NS,
+                                        parameter_overrides=params(mode='always_solved')))
+    driver = ros.node('driver', namespace=NS)
+    alerts: list[Alert] = []
+    driver.create_subscription(Alert, 'alerts', alerts.append, QoSProfile(
+        depth=20, reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    client = ActionClient(driver, ResetCell, 'reset_cell')
+    wait_for_service(client, TIMEOUT_S, 'reset_cell')
+
+    first, _ = reset(client, 3, max_attempts=2)     # 2 failures: not yet
+    assert first.error_code == ErrorCode.RESET_FAILED and alerts == []
+    second, _ = reset(client, 4, max_attempts=2)    # 4 >= 3: paused, one ERROR alert
+    assert second.error_code == ErrorCode.RESET_FAILED
+    wait_until(lambda: alerts, TIMEOUT_S, 'the reset_paused alert')
+    (alert,) = alerts
+    assert alert.kind == Alert.KIND_RESET_PAUSED and alert.severity == Alert.SEVERITY_ERROR
+    assert alert.cell_id == NS.strip('/') and alert.failures == 4
+    assert 'already solved' in alert.detail
+
+    calls = verifier.calls
+    refused, feedback = reset(client, 5)            # refused at once, nothing moved
+    assert refused.error_code == ErrorCode.CELL_PAUSED and not refused.success
+    assert 'enpire cell resume' in refused.error_msg and feedback == []
+    assert verifier.calls == calls
+
+    resume = driver.create_client(Trigger, 'resume_resets')
+    res = call_service(resume, Trigger.Request(), TIMEOUT_S, 'resume_resets')
+    assert res.success and res.message == 'resets resumed'
+    wait_until(lambda: len(alerts) == 2, TIMEOUT_S, 'the resumed alert')
+    assert alerts[-1].kind == Alert.KIND_RESUMED
+    again, _ = reset(client, 6, max_attempts=1)      # runs again (and fails again: 1 < 3)
+    assert again.error_code == ErrorCode.RESET_FAILED and verifier.calls > calls

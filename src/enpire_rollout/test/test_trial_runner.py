@@ -89,6 +89,29 @@ def test_reset_failures_are_trials_with_outcome_reset_failed():
     assert trials[1].error_code == 202 and controller.episodes == [1, 3]
 
 
+def test_a_cell_that_paused_itself_ends_the_run_at_once():
+    """The reset server paused the cell (CELL_PAUSED, an alert): the trial is reset_failed
+    and no further trial is asked of a cell that waits for a person."""
+    from enpire_common.errors import CellPausedError
+
+    class PausingCell(FakeCell):
+        def reset(self, seed, timeout_s):
+            if seed == 2:
+                self.resets.append(seed)
+                raise CellPausedError('cell paused after 6 consecutive failed reset attempts')
+            return super().reset(seed, timeout_s)
+
+    clock = FakeClock()
+    controller = FakeController(clock)
+    cell = PausingCell()
+    runner = TrialRunner(cell=cell, controller=controller, verifier=FakeVerifier(controller),
+                         recorder=None, clock=clock, control_rate_hz=10.0)
+    summary = run(runner, [1, 2, 3, 4], max_consecutive_faults=3)
+    assert [t.outcome for t in summary.trials] == ['success', 'reset_failed']
+    assert summary.stop_reason == 'cell_paused' and summary.trials[1].error_code == 206
+    assert cell.resets == [1, 2]
+
+
 def test_a_reset_that_times_out_fails_only_its_trial_and_dead_cells_hit_the_fault_budget():
     clock = FakeClock()
     controller = FakeController(clock)

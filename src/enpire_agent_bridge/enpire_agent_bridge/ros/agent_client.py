@@ -114,34 +114,46 @@ def switch_policy(cell: str, revision_id: str, revision_dir: str = '', *, strict
 
 def cell_command(cell: str, verb: str, *, wait_s: float = 3.0,
                  timeout_s: float = 30.0) -> dict[str, Any]:
-    """Call ``<verb>_cell`` (pause, resume, home) on the cell's bridge node."""
+    """Call ``<verb>_cell`` (pause, resume, home) on the cell's bridge node.
+
+    ``resume`` also calls the reset server's ``resume_resets``: a cell that paused itself
+    after failed resets (an ``alerts`` reset_paused) resets again. Either server may be
+    absent (a trial cell has no bridge); neither is an error.
+    """
     if verb not in CELL_VERBS:
         raise ConfigError(f"cell verb '{verb}' is unknown (known: {', '.join(CELL_VERBS)})")
-    name = f'{verb}_cell'
+    names = [f'{verb}_cell'] + (['resume_resets'] if verb == 'resume' else [])
+    messages = []
     with _CellNode(cell) as cn:
-        fq = f'/{cn.cell}/{name}'
         end = time.monotonic() + wait_s
-        srv_type = ''
-        while not srv_type:
-            srv_type = cn.services().get(fq, '')
-            if srv_type or time.monotonic() > end:
+        found: dict[str, str] = {}
+        while True:
+            services = cn.services()
+            found = {n: services[f'/{cn.cell}/{n}'] for n in names
+                     if f'/{cn.cell}/{n}' in services}
+            if len(found) == len(names) or time.monotonic() > end:
                 break
+            if found:   # one answers: give discovery of the other a moment, not all of wait_s
+                end = min(end, time.monotonic() + 1.0)
             # Graph discovery is asynchronous; poll it briefly (bounded by wait_s).
             time.sleep(0.1)
-        if not srv_type:
-            raise _absent(name, cn.cell)
-        pkg, _, type_name = srv_type.split('/')
-        srv = getattr(importlib.import_module(f'{pkg}.srv'), type_name)
-        client = cn.node.create_client(srv, name)
-        if not client.wait_for_service(timeout_sec=max(0.1, end - time.monotonic())):
-            raise _absent(name, cn.cell)
-        res = _call(client, srv.Request(), timeout_s, fq)
-    ok = bool(getattr(res, 'success', getattr(res, 'ok', True)))
-    msg = str(getattr(res, 'message', getattr(res, 'error_msg', '')))
-    code = int(getattr(res, 'error_code', 0))
-    if not ok or code:
-        raise error_from_code(code or 200, msg or f'{fq} failed')
-    return {'ok': True, 'cell': cn.cell, 'verb': verb, 'message': msg}
+        if not found:
+            raise _absent(names[0], cn.cell)
+        for name, srv_type in found.items():
+            fq = f'/{cn.cell}/{name}'
+            pkg, _, type_name = srv_type.split('/')
+            srv = getattr(importlib.import_module(f'{pkg}.srv'), type_name)
+            client = cn.node.create_client(srv, name)
+            if not client.wait_for_service(timeout_sec=max(0.1, end - time.monotonic())):
+                raise _absent(name, cn.cell)
+            res = _call(client, srv.Request(), timeout_s, fq)
+            ok = bool(getattr(res, 'success', getattr(res, 'ok', True)))
+            msg = str(getattr(res, 'message', getattr(res, 'error_msg', '')))
+            code = int(getattr(res, 'error_code', 0))
+            if not ok or code:
+                raise error_from_code(code or 200, msg or f'{fq} failed')
+            messages.append(msg if len(found) == 1 else f'{name}: {msg}')
+    return {'ok': True, 'cell': cn.cell, 'verb': verb, 'message': '; '.join(messages)}
 
 
 def cell_status(cell: str, *, wait_s: float = 2.0) -> dict[str, Any]:
@@ -153,12 +165,18 @@ def cell_status(cell: str, *, wait_s: float = 2.0) -> dict[str, Any]:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    from enpire_interfaces.msg import CellState
+    from enpire_interfaces.msg import Alert, CellState
 
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     got: dict[str, Any] = {}
+    alerts: list[dict[str, Any]] = []
     both = threading.Event()
+
+    def on_alert(msg: Any) -> None:
+        alerts.append({'kind': msg.kind, 'severity': int(msg.severity), 'source': msg.source,
+                       'failures': int(msg.failures), 'detail': msg.detail,
+                       'stamp_s': msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9})
 
     def on_state(msg: Any) -> None:
         got['state'] = msg
@@ -176,6 +194,9 @@ def cell_status(cell: str, *, wait_s: float = 2.0) -> dict[str, Any]:
     with _CellNode(cell) as cn:
         cn.node.create_subscription(CellState, 'cell_state', on_state, latched)
         cn.node.create_subscription(String, 'policy/status', on_policy, latched)
+        cn.node.create_subscription(Alert, 'alerts', on_alert, QoSProfile(
+            depth=20, reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL))
         both.wait(wait_s)
         servers = _servers(cn)
         if not all(servers.values()) and 'state' in got:
@@ -185,8 +206,14 @@ def cell_status(cell: str, *, wait_s: float = 2.0) -> dict[str, Any]:
                 time.sleep(0.1)
                 servers = _servers(cn)
     st = got.get('state')
+    recent = sorted(alerts, key=lambda a: a['stamp_s'])[-5:]
+    # Resets are paused from a reset_paused alert until the next resumed one.
+    last = next((a for a in reversed(recent) if a['kind'] in ('reset_paused', 'resumed')), None)
+    paused = last['detail'] if last is not None and last['kind'] == 'reset_paused' else ''
+
     out: dict[str, Any] = {'ok': st is not None, 'cell': cn.cell, 'reachable': st is not None,
-                           'servers': servers, 'policy': got.get('policy')}
+                           'servers': servers, 'policy': got.get('policy'),
+                           'alerts': recent, 'resets_paused': paused}
     if st is not None:
         out.update({'task': st.task, 'mode': MODES.get(int(st.mode), str(st.mode)),
                     'simulated': bool(st.simulated), 'clock_mode': st.clock_mode,

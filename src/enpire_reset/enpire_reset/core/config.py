@@ -26,6 +26,9 @@ class ResetConfig:
         pose_tolerance_rad: largest angle error between requested and observed pose.
         not_solved_max_score: a start whose verified score exceeds this counts as already
             solved and is re-reset with a derived seed.
+        pause_after_failures: consecutive failed reset attempts (across goals) after which
+            the cell pauses with an alert and refuses resets until resumed (0 = never;
+            :mod:`enpire_reset.core.pause`).
     """
 
     strategy: str = 'sim_place'
@@ -38,6 +41,7 @@ class ResetConfig:
     pose_tolerance_px: float = 6.0
     pose_tolerance_rad: float = 0.12
     not_solved_max_score: float = 0.95
+    pause_after_failures: int = 6
 
     def __post_init__(self) -> None:
         require(bool(self.strategy), 'strategy', self.strategy, 'must name a reset strategy')
@@ -54,6 +58,8 @@ class ResetConfig:
                 'must be > 0 rad')
         require(0.0 < self.not_solved_max_score <= 1.0, 'not_solved_max_score',
                 self.not_solved_max_score, 'must be in (0, 1]')
+        require(self.pause_after_failures >= 0, 'pause_after_failures',
+                self.pause_after_failures, 'must be >= 0 (0 = never pause)')
 
     @classmethod
     def from_task(cls, task: TaskSpec, **overrides: object) -> ResetConfig:
@@ -61,7 +67,8 @@ class ResetConfig:
         r = task.section('reset')
         values = {k: r[k] for k in ('strategy', 'max_attempts', 'timeout_s',
                                     'pose_tolerance_px', 'pose_tolerance_rad',
-                                    'not_solved_max_score', 'fallback') if k in r}
+                                    'not_solved_max_score', 'fallback',
+                                    'pause_after_failures') if k in r}
         if 'pose_tolerance' in r:   # in the task's position unit (px, m); Push-T says _px
             values['pose_tolerance_px'] = r['pose_tolerance']
         values.update({k: v for k, v in overrides.items() if v not in (None, '', 0, 0.0)})
@@ -81,6 +88,8 @@ class ResetServerConfig:
         call_timeout_s: bound of each place and verify_success call, seconds.
         retry_backoff_s: wait before a retry, seconds.
         server_wait_s: how long to wait for place and verify_success to appear, seconds.
+        pause_after_failures: consecutive failed attempts that pause the cell (-1 = the
+            task's value, 0 = never).
     """
 
     task: str = DEFAULT_TASK
@@ -91,6 +100,7 @@ class ResetServerConfig:
     call_timeout_s: float = 3.0
     retry_backoff_s: float = 0.5
     server_wait_s: float = 5.0
+    pause_after_failures: int = -1
 
     def __post_init__(self) -> None:
         require(bool(self.task), 'task', self.task, 'must name a task (config/tasks/<task>/)')
@@ -102,6 +112,8 @@ class ResetServerConfig:
         require(self.call_timeout_s > 0, 'call_timeout_s', self.call_timeout_s,
                 'must be > 0 s')
         require(self.server_wait_s > 0, 'server_wait_s', self.server_wait_s, 'must be > 0 s')
+        require(self.pause_after_failures >= -1, 'pause_after_failures',
+                self.pause_after_failures, "must be >= 0, or -1 for the task's value")
 
 
 FAKE_VERIFIER_MODES = ('ground_truth', 'always_solved')

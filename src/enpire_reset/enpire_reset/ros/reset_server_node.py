@@ -10,19 +10,32 @@ from typing import Any
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from enpire_common.clock import SystemClock
-from enpire_common.errors import OK, CellBusyError, EnpireError
+from enpire_common.errors import (
+    OK,
+    CellBusyError,
+    CellPausedError,
+    EnpireError,
+    EnpireTimeoutError,
+)
 from enpire_common.ros import call_service, declare_config, raise_for_result, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.action import ResetCell
-from enpire_interfaces.srv import PlaceStart, VerifySuccess
+from enpire_interfaces.msg import Alert as AlertMsg
+from enpire_interfaces.srv import PlaceStart, Trigger, VerifySuccess
 from enpire_reset.core.config import ResetConfig, ResetServerConfig
+from enpire_reset.core.pause import Alert, ResetPauseGuard
 from enpire_reset.core.ports import Placement, ResetVerdict
 from enpire_reset.core.procedure import ResetNotVerifiedError, ResetProcedure
 from enpire_reset.core.strategies import make_strategy, resolve_strategy_id
 from enpire_reset.ros import conversions as conv
 from enpire_tasks import registry
+
+#: ``alerts``: reliable and transient local, so a monitor that starts later sees the last ones.
+ALERT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class RosPlacePort:
@@ -73,8 +86,15 @@ class ResetServerNode(Node):
         default), max_attempts (0 = default), timeout_s (0 = default); feedback phase
         (placing / settling / verifying / retrying), attempt, progress; result success,
         start_pose, observed_pose, attempts, duration_s, verdict, error_code, error_msg
-        (RESET_FAILED, UNKNOWN_NAME, TIMEOUT, CANCELLED, CELL_UNAVAILABLE, CELL_BUSY).
-        One goal at a time; a second concurrent goal is answered CELL_BUSY.
+        (RESET_FAILED, UNKNOWN_NAME, TIMEOUT, CANCELLED, CELL_UNAVAILABLE, CELL_BUSY,
+        CELL_PAUSED). One goal at a time; a second concurrent goal is answered CELL_BUSY.
+
+    Pause with an alert (:mod:`enpire_reset.core.pause`): after ``pause_after_failures``
+    consecutive failed attempts the server pauses, publishes an ERROR ``alerts`` message and
+    answers every goal CELL_PAUSED without moving, until ``resume_resets`` (Trigger, what
+    ``enpire cell resume`` calls). A start that the fallback placed is a WARNING alert.
+
+    Publishes: ``alerts`` (enpire_interfaces/Alert, reliable, transient local).
 
     Calls (in its namespace): ``place`` (PlaceStart) to place, ``verify_success``
     (VerifySuccess, goal ``reset``, expected_pose = placed pose) to verify, each bounded
@@ -82,7 +102,8 @@ class ResetServerNode(Node):
 
     Parameters (ResetServerConfig): ``task`` (str), ``strategy`` (str), ``max_attempts``
     (int), ``timeout_s`` (float, s), ``settle_s`` (float, s), ``call_timeout_s`` (float, s),
-    ``server_wait_s`` (float, s). Empty / 0 take the task's ``reset`` section.
+    ``server_wait_s`` (float, s), ``pause_after_failures`` (int). Empty / 0 (-1 for the
+    last) take the task's ``reset`` section.
 
     The reset budget is wall time (SystemClock): in lockstep mode sim time does not advance
     while the cell is being reset.
@@ -104,13 +125,41 @@ class ResetServerNode(Node):
             self.create_client(VerifySuccess, 'verify_success', callback_group=self._group),
             self.config.server_wait_s)
         self._busy = threading.Lock()
+        pause_after = (self.defaults.pause_after_failures if self.config.pause_after_failures < 0
+                       else self.config.pause_after_failures)
+        self.pause = ResetPauseGuard(pause_after)
+        self._alerts = self.create_publisher(AlertMsg, 'alerts', ALERT_QOS)
+        self.create_service(Trigger, 'resume_resets', self._on_resume,
+                            callback_group=self._group)
         self._server = ActionServer(
             self, ResetCell, 'reset_cell', execute_callback=self._execute,
             cancel_callback=lambda _g: CancelResponse.ACCEPT,
             goal_callback=lambda _g: GoalResponse.ACCEPT, callback_group=self._group)
         self.get_logger().info(
             f'reset_server ready: task {self.task.id}, strategy {self.defaults.strategy}, '
-            f'{self.defaults.max_attempts} attempts, {self.defaults.timeout_s} s')
+            f'{self.defaults.max_attempts} attempts, {self.defaults.timeout_s} s, pauses after '
+            f'{pause_after or "never"} consecutive failures')
+
+    def _raise(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            msg = AlertMsg(cell_id=self.get_namespace().strip('/'), source=self.get_name(),
+                           kind=alert.kind, severity=alert.severity, failures=alert.failures,
+                           detail=alert.detail)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._alerts.publish(msg)
+            log, text = self.get_logger(), f'ALERT {alert.kind}: {alert.detail}'
+            if alert.severity >= AlertMsg.SEVERITY_ERROR:
+                log.error(text)
+            elif alert.severity == AlertMsg.SEVERITY_WARNING:
+                log.warning(text)
+            else:
+                log.info(text)
+
+    def _on_resume(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        message, alerts = self.pause.resume()
+        self._raise(alerts)
+        resp.success, resp.message, resp.error_code = True, message, OK
+        return resp
 
     def _reset_config(self, strategy: str, max_attempts: int, timeout_s: float) -> ResetConfig:
         cfg = ResetConfig.from_task(self.task, strategy=strategy, max_attempts=max_attempts,
@@ -124,6 +173,13 @@ class ResetServerNode(Node):
         result = ResetCell.Result()
         if not self._busy.acquire(blocking=False):
             err = CellBusyError('a reset is already running on this cell; wait for its result')
+            result.error_code, result.error_msg = err.code, str(err)
+            goal_handle.abort()
+            return result
+        try:
+            self.pause.check()
+        except CellPausedError as err:
+            self._busy.release()
             result.error_code, result.error_msg = err.code, str(err)
             goal_handle.abort()
             return result
@@ -154,6 +210,11 @@ class ResetServerNode(Node):
         except ResetNotVerifiedError as exc:
             conv.result_from_outcome(exc.outcome, result)
             result.error_code, result.error_msg = exc.code, str(exc)
+            self._raise(self.pause.failed(exc.outcome.attempts, exc.outcome.reasons))
+        except EnpireTimeoutError as exc:
+            result.error_code, result.error_msg = exc.code, str(exc)
+            if not goal_handle.is_cancel_requested:
+                self._raise(self.pause.failed(1, (str(exc),)))
         # Action boundary: every failure becomes error_code/error_msg; the server lives on.
         except EnpireError as exc:
             result.error_code, result.error_msg = exc.code, str(exc)
@@ -163,6 +224,7 @@ class ResetServerNode(Node):
         else:
             conv.result_from_outcome(outcome, result)
             result.error_code = OK
+            self._raise(self.pause.succeeded(outcome.method, outcome.reasons))
             for reason in outcome.reasons:
                 self.get_logger().warning(f'reset of seed {goal.seed}: retried after {reason}')
         if result.error_code == OK:

@@ -52,6 +52,7 @@ def topic_types(config: RecorderConfig) -> dict[str, str]:
         'safety/events': 'enpire_interfaces/msg/SafetyEvent',
         'verdicts': 'enpire_interfaces/msg/Verdict',
         'cell_state': 'enpire_interfaces/msg/CellState',
+        'alerts': 'enpire_interfaces/msg/Alert',
     })
     topics.update(dict(spec.split(':') for spec in config.extra_topics))
     return topics

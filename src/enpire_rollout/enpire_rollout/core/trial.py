@@ -34,6 +34,7 @@ from enpire_common.clock import Clock
 from enpire_common.config import require
 from enpire_common.confinement import MAX_NAMED_DENIALS
 from enpire_common.errors import (
+    CellPausedError,
     CellUnavailableError,
     EnpireError,
     EnpireTimeoutError,
@@ -326,6 +327,11 @@ class TrialRunner:
             self.on_trial(record)
             if record.outcome == ABORTED and self.cancelled():
                 stop_reason = 'cancelled'
+                break
+            if record.error_code == CellPausedError.code:
+                # The cell paused itself after failed resets and raised an alert: every
+                # further trial would be refused the same way until a person resumes it.
+                stop_reason = 'cell_paused'
                 break
             consecutive_faults = consecutive_faults + 1 if record.outcome in FAULT_OUTCOMES else 0
             limit = budget.max_consecutive_faults

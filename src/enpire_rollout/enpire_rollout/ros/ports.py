@@ -176,6 +176,8 @@ class RosController:
             status = json.loads(msg.data)
         except ValueError:
             return
+        if not isinstance(status, dict):
+            return
         with self._cond:
             if status.get('revision_id') == self._revision_id:
                 self._status = status
@@ -233,7 +235,18 @@ class RosController:
                                           preexec_fn=die_with_this_process(signal.SIGINT))
         finally:
             out.close()
-        self._await_status(('ready', 'fault'), self.start_timeout_s, 'policy host start')
+        try:
+            self._await_status(('ready', 'fault'), self.start_timeout_s, 'policy host start')
+        except EnpireTimeoutError as err:
+            # A host that never said ready is useless and must not be reused by the next
+            # trial (which would wait on it again): kill it, say what was heard from it.
+            heard = self._status.get('state')
+            alive = self._proc is not None and self._proc.poll() is None
+            self.unload()
+            raise EnpireTimeoutError(
+                f'{err} (last status heard: {heard or "none"}; the process was '
+                f'{"alive" if alive else "gone"}: killed; the next trial starts a new one)'
+            ) from None
         if self._status.get('state') == 'fault':
             raise PolicyFaultError(self._status.get('reason') or 'policy host failed to start')
 
@@ -280,9 +293,10 @@ class RosController:
     # -- ControllerPort ----------------------------------------------------------------------
     def start_episode(self, seed: int, retry_index: int = 0) -> None:
         if self._proc is None or self._proc.poll() is not None \
-                or self._status.get('state') == 'fault':
-            # The host died (killed?) or its policy faulted in the last trial: every trial
-            # starts with a fresh host, so one fault never leaks into the next trial.
+                or self._status.get('state') not in ('ready', 'running', 'stopped'):
+            # The host died (killed?), its policy faulted in the last trial, or it never
+            # said ready: every trial starts with a fresh host, so one fault never leaks
+            # into the next trial.
             self.unload()
             self._spawn()
         episode = uuid.uuid4().hex[:12]
@@ -302,9 +316,13 @@ class RosController:
             try:
                 self._await_status(('running', 'fault'), 1.0, 'episode start', episode=episode)
                 break
-            except EnpireTimeoutError:
+            except EnpireTimeoutError as err:
                 if attempt == 9:
-                    raise
+                    # A host that does not answer is not reused: the next trial starts anew.
+                    heard = self._status.get('state')
+                    self.unload()
+                    raise EnpireTimeoutError(f'{err} 10 times (last status heard: '
+                                             f'{heard or "none"}; host killed)') from None
         if self._status.get('state') == 'fault':
             raise PolicyFaultError(self._status.get('reason') or 'policy faulted in reset')
 

@@ -58,7 +58,8 @@ class RecorderNode(Node):
 
     Subscribes (cell namespace): camera/<view>/image_raw (sensor_msgs/Image, also encoded to
         <view>.mp4), state (StateVector), policy/command and command (Command),
-        safety/events (SafetyEvent), verdicts (Verdict), cell_state (CellState);
+        safety/events (SafetyEvent), verdicts (Verdict), cell_state (CellState), alerts
+        (Alert: a reset that paused the cell or needed the fallback);
         recorder/control (std_msgs/String, JSON requests, see the module docstring).
     Publishes: recorder/status (std_msgs/String, JSON, transient local).
     Parameters (see RecorderConfig): camera_views (str[]), control_rate_hz (float, Hz),

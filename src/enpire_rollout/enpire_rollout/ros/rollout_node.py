@@ -268,11 +268,18 @@ class _Listener:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            while not self._stop.is_set() and self._context.ok():
+        while not self._stop.is_set() and self._context.ok():
+            try:
                 self._executor.spin_once(timeout_sec=0.2)
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
+            except (ExternalShutdownException, KeyboardInterrupt):
+                return
+            except Exception as exc:  # noqa: BLE001 - one bad callback must not deafen the node
+                # An exception out of a callback would end this thread: the rollout would
+                # then hear no state and no policy status for the rest of its life.
+                if self._stop.is_set() or not self._context.ok():
+                    return
+                self.node.get_logger().error(f'listener callback failed: {exc!r}',
+                                             throttle_duration_sec=5.0)
 
     def close(self) -> None:
         self._stop.set()
