@@ -17,12 +17,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _topic_counts(bag: Path) -> dict[str, int]:
+    """Messages per topic, each decoded by the third-party readers Foxglove's own tools use
+    (``mcap`` + ``mcap-ros2-support``) from the bag's embedded ros2msg schemas."""
     from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
 
     counts: dict[str, int] = {}
     for path in sorted(bag.glob('*.mcap')):
         with path.open('rb') as stream:
-            for _schema, channel, _msg in make_reader(stream).iter_messages():
+            reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+            for schema, channel, _msg, decoded in reader.iter_decoded_messages():
+                assert schema.encoding == 'ros2msg' and channel.message_encoding == 'cdr'
+                assert decoded is not None
                 name = channel.topic.split('/', 2)[-1]
                 counts[name] = counts.get(name, 0) + 1
     return counts

@@ -56,12 +56,18 @@ def _bag_counts_rosbags(bag: Path) -> dict[str, int]:
 
 
 def _bag_counts_mcap(bag: Path) -> dict[str, int]:
+    """Messages per topic, every one decoded by the third-party readers that Foxglove's own
+    tools use (``mcap`` + ``mcap-ros2-support``) from the bag's embedded ros2msg schemas."""
     from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
 
     counts: dict[str, int] = {}
     for path in sorted(bag.glob('*.mcap')):
         with path.open('rb') as stream:
-            for _schema, channel, _msg in make_reader(stream).iter_messages():
+            reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+            for schema, channel, _msg, decoded in reader.iter_decoded_messages():
+                assert schema.encoding == 'ros2msg' and channel.message_encoding == 'cdr'
+                assert decoded is not None
                 counts[channel.topic] = counts.get(channel.topic, 0) + 1
     return counts
 
@@ -95,13 +101,14 @@ def _run_cli(home: Path, *args: str, timeout_s: float = 240.0) -> dict[str, Any]
 
 
 def test_scripted_trials_report_wilson_interval_and_leave_verifiable_records(cell) -> None:
+    """A 5-trial run; every message of every bag decodes with the third-party readers."""
     out = _run_cli(cell.home, 'trial', 'run', '--task', 'push_t', '--policy', str(SCRIPTED),
-                   '--seeds', '5', '6', '7', '--max-episode-steps', '60', '--no-start',
-                   '--experiment', 'scripted', '--json')
+                   '--seeds', '5', '6', '7', '8', '9', '--max-episode-steps', '60',
+                   '--no-start', '--experiment', 'scripted', '--json')
     from enpire_rollout.core.records import read_trial, verify_files
 
-    assert out['n_trials'] == 3 and len(out['trials']) == 3
-    assert sum(out['outcomes'].values()) == 3
+    assert out['n_trials'] == 5 and len(out['trials']) == 5
+    assert sum(out['outcomes'].values()) == 5
     assert 0.0 <= out['wilson_95'][0] <= out['success_rate'] <= out['wilson_95'][1] <= 1.0
     for trial in out['trials']:
         assert trial['outcome'] in ('success', 'failure'), trial
@@ -127,11 +134,11 @@ def test_the_scripted_experiment_exports_as_a_lerobot_dataset_of_its_bags(cell, 
 
     if not (cell.home / 'scripted').is_dir():     # run alone: record the experiment first
         _run_cli(cell.home, 'trial', 'run', '--task', 'push_t', '--policy', str(SCRIPTED),
-                 '--seeds', '5', '6', '7', '--max-episode-steps', '60', '--no-start',
-                 '--experiment', 'scripted', '--json')
+                 '--seeds', '5', '6', '7', '8', '9', '--max-episode-steps', '60',
+                 '--no-start', '--experiment', 'scripted', '--json')
     out = _run_cli(cell.home, 'dataset', 'export', '--experiment', 'scripted',
                    '--out', str(tmp_path / 'ds'), '--json')
-    assert out['episodes'] == 3 and out['skipped'] == [] and out['left_out'] == []
+    assert out['episodes'] == 5 and out['skipped'] == [] and out['left_out'] == []
     info = json.loads((tmp_path / 'ds' / 'meta' / 'info.json').read_text())
     assert info['fps'] == 10 and info['features']['observation.images.top']['shape'] == \
         [480, 480, 3]

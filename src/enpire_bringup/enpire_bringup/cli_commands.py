@@ -1,4 +1,4 @@
-"""``enpire up``, ``enpire graph``, ``enpire topic echo``, ``enpire doctor``, ``enpire mcp``.
+"""``enpire up``, ``graph``, ``topic echo``, ``view``, ``doctor``, ``mcp``.
 
 Verbs return their result (see :mod:`enpire_bringup.cli`); ``up`` and ``topic echo`` stream
 their output while they run (launcher lines, one JSON line per message) and print no text
@@ -53,6 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help='give up after T s (exit 3 when fewer than --count arrived)')
     echo.set_defaults(func=_echo, text=_quiet)
 
+    view = sub.add_parser(
+        'view', help="serve a cell's live topics to the Foxglove app (WebSocket)",
+        description="Serve /<cell>'s topics over the Foxglove WebSocket protocol until "
+                    'Ctrl-C. In the Foxglove app: Open connection -> Foxglove WebSocket -> the '
+                    'printed URL; config/foxglove/<task>.json is a layout for it. A topic is '
+                    'read from the cell only while a viewer subscribes it.')
+    view.add_argument('--cell', default='cell_0')
+    view.add_argument('--host', default='127.0.0.1',
+                      help='interface to listen on (default 127.0.0.1; 0.0.0.0 for others)')
+    view.add_argument('--port', type=int, default=8765, help='default 8765 (Foxglove\'s)')
+    view.add_argument('--duration-s', type=float, default=None,
+                      help='stop after this long (default: until Ctrl-C)')
+    view.set_defaults(func=_view, text=_view_text)
+
     doctor = sub.add_parser('doctor', help='report the ROS, Python and GPU environment')
     doctor.set_defaults(func=_doctor, text=_doctor_text)
 
@@ -92,6 +106,22 @@ def _echo(args: argparse.Namespace) -> dict[str, Any]:
 
     return echo(args.topic, count=args.count, timeout_s=args.timeout_s,
                 on_message=None if args.json else stream)
+
+
+def _view(args: argparse.Namespace) -> dict[str, Any]:
+    from enpire_bringup.foxglove_view import serve
+
+    def ready(view: Any) -> None:
+        print(f'serving /{view.cell} on {view.url} (Foxglove app: Open connection -> '
+              'Foxglove WebSocket); Ctrl-C stops', file=sys.stderr, flush=True)
+
+    return serve(args.cell, args.host, args.port, args.duration_s, on_ready=ready)
+
+
+def _view_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    sent = sum(out['forwarded'].values())
+    return (f"served /{out['cell']} on {out['url']}: {len(out['topics'])} topics, "
+            f'{sent} messages forwarded')
 
 
 def _doctor(_args: argparse.Namespace) -> dict[str, Any]:
