@@ -42,6 +42,7 @@ setup(
         'console_scripts': [
             'enpire = enpire_bringup.cli:main',
             'heartbeat = enpire_bringup.ros.heartbeat_node:main',
+            'rviz = enpire_bringup.ros.rviz:main',
         ],
     },
 )

@@ -22,6 +22,7 @@ setup(
             'rollout = enpire_rollout.ros.rollout_node:main',
             'safety_supervisor = enpire_rollout.ros.safety_supervisor_node:main',
             'recorder = enpire_rollout.ros.recorder_node:main',
+            'markers = enpire_rollout.ros.markers_node:main',
         ],
     },
 )

@@ -77,3 +77,45 @@ def test_a_foxglove_client_receives_the_camera_and_state_of_a_running_cell(sim_c
     frame = store.deserialize_cdr(got[image][-1], 'sensor_msgs/msg/Image')
     assert (frame.width, frame.height, frame.encoding) == (480, 480, 'rgb8')
     assert len(frame.data) == 480 * 480 * 3
+
+
+def test_the_cell_shows_every_marker_namespace_its_tf_tree_and_the_verifier_overlay(sim_cell):
+    """rviz's view of a cell: the markers node's namespaces, the TF tree, and the verifier's
+    evidence overlay (drawn because this test subscribes it)."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from tf2_msgs.msg import TFMessage
+    from visualization_msgs.msg import MarkerArray
+
+    from enpire_common.testing import RosHarness, wait_until
+    from enpire_rollout.core.markers import NAMESPACES
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    namespaces: set[str] = set()
+    edges: set[tuple[str, str]] = set()
+    overlays: list[Image] = []
+    with RosHarness() as ros:
+        node = ros.node('viewer', namespace=f'/{CELL}')
+        node.create_subscription(MarkerArray, 'markers', lambda m: namespaces.update(
+            x.ns for x in m.markers if x.ns), 5)
+        def on_tf(m: TFMessage) -> None:
+            edges.update((t.header.frame_id, t.child_frame_id) for t in m.transforms)
+
+        node.create_subscription(TFMessage, 'tf', on_tf, 10)
+        node.create_subscription(TFMessage, 'tf_static', on_tf, latched)
+        node.create_subscription(Image, 'verifier/overlay/top', overlays.append, latched)
+        env = {**os.environ, 'ENPIRE_HOME': str(sim_cell.home)}
+        proc = subprocess.run(
+            [sys.executable, '-m', 'enpire_bringup.cli', 'trial', 'run', '--task', 'push_t',
+             '--policy', str(SCRIPTED), '--seeds', '4', '--max-episode-steps', '30',
+             '--no-start', '--experiment', 'markers', '--json'],
+            env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        wait_until(lambda: set(NAMESPACES) <= namespaces, 20.0,
+                   f'every marker namespace (have {sorted(namespaces)})')
+        wait_until(lambda: {('world', f'{CELL}/world'), (f'{CELL}/world', f'{CELL}/agent_0')}
+                   <= edges, 20.0, f'the TF tree (have {sorted(edges)})')
+        wait_until(lambda: overlays, 20.0, 'the verifier overlay')
+    assert (overlays[-1].width, overlays[-1].height, overlays[-1].encoding) == \
+        (480, 480, 'bgr8')

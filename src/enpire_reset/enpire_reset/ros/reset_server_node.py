@@ -11,6 +11,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
 
 from enpire_common.clock import SystemClock
 from enpire_common.errors import (
@@ -35,6 +36,8 @@ from enpire_tasks import registry
 
 #: ``alerts``: reliable and transient local, so a monitor that starts later sees the last ones.
 ALERT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+START_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -94,7 +97,9 @@ class ResetServerNode(Node):
     answers every goal CELL_PAUSED without moving, until ``resume_resets`` (Trigger, what
     ``enpire cell resume`` calls). A start that the fallback placed is a WARNING alert.
 
-    Publishes: ``alerts`` (enpire_interfaces/Alert, reliable, transient local).
+    Publishes: ``alerts`` (enpire_interfaces/Alert, reliable, transient local),
+    ``reset/start_pose`` (std_msgs/Float64MultiArray, latched: the start the last reset
+    placed, task units; the cell's markers draw it).
 
     Calls (in its namespace): ``place`` (PlaceStart) to place, ``verify_success``
     (VerifySuccess, goal ``reset``, expected_pose = placed pose) to verify, each bounded
@@ -129,6 +134,9 @@ class ResetServerNode(Node):
                        else self.config.pause_after_failures)
         self.pause = ResetPauseGuard(pause_after)
         self._alerts = self.create_publisher(AlertMsg, 'alerts', ALERT_QOS)
+        # The start the last reset placed (task units), for the cell's markers.
+        self._start_pub = self.create_publisher(Float64MultiArray, 'reset/start_pose',
+                                                START_QOS)
         self.create_service(Trigger, 'resume_resets', self._on_resume,
                             callback_group=self._group)
         self._server = ActionServer(
@@ -227,6 +235,9 @@ class ResetServerNode(Node):
             self._raise(self.pause.succeeded(outcome.method, outcome.reasons))
             for reason in outcome.reasons:
                 self.get_logger().warning(f'reset of seed {goal.seed}: retried after {reason}')
+        if len(result.start_pose):
+            self._start_pub.publish(Float64MultiArray(
+                data=[float(v) for v in result.start_pose]))
         if result.error_code == OK:
             goal_handle.succeed()
         elif goal_handle.is_cancel_requested:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -75,6 +75,9 @@ class VerifyResult:
     #: The task's stages (its contract's ``stages``) the views show reached now, in the
     #: contract's order (success goal of a task with a ``stage_rule``; empty otherwise).
     stages: tuple[str, ...] = ()
+    #: view -> the evidence overlay (BGR: mask, goal and estimated outlines, caption) of the
+    #: views ``verify(overlays=...)`` asked for; empty otherwise.
+    overlays: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fused(self) -> Verdict:

@@ -89,8 +89,12 @@ class VisionVerifier:
     def verify(self, images: Mapping[str, np.ndarray], goal: str = GOAL_SUCCESS,
                expected_pose: Sequence[float] | None = None, *,
                write_evidence: bool = False, evidence_dir: str | None = None,
-               views: Sequence[str] | None = None) -> VerifyResult:
+               views: Sequence[str] | None = None,
+               overlays: Sequence[str] = ()) -> VerifyResult:
         """Judge ``goal`` on every view in ``images`` (restricted to the configured views).
+
+        ``overlays``: the views whose evidence overlay to return in the result (drawn only
+        for those: a live viewer's, nothing when nobody looks).
 
         Raises:
             UnknownNameError: unknown goal.
@@ -114,15 +118,18 @@ class VisionVerifier:
             raise ViewUnavailableError(
                 f"no image for view(s) {', '.join(missing) or '(none)'}; the verifier judges "
                 f"{', '.join(judged)}: is the camera publishing?")
+        drawn: dict[str, np.ndarray] = {}
         judged_views = [self._judge(v, images[v], goal, expected_pose, write_evidence,
-                                    evidence_dir) for v in views]
+                                    evidence_dir, drawn if v in overlays else None)
+                        for v in views]
         verdicts = [v for v, _ in judged_views]
         margin = self.success_margin if goal == GOAL_SUCCESS else 0.0
         fused = fuse(verdicts, self.fusion, verdicts[0].threshold + margin)
         stages = (self._stages({v.view: est for v, est in judged_views})
                   if goal == GOAL_SUCCESS else ())
         return VerifyResult(success=fused.success, score=fused.score, fusion=self.fusion,
-                            goal=goal, verdicts=(*verdicts, fused), stages=stages)
+                            goal=goal, verdicts=(*verdicts, fused), stages=stages,
+                            overlays=drawn)
 
     def _stages(self, estimates: Mapping[str, Estimate]) -> tuple[str, ...]:
         """The contract's stages the task's ``stage_rule`` says the views show now."""
@@ -139,7 +146,8 @@ class VisionVerifier:
 
     def _judge(self, view_name: str, image: np.ndarray, goal: str,
                expected_pose: Sequence[float] | None, write_evidence: bool,
-               evidence_dir: str | None) -> tuple[Verdict, Estimate]:
+               evidence_dir: str | None, drawn: dict[str, np.ndarray] | None = None
+               ) -> tuple[Verdict, Estimate]:
         t0 = self.clock.now_s()
         view = self.task.views[view_name]
         image = validate_image(image, view)
@@ -157,14 +165,17 @@ class VisionVerifier:
                       f'INVALID: confidence {est.confidence:.3f} < {self.min_confidence:g} '
                       f'({detail})')
         path = ''
-        if write_evidence:
-            stamp = f'{int(self.clock.now_s() * 1e6):d}'
-            base = Path(evidence_dir) if evidence_dir else Path('.')
+        if write_evidence or drawn is not None:
             said = 'INVALID' if invalid else 'OK' if success else 'FAIL'
             caption = f'{view_name} {goal}: {said} score {score:.3f}'
             img = overlay(image, view, self.goal_pose, est.pose, est.segmentation, caption,
                           outline=self.plugin.outline)
-            path = str(write_png_atomic(base / f'{goal}_{view_name}_{stamp}.png', img))
+            if drawn is not None:
+                drawn[view_name] = img
+            if write_evidence:
+                stamp = f'{int(self.clock.now_s() * 1e6):d}'
+                base = Path(evidence_dir) if evidence_dir else Path('.')
+                path = str(write_png_atomic(base / f'{goal}_{view_name}_{stamp}.png', img))
         return Verdict(view=view_name, backend=self.backend_id, success=success,
                        score=float(score), threshold=threshold,
                        confidence=float(est.confidence) if est.found else 0.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import sys
 import threading
+from typing import Any
 
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
@@ -12,7 +13,7 @@ from sensor_msgs.msg import Image
 
 from enpire_common.errors import OK, BadImageError, EnpireError, ViewUnavailableError
 from enpire_common.paths import enpire_home
-from enpire_common.ros import declare_config, image_qos, ros_time_s, run_node
+from enpire_common.ros import LATEST_QOS, declare_config, image_qos, ros_time_s, run_node
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import Verdict as VerdictMsg
 from enpire_interfaces.srv import VerifySuccess
@@ -59,6 +60,11 @@ class VerifierNode(Node):
                 lambda data, v=view: self._on_image(v, data),
                 image_qos(self.config.image_qos), raw=True)
         self.verdict_pub = self.create_publisher(VerdictMsg, 'verdicts', 10)
+        # The evidence overlay of each view (mask, goal and estimate drawn on the frame) for
+        # a live viewer; drawn only while someone subscribes, so it costs nothing otherwise.
+        self.overlay_pubs = {view: self.create_publisher(Image, f'verifier/overlay/{view}',
+                                                         LATEST_QOS)
+                             for view in self.verifier.views}
         self.create_service(VerifySuccess, 'verify_success', self._on_verify)
         self.get_logger().info(
             f"verifier ready: task {task.name}, backend {self.verifier.backend_id}, views "
@@ -110,7 +116,9 @@ class VerifierNode(Node):
                 list(req.expected_pose) if len(req.expected_pose) else None,
                 write_evidence=bool(req.write_evidence),
                 evidence_dir=self._evidence_dir(req.evidence_dir),
-                views=list(req.views) or None)
+                views=list(req.views) or None,
+                overlays=[v for v, pub in self.overlay_pubs.items()
+                          if pub.get_subscription_count() > 0])
             res.success, res.score = bool(result.success), float(result.score)
             res.invalid = bool(result.invalid)
             res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
@@ -118,6 +126,8 @@ class VerifierNode(Node):
             res.error_code, res.error_msg = OK, ''
             for v in res.verdicts:
                 self.verdict_pub.publish(v)
+            for view, bgr in result.overlays.items():
+                self.overlay_pubs[view].publish(_bgr_image_msg(bgr, self.get_clock()))
         except EnpireError as exc:
             res.success, res.score = False, 0.0
             res.error_code, res.error_msg = exc.code, str(exc)
@@ -134,6 +144,15 @@ def _cdr_stamp_s(data: bytes) -> float:
         return float('nan')
     sec, nanosec = struct.unpack_from('<iI', data, 4)
     return sec + nanosec * 1e-9
+
+
+def _bgr_image_msg(bgr: Any, clock: Any) -> Image:
+    """A bgr8 Image of ``bgr``, stamped now (when the verdict was drawn)."""
+    msg = Image(height=int(bgr.shape[0]), width=int(bgr.shape[1]), encoding='bgr8',
+                is_bigendian=0, step=int(bgr.shape[1]) * 3)
+    msg.data = bgr.tobytes()
+    msg.header.stamp = clock.now().to_msg()
+    return msg
 
 
 def _image_msg(data: bytes, view: str) -> Image:

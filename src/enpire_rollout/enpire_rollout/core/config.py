@@ -165,3 +165,24 @@ class RecorderConfig:
                     'view names are non-empty and contain no "/"')
         require(self.bag_compression in BAG_COMPRESSIONS, 'bag_compression',
                 self.bag_compression, f"must be one of {', '.join(BAG_COMPRESSIONS)}")
+
+
+@dataclass(frozen=True)
+class MarkersConfig:
+    """Parameters of the ``markers`` node (rviz / Foxglove 3D of one cell).
+
+    Attributes:
+        task: task id (its contract gives the goal, the envelope, the outline).
+        rate_hz: how often the markers are rebuilt and published while someone subscribes.
+        publish_tf: publish this cell's frames (``<cell>/world`` under ``world``, and
+            ``<cell>/agent_<i>`` where the state puts the pusher / grippers). An arm cell
+            publishes its own TF tree: false there.
+    """
+
+    task: str = 'push_t'
+    rate_hz: float = 5.0
+    publish_tf: bool = False
+
+    def __post_init__(self) -> None:
+        require(bool(self.task), 'task', self.task, 'must name a task')
+        require(0 < self.rate_hz <= 60, 'rate_hz', self.rate_hz, 'must be in (0, 60] Hz')
