@@ -4,6 +4,7 @@ speaks, foxglove.sdk.v1) subscribes the camera and state channels and receives t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import struct
@@ -119,3 +120,141 @@ def test_the_cell_shows_every_marker_namespace_its_tf_tree_and_the_verifier_over
         wait_until(lambda: overlays, 20.0, 'the verifier overlay')
     assert (overlays[-1].width, overlays[-1].height, overlays[-1].encoding) == \
         (480, 480, 'bgr8')
+
+
+class _Browser:
+    """Headless Chromium driven over the DevTools protocol (no driver package needed)."""
+
+    def __init__(self, url: str, profile: Path) -> None:
+        import shutil
+        import socket
+
+        exe = next((shutil.which(c) for c in ('chromium', 'chromium-browser', 'google-chrome')
+                    if shutil.which(c)), None)
+        if exe is None:
+            pytest.skip('no Chromium here (scripts/setup.sh installs Debian chromium as root)')
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [exe, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+             '--disable-background-networking', '--disable-component-update',
+             f'--remote-debugging-port={port}', f'--user-data-dir={profile}',
+             '--window-size=1400,1300', url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import urllib.request
+
+        end = time.monotonic() + 30.0
+        while True:
+            try:
+                pages = json.loads(urllib.request.urlopen(
+                    f'http://127.0.0.1:{port}/json/list', timeout=2).read())
+                page = next(p for p in pages if p.get('type') == 'page')
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.3)
+        from websockets.sync.client import connect
+
+        self.ws = connect(page['webSocketDebuggerUrl'], max_size=None)
+        self._id = 0
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        self.ws.send(json.dumps({'id': self._id, 'method': method, 'params': params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get('id') == self._id:
+                assert 'error' not in msg, msg
+                return msg['result']
+
+    def js(self, expr: str) -> Any:
+        out = self.call('Runtime.evaluate', expression=expr, returnByValue=True)
+        return out['result'].get('value')
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        path.write_bytes(base64.b64decode(self.call('Page.captureScreenshot')['data']))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close()
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_the_dashboard_follows_a_live_improve_run_in_headless_chromium(sim_cell, tmp_path):
+    """During ``enpire improve``: the page's camera frame changes and its success curve
+    gains points (screenshots under <home>/dashboard-shots); a stalled WebSocket client
+    gets updates dropped, never queued, and the page still updates; a missing or wrong
+    control token is refused 401 and pauses nothing."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from enpire_bringup.dashboard.server import Dashboard
+
+    shots = sim_cell.home / 'dashboard-shots'
+    shots.mkdir(exist_ok=True)
+    env = {**os.environ, 'ENPIRE_HOME': str(sim_cell.home)}
+    improve = subprocess.Popen(
+        [sys.executable, '-m', 'enpire_bringup.cli', 'improve', '--task', 'push_t', '--agent',
+         'builtin', '--budget-min', '1.5', '--experiment', 'dash', '--no-report', '--json'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    browser = None
+    try:
+        with Dashboard(sim_cell.home, port=0, control=True, token='right-token',
+                       period_s=0.5) as dash:
+            browser = _Browser(dash.url, tmp_path / 'chrome')
+            # a client that opens the WebSocket and then never reads (a small window)
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            stalled.connect(('127.0.0.1', dash.port))
+            stalled.sendall(b'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+                            b'Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'
+                            b'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+            assert stalled.recv(12) == b'HTTP/1.1 101'
+            page = 'window.enpireDashboard'
+
+            def seen() -> dict[str, Any]:
+                said = browser.js(f'{page} ? JSON.stringify({{u: {page}.updates, '
+                                  f'p: {page}.points, f: {page}.frames["{CELL}"] || ""}}) '
+                                  ': null')
+                return json.loads(said) if said else {'u': 0, 'p': 0, 'f': ''}
+
+            end = time.monotonic() + 120
+            first = seen()
+            while not (first['f'] and first['p'] >= 1):
+                assert time.monotonic() < end, f'no frame and no curve point yet: {first}'
+                time.sleep(1.0)
+                first = seen()
+            browser.screenshot(shots / 'first.png')
+            time.sleep(20.0)
+            second = seen()
+            browser.screenshot(shots / 'second.png')
+            assert second['u'] > first['u'] + 10, (first['u'], second['u'])
+            assert second['f'] != first['f'], 'the camera frame did not change'
+            assert second['p'] > first['p'], (first['p'], second['p'])
+            stats = dash.stats()
+            assert max(stats['dropped']) > 0, stats      # the stalled client's, dropped
+            assert stats['updates'] >= 40, stats         # the producer never waited on it
+            stalled.close()
+            # control: no token, a wrong one -> 401 and the cell keeps running
+            for headers in ({}, {'Authorization': 'Bearer wrong-token'}):
+                req = urllib.request.Request(f'{dash.url}api/cells/{CELL}/pause',
+                                             method='POST', headers=headers)
+                with pytest.raises(urllib.error.HTTPError) as err:
+                    urllib.request.urlopen(req, timeout=10)
+                assert err.value.code == 401
+            time.sleep(2.0)
+            cells = json.loads(urllib.request.urlopen(f'{dash.url}api/snapshot',
+                                                      timeout=10).read())['cells']
+            assert [c['mode'] for c in cells if c['cell'] == CELL] != ['paused']
+    finally:
+        if browser is not None:
+            browser.close()
+        improve.terminate()
+        improve.communicate(timeout=60)
+    print(f'dashboard screenshots: {shots}')

@@ -1,4 +1,4 @@
-"""``enpire up``, ``graph``, ``topic echo``, ``view``, ``doctor``, ``mcp``.
+"""``enpire up``, ``graph``, ``topic echo``, ``view``, ``dashboard``, ``doctor``, ``mcp``.
 
 Verbs return their result (see :mod:`enpire_bringup.cli`); ``up`` and ``topic echo`` stream
 their output while they run (launcher lines, one JSON line per message) and print no text
@@ -67,6 +67,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help='stop after this long (default: until Ctrl-C)')
     view.set_defaults(func=_view, text=_view_text)
 
+    dash = sub.add_parser(
+        'dashboard', help='a live web dashboard of the cells and the experiment (local)',
+        description='Serve a web page with the cells and their state, each cell\'s live '
+                    'camera, success vs wall clock per agent, MRU, tokens per minute and the '
+                    'idea tree, updated live over a WebSocket. Read-only unless --control; '
+                    'then pause/resume/home need the printed token. No internet needed.')
+    dash.add_argument('--host', default='127.0.0.1',
+                      help='interface (default 127.0.0.1; 0.0.0.0 to share it)')
+    dash.add_argument('--port', type=int, default=8080)
+    dash.add_argument('--experiment', default='',
+                      help='the experiment shown (default: the latest one, followed live)')
+    dash.add_argument('--control', action='store_true',
+                      help='allow pause / resume / home from the page (token-protected)')
+    dash.add_argument('--token', default='',
+                      help='the control token (default: a random one, printed; or '
+                           '$ENPIRE_DASHBOARD_TOKEN)')
+    dash.add_argument('--duration-s', type=float, default=None,
+                      help='stop after this long (default: until Ctrl-C)')
+    dash.set_defaults(func=_dashboard, text=_dashboard_text)
+
     doctor = sub.add_parser('doctor', help='report the ROS, Python and GPU environment')
     doctor.set_defaults(func=_doctor, text=_doctor_text)
 
@@ -122,6 +142,26 @@ def _view_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
     sent = sum(out['forwarded'].values())
     return (f"served /{out['cell']} on {out['url']}: {len(out['topics'])} topics, "
             f'{sent} messages forwarded')
+
+
+def _dashboard(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    from enpire_bringup.dashboard.server import serve
+
+    token = args.token or os.environ.get('ENPIRE_DASHBOARD_TOKEN', '')
+
+    def ready(dash: Any) -> None:
+        where = dash.url + (f'#token={dash.token}' if dash.control else '')
+        mode = 'control on (keep the token private)' if dash.control else 'read-only'
+        print(f'dashboard on {where} ({mode}); Ctrl-C stops', file=sys.stderr, flush=True)
+
+    return serve(args.home, args.host, args.port, args.experiment, args.control, token,
+                 args.duration_s, on_ready=ready)
+
+
+def _dashboard_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    return f"dashboard {out['url']} served {out['updates']} updates"
 
 
 def _doctor(_args: argparse.Namespace) -> dict[str, Any]:
