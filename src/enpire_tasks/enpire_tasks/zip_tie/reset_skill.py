@@ -102,6 +102,7 @@ class ZipTieResetSkill:
         self.seen = ''
         self.parked = False
         self.settled = 0
+        self.first_look = ''
 
     # -- perception -------------------------------------------------------------------------
     def _look(self, obs: Mapping[str, Any]) -> tuple[str, np.ndarray | None, np.ndarray | None]:
@@ -116,8 +117,14 @@ class ZipTieResetSkill:
             return 'threaded', head, far
         ee = np.asarray(obs['ee_pose'], dtype=np.float64)
         holding = self._holding(obs)
-        if holding[0] and self._at_fingers(feats, 'head_uv', ee[0:3]) and \
-                self._at_fingers(feats, 'far_uv', ee[7:10]):
+        d_head = self._from_fingers(feats, 'head_uv', ee[0:3])
+        d_far = self._from_fingers(feats, 'far_uv', ee[7:10])
+        if not self.first_look:     # why a held tie was not taken as held: in the reason
+            self.first_look = (
+                f'first look: fingers holding left {holding[0]} right {holding[1]}; head '
+                f'{_px(d_head)} from the left fingertips, far end {_px(d_far)} from the right '
+                f'ones (held: < {IN_GRIP_PX:g} px)')
+        if holding[0] and d_head < IN_GRIP_PX and d_far < IN_GRIP_PX:
             return 'held', head, far
         top = est['task_top']
         if top.found and top.pose and not any(holding):
@@ -138,17 +145,17 @@ class ZipTieResetSkill:
         joints = np.asarray(obs['joints'], dtype=np.float64)
         return [FINGER_HOLDING < joints[i] < FINGER_OPEN - 0.01 for i in (6, 13)]
 
-    def _at_fingers(self, feats: Mapping[str, Mapping[str, Any]], key: str, tcp: np.ndarray
-                    ) -> bool:
-        """Whether a view shows ``key`` (the head's centre, the strap's far end) where the
-        fingertips ``tcp`` are: the side view, else the top one (a gripper over the head hides
-        most of it from above). The fingers cannot tell: a strap pinched across its 1.2 mm
-        stops them where nothing does."""
+    def _from_fingers(self, feats: Mapping[str, Mapping[str, Any]], key: str, tcp: np.ndarray
+                      ) -> float:
+        """How far (px) a view shows ``key`` (the head's centre, the strap's far end) from
+        where the fingertips ``tcp`` are: the side view, else the top one (a gripper over the
+        head hides most of it from above); inf when neither shows it. The fingers cannot tell:
+        a strap pinched across its 1.2 mm stops them where nothing does."""
         for view in ('side', 'task_top'):
             if feats.get(view, {}).get(key) is not None:
                 uv = self.estimator.cameras[view].project(tcp)
-                return float(np.linalg.norm(np.asarray(feats[view][key]) - uv)) < IN_GRIP_PX
-        return False
+                return float(np.linalg.norm(np.asarray(feats[view][key]) - uv))
+        return float('inf')
 
     # -- control ----------------------------------------------------------------------------
     def _toward(self, target: np.ndarray, speed: float) -> bool:
@@ -315,7 +322,12 @@ class ZipTieResetSkill:
             self._go('turn')
         else:
             self.failed = (f'fallen: the tie is neither held nor on its rails (head {where}); '
-                           'the robot cannot pinch a strap lying flat on the table')
+                           'the robot cannot pinch a strap lying flat on the table '
+                           f'[{self.first_look}]')
+
+
+def _px(d: float) -> str:
+    return 'not seen' if not np.isfinite(d) else f'{d:.0f} px'
 
 
 def _canonical(rpy: np.ndarray) -> np.ndarray:
