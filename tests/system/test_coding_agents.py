@@ -275,6 +275,7 @@ def test_missing_agent_exits_2_and_starts_nothing(cell: Any, tmp_path: Path) -> 
     assert not (tmp_path / 'home' / 'agents').exists()
 
 
+@pytest.mark.timeout(600)     # three agents, a minute each, then their evaluation trials
 def test_bench_agents_writes_a_report_checked_in_chromium(cell: Any, tmp_path: Path) -> None:
     # A minute per agent: a stand-in's first trial (300 Push-T steps, ~22 s on 2 calm cores)
     # must finish inside its budget. 30 s left 8 s to spare, and a busier machine ran out

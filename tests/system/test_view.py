@@ -23,6 +23,17 @@ SCRIPTED = ROOT / 'examples' / 'policies' / 'push_t' / 'scripted'
 CELL = 'cell_0'
 
 
+def _trial(home: Path, seed: int, steps: int, experiment: str) -> None:
+    """One scripted Push-T trial on the module's running cell, through the CLI."""
+    env = {**os.environ, 'ENPIRE_HOME': str(home)}
+    proc = subprocess.run(
+        [sys.executable, '-m', 'enpire_bringup.cli', 'trial', 'run', '--task', 'push_t',
+         '--policy', str(SCRIPTED), '--seeds', str(seed), '--max-episode-steps', str(steps),
+         '--no-start', '--experiment', experiment, '--json'],
+        env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 async def _watch(url: str, topics: tuple[str, ...], run_trial: Any, want: dict[str, int],
                  timeout_s: float) -> tuple[dict[str, list[bytes]], dict[str, Any]]:
     import websockets
@@ -56,13 +67,7 @@ def test_a_foxglove_client_receives_the_camera_and_state_of_a_running_cell(sim_c
     state, image = f'/{CELL}/state', f'/{CELL}/camera/top/image_raw'
 
     def run_trial() -> None:
-        env = {**os.environ, 'ENPIRE_HOME': str(sim_cell.home)}
-        proc = subprocess.run(
-            [sys.executable, '-m', 'enpire_bringup.cli', 'trial', 'run', '--task', 'push_t',
-             '--policy', str(SCRIPTED), '--seeds', '3', '--max-episode-steps', '40',
-             '--no-start', '--experiment', 'view', '--json'],
-            env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        _trial(sim_cell.home, seed=3, steps=40, experiment='view')
 
     with FoxgloveView(CELL, port=0) as view:
         assert view.forwarded == {}          # nobody subscribed yet: nothing read from ROS
@@ -106,13 +111,7 @@ def test_the_cell_shows_every_marker_namespace_its_tf_tree_and_the_verifier_over
         node.create_subscription(TFMessage, 'tf', on_tf, 10)
         node.create_subscription(TFMessage, 'tf_static', on_tf, latched)
         node.create_subscription(Image, 'verifier/overlay/top', overlays.append, latched)
-        env = {**os.environ, 'ENPIRE_HOME': str(sim_cell.home)}
-        proc = subprocess.run(
-            [sys.executable, '-m', 'enpire_bringup.cli', 'trial', 'run', '--task', 'push_t',
-             '--policy', str(SCRIPTED), '--seeds', '4', '--max-episode-steps', '30',
-             '--no-start', '--experiment', 'markers', '--json'],
-            env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        _trial(sim_cell.home, seed=4, steps=30, experiment='markers')
         wait_until(lambda: set(NAMESPACES) <= namespaces, 20.0,
                    f'every marker namespace (have {sorted(namespaces)})')
         wait_until(lambda: {('world', f'{CELL}/world'), (f'{CELL}/world', f'{CELL}/agent_0')}

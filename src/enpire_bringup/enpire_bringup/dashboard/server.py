@@ -196,6 +196,7 @@ class Dashboard:
         self.cells = CellWatcher() if ros else None
         self.updates = 0
         self._clients: set[_Client] = set()
+        self._clients_lock = threading.Lock()     # the loop adds and removes, others read
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._store: Any = None
@@ -256,9 +257,10 @@ class Dashboard:
 
     def _produce(self) -> None:
         while not self._stop.wait(self.period_s):
+            clients = self._client_list()
             if self.cells is not None:
-                self.cells.want_cameras = bool(self._clients)
-            if not self._clients or self._loop is None:
+                self.cells.want_cameras = bool(clients)
+            if not clients or self._loop is None:
                 continue
             try:
                 payload = json.dumps(self.snapshot())
@@ -267,12 +269,16 @@ class Dashboard:
             self.updates += 1
             self._loop.call_soon_threadsafe(self._offer, payload)
 
+    def _client_list(self) -> list[_Client]:
+        with self._clients_lock:
+            return list(self._clients)
+
     def _offer(self, payload: str) -> None:
-        for client in list(self._clients):
+        for client in self._client_list():
             client.offer(payload)
 
     def stats(self) -> dict[str, Any]:
-        clients = list(self._clients)
+        clients = self._client_list()
         return {'clients': len(clients), 'updates': self.updates,
                 'sent': [c.sent for c in clients], 'dropped': [c.dropped for c in clients]}
 
@@ -320,7 +326,8 @@ class Dashboard:
         async def live(ws: WebSocket) -> None:
             await ws.accept()
             client = _Client()
-            self._clients.add(client)
+            with self._clients_lock:
+                self._clients.add(client)
             try:
                 while True:
                     await client.ready.wait()
@@ -332,7 +339,8 @@ class Dashboard:
             except (WebSocketDisconnect, RuntimeError, OSError):
                 pass
             finally:
-                self._clients.discard(client)
+                with self._clients_lock:
+                    self._clients.discard(client)
 
         app = Starlette(routes=[
             Route('/', index), Route('/static/{name}', static),
