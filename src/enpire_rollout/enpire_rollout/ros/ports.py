@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -242,11 +244,12 @@ class RosController:
             # trial (which would wait on it again): kill it, say what was heard from it.
             heard = self._status.get('state')
             alive = self._proc is not None and self._proc.poll() is None
+            dumped = self._dump_stacks('no ready status') if alive else ''
             self.unload()
             raise EnpireTimeoutError(
                 f'{err} (last status heard: {heard or "none"}; the process was '
-                f'{"alive" if alive else "gone"}: killed; the next trial starts a new one)'
-            ) from None
+                f'{"alive" if alive else "gone"}: killed; the next trial starts a new one'
+                f'{dumped})') from None
         if self._status.get('state') == 'fault':
             raise PolicyFaultError(self._status.get('reason') or 'policy host failed to start')
 
@@ -267,6 +270,27 @@ class RosController:
                     raise EnpireTimeoutError(f'{what}: no answer from the policy host within '
                                              f'{timeout_s:.0f} s')
                 self._cond.wait(min(left, 0.2))
+
+    def _dump_stacks(self, why: str) -> str:
+        """Append py-spy's dump of the silent host's threads to its log (where it waits is
+        why it did not answer); returns '; its stacks are in <log>' or ''."""
+        proc = self._proc
+        exe = shutil.which('py-spy') or str(Path(sys.executable).with_name('py-spy'))
+        if proc is None or proc.poll() is not None or not Path(exe).exists():
+            return ''
+        try:
+            out = subprocess.run([exe, 'dump', '--pid', str(proc.pid)], capture_output=True,
+                                 text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return ''
+        log = self.log_dir / f'policy_host-{self._revision_id[:16]}.log'
+        try:
+            with log.open('a') as f:
+                f.write(f'\n--- {why}: py-spy dump of the policy host (pid {proc.pid})\n'
+                        f'{out.stdout}{out.stderr}\n')
+        except OSError:
+            return ''
+        return f'; its stacks are in {log}'
 
     def unload(self) -> None:
         proc, self._proc = self._proc, None
@@ -320,9 +344,11 @@ class RosController:
                 if attempt == 9:
                     # A host that does not answer is not reused: the next trial starts anew.
                     heard = self._status.get('state')
+                    dumped = self._dump_stacks('no answer to episode start')
                     self.unload()
                     raise EnpireTimeoutError(f'{err} 10 times (last status heard: '
-                                             f'{heard or "none"}; host killed)') from None
+                                             f'{heard or "none"}; host killed{dumped})'
+                                             ) from None
         if self._status.get('state') == 'fault':
             raise PolicyFaultError(self._status.get('reason') or 'policy faulted in reset')
 
