@@ -11,7 +11,8 @@ from enpire_common.errors import LaunchError
 
 ROOT = Path(__file__).resolve().parents[3]
 FLEET = ROOT / 'launch' / 'fleet_sim.launch.yaml'
-NODES = {'push_t_cell', 'verifier', 'reset_server', 'safety_supervisor', 'recorder', 'rollout'}
+NODES = {'push_t_cell', 'verifier', 'reset_server', 'safety_supervisor', 'recorder', 'rollout',
+         'markers'}
 
 
 @pytest.mark.parametrize('cells', [1, 2, 3, 4, 8])

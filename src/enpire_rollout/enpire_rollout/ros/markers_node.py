@@ -4,7 +4,8 @@ Subscribes (in the cell's namespace): ``state`` (StateVector), ``command`` (Comm
 safety layer passed), ``verdicts`` (Verdict), ``reset/start_pose`` (std_msgs/Float64MultiArray,
 latched: the reset server's last placed start).
 Publishes: ``markers`` (visualization_msgs/MarkerArray; namespaces in
-:mod:`enpire_rollout.core.markers`), built only while someone subscribes; with ``publish_tf``
+:mod:`enpire_rollout.core.markers`), built only while someone subscribes (``state`` and
+``command`` are read only while ``markers`` or ``tf`` has a subscriber); with ``publish_tf``
 ``tf_static`` (``world`` -> ``<cell>/world``) and ``tf`` (``<cell>/world`` ->
 ``<cell>/agent_<i>``).
 Parameters (MarkersConfig): ``task`` (str), ``rate_hz`` (float, Hz), ``publish_tf`` (bool).
@@ -58,8 +59,9 @@ class MarkersNode(Node):
         self._verdicts: dict[str, dict[str, Any]] = {}
         self._start: list[float] = []
         self._pub = self.create_publisher(MarkerArray, 'markers', 5)
-        self.create_subscription(StateVector, 'state', self._on_state, SENSOR)
-        self.create_subscription(Command, 'command', self._on_command, SENSOR)
+        # The per-tick streams are read only while someone looks (markers or TF): an idle
+        # markers node costs the cell's control loop nothing.
+        self._streams: list[Any] = []
         self.create_subscription(Verdict, 'verdicts', self._on_verdict, 20)
         self.create_subscription(Float64MultiArray, 'reset/start_pose', self._on_start, LATCHED)
         tf_type = _tf_type() if self.config.publish_tf else None
@@ -104,7 +106,22 @@ class MarkersNode(Node):
         out += d.target(action) + d.estimate(verdicts) + d.verdict(verdicts)
         return out + d.reset_start(start)
 
+    def _watched(self) -> bool:
+        watched = self._pub.get_subscription_count() > 0 or (
+            self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0)
+        if watched and not self._streams:
+            self._streams = [
+                self.create_subscription(StateVector, 'state', self._on_state, SENSOR),
+                self.create_subscription(Command, 'command', self._on_command, SENSOR)]
+        elif not watched and self._streams:
+            for sub in self._streams:
+                self.destroy_subscription(sub)
+            self._streams = []
+        return watched
+
     def _tick(self) -> None:
+        if not self._watched():
+            return     # nobody looks: read nothing, build nothing
         with self._lock:
             state = self._state
         if self._tf_pub is not None and state is not None:
@@ -113,7 +130,7 @@ class MarkersNode(Node):
                 self._transform(self.frame, f'{self.cell}/agent_{m.id}', m.position)
                 for m in agents]))
         if self._pub.get_subscription_count() == 0:
-            return     # nobody looks: build nothing
+            return     # only TF is watched
         stamp = self.get_clock().now().to_msg()
         array = MarkerArray()
         deleted = Marker(action=Marker.DELETEALL)
