@@ -26,6 +26,16 @@ LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def tf_message_type() -> Any:
+    """tf2_msgs/TFMessage: the ROS package, or the workspace's build of its definition
+    (src/vendor/tf2_msgs) where the wheels lack it; None if neither is built."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        return None
+    return TFMessage
+
+
 def image_qos(name: str) -> QoSProfile:
     """Camera subscription QoS by name: ``latched``, ``reliable`` or ``sensor_data``."""
     if name == 'latched':

@@ -21,7 +21,13 @@ from enpire_common.errors import (
     EnpireError,
     EnpireTimeoutError,
 )
-from enpire_common.ros import call_service, declare_config, raise_for_result, run_node
+from enpire_common.ros import (
+    LATEST_QOS,
+    call_service,
+    declare_config,
+    raise_for_result,
+    run_node,
+)
 from enpire_common.tasks import load_task
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import Alert as AlertMsg
@@ -36,8 +42,6 @@ from enpire_tasks import registry
 
 #: ``alerts``: reliable and transient local, so a monitor that starts later sees the last ones.
 ALERT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
-START_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -136,7 +140,7 @@ class ResetServerNode(Node):
         self._alerts = self.create_publisher(AlertMsg, 'alerts', ALERT_QOS)
         # The start the last reset placed (task units), for the cell's markers.
         self._start_pub = self.create_publisher(Float64MultiArray, 'reset/start_pose',
-                                                START_QOS)
+                                                LATEST_QOS)
         self.create_service(Trigger, 'resume_resets', self._on_resume,
                             callback_group=self._group)
         self._server = ActionServer(

@@ -19,30 +19,20 @@ from typing import Any
 
 from geometry_msgs.msg import Point, TransformStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from enpire_common.ros import declare_config, run_node
+from enpire_common.ros import LATEST_QOS, declare_config, run_node, tf_message_type
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import Command, StateVector, Verdict
 from enpire_rollout.core.config import MarkersConfig
 from enpire_rollout.core.markers import MarkerSpec, TaskDrawing
 from enpire_tasks import registry
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SENSOR = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 KINDS = {'line_strip': Marker.LINE_STRIP, 'line_list': Marker.LINE_LIST,
          'sphere': Marker.SPHERE, 'text': Marker.TEXT_VIEW_FACING}
-
-
-def _tf_type() -> Any:
-    try:
-        from tf2_msgs.msg import TFMessage
-    except ImportError:
-        return None
-    return TFMessage
 
 
 class MarkersNode(Node):
@@ -63,12 +53,13 @@ class MarkersNode(Node):
         # markers node costs the cell's control loop nothing.
         self._streams: list[Any] = []
         self.create_subscription(Verdict, 'verdicts', self._on_verdict, 20)
-        self.create_subscription(Float64MultiArray, 'reset/start_pose', self._on_start, LATCHED)
-        tf_type = _tf_type() if self.config.publish_tf else None
+        self.create_subscription(Float64MultiArray, 'reset/start_pose', self._on_start,
+                                 LATEST_QOS)
+        tf_type = tf_message_type() if self.config.publish_tf else None
         self._tf_pub = None
         if tf_type is not None:
             self._tf_pub = self.create_publisher(tf_type, 'tf', 10)
-            static = self.create_publisher(tf_type, 'tf_static', LATCHED)
+            static = self.create_publisher(tf_type, 'tf_static', LATEST_QOS)
             static.publish(tf_type(transforms=[self._transform('world', self.frame,
                                                                (0.0, 0.0, 0.0))]))
         self.create_timer(1.0 / self.config.rate_hz, self._tick)

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 
 from enpire_common.errors import OK, ConfigError, EnpireError
-from enpire_common.ros import LATEST_QOS, declare_config, run_node
+from enpire_common.ros import LATEST_QOS, declare_config, run_node, tf_message_type
 from enpire_common.tasks import load_task
 from enpire_interfaces.msg import CellState, Command, SafetyEvent, StateVector
 from enpire_interfaces.srv import GetGroundTruth, PlaceStart
@@ -37,16 +37,6 @@ from enpire_tasks.sensor import SensorStream, sensor_named
 #: tf_static is latched with every static link at once (a late joiner gets all of them).
 STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _tf_type() -> Any:
-    """tf2_msgs/TFMessage: the ROS package, or the workspace's build of its definition
-    (src/vendor/tf2_msgs) where the wheels lack it; None if neither is built."""
-    try:
-        from tf2_msgs.msg import TFMessage
-    except ImportError:
-        return None
-    return TFMessage
 
 
 class ArmCellNode(Node):
@@ -117,7 +107,7 @@ class ArmCellNode(Node):
         self._safety_pub = self.create_publisher(SafetyEvent, 'safety/events', 10)
         self._clock_pub = (self.create_publisher(ClockMsg, '/clock', LATEST_QOS)
                            if self.lockstep else None)
-        tf_type = _tf_type()
+        tf_type = tf_message_type()
         self._tf_pub = self._tf_static_pub = None
         if tf_type is not None and c.publish_tf:
             self._tf_type = tf_type
