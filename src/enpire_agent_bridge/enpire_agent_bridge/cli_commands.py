@@ -248,6 +248,9 @@ def _cell_status_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
         if out.get('resets_paused'):
             line += (f"\nRESETS PAUSED: {out['resets_paused']}\n  look at the cell, then: "
                      f"enpire cell resume --cell {out['cell']}")
+        if out.get('disk_low'):
+            line += (f"\nDISK LOW: {out['disk_low']}\n  trials run again once there is "
+                     'room: enpire gc --apply')
         return line
     return f"/{out['cell']}: no cell_state received (is the cell running?) | {servers}"
 

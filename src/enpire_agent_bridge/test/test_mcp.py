@@ -83,7 +83,7 @@ def test_the_tools_of_other_packages_return_their_verbs_results_and_errors(tmp_p
     ])
     assert listed.structured_content == trial_list('nothing_here', tmp_path)
     assert listed.structured_content == {'ok': True, 'experiment': 'nothing_here',
-                                         'trials': []}
+                                         'trials': [], 'damaged': []}
     err = error_of(compared)
     assert err['error'] == 'UNKNOWN_NAME' and "unknown experiment 'nope'" in err['message']
     with pytest.raises(Exception, match="unknown experiment 'nope'"):

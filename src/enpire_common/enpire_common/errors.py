@@ -2,9 +2,9 @@
 
 Every error has a stable numeric ``code`` mirrored as constants in
 ``enpire_interfaces/msg/ErrorCode.msg`` (a test keeps both equal). Ranges: 100s config,
-200s cell, 300s budget, 400s policy, 500s verification. Core code raises these; node callbacks
-translate them into ``error_code`` + ``error_msg`` result fields; clients turn a result back
-into the matching exception with :func:`error_from_code`.
+200s cell, 300s budget, 400s policy, 500s verification, 600s records. Core code raises these;
+node callbacks translate them into ``error_code`` + ``error_msg`` result fields; clients turn a
+result back into the matching exception with :func:`error_from_code`.
 """
 
 from __future__ import annotations
@@ -205,6 +205,23 @@ class ViewUnavailableError(VerificationError):
     """A requested camera view has no recent image."""
 
     code, name = 502, 'VIEW_UNAVAILABLE'
+
+
+# --- 600s: records ---------------------------------------------------------------------------
+class RecordError(EnpireError):
+    """A trial record (bag, video, trial.json) could not be written or read."""
+
+    code, name = 600, 'RECORD_ERROR'
+
+
+class RecordDamagedError(RecordError):
+    """A trial record on disk is damaged: cut short, overwritten, or not the expected format.
+
+    The message names the file, what is wrong with it (offset, cause) and the way out
+    (``enpire bag recover <trial>`` rebuilds a bag and the record from what is intact).
+    """
+
+    code, name = 601, 'RECORD_DAMAGED'
 
 
 def _all_classes() -> list[type[EnpireError]]:

@@ -24,6 +24,10 @@ T = TypeVar('T')
 #: the current frame at once, and no frame is silently dropped between two lockstep ticks.
 LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: A cell's ``alerts`` (enpire_interfaces/Alert, see :mod:`enpire_common.alerts`): reliable and
+#: transient local, so a monitor that starts later (``enpire cell status``) sees the last ones.
+ALERT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def tf_message_type() -> Any:

@@ -30,6 +30,7 @@ def test_codes_are_unique_and_in_their_ranges():
     assert errors.BudgetExhaustedError.code // 100 == 3
     assert errors.PolicyError.code // 100 == 4
     assert errors.VerificationError.code // 100 == 5
+    assert errors.RecordError.code // 100 == 6
 
 
 def test_error_from_code_rebuilds_the_matching_exception_type():

@@ -1,4 +1,5 @@
-"""``enpire exp list|show|compare|prune|recipe``, ``enpire report`` and ``enpire improve``.
+"""``enpire exp list|show|compare|prune|recipe``, ``enpire report``, ``enpire improve`` and
+``enpire gc`` (:mod:`enpire_evolution.cli_gc`).
 
 The store is ``--url`` if given, else ``$ENPIRE_STORE_URL``, else the SQLite file
 ``<home>/enpire.db`` with home from ``--home``, ``$ENPIRE_HOME`` or ./runs. Verbs return
@@ -85,10 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report, text=_report_text)
 
     from enpire_evolution.cli_bench import register_bench
+    from enpire_evolution.cli_gc import register_gc
     from enpire_evolution.cli_improve import register_improve
 
     register_improve(sub)
     register_bench(sub)
+    register_gc(sub)
 
 
 # --- helpers ---------------------------------------------------------------------------------

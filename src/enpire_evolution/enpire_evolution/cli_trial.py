@@ -139,6 +139,9 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
            'success_rate': float(result.success_rate),
            'wilson_95': [float(result.ci_low), float(result.ci_high)],
            'stop_reason': result.stop_reason, 'outcomes': outcomes, 'trials': trials}
+    if result.stop_reason == 'disk_low':
+        # The cell's disk guard: why it stopped (free and needed MB, the path).
+        out['stop_detail'] = result.error_msg
     if attempts > 1:
         out.update(k=attempts, pass_at_1=float(result.pass_at_1),
                    pass_at_k=float(result.pass_at_k))
@@ -156,30 +159,35 @@ def trial_run(*, count: int = 10, policy_dir: str = '', revision: str = '',
 
 
 def trial_list(experiment: str = 'manual', home: str | Path | None = None) -> dict[str, Any]:
-    """The recorded trials of ``experiment`` (trial.json contents)."""
+    """The recorded trials of ``experiment`` (trial.json contents); ``damaged``: the records
+    that cannot be read, each with its error (``enpire bag recover`` rebuilds them)."""
     from enpire_common.paths import enpire_home
     from enpire_rollout.core.records import list_trials
 
-    return {'ok': True, 'experiment': experiment,
-            'trials': list_trials(enpire_home(home) / experiment)}
+    damaged: list[dict[str, Any]] = []
+    trials = list_trials(enpire_home(home) / experiment, skipped=damaged)
+    return {'ok': True, 'experiment': experiment, 'trials': trials, 'damaged': damaged}
 
 
 def trial_show(trial: str, home: str | Path | None = None) -> dict[str, Any]:
-    """One trial (id or directory): outcome, reason, score, seed, videos, evidence, bag."""
+    """One trial (id or directory): outcome, reason, score, seed, videos, evidence, bag, and
+    ``pruned`` (what ``enpire gc`` deleted) when it was thinned."""
     from enpire_common.paths import enpire_home
     from enpire_rollout.core.records import find_trial, read_trial
 
     trial_dir = find_trial(trial, [enpire_home(home)])
     record = read_trial(trial_dir)
     videos = {view: str(trial_dir / v.get('file', f'{view}.mp4'))
-              for view, v in (record.get('videos') or {}).items()}
+              for view, v in (record.get('videos') or {}).items()
+              if not (isinstance(v, dict) and v.get('pruned'))}   # `enpire gc` deleted it
     evidence = [v.get('evidence_path') for v in record.get('verdicts') or []
                 if v.get('evidence_path')]
     return {'ok': True, 'trial_dir': str(trial_dir), 'outcome': record.get('outcome'),
             'reason': record.get('reason'), 'score': record.get('score'),
             'seed': record.get('seed'), 'ids': record.get('ids'), 'videos': videos,
             'evidence': evidence, 'bag': str(trial_dir / 'episode'),
-            'verdicts': record.get('verdicts'), 'gaps': record.get('gaps')}
+            'verdicts': record.get('verdicts'), 'gaps': record.get('gaps'),
+            **({'pruned': record['pruned']} if record.get('pruned') else {})}
 
 
 # --- CLI handlers ----------------------------------------------------------------------------
@@ -204,6 +212,11 @@ def _run_text(out: dict[str, Any], args: argparse.Namespace) -> str:
     if out['stop_reason'] == 'cell_paused':
         text += (f"\nthe cell paused itself after failed resets (alert on /{args.cell}/alerts). "
                  f"Look at the scene, then: enpire cell resume --cell {args.cell}")
+    if out['stop_reason'] == 'disk_low':
+        text += (f"\nthe cell paused: {out.get('stop_detail') or 'its records disk is low'} "
+                 f"(alert on /{args.cell}/alerts). Free space: `enpire gc` shows what it "
+                 'would delete (videos of routine successes), `enpire gc --apply` deletes '
+                 'it; then run again')
     return text
 
 
@@ -217,6 +230,7 @@ def _list_text(out: dict[str, Any], _args: argparse.Namespace) -> str | None:
         ids = r.get('ids') or {}
         lines.append(f"{ids.get('trial_id', '?'):<32} seed {r.get('seed')!s:>7}  "
                      f"{r.get('outcome', '?'):<13} score {r.get('score', 0) or 0:.3f}")
+    lines += [f"damaged: {d['trial_id']}: {d['message']}" for d in out.get('damaged') or []]
     return '\n'.join(lines) or None  # no trials: print nothing
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 import pytest
+import sqlalchemy as sa
 
 from enpire_common.errors import UnknownNameError
 from enpire_evolution.core.fakes import FAKE_START_S, populate_fake_experiment
@@ -14,22 +14,22 @@ from enpire_evolution.core.store import ExperimentStore
 
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / 'enpire.db'
-
-
-@pytest.fixture
-def store(db):
-    with ExperimentStore(f'sqlite:///{db}') as s:
+def store(store_url):  # every backend (conftest.py)
+    with ExperimentStore(store_url) as s:
         populate_fake_experiment(s, 'e1', branch_rates={'main': (0.3, 0.7), 'wide': (0.5,)},
                                  trials_per_revision=12, eval_trials=3, seed=7,
                                  views=('top', 'side'))
         yield s
 
 
-def _sql(db, query, *args):
-    with sqlite3.connect(db) as conn:
-        return conn.execute(query, args).fetchall()
+# SQL both backends run: SUM over a boolean needs the CASE on PostgreSQL.
+WINS = 'SUM(CASE WHEN success THEN 1 ELSE 0 END)'
+
+
+def _sql(store, query, **params):
+    """Ask the store's database directly, past the store's own queries."""
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(query), params)]
 
 
 def _embedded(html_text):
@@ -38,31 +38,31 @@ def _embedded(html_text):
     return json.loads(m.group(1).replace('<\\/', '</'))
 
 
-def test_report_numbers_equal_the_stores(store, db):
+def test_report_numbers_equal_the_stores(store):
     report = build_report(store, 'e1')
-    (n, s), = _sql(db, 'SELECT COUNT(*), SUM(success) FROM trials WHERE experiment = ?', 'e1')
+    (n, s), = _sql(store, f'SELECT COUNT(*), {WINS} FROM trials WHERE experiment = :e', e='e1')
     assert (report['summary']['n'], report['summary']['successes']) == (n, s)
     assert report['summary']['ci_low'] == pytest.approx(wilson_interval(s, n)[0])
-    rows = _sql(db, 'SELECT branch, COUNT(*), SUM(success), AVG(score) FROM trials '
-                    'GROUP BY branch ORDER BY branch')
+    rows = _sql(store, f'SELECT branch, COUNT(*), {WINS}, AVG(score) FROM trials '
+                       'GROUP BY branch ORDER BY branch')
     got = {b['name']: (b['n'], b['successes'], pytest.approx(b['mean_score']))
            for b in report['branches']}
     assert got == {b: (bn, bs, avg) for b, bn, bs, avg in rows}
-    (en, es), = _sql(db, 'SELECT COUNT(*), SUM(success) FROM trials WHERE is_eval = 1')
+    (en, es), = _sql(store, f'SELECT COUNT(*), {WINS} FROM trials WHERE is_eval')
     assert (report['summary']['eval']['n'], report['summary']['eval']['successes']) == (en, es)
     for r in report['revisions']:
-        (rn, rs), = _sql(db, 'SELECT COUNT(*), SUM(success) FROM trials WHERE revision = ?',
-                         r['id'])
+        (rn, rs), = _sql(store, f'SELECT COUNT(*), {WINS} FROM trials WHERE revision = :r',
+                         r=r['id'])
         assert (r['n'], r['successes']) == (rn, rs)
-        hyp, = _sql(db, 'SELECT hypothesis FROM revisions WHERE id = ?', r['id'])
+        hyp, = _sql(store, 'SELECT hypothesis FROM revisions WHERE id = :r', r=r['id'])
         assert r['hypothesis'] == hyp[0]
 
 
-def test_report_mru_equals_busy_time_over_span_per_cell(store, db):
+def test_report_mru_equals_busy_time_over_span_per_cell(store):
     report = build_report(store, 'e1')
-    (lo, hi), = _sql(db, 'SELECT MIN(started_at), MAX(ended_at) FROM trials')
-    for cell, busy in _sql(db, 'SELECT cell, SUM(ended_at - started_at) FROM trials '
-                               'GROUP BY cell'):
+    (lo, hi), = _sql(store, 'SELECT MIN(started_at), MAX(ended_at) FROM trials')
+    for cell, busy in _sql(store, 'SELECT cell, SUM(ended_at - started_at) FROM trials '
+                                  'GROUP BY cell'):
         # Fake trials on one cell never overlap, so the sum is the merged busy time.
         assert report['mru']['per_cell'][cell] == pytest.approx(busy / (hi - lo))
     cells = report['mru']['per_cell']

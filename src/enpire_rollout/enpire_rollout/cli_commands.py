@@ -99,10 +99,23 @@ def _register_bag(sub: argparse._SubParsersAction) -> None:
     info.add_argument('trial', help='trial directory, bag directory, or trial id under '
                                     '$ENPIRE_HOME/<experiment>/trials/')
     info.set_defaults(func=_bag_info, text=_bag_info_text)
+    rec = verbs.add_parser(
+        'recover', help="rebuild a trial's bag (fully indexed) from every intact record after "
+                        'a crash or damage, and bring trial.json along; a healthy trial is '
+                        'left alone')
+    rec.add_argument('trial', help='trial directory, bag directory, or trial id under '
+                                   '$ENPIRE_HOME/<experiment>/trials/')
+    rec.add_argument('--no-backup', action='store_true',
+                     help='do not keep the damaged originals as <name>.damaged')
+    rec.add_argument('--dry-run', action='store_true',
+                     help='report what would be recovered; change nothing')
+    rec.add_argument('--force', action='store_true',
+                     help='recover even when the trial\'s recorder still runs on this host')
+    rec.set_defaults(func=_bag_recover, text=_bag_recover_text)
 
 
 def _bag_info(args: argparse.Namespace) -> dict[str, Any]:
-    from enpire_common.errors import ConfigError
+    from enpire_common.errors import ConfigError, RecordDamagedError
     from enpire_common.paths import enpire_home
     from enpire_rollout.core.bag import bag_info
     from enpire_rollout.core.records import TRIAL_JSON, find_trial, read_trial, verify_files
@@ -113,24 +126,32 @@ def _bag_info(args: argparse.Namespace) -> dict[str, Any]:
     if (trial_dir / TRIAL_JSON).is_file():
         try:
             record = read_trial(trial_dir)
-        except ConfigError as exc:
+        except (ConfigError, RecordDamagedError) as exc:
             info['trial_error'] = str(exc)
         else:
             info['trial'] = {k: record.get(k) for k in ('ids', 'seed', 'outcome', 'reason',
-                                                        'score', 'gaps', 'videos', 'timings')}
+                                                        'score', 'gaps', 'videos', 'timings',
+                                                        'bag_recovered')}
             info['integrity'] = verify_files(trial_dir, record)
-    info['ok'] = info['bag']['consistent'] and not info.get('integrity')
+    info['ok'] = (info['bag']['consistent'] and not info.get('integrity')
+                  and 'trial_error' not in info)
     return info
 
 
 def _bag_info_text(info: dict[str, Any], _args: argparse.Namespace) -> str:
     bag = info['bag']
     lines = [f"bag:       {bag['path']}",
+             f"state:     {bag['state']}" + ('' if bag['indexed'] else ' (unindexed: read '
+                                                                     'from its intact records)'),
              f"duration:  {bag['duration_s']:.3f} s   messages: {bag['message_count']}"]
     width = max((len(t) for t in bag['topics']), default=5)
     lines += [f"  {topic:<{width}}  {entry['count']:>7}  {entry['type']}"
               for topic, entry in sorted(bag['topics'].items())]
-    lines += [f'  mismatch: {err}' for err in bag['errors']]
+    lines += [f'  problem: {err}' for err in bag['errors']]
+    if bag['hint']:
+        lines.append(f"  {bag['bytes_dropped']} byte(s) unreadable; to rebuild: {bag['hint']}")
+    if info.get('trial_error'):
+        lines.append(f"trial:     {info['trial_error']}")
     trial = info.get('trial')
     if trial:
         ids = trial['ids']
@@ -139,9 +160,51 @@ def _bag_info_text(info: dict[str, Any], _args: argparse.Namespace) -> str:
         lines += [f"video:     {view}: {video['frames']} frames {video['codec']} "
                   f"@ {video['fps']:g} fps"
                   for view, video in (trial.get('videos') or {}).items()]
+        if trial.get('bag_recovered'):
+            note = trial['bag_recovered']
+            lines.append(f"recovered: {note.get('messages')} messages, "
+                         f"{note.get('bytes_dropped')} byte(s) dropped (was {note.get('state')})")
         bad = info.get('integrity') or {}
         lines.append('integrity: ' + ('ok' if not bad else ', '.join(f'{k} {v}' for k, v in
                                                                      bad.items())))
+    return '\n'.join(lines)
+
+
+def _bag_recover(args: argparse.Namespace) -> dict[str, Any]:
+    import time
+
+    from enpire_common.paths import enpire_home
+    from enpire_rollout.core.bag_recover import recover_trial
+    from enpire_rollout.core.records import find_trial
+
+    path = find_trial(args.trial, [enpire_home(args.home)])
+    out = recover_trial(path, now_unix_s=time.time(), backup=not args.no_backup,
+                        force=args.force, dry_run=args.dry_run)
+    out['ok'] = out['record']['state'] != 'damaged' or out['record']['rebuilt']
+    return out
+
+
+def _bag_recover_text(out: dict[str, Any], _args: argparse.Namespace) -> str:
+    bag, rec = out['bag'], out['record']
+    head = 'dry run: ' if out['dry_run'] else ''
+    lines = [f"{head}{out['trial_dir']}: {out['detail']}"]
+    if bag and bag['state'] != 'ok':
+        lines.append(f"  bag was {bag['state']}: " + '; '.join(bag['problems']))
+        verb = 'holds' if out['dry_run'] else 'recovered'
+        lines.append(f"  {verb} {bag['messages']} message(s), {bag['bytes_dropped']} of "
+                     f"{bag['bytes']} byte(s) lost")
+        width = max((len(t) for t in bag['per_topic']), default=5)
+        lines += [f'    {topic:<{width}}  {n:>7}' for topic, n in sorted(bag['per_topic'].items())]
+        lines += [f'    {topic:<{width}}  {n:>7} dropped: bytes do not parse as their type'
+                  for topic, n in sorted(bag['invalid'].items())]
+        if bag['backup']:
+            lines.append('  originals kept as ' + ', '.join(bag['backup']))
+    if rec['state'] == 'damaged' and not out['dry_run']:
+        lines.append('  trial.json was damaged and is rebuilt from its whole fields')
+    if rec['updated']:
+        lines.append('  trial.json updated (bag_recovered, file hashes)')
+    elif rec['state'] == 'missing':
+        lines.append('  no trial.json here: only the bag was recovered')
     return '\n'.join(lines)
 
 
@@ -214,8 +277,9 @@ def _replay(args: argparse.Namespace) -> dict[str, Any]:
 
 def _replay_text(out: dict[str, Any], args: argparse.Namespace) -> str:
     if not args.rerun:
-        return (f"published {out['messages']} messages on {len(out['topics'])} topics in "
-                f"{out['duration_s']:.2f} s ({out['loops']} full pass(es))")
+        return '\n'.join([f"published {out['messages']} messages on {len(out['topics'])} "
+                          f"topics in {out['duration_s']:.2f} s ({out['loops']} full "
+                          'pass(es))'] + [f'warning: {w}' for w in out.get('warnings') or []])
     o, r, st = out['original'], out['rerun'], out['states']
     lines = [f"original {o['trial_id']}: {o['outcome']} ({o['steps']} steps, score "
              f"{o['score']})",

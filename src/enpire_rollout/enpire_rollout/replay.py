@@ -41,28 +41,29 @@ class BagMessage:
     data: bytes
 
 
-def read_messages(path: str | Path, topics: Callable[[str], bool] | None = None
-                  ) -> Iterator[BagMessage]:
+def read_messages(path: str | Path, topics: Callable[[str], bool] | None = None,
+                  warnings: list[str] | None = None) -> Iterator[BagMessage]:
     """Messages of a trial's bag (trial dir or bag dir) in recorded order.
+
+    A bag whose recorder was killed (no index) is read up to its last complete chunk; why it
+    was streamed is appended to ``warnings`` when given.
 
     Args:
         path: a trial directory or its ``episode/`` rosbag2 directory.
         topics: keep only topics for which this returns True (default: all).
+        warnings: a list to append the reader's warnings to.
 
     Raises:
-        ConfigError: no readable bag at ``path``.
+        ConfigError: no bag at ``path``.
+        RecordDamagedError: the bag is damaged (the message names ``enpire bag recover``).
     """
-    from rosbags.rosbag2 import Reader
+    from enpire_rollout.core.bag_reader import BagReader
 
-    from enpire_rollout.core.bag import bag_dir_of
-
-    bag = bag_dir_of(path)
-    if not (bag / 'metadata.yaml').is_file():
-        raise ConfigError(f'{bag}: no rosbag2 bag here (metadata.yaml missing); pass a trial '
-                          'directory or its episode/ folder')
-    with Reader(bag) as reader:
+    with BagReader(path) as reader:
+        if warnings is not None:
+            warnings.extend(reader.warnings)
         conns = [c for c in reader.connections if topics is None or topics(c.topic)]
-        for conn, stamp_ns, raw in reader.messages(connections=conns):
+        for conn, stamp_ns, raw in reader.messages(conns):
             yield BagMessage(conn.topic, conn.msgtype, int(stamp_ns), bytes(raw))
 
 
@@ -108,10 +109,12 @@ class ReplayStats:
     loops: int = 0
     duration_s: float = 0.0
     topics: dict[str, int] | None = None
+    warnings: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {'messages': self.messages, 'loops': self.loops,
-                'duration_s': round(self.duration_s, 3), 'topics': self.topics or {}}
+                'duration_s': round(self.duration_s, 3), 'topics': self.topics or {},
+                'warnings': list(self.warnings or [])}
 
 
 def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell: str = '',
@@ -132,7 +135,12 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
         max_loops: with ``loop``, stop after this many passes (0 = until ``stop``).
 
     Returns:
-        What was published.
+        What was published; ``warnings`` says when the bag was unindexed (read up to its last
+        complete chunk).
+
+    Raises:
+        ConfigError: no bag at ``path``, or ``rate`` < 0.
+        RecordDamagedError: the bag is damaged.
     """
     import rclpy
     from rclpy.context import Context
@@ -141,9 +149,10 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
     if rate < 0:
         raise ConfigError(f'rate={rate!r} is invalid: use a factor > 0, or 0 for as fast as '
                           'possible')
-    messages = list(read_messages(path, topics))
+    warnings: list[str] = []
+    messages = list(read_messages(path, topics, warnings))
     stop = stop or threading.Event()
-    stats = ReplayStats(topics={})
+    stats = ReplayStats(topics={}, warnings=warnings)
     context = Context()
     rclpy.init(context=context)
     node = Node('enpire_replay', context=context, start_parameter_services=False)

@@ -67,7 +67,7 @@ def test_a_trial_with_a_broken_bag_falls_back_to_its_video_and_without_one_is_sk
     mcap = cut / 'episode' / 'episode.mcap'
     mcap.write_bytes(mcap.read_bytes()[:200])                 # a bag cut short
     gone = record(tmp_path, 'gone', 3)
-    (gone / 'episode' / 'metadata.yaml').unlink()
+    (gone / 'episode' / 'episode.mcap').write_bytes(b'\0' * 64)    # overwritten: damaged
     (gone / 'top.mp4').unlink()
     running = record(tmp_path, 'open', 3)
     rec = read_trial(running)
@@ -81,7 +81,7 @@ def test_a_trial_with_a_broken_bag_falls_back_to_its_video_and_without_one_is_sk
     assert got['cut'].source == 'mp4' and got['cut'].stamp_ns == int(0.4e9)
     assert np.abs(got['cut'].image.astype(int) - 4).max() <= 3    # lossy, but frame 4
     assert any('open' in n and 'still running' in n for n in notes)
-    assert any('gone' in n and 'no top.mp4' in n for n in notes)
+    assert any('gone' in n and 'RecordDamagedError' in n and 'no top.mp4' in n for n in notes)
 
 
 def _label(runs: Path, out: Path, answers: str) -> subprocess.CompletedProcess:

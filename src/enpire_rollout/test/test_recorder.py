@@ -273,11 +273,13 @@ def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_abor
 
     killed = read_trial(trials / 't2')
     assert killed['outcome'] == 'aborted' and 'recover_incomplete' in killed['reason']
-    assert killed['recovery']['repaired'] and killed['bag']['readable']
+    assert killed['bag']['repaired'] and killed['bag']['readable']
     info = bag_info(trials / 't2')
-    assert info['consistent']
+    assert info['consistent'] and info['state'] == 'ok'
     # 1 s chunks: at most about a second of the 41+ recorded steps is lost.
     assert info['topics']['state']['count'] >= 30
+    assert killed['bag_recovered']['per_topic']['state'] == info['topics']['state']['count']
+    assert not list((trials / 't2' / 'episode').glob('*.damaged'))   # no backup here
     assert verify_files(trials / 't2', killed) == {}
     assert not list((trials / 't2').glob('.*.tmp'))
 

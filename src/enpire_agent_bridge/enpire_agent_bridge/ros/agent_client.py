@@ -161,6 +161,8 @@ def cell_status(cell: str, *, wait_s: float = 2.0) -> dict[str, Any]:
 
     Waits up to ``wait_s`` for the latched ``cell_state`` and ``policy/status`` and for the
     graph to show the servers; whatever has not arrived by then is reported as absent.
+    ``resets_paused`` / ``disk_low`` say why the cell waits for a person (from its last
+    alerts: reset_paused until resumed, disk_low until disk_ok); '' when it does not.
     """
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
@@ -210,10 +212,13 @@ def cell_status(cell: str, *, wait_s: float = 2.0) -> dict[str, Any]:
     # Resets are paused from a reset_paused alert until the next resumed one.
     last = next((a for a in reversed(recent) if a['kind'] in ('reset_paused', 'resumed')), None)
     paused = last['detail'] if last is not None and last['kind'] == 'reset_paused' else ''
+    # The records disk is low from a disk_low alert until the next disk_ok one.
+    disk = next((a for a in reversed(recent) if a['kind'] in ('disk_low', 'disk_ok')), None)
+    disk_low = disk['detail'] if disk is not None and disk['kind'] == 'disk_low' else ''
 
     out: dict[str, Any] = {'ok': st is not None, 'cell': cn.cell, 'reachable': st is not None,
                            'servers': servers, 'policy': got.get('policy'),
-                           'alerts': recent, 'resets_paused': paused}
+                           'alerts': recent, 'resets_paused': paused, 'disk_low': disk_low}
     if st is not None:
         out.update({'task': st.task, 'mode': MODES.get(int(st.mode), str(st.mode)),
                     'simulated': bool(st.simulated), 'clock_mode': st.clock_mode,

@@ -320,6 +320,10 @@ th{background:#f4f4f4}.chart{display:block;margin:8px 0;overflow:visible}
 def _link(path: str, out_dir: Path, home: Path) -> str:
     p = Path(path)
     target = p if p.is_absolute() else (home / p).absolute()
+    if target.parent.is_dir() and not target.exists():
+        # `enpire gc` thinned it (its trial.json says so); a record on another host is
+        # linked as it is.
+        return f'<span class="muted">{_E(p.name)} (pruned)</span>'
     rel = Path(os.path.relpath(target, out_dir.absolute())).as_posix()
     return f'<a href="{_E(rel, quote=True)}">{_E(p.name)}</a>'
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from enpire_common.errors import ConfigError
+from enpire_common.errors import CellPausedError, ConfigError
 from enpire_common.paths import revisions_root
 from enpire_common.tasks import DEFAULT_TASK
 from enpire_evolution.core.store import ExperimentStore
@@ -224,6 +224,13 @@ class RosTrialsPort:
         result = self.trials.run_trials(
             count=len(seeds), revision_id=revision_id, seeds=list(seeds),
             experiment_id=experiment_id, max_wall_time_s=max_wall_time_s, on_trial=recorded)
+        if result.stop_reason == 'disk_low':
+            # Its trials are in the store already; an agent that went on would be refused
+            # every trial (and spin) until a person frees space: the cell is paused.
+            raise CellPausedError(
+                f'{result.error_msg or "the records disk is too full"} (alert on the '
+                "cell's alerts); free space (enpire gc --apply), then run the same command "
+                'to resume')
         return [TrialOutcome.from_record(trial_from_msg(t)) for t in result.trials]
 
     def close(self) -> None:

@@ -18,24 +18,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from enpire_common.alerts import SEVERITY_ERROR, SEVERITY_INFO, SEVERITY_WARNING, Alert
 from enpire_common.errors import CellPausedError
 
-SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_ERROR = 0, 1, 2
+__all__ = ['KIND_RESET_FALLBACK', 'KIND_RESET_PAUSED', 'KIND_RESUMED', 'SEVERITY_ERROR',
+           'SEVERITY_INFO', 'SEVERITY_WARNING', 'Alert', 'ResetPauseGuard']
+
 KIND_RESET_PAUSED = 'reset_paused'
 KIND_RESET_FALLBACK = 'reset_fallback'
 KIND_RESUMED = 'resumed'
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert (enpire_interfaces/Alert without the header)."""
-
-    kind: str
-    severity: int
-    failures: int
-    detail: str
 
 
 def _last(reasons: Sequence[str], n: int = 3) -> str:

@@ -10,7 +10,6 @@ from typing import Any
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 
 from enpire_common.clock import SystemClock
@@ -22,6 +21,7 @@ from enpire_common.errors import (
     EnpireTimeoutError,
 )
 from enpire_common.ros import (
+    ALERT_QOS,
     LATEST_QOS,
     call_service,
     declare_config,
@@ -39,10 +39,6 @@ from enpire_reset.core.procedure import ResetNotVerifiedError, ResetProcedure
 from enpire_reset.core.strategies import make_strategy, resolve_strategy_id
 from enpire_reset.ros import conversions as conv
 from enpire_tasks import registry
-
-#: ``alerts``: reliable and transient local, so a monitor that starts later sees the last ones.
-ALERT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class RosPlacePort:

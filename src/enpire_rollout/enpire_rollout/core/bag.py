@@ -1,7 +1,7 @@
-"""rosbag2 (MCAP) episode bags: writers, message building, inspection and crash repair.
+"""rosbag2 (MCAP) episode bags: writers, message building and inspection.
 
-Over 500 lines on purpose: the MCAP writer, its rosbag2_py twin, inspection and crash repair
-share one typestore and one chunk layout; apart, the layout would be written twice.
+Reading a bag that may be cut short or damaged is :mod:`~enpire_rollout.core.bag_reader`;
+rebuilding one is :mod:`~enpire_rollout.core.bag_recover`.
 
 Core code never imports ROS message types: messages arrive here either as CDR bytes
 (serialized by the recorder node) or as plain dicts/dataclasses, which are serialized with
@@ -18,14 +18,13 @@ import dataclasses
 import functools
 import importlib.util
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from enpire_common.errors import ConfigError, EnpireError
+from enpire_common.errors import ConfigError, RecordError
 
 BAG_DIRNAME = 'episode'
 
@@ -39,10 +38,11 @@ _BASE_DTYPES = {
 _BASE, _NAME, _ARRAY, _SEQUENCE = 1, 2, 3, 4
 
 
-class BagError(EnpireError):
+class BagError(RecordError):
     """A bag could not be written or read; the message names the bag and the cause.
 
-    Keeps EnpireError's generic code (UNKNOWN): ErrorCode.msg has no recording code yet.
+    A bag that is damaged on disk raises :class:`~enpire_common.errors.RecordDamagedError`
+    instead (see :mod:`~enpire_rollout.core.bag_reader`).
     """
 
 
@@ -245,8 +245,8 @@ class RosbagsMcapWriter:
         if self._chunk_start_ns is None:
             self._chunk_start_ns = stamp_ns
             return
-        if stamp_ns - self._chunk_start_ns < self._chunk_interval_ns:
-            return
+        if 0 <= stamp_ns - self._chunk_start_ns < self._chunk_interval_ns:
+            return   # (a stamp that jumps back, e.g. a restarted sim clock, closes the chunk)
         # rosbags keeps up to 1 MiB of messages in memory; closing the chunk early bounds what
         # a SIGKILL loses. Internal API, so degrade to the default when it changes.
         storage = getattr(self._writer, 'storage', None)
@@ -348,29 +348,6 @@ def _fsync_dir_files(directory: Path) -> None:
         os.close(fd)
 
 
-def _bag_files(bag: Path) -> list[str]:
-    import yaml
-
-    meta = yaml.safe_load((bag / 'metadata.yaml').read_text(encoding='utf-8'))
-    return list(meta['rosbag2_bagfile_information']['relative_file_paths'])
-
-
-def _read_rosbags(bag: Path) -> dict[str, Any]:
-    from rosbags.rosbag2 import Reader
-
-    files = _bag_files(bag)
-    with Reader(bag) as reader:
-        topics = {c.topic: {'type': c.msgtype, 'count': c.msgcount} for c in reader.connections}
-        return {
-            'duration_s': reader.duration * 1e-9 if reader.message_count else 0.0,
-            'start_ns': reader.start_time if reader.message_count else 0,
-            'end_ns': reader.end_time if reader.message_count else 0,
-            'message_count': reader.message_count,
-            'files': files,
-            'topics': topics,
-        }
-
-
 def _read_mcap(files: list[Path]) -> dict[str, dict[str, Any]]:
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
@@ -401,47 +378,79 @@ def _read_mcap(files: list[Path]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _read_rosbags(bag: Path) -> dict[str, Any]:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        topics = {c.topic: {'type': c.msgtype, 'count': c.msgcount} for c in reader.connections}
+        return {
+            'duration_s': reader.duration * 1e-9 if reader.message_count else 0.0,
+            'start_ns': reader.start_time if reader.message_count else 0,
+            'end_ns': reader.end_time if reader.message_count else 0,
+            'message_count': reader.message_count,
+            'topics': topics,
+        }
+
+
 def bag_info(path: str | Path) -> dict[str, Any]:
-    """Describe a trial's bag via rosbags, cross-checked with the ``mcap`` reader.
+    """Describe a trial's bag, check every record of it, and cross-check two readers.
 
     Args:
         path: a trial directory or a rosbag2 directory.
 
     Returns:
-        ``{'path', 'duration_s', 'start_ns', 'end_ns', 'message_count', 'files', 'topics':
-        {topic: {'type', 'count', 'mcap_count'}}, 'consistent', 'errors'}``;
-        ``consistent`` is True when both readers agree on every topic's type and count.
+        ``{'path', 'state', 'indexed', 'duration_s', 'start_ns', 'end_ns', 'message_count',
+        'files', 'topics': {topic: {'type', 'count', 'mcap_count'}}, 'problems',
+        'bytes_dropped', 'hint', 'consistent', 'errors'}``. ``state`` is
+        :func:`~enpire_rollout.core.bag_reader.check_bag`'s (``ok``, ``unindexed``,
+        ``truncated``, ``damaged``, ``empty``); a bag that rosbags cannot open is described from
+        its intact records (``indexed`` False). ``consistent`` is True when the bag is ``ok``
+        and rosbags and the ``mcap`` reader agree on every topic's type and count; ``hint`` is
+        the command that repairs a bag that is not ``ok``.
 
     Raises:
-        BagError: the bag is missing or rosbags cannot read it.
+        ConfigError: no bag at ``path``.
     """
-    from rosbags.rosbag2 import ReaderError
+    from enpire_rollout.core.bag_reader import check_bag, recover_hint
 
     bag = bag_dir_of(path)
-    if not (bag / 'metadata.yaml').is_file():
-        raise BagError(f'{bag} is not a rosbag2 directory (no metadata.yaml); for a trial that '
-                       'was killed, run recover_incomplete on its run directory')
+    health = check_bag(bag)
+    errors: list[str] = list(health.problems)
     try:
         info = _read_rosbags(bag)
-    except (ReaderError, OSError, KeyError) as exc:
-        raise BagError(f'{bag}: rosbags cannot read the bag ({exc}); if its trial was killed, '
-                       'run recover_incomplete on the run directory') from None
-    info['path'] = str(bag)
-    errors: list[str] = []
-    try:
-        mcap = _read_mcap([bag / name for name in info['files']])
+        info['indexed'] = True
     except Exception as exc:  # noqa: BLE001 - any reader failure is reported, not raised
-        mcap = {}
-        errors.append(f'mcap reader: {exc}')
+        stamps = [(s.start_ns, s.end_ns) for s in health.scans if s.start_ns is not None]
+        start = min((a for a, _b in stamps), default=0)
+        end = max((b + 1 for _a, b in stamps), default=0)
+        types = health.topic_types
+        info = {'duration_s': (end - start) * 1e-9, 'start_ns': start, 'end_ns': end,
+                'message_count': health.messages, 'indexed': False,
+                'files': [s.path.name for s in health.scans],
+                'topics': {t: {'type': types.get(t, ''), 'count': n}
+                           for t, n in health.per_topic.items()}}
+        errors.append(f'rosbags cannot open the bag ({type(exc).__name__}: {exc})')
+    info['files'] = [s.path.name for s in health.scans]
+    info.update(path=str(bag), state=health.state, problems=list(health.problems),
+                bytes_dropped=health.bytes_dropped,
+                hint='' if health.state == 'ok' else recover_hint(bag))
+    mcap: dict[str, dict[str, Any]] = {}
+    if info['indexed']:
+        try:
+            mcap = _read_mcap([bag / name for name in info['files']])
+        except Exception as exc:  # noqa: BLE001 - any reader failure is reported, not raised
+            errors.append(f'mcap reader: {exc}')
     for topic, entry in info['topics'].items():
         other = mcap.get(topic)
         entry['mcap_count'] = other['count'] if other else None
+        if not info['indexed']:
+            continue
         if other is None:
             errors.append(f'{topic}: missing in the MCAP summary')
         elif other['count'] != entry['count'] or other['type'] != entry['type']:
             errors.append(f"{topic}: rosbags {entry['type']} x{entry['count']} != mcap "
                           f"{other['type']} x{other['count']}")
-    info['consistent'] = not errors
+    info['consistent'] = not errors and health.state == 'ok'
     info['errors'] = errors
     return info
 
@@ -453,73 +462,3 @@ def bag_readable(path: str | Path) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not readable"
         return False
     return True
-
-
-def _salvage_mcap(path: Path) -> tuple[dict[int, Any], dict[int, Any], list[Any], str]:
-    """Schemas, channels and messages of a (possibly truncated) MCAP file, in file order."""
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
-
-    schemas: dict[int, Any] = {}
-    channels: dict[int, Any] = {}
-    messages: list[Any] = []
-    stop = ''
-    with path.open('rb') as stream:
-        try:
-            for record in StreamReader(stream, skip_magic=False).records:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record
-                elif isinstance(record, Channel):
-                    channels[record.id] = record
-                elif isinstance(record, Message):
-                    messages.append(record)
-        except Exception as exc:  # noqa: BLE001 - a cut-short file ends in any parse error
-            stop = f'{type(exc).__name__}: {exc}'
-    return schemas, channels, messages, stop
-
-
-def repair_bag(path: str | Path) -> dict[str, Any]:
-    """Make a bag cut short by a crash readable again, as far as it got.
-
-    A bag that rosbags can read is left alone. Otherwise every message in complete MCAP chunks
-    is copied into a fresh bag that replaces the broken one (metadata.yaml included).
-
-    Returns:
-        ``{'repaired': bool, 'readable': bool, 'messages': int, 'detail': str}``.
-    """
-    bag = bag_dir_of(path)
-    if bag_readable(bag):
-        return {'repaired': False, 'readable': True, 'messages': None, 'detail': 'intact'}
-    mcaps = sorted(bag.glob('*.mcap')) if bag.is_dir() else []
-    if not mcaps:
-        return {'repaired': False, 'readable': False, 'messages': 0,
-                'detail': f'no MCAP file in {bag}'}
-    store = typestore()
-    # Same leaf name inside a hidden sibling dir: the MCAP file keeps its name (episode.mcap).
-    tmp_parent = bag.parent / f'.{bag.name}.repair'
-    shutil.rmtree(tmp_parent, ignore_errors=True)
-    tmp_parent.mkdir()
-    writer = RosbagsMcapWriter(chunk_interval_ns=0)
-    writer.open(tmp_parent / bag.name)
-    total, details = 0, []
-    for mcap_path in mcaps:
-        schemas, channels, messages, stop = _salvage_mcap(mcap_path)
-        if stop:
-            details.append(f'{mcap_path.name}: stopped at {stop}')
-        types = {cid: schemas[ch.schema_id].name for cid, ch in channels.items()
-                 if ch.schema_id in schemas}
-        for msg in messages:
-            msgtype = types.get(msg.channel_id)
-            if msgtype is None or msgtype not in store.fielddefs:
-                continue
-            writer.write(channels[msg.channel_id].topic, msgtype, msg.log_time, msg.data)
-            total += 1
-    writer.close()
-    broken = bag.parent / f'.{bag.name}.broken'
-    shutil.rmtree(broken, ignore_errors=True)
-    os.replace(bag, broken)
-    os.replace(tmp_parent / bag.name, bag)
-    shutil.rmtree(broken, ignore_errors=True)
-    shutil.rmtree(tmp_parent, ignore_errors=True)
-    return {'repaired': True, 'readable': bag_readable(bag), 'messages': total,
-            'detail': '; '.join(details) or 'recovered every message'}

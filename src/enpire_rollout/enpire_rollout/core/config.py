@@ -1,4 +1,4 @@
-"""Config dataclasses of the rollout package (safety envelope, recorder).
+"""Config dataclasses of the rollout package (safety envelope, recorder, disk guard).
 
 One source of truth per component; nodes declare their ROS parameters from these with
 ``enpire_common.ros.declare_config`` (dotted names such as ``envelope.max_step_px``).
@@ -165,6 +165,40 @@ class RecorderConfig:
                     'view names are non-empty and contain no "/"')
         require(self.bag_compression in BAG_COMPRESSIONS, 'bag_compression',
                 self.bag_compression, f"must be one of {', '.join(BAG_COMPRESSIONS)}")
+
+
+@dataclass(frozen=True)
+class DiskSpaceConfig:
+    """The disk guard of a cell's records (the rollout node's ``record.*`` parameters).
+
+    A cell whose disk fills fails mid-recording (a half-written bag, a lost trial); the guard
+    pauses it first, with an alert (:mod:`enpire_rollout.core.disk`). ``$ENPIRE_MIN_FREE_MB``
+    overrides ``min_free_mb`` (tests, a nearly full disk on purpose).
+
+    Attributes:
+        min_free_mb: a trial starts only while the record directory's filesystem has at
+            least this much free, MB (1 MB = 2**20 bytes); 0 disables the guard. A trial
+            writes ~2 MB (bag + MP4s), so the default leaves room for hundreds.
+        abort_free_mb: a recording in progress stops early (the trial ends ``aborted``,
+            truncated by disk, its bag closed cleanly) when free space drops below this, MB.
+        check_period_s: how often a recording in progress looks, seconds.
+    """
+
+    min_free_mb: float = 1024.0
+    abort_free_mb: float = 256.0
+    check_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.min_free_mb) and self.min_free_mb >= 0,
+                'record.min_free_mb', self.min_free_mb, 'must be >= 0 MB (0 disables it)')
+        require(math.isfinite(self.abort_free_mb) and self.abort_free_mb >= 0,
+                'record.abort_free_mb', self.abort_free_mb, 'must be >= 0 MB')
+        require(self.abort_free_mb <= self.min_free_mb or self.min_free_mb == 0,
+                'record.abort_free_mb', self.abort_free_mb,
+                f'must be <= record.min_free_mb ({self.min_free_mb:g}): a trial that may '
+                'start must not be stopped at once')
+        require(self.check_period_s > 0, 'record.check_period_s', self.check_period_s,
+                'must be > 0 seconds')
 
 
 @dataclass(frozen=True)

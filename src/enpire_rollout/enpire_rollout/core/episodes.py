@@ -15,9 +15,11 @@ executed for it:
   ``done`` only on the last frame.
 
 A trial whose bag lacks a state or command for a tick inside its episode is not an episode:
-:class:`EpisodeError` says which tick and topic. Images are not held in memory: the arrays
-come from one pass over the small topics, and :meth:`Episode.frames` streams each view's
-frames in a second pass.
+:class:`EpisodeError` says which tick and topic. A bag without its index (a killed recorder)
+is read up to its last complete chunk (``Episode.warnings`` says so); a damaged one is
+refused (:class:`~enpire_common.errors.RecordDamagedError`, naming ``enpire bag recover``).
+Images are not held in memory: the arrays come from one pass over the small topics, and
+:meth:`Episode.frames` streams each view's frames in a second pass.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from enpire_common.errors import EnpireError
+from enpire_common.errors import EnpireError, RecordDamagedError
 from enpire_rollout.core.bag import bag_dir_of, typestore
+from enpire_rollout.core.bag_reader import BagReader
 from enpire_rollout.core.recorder import IMAGE_TYPE
 from enpire_rollout.core.records import read_trial
 
@@ -89,6 +92,7 @@ class Episode:
     done: np.ndarray              # (n,) bool
     stamps_ns: np.ndarray         # (n,) int64, the state stamps
     views: dict[str, tuple[int, int]] = field(default_factory=dict)   # view: (height, width)
+    warnings: list[str] = field(default_factory=list)   # e.g. the bag was read unindexed
 
     @property
     def length(self) -> int:
@@ -103,20 +107,19 @@ class Episode:
 
         Raises:
             EpisodeError: the view has no images or one cannot be decoded.
+            RecordDamagedError: the bag is damaged.
         """
-        from rosbags.rosbag2 import Reader
-
         from enpire_common.images import rgb_from_image
 
         store = typestore()
-        with Reader(bag_dir_of(self.trial_dir)) as reader:
+        with BagReader(self.trial_dir) as reader:
             conns = [c for c in reader.connections
                      if c.msgtype == IMAGE_TYPE and view_of(c.topic) == view]
             if not conns:
                 raise EpisodeError(f'{self.trial_dir}: no images of view {view!r} in the bag')
             held: np.ndarray | None = None
             i = 0
-            for conn, stamp_ns, raw in reader.messages(connections=conns):
+            for conn, stamp_ns, raw in reader.messages(conns):
                 msg = store.deserialize_cdr(raw, conn.msgtype)
                 ns = _stamp(msg, int(stamp_ns))
                 try:
@@ -172,10 +175,9 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
 
     Raises:
         ConfigError: the trial record is unreadable.
+        RecordDamagedError: trial.json or the bag is damaged.
         EpisodeError: no bag, no steps, or a tick without its state or command.
     """
-    from rosbags.rosbag2 import Reader
-
     trial_dir = Path(trial_dir)
     record = read_trial(trial_dir)
     n = int(record.get('steps') or 0)
@@ -183,23 +185,25 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
         raise EpisodeError(f'{trial_dir}: the trial ran no control steps '
                            f"(outcome {record.get('outcome')!r})")
     bag = bag_dir_of(trial_dir)
-    if not (bag / 'metadata.yaml').is_file():
-        raise EpisodeError(f'{trial_dir}: no bag (episode/metadata.yaml missing)')
+    if bag == trial_dir:
+        raise EpisodeError(f'{trial_dir}: no bag (no episode/ directory)')
     store = typestore()
+    warnings: list[str] = []
     states: list[tuple[int, int, np.ndarray]] = []
     commands: list[tuple[int, int, np.ndarray]] = []
     verdicts: list[tuple[int, float, bool, str]] = []
     names: list[str] = []
     sizes: dict[str, tuple[int, int]] = {}
     try:
-        with Reader(bag) as reader:
+        with BagReader(bag) as reader:
+            warnings += reader.warnings
             image_conns = [c for c in reader.connections
                            if c.msgtype == IMAGE_TYPE and view_of(c.topic)
                            and (views is None or view_of(c.topic) in views)]
             small = [c for c in reader.connections
                      if _topic_is(c.topic, STATE_SUFFIX) or _is_command(c.topic)
                      or _topic_is(c.topic, VERDICTS_SUFFIX)]
-            for conn, stamp_ns, raw in reader.messages(connections=small):
+            for conn, stamp_ns, raw in reader.messages(small):
                 msg = store.deserialize_cdr(raw, conn.msgtype)
                 ns = _stamp(msg, int(stamp_ns))
                 if _topic_is(conn.topic, STATE_SUFFIX):
@@ -213,11 +217,11 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
                 view = view_of(conn.topic)
                 if view in sizes:
                     continue
-                for _c, _ns, raw in reader.messages(connections=[conn]):
+                for _c, _ns, raw in reader.messages([conn]):
                     msg = store.deserialize_cdr(raw, conn.msgtype)
                     sizes[view] = (int(msg.height), int(msg.width))
                     break
-    except EpisodeError:
+    except (EpisodeError, RecordDamagedError):
         raise
     except Exception as exc:  # noqa: BLE001 - rosbags raises many types for a bad bag
         raise EpisodeError(f'{trial_dir}: the bag cannot be read: {exc}') from None
@@ -225,8 +229,13 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
         absent = [v for v in views if v not in sizes]
         if absent:
             raise EpisodeError(f'{trial_dir}: no images of view(s) {absent} in the bag')
-    state, stamps = _tick_rows(states, n, 'state', trial_dir)
-    action, _ = _tick_rows(commands, n, 'command', trial_dir)
+    try:
+        state, stamps = _tick_rows(states, n, 'state', trial_dir)
+        action, _ = _tick_rows(commands, n, 'command', trial_dir)
+    except EpisodeError as exc:
+        if warnings:   # an unindexed bag ends early: say why the ticks are missing
+            raise EpisodeError(f'{exc} ({warnings[0]})') from None
+        raise
     # The fused verdict where the cell publishes one, else the only view's.
     fused = [v for v in verdicts if v[3] == 'fused'] or \
         ([v for v in verdicts] if len({v[3] for v in verdicts}) == 1 else [])
@@ -246,4 +255,4 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
     done[-1] = True
     return Episode(trial_dir=trial_dir, record=record, state_names=names, state=state,
                    action=action, reward=reward, success=success, done=done, stamps_ns=stamps,
-                   views=dict(sorted(sizes.items())))
+                   views=dict(sorted(sizes.items())), warnings=warnings)

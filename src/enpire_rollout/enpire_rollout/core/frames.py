@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from enpire_common.errors import ConfigError
+from enpire_common.errors import ConfigError, RecordDamagedError
 from enpire_reward.core.labelled_set import FrameToLabel
 from enpire_rollout.core.bag import bag_dir_of, typestore
 from enpire_rollout.core.recorder import IMAGE_TYPE
@@ -60,23 +60,20 @@ def last_bag_frames(trial_dir: str | Path, views: Sequence[str]
     """``{view: (stamp_ns, rgb)}``: the last image of each view found in the trial's bag.
 
     Raises:
-        Exception: whatever the bag reader or the image decoding raises for a bad bag.
+        RecordDamagedError: the bag is damaged (an unindexed one is read to its last chunk).
+        Exception: whatever the image decoding raises for a bad image.
     """
-    from rosbags.rosbag2 import Reader
-
     from enpire_common.images import rgb_from_image
+    from enpire_rollout.core.bag_reader import BagReader
 
-    bag = bag_dir_of(trial_dir)
-    if not (bag / 'metadata.yaml').is_file():
-        raise ConfigError('no bag (episode/metadata.yaml missing)')
     last: dict[str, tuple[int, Any]] = {}
-    with Reader(bag) as reader:
+    with BagReader(bag_dir_of(trial_dir)) as reader:
         conns = [c for c in reader.connections
                  if c.msgtype == IMAGE_TYPE and _view_of(c.topic, views)]
         wanted = {_view_of(c.topic, views) for c in conns}
-        tail = reader.end_time - TAIL_WINDOW_NS if reader.message_count else None
+        tail = reader.end_ns + 1 - TAIL_WINDOW_NS if reader.end_ns is not None else None
         for start in ((tail, None) if tail is not None else ()):
-            for conn, stamp_ns, raw in reader.messages(connections=conns, start=start):
+            for conn, stamp_ns, raw in reader.messages(conns, start_ns=start):
                 view = _view_of(conn.topic, views)
                 if view is not None and stamp_ns >= last.get(view, (-1, None))[0]:
                     last[view] = (int(stamp_ns), raw)
@@ -137,7 +134,7 @@ class TrialFrames:
         for trial_dir in trial_dirs(roots):
             try:
                 record = read_trial(trial_dir)
-            except ConfigError as exc:
+            except (ConfigError, RecordDamagedError) as exc:
                 self.skip(trial_dir, str(exc))
                 continue
             ids = record.get('ids') if isinstance(record.get('ids'), dict) else {}

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from enpire_common.errors import ConfigError
+from enpire_common.errors import ConfigError, RecordDamagedError
 from enpire_common.files import atomic_write_bytes, fsync_path, sha256_file
 from enpire_rollout.core.episodes import Episode, EpisodeError, read_episode
 from enpire_rollout.core.records import TRIAL_JSON, list_trials
@@ -335,13 +335,15 @@ class LeRobotExporter:
                 trial_id = ep.trial_id
                 if trial_id in done:
                     continue
+                for warning in ep.warnings:
+                    self.note(f'{trial_id}: {warning}')
                 self._check(ep)
                 try:
                     self._write_episode(ep)
                 except BaseException:
                     self._remove_files(len(self.journal['episodes']))
                     raise
-            except (EpisodeError, ConfigError) as exc:
+            except (EpisodeError, ConfigError, RecordDamagedError) as exc:
                 result.skipped.append({'trial_id': trial_id, 'reason': str(exc)})
                 self.note(f'skip {trial_id}: {exc}')
                 continue
@@ -501,19 +503,22 @@ class LeRobotExporter:
 def experiment_trials(run_dir: str | Path, *, only: str = 'all',
                       task: str | None = None) -> tuple[list[Path], list[dict[str, str]]]:
     """The finished trials of an experiment directory, oldest first, as directories; and the
-    ones left out with why (open, aborted, failed with ``only='success'``).
+    ones left out with why (open, aborted, failed with ``only='success'``, a damaged
+    trial.json).
 
     Raises:
         ConfigError: ``only`` is unknown or ``run_dir`` has no trials.
     """
     if only not in ('all', 'success'):
         raise ConfigError(f"--only {only!r}: expected 'all' or 'success'")
-    records = list_trials(run_dir)
-    if not records:
+    damaged: list[dict[str, Any]] = []
+    records = list_trials(run_dir, skipped=damaged)
+    if not records and not damaged:
         raise ConfigError(f'{run_dir}: no trial records (is the experiment name right? '
                           'trials live under $ENPIRE_HOME/<experiment>/trials/)')
     keep: list[Path] = []
-    left: list[dict[str, str]] = []
+    left: list[dict[str, str]] = [{'trial_id': d['trial_id'], 'reason': d['message']}
+                                  for d in damaged]
     for rec in records:
         tid = (rec.get('ids') or {}).get('trial_id') or Path(rec['dir']).name
         outcome = rec.get('outcome')

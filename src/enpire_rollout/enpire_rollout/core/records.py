@@ -3,18 +3,22 @@
 Layout (DESIGN.md section 6): ``runs/<experiment>/trials/<trial_id>/`` holds ``episode/``
 (the rosbag2 bag: ``episode.mcap`` + ``metadata.yaml``), ``<view>.mp4`` and ``trial.json``.
 A trial whose ``trial.json`` says ``outcome: running`` is open; :func:`recover_incomplete`
-closes every open trial whose writer is gone as ``aborted``.
+closes every open trial whose writer is gone as ``aborted``. A ``trial.json`` that is not a
+whole record (cut short, overwritten) is refused by :func:`read_trial` with
+:class:`~enpire_common.errors.RecordDamagedError`, skipped and reported by :func:`list_trials`,
+and rebuilt from what is left by ``enpire bag recover`` (:func:`salvage_trial_json`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
-from enpire_common.errors import ConfigError
+from enpire_common.errors import ConfigError, RecordDamagedError
 from enpire_common.files import atomic_write_bytes, sha256_file
 
 SCHEMA = 'enpire.trial/1'
@@ -51,24 +55,70 @@ def verify_files(trial_dir: str | Path, record: dict[str, Any]) -> dict[str, str
     return bad
 
 
+def _damaged(path: Path, what: str) -> RecordDamagedError:
+    trial = path.parent
+    return RecordDamagedError(f'{path}: {what}; the trial record is damaged: run `enpire bag '
+                              f'recover {trial}` to rebuild it from what is left (the damaged '
+                              f'file is kept as {TRIAL_JSON}.damaged)')
+
+
 def read_trial(trial_dir: str | Path) -> dict[str, Any]:
     """Read and check a trial's ``trial.json``.
 
     Raises:
-        ConfigError: the file is missing, not JSON or not an ``enpire.trial`` record.
+        ConfigError: no trial.json here, or it is another kind of record (schema).
+        RecordDamagedError: the file is not a whole record: empty, cut short, not JSON, or
+            without its ``ids``/``outcome``.
     """
     path = Path(trial_dir) / TRIAL_JSON
     try:
-        record = json.loads(path.read_text(encoding='utf-8'))
+        text = path.read_text(encoding='utf-8')
     except FileNotFoundError:
         raise ConfigError(f'{path}: no trial record here; is this a trial directory '
                           '(runs/<experiment>/trials/<trial_id>)?') from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f'unreadable ({exc})') from None
+    if not text.strip():
+        raise _damaged(path, f'empty ({len(text)} bytes)')
+    try:
+        record = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f'{path}:{exc.lineno}: invalid JSON ({exc.msg})') from None
-    if not isinstance(record, dict) or record.get('schema') != SCHEMA:
-        got = record.get('schema') if isinstance(record, dict) else type(record).__name__
-        raise ConfigError(f'{path}: schema {got!r} is not {SCHEMA!r}')
+        cut = '' if text.rstrip().endswith('}') else ', cut short'
+        raise _damaged(path, f'line {exc.lineno}: invalid JSON ({exc.msg}{cut})') from None
+    if not isinstance(record, dict):
+        raise _damaged(path, f'holds a JSON {type(record).__name__}, not a record')
+    if record.get('schema') != SCHEMA:
+        raise ConfigError(f"{path}: schema {record.get('schema')!r} is not {SCHEMA!r}")
+    for key, kind, required in (('ids', dict, True), ('outcome', str, True),
+                                ('timings', dict, False)):
+        if (required or key in record) and not isinstance(record.get(key), kind):
+            raise _damaged(path, f'{key!r} is {type(record.get(key)).__name__}, not a '
+                                 f'{kind.__name__}')
     return record
+
+
+_TOP_KEY = re.compile(r'^ {2}"', re.M)   # a top-level key: nested ones are indented deeper
+
+
+def salvage_trial_json(text: str) -> dict[str, Any]:
+    """The top-level fields of a damaged trial.json that are still whole.
+
+    trial.json is written by :func:`atomic_write_json` (two-space indent, one top-level key
+    per line at that indent), so each top-level field parses on its own: a file cut short or
+    overwritten in one place loses only the fields it cut through.
+    """
+    starts = [m.start() for m in _TOP_KEY.finditer(text)]
+    out: dict[str, Any] = {}
+    for i, start in enumerate(starts):
+        piece = text[start:starts[i + 1] if i + 1 < len(starts) else len(text)].rstrip()
+        piece = piece.rstrip(',').rstrip()
+        if i + 1 == len(starts) and piece.endswith('}'):
+            piece = piece[:-1].rstrip()   # the record's closing brace
+        try:
+            out.update(json.loads('{' + piece + '}'))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 def trials_dir(run_dir: str | Path) -> Path:
@@ -77,23 +127,36 @@ def trials_dir(run_dir: str | Path) -> Path:
     return run_dir / 'trials' if (run_dir / 'trials').is_dir() else run_dir
 
 
-def list_trials(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every readable trial record under a run dir, oldest first; unreadable ones skipped."""
+def list_trials(run_dir: str | Path, skipped: list[dict[str, Any]] | None = None
+                ) -> list[dict[str, Any]]:
+    """Every readable trial record under a run dir, oldest first.
+
+    A record that cannot be read is left out; when ``skipped`` is given, each one is appended
+    to it as ``{'dir', 'trial_id', 'error_code', 'error', 'message'}``.
+    """
     out = []
     base = trials_dir(run_dir)
     if not base.is_dir():
         return []
-    for child in base.iterdir():
+    for child in sorted(base.iterdir()):
         if (child / TRIAL_JSON).is_file():
             try:
                 record = read_trial(child)
-            except ConfigError:
+            except (ConfigError, RecordDamagedError) as exc:
+                if skipped is not None:
+                    skipped.append({'dir': str(child), 'trial_id': child.name,
+                                    'error_code': exc.code, 'error': exc.name,
+                                    'message': str(exc)})
                 continue
             record['dir'] = str(child)
             out.append(record)
-    out.sort(key=lambda r: (r.get('timings', {}).get('started_unix_s') or 0,
-                            r['ids'].get('trial_id', '')))
+    out.sort(key=lambda r: (_started(r), str(r['ids'].get('trial_id', ''))))
     return out
+
+
+def _started(record: dict[str, Any]) -> float:
+    value = (record.get('timings') or {}).get('started_unix_s')
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def find_trial(ref: str | Path, roots: list[Path]) -> Path:
@@ -114,7 +177,8 @@ def find_trial(ref: str | Path, roots: list[Path]) -> Path:
                       'set ENPIRE_HOME or pass the trial directory')
 
 
-def _writer_alive(record: dict[str, Any]) -> bool:
+def writer_alive(record: dict[str, Any]) -> bool:
+    """True when the trial's recorder process (``record['writer']``) runs on this host."""
     writer = record.get('writer') or {}
     if writer.get('host') != socket.gethostname() or not writer.get('pid'):
         return False
@@ -129,17 +193,19 @@ def _writer_alive(record: dict[str, Any]) -> bool:
     return True
 
 
-def recover_incomplete(run_dir: str | Path, *, force: bool = False) -> list[str]:
+def recover_incomplete(run_dir: str | Path, *, force: bool = False,
+                       now_unix_s: float | None = None) -> list[str]:
     """Mark every open trial of a run as ``aborted`` and make its bag readable.
 
     An open trial (``outcome == 'running'``) whose writer process is still alive on this host
-    is left alone unless ``force``. The bag of an aborted trial is repaired as far as it got
-    (see :func:`enpire_rollout.core.bag.repair_bag`); closed trials are never touched.
+    is left alone unless ``force``. The bag of an aborted trial is rebuilt from its intact
+    records (:func:`enpire_rollout.core.bag_recover.recover_trial`, no backup kept: a killed
+    writer's file holds nothing more); closed trials are never touched.
 
     Returns:
         The trial ids marked aborted.
     """
-    from enpire_rollout.core.bag import bag_dir_of, repair_bag
+    from enpire_rollout.core.bag_recover import recover_trial
 
     marked = []
     base = trials_dir(run_dir)
@@ -150,24 +216,15 @@ def recover_incomplete(run_dir: str | Path, *, force: bool = False) -> list[str]
             continue
         try:
             record = read_trial(child)
-        except ConfigError:
+        except (ConfigError, RecordDamagedError):
             continue
-        if record.get('outcome') != OUTCOME_RUNNING or (_writer_alive(record) and not force):
+        if record.get('outcome') != OUTCOME_RUNNING or (writer_alive(record) and not force):
             continue
-        bag = repair_bag(child) if bag_dir_of(child) != child else {
-            'repaired': False, 'readable': False, 'messages': 0, 'detail': 'no bag'}
-        for stale in child.glob('.*.tmp'):
-            stale.unlink(missing_ok=True)  # half-written video / json temp files
-        record['outcome'] = OUTCOME_ABORTED
-        record['reason'] = ('recorder stopped before the trial closed (crash or kill); '
-                            'recovered by recover_incomplete')
-        record['recovery'] = bag
-        record['bag'] = {**(record.get('bag') or {}), 'readable': bag['readable'],
-                         'repaired': bag['repaired']}
-        files = [n for n in ('episode/episode.mcap', 'episode/metadata.yaml')
-                 if (child / n).is_file()]
-        record['files'] = hash_files(child, files)
-        record['gaps'] = True  # an aborted trial's streams stop early by definition
-        atomic_write_json(child / TRIAL_JSON, record)
-        marked.append(record['ids'].get('trial_id', child.name))
+        try:
+            result = recover_trial(child, now_unix_s=now_unix_s, backup=False, force=True,
+                                   allow_empty=True, recovered_by='recover_incomplete')
+        except RecordDamagedError:
+            continue   # nothing intact in its bag: left for `enpire bag recover` to report
+        if result['record']['marked_aborted']:
+            marked.append(record['ids'].get('trial_id', child.name))
     return marked

@@ -10,9 +10,10 @@ four ports, so the same logic drives a ROS cell, a real robot or an in-process f
 - :class:`RecorderPort` writes the trial's record.
 
 Outcomes: success, failure (step limit reached, not solved), timeout (episode wall-time
-limit), safety_abort, policy_fault, reset_failed, aborted (cancelled or the cell died),
-invalid (the final verdict could not be read from the cameras: never a success, counted as a
-fault towards ``max_consecutive_faults``, not retried).
+limit), safety_abort, policy_fault, reset_failed, aborted (cancelled, the cell died, or the
+record disk ran low mid-episode: see :class:`SpacePort`), invalid (the final verdict could
+not be read from the cameras: never a success, counted as a fault towards
+``max_consecutive_faults``, not retried).
 
 pass@k (``BudgetConfig.attempts`` = k > 1): a long rollout in which, after a failed
 verification (failure or timeout), the policy gets up to k - 1 more attempts at the same
@@ -128,6 +129,8 @@ class VerifyOutcome:
 class RunSummary:
     trials: list[TrialRecord]
     stop_reason: str
+    #: why the run stopped, for people, where the reason alone does not say (disk_low)
+    stop_detail: str = ''
 
     @property
     def n_success(self) -> int:
@@ -155,6 +158,7 @@ class RunSummary:
         return {'n_trials': len(self.trials), 'n_success': self.n_success,
                 'success_rate': self.success_rate, 'ci_low': low, 'ci_high': high,
                 'stop_reason': self.stop_reason,
+                **({'stop_detail': self.stop_detail} if self.stop_detail else {}),
                 **({'pass_at_1': self.pass_at(1), 'pass_at_k': self.pass_at(self.max_attempts),
                     'k': self.max_attempts} if self.max_attempts > 1 else {}),
                 'outcomes': {o: sum(t.outcome == o for t in self.trials) for o in OUTCOMES
@@ -210,6 +214,20 @@ class RecorderPort(Protocol):
     def start(self, record: TrialRecord) -> str: ...
 
     def finish(self, record: TrialRecord) -> None: ...
+
+
+class SpacePort(Protocol):
+    """Room on the records' disk (``enpire_rollout.core.disk.DiskGuard``). Each returns ''
+    when there is room, else why not; the run then stops with ``disk_low``."""
+
+    def before_trial(self) -> str:
+        """Before a trial starts: a trial that may not start is not started."""
+        ...
+
+    def during_trial(self) -> str:
+        """While the episode runs (cheap, called every poll): a recording that may not go
+        on stops early, the trial ending ``aborted`` (truncated by disk)."""
+        ...
 
 
 class NullRecorder:
@@ -279,6 +297,7 @@ class TrialRunner:
         cancelled: returns True once the caller wants to stop; checked between steps.
         stages: the task's stages (its contract's ``stages``), in order: each trial records
             which of them a verdict showed reached during it (TrialRecord.stages).
+        space: room on the records' disk (None: not watched, e.g. nothing is recorded).
     """
 
     def __init__(self, *, cell: CellPort, controller: ControllerPort, verifier: VerifierPort,
@@ -288,7 +307,7 @@ class TrialRunner:
                  on_phase: Callable[[int, str], None] | None = None,
                  cancelled: Callable[[], bool] | None = None,
                  trial_id_factory: Callable[[str, int], str] = new_trial_id,
-                 stages: Sequence[str] = ()) -> None:
+                 stages: Sequence[str] = (), space: SpacePort | None = None) -> None:
         self.cell, self.controller, self.verifier = cell, controller, verifier
         self.recorder = recorder or NullRecorder()
         self.clock = clock
@@ -299,14 +318,17 @@ class TrialRunner:
         self.cancelled = cancelled or (lambda: False)
         self.trial_id_factory = trial_id_factory
         self.stages = tuple(stages)
+        self.space = space
         self._attempt_stages: set[str] = set()   # the stages the current attempt reached
+        self._space_low = ''   # why the disk guard stopped the episode in progress
 
     def run(self, *, experiment_id: str, revision_id: str, cell_id: str, task: str,
             seeds: Iterable[int], budget: BudgetConfig) -> RunSummary:
         start = self.clock.now_s()
         trials: list[TrialRecord] = []
         consecutive_faults = 0
-        stop_reason = 'completed'
+        stop_reason, stop_detail = 'completed', ''
+        self._space_low = ''
         for index, seed in enumerate(seeds):
             if self.cancelled():
                 stop_reason = 'cancelled'
@@ -316,6 +338,11 @@ class TrialRunner:
                 break
             if budget.max_wall_time_s and self.clock.now_s() - start >= budget.max_wall_time_s:
                 stop_reason = 'budget_wall_time'
+                break
+            low = self.space.before_trial() if self.space is not None else ''
+            if low:
+                # Not started: a trial the disk cannot hold would fail mid-recording.
+                stop_reason, stop_detail = 'disk_low', low
                 break
             record = TrialRecord(experiment_id=experiment_id,
                                  trial_id=self.trial_id_factory(cell_id, seed),
@@ -328,6 +355,9 @@ class TrialRunner:
             if record.outcome == ABORTED and self.cancelled():
                 stop_reason = 'cancelled'
                 break
+            if self._space_low:
+                stop_reason, stop_detail = 'disk_low', self._space_low
+                break
             if record.error_code == CellPausedError.code:
                 # The cell paused itself after failed resets and raised an alert: every
                 # further trial would be refused the same way until a person resumes it.
@@ -338,7 +368,7 @@ class TrialRunner:
             if limit and consecutive_faults >= limit:
                 stop_reason = 'consecutive_faults'
                 break
-        return RunSummary(trials, stop_reason)
+        return RunSummary(trials, stop_reason, stop_detail)
 
     # -- one trial ---------------------------------------------------------------------------
     def _run_one(self, record: TrialRecord, budget: BudgetConfig) -> None:
@@ -445,6 +475,10 @@ class TrialRunner:
                         ended = (FAILURE, f'step limit {budget.max_episode_steps} reached')
                 if ended is None and self.clock.now_s() - t0 >= budget.max_episode_time_s:
                     ended = (TIMEOUT, f'episode time limit {budget.max_episode_time_s:g} s')
+                if ended is None and self.space is not None:
+                    self._space_low = self.space.during_trial()
+                    if self._space_low:
+                        ended = (ABORTED, self._space_low)
         finally:
             for key, value in (self.controller.stop_episode() or {}).items():
                 record.controller[key] = record.controller.get(key, 0) + int(value)

@@ -5,7 +5,9 @@ through the safety supervisor -> success polled with ``verify_success`` -> final
 the cell holding -> the recorder closes ``episode.mcap`` + MP4 + ``trial.json`` -> a
 ``TrialResult`` on ``trial_events`` and in the run's feedback and result. The node records
 nothing in the experiment store: evolution does, from those results
-(``enpire_evolution.ros.trials_port``).
+(``enpire_evolution.ros.trials_port``). A run that records watches the free space of its
+records' disk (:mod:`enpire_rollout.core.disk`): it pauses the cell with an ``alerts``
+message before the disk fills.
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from enpire_common.alerts import SEVERITY_ERROR, SEVERITY_WARNING, Alert
 from enpire_common.clock import SystemClock
 from enpire_common.config import require
 from enpire_common.confinement import require_confinement, unconfined_allowed
 from enpire_common.errors import OK, CellBusyError, ConfigError, EnpireError
 from enpire_common.paths import enpire_home, revision_policy_dir
-from enpire_common.ros import declare_config, run_node
+from enpire_common.ros import ALERT_QOS, declare_config, run_node
 from enpire_common.tasks import DEFAULT_TASK, load_task, verify_contract
 from enpire_interfaces.action import RunTrials
+from enpire_interfaces.msg import Alert as AlertMsg
 from enpire_interfaces.msg import TrialResult
+from enpire_rollout.core.config import DiskSpaceConfig
+from enpire_rollout.core.disk import DISK_LOW, DiskGuard, config_from_env
 from enpire_rollout.core.trial import (
     BudgetConfig,
     NullRecorder,
@@ -56,6 +62,7 @@ class RolloutConfig:
     verify_timeout_s: float = 10.0
     stall_timeout_s: float = 15.0   # no new state for this long ends the trial as aborted
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    record: DiskSpaceConfig = field(default_factory=DiskSpaceConfig)   # the disk guard
 
     def __post_init__(self) -> None:
         require(self.host_start_timeout_s > 0, 'host_start_timeout_s',
@@ -77,7 +84,10 @@ class RolloutNode(Node):
         ``force_record``). Feedback per phase and per finished trial; cancel stops after
         making the cell safe (the open trial ends ``aborted``).
     Publishes: ``trial_events`` (TrialResult), ``policy/control`` (to the policy host),
-        ``safety/reset`` (to the supervisor, at each episode start).
+        ``safety/reset`` (to the supervisor, at each episode start), ``alerts``
+        (enpire_interfaces/Alert, reliable, transient local: ``disk_low`` ERROR when the
+        records' disk is too full to start or go on recording a trial, ``disk_ok`` INFO
+        when a trial may start again).
     Subscribes: ``state``, ``policy/status``, ``safety/events``.
     Uses: ``reset_cell`` (action), ``verify_success`` (service), the recorder
         (``recorder/control`` / ``recorder/status``), and starts one ``policy_host`` process
@@ -85,7 +95,17 @@ class RolloutNode(Node):
     Parameters (RolloutConfig): task, home, cell_id, force_record,
         host_start_timeout_s, verify_timeout_s, budget.max_wall_time_s,
         budget.max_consecutive_faults, budget.max_episode_steps, budget.max_episode_time_s,
-        budget.verify_period_s, budget.reset_timeout_s.
+        budget.verify_period_s, budget.reset_timeout_s, record.min_free_mb (MB; a trial
+        starts only with this much free on the records' filesystem; 0 = unwatched;
+        ``$ENPIRE_MIN_FREE_MB`` overrides it), record.abort_free_mb (MB; a recording stops
+        early below it), record.check_period_s (s).
+
+    Disk guard: a run that records checks the free space of ``home``'s filesystem before
+    each trial and about once a second while recording (:mod:`enpire_rollout.core.disk`).
+    Too little: the trial is not started (or its recording stops early, the trial ending
+    ``aborted``, truncated by disk), a ``disk_low`` alert is published, and the run ends
+    with stop_reason ``disk_low`` (error_code 0; error_msg says free and needed MB and the
+    path).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -97,6 +117,9 @@ class RolloutNode(Node):
         self._group = ReentrantCallbackGroup()
         self._busy = threading.Lock()
         self._events = self.create_publisher(TrialResult, 'trial_events', 100)
+        self._alerts = self.create_publisher(AlertMsg, 'alerts', ALERT_QOS)
+        self.disk = DiskGuard(self.home, config_from_env(self.config.record),
+                              clock=SystemClock(), on_alert=self._raise_alert)
         self.cell = RosCell(self, self._group)
         self.verifier = RosVerifier(self, self._group, self.config.verify_timeout_s)
         self._listener = _Listener(self)
@@ -171,7 +194,7 @@ class RolloutNode(Node):
         experiment = goal.experiment_id or 'default'
         from enpire_rollout.core.records import recover_incomplete
 
-        for trial_id in recover_incomplete(self.home / experiment):
+        for trial_id in recover_incomplete(self.home / experiment, now_unix_s=time.time()):
             self.get_logger().warning(f'trial {trial_id} was left open by a crash: aborted')
         try:
             self.controller.load(revision_id, str(revision_dir))
@@ -200,7 +223,8 @@ class RolloutNode(Node):
             recorder=self.recorder if record else NullRecorder(), clock=SystemClock(),
             control_rate_hz=self.task.action.rate_hz, wall_time=time.time,
             on_trial=on_trial, on_phase=on_phase,
-            cancelled=lambda: goal_handle.is_cancel_requested, stages=self.task.stages)
+            cancelled=lambda: goal_handle.is_cancel_requested, stages=self.task.stages,
+            space=self.disk if record else None)
         seeds = seed_sequence(list(goal.seeds) or None, int(goal.seed_start), count)
         summary = runner.run(experiment_id=experiment, revision_id=revision_id,
                              cell_id=self.cell_id, task=self.task.name, seeds=seeds,
@@ -214,11 +238,28 @@ class RolloutNode(Node):
             result.pass_at_1 = summary.pass_at(1)
             result.pass_at_k = summary.pass_at(budget.attempts)
         result.error_code, result.error_msg = OK, ''
+        if summary.stop_reason == DISK_LOW:
+            # Not an error of the run (its trials stand): why it stopped early, for people.
+            result.error_msg = summary.stop_detail
         if summary.stop_reason == 'cancelled':
             goal_handle.canceled()
         else:
             goal_handle.succeed()
         return result
+
+    def _raise_alert(self, alert: Alert) -> None:
+        """Publish an alert on ``alerts`` and log it at its severity."""
+        msg = AlertMsg(cell_id=self.cell_id, source=self.get_name(), kind=alert.kind,
+                       severity=alert.severity, failures=alert.failures, detail=alert.detail)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._alerts.publish(msg)
+        log, text = self.get_logger(), f'ALERT {alert.kind}: {alert.detail}'
+        if alert.severity >= SEVERITY_ERROR:
+            log.error(text)
+        elif alert.severity == SEVERITY_WARNING:
+            log.warning(text)
+        else:
+            log.info(text)
 
     def _check_confinement(self, allow: bool) -> None:
         """Refuse (UnconfinedError) to run policy code unconfined unless allowed."""
