@@ -24,3 +24,33 @@ def ros():
         yield harness
     finally:
         harness.close()
+
+
+@pytest.fixture(scope='session')
+def postgres_server():
+    """A throwaway PostgreSQL server for the whole session (enpire_common.postgres_testing).
+
+    Skips where PostgreSQL is not installed; fails where it is but cannot start.
+    """
+    from enpire_common.postgres_testing import PostgresServer, PostgresUnavailableError
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailableError as exc:
+        pytest.skip(f'PostgreSQL tests need a local server: {exc}')
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A SQLAlchemy URL of a fresh, empty database on ``postgres_server`` (dropped after)."""
+    name = postgres_server.create_database(request.node.name)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.start()  # a test that stopped the server gets it back for the drop
+        postgres_server.drop_database(name)

@@ -136,4 +136,16 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     log "no chromium: report checks in a browser are skipped (apt-get install chromium)"
   fi
 fi
+# --- PostgreSQL server (the experiment store's tests also run on a throwaway local server) ------
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian postgresql (the store's tests against a real PostgreSQL server)"
+    { DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q postgresql >/dev/null 2>&1 \
+      || { timeout 300 apt-get update -q >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q postgresql >/dev/null 2>&1; }; } \
+      || log "could not install postgresql; the store's PostgreSQL tests are skipped"
+  else
+    log "no PostgreSQL server: the store's PostgreSQL tests are skipped (apt-get install postgresql)"
+  fi
+fi
 log "ready: . scripts/env.sh  (then: enpire --help)"

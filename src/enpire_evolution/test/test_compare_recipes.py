@@ -22,8 +22,8 @@ def trials(successes: int, n: int) -> list[T]:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with ExperimentStore(f'sqlite:///{tmp_path / "enpire.db"}') as s:
+def store(store_url):  # every backend (conftest.py)
+    with ExperimentStore(store_url) as s:
         yield s
 
 

@@ -6,6 +6,7 @@ A trial's row is built from the rollout's one trial record (:meth:`Trial.from_re
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,61 +15,94 @@ import sqlalchemy as sa
 if TYPE_CHECKING:
     from enpire_rollout.core.trial_record import TrialRecord
 
+
+class _JsonText(sa.types.TypeDecorator[Any]):
+    """JSON kept as text, exactly as SQLite keeps it.
+
+    PostgreSQL's ``json`` type rejects the NaN and Infinity that Python's json writes (a
+    failed candidate's value, say), which SQLite stores and reads back; as text both
+    backends hold the same values. ``data::jsonb`` still queries it in SQL.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def _str(length: int | None = None) -> sa.types.TypeEngine[str]:
+    """A text column, the same on every backend.
+
+    SQLite never enforces a ``VARCHAR`` length, so PostgreSQL gets ``TEXT`` (a value that fits
+    one store fits the other), collated ``"C"``: byte order, as SQLite sorts, not the server
+    locale's (where 'a' < 'B' < 'b' and underscores are skipped), so ids and names come back
+    in the same order from either store.
+    """
+    base: sa.types.TypeEngine[str] = sa.String(length) if length else sa.Text()
+    return base.with_variant(sa.Text(collation='C'), 'postgresql')
+
+
+_JSON = sa.JSON().with_variant(_JsonText(), 'postgresql')
+
 metadata = sa.MetaData()
 
 experiments_table = sa.Table(
     'experiments', metadata,
-    sa.Column('id', sa.String(200), primary_key=True),
-    sa.Column('task', sa.String(200), nullable=False),
+    sa.Column('id', _str(200), primary_key=True),
+    sa.Column('task', _str(200), nullable=False),
     sa.Column('created_at', sa.Float, nullable=False),
-    sa.Column('config', sa.JSON, nullable=False),
-    sa.Column('status', sa.String(32), nullable=False),
+    sa.Column('config', _JSON, nullable=False),
+    sa.Column('status', _str(32), nullable=False),
 )
 
 agents_table = sa.Table(
     'agents', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('id', sa.String(200), primary_key=True),
-    sa.Column('kind', sa.String(100), nullable=False),
-    sa.Column('cell', sa.String(100), nullable=False),
+    sa.Column('experiment', _str(200), sa.ForeignKey('experiments.id'), primary_key=True),
+    sa.Column('id', _str(200), primary_key=True),
+    sa.Column('kind', _str(100), nullable=False),
+    sa.Column('cell', _str(100), nullable=False),
 )
 
 branches_table = sa.Table(
     'branches', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('name', sa.String(200), primary_key=True),
-    sa.Column('agent', sa.String(200), nullable=True),
-    sa.Column('parent', sa.String(200), nullable=True),
+    sa.Column('experiment', _str(200), sa.ForeignKey('experiments.id'), primary_key=True),
+    sa.Column('name', _str(200), primary_key=True),
+    sa.Column('agent', _str(200), nullable=True),
+    sa.Column('parent', _str(200), nullable=True),
     sa.Column('created_at', sa.Float, nullable=False),
-    sa.Column('status', sa.String(16), nullable=False),
-    sa.Column('pruned_reason', sa.Text, nullable=False),
+    sa.Column('status', _str(16), nullable=False),
+    sa.Column('pruned_reason', _str(), nullable=False),
 )
 
 revisions_table = sa.Table(
     'revisions', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('id', sa.String(64), primary_key=True),
-    sa.Column('branch', sa.String(200), nullable=False),
-    sa.Column('parent', sa.String(64), nullable=True),
-    sa.Column('commit', sa.String(64), nullable=False),
-    sa.Column('hypothesis', sa.Text, nullable=False),
-    sa.Column('regime', sa.String(32), nullable=False),
+    sa.Column('experiment', _str(200), sa.ForeignKey('experiments.id'), primary_key=True),
+    sa.Column('id', _str(64), primary_key=True),
+    sa.Column('branch', _str(200), nullable=False),
+    sa.Column('parent', _str(64), nullable=True),
+    sa.Column('commit', _str(64), nullable=False),
+    sa.Column('hypothesis', _str(), nullable=False),
+    sa.Column('regime', _str(32), nullable=False),
     sa.Column('created_at', sa.Float, nullable=False),
-    sa.Column('params', sa.JSON, nullable=False),
-    sa.Column('origin', sa.Text, nullable=False),
-    sa.Column('status', sa.String(16), nullable=False),
+    sa.Column('params', _JSON, nullable=False),
+    sa.Column('origin', _str(), nullable=False),
+    sa.Column('status', _str(16), nullable=False),
     sa.Index('ix_revisions_branch', 'experiment', 'branch'),
 )
 
 trials_table = sa.Table(
     'trials', metadata,
-    sa.Column('trial_id', sa.String(200), primary_key=True),
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), nullable=False),
-    sa.Column('revision', sa.String(64), nullable=False),
-    sa.Column('branch', sa.String(200), nullable=False),
-    sa.Column('cell', sa.String(100), nullable=False),
+    sa.Column('trial_id', _str(200), primary_key=True),
+    sa.Column('experiment', _str(200), sa.ForeignKey('experiments.id'), nullable=False),
+    sa.Column('revision', _str(64), nullable=False),
+    sa.Column('branch', _str(200), nullable=False),
+    sa.Column('cell', _str(100), nullable=False),
     sa.Column('seed', sa.BigInteger, nullable=False),
-    sa.Column('outcome', sa.String(32), nullable=False),
+    sa.Column('outcome', _str(32), nullable=False),
     sa.Column('success', sa.Boolean, nullable=False),
     sa.Column('score', sa.Float, nullable=False),
     sa.Column('steps', sa.Integer, nullable=False),
@@ -76,8 +110,8 @@ trials_table = sa.Table(
     sa.Column('ended_at', sa.Float, nullable=False),
     sa.Column('duration_s', sa.Float, nullable=False),
     sa.Column('reset_s', sa.Float, nullable=False),
-    sa.Column('record_dir', sa.Text, nullable=False),
-    sa.Column('reason', sa.Text, nullable=False),
+    sa.Column('record_dir', _str(), nullable=False),
+    sa.Column('reason', _str(), nullable=False),
     sa.Column('is_eval', sa.Boolean, nullable=False),
     sa.Index('ix_trials_experiment', 'experiment', 'ended_at'),
     sa.Index('ix_trials_revision', 'experiment', 'revision'),
@@ -86,9 +120,9 @@ trials_table = sa.Table(
 
 verdicts_table = sa.Table(
     'verdicts', metadata,
-    sa.Column('trial_id', sa.String(200), sa.ForeignKey('trials.trial_id'), primary_key=True),
-    sa.Column('view', sa.String(100), primary_key=True),
-    sa.Column('backend', sa.String(100), primary_key=True),
+    sa.Column('trial_id', _str(200), sa.ForeignKey('trials.trial_id'), primary_key=True),
+    sa.Column('view', _str(100), primary_key=True),
+    sa.Column('backend', _str(100), primary_key=True),
     sa.Column('success', sa.Boolean, nullable=False),
     sa.Column('score', sa.Float, nullable=False),
 )
@@ -97,21 +131,21 @@ events_table = sa.Table(
     'events', metadata,
     sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
     sa.Column('ts', sa.Float, nullable=False),
-    sa.Column('experiment', sa.String(200), nullable=False),
-    sa.Column('kind', sa.String(100), nullable=False),
-    sa.Column('data', sa.JSON, nullable=False),
+    sa.Column('experiment', _str(200), nullable=False),
+    sa.Column('kind', _str(100), nullable=False),
+    sa.Column('data', _JSON, nullable=False),
     sa.Index('ix_events_experiment', 'experiment', 'ts'),
 )
 
 agent_sessions_table = sa.Table(
     'agent_sessions', metadata,
-    sa.Column('experiment', sa.String(200), sa.ForeignKey('experiments.id'), primary_key=True),
-    sa.Column('id', sa.String(200), primary_key=True),
-    sa.Column('agent', sa.String(200), nullable=False),
-    sa.Column('kind', sa.String(100), nullable=False),
-    sa.Column('model', sa.String(200), nullable=False),
-    sa.Column('cell', sa.String(100), nullable=False),
-    sa.Column('branch', sa.String(200), nullable=False),
+    sa.Column('experiment', _str(200), sa.ForeignKey('experiments.id'), primary_key=True),
+    sa.Column('id', _str(200), primary_key=True),
+    sa.Column('agent', _str(200), nullable=False),
+    sa.Column('kind', _str(100), nullable=False),
+    sa.Column('model', _str(200), nullable=False),
+    sa.Column('cell', _str(100), nullable=False),
+    sa.Column('branch', _str(200), nullable=False),
     sa.Column('run', sa.Integer, nullable=False),
     sa.Column('started_at', sa.Float, nullable=False),
     sa.Column('ended_at', sa.Float, nullable=True),
@@ -121,18 +155,18 @@ agent_sessions_table = sa.Table(
     sa.Column('cache_write_tokens', sa.BigInteger, nullable=False),
     sa.Column('cost_usd', sa.Float, nullable=True),
     sa.Column('turns', sa.Integer, nullable=False),
-    sa.Column('stop_reason', sa.String(64), nullable=False),
+    sa.Column('stop_reason', _str(64), nullable=False),
     sa.Column('exit_code', sa.Integer, nullable=True),
-    sa.Column('transcript', sa.Text, nullable=False),
-    sa.Column('cli_session', sa.String(200), nullable=False),
-    sa.Column('confinement', sa.String(64), nullable=False),
+    sa.Column('transcript', _str(), nullable=False),
+    sa.Column('cli_session', _str(200), nullable=False),
+    sa.Column('confinement', _str(64), nullable=False),
 )
 
 agent_usage_table = sa.Table(
     'agent_usage', metadata,
     sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column('experiment', sa.String(200), nullable=False),
-    sa.Column('session', sa.String(200), nullable=False),
+    sa.Column('experiment', _str(200), nullable=False),
+    sa.Column('session', _str(200), nullable=False),
     sa.Column('ts', sa.Float, nullable=False),
     sa.Column('tokens', sa.BigInteger, nullable=False),
     sa.Column('cost_usd', sa.Float, nullable=True),
@@ -142,9 +176,9 @@ agent_usage_table = sa.Table(
 
 agent_trials_table = sa.Table(
     'agent_trials', metadata,
-    sa.Column('trial_id', sa.String(200), primary_key=True),
-    sa.Column('experiment', sa.String(200), nullable=False),
-    sa.Column('session', sa.String(200), nullable=False),
+    sa.Column('trial_id', _str(200), primary_key=True),
+    sa.Column('experiment', _str(200), nullable=False),
+    sa.Column('session', _str(200), nullable=False),
     sa.Index('ix_agent_trials_session', 'experiment', 'session'),
 )
 
