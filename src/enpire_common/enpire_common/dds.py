@@ -7,6 +7,30 @@ import os
 import re
 from pathlib import Path
 
+#: The profile every ENPIRE process gets (scripts/env.sh) and the one of camera publishers.
+DEFAULT_PROFILE = 'fastdds.xml'
+CAMERA_PROFILE = 'fastdds_cameras.xml'
+_PROFILE_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
+
+
+def use_camera_profile() -> bool:
+    """Give this process the camera publishers' Fast DDS profile (a larger shared-memory
+    segment; why: config/dds/fastdds_cameras.xml). Call before the process's first ROS
+    context exists. A profile file of the user's own (not ENPIRE's default) is kept.
+
+    Returns:
+        True when the profile was switched.
+    """
+    current = os.environ.get(_PROFILE_VARS[0], '')
+    if not current or Path(current).name != DEFAULT_PROFILE:
+        return False
+    camera = Path(current).with_name(CAMERA_PROFILE)
+    if not camera.is_file():
+        return False
+    for var in _PROFILE_VARS:
+        os.environ[var] = str(camera)
+    return True
+
 #: A participant's shared-memory segment: ``fastrtps_<16 hex>``, with a ``_el`` lock file its
 #: owner holds (flock) while alive. Ports (``fastrtps_port<N>``) are shared, never removed.
 _SEGMENT = re.compile(r'^fastrtps_[0-9a-f]{16}$')

@@ -88,6 +88,8 @@ class RolloutClient:
 
     #: A run whose action server is gone from the graph this long is a lost cell.
     LOST_AFTER_S = 3.0
+    #: How long an unanswered goal is sent again (``_send``).
+    SEND_FOR_S = 60.0
     #: How long a second run_trials server in the graph may take to leave it before a run
     #: is refused.
     SERVER_SETTLE_S = 5.0
@@ -154,8 +156,7 @@ class RolloutClient:
             attempts=int(attempts), allow_unconfined=bool(allow_unconfined),
             reset_stage=str(reset_stage))
         cb = (lambda fb: on_feedback(fb.feedback)) if on_feedback else None
-        handle = wait_future(self._client.send_goal_async(goal, feedback_callback=cb), 30.0,
-                             'run_trials goal')
+        handle = self._send(goal, cb)
         if not handle.accepted:
             raise CellUnavailableError(f'/{self.cell} rejected the run (another run is in '
                                        'progress on this cell)')
@@ -178,6 +179,25 @@ class RolloutClient:
         if result.error_code:
             raise error_from_code(result.error_code, result.error_msg)
         return result
+
+    def _send(self, goal: Any, feedback_callback: Any) -> Any:
+        """Send the goal and wait for its acceptance. A rollout node that died lingers in the
+        graph until its participant's lease ends and never answers; its respawned successor
+        answers the goal sent again (nothing has run while a goal is unanswered)."""
+        from enpire_common.ros import wait_future
+
+        end = time.monotonic() + self.SEND_FOR_S
+        while True:
+            try:
+                return wait_future(self._client.send_goal_async(
+                    goal, feedback_callback=feedback_callback), min(10.0, self.SEND_FOR_S),
+                    'run_trials goal')
+            except EnpireTimeoutError:
+                if time.monotonic() >= end:
+                    raise
+                print(f'run_trials: /{self.cell} did not answer the goal (a rollout node that '
+                      'died?); sending it again', file=sys.stderr, flush=True)
+                self.wait_ready(10.0)
 
     def _check_one_server(self) -> None:
         """Refuse to send a goal that two ``run_trials`` servers would both run.
@@ -204,7 +224,18 @@ class RolloutClient:
         future.add_done_callback(lambda _f: done.set())
         end = time.monotonic() + timeout_s
         gone_since: float | None = None
+        # On this host the rollout node's claim names its pid: a node that died and was
+        # respawned at once (its launch's respawn) never leaves the graph, but its pid changes,
+        # and the new node knows nothing of this goal.
+        pid = local_cell_pid(self.cell) or None
         while not done.wait(0.5):
+            if pid is not None and (now_pid := local_cell_pid(self.cell)) != pid:
+                future.cancel()
+                again = f'; it runs again as pid {now_pid}' if now_pid else ''
+                raise CellUnavailableError(
+                    f'/{self.cell}/run_trials: the cell\'s rollout node died during the run '
+                    f'(pid {pid}){again}; the trial it was running is closed as aborted on '
+                    'the next run; run the same command to resume')
             now = time.monotonic()
             if not self._thread.is_alive():
                 future.cancel()

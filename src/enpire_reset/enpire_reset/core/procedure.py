@@ -168,6 +168,12 @@ class ResetProcedure:
                 reasons.append(f'attempt {attempt} (seed {current_seed}): placing failed: '
                                f'{exc}')
                 continue
+            except EnpireTimeoutError as exc:
+                # No answer: a cell node that died lingers in the graph until its lease ends,
+                # and its respawned successor answers the next attempt's call.
+                reasons.append(f'attempt {attempt} (seed {current_seed}): placing failed: '
+                               f'{exc}')
+                continue
             check(attempt)
             feedback(PHASE_SETTLING, attempt, progress(attempt, 0.33))
             self.clock.sleep_s(min(cfg.settle_s, deadline.remaining_s()))

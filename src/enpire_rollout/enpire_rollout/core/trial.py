@@ -505,7 +505,9 @@ class TrialRunner:
     def _verify(self, record: TrialRecord) -> VerifyOutcome | None:
         try:
             verdict = self.verifier.verify()
-        except VerificationError as err:
+        except (VerificationError, EnpireTimeoutError, CellUnavailableError) as err:
+            # No verdict (a verifier that died and did not come back in time): the trial
+            # ends invalid, never a success; the run goes on.
             record.error_code, record.error_msg = err.code, str(err)
             return None
         record.score = float(verdict.score)

@@ -52,6 +52,12 @@ HOST_COUNTERS = ('late_acts', 'resent_commands')
 TOOL_COUNTER_PREFIX = 'tool_'
 
 
+#: How long a reset goal may wait to be accepted before it is sent again (RosCell._send).
+SEND_TIMEOUT_S = 5.0
+#: verify_success calls before a verdict counts as unreadable (RosVerifier.verify).
+VERIFY_CALLS = 3
+
+
 class RosCell:
     """CellPort over the cell's ``reset_cell`` action."""
 
@@ -62,9 +68,8 @@ class RosCell:
         self._server_timeout_s = server_timeout_s
 
     def reset(self, seed: int, timeout_s: float, stage: str = '') -> ResetInfo:
-        wait_for_service(self._client, self._server_timeout_s, 'reset_cell action server')
         goal = ResetCell.Goal(seed=int(seed), timeout_s=float(timeout_s), stage=stage)
-        handle = wait_future(self._client.send_goal_async(goal), 5.0, 'reset_cell goal')
+        handle = self._send(goal)
         if not handle.accepted:
             raise CellUnavailableError('reset_cell rejected the goal (cell busy?)')
         result = wait_future(handle.get_result_async(), timeout_s + 5.0, 'reset_cell').result
@@ -77,6 +82,24 @@ class RosCell:
         return ResetInfo(tuple(result.start_pose), tuple(result.observed_pose),
                          int(result.attempts), str(result.method),
                          tuple(str(r) for r in result.retried_after))
+
+    def _send(self, goal: Any) -> Any:
+        """Send the goal; a reset server that died (SIGKILL) lingers in the graph until its
+        participant's lease ends, and a goal sent to it is never answered. Its respawned
+        successor answers a resend: unanswered sends are repeated for ``server_timeout_s``
+        (no reset has started while the goal is unanswered)."""
+        end = time.monotonic() + self._server_timeout_s
+        while True:
+            wait_for_service(self._client, max(1.0, end - time.monotonic()),
+                             'reset_cell action server')
+            try:
+                return wait_future(self._client.send_goal_async(goal), SEND_TIMEOUT_S,
+                                   'reset_cell goal')
+            except EnpireTimeoutError:
+                if time.monotonic() >= end:
+                    raise
+                self._node.get_logger().warning(
+                    'reset_cell did not answer a goal (a server that died?); sending it again')
 
     def make_safe(self) -> None:
         # Commands only flow while an episode is enabled; with the policy host stopped, a
@@ -92,9 +115,19 @@ class RosVerifier:
         self._timeout_s = timeout_s
 
     def verify(self) -> VerifyOutcome:
-        wait_for_service(self._client, self._timeout_s, 'verify_success service')
         req = VerifySuccess.Request(goal=VerifySuccess.Request.GOAL_SUCCESS)
-        res = wait_future(self._client.call_async(req), self._timeout_s, 'verify_success')
+        # A verifier that died (SIGKILL) lingers in the graph until its participant's lease
+        # ends and never answers; its respawned successor answers the same request sent
+        # again. Verifying twice is harmless (it only reads the cameras).
+        for attempt in range(VERIFY_CALLS):
+            wait_for_service(self._client, self._timeout_s, 'verify_success service')
+            try:
+                res = wait_future(self._client.call_async(req), self._timeout_s,
+                                  'verify_success')
+                break
+            except EnpireTimeoutError:
+                if attempt == VERIFY_CALLS - 1:
+                    raise
         if res.error_code != OK:
             err = error_from_code(res.error_code, res.error_msg)
             raise err if isinstance(err, VerificationError) else VerificationError(str(err))
@@ -139,6 +172,9 @@ class RosController:
         self._tick0 = 0
         self._ticks = EpisodeTicks()
         self._restarted = ''
+        self._state_topic = node.resolve_topic_name('state')
+        self._publishers: set[bytes] = set()     # the state stream's writers at episode start
+        self._publishers_checked = 0.0
         self._status: dict[str, Any] = {}
         self._abort: str | None = None
         self._episode = ''
@@ -329,6 +365,7 @@ class RosController:
             self._episode = episode
             self._restarted = ''
             self._ticks.start()
+            self._publishers = self._state_writers()
             self._last_tick_t = time.monotonic()
             # Steps count from here: a pass@k retry continues the scene (no reset).
             self._tick0 = max(self._tick, 0) if retry_index else 0
@@ -362,6 +399,8 @@ class RosController:
                                     or 'policy fault')
                 if self._abort:
                     return Progress(self._steps(), safety_abort=self._abort)
+                if not self._restarted:
+                    self._restarted = self._new_state_writer()
                 if self._restarted:
                     return Progress(self._steps(), cell_lost=self._restarted)
                 if self._proc is None or self._proc.poll() is not None:
@@ -382,6 +421,28 @@ class RosController:
 
     def _steps(self) -> int:
         return max(self._tick - self._tick0, 0)
+
+    def _state_writers(self) -> set[bytes]:
+        try:
+            infos = self._node.get_publishers_info_by_topic(self._state_topic)
+        except Exception:  # noqa: BLE001 - a graph query during shutdown; nothing to compare
+            return set()
+        return {bytes(i.endpoint_gid) for i in infos}
+
+    def _new_state_writer(self) -> str:
+        """Why the episode is void when a new writer of the state stream appeared since it
+        started (twice a second at most), else ''. A cell node that died and was respawned
+        writes from a new endpoint; when this node discovers it late, the policy host may
+        already have stepped the fresh scene past the tick the episode had reached, so a
+        tick going back (EpisodeTicks) is never seen."""
+        now = time.monotonic()
+        if not self._episode or not self._publishers or now - self._publishers_checked < 0.5:
+            return ''
+        self._publishers_checked = now
+        if self._state_writers() - self._publishers:
+            return ('cell restarted mid-episode: a new writer of its state stream appeared '
+                    '(the cell node was restarted and the scene is no longer the trial\'s)')
+        return ''
 
     def sandbox(self) -> dict[str, Any]:
         return {'confinement': self._confinement, 'allow_unconfined': self.allow_unconfined,

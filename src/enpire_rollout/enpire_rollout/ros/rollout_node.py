@@ -212,6 +212,8 @@ class RolloutNode(Node):
         def on_trial(record: TrialRecord) -> None:
             nonlocal n_success
             n_success += record.success
+            if record.record_dir and not record.success:
+                self._close_if_left_open(record, experiment)
             msg = trial_to_msg(record)
             self._events.publish(msg)
             feedback.n_success, feedback.last, feedback.phase = n_success, msg, 'done'
@@ -260,6 +262,21 @@ class RolloutNode(Node):
             log.warning(text)
         else:
             log.info(text)
+
+    def _close_if_left_open(self, record: TrialRecord, experiment: str) -> None:
+        """A recorder that died mid-trial (its respawned successor knows nothing of it) left
+        the trial's record open: close it now (``aborted``, its bag made readable) rather
+        than at the experiment's next goal, so no reader sees it running meanwhile."""
+        from enpire_rollout.core.records import read_trial, recover_incomplete
+
+        try:
+            if read_trial(record.record_dir).get('outcome') != 'running':
+                return
+        except EnpireError:
+            return
+        for trial_id in recover_incomplete(self.home / experiment, now_unix_s=time.time()):
+            self.get_logger().warning(f'trial {trial_id} was left open by its recorder: '
+                                      'aborted')
 
     def _check_confinement(self, allow: bool) -> None:
         """Refuse (UnconfinedError) to run policy code unconfined unless allowed."""

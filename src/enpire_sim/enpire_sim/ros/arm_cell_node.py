@@ -362,6 +362,9 @@ class ArmCellNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from enpire_common.dds import use_camera_profile
+
+    use_camera_profile()    # it publishes camera frames: before its participant exists
     return run_node('arm_cell', ArmCellNode, argv, executor='fast')
 
 

@@ -240,6 +240,9 @@ class PushTCellNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from enpire_common.dds import use_camera_profile
+
+    use_camera_profile()    # it publishes camera frames: before its participant exists
     return run_node('push_t_cell', PushTCellNode, argv, executor='fast')
 
 
