@@ -251,13 +251,16 @@ class Soak:
         videos = check_videos(checked['records'])
         stored = {t.trial_id for t in trials}
         on_disk = {(r.get('ids') or {}).get('trial_id') for r in checked['records']}
-        span = self.end - self.start
+        # The trials under way at the nominal end finish after it: the last hour runs on to
+        # the last trial's end.
+        end = max([self.end, *(t.ended_at for t in trials)])
+        span = end - self.start
+        n_hours = max(1, math.ceil((self.end - self.start) / 3600.0 - 1e-9))
         hours = []
-        for h in range(max(1, math.ceil(span / 3600.0 - 1e-9))):
-            a, b = self.start + 3600.0 * h, min(self.end, self.start + 3600.0 * (h + 1))
-            if b <= a:
-                break
-            done = [t for t in trials if a <= t.ended_at < b]
+        for h in range(n_hours):
+            a = self.start + 3600.0 * h
+            b = end if h == n_hours - 1 else self.start + 3600.0 * (h + 1)
+            done = [t for t in trials if a <= t.ended_at <= b]
             intervals: dict[str, list[tuple[float, float]]] = {c: [] for c in self.cells}
             for t in trials:
                 if t.ended_at > a and t.started_at < b:

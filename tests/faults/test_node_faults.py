@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,66 +58,6 @@ def _cases() -> list[Any]:
             for node in PUSH_T_NODES for fault in FAULTS]
 
 
-def run_with_fault(cell: Any, experiment: str, fault: Callable[[], int], *,
-                   timeout_s: float = 240.0) -> tuple[Any, int, Exception | None]:
-    """Run 3 scripted trials; call ``fault`` once the second trial has stepped 20 ticks.
-    Returns (the run's result or None, the pid hit, the run's error or None).
-
-    The watcher reads the cell's ``state`` stream alone: its ``tick`` restarts at 0 on every
-    reset, so each drop of the tick starts the next trial's episode. Its subscription is
-    matched before the run starts (a fresh participant took ~3 s to match here, as long as
-    two 60-step trials).
-    """
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-    from enpire_common.testing import RosHarness, wait_until
-    from enpire_interfaces.msg import StateVector
-
-    state = {'episode': 0, 'last': -1, 'fired': False, 'pid': 0}
-    fired = threading.Event()
-    lock = threading.Lock()
-
-    def on_state(msg: StateVector) -> None:
-        tick = int(msg.tick)
-        with lock:
-            if state['episode'] == 0 or tick < state['last']:
-                state['episode'] += 1
-            state['last'] = tick
-            due = state['episode'] == 2 and tick >= 20 and not state['fired']
-            if due:
-                state['fired'] = True
-        if due:
-            state['pid'] = fault()
-            fired.set()
-
-    harness = RosHarness(num_threads=1)
-    result, error = None, None
-    try:
-        node = harness.node('fault_watch', namespace=f'/{CELL}')
-        # Best effort, depth for more than a trial's ticks: a stalled test thread loses none
-        # of a reset's tick drop.
-        sub = node.create_subscription(StateVector, 'state', on_state, QoSProfile(
-            depth=200, reliability=ReliabilityPolicy.BEST_EFFORT,
-            durability=DurabilityPolicy.VOLATILE))
-        wait_until(lambda: sub.get_publisher_count() >= 1, 30.0,
-                   f'the watcher to match /{CELL}/state')
-        try:
-            result = cell.client.run_trials(
-                count=3, policy_dir=str(SCRIPTED), seeds=[5, 6, 7], experiment_id=experiment,
-                max_episode_steps=60, max_consecutive_faults=0, timeout_s=timeout_s)
-        except Exception as exc:  # noqa: BLE001 - the test asserts what it expects
-            error = exc
-    finally:
-        harness.close()
-    with lock:
-        seen = dict(state)
-    assert fired.is_set(), (
-        f'the second trial never reached tick 20 (watcher: {seen}; result: '
-        f'{result and [(t.outcome, int(t.steps), t.reason[:80]) for t in result.trials]}; '
-        f'error: {error!r})')
-    return result, int(seen['pid']), error
-
-
 def _report(row: dict[str, Any]) -> None:
     path = os.environ.get('ENPIRE_FAULTS_REPORT')
     if path:
@@ -134,13 +72,13 @@ def _intact(cell: Any, experiment: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(('node', 'fault'), _cases())
-def test_a_fault_costs_at_most_the_trial_it_hits(fault_cell: Any, node: str,
+def test_a_fault_costs_at_most_the_trial_it_hits(fault_cell: Any, fault_runner: Any, node: str,
                                                  fault: str) -> None:
     cell = fault_cell
     launch = cell.stack.proc.pid
     experiment = f'fault-{fault}-{node}'.replace('_', '-')
     assert node_process(launch, node) is not None, f'no {node} under the launch'
-    result, pid, error = run_with_fault(cell, experiment, lambda: inject(launch, node, fault))
+    result, pid, error = fault_runner(cell, experiment, lambda: inject(launch, node, fault))
     row: dict[str, Any] = {'node': node, 'fault': fault,
                            'error': f'{type(error).__name__}: {error}'[:160] if error else ''}
     if fault == 'kill':

@@ -89,3 +89,45 @@ def test_content_id_depends_on_paths_and_contents_only(tmp_path):
     assert content_id(a)[0] == content_id(b)[0]
     (b / 'extra.txt').write_text('x')
     assert content_id(a)[0] != content_id(b)[0]
+
+
+def test_an_agent_killed_mid_submit_leaves_no_half_revision_and_the_resubmit_works(
+        tmp_path) -> None:
+    """A coding agent SIGKILLed while its submit copies the policy (a big weights file): the
+    store shows no revision, never a partial one, and the same directory submits whole."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from enpire_agent_bridge.core.revisions import RevisionStore
+
+    policy = tmp_path / 'policy'
+    policy.mkdir()
+    src = Path(__file__).resolve().parents[3] / 'examples' / 'policies' / 'push_t' / 'scripted'
+    for name in ('policy.py', 'policy.yaml'):
+        (policy / name).write_bytes((src / name).read_bytes())
+    (policy / 'weights.bin').write_bytes(os.urandom(40 * 2**20))
+    root = tmp_path / 'revisions'
+    code = ('import sys\nfrom pathlib import Path\n'
+            'from enpire_agent_bridge.core.revisions import RevisionStore\n'
+            'RevisionStore(Path(sys.argv[1])).submit(sys.argv[2])\n')
+    killed = False
+    for delay_s in (0.05, 0.15, 0.3, 0.6):      # kills at several points of the submit
+        proc = subprocess.Popen([sys.executable, '-c', code, str(root), str(policy)])
+        time.sleep(delay_s)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+        proc.wait()
+        store = RevisionStore(root)
+        revs = store.list()
+        for rev in revs:                        # whole, or not there at all
+            assert (rev.path / 'weights.bin').stat().st_size == 40 * 2**20
+        if revs:
+            break
+    assert killed, 'every submit finished before it could be killed'
+    rev, _created = RevisionStore(root).submit(policy)
+    assert (rev.path / 'weights.bin').read_bytes() == (policy / 'weights.bin').read_bytes()
+    assert [r.id for r in RevisionStore(root).list()] == [rev.id]

@@ -234,3 +234,45 @@ def test_why_a_reset_fell_back_is_in_the_record():
     assert trial.reset['retried_after'] == ['attempt 1 (seed 3): placing failed: threaded']
     (plain,) = run(make_runner(solve_steps=lambda s: 12)[0], [3]).trials
     assert 'retried_after' not in plain.reset
+
+
+def test_a_verifier_that_does_not_answer_aborts_only_its_trial_and_the_run_goes_on():
+    from enpire_common.errors import EnpireTimeoutError
+
+    clock = FakeClock()
+    controller = FakeController(clock)
+
+    class DeadOnce(FakeVerifier):
+        def verify(self):
+            if controller.seed == 2:    # the verifier was SIGKILLed during this trial
+                raise EnpireTimeoutError('verify_success did not answer within 10.0 s')
+            return super().verify()
+
+    runner = TrialRunner(cell=FakeCell(), controller=controller, verifier=DeadOnce(controller),
+                         recorder=None, clock=clock, control_rate_hz=10.0)
+    summary = run(runner, [1, 2, 3], max_episode_steps=20)
+    assert [t.outcome for t in summary.trials] == ['success', 'aborted', 'success']
+    assert summary.trials[1].reason.startswith('final verification failed: verify_success')
+    assert summary.stop_reason == 'completed'
+
+
+def test_a_wall_clock_jump_moves_no_budget_and_no_duration():
+    """Budgets and durations run on the monotonic clock: a wall clock stepped back an hour
+    (NTP, a person) mid-run changes only the recorded timestamps."""
+    clock = FakeClock()
+    wall = {'t': 1.8e9}
+
+    def wall_time() -> float:
+        wall['t'] += 1.0
+        if wall['t'] > 1.8e9 + 6:       # the wall clock steps back an hour after a few calls
+            wall['t'] -= 3600.0 if wall['t'] > 1.8e9 else 0.0
+        return wall['t']
+
+    controller = FakeController(clock, solve_steps=lambda s: 50)
+    runner = TrialRunner(cell=FakeCell(), controller=controller, verifier=FakeVerifier(controller),
+                         recorder=None, clock=clock, control_rate_hz=10.0, wall_time=wall_time)
+    summary = run(runner, range(100), max_wall_time_s=12.0)
+    # as without a jump (test_wall_time_budget_stops_before_starting_another_trial)
+    assert len(summary.trials) == 3 and summary.stop_reason == 'budget_wall_time'
+    assert all(t.duration_s == pytest.approx(5.0, abs=0.2) for t in summary.trials)
+    assert all(t.outcome == 'success' for t in summary.trials)

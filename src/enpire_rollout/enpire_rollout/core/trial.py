@@ -507,7 +507,7 @@ class TrialRunner:
             verdict = self.verifier.verify()
         except (VerificationError, EnpireTimeoutError, CellUnavailableError) as err:
             # No verdict (a verifier that died and did not come back in time): the trial
-            # ends invalid, never a success; the run goes on.
+            # ends aborted ('final verification failed'), never a success; the run goes on.
             record.error_code, record.error_msg = err.code, str(err)
             return None
         record.score = float(verdict.score)
