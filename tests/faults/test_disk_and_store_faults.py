@@ -40,27 +40,16 @@ STORE_OUTAGE_S = 30.0
 def small_disk_cell(tmp_path_factory: pytest.TempPathFactory) -> Any:
     if os.geteuid() != 0:
         pytest.skip('mounting a small tmpfs for ENPIRE_HOME needs root')
-    from enpire_evolution.ros.trials_port import TrialsSession
+    from enpire_bringup.testing import trials_session
 
     home = tmp_path_factory.mktemp('small_disk')
     subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={SIZE_MB}m', 'tmpfs', str(home)],
                    check=True)
-    saved = {k: os.environ.get(k) for k in ('ENPIRE_HOME', 'ENPIRE_MIN_FREE_MB')}
-    os.environ.update(ENPIRE_HOME=str(home), ENPIRE_MIN_FREE_MB=str(MIN_FREE_MB))
-    session = None
     try:
-        session = TrialsSession(home=home, cell='cell_0', probe_s=1.0, ready_timeout_s=120.0,
-                                launch_args={'on_cell_exit': 'respawn'})
-        session.home = home
-        yield session
+        with trials_session(home, launch_args={'on_cell_exit': 'respawn'},
+                            env={'ENPIRE_MIN_FREE_MB': str(MIN_FREE_MB)}) as session:
+            yield session
     finally:
-        if session is not None:
-            session.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         subprocess.run(['umount', '-l', str(home)], check=False)
 
 

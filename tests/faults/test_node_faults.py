@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def test_a_fault_costs_at_most_the_trial_it_hits(fault_cell: Any, fault_runner: 
                                                  fault: str) -> None:
     cell = fault_cell
     launch = cell.stack.proc.pid
-    experiment = f'fault-{fault}-{node}'.replace('_', '-')
+    experiment = f'fault-{fault}-{node}-{uuid.uuid4().hex[:6]}'.replace('_', '-')
     assert node_process(launch, node) is not None, f'no {node} under the launch'
     result, pid, error = fault_runner(cell, experiment, lambda: inject(launch, node, fault))
     row: dict[str, Any] = {'node': node, 'fault': fault,

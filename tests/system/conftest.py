@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -16,20 +15,7 @@ def sim_cell(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ``enpire trial run`` does) with a ``home`` attribute; the launch is torn down after the
     module.
     """
-    from enpire_evolution.ros.trials_port import TrialsSession
+    from enpire_bringup.testing import trials_session
 
-    home = tmp_path_factory.mktemp('enpire_home')
-    old = os.environ.get('ENPIRE_HOME')
-    os.environ['ENPIRE_HOME'] = str(home)
-    session = None
-    try:
-        session = TrialsSession(home=home, cell='cell_0', probe_s=1.0, ready_timeout_s=120.0)
-        session.home = home
+    with trials_session(tmp_path_factory.mktemp('enpire_home')) as session:
         yield session
-    finally:
-        if session is not None:
-            session.close()
-        if old is None:
-            os.environ.pop('ENPIRE_HOME', None)
-        else:
-            os.environ['ENPIRE_HOME'] = old

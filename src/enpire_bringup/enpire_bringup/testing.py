@@ -6,14 +6,16 @@ answers "is this process (still) alive" without being fooled by zombies or reuse
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 #: ``[enpire] started <label> pid=<pid>`` (or ``respawned``): one per node process.
 STARTED = re.compile(r'^\[enpire\] (started|respawned) (\S+) pid=(\d+)')
@@ -133,3 +135,33 @@ def wait_gone(procs: Iterable, within_s: float, since: float | None = None,
             raise AssertionError(f'alive {within_s:.1f} s later: {left}')
         time.sleep(poll_s)  # process exit has no event we can wait on here
     return time.monotonic() - start
+
+
+@contextlib.contextmanager
+def trials_session(home: str | os.PathLike, *, cell: str = 'cell_0',
+                   launch_args: Mapping[str, str] | None = None,
+                   env: Mapping[str, str] | None = None,
+                   ready_timeout_s: float = 120.0) -> Iterator[Any]:
+    """A started sim cell and a ``TrialsSession`` on it (``home`` attribute added), with
+    ``ENPIRE_HOME=home`` and ``env`` in this process's environment (the cell launch inherits
+    it) while it lasts; the launch is stopped and the environment restored after."""
+    from enpire_evolution.ros.trials_port import TrialsSession
+
+    extra = {'ENPIRE_HOME': str(home), **(env or {})}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    session = None
+    try:
+        session = TrialsSession(home=home, cell=cell, probe_s=1.0,
+                                ready_timeout_s=ready_timeout_s,
+                                launch_args=dict(launch_args or {}))
+        session.home = Path(home)
+        yield session
+    finally:
+        if session is not None:
+            session.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
