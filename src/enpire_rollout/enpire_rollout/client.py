@@ -235,7 +235,8 @@ class RolloutClient:
                 raise CellUnavailableError(
                     f'/{self.cell}/run_trials: the cell\'s rollout node died during the run '
                     f'(pid {pid}){again}; the trial it was running is closed as aborted on '
-                    'the next run; run the same command to resume')
+                    'the next run; run the same command to resume (restart the cell first, '
+                    'enpire up ..., if it does not come back)')
             now = time.monotonic()
             if not self._thread.is_alive():
                 future.cancel()
