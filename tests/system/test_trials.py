@@ -41,33 +41,6 @@ def cell(sim_cell) -> Any:
     return sim_cell
 
 
-def _bag_counts_rosbags(bag: Path) -> dict[str, int]:
-    from rosbags.rosbag2 import Reader
-
-    counts: dict[str, int] = {}
-    with Reader(bag) as reader:
-        for conn, _t, _raw in reader.messages():
-            counts[conn.topic] = counts.get(conn.topic, 0) + 1
-    return counts
-
-
-def _bag_counts_mcap(bag: Path) -> dict[str, int]:
-    """Messages per topic, every one decoded by the third-party readers that Foxglove's own
-    tools use (``mcap`` + ``mcap-ros2-support``) from the bag's embedded ros2msg schemas."""
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
-
-    counts: dict[str, int] = {}
-    for path in sorted(bag.glob('*.mcap')):
-        with path.open('rb') as stream:
-            reader = make_reader(stream, decoder_factories=[DecoderFactory()])
-            for schema, channel, _msg, decoded in reader.iter_decoded_messages():
-                assert schema.encoding == 'ros2msg' and channel.message_encoding == 'cdr'
-                assert decoded is not None
-                counts[channel.topic] = counts.get(channel.topic, 0) + 1
-    return counts
-
-
 def _video_frames(path: Path) -> int:
     import cv2
 
@@ -81,11 +54,13 @@ def _video_frames(path: Path) -> int:
 
 
 def _assert_bag_readable(trial_dir: Path) -> dict[str, int]:
-    bag = trial_dir / 'episode'
-    by_rosbags = _bag_counts_rosbags(bag)
-    assert by_rosbags, f'{bag} holds no messages'
-    assert _bag_counts_mcap(bag) == by_rosbags
-    return by_rosbags
+    """Messages per topic, read by rosbags and by the third-party readers that Foxglove's own
+    tools use (every message decoded from the bag's embedded ros2msg schemas); both agree."""
+    from enpire_bringup.faults import bag_counts
+
+    counts = bag_counts(trial_dir)
+    assert counts, f'{trial_dir}/episode holds no messages'
+    return counts
 
 
 def _run_cli(home: Path, *args: str, timeout_s: float = 240.0) -> dict[str, Any]:

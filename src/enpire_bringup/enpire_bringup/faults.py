@@ -113,10 +113,11 @@ def wait_respawned(launch_pid: int, node: str, old_pid: int, timeout_s: float = 
 
 def bag_counts(trial_dir: str | Path) -> dict[str, int]:
     """Messages per topic of a trial's bag, read by rosbags and by the mcap readers (every
-    message decoded from the bag's embedded schemas).
+    message decoded from the bag's embedded ros2msg schemas, CDR-encoded).
 
     Raises:
-        AssertionError: the two readers disagree.
+        AssertionError: the two readers disagree, or a message is not ros2msg/CDR or does
+            not decode.
         Exception: whatever a reader raises on a damaged bag.
     """
     from mcap.reader import make_reader
@@ -131,8 +132,11 @@ def bag_counts(trial_dir: str | Path) -> dict[str, int]:
     by_mcap: dict[str, int] = {}
     for path in sorted(bag.glob('*.mcap')):
         with path.open('rb') as stream:
-            for _s, channel, _m, decoded in make_reader(
+            for schema, channel, _m, decoded in make_reader(
                     stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+                if schema.encoding != 'ros2msg' or channel.message_encoding != 'cdr':
+                    raise AssertionError(f'{path}: {channel.topic} is {schema.encoding}/'
+                                         f'{channel.message_encoding}, not ros2msg/cdr')
                 if decoded is None:
                     raise AssertionError(f'{path}: a {channel.topic} message did not decode')
                 by_mcap[channel.topic] = by_mcap.get(channel.topic, 0) + 1
@@ -156,9 +160,8 @@ def check_experiment(run_dir: str | Path) -> dict[str, Any]:
     base = trials_dir(run_dir)
     records: list[dict[str, Any]] = []
     problems: dict[str, str] = {}
-    for child in sorted(base.iterdir()) if base.is_dir() else []:
-        if not child.is_dir():
-            continue
+    children = [c for c in sorted(base.iterdir()) if c.is_dir()] if base.is_dir() else []
+    for child in children:
         try:
             record = read_trial(child)
         except EnpireError as exc:      # missing, cut short, not JSON, not a trial record
@@ -181,9 +184,7 @@ def check_experiment(run_dir: str | Path) -> dict[str, Any]:
                 problems[child.name] = f'bag: {type(exc).__name__}: {exc}'
     records.sort(key=lambda r: ((r.get('timings') or {}).get('started_unix_s') or 0,
                                 (r.get('ids') or {}).get('trial_id', '')))
-    return {'trials': len(records) + sum(1 for k, v in problems.items()
-                                         if v.startswith('trial.json')),
-            'records': records, 'problems': problems}
+    return {'trials': len(children), 'records': records, 'problems': problems}
 
 
 __all__ = ['FAULTS', 'NODES', 'bag_counts', 'check_experiment', 'inject', 'node_process',

@@ -36,10 +36,10 @@ def register_gc(sub: argparse._SubParsersAction) -> None:
                         'export then skip them')
     p.add_argument('--apply', action='store_true',
                    help='delete (default: a dry run that only says what it would free)')
-    p.add_argument('--url', default=None,
-                   help='SQLAlchemy URL of the store (default $ENPIRE_STORE_URL or '
-                        'sqlite:///<home>/enpire.db)')
-    p.set_defaults(func=_gc, text=_gc_text, sort_keys=True)
+    from enpire_evolution.cli_commands import _common
+
+    _common(p)      # --url, sorted JSON
+    p.set_defaults(func=_gc, text=_gc_text)
 
 
 def _progress(line: str) -> None:
