@@ -111,6 +111,15 @@ def test_the_cell_shows_every_marker_namespace_its_tf_tree_and_the_verifier_over
         node.create_subscription(TFMessage, 'tf', on_tf, 10)
         node.create_subscription(TFMessage, 'tf_static', on_tf, latched)
         node.create_subscription(Image, 'verifier/overlay/top', overlays.append, latched)
+        # The cell learns of this viewer by DDS discovery, which took ~3 s here under load:
+        # longer than a 30-step lockstep trial (~2 s). The agent's markers and TF need the
+        # trial's state, so the trial starts once the markers node draws for this viewer and
+        # reads the cell's state for it. (The overlay needs no wait: the verifier draws the
+        # last call's overlay for a late subscriber.)
+        wait_until(lambda: namespaces, 30.0, 'the markers node to draw for this viewer')
+        wait_until(lambda: any(i.node_name == 'markers' for i in
+                               node.get_subscriptions_info_by_topic(f'/{CELL}/state')),
+                   30.0, "the markers node's state subscription")
         _trial(sim_cell.home, seed=4, steps=30, experiment='markers')
         wait_until(lambda: set(NAMESPACES) <= namespaces, 20.0,
                    f'every marker namespace (have {sorted(namespaces)})')

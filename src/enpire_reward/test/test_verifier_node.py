@@ -51,3 +51,30 @@ def test_service_judges_a_published_frame_and_survives_a_bad_one(ros, frames):
     res = call_service(client, VerifySuccess.Request(views=['side']), 10.0, 'verify_success')
     assert res.error_code == 502
     _ = np  # keeps the import used for readers extending the test
+
+
+def test_a_viewer_that_subscribes_after_a_call_gets_that_calls_overlay(ros, frames):
+    """Discovery takes seconds: rviz opened after a verification still shows its evidence."""
+    from sensor_msgs.msg import Image
+
+    from enpire_common.image_msgs import rgb_to_image
+    from enpire_interfaces.srv import VerifySuccess
+    from enpire_reward.ros.verifier_node import VerifierNode
+
+    node = ros.add(VerifierNode(context=ros.context))
+    client_node = ros.node('verify_client')
+    pub = client_node.create_publisher(Image, 'camera/top/image_raw', LATEST_QOS)
+    client = client_node.create_client(VerifySuccess, 'verify_success')
+    wait_until(lambda: pub.get_subscription_count() > 0, 10.0, 'verifier subscription')
+    pub.publish(rgb_to_image(frames[0][0]))
+    wait_until(lambda: 'top' in node._frames, 10.0, 'frame received')
+    res = call_service(client, VerifySuccess.Request(goal='success'), 10.0, 'verify_success')
+    assert res.error_code == 0, res.error_msg
+    assert node.overlay_pubs['top'].get_subscription_count() == 0   # nobody looked: not drawn
+
+    overlays: list = []
+    viewer = ros.node('viewer')
+    viewer.create_subscription(Image, 'verifier/overlay/top', overlays.append, LATEST_QOS)
+    wait_until(lambda: overlays, 10.0, "the last call's overlay")
+    assert (overlays[0].width, overlays[0].height, overlays[0].encoding) == (
+        frames[0][0].shape[1], frames[0][0].shape[0], 'bgr8')

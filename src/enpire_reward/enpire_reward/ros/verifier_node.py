@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import Any
 
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
@@ -37,6 +38,9 @@ class VerifierNode(Node):
         back as ``error_code``/``error_msg`` (BAD_IMAGE 501, VIEW_UNAVAILABLE 502, ...).
     Publishes:
         ``verdicts`` (enpire_interfaces/msg/Verdict): every verdict of every call.
+        ``verifier/overlay/<view>`` (sensor_msgs/Image bgr8, latched): the evidence overlay
+        of each call, drawn only while someone subscribes; a viewer that subscribes later
+        gets the last call's overlay drawn for it.
     Parameters (VerifierConfig):
         ``task`` (str), ``backend`` (str), ``views`` (str[]), ``fusion`` (str),
         ``max_image_age_s`` (float, s), ``evidence_dir`` (str).
@@ -62,9 +66,15 @@ class VerifierNode(Node):
         self.verdict_pub = self.create_publisher(VerdictMsg, 'verdicts', 10)
         # The evidence overlay of each view (mask, goal and estimate drawn on the frame) for
         # a live viewer; drawn only while someone subscribes, so it costs nothing otherwise.
-        self.overlay_pubs = {view: self.create_publisher(Image, f'verifier/overlay/{view}',
-                                                         LATEST_QOS)
-                             for view in self.verifier.views}
+        # A viewer that subscribes after a call (discovery takes a few seconds) gets that
+        # call's overlay when its subscription matches.
+        self._last_call: dict[str, Any] | None = None
+        self.overlay_pubs = {
+            view: self.create_publisher(
+                Image, f'verifier/overlay/{view}', LATEST_QOS,
+                event_callbacks=PublisherEventCallbacks(
+                    matched=lambda info, v=view: self._on_overlay_matched(v, info)))
+            for view in self.verifier.views}
         self.create_service(VerifySuccess, 'verify_success', self._on_verify)
         self.get_logger().info(
             f"verifier ready: task {task.name}, backend {self.verifier.backend_id}, views "
@@ -74,6 +84,22 @@ class VerifierNode(Node):
         with self._lock:
             self._frames[view] = (data, ros_time_s(self))
             self._frame_counts[view] = self._frame_counts.get(view, 0) + 1
+
+    def _on_overlay_matched(self, view: str, info: Any) -> None:
+        """A new overlay subscriber: draw the last call's overlay of ``view`` for it."""
+        with self._lock:
+            last = self._last_call
+        if info.current_count_change <= 0 or last is None or view not in last['images']:
+            return
+        try:
+            result = self.verifier.verify(last['images'], last['goal'], last['expected_pose'],
+                                          views=last['views'], overlays=[view])
+        except Exception as exc:  # noqa: BLE001 - a viewer's redraw must never stop the node
+            self.get_logger().warning(f'overlay of the last call not redrawn: {exc}')
+            return
+        if view in result.overlays:
+            self.overlay_pubs[view].publish(_bgr_image_msg(result.overlays[view],
+                                                           self.get_clock()))
 
     def _evidence_dir(self, requested: str) -> str:
         if requested:
@@ -119,6 +145,11 @@ class VerifierNode(Node):
                 views=list(req.views) or None,
                 overlays=[v for v, pub in self.overlay_pubs.items()
                           if pub.get_subscription_count() > 0])
+            with self._lock:
+                self._last_call = {'images': images, 'goal': req.goal or 'success',
+                                   'expected_pose': list(req.expected_pose)
+                                   if len(req.expected_pose) else None,
+                                   'views': list(req.views) or None}
             res.success, res.score = bool(result.success), float(result.score)
             res.invalid = bool(result.invalid)
             res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
