@@ -6,7 +6,9 @@ durability off (``fsync=off``) because nothing in it outlives the test session. 
 (as in containers), it runs the server as the ``postgres`` system user, since ``postgres``
 refuses to run as root. Each test takes a fresh database (:meth:`PostgresServer.create_database`)
 so tests stay independent; :meth:`terminate_connections` drops a database's sessions the way
-a server restart or a network cut would.
+a server restart or a network cut would. By default it listens on 127.0.0.1 only; a test whose
+clients sit in other network namespaces (``enpire_bringup.netns``) adds the root namespace's
+address on their link (``listen_addresses``) and trusts their subnet (``trusted_networks``).
 
 The root ``conftest.py`` wraps it in the ``postgres_server`` (session) and ``postgres_url``
 (per test) fixtures, which skip with the reason of :class:`PostgresUnavailableError` where no
@@ -17,6 +19,7 @@ server that is installed but fails to start is an error (:class:`PostgresServerE
 from __future__ import annotations
 
 import glob
+import ipaddress
 import itertools
 import os
 import pwd
@@ -26,6 +29,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,11 @@ class PostgresServer:
         icu_locale: the cluster's default collation (ICU, PostgreSQL >= 15) so that text
             sorts like on a typical production server rather than byte-wise; None for 'C'.
         start_timeout_s: how long ``pg_ctl`` waits for the server to accept connections.
+        listen_addresses: the IP addresses the server listens on (TCP, one port for all);
+            the default is loopback only. Another address must exist when the server starts.
+        trusted_networks: CIDR blocks (e.g. ``'10.231.7.0/24'``) whose clients connect with
+            trust auth like loopback's (a ``host all all <cidr> trust`` line in
+            pg_hba.conf); none by default.
 
     Raises:
         PostgresUnavailableError: no binaries, or (as root) no ``postgres`` system user, or
@@ -101,7 +110,14 @@ class PostgresServer:
     """
 
     def __init__(self, bin_dir: str | Path | None = None, *, icu_locale: str | None = 'en-US',
-                 start_timeout_s: float = 30.0) -> None:
+                 start_timeout_s: float = 30.0,
+                 listen_addresses: Sequence[str] = ('127.0.0.1',),
+                 trusted_networks: Sequence[str] = ()) -> None:
+        if not listen_addresses:
+            raise ValueError('listen_addresses: give at least one address')
+        self.listen_addresses = tuple(str(ipaddress.ip_address(a)) for a in listen_addresses)
+        self.trusted_networks = tuple(str(ipaddress.ip_network(n, strict=False))
+                                      for n in trusted_networks)
         found = Path(bin_dir) if bin_dir else find_postgres_bin()
         if found is None:
             raise PostgresUnavailableError(
@@ -138,6 +154,7 @@ class PostgresServer:
         self.running = False
         try:
             self._initdb()
+            self._trust_networks()
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
@@ -177,6 +194,15 @@ class PostgresServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         self._tool('initdb', *base, '--locale=C')
 
+    def _trust_networks(self) -> None:
+        """Give ``trusted_networks`` trust auth (initdb's pg_hba.conf trusts loopback only)."""
+        if not self.trusted_networks:
+            return
+        hba = self.data_dir / 'pg_hba.conf'
+        with open(hba, 'a', encoding='utf-8') as f:
+            f.write('\n# trusted test networks (PostgresServer trusted_networks)\n')
+            f.writelines(f'host all all {net} trust\n' for net in self.trusted_networks)
+
     def start(self) -> None:
         """Start the server (again, after :meth:`stop`) on a free port; idempotent."""
         if self.running:
@@ -188,7 +214,7 @@ class PostgresServer:
                 '-p', str(self.port), '-k', str(self.socket_dir),
                 # fsync=off: commits reach the OS, not the disk. synchronous_commit stays on,
                 # so a commit survives an immediate stop (a crash of postgres, not the OS).
-                '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
+                '-c', f'listen_addresses={",".join(self.listen_addresses)}', '-c', 'fsync=off',
                 '-c', 'full_page_writes=off',
                 '-c', 'max_connections=200', '-c', 'shared_buffers=32MB'))
             proc = self._tool('pg_ctl', '-D', str(self.data_dir), '-l', str(self.log_file),
@@ -227,11 +253,13 @@ class PostgresServer:
 
     # --- databases and sessions ---------------------------------------------------------------
     def url(self, database: str = 'postgres', *, driver: str = 'psycopg',
-            password: str | None = None) -> str:
-        """A SQLAlchemy URL of ``database`` over loopback TCP (trust auth: any password)."""
+            password: str | None = None, host: str = '127.0.0.1') -> str:
+        """A SQLAlchemy URL of ``database`` over TCP to ``host`` (default loopback; another of
+        ``listen_addresses`` for a client elsewhere) with trust auth: any password."""
         scheme = f'postgresql+{driver}' if driver else 'postgresql'
         auth = SUPERUSER + (f':{password}' if password else '')
-        return f'{scheme}://{auth}@127.0.0.1:{self.port}/{database}'
+        netloc = f'[{host}]' if ':' in host else host  # an IPv6 address
+        return f'{scheme}://{auth}@{netloc}:{self.port}/{database}'
 
     def connect(self, database: str = 'postgres') -> Any:
         """An autocommit psycopg connection as the superuser (over the unix socket)."""

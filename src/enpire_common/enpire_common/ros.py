@@ -55,7 +55,15 @@ def image_qos(name: str) -> QoSProfile:
 
 
 def make_fast_executor(context: Any = None) -> Any:
-    """The events executor (fastest callbacks) where available, else single-threaded."""
+    """The events executor (fastest callbacks) where available, else single-threaded.
+
+    Single-threaded too while message faults delay messages (:mod:`enpire_common.msg_faults`
+    hands them back by guard condition, which the events executor does not wait on).
+    """
+    from enpire_common.msg_faults import delays_installed
+
+    if delays_installed():
+        return SingleThreadedExecutor(context=context)
     try:
         from rclpy.experimental import EventsExecutor
 
@@ -82,6 +90,9 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
     returns 2 (its launch then ends if it is required) instead of answering the first one's
     requests too. Only a node that is meant to overlap its successor (a policy host during a
     hot swap) passes False.
+
+    ``ENPIRE_MSG_FAULTS`` (testing only) drops and delays what the node's subscriptions
+    receive: :mod:`enpire_common.msg_faults`.
     """
     import os
     import sys
@@ -96,6 +107,9 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
 
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
+        from enpire_common.msg_faults import install_from_env
+
+        install_from_env()      # the fault suite's lossy network; nothing when unset
         node = factory()
     except (EnpireError, ValueError, ParameterException) as exc:
         print(f'{name}: invalid config: {exc}', file=sys.stderr)

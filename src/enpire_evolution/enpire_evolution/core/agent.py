@@ -385,7 +385,7 @@ class BuiltinAgent:
                          f'{", ".join(sorted(self.proposer.space.distributions))}')
         else:
             assert best is not None
-            self.writer.revert(best.commit, f'revert: {first_line(cand.hypothesis)} '
+            self.writer.revert(best, f'revert: {first_line(cand.hypothesis)} '
                                             f'({c.successes}/{c.n} vs best {b.successes}/'
                                             f'{b.n}, p={cmp.p_value:.3g})')
             self.ledger.set_status(cand.revision, 'reverted')

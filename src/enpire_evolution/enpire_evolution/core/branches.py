@@ -141,6 +141,35 @@ class PolicyWorkspace:
         """The full sha ``ref`` points to."""
         return self.git('rev-parse', '--verify', '-q', f'{ref}^{{commit}}', cwd=cwd)
 
+    def has_commit(self, sha: str) -> bool:
+        """Whether this workspace holds commit ``sha`` (a commit made by another host's
+        workspace, named in a shared store, is not here)."""
+        return bool(sha) and bool(self.git('rev-parse', '--verify', '-q', f'{sha}^{{commit}}',
+                                           check=False))
+
+    def checkout_files(self, worktree: str | Path, files: str | Path) -> None:
+        """Make ``worktree`` hold exactly the files of directory ``files`` (uncommitted):
+        what :meth:`revert_to` does for a commit this workspace lacks but whose files are
+        here (a revision snapshot). Ignored files stay, as with ``git clean``."""
+        import shutil
+
+        tree = Path(worktree)
+        self.git('rm', '-rq', '--cached', '--ignore-unmatch', '.', cwd=tree)
+        for path in self.git('ls-files', '--others', '--exclude-standard', '-z',
+                             cwd=tree).split('\0'):
+            if path:
+                (tree / path).unlink(missing_ok=True)
+        for src in sorted(Path(files).rglob('*')):
+            dst = tree / src.relative_to(files)
+            if src.is_dir():
+                dst.mkdir(parents=True, exist_ok=True)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.unlink(missing_ok=True)
+                shutil.copyfile(src, dst)      # a snapshot is read-only; the copy is not
+                dst.chmod(0o755 if os.access(src, os.X_OK) else 0o644)
+        self.git('add', '-A', cwd=tree)
+
     def worktree_path(self, agent: str, branch: str) -> Path:
         """Where :meth:`worktree_for` puts (agent, branch)."""
         return self.worktrees_dir / agent / branch.replace('/', '__')

@@ -25,7 +25,7 @@ import yaml
 
 from enpire_common.errors import ConfigError, PolicyRejectedError
 from enpire_evolution.core.agent_config import BuiltinAgentConfig
-from enpire_evolution.core.branches import PolicyWorkspace
+from enpire_evolution.core.branches import GitError, PolicyWorkspace
 from enpire_evolution.core.ledger import CANDIDATE_DONE, CANDIDATE_STARTED, Ledger
 from enpire_evolution.core.store import Revision
 
@@ -131,21 +131,45 @@ class CandidateWriter:
 
     # --- git ---------------------------------------------------------------------------------
     def restore(self, best: Revision | None) -> None:
-        """Make the worktree's files exactly the best's commit (or the seed), uncommitted."""
+        """Make the worktree's files exactly the best's commit (or the seed), uncommitted.
+
+        A revision row names the commit of the host that stored it first: another host's
+        agent of the same experiment (its own git workspace) restores the revision's files
+        from its own revision store instead.
+        """
         assert self.worktree is not None, 'open() first'
+        if best is not None and not self.workspace.has_commit(best.commit):
+            self.workspace.checkout_files(self.worktree, self._local_files(best))
+            return
         sha = best.commit if best is not None else self.workspace.head(
             self.workspace.main_branch)
         self.workspace.git('read-tree', '-u', '--reset', sha, cwd=self.worktree)
         self.workspace.git('clean', '-fdq', cwd=self.worktree)
 
+    def _local_files(self, best: Revision) -> Path:
+        from enpire_common.errors import UnknownNameError
+
+        try:
+            return self.revision_dir(best.id)
+        except UnknownNameError:
+            raise GitError(
+                f'revision {best.id[:12]} (commit {best.commit[:12]}) was made on another host: '
+                'neither its commit nor its files are here; share the revision store and the '
+                'git remote between hosts to build on it') from None
+
     def commit(self, message: str) -> str:
         assert self.worktree is not None, 'open() first'
         return self.workspace.commit(self.worktree, message)
 
-    def revert(self, commit: str, message: str) -> None:
-        """Put the worktree back on ``commit`` with a ``revert: ...`` commit."""
+    def revert(self, best: Revision, message: str) -> None:
+        """Put the worktree back on ``best`` with a ``revert: ...`` commit (its files, where
+        its commit was made on another host)."""
         assert self.worktree is not None, 'open() first'
-        self.workspace.revert_to(self.worktree, commit, message)
+        if self.workspace.has_commit(best.commit):
+            self.workspace.revert_to(self.worktree, best.commit, message)
+        else:
+            self.workspace.checkout_files(self.worktree, self._local_files(best))
+            self.commit(message)
 
     # --- validation and the stores -----------------------------------------------------------
     def submit(self, tree: Path, parent: str, *, ahead: bool = True) -> Any:
@@ -251,7 +275,7 @@ class CandidateWriter:
             self.add_revision(rid, parent, sha, hypothesis, regime, params, origin=origin,
                               status='rejected')
             self.ledger.set_status(rid, 'rejected')
-            self.revert(best.commit, revert_note(first_line(str(exc))))
+            self.revert(best, revert_note(first_line(str(exc))))
             return Rejection(number, rid, str(exc))
         self.add_revision(snap.id, parent, sha, hypothesis, regime, params, origin=origin,
                           status='running')

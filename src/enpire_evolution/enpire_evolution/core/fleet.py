@@ -52,7 +52,7 @@ from enpire_common.errors import (
 from enpire_evolution.core import metrics
 from enpire_evolution.core.agent import BuiltinAgent, LogFn
 from enpire_evolution.core.agent_config import BuiltinAgentConfig
-from enpire_evolution.core.branches import GitError, PolicyWorkspace
+from enpire_evolution.core.branches import PolicyWorkspace
 from enpire_evolution.core.candidate_writer import first_line
 from enpire_evolution.core.compare import summarise
 from enpire_evolution.core.fleet_behaviour import REMOTE, fleet_agent
@@ -95,14 +95,6 @@ class LockedWorkspace(PolicyWorkspace):
     def git(self, *args: str, cwd: str | Path | None = None, check: bool = True) -> str:
         with self._lock:
             return super().git(*args, cwd=cwd, check=check)
-
-    def has_commit(self, sha: str) -> bool:
-        """Whether ``sha`` is a commit of this repository (e.g. after a fetch)."""
-        try:
-            self.head(sha)
-        except GitError:
-            return False
-        return True
 
 
 class GuardedTrialsPort:
