@@ -3,8 +3,8 @@ machine, each running its own sim cell and its own agent.
 
 * host ``a`` (namespace ``enpire-...-a``) runs ``cell_0`` (``enpire up fleet_sim.launch.yaml
   cells:=1``) and ``enpire improve --cells 1`` on it; host ``b`` runs ``cell_1`` (``cells:=1
-  first:=1``) and fleet agent 1 on it (``host_agent.py``: ``enpire improve`` cannot be the
-  agent of a cell other than cell_0, see there);
+  first:=1``) and ``enpire improve --cells 1 --first-cell 1`` (agent ``builtin-1``, branch
+  ``agent-1``) on it;
 * each host has its own ENPIRE_HOME (its own disk: revisions, workspace, trial records), its
   own loopback (ROS discovery is LOCALHOST-only, so neither host's DDS sees the other) and its
   own ROS_DOMAIN_ID; both reach ONE PostgreSQL server in the root namespace over their veth
@@ -34,7 +34,6 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET_LAUNCH = ROOT / 'launch' / 'fleet_sim.launch.yaml'
-HOST_AGENT = Path(__file__).resolve().parent / 'host_agent.py'
 EXPERIMENT = 'two-hosts'
 BUDGET_MIN = '0.75'
 READY_TIMEOUT_S = 150.0
@@ -197,16 +196,13 @@ def test_two_hosts_each_with_a_cell_and_an_agent_share_one_postgresql_experiment
             h['up'] = start(name, [*enpire, 'up', str(FLEET_LAUNCH), 'cells:=1',
                                    f'first:={i}'], h['up_log'])
         _wait_ready(network, hosts)
-        a, b = hosts['a'], hosts['b']
-        # Host a: the CLI (`enpire improve --cells 1`: agent builtin, branch agent-0, cell_0),
-        # the store from $ENPIRE_STORE_URL. Host b: fleet agent 1 (agent-1 on cell_1).
-        a['agent'] = start('a', [*enpire, 'improve', '--cells', '1', '--budget-min',
-                                 BUDGET_MIN, '--experiment', EXPERIMENT, '--no-report',
-                                 '--json', '--home', str(a['home'])],
-                           a['agent_log'], subprocess.PIPE)
-        b['agent'] = start('b', [sys.executable, str(HOST_AGENT), '--cell-index', '1',
-                                 '--budget-min', BUDGET_MIN, '--experiment', EXPERIMENT,
-                                 '--home', str(b['home'])], b['agent_log'], subprocess.PIPE)
+        # Host a: agent builtin, branch agent-0, on cell_0; host b: agent builtin-1, branch
+        # agent-1, on cell_1 (--first-cell 1). The store from $ENPIRE_STORE_URL.
+        for i, (name, h) in enumerate(hosts.items()):
+            h['agent'] = start(name, [*enpire, 'improve', '--cells', '1', '--first-cell',
+                                      str(i), '--budget-min', BUDGET_MIN, '--experiment',
+                                      EXPERIMENT, '--no-report', '--json', '--home',
+                                      str(h['home'])], h['agent_log'], subprocess.PIPE)
         results = {name: _result(h['agent'], h['agent_log'], 240.0)
                    for name, h in hosts.items()}
         for name, h in hosts.items():
@@ -214,9 +210,10 @@ def test_two_hosts_each_with_a_cell_and_an_agent_share_one_postgresql_experiment
             assert r['stop_reason'] == 'budget' and r['experiment'] == EXPERIMENT, (
                 name, r, _tail(h['agent_log']))
             assert h['up'].poll() is None, f'host {name} stopped: {_tail(h["up_log"])}'
-        text = _tail(a['agent_log'], 100_000)
-        assert 'using the running cell /cell_0' in text, text[-3000:]
-        assert 'starting the sim cell' not in text, text[-3000:]
+        for h in hosts.values():
+            text = _tail(h['agent_log'], 100_000)
+            assert f"using the running cell /{h['cell']}" in text, text[-3000:]
+            assert 'starting the sim cell' not in text, text[-3000:]
     finally:
         for proc in reversed(started):
             _stop(proc)

@@ -71,6 +71,11 @@ def register_improve(sub: argparse._SubParsersAction) -> None:
                    help=f'cells to run trials on (default 1, at most {MAX_IMPROVE_CELLS}); N > 1 '
                         'runs a fleet: one agent per cell on its own branch, sharing ideas '
                         'through <home>/remote.git (see enpire_evolution.core.fleet)')
+    p.add_argument('--first-cell', type=int, default=0, metavar='K',
+                   help='number this run\'s cells, agents and branches from K: cell_K.. '
+                        '(agent builtin-K, branch agent-K), for a fleet spread over hosts '
+                        'whose launches run cells from first:=K on one shared store '
+                        '(default 0: cell_0, and agent builtin alone)')
     p.add_argument('--seed-policy', default=None,
                    help='policy directory seeding the workspace (default '
                         'examples/policies/<task>/scripted)')
@@ -99,7 +104,8 @@ def _write_report(store: Any, experiment: str, goal_consecutive: int, home: Path
     return path
 
 
-def _fake_ports(store: Any, task: str, cells: int) -> tuple[list[Any], list[Any]]:
+def _fake_ports(store: Any, task: str, cells: int, first: int = 0
+                ) -> tuple[list[Any], list[Any]]:
     """One FakeTrialsPort per cell on its own simulated clock: (clocks, ports)."""
     from enpire_common.clock import FakeClock
     from enpire_common.tasks import load_task
@@ -115,12 +121,12 @@ def _fake_ports(store: Any, task: str, cells: int) -> tuple[list[Any], list[Any]
     clocks = [FakeClock(start_s=start) for _ in range(cells)]
     model = peaked_success_model(PUSH_T_FAKE_OPTIMUM)
     return clocks, [FakeTrialsPort(store, model, evaluation_seeds=seeds, clock=c, trial_s=5.0,
-                                   cell=cell_name(i), wall=c.now_s)
+                                   cell=cell_name(first + i), wall=c.now_s)
                     for i, c in enumerate(clocks)]
 
 
 def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None], store: Any,
-               ) -> tuple[Any, list[Any]]:
+               first: int = 0) -> tuple[Any, list[Any]]:
     """(session or None, one ROS trials port per cell, recording into ``store``, the agents'
     own); starts the sim cell(s) if none run."""
     try:
@@ -129,8 +135,9 @@ def _ros_ports(task: str, home: Path, cells: int, log: Callable[[str], None], st
         raise ConfigError(f'the ROS trials port is unavailable ({exc}); install '
                           'enpire_rollout and ROS 2, or pass --fake') from None
     if cells == 1:
-        return None, [make_ros_trials_port(task, home, cells, log=log, store=store)]
-    return make_ros_fleet_ports(task, home, cells, log=log, store=store)
+        return None, [make_ros_trials_port(task, home, cells, log=log, store=store,
+                                           cell=f'cell_{first}')]
+    return make_ros_fleet_ports(task, home, cells, log=log, store=store, first=first)
 
 
 def close_ports(ports: list[Any], session: Any, store: Any) -> None:
@@ -146,6 +153,9 @@ def close_ports(ports: list[Any], session: Any, store: Any) -> None:
 
 def _improve(args: argparse.Namespace) -> dict[str, Any]:
     if args.agent != 'builtin':
+        if args.first_cell:
+            raise ConfigError(f'--first-cell {args.first_cell}: only the built-in agent '
+                              'numbers its cells; a coding agent drives cell_0..')
         from enpire_evolution.cli_agents import improve_with_coding_agents
 
         return improve_with_coding_agents(args)
@@ -162,6 +172,8 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f'--cells {args.cells}: enpire improve drives 1 to '
                           f'{MAX_IMPROVE_CELLS} cells (one agent each); use --cells '
                           f'1..{MAX_IMPROVE_CELLS} on this host (or several hosts)')
+    if args.first_cell < 0:
+        raise ConfigError(f'--first-cell {args.first_cell}: cells are numbered from 0')
     home = enpire_home(args.home)
     fleet = args.cells > 1
     config = BuiltinAgentConfig(task=args.task, experiment=args.experiment or '',
@@ -169,6 +181,11 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
                                 goal_consecutive=args.goal_consecutive,
                                 escalate_after=args.escalate_after,
                                 cells=1 if fleet else args.cells)  # a fleet agent: one cell
+    if args.first_cell and not fleet:
+        # one agent of a fleet spread over hosts: its own id, branch and cell
+        from enpire_evolution.core.fleet import fleet_agent_config
+
+        config = fleet_agent_config(config, args.first_cell)
     stream = sys.stderr if args.json else sys.stdout
 
     def log(line: str) -> None:
@@ -178,17 +195,18 @@ def _improve(args: argparse.Namespace) -> dict[str, Any]:
     session, ports = None, []
     try:
         if args.fake:
-            clocks, ports = _fake_ports(store, args.task, args.cells)
+            clocks, ports = _fake_ports(store, args.task, args.cells, args.first_cell)
             walls: list[Callable[[], float]] = [c.now_s for c in clocks]
         else:
-            session, ports = _ros_ports(args.task, home, args.cells, log, store)
+            session, ports = _ros_ports(args.task, home, args.cells, log, store,
+                                        args.first_cell)
             clocks, walls = [SystemClock()] * args.cells, [time.time] * args.cells
         revisions = RevisionStore(revisions_root(home))
         workspace = home / 'workspace' / args.task
         if fleet:
             runner: Any = Fleet(config, store, revisions, LockedWorkspace(workspace), ports,
                                 home=home, seed_policy=args.seed_policy, clocks=clocks,
-                                walls=walls, log=log)
+                                walls=walls, log=log, first=args.first_cell)
         else:
             runner = BuiltinAgent(config, store, revisions, PolicyWorkspace(workspace),
                                   ports[0], home=home, seed_policy=args.seed_policy,

@@ -41,3 +41,32 @@ def test_improve_drives_up_to_eight_cells_and_refuses_more_as_a_usage_error(tmp_
     out = json.loads(capsys.readouterr().out)
     assert out['ok'] is False and out['error'] == 'CONFIG_INVALID'
     assert not (tmp_path / 'enpire.db').exists()  # refused before anything was opened
+
+
+def test_hosts_number_their_agents_from_their_first_cell_on_one_store(tmp_path, capsys):
+    """A fleet spread over hosts: each host's `enpire improve --first-cell K` drives
+    cell_K.. with agents builtin-K.. on branches agent-K.., one experiment in one store."""
+    from enpire_evolution.core.store import ExperimentStore
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    runs = {'a': ['--cells', '1'], 'b': ['--cells', '1', '--first-cell', '1'],
+            'c': ['--cells', '2', '--first-cell', '2']}
+    for host, cells in runs.items():
+        code = main(['improve', '--fake', *cells, '--home', str(tmp_path / host), '--url', url,
+                     '--budget-min', '1', '--experiment', 'hosts', '--json', '--no-report'])
+        out = json.loads(capsys.readouterr().out)
+        assert code in (0, 1), out
+        if host == 'c':
+            assert [(a['branch'], a['cell']) for a in out['agents']] == [
+                ('agent-2', 'cell_2'), ('agent-3', 'cell_3')]
+    with ExperimentStore(url) as store:
+        assert {br.name: br.agent for br in store.branches('hosts')} == {
+            'agent-0': 'builtin', 'agent-1': 'builtin-1', 'agent-2': 'builtin-2',
+            'agent-3': 'builtin-3'}
+        assert {a.id: a.cell for a in store.agents('hosts')} == {
+            'builtin': 'cell_0', 'builtin-1': 'cell_1', 'builtin-2': 'cell_2',
+            'builtin-3': 'cell_3'}
+        assert {t.cell for t in store.trials_for('hosts')} == {
+            'cell_0', 'cell_1', 'cell_2', 'cell_3'}
+    assert main(['improve', '--fake', '--first-cell', '-1', '--home', str(tmp_path / 'd'),
+                 '--json']) == 2

@@ -123,3 +123,79 @@ def test_images_convert_to_rgb_from_common_encodings(encoding):
     expected = {'rgb8': raw, 'bgr8': raw[:, :, ::-1], 'rgba8': raw[:, :, :3],
                 'mono8': np.repeat(raw, 3, axis=2)}[encoding]
     np.testing.assert_array_equal(rgb, expected)
+
+
+
+def test_a_resent_request_is_answered_as_before_and_never_acts_twice(ros, tmp_path):
+    """The control protocol rides on topics, so the client resends a request whose answer
+    did not come (same id). The recorder answers a known id as it did, and does nothing
+    else: a resent start never reopens the trial, a resent stop never writes twice."""
+    import json
+
+    from std_msgs.msg import String
+
+    from enpire_rollout.ros.recorder_node import (
+        CONTROL_TOPIC,
+        STATUS_TOPIC,
+        RecorderNode,
+        status_qos,
+    )
+
+    node = ros.add(RecorderNode(context=ros.context, namespace='cell_0'))
+    helper = ros.node('rollout', namespace='cell_0')
+    pub = helper.create_publisher(String, CONTROL_TOPIC, 10)
+    answers: list[dict] = []
+    helper.create_subscription(String, STATUS_TOPIC,
+                               lambda m: answers.append(json.loads(m.data)), status_qos())
+    wait_until(lambda: pub.get_subscription_count() > 0, TIMEOUT_S, 'recorder control')
+    calls: list[str] = []
+    real = node._handle
+    node._handle = lambda request: (calls.append(request['op']), real(request))[1]
+    trial_dir = tmp_path / 'exp1' / 'trials' / 't1'
+    start = {'id': 'a1', 'op': 'start', 'trial_dir': str(trial_dir),
+             'meta': {'experiment_id': 'exp1', 'trial_id': 't1', 'revision_id': 'rev1',
+                      'cell_id': 'cell_0', 'task': 'push_t', 'seed': 3}}
+    for _ in range(2):
+        pub.publish(String(data=json.dumps(start)))
+    wait_until(lambda: sum(a['id'] == 'a1' for a in answers) == 2, TIMEOUT_S, 'two answers')
+    assert calls == ['start'] and node.recorder.is_open
+    stop = {'id': 'b2', 'op': 'stop', 'outcome': 'failure', 'reason': 'step limit',
+            'steps': 0}
+    for _ in range(2):
+        pub.publish(String(data=json.dumps(stop)))
+    wait_until(lambda: sum(a['id'] == 'b2' for a in answers) == 2, TIMEOUT_S, 'two answers')
+    first, second = [a for a in answers if a['id'] == 'b2']
+    assert calls == ['start', 'stop'] and first == second and first['ok']
+    assert read_trial(trial_dir)['outcome'] == 'failure'
+
+
+def test_the_client_resends_a_request_whose_answer_was_lost(ros, tmp_path):
+    """A recorder that hears the first send but whose answer is lost answers the resend."""
+    import json
+    import time
+
+    from std_msgs.msg import String
+
+    from enpire_rollout.ros import recorder_node
+    from enpire_rollout.ros.recorder_node import RecorderClient
+
+    fake = ros.node('recorder', namespace='cell_0')
+    status = fake.create_publisher(String, recorder_node.STATUS_TOPIC,
+                                   recorder_node.status_qos())
+    heard: list[str] = []
+
+    def on_control(msg: String) -> None:
+        request = json.loads(msg.data)
+        heard.append(request['id'])
+        if heard.count(request['id']) >= 2:        # the first answer is "lost"
+            status.publish(String(data=json.dumps({
+                'id': request['id'], 'ok': True, 'error': '', 'state': 'idle',
+                'trial_dir': '', 'counts': {}, 'record': None})))
+
+    fake.create_subscription(String, recorder_node.CONTROL_TOPIC, on_control, 10)
+    helper = ros.node('rollout', namespace='cell_0')
+    client = RecorderClient(helper, runs_root=tmp_path, timeout_s=TIMEOUT_S)
+    t0 = time.monotonic()
+    assert client.request('status')['ok']
+    assert len(heard) == 2 and heard[0] == heard[1]      # one request, sent twice
+    assert time.monotonic() - t0 >= recorder_node.RESEND_S * 0.9

@@ -226,3 +226,32 @@ def test_check_cell_rejects_objects_that_are_not_cells():
 def test_invalid_cell_config_names_field_and_rule(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         PushTCellConfig(**kwargs)
+
+
+def test_the_scene_is_bare_gym_pushts_without_its_leaking_contact_counter(sim):
+    """PushTSim's env builds gym-pusht's scene without the collision handler whose space
+    pymunk never frees (push_t._make_env): the same physics, step for step."""
+    import numpy as np
+    from gym_pusht.envs import PushTEnv
+
+    bare = PushTEnv(obs_type='state', render_mode='rgb_array')
+    ours = sim.env
+    assert type(ours) is not PushTEnv and isinstance(ours, PushTEnv)
+    for seed in (3, 8):
+        obs_bare, _ = bare.reset(seed=seed)
+        obs_ours, _ = ours.reset(seed=seed)
+        assert np.array_equal(obs_bare, obs_ours)
+        assert len(bare.space._handlers) == 1 and len(ours.space._handlers) == 0
+        assert len(bare.space.shapes) == len(ours.space.shapes)
+        assert (bare.space.damping, bare.space.gravity) == (ours.space.damping,
+                                                            ours.space.gravity)
+        contacts = 0
+        block = np.asarray(bare.block.position)
+        for i in range(40):         # the pusher drives through the block: contacts alike
+            action = block + (np.asarray(bare.agent.position) - block) * (1.0 - i / 20.0)
+            a, _, _, _, info = bare.step(action)
+            b = ours.step(action)[0]
+            contacts += info['n_contacts']
+            assert np.array_equal(a, b), (seed, i, a, b)
+        assert contacts > 0, seed
+    bare.close()

@@ -277,7 +277,11 @@ class Fleet:
             :func:`fleet_agent_config`.
         store, revisions: shared by the agents.
         workspace: the shared policy repository (a :class:`LockedWorkspace`).
-        ports: one trials port per agent; agent ``i`` runs on ``ports[i]`` (cell ``cell_i``).
+        ports: one trials port per agent; agent ``first + i`` runs on ``ports[i]`` (cell
+            ``cell_<first + i>``).
+        first: the number of this fleet's first agent and cell (0): a fleet spread over
+            hosts numbers each host's agents from the first cell its launch runs
+            (``fleet_sim.launch.yaml first:=K``), so agent ids and branches stay distinct.
         remote_path: the bare git remote (default ``<home>/remote.git``).
         clocks: one budget clock per agent, or one shared (default the system clock).
         walls: one epoch-seconds function per agent, or one shared (default time.time).
@@ -293,8 +297,10 @@ class Fleet:
                  clocks: Clock | Sequence[Clock] | None = None,
                  walls: Callable[[], float] | Sequence[Callable[[], float]] | None = None,
                  log: LogFn | None = None, borrow_margin: int = 1,
-                 max_void_trials: int = 4, **agent_kwargs: Any) -> None:
+                 max_void_trials: int = 4, first: int = 0, **agent_kwargs: Any) -> None:
         n = len(ports)
+        if first < 0:
+            raise ConfigError(f'first={first}: the first agent number is >= 0')
         if n < 1:
             raise ConfigError('a fleet needs at least 1 cell (one trials port each), got 0')
         self.config = config
@@ -304,14 +310,15 @@ class Fleet:
         self.remote_path = Path(remote_path) if remote_path else self.home / 'remote.git'
         self.log = log or (lambda _line: None)
         self.stop_event = threading.Event()
-        self.cells = [cell_name(i) for i in range(n)]
+        numbers = range(first, first + n)
+        self.cells = [cell_name(i) for i in numbers]
         clock_list = (list(clocks) if isinstance(clocks, Sequence)
                       else [clocks or SystemClock()] * n)
         wall_list = (list(walls) if isinstance(walls, Sequence) else [walls or time.time] * n)
-        ids = [fleet_agent_config(config, i).agent_id for i in range(n)]
+        ids = [fleet_agent_config(config, i).agent_id for i in numbers]
         self.agents: list[BuiltinAgent] = []
-        for i in range(n):
-            cfg = fleet_agent_config(config, i)
+        for i, number in enumerate(numbers):
+            cfg = fleet_agent_config(config, number)
             prefix = f'[{cfg.branch}@{cfg.cell}] '
             self.agents.append(fleet_agent(
                 cfg, store, revisions, workspace,

@@ -254,9 +254,10 @@ FLEET_LAUNCH_MAX_CELLS = 16
 
 def make_ros_fleet_ports(task: str, home: Path, cells: int,
                          log: Callable[[str], None] | None = None,
-                         store: ExperimentStore | None = None,
+                         store: ExperimentStore | None = None, *, first: int = 0,
                          ) -> tuple[Any, list[RosTrialsPort]]:
-    """One TrialsPort per cell of ``cell_0..cell_<cells-1>`` (started here if none runs).
+    """One TrialsPort per cell of ``cell_<first>..cell_<first+cells-1>`` (started here,
+    with the fleet launch's ``first:=<first>``, if none runs).
 
     Trials go into ``store`` (default: ``home``'s). Close the ports, then the returned
     session (it stops a launch it started).
@@ -266,21 +267,23 @@ def make_ros_fleet_ports(task: str, home: Path, cells: int,
     if not 1 <= cells <= FLEET_LAUNCH_MAX_CELLS:
         raise ConfigError(f'cells={cells}: fleet_sim.launch.yaml starts 1 to '
                           f'{FLEET_LAUNCH_MAX_CELLS} cells')
-    session = FleetSession(home=Path(home), cells=[f'cell_{i}' for i in range(cells)],
-                           log=log, task=task)
+    session = FleetSession(home=Path(home),
+                           cells=[f'cell_{i}' for i in range(first, first + cells)],
+                           log=log, task=task, launch_args={'first': str(first)})
     return session, [RosTrialsPort(_FleetCell(c), home=home, store=store)
                      for c in session.clients]
 
 
 def make_ros_trials_port(task: str, home: Path, cells: int = 1,
                          log: Callable[[str], None] | None = None,
-                         store: ExperimentStore | None = None) -> RosTrialsPort:
-    """A TrialsPort on ``cell_0`` (started here if no cell runs); trials go into ``store``
+                         store: ExperimentStore | None = None, *,
+                         cell: str = 'cell_0') -> RosTrialsPort:
+    """A TrialsPort on ``cell`` (started here if no cell runs); trials go into ``store``
     (default: ``home``'s)."""
     from enpire_rollout.client import CellSession
 
     if cells != 1:
         raise ConfigError(f'cells={cells}: the ROS trials port drives one cell per agent; '
                           'use make_ros_fleet_ports (enpire improve --cells N)')
-    return RosTrialsPort(CellSession(home=Path(home), log=log, task=task), home=home,
-                         store=store)
+    return RosTrialsPort(CellSession(home=Path(home), cell=cell, log=log, task=task),
+                         home=home, store=store)

@@ -14,6 +14,11 @@ Control protocol (topics, because enpire_interfaces has no recorder service yet)
 ``recorder/status`` (std_msgs/String, transient local, depth 1) answers every request with
 ``{"id", "ok", "state": "idle"|"recording", "trial_dir", "counts", "error", "record"}``
 (``record``: the trial.json written by stop). :class:`RecorderClient` wraps this.
+
+A request is sent again (same id) while its status has not come: a lost request or a lost
+answer costs a resend, not the trial. The recorder answers a request id it has already
+handled with the status it gave then, and does nothing else, so a resent start never
+reopens a trial and a resent stop never writes a second record.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import sys
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +46,10 @@ CONTROL_TOPIC = 'recorder/control'
 STATUS_TOPIC = 'recorder/status'
 # Streams a real sensor may publish best-effort (see RecorderConfig.best_effort_sensors).
 _BEST_EFFORT = ('image_raw', 'state', 'command')
+#: A request unanswered this long is sent again (same id).
+RESEND_S = 1.0
+#: Request ids whose answer the recorder keeps, to answer a resend the same way.
+ANSWERS_KEPT = 64
 
 
 def status_qos() -> QoSProfile:
@@ -76,6 +86,7 @@ class RecorderNode(Node):
         self.recorder = EpisodeRecorder(self.config, clock=NodeClock(self))
         self._lock = threading.Lock()
         self._status_pub = self.create_publisher(String, STATUS_TOPIC, status_qos())
+        self._answered: OrderedDict[str, str] = OrderedDict()   # request id -> its status
         self.create_subscription(String, CONTROL_TOPIC, self._on_control, 10)
         self._latched: dict[str, tuple[str, bytes]] = {}   # resolved topic -> (type, last)
         for topic, msgtype in topic_types(self.config).items():
@@ -134,6 +145,10 @@ class RecorderNode(Node):
             try:
                 request = json.loads(msg.data)
                 request_id = str(request.get('id', ''))
+                if request_id and request_id in self._answered:
+                    # a resend (our answer was lost, or it crossed it): the same answer
+                    self._status_pub.publish(String(data=self._answered[request_id]))
+                    return
                 record = self._handle(request)
             except Exception as exc:  # noqa: BLE001
                 self._publish_status(request_id, ok=False, error=f'{type(exc).__name__}: {exc}')
@@ -166,7 +181,12 @@ class RecorderNode(Node):
                   'state': 'recording' if self.recorder.is_open else 'idle',
                   'trial_dir': str(self.recorder.trial_dir or ''),
                   'counts': self.recorder.counts(), 'record': record}
-        self._status_pub.publish(String(data=json.dumps(status)))
+        data = json.dumps(status)
+        if request_id:
+            self._answered[request_id] = data
+            while len(self._answered) > ANSWERS_KEPT:
+                self._answered.popitem(last=False)
+        self._status_pub.publish(String(data=data))
 
     def destroy_node(self) -> None:
         with self._lock:
@@ -194,13 +214,15 @@ class RecorderClient:
         self.timeout_s = timeout_s
         self._pub = node.create_publisher(String, CONTROL_TOPIC, 10)
         self._cond = threading.Condition()
-        self._statuses: dict[str, dict[str, Any]] = {}
+        self._statuses: OrderedDict[str, dict[str, Any]] = OrderedDict()
         node.create_subscription(String, STATUS_TOPIC, self._on_status, status_qos())
 
     def _on_status(self, msg: String) -> None:
         status = json.loads(msg.data)
         with self._cond:
             self._statuses[status.get('id', '')] = status
+            while len(self._statuses) > ANSWERS_KEPT:    # answers to resends nobody waits for
+                self._statuses.popitem(last=False)
             self._cond.notify_all()
 
     def request(self, op: str, **payload: Any) -> dict[str, Any]:
@@ -214,12 +236,16 @@ class RecorderClient:
                                          f'{self.timeout_s:.1f} s; is the recorder launched?')
             threading.Event().wait(0.02)
         request_id = uuid.uuid4().hex
-        self._pub.publish(String(data=json.dumps({'id': request_id, 'op': op, **payload})))
+        data = String(data=json.dumps({'id': request_id, 'op': op, **payload}))
         with self._cond:
-            if not self._cond.wait_for(lambda: request_id in self._statuses,
-                                       deadline.remaining_s()):
-                raise EnpireTimeoutError(f'recorder did not answer {op} within '
-                                         f'{self.timeout_s:.1f} s')
+            while True:     # sent again, same id, until answered (see the module docstring)
+                self._pub.publish(data)
+                if self._cond.wait_for(lambda: request_id in self._statuses,
+                                       min(RESEND_S, deadline.remaining_s())):
+                    break
+                if deadline.expired():
+                    raise EnpireTimeoutError(f'recorder did not answer {op} within '
+                                             f'{self.timeout_s:.1f} s')
             status = self._statuses.pop(request_id)
         if not status['ok']:
             raise ConfigError(f"recorder {op} failed: {status['error']}")
