@@ -47,6 +47,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = 'soak'
+#: A process's first seconds, left out of its settled growth (see Soak.resources).
+WARMUP_S = 300.0
 
 
 def log(msg: str) -> None:
@@ -306,10 +308,18 @@ class Soak:
             if len(pts) < 2 or pts[-1][0] - pts[0][0] < 60.0:
                 continue
             (t0, r0, _), (t1, r1, _) = pts[0], pts[-1]
-            growth[f'{name}[{pid}]'] = {
+            growth[f'{name}[{pid}]'] = row = {
                 'rss_mb': [round(r0, 1), round(r1, 1)],
                 'growth_pct_per_hour': round(100.0 * (r1 - r0) / max(r0, 1e-6)
                                              / ((t1 - t0) / 3600.0), 2)}
+            # A process's first minutes are warm-up (imports, first trial's buffers, the
+            # allocator's pools): its growth after WARMUP_S says whether it leaks, in a run
+            # shorter than the hours the per-hour rows need.
+            settled = [pt for pt in pts if pt[0] - pts[0][0] >= WARMUP_S]
+            if len(settled) >= 2 and settled[-1][0] - settled[0][0] >= 60.0:
+                (u0, q0, _), (u1, q1, _) = settled[0], settled[-1]
+                row['settled_pct_per_hour'] = round(100.0 * (q1 - q0) / max(q0, 1e-6)
+                                                    / ((u1 - u0) / 3600.0), 2)
         worst = max(growth.items(), key=lambda kv: kv[1]['growth_pct_per_hour'],
                     default=(None, None))
         last = rows[-1]
@@ -363,15 +373,18 @@ def table(out: dict[str, Any]) -> str:
              f"disk {out['disk_mb']:.0f} MB; {out['mb_per_trial'] or 0:.2f} MB/trial; "
              f"{out['mb_per_hour'] or 0:.0f} MB/hour",
              'hour  min  trials  MRU    faults  interv  RSS MB  maxfds  shm(n/MB)  disk MB  '
-             'worst growth %/h']
+             'worst growth %/h (after warm-up %/h)']
     for h in out['per_hour']:
         worst = next(iter(h.get('worst_growth', {}).items()), (None, {}))
+        settled = max(((v['settled_pct_per_hour'], k) for k, v in h.get('growth', {}).items()
+                       if 'settled_pct_per_hour' in v), default=None)
         lines.append(
             f"{h['hour']:>4} {h['span_min']:>4.0f} {h['trials']:>7} {h['mru_mean']:.3f} "
             f"{h['faults']:>7} {h['interventions']:>7} {h.get('rss_total_mb', 0):>7.0f} "
             f"{h.get('max_fds', 0):>7} {h.get('shm_files', 0):>4}/{h.get('shm_mb', 0):<5.0f} "
             f"{h.get('disk_mb', 0):>8.0f}  {worst[1].get('growth_pct_per_hour', '-')} "
-            f"{worst[0] or ''}")
+            f"{worst[0] or ''}"
+            + (f" ({settled[0]} {settled[1]})" if settled else ''))
     return '\n'.join(lines)
 
 
