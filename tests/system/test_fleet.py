@@ -27,6 +27,9 @@ from typing import Any
 
 import pytest
 
+from enpire_bringup.testing import kill_marked
+from enpire_common.process import end_groups
+
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,17 +46,7 @@ def _enpire(*args: str, home: Path, log: Path) -> subprocess.Popen:
 
 def _stop(proc: subprocess.Popen) -> None:
     """SIGINT the process group (the launcher stops its nodes), SIGKILL if it hangs."""
-    for sig, wait_s in ((signal.SIGINT, 30.0), (signal.SIGKILL, 10.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
+    end_groups([proc], first=signal.SIGINT, grace_s=30.0)
 
 
 def _wait_for_line(path: Path, needle: str, proc: subprocess.Popen, timeout_s: float) -> str:
@@ -138,17 +131,7 @@ class _StateProbe:
 
 def _kill_orphans(home: Path) -> int:
     """SIGKILL leftover processes of this test (named by its home); returns how many."""
-    import psutil
-
-    n = 0
-    for p in psutil.process_iter(['pid', 'cmdline']):
-        if p.pid != os.getpid() and str(home) in ' '.join(p.info['cmdline'] or ()):
-            try:
-                p.kill()
-                n += 1
-            except psutil.NoSuchProcess:
-                pass
-    return n
+    return kill_marked(home)
 
 
 def _result(proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:

@@ -30,6 +30,9 @@ from typing import Any
 
 import pytest
 
+from enpire_bringup.testing import kill_marked
+from enpire_common.process import end_groups
+
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,32 +96,12 @@ def _host_domains() -> tuple[int, int]:
 
 def _stop(proc: subprocess.Popen) -> None:
     """SIGINT the process group (the launcher stops its nodes), SIGKILL if it hangs."""
-    for sig, wait_s in ((signal.SIGINT, 30.0), (signal.SIGKILL, 10.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
+    end_groups([proc], first=signal.SIGINT, grace_s=30.0)
 
 
 def _kill_orphans(mark: Path) -> int:
     """SIGKILL leftover processes of this test (named by its directory); returns how many."""
-    import psutil
-
-    n = 0
-    for p in psutil.process_iter(['pid', 'cmdline']):
-        if p.pid != os.getpid() and str(mark) in ' '.join(p.info['cmdline'] or ()):
-            try:
-                p.kill()
-                n += 1
-            except psutil.NoSuchProcess:
-                pass
-    return n
+    return kill_marked(mark)
 
 
 def _tail(path: Path, n: int = 3000) -> str:

@@ -77,6 +77,22 @@ class Launch:
             self.proc.wait(10)
 
 
+def kill_marked(mark: str | os.PathLike) -> int:
+    """SIGKILL every other process whose command line names ``mark`` (a test's own
+    directory: what its launches left behind); returns how many."""
+    import psutil
+
+    n = 0
+    for p in psutil.process_iter(['pid', 'cmdline']):
+        if p.pid != os.getpid() and str(mark) in ' '.join(p.info['cmdline'] or ()):
+            try:
+                p.kill()
+                n += 1
+            except psutil.NoSuchProcess:
+                pass
+    return n
+
+
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:
