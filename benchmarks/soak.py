@@ -291,7 +291,8 @@ class Soak:
             'unreadable_videos': videos['unreadable'], 'videos_checked': videos['checked'],
             'disk_mb': disk_mb, 'mb_per_trial': disk_mb / len(trials) if trials else None,
             'mb_per_hour': disk_mb / (span / 3600.0) if span else None,
-            'per_hour': hours, 'retention': self.retention, 'events': self.events}
+            'per_hour': hours, 'retention': self.retention, 'events': self.events,
+            'samples': self.samples}
 
     def resources(self, a: float, b: float) -> dict[str, Any]:
         """Memory growth per process life within [a, b), fds, shm and disk at its end."""

@@ -185,3 +185,39 @@ def test_a_slow_round_trip_is_late_but_only_cpu_time_over_the_deadline_faults(sp
         with pytest.raises(PolicyDeadlineError, match=r'ms of CPU time, over the 30 ms'):
             host.act(obs, deadline_s=0.03, hard_deadline_s=0.5)
         assert not host.alive
+
+
+def test_a_killed_owners_workdir_is_swept_by_the_next_host(spec, tmp_path):
+    """A SIGKILLed node never runs its finalizers: its policy copy stays behind. The next
+    host in the same work root removes it, and leaves a live owner's alone."""
+    import signal
+    import subprocess
+    import sys
+
+    tmp_path.chmod(0o755)
+    script = ('import sys, time, yaml\n'
+              'from enpire_agent_bridge.core.config import SandboxConfig\n'
+              'from enpire_agent_bridge.core.contract import PolicySpec\n'
+              'from enpire_agent_bridge.core.host import PolicyHost\n'
+              f'task = yaml.safe_load(open({str(ROOT / "config/tasks/push_t/task.yaml")!r}))\n'
+              f'host = PolicyHost({str(HOLD)!r}, PolicySpec.from_task_contract(task),\n'
+              f'                  SandboxConfig(work_root={str(tmp_path)!r}))\n'
+              'host.start()\n'
+              'print(host._workdir, flush=True)\n'
+              'time.sleep(600)\n')
+    owner = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True)
+    try:
+        killed = Path(owner.stdout.readline().strip())
+        assert killed.is_dir() and killed.name.startswith(f'enpire-policy-{owner.pid}-')
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    live = tmp_path / 'enpire-policy-1-keep'            # pid 1 runs
+    live.mkdir()
+    assert killed.is_dir()                              # left behind by the kill
+    with PolicyHost(HOLD, spec, SandboxConfig(work_root=str(tmp_path))) as host:
+        assert host.alive
+        mine = Path(host._workdir)
+        assert mine.is_dir()
+    assert not killed.exists()
+    assert live.is_dir()

@@ -139,6 +139,45 @@ def _finalize(proc: subprocess.Popen[bytes] | None, fds: list[int], workdir: str
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+#: Work directories are named ``enpire-policy-<pid of the host's owner>-<random>``.
+WORKDIR_PREFIX = 'enpire-policy-'
+_swept: set[str] = set()
+
+
+def sweep_stale_workdirs(root: str | None = None) -> list[str]:
+    """Remove the work directories of owners that died without cleaning up (a SIGKILLed
+    rollout or policy host node never runs its finalizers); returns the removed paths.
+
+    A directory belongs to the process whose pid its name carries; one whose owner still
+    runs, or whose name has no pid (an older layout), is left alone. Over a day of faults
+    each kill would otherwise leave a copy of the policy in the temp dir.
+    """
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(WORKDIR_PREFIX):
+            continue
+        owner = entry.name[len(WORKDIR_PREFIX):].split('-', 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+            continue                    # the owner runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue                    # someone else's live process
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.path)
+    return removed
+
+
 def hard_deadline_s(deadline_s: float, factor: float, min_s: float) -> float:
     """Wall-clock limit of one act before its host is killed as hung.
 
@@ -227,7 +266,11 @@ class PolicyHost:
             check_policy_dir(self.policy_dir, SizeLimits(cfg.max_policy_mb, cfg.max_policy_files))
         except ContractError as exc:
             raise PolicyRejectedError(str(exc)) from None
-        workdir = tempfile.mkdtemp(prefix='enpire-policy-', dir=cfg.work_root or None)
+        root = cfg.work_root or tempfile.gettempdir()
+        if root not in _swept:          # once per process and root
+            _swept.add(root)
+            sweep_stale_workdirs(root)
+        workdir = tempfile.mkdtemp(prefix=f'{WORKDIR_PREFIX}{os.getpid()}-', dir=root)
         shutil.copytree(self.policy_dir, os.path.join(workdir, 'policy'),
                         ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
         # The only place the confined worker may write (HOME, TMPDIR and its cwd).
