@@ -6,6 +6,8 @@ This is the only module of enpire_common that imports rclpy.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rclpy
@@ -266,6 +268,42 @@ def wait_future(future: Any, timeout_s: float, what: str) -> Any:
         future.cancel()
         raise EnpireTimeoutError(f'{what} did not answer within {timeout_s:.1f} s')
     return future.result()
+
+
+def resend_until_answered(send: Callable[[], Any], *, per_try_s: float, total_s: float,
+                          what: str, before_try: Callable[[float], None] | None = None,
+                          on_resend: Callable[[], None] | None = None) -> Any:
+    """The result of ``send()``'s future, sending again while a try goes unanswered.
+
+    A server that died (SIGKILL) lingers in the graph until its DDS participant's lease ends
+    and never answers; its respawned successor answers the same request sent again. Only for
+    requests that are safe to repeat: a goal nobody accepted has not run, a verification
+    only reads the cameras.
+
+    Args:
+        send: makes one request and returns its future (``send_goal_async``, ``call_async``).
+        per_try_s: how long one try waits for its answer.
+        total_s: no new try starts after this (the last try still gets its ``per_try_s``).
+        what: the request, for the timeout error.
+        before_try: called with the time left before each try (wait for the server there).
+        on_resend: called before each try after the first (log it there).
+
+    Raises:
+        EnpireTimeoutError: the last try went unanswered too.
+    """
+    end = time.monotonic() + total_s
+    first = True
+    while True:
+        if before_try is not None:
+            before_try(max(1.0, end - time.monotonic()))
+        if not first and on_resend is not None:
+            on_resend()
+        first = False
+        try:
+            return wait_future(send(), per_try_s, what)
+        except EnpireTimeoutError:
+            if time.monotonic() >= end:
+                raise
 
 
 def call_service(client: Any, request: Any, timeout_s: float, what: str) -> Any:

@@ -181,23 +181,20 @@ class RolloutClient:
         return result
 
     def _send(self, goal: Any, feedback_callback: Any) -> Any:
-        """Send the goal and wait for its acceptance. A rollout node that died lingers in the
-        graph until its participant's lease ends and never answers; its respawned successor
-        answers the goal sent again (nothing has run while a goal is unanswered)."""
-        from enpire_common.ros import wait_future
+        """Send the goal and wait for its acceptance, again while unanswered for
+        ``SEND_FOR_S``: a rollout node that died answers nothing, its respawned successor
+        answers the resend (nothing has run while a goal is unanswered)."""
+        from enpire_common.ros import resend_until_answered
 
-        end = time.monotonic() + self.SEND_FOR_S
-        while True:
-            try:
-                return wait_future(self._client.send_goal_async(
-                    goal, feedback_callback=feedback_callback), min(10.0, self.SEND_FOR_S),
-                    'run_trials goal')
-            except EnpireTimeoutError:
-                if time.monotonic() >= end:
-                    raise
-                print(f'run_trials: /{self.cell} did not answer the goal (a rollout node that '
-                      'died?); sending it again', file=sys.stderr, flush=True)
-                self.wait_ready(10.0)
+        def again() -> None:
+            print(f'run_trials: /{self.cell} did not answer the goal (a rollout node that '
+                  'died?); sending it again', file=sys.stderr, flush=True)
+            self.wait_ready(10.0)
+
+        return resend_until_answered(
+            lambda: self._client.send_goal_async(goal, feedback_callback=feedback_callback),
+            per_try_s=min(10.0, self.SEND_FOR_S), total_s=self.SEND_FOR_S,
+            what='run_trials goal', on_resend=again)
 
     def _check_one_server(self) -> None:
         """Refuse to send a goal that two ``run_trials`` servers would both run.

@@ -34,7 +34,12 @@ from enpire_common.errors import (
     error_from_code,
 )
 from enpire_common.process import die_with_this_process
-from enpire_common.ros import ActionClient, wait_for_service, wait_future
+from enpire_common.ros import (
+    ActionClient,
+    resend_until_answered,
+    wait_for_service,
+    wait_future,
+)
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import SafetyEvent, StateVector
 from enpire_interfaces.srv import VerifySuccess
@@ -84,22 +89,16 @@ class RosCell:
                          tuple(str(r) for r in result.retried_after))
 
     def _send(self, goal: Any) -> Any:
-        """Send the goal; a reset server that died (SIGKILL) lingers in the graph until its
-        participant's lease ends, and a goal sent to it is never answered. Its respawned
-        successor answers a resend: unanswered sends are repeated for ``server_timeout_s``
-        (no reset has started while the goal is unanswered)."""
-        end = time.monotonic() + self._server_timeout_s
-        while True:
-            wait_for_service(self._client, max(1.0, end - time.monotonic()),
-                             'reset_cell action server')
-            try:
-                return wait_future(self._client.send_goal_async(goal), SEND_TIMEOUT_S,
-                                   'reset_cell goal')
-            except EnpireTimeoutError:
-                if time.monotonic() >= end:
-                    raise
-                self._node.get_logger().warning(
-                    'reset_cell did not answer a goal (a server that died?); sending it again')
+        """Send the goal, again while unanswered for ``server_timeout_s``: a reset server
+        that died answers nothing, its respawned successor answers the resend (no reset has
+        started while the goal is unanswered). See :func:`resend_until_answered`."""
+        return resend_until_answered(
+            lambda: self._client.send_goal_async(goal), per_try_s=SEND_TIMEOUT_S,
+            total_s=self._server_timeout_s, what='reset_cell goal',
+            before_try=lambda left: wait_for_service(self._client, left,
+                                                     'reset_cell action server'),
+            on_resend=lambda: self._node.get_logger().warning(
+                'reset_cell did not answer a goal (a server that died?); sending it again'))
 
     def make_safe(self) -> None:
         # Commands only flow while an episode is enabled; with the policy host stopped, a
@@ -116,18 +115,13 @@ class RosVerifier:
 
     def verify(self) -> VerifyOutcome:
         req = VerifySuccess.Request(goal=VerifySuccess.Request.GOAL_SUCCESS)
-        # A verifier that died (SIGKILL) lingers in the graph until its participant's lease
-        # ends and never answers; its respawned successor answers the same request sent
-        # again. Verifying twice is harmless (it only reads the cameras).
-        for attempt in range(VERIFY_CALLS):
-            wait_for_service(self._client, self._timeout_s, 'verify_success service')
-            try:
-                res = wait_future(self._client.call_async(req), self._timeout_s,
-                                  'verify_success')
-                break
-            except EnpireTimeoutError:
-                if attempt == VERIFY_CALLS - 1:
-                    raise
+        # Verifying twice is harmless (it only reads the cameras): a verifier that died is
+        # asked again, and its respawned successor answers (VERIFY_CALLS tries).
+        res = resend_until_answered(
+            lambda: self._client.call_async(req), per_try_s=self._timeout_s,
+            total_s=(VERIFY_CALLS - 0.5) * self._timeout_s, what='verify_success',
+            before_try=lambda _left: wait_for_service(self._client, self._timeout_s,
+                                                      'verify_success service'))
         if res.error_code != OK:
             err = error_from_code(res.error_code, res.error_msg)
             raise err if isinstance(err, VerificationError) else VerificationError(str(err))
