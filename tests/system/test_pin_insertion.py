@@ -49,8 +49,9 @@ def test_trial_run_records_every_camera_the_arms_and_the_safety_layer(tmp_path) 
         record = json.loads((d / 'trial.json').read_text())
         counts = _topic_counts(d / 'episode')
         steps = record['steps']
-        for topic in ('camera/task_top/image_raw', 'camera/side/image_raw',
-                      'camera/right_wrist/image_raw', 'state', 'joint_states', 'tf',
+        # camera frames: image_transport's compressed topics (config/arm_sim.yaml bag_images)
+        for topic in ('camera/task_top/image_raw/compressed', 'camera/side/image_raw/compressed',
+                      'camera/right_wrist/image_raw/compressed', 'state', 'joint_states', 'tf',
                       'left/ee_pose', 'right/ee_pose', 'command', 'policy/command'):
             assert counts.get(topic, 0) >= 0.9 * steps, (topic, counts)
         assert counts['tf_static'] == 1 and counts['robot_description'] == 1

@@ -85,7 +85,7 @@ def test_scripted_trials_report_wilson_interval_and_leave_verifiable_records(cel
         assert trial['outcome'] in ('success', 'failure'), trial
         trial_dir = Path(trial['record_dir'])
         counts = _assert_bag_readable(trial_dir)
-        images = counts[f'/{CELL}/camera/top/image_raw']
+        images = counts[f'/{CELL}/camera/top/image_raw/compressed']   # bag_images: jpeg
         assert images > 0
         assert _video_frames(trial_dir / 'top.mp4') == images
         record = read_trial(trial_dir)

@@ -23,8 +23,10 @@ from typing import Any
 
 from enpire_common.errors import ConfigError
 
-#: Streams read best-effort, depth 1 (see the module docstring).
-SENSOR_SUFFIXES = ('image_raw', 'state', 'command', 'joint_states', 'ee_pose', '/tf')
+#: Streams read best-effort, depth 1 (see the module docstring); ``image_raw/compressed``:
+#: a replayed trial bag's camera frames (``RecorderConfig.bag_images``).
+SENSOR_SUFFIXES = ('image_raw', 'image_raw/compressed', 'state', 'command', 'joint_states',
+                   'ee_pose', '/tf')
 #: How often the ROS graph is read for new topics, seconds.
 DISCOVERY_PERIOD_S = 2.0
 

@@ -4,7 +4,10 @@
 names (optionally moved to another cell namespace or under a prefix, so a live cell is not
 disturbed), the same types, the recorded relative timing scaled by ``rate`` (``rate=0``: as
 fast as possible). Messages go out as the recorded CDR bytes (``Publisher.publish`` accepts
-serialized bytes), so nothing is deserialized on the way.
+serialized bytes), so nothing is deserialized on the way, with one exception: a camera
+frame recorded compressed (``.../image_raw/compressed``, see ``RecorderConfig.bag_images``)
+is also decoded and published as the sensor_msgs/Image on ``.../image_raw`` that the camera
+published live, so the verifier, policy host and dashboard see what they saw then.
 
 :func:`rerun_trial` runs a recorded trial again on a (sim) cell from its seed and revision
 (experiment ``<experiment>-rerun``) and :func:`compare_states` checks, tick by tick, whether
@@ -25,10 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from enpire_common.errors import ConfigError
+from enpire_common.errors import BadImageError, ConfigError
+from enpire_rollout.core.recorder import COMPRESSED_IMAGE_TYPE, COMPRESSED_SUFFIX, IMAGE_TYPE
 
 #: Topics a live cell latches (depth 1, transient local); everything else is a plain stream.
-_LATCHED_SUFFIXES = ('image_raw', 'camera_info', 'state', 'cell_state', 'clock')
+_LATCHED_SUFFIXES = ('image_raw', 'image_raw/compressed', 'camera_info', 'state',
+                     'cell_state', 'clock')
 STATE_TYPE = 'enpire_interfaces/msg/StateVector'
 CELL_STATE_TYPE = 'enpire_interfaces/msg/CellState'
 
@@ -65,6 +70,42 @@ def read_messages(path: str | Path, topics: Callable[[str], bool] | None = None,
         conns = [c for c in reader.connections if topics is None or topics(c.topic)]
         for conn, stamp_ns, raw in reader.messages(conns):
             yield BagMessage(conn.topic, conn.msgtype, int(stamp_ns), bytes(raw))
+
+
+def raw_image_topic(m: BagMessage) -> str | None:
+    """The image topic a recorded CompressedImage stands for (``.../image_raw`` for
+    ``.../image_raw/compressed``, image_transport's naming); None for any other message."""
+    if m.msgtype != COMPRESSED_IMAGE_TYPE or not m.topic.endswith(COMPRESSED_SUFFIX):
+        return None
+    return m.topic[:-len(COMPRESSED_SUFFIX)] or None
+
+
+def decode_image(m: BagMessage) -> BagMessage:
+    """The rgb8 sensor_msgs/Image (same header) of a recorded CompressedImage, on the topic
+    :func:`raw_image_topic` names.
+
+    Raises:
+        ConfigError: ``m`` is not a CompressedImage on a ``.../compressed`` topic.
+        BadImageError: its CDR bytes do not parse, or its data does not decode.
+    """
+    from enpire_rollout.core.bag import typestore
+    from enpire_rollout.core.recorder import bag_image_rgb
+
+    topic = raw_image_topic(m)
+    if topic is None:
+        raise ConfigError(f'{m.topic} ({m.msgtype}) is not a compressed image topic')
+    store = typestore()
+    try:
+        msg = store.deserialize_cdr(m.data, m.msgtype)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means corrupt input
+        raise BadImageError(f'{m.topic}: CDR bytes do not parse ({exc})') from None
+    rgb = bag_image_rgb(m.msgtype, msg)
+    height, width = rgb.shape[:2]
+    image = store.types[IMAGE_TYPE](header=msg.header, height=height, width=width,
+                                    encoding='rgb8', is_bigendian=0, step=width * 3,
+                                    data=rgb.reshape(-1))
+    return BagMessage(topic, IMAGE_TYPE, m.stamp_ns,
+                      bytes(store.serialize_cdr(image, IMAGE_TYPE)))
 
 
 def remap_topic(topic: str, cell: str = '', prefix: str = '') -> str:
@@ -128,7 +169,8 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
         rate: playback speed factor (2.0 = twice as fast); 0 = as fast as possible.
         loop: start over at the end until ``stop`` is set (or ``max_loops`` passes).
         cell, prefix: where topics go, see :func:`remap_topic`.
-        topics: keep only the recorded topics for which this returns True.
+        topics: keep only the recorded topics for which this returns True (a compressed
+            camera topic is kept also when this keeps its ``.../image_raw`` topic).
         wait_subscribers_s: wait up to this long for every publisher to have a subscriber
             before the first message (0: start at once, like ``ros2 bag play``).
         stop: set it to stop early (e.g. from a signal handler).
@@ -136,7 +178,8 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
 
     Returns:
         What was published; ``warnings`` says when the bag was unindexed (read up to its last
-        complete chunk).
+        complete chunk) and how many compressed frames of a topic did not decode (those
+        are published compressed only).
 
     Raises:
         ConfigError: no bag at ``path``, or ``rate`` < 0.
@@ -150,7 +193,17 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
         raise ConfigError(f'rate={rate!r} is invalid: use a factor > 0, or 0 for as fast as '
                           'possible')
     warnings: list[str] = []
-    messages = list(read_messages(path, topics, warnings))
+
+    def keep(t: str) -> bool:
+        return topics is None or topics(t) or (t.endswith(COMPRESSED_SUFFIX) and topics(
+            t.removesuffix(COMPRESSED_SUFFIX)))
+
+    messages = list(read_messages(path, keep, warnings))
+    recorded = {m.topic for m in messages}
+    # Compressed frames are also published decoded, where the bag lacks the raw stream.
+    decoded = {m.topic: t for m in messages
+               if (t := raw_image_topic(m)) is not None and t not in recorded}
+    undecodable: dict[str, tuple[int, str]] = {}    # topic -> (frames, first reason)
     stop = stop or threading.Event()
     stats = ReplayStats(topics={}, warnings=warnings)
     context = Context()
@@ -158,10 +211,11 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
     node = Node('enpire_replay', context=context, start_parameter_services=False)
     try:
         pubs: dict[str, Any] = {}
-        for m in messages:
-            if m.topic not in pubs:
-                out = remap_topic(m.topic, cell, prefix)
-                pubs[m.topic] = node.create_publisher(_msg_class(m.msgtype), out, _qos(out))
+        for topic, msgtype in [*((m.topic, m.msgtype) for m in messages),
+                               *((t, IMAGE_TYPE) for t in decoded.values())]:
+            if topic not in pubs:
+                out = remap_topic(topic, cell, prefix)
+                pubs[topic] = node.create_publisher(_msg_class(msgtype), out, _qos(out))
         if wait_subscribers_s > 0:
             end = time.monotonic() + wait_subscribers_s
             while (not stop.is_set() and time.monotonic() < end
@@ -182,11 +236,23 @@ def replay_bag(path: str | Path, *, rate: float = 1.0, loop: bool = False, cell:
                 pubs[m.topic].publish(m.data)
                 stats.messages += 1
                 stats.topics[m.topic] = stats.topics.get(m.topic, 0) + 1
+                if m.topic in decoded:
+                    try:
+                        image = decode_image(m)
+                    except BadImageError as exc:    # a bad frame is skipped, and reported
+                        n, first = undecodable.get(m.topic, (0, str(exc)))
+                        undecodable[m.topic] = (n + 1, first)
+                        continue
+                    pubs[image.topic].publish(image.data)
+                    stats.messages += 1
+                    stats.topics[image.topic] = stats.topics.get(image.topic, 0) + 1
             else:
                 stats.loops += 1
             if not loop or (max_loops and stats.loops >= max_loops):
                 break
         stats.duration_s = time.monotonic() - t_start
+        warnings.extend([f'{topic}: {n} frame(s) do not decode and were published compressed '
+                         f'only (first: {first})' for topic, (n, first) in undecodable.items()])
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)

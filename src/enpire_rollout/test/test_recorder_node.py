@@ -69,8 +69,10 @@ def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tm
         cam.publish(rgb_to_image(frame, stamp, 'top'))
         state.publish(StateVector(tick=i, names=['x_px', 'y_px'], values=[1.0, 2.0]))
         cmd.publish(Command(tick=i, action=[3.0, 4.0]))
+    # Frames are bagged as image_transport's compressed topic (bag_images: jpeg by default).
     wait_until(lambda: all(node.recorder.counts().get(k, 0) == N for k in (
-        '/cell_0/camera/top/image_raw', '/cell_0/state', '/cell_0/command', 'top.mp4')),
+        '/cell_0/camera/top/image_raw/compressed', '/cell_0/state', '/cell_0/command',
+        'top.mp4')),
         TIMEOUT_S, f'{N} messages per topic to be recorded')
 
     worker = threading.Thread(target=lambda: result.update(record=client.finish(Record())))
@@ -89,7 +91,8 @@ def test_recorder_node_records_a_trial_started_and_stopped_by_the_client(ros, tm
     assert verify_files(trial_dir, record) == {}
     info = bag_info(trial_dir)
     assert info['consistent']
-    assert info['topics']['/cell_0/camera/top/image_raw']['count'] == N
+    assert info['topics']['/cell_0/camera/top/image_raw/compressed'] == {
+        'type': 'sensor_msgs/msg/CompressedImage', 'count': N, 'mcap_count': N}
     assert not node.recorder.is_open
 
 

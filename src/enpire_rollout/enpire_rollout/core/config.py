@@ -17,6 +17,8 @@ from enpire_rollout.core.bag import BAG_COMPRESSIONS
 #: cell holds its last command), ``abort`` drops it and every later command until ``reset``.
 RULE_MODES = ('clamp', 'reject', 'abort')
 RATE_MODES = ('reject', 'abort')  # a too-early command cannot be clamped in time
+#: How a trial bag stores camera frames (:attr:`RecorderConfig.bag_images`).
+BAG_IMAGES = ('jpeg', 'png', 'raw')
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,15 @@ class RecorderConfig:
         bag_compression: ``zstd`` (default) compresses the bag's MCAP chunks (~200 MB of raw
             480x480 frames per 300-step episode -> ~1-2 MB; a 30-minute improve run went from
             ~35 GB of bags to well under 1 GB) or ``none``.
+        bag_images: how the bag stores each camera frame. ``jpeg`` (default) and ``png``
+            write a sensor_msgs/CompressedImage on ``camera/<view>/image_raw/compressed``
+            (image_transport's name and format, so ROS tools read it); ``raw`` writes the
+            sensor_msgs/Image itself on ``camera/<view>/image_raw``. Frames dominate a bag: a
+            480x480 rgb8 frame is 691 KB raw, 72-105 KB after zstd, 44-150 KB as PNG
+            (lossless, ~10 ms to encode) and 10-22 KB as JPEG at quality 90 (~1 ms); use
+            ``png`` or ``raw`` where exact pixels matter. Every reader (dataset export,
+            labelling, replay) accepts either form. The MP4s are the same either way.
+        jpeg_quality: JPEG quality of ``bag_images: jpeg``, 1..100.
 """
 
     camera_views: tuple[str, ...] = ('top',)
@@ -146,6 +157,8 @@ class RecorderConfig:
     chunk_interval_s: float = 1.0
     best_effort_sensors: bool = True
     bag_compression: str = 'zstd'
+    bag_images: str = 'jpeg'
+    jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
         require(self.control_rate_hz > 0, 'control_rate_hz', self.control_rate_hz, 'must be > 0')
@@ -165,6 +178,10 @@ class RecorderConfig:
                     'view names are non-empty and contain no "/"')
         require(self.bag_compression in BAG_COMPRESSIONS, 'bag_compression',
                 self.bag_compression, f"must be one of {', '.join(BAG_COMPRESSIONS)}")
+        require(self.bag_images in BAG_IMAGES, 'bag_images', self.bag_images,
+                f"must be one of {', '.join(BAG_IMAGES)}")
+        require(int(self.jpeg_quality) == self.jpeg_quality and 1 <= self.jpeg_quality <= 100,
+                'jpeg_quality', self.jpeg_quality, 'must be an integer in 1..100')
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ Frame ``i`` (``0 <= i < steps``) pairs what the policy saw at tick ``i`` with wh
 executed for it:
 
 - ``state``: the ``state`` StateVector stamped with ``tick == i``;
-- each camera view: the last ``camera/<view>/image_raw`` image stamped at or before that
-  state (sample and hold, as a policy polling the latest image sees it; the first image where
-  none came before);
+- each camera view: the last ``camera/<view>/image_raw`` image (or its
+  ``image_raw/compressed`` CompressedImage, see ``RecorderConfig.bag_images``) stamped at or
+  before that state (sample and hold, as a policy polling the latest image sees it; the first
+  image where none came before);
 - ``action``: the ``command`` topic's ``action`` for ``tick == i`` (what the cell executed,
   after the safety layer; the last one where a tick was resent);
 - ``reward``: the fused verifier score known after the action (the last ``verdicts`` message
@@ -35,7 +36,12 @@ import numpy as np
 from enpire_common.errors import EnpireError, RecordDamagedError
 from enpire_rollout.core.bag import bag_dir_of, typestore
 from enpire_rollout.core.bag_reader import BagReader
-from enpire_rollout.core.recorder import IMAGE_TYPE
+from enpire_rollout.core.recorder import (
+    COMPRESSED_IMAGE_TYPE,
+    COMPRESSED_SUFFIX,
+    IMAGE_TYPE,
+    bag_image_rgb,
+)
 from enpire_rollout.core.records import read_trial
 
 STATE_SUFFIX = '/state'
@@ -59,7 +65,9 @@ def _is_command(topic: str) -> bool:
 
 
 def view_of(topic: str) -> str | None:
-    """``top`` for ``/cell_0/camera/top/image_raw``; None for any other topic."""
+    """``top`` for ``/cell_0/camera/top/image_raw`` (or ``.../image_raw/compressed``); None
+    for any other topic."""
+    topic = topic.removesuffix(COMPRESSED_SUFFIX)
     if not topic.endswith(IMAGE_SUFFIX):
         return None
     head = topic[:-len(IMAGE_SUFFIX)]
@@ -68,6 +76,22 @@ def view_of(topic: str) -> str | None:
         return None
     view = head[at + len(IMAGE_PREFIX):]
     return view if view and '/' not in view else None
+
+
+def image_connections(connections: Sequence[Any], views: Sequence[str] | None = None
+                      ) -> list[Any]:
+    """The camera streams among a bag's ``connections``, one per view (of ``views``, default
+    all): its raw ``image_raw`` Image stream, else its ``image_raw/compressed`` one (a bag
+    holding both is read from the lossless one, never from both)."""
+    by_view: dict[str, Any] = {}
+    for conn in connections:
+        view = view_of(conn.topic)
+        if view is None or (views is not None and view not in views):
+            continue
+        if conn.msgtype == IMAGE_TYPE or (conn.msgtype == COMPRESSED_IMAGE_TYPE
+                                          and view not in by_view):
+            by_view[view] = conn
+    return list(by_view.values())
 
 
 def _stamp(msg: Any, fallback_ns: int) -> int:
@@ -109,12 +133,9 @@ class Episode:
             EpisodeError: the view has no images or one cannot be decoded.
             RecordDamagedError: the bag is damaged.
         """
-        from enpire_common.images import rgb_from_image
-
         store = typestore()
         with BagReader(self.trial_dir) as reader:
-            conns = [c for c in reader.connections
-                     if c.msgtype == IMAGE_TYPE and view_of(c.topic) == view]
+            conns = image_connections(reader.connections, [view])
             if not conns:
                 raise EpisodeError(f'{self.trial_dir}: no images of view {view!r} in the bag')
             held: np.ndarray | None = None
@@ -123,8 +144,7 @@ class Episode:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
                 ns = _stamp(msg, int(stamp_ns))
                 try:
-                    image = rgb_from_image(msg.encoding, int(msg.height), int(msg.width),
-                                           int(msg.step), msg.data)
+                    image = bag_image_rgb(conn.msgtype, msg)
                 except Exception as exc:  # noqa: BLE001 - the reason is reported
                     raise EpisodeError(f'{self.trial_dir}: image of view {view!r} at '
                                        f'{ns} ns cannot be decoded: {exc}') from None
@@ -197,9 +217,7 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
     try:
         with BagReader(bag) as reader:
             warnings += reader.warnings
-            image_conns = [c for c in reader.connections
-                           if c.msgtype == IMAGE_TYPE and view_of(c.topic)
-                           and (views is None or view_of(c.topic) in views)]
+            image_conns = image_connections(reader.connections, views)
             small = [c for c in reader.connections
                      if _topic_is(c.topic, STATE_SUFFIX) or _is_command(c.topic)
                      or _topic_is(c.topic, VERDICTS_SUFFIX)]
@@ -215,11 +233,18 @@ def read_episode(trial_dir: str | Path, views: Sequence[str] | None = None) -> E
                     verdicts.append((ns, float(msg.score), bool(msg.success), str(msg.view)))
             for conn in image_conns:
                 view = view_of(conn.topic)
-                if view in sizes:
-                    continue
-                for _c, _ns, raw in reader.messages([conn]):
+                for _c, stamp_ns, raw in reader.messages([conn]):
                     msg = store.deserialize_cdr(raw, conn.msgtype)
-                    sizes[view] = (int(msg.height), int(msg.width))
+                    if conn.msgtype == IMAGE_TYPE:
+                        sizes[view] = (int(msg.height), int(msg.width))
+                        break
+                    try:    # a compressed frame's size is in its data
+                        sizes[view] = bag_image_rgb(conn.msgtype, msg).shape[:2]
+                    except Exception as exc:  # noqa: BLE001 - the reason is reported
+                        raise EpisodeError(
+                            f'{trial_dir}: image of view {view!r} at '
+                            f'{_stamp(msg, int(stamp_ns))} ns cannot be decoded: {exc}'
+                        ) from None
                     break
     except (EpisodeError, RecordDamagedError):
         raise

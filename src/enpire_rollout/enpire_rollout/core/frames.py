@@ -1,10 +1,11 @@
 """The final camera frames of recorded trials: what ``enpire verify label`` asks a person about.
 
 For each trial directory under the given roots (a trial dir, a run dir or a whole
-``ENPIRE_HOME``), the last ``camera/<view>/image_raw`` frame of each view in its bag; where the
-bag cannot be read (or lacks the view), the last frame of ``<view>.mp4`` when PyAV can decode
-it. Records are untrusted: a trial that cannot give a frame is skipped with one line saying
-why (through ``note``), never an exception.
+``ENPIRE_HOME``), the last ``camera/<view>/image_raw`` frame (raw, or its
+``image_raw/compressed`` CompressedImage) of each view in its bag; where the bag cannot be read
+(or lacks the view, or its last frame does not decode), the last frame of ``<view>.mp4`` when
+PyAV can decode it. Records are untrusted: a trial that cannot give a frame is skipped with one
+line saying why (through ``note``), never an exception.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 from enpire_common.errors import ConfigError, RecordDamagedError
 from enpire_reward.core.labelled_set import FrameToLabel
 from enpire_rollout.core.bag import bag_dir_of, typestore
-from enpire_rollout.core.recorder import IMAGE_TYPE
+from enpire_rollout.core.episodes import image_connections, view_of
+from enpire_rollout.core.recorder import bag_image_rgb
 from enpire_rollout.core.records import OUTCOME_RUNNING, TRIAL_JSON, read_trial
 
 #: Look for the last frames in this much of the bag's end first (a full read if not there).
@@ -47,43 +49,33 @@ def trial_dirs(roots: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _view_of(topic: str, views: Sequence[str]) -> str | None:
-    for view in views:
-        name = f'camera/{view}/image_raw'
-        if topic == name or topic.endswith('/' + name):
-            return view
-    return None
-
-
 def last_bag_frames(trial_dir: str | Path, views: Sequence[str]
                     ) -> dict[str, tuple[int, np.ndarray]]:
     """``{view: (stamp_ns, rgb)}``: the last image of each view found in the trial's bag.
 
     Raises:
         RecordDamagedError: the bag is damaged (an unindexed one is read to its last chunk).
-        Exception: whatever the image decoding raises for a bad image.
+        Exception: whatever the image decoding raises for a bad image
+            (:class:`~enpire_common.errors.BadImageError` for one that does not decode).
     """
-    from enpire_common.images import rgb_from_image
     from enpire_rollout.core.bag_reader import BagReader
 
-    last: dict[str, tuple[int, Any]] = {}
+    last: dict[str, tuple[int, str, Any]] = {}
     with BagReader(bag_dir_of(trial_dir)) as reader:
-        conns = [c for c in reader.connections
-                 if c.msgtype == IMAGE_TYPE and _view_of(c.topic, views)]
-        wanted = {_view_of(c.topic, views) for c in conns}
+        conns = image_connections(reader.connections, views)
+        wanted = {view_of(c.topic) for c in conns}
         tail = reader.end_ns + 1 - TAIL_WINDOW_NS if reader.end_ns is not None else None
         for start in ((tail, None) if tail is not None else ()):
             for conn, stamp_ns, raw in reader.messages(conns, start_ns=start):
-                view = _view_of(conn.topic, views)
-                if view is not None and stamp_ns >= last.get(view, (-1, None))[0]:
-                    last[view] = (int(stamp_ns), raw)
+                view = view_of(conn.topic)
+                if view is not None and stamp_ns >= last.get(view, (-1, '', None))[0]:
+                    last[view] = (int(stamp_ns), conn.msgtype, raw)
             if set(last) >= wanted:
                 break
     out = {}
-    for view, (stamp_ns, raw) in last.items():
-        msg = typestore().deserialize_cdr(raw, IMAGE_TYPE)
-        out[view] = (stamp_ns, rgb_from_image(msg.encoding, msg.height, msg.width, msg.step,
-                                              msg.data).copy())
+    for view, (stamp_ns, msgtype, raw) in last.items():
+        msg = typestore().deserialize_cdr(raw, msgtype)
+        out[view] = (stamp_ns, bag_image_rgb(msgtype, msg).copy())
     return out
 
 

@@ -20,13 +20,14 @@ import numpy as np
 
 from enpire_common.clock import Clock, SystemClock
 from enpire_common.errors import ConfigError, UnknownNameError
-from enpire_common.images import rgb_from_image
+from enpire_common.images import compressed_from_rgb, rgb_from_compressed, rgb_from_image
 from enpire_rollout.core.bag import (
     BAG_DIRNAME,
     BagWriter,
     make_bag_writer,
     parse_cdr,
     serialize,
+    typestore,
 )
 from enpire_rollout.core.config import RecorderConfig
 from enpire_rollout.core.records import (
@@ -40,11 +41,25 @@ from enpire_rollout.core.records import (
 from enpire_rollout.core.video import VideoWriter
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
+#: image_transport's name for the compressed form of an image topic (``.../image_raw`` +).
+COMPRESSED_SUFFIX = '/compressed'
+
+
+def image_topic(view: str, bag_images: str = 'raw') -> str:
+    """The relative topic of ``view``'s frames: the camera's own (``camera/<view>/image_raw``)
+    for ``raw``, its image_transport ``/compressed`` topic for ``jpeg`` and ``png``."""
+    topic = f'camera/{view}/image_raw'
+    return topic if bag_images == 'raw' else topic + COMPRESSED_SUFFIX
 
 
 def topic_types(config: RecorderConfig) -> dict[str, str]:
-    """Relative topic name -> message type of every stream a trial records."""
-    topics = {f'camera/{view}/image_raw': IMAGE_TYPE for view in config.camera_views}
+    """Relative topic name -> message type of every stream the recorder subscribes.
+
+    Cameras are subscribed as they publish (raw Images); :func:`recorded_types` says how
+    the bag stores them.
+    """
+    topics = {image_topic(view): IMAGE_TYPE for view in config.camera_views}
     topics.update({
         'state': 'enpire_interfaces/msg/StateVector',
         'policy/command': 'enpire_interfaces/msg/Command',
@@ -58,11 +73,45 @@ def topic_types(config: RecorderConfig) -> dict[str, str]:
     return topics
 
 
+def recorded_types(config: RecorderConfig) -> dict[str, str]:
+    """Relative topic name -> message type of every stream a trial's bag holds
+    (:func:`topic_types` with each camera in its ``config.bag_images`` form)."""
+    topics = topic_types(config)
+    if config.bag_images != 'raw':
+        for view in config.camera_views:
+            del topics[image_topic(view)]
+            topics[image_topic(view, config.bag_images)] = COMPRESSED_IMAGE_TYPE
+    return topics
+
+
 def declared_rates(config: RecorderConfig) -> dict[str, float]:
-    """Relative topic -> declared rate (Hz); event streams (events, verdicts) have none."""
-    rated = [f'camera/{view}/image_raw' for view in config.camera_views]
+    """Relative topic -> declared rate (Hz); event streams (events, verdicts) have none.
+
+    A camera's rate is declared for both of its forms (raw and ``/compressed``): the stream
+    report rates whichever one a trial holds.
+    """
+    rated = [image_topic(view, form) for view in config.camera_views
+             for form in ('raw', 'jpeg')]
     rated += ['state', 'policy/command', 'command']
     return {t: config.control_rate_hz for t in rated}
+
+
+def bag_image_rgb(msgtype: str, msg: Any) -> np.ndarray:
+    """The H x W x 3 uint8 RGB frame of a camera message read from a bag (a rosbags
+    ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``): the one decoder every bag
+    reader uses, so a raw and a compressed bag read alike.
+
+    Raises:
+        BadImageError: an unsupported encoding or format, or data that does not decode.
+        ConfigError: ``msgtype`` is not an image type.
+    """
+    if msgtype == IMAGE_TYPE:
+        return rgb_from_image(msg.encoding, int(msg.height), int(msg.width), int(msg.step),
+                              msg.data)
+    if msgtype == COMPRESSED_IMAGE_TYPE:
+        return rgb_from_compressed(msg.format, msg.data)
+    raise ConfigError(f'{msgtype} is not a camera image type ({IMAGE_TYPE} or '
+                      f'{COMPRESSED_IMAGE_TYPE})')
 
 
 def _relative(topic: str, names: Sequence[str]) -> str | None:
@@ -148,7 +197,7 @@ class EpisodeRecorder:
         compression = self.config.bag_compression
         self._bag_factory = bag_factory or (
             lambda: make_bag_writer('auto', interval_ns, compression))
-        self._types = topic_types(self.config)
+        self._types = recorded_types(self.config)
         self._rates = declared_rates(self.config)
         self._reset()
 
@@ -218,15 +267,30 @@ class EpisodeRecorder:
                     ) -> None:
         """Record a serialized sensor_msgs/Image: into the bag and as a frame of ``<view>.mp4``.
 
-        The same as :meth:`write` then :meth:`write_frame` with the decoded pixels, from one
+        With ``bag_images: raw`` the same as :meth:`write` then :meth:`write_frame` with the
+        decoded pixels; with ``jpeg``/``png`` the bag gets a sensor_msgs/CompressedImage of
+        the frame (same header) on ``topic + '/compressed'`` instead. Either way from one
         parse of ``cdr`` (the pixels are a view of it, never deserialized into a message).
+
+        Raises:
+            BadImageError: the image's encoding or size is wrong (in ``raw`` mode the bag
+                has the message already; a compressed bag gets nothing, having no pixels).
         """
         if self._bag is None:
             raise ConfigError(f'no trial is open; cannot record {topic} (call open first)')
         data, msg = parse_cdr(IMAGE_TYPE, cdr)
-        self.write(topic, IMAGE_TYPE, stamp_ns, data)
-        self.write_frame(view, stamp_ns,
-                         rgb_from_image(msg.encoding, msg.height, msg.width, msg.step, msg.data))
+        mode = self.config.bag_images
+        if mode == 'raw':
+            self.write(topic, IMAGE_TYPE, stamp_ns, data)
+        frame = rgb_from_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        if mode != 'raw':
+            fmt, packed = compressed_from_rgb(frame, mode, self.config.jpeg_quality)
+            store = typestore()
+            compressed = store.types[COMPRESSED_IMAGE_TYPE](header=msg.header, format=fmt,
+                                                            data=packed)
+            self.write(topic + COMPRESSED_SUFFIX, COMPRESSED_IMAGE_TYPE, stamp_ns,
+                       store.serialize_cdr(compressed, COMPRESSED_IMAGE_TYPE))
+        self.write_frame(view, stamp_ns, frame)
 
     def write_frame(self, view: str, stamp_ns: int, frame: np.ndarray) -> None:
         """Append a frame to ``<view>.mp4`` (views come from ``config.camera_views``)."""
@@ -317,8 +381,15 @@ class EpisodeRecorder:
         out: dict[str, Any] = {}
         any_gap = False
         names = list(self._types)
-        seen = {(_relative(t, names) or t): (t, s) for t, s in self._streams.items()}
+        seen = {(_relative(t, [*names, *self._rates]) or t): (t, s)
+                for t, s in self._streams.items()}
+        # A camera recorded in its other form (a raw Image passed to write() while the config
+        # says jpeg, or the reverse) is that camera's stream: its declared form is not missing.
+        other = {image_topic(v, a): image_topic(v, b) for v in cfg.camera_views
+                 for a, b in (('raw', 'jpeg'), ('jpeg', 'raw'))}
         for name in sorted(set(names) | set(seen)):
+            if name not in seen and other.get(name) in seen:
+                continue
             topic, stream = seen.get(name, (name, _Stream(self._types.get(name, ''))))
             rate = self._rates.get(name, 0.0)
             entry: dict[str, Any] = {'topic': topic, 'msgtype': stream.msgtype,

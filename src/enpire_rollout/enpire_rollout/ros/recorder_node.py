@@ -67,13 +67,16 @@ class RecorderNode(Node):
     """Records the cell's topics into ``<trial_dir>/{episode/, <view>.mp4, trial.json}``.
 
     Subscribes (cell namespace): camera/<view>/image_raw (sensor_msgs/Image, also encoded to
-        <view>.mp4), state (StateVector), policy/command and command (Command),
+        <view>.mp4; bagged as a CompressedImage on camera/<view>/image_raw/compressed, or
+        as is with bag_images raw), state (StateVector), policy/command and command (Command),
         safety/events (SafetyEvent), verdicts (Verdict), cell_state (CellState), alerts
         (Alert: a reset that paused the cell or needed the fallback);
         recorder/control (std_msgs/String, JSON requests, see the module docstring).
     Publishes: recorder/status (std_msgs/String, JSON, transient local).
     Parameters (see RecorderConfig): camera_views (str[]), control_rate_hz (float, Hz),
-        gap_tolerance (float), gap_factor (float), video_codec (str), chunk_interval_s (s).
+        gap_tolerance (float), gap_factor (float), video_codec (str), chunk_interval_s (s),
+        bag_compression (str: zstd|none), bag_images (str: jpeg|png|raw), jpeg_quality
+        (int, 1..100).
     Messages are stamped with their arrival time on the node's clock (sim time when
     use_sim_time is set), as ros2 bag record does.
     """
@@ -102,9 +105,9 @@ class RecorderNode(Node):
                     status_qos(), raw=True)
                 continue
             view = topic.split('/')[1] if msgtype == IMAGE_TYPE else None
-            # raw: the bag wants the CDR bytes anyway, so nothing is deserialized into a
-            # message and serialized back (a 691 KB frame every tick); the video frame is
-            # decoded straight from those bytes.
+            # raw: the bag wants the CDR bytes anyway (or a compression of the pixels), so
+            # nothing is deserialized into a message and serialized back (a 691 KB frame
+            # every tick); the video frame is decoded straight from those bytes.
             self.create_subscription(
                 _msg_class(msgtype), topic,
                 lambda data, t=resolved, m=msgtype, v=view: self._on_message(data, t, m, v),
