@@ -212,7 +212,7 @@ def test_a_killed_owners_workdir_is_swept_by_the_next_host(spec, tmp_path):
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-    live = tmp_path / 'enpire-policy-1-keep'            # pid 1 runs
+    live = tmp_path / "enpire-policy-1-keep"            # pid 1 runs
     live.mkdir()
     assert killed.is_dir()                              # left behind by the kill
     with PolicyHost(HOLD, spec, SandboxConfig(work_root=str(tmp_path))) as host:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 
@@ -85,3 +87,47 @@ def end_groups(procs: Iterable[subprocess.Popen], first: int = signal.SIGTERM,
         signal_group(proc, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5.0)
+
+
+def owned_tempdir(prefix: str, root: str | None = None) -> str:
+    """A new private temp directory named ``<prefix><this pid>-<random>``, after removing
+    those of ``prefix`` whose owner died (:func:`sweep_dead_owners`, once per process, root
+    and prefix). A SIGKILLed process never runs its cleanup; over a day of faults and
+    respawns its directories would pile up in the temp dir."""
+    root = root or tempfile.gettempdir()
+    if (root, prefix) not in _SWEPT:
+        _SWEPT.add((root, prefix))
+        sweep_dead_owners(root, prefix)
+    return tempfile.mkdtemp(prefix=f'{prefix}{os.getpid()}-', dir=root)
+
+
+_SWEPT: set[tuple[str, str]] = set()
+
+
+def sweep_dead_owners(root: str, prefix: str) -> list[str]:
+    """Remove the directories ``<root>/<prefix><pid>-*`` whose process ``pid`` no longer
+    runs; returns the removed paths. One whose owner runs, or whose name carries no pid, is
+    left alone (a reused pid only delays a removal)."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        owner = entry.name[len(prefix):].split('-', 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+            continue                    # the owner runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue                    # another user's live process
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.path)
+    return removed

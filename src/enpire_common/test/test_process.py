@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from enpire_common.process import die_with_this_process
+from enpire_common.process import die_with_this_process, owned_tempdir, sweep_dead_owners
 
 GET_PDEATHSIG = textwrap.dedent('''
     import ctypes, os
@@ -52,3 +52,20 @@ def test_a_child_subreaper_adopts_its_orphaned_descendants():
     out = subprocess.run([sys.executable, '-c', SUBREAPER], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == 'True'
+
+
+def test_temp_dirs_of_dead_owners_are_swept_and_live_ones_kept(tmp_path):
+    """A SIGKILLed process leaves its temp dir; the next owned_tempdir removes it."""
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()                                     # reaped: its pid runs no more
+    (tmp_path / f'enpire_x_{dead.pid}-abc').mkdir()
+    (tmp_path / f'enpire_x_{dead.pid}-abc' / 'params.yaml').write_text('a: 1')
+    (tmp_path / f'enpire_x_{os.getppid()}-def').mkdir()   # the parent runs
+    (tmp_path / 'enpire_x_old-layout').mkdir()            # no pid: not ours to judge
+    (tmp_path / f'other_{dead.pid}-ghi').mkdir()          # another prefix
+    mine = owned_tempdir('enpire_x_', str(tmp_path))
+    assert os.path.basename(mine).startswith(f'enpire_x_{os.getpid()}-')
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        os.path.basename(mine), f'enpire_x_{os.getppid()}-def', 'enpire_x_old-layout',
+        f'other_{dead.pid}-ghi'])
+    assert sweep_dead_owners(str(tmp_path), 'enpire_x_') == []   # its own dir stays

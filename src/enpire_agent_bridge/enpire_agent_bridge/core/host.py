@@ -29,7 +29,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -56,6 +55,7 @@ from enpire_agent_bridge.core.contract import (
 )
 from enpire_common.confinement import require_confinement
 from enpire_common.errors import PolicyDeadlineError, PolicyFaultError, PolicyRejectedError
+from enpire_common.process import owned_tempdir
 
 _ENV_KEEP = ('PATH', 'PYTHONPATH', 'LD_LIBRARY_PATH')
 _RESPONSE_MAX_BYTES = 1 << 20
@@ -139,43 +139,8 @@ def _finalize(proc: subprocess.Popen[bytes] | None, fds: list[int], workdir: str
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-#: Work directories are named ``enpire-policy-<pid of the host's owner>-<random>``.
+#: Work directories are ``enpire-policy-<pid of the host's owner>-<random>`` (owned_tempdir).
 WORKDIR_PREFIX = 'enpire-policy-'
-_swept: set[str] = set()
-
-
-def sweep_stale_workdirs(root: str | None = None) -> list[str]:
-    """Remove the work directories of owners that died without cleaning up (a SIGKILLed
-    rollout or policy host node never runs its finalizers); returns the removed paths.
-
-    A directory belongs to the process whose pid its name carries; one whose owner still
-    runs, or whose name has no pid (an older layout), is left alone. Over a day of faults
-    each kill would otherwise leave a copy of the policy in the temp dir.
-    """
-    root = root or tempfile.gettempdir()
-    removed = []
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(WORKDIR_PREFIX):
-            continue
-        owner = entry.name[len(WORKDIR_PREFIX):].split('-', 1)[0]
-        if not owner.isdigit() or int(owner) == os.getpid():
-            continue
-        try:
-            os.kill(int(owner), 0)
-            continue                    # the owner runs
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue                    # someone else's live process
-        with contextlib.suppress(OSError):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed.append(entry.path)
-    return removed
 
 
 def hard_deadline_s(deadline_s: float, factor: float, min_s: float) -> float:
@@ -266,11 +231,8 @@ class PolicyHost:
             check_policy_dir(self.policy_dir, SizeLimits(cfg.max_policy_mb, cfg.max_policy_files))
         except ContractError as exc:
             raise PolicyRejectedError(str(exc)) from None
-        root = cfg.work_root or tempfile.gettempdir()
-        if root not in _swept:          # once per process and root
-            _swept.add(root)
-            sweep_stale_workdirs(root)
-        workdir = tempfile.mkdtemp(prefix=f'{WORKDIR_PREFIX}{os.getpid()}-', dir=root)
+        # Named by this process; those of owners that died (SIGKILLed nodes) are swept.
+        workdir = owned_tempdir(WORKDIR_PREFIX, cfg.work_root or None)
         shutil.copytree(self.policy_dir, os.path.join(workdir, 'policy'),
                         ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
         # The only place the confined worker may write (HOME, TMPDIR and its cwd).

@@ -27,10 +27,10 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +39,7 @@ from typing import IO
 
 from enpire_bringup.launcher.parse import InlineParams, LaunchPlan, NodeSpec
 from enpire_bringup.launcher.watchdog import WatchdogLink, signal_all, snapshot
-from enpire_common.process import die_with_this_process, set_child_subreaper
+from enpire_common.process import die_with_this_process, owned_tempdir, set_child_subreaper
 
 #: How often the supervision loop reaps adopted orphans and checks the watchdog.
 _HOUSEKEEPING_S = 2.0
@@ -101,7 +101,8 @@ class Supervisor:
         self._events: queue.Queue[tuple[_Child, subprocess.Popen]] = queue.Queue()
         self._lock = threading.Lock()
         self._stop_signal: int | None = None
-        self._tmp = tempfile.TemporaryDirectory(prefix='enpire_up_')
+        # Parameter files; a supervisor that was SIGKILLed leaves its own, swept by the next.
+        self._tmp = owned_tempdir('enpire_up_')
         self._param_files: dict[InlineParams, str] = {}
         self._failed = False
 
@@ -133,7 +134,7 @@ class Supervisor:
     # -- processes ------------------------------------------------------------------------
     def _params_file(self, block: InlineParams) -> str:
         if block not in self._param_files:
-            path = Path(self._tmp.name, f'params_{len(self._param_files)}.yaml')
+            path = Path(self._tmp, f'params_{len(self._param_files)}.yaml')
             path.write_text(block.as_yaml())
             self._param_files[block] = str(path)
         return self._param_files[block]
@@ -253,7 +254,7 @@ class Supervisor:
             for child in self._children:
                 if child.log_file is not None:
                     child.log_file.close()
-            self._tmp.cleanup()
+            shutil.rmtree(self._tmp, ignore_errors=True)
         return 1 if self._failed else 0
 
     def _alive(self) -> bool:
