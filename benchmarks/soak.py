@@ -291,6 +291,7 @@ class Soak:
             'unreadable_videos': videos['unreadable'], 'videos_checked': videos['checked'],
             'disk_mb': disk_mb, 'mb_per_trial': disk_mb / len(trials) if trials else None,
             'mb_per_hour': disk_mb / (span / 3600.0) if span else None,
+            'fault_outcomes': fault_outcomes(self.events, trials),
             'per_hour': hours, 'retention': self.retention, 'events': self.events,
             'samples': self.samples}
 
@@ -331,6 +332,49 @@ class Soak:
                 'disk_mb': round(last['disk_mb'], 1),
                 'worst_growth': {worst[0]: worst[1]} if worst[0] else {},
                 'growth': growth}
+
+
+NORMAL = ('success', 'failure')
+
+
+def fault_outcomes(events: list[dict[str, Any]], trials: list[Any]) -> dict[str, Any]:
+    """The faults x outcome table: for each injected fault, the trial of its cell it hit (the
+    one under way at that moment, else the next one to start) and the trial after that.
+
+    A fault may cost the trial it hits (``aborted``, with a reason); the next one must be a
+    normal trial (success or failure): that is the recovery the soak asserts.
+    """
+    by_cell: dict[str, list[Any]] = collections.defaultdict(list)
+    for t in trials:
+        by_cell[t.cell].append(t)
+    for ts in by_cell.values():
+        ts.sort(key=lambda t: t.started_at)
+    rows: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e['kind'] != 'fault':
+            continue
+        ts = by_cell.get(e['cell'], [])
+        hit = next((t for t in ts if t.started_at <= e['t'] <= t.ended_at), None)
+        between = hit is None
+        if between:     # between two trials: the next one meets the fault
+            hit = next((t for t in ts if t.started_at > e['t']), None)
+        after = next((t for t in ts if hit is not None and t.started_at > hit.started_at),
+                     None)
+        row = rows.setdefault(f"{e['fault']}-{e['node']}", {
+            'faults': 0, 'hit': collections.Counter(), 'between_trials': 0,
+            'next_normal': 0, 'next_other': collections.Counter(), 'reasons': []})
+        row['faults'] += 1
+        row['between_trials'] += between
+        if hit is not None:
+            row['hit'][hit.outcome] += 1
+            if hit.outcome not in NORMAL and hit.reason and len(row['reasons']) < 3:
+                row['reasons'].append(hit.reason[:160])
+        if after is not None and after.outcome in NORMAL:
+            row['next_normal'] += 1
+        else:
+            row['next_other'][after.outcome if after is not None else 'none'] += 1
+    return {k: {**v, 'hit': dict(v['hit']), 'next_other': dict(v['next_other'])}
+            for k, v in sorted(rows.items())}
 
 
 def du_mb(path: Path) -> float:
@@ -386,6 +430,15 @@ def table(out: dict[str, Any]) -> str:
             f"{h.get('disk_mb', 0):>8.0f}  {worst[1].get('growth_pct_per_hour', '-')} "
             f"{worst[0] or ''}"
             + (f" ({settled[0]} {settled[1]})" if settled else ''))
+    fo = out.get('fault_outcomes') or {}
+    if fo:
+        lines.append('fault                    n  between  hit trial outcomes            '
+                     'next trial normal')
+        for name, r in fo.items():
+            hit = ', '.join(f'{k} {v}' for k, v in sorted(r['hit'].items())) or '-'
+            lines.append(f"{name:<22} {r['faults']:>3} {r['between_trials']:>8}  {hit:<30} "
+                         f"{r['next_normal']}/{r['faults']}"
+                         + (f" (else {r['next_other']})" if r['next_other'] else ''))
     return '\n'.join(lines)
 
 
