@@ -34,10 +34,12 @@ SUBREAPER = textwrap.dedent('''
     import os, subprocess, sys, time
     from enpire_common.process import set_child_subreaper
     assert set_child_subreaper(True)
-    # A child that starts a grandchild and exits at once: the grandchild is orphaned.
+    # A child that starts a grandchild and exits at once: the grandchild is orphaned. (Its
+    # output goes elsewhere: had it kept the child's pipe, run() would wait for its 30 s.)
     mid = subprocess.run([sys.executable, '-I', '-S', '-c',
                           'import subprocess, sys; p = subprocess.Popen([sys.executable, '
-                          '"-I", "-S", "-c", "import time; time.sleep(30)"]); print(p.pid)'],
+                          '"-I", "-S", "-c", "import time; time.sleep(30)"], '
+                          'stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)'],
                          capture_output=True, text=True, check=True)
     orphan = int(mid.stdout)
     with open(f'/proc/{orphan}/stat') as f:
