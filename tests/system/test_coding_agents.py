@@ -49,8 +49,6 @@ def fake_openai(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def improve(cell: Any, agent: str, *args: str, env: dict[str, str] | None = None,
             timeout: float = 400) -> tuple[dict[str, Any], str]:
-    # The bench branches only on the built-in agent vs a coding agent (cli_bench._bench):
-    # one of each covers it; every adapter runs end to end in test_adapter_improves_end_to_end.
     e = {**os.environ, **CREDS, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}",
          'ENPIRE_HOME': str(cell.home), 'STANDIN_TRIALS': '1', 'STANDIN_REPO': str(ROOT),
          **(env or {})}
@@ -282,6 +280,8 @@ def test_bench_agents_writes_a_report_checked_in_chromium(cell: Any, tmp_path: P
     # A minute per agent: a stand-in's first trial (300 Push-T steps, ~22 s on 2 calm cores)
     # must finish inside its budget. 30 s left 8 s to spare, and a busier machine ran out
     # (the trial was cancelled; 'tried' was 0).
+    # The bench branches only on the built-in agent vs a coding agent (cli_bench._bench):
+    # one of each covers it; every adapter runs end to end in test_adapter_improves_end_to_end.
     e = {**os.environ, **CREDS, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}",
          'ENPIRE_HOME': str(cell.home), 'STANDIN_TRIALS': '1'}
     out = subprocess.run([sys.executable, '-m', 'enpire_bringup.cli', 'bench', 'agents',
