@@ -95,6 +95,9 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
 
     ``ENPIRE_MSG_FAULTS`` (testing only) drops and delays what the node's subscriptions
     receive: :mod:`enpire_common.msg_faults`.
+
+    A running node answers ``kill -USR1`` with its threads' stacks and ``kill -USR2`` with a
+    memory report, both in its log (:mod:`enpire_common.diagnostics`).
     """
     import os
     import sys
@@ -105,8 +108,10 @@ def run_node(name: str, factory: Any, argv: list[str] | None = None, *,
     from rclpy.exceptions import ParameterException
     from rclpy.executors import MultiThreadedExecutor
 
+    from enpire_common import diagnostics
     from enpire_common.errors import EnpireError
 
+    diagnostics.install()
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         from enpire_common.msg_faults import install_from_env
