@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from enpire_common.clock import FakeClock
-from enpire_common.errors import ConfigError, UnknownNameError
+from enpire_common.errors import ConfigError, RecordDamagedError, UnknownNameError
 from enpire_rollout.core import bag as bagmod
 from enpire_rollout.core.bag import bag_info, bag_readable, make_bag_writer
 from enpire_rollout.core.config import RecorderConfig
@@ -20,6 +20,7 @@ from enpire_rollout.core.recorder import EpisodeRecorder, MemoryEpisodeWriter, T
 from enpire_rollout.core.records import (
     atomic_write_json,
     list_trials,
+    open_trials,
     read_trial,
     recover_incomplete,
     verify_files,
@@ -253,8 +254,9 @@ CHILD = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.parametrize('isolated', [False, True], ids=['in_process', 'in_a_child'])
 def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_aborted(
-        tmp_path, recorder):
+        tmp_path, recorder, isolated):
     rec, clock = recorder
     trials = tmp_path / 'run' / 'trials'
     first = record_episode(rec, clock, trials / 't1', 20)
@@ -269,7 +271,8 @@ def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_abor
     assert read_trial(trials / 't2')['outcome'] == 'running'
     assert not bag_readable(trials / 't2')
 
-    assert recover_incomplete(tmp_path / 'run') == ['t2']
+    assert open_trials(tmp_path / 'run') == [trials / 't2']
+    assert recover_incomplete(tmp_path / 'run', isolated=isolated) == ['t2']
 
     killed = read_trial(trials / 't2')
     assert killed['outcome'] == 'aborted' and 'recover_incomplete' in killed['reason']
@@ -287,7 +290,24 @@ def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_abor
     assert bag_info(trials / 't1')['topics']['/cell_0/state']['count'] == 20
     assert verify_files(trials / 't1', first) == {}
     assert [r['ids']['trial_id'] for r in list_trials(tmp_path / 'run')] == ['t1', 't2']
-    assert recover_incomplete(tmp_path / 'run') == []
+    assert recover_incomplete(tmp_path / 'run', isolated=isolated) == []
+
+
+def test_a_recovery_child_that_fails_says_so_and_leaves_the_trial_open(tmp_path, recorder,
+                                                                        monkeypatch):
+    rec, clock = recorder
+    trials = tmp_path / 'run' / 'trials'
+    record_episode(rec, clock, trials / 't1', 5)
+    record = read_trial(trials / 't1')
+    record['outcome'] = 'running'
+    record['writer'] = {'host': 'elsewhere', 'pid': 1}        # not this host: gone
+    atomic_write_json(trials / 't1' / 'trial.json', record)
+    assert open_trials(tmp_path / 'run') == [trials / 't1']
+    monkeypatch.setattr(sys, 'executable', '/bin/false')
+    with pytest.raises(RecordDamagedError, match=r'open trial\(s\) t1 failed \(exit 1\); they '
+                                                 r'stay open'):
+        recover_incomplete(tmp_path / 'run', isolated=True)
+    assert read_trial(trials / 't1')['outcome'] == 'running'
 
 
 def test_middleware_bytes_with_trailing_garbage_are_canonicalised_for_strict_readers():

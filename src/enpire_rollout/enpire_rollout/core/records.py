@@ -193,24 +193,14 @@ def writer_alive(record: dict[str, Any]) -> bool:
     return True
 
 
-def recover_incomplete(run_dir: str | Path, *, force: bool = False,
-                       now_unix_s: float | None = None) -> list[str]:
-    """Mark every open trial of a run as ``aborted`` and make its bag readable.
-
-    An open trial (``outcome == 'running'``) whose writer process is still alive on this host
-    is left alone unless ``force``. The bag of an aborted trial is rebuilt from its intact
-    records (:func:`enpire_rollout.core.bag_recover.recover_trial`, no backup kept: a killed
-    writer's file holds nothing more); closed trials are never touched.
-
-    Returns:
-        The trial ids marked aborted.
-    """
-    from enpire_rollout.core.bag_recover import recover_trial
-
-    marked = []
+def open_trials(run_dir: str | Path, *, force: bool = False) -> list[Path]:
+    """The trial dirs of a run that are open (``outcome == 'running'``) and whose writer
+    process is gone (any writer with ``force``): what :func:`recover_incomplete` closes.
+    Reads only trial.json files."""
     base = trials_dir(run_dir)
     if not base.is_dir():
         return []
+    found = []
     for child in sorted(base.iterdir()):
         if not (child / TRIAL_JSON).is_file():
             continue
@@ -218,13 +208,104 @@ def recover_incomplete(run_dir: str | Path, *, force: bool = False,
             record = read_trial(child)
         except (ConfigError, RecordDamagedError):
             continue
-        if record.get('outcome') != OUTCOME_RUNNING or (writer_alive(record) and not force):
-            continue
+        if record.get('outcome') == OUTCOME_RUNNING and (force or not writer_alive(record)):
+            found.append(child)
+    return found
+
+
+def recover_incomplete(run_dir: str | Path, *, force: bool = False,
+                       now_unix_s: float | None = None, isolated: bool = False,
+                       timeout_s: float = 600.0) -> list[str]:
+    """Mark every open trial of a run as ``aborted`` and make its bag readable.
+
+    An open trial (``outcome == 'running'``) whose writer process is still alive on this host
+    is left alone unless ``force``. The bag of an aborted trial is rebuilt from its intact
+    records (:func:`enpire_rollout.core.bag_recover.recover_trial`, no backup kept: a killed
+    writer's file holds nothing more); closed trials are never touched.
+
+    ``isolated``: rebuild the bags in a child process (``python -m
+    enpire_rollout.core.records``), as a long-lived node does. A rebuild reads and rewrites a
+    whole bag, from disk and of any size: in a node that runs for days its transient buffers
+    would stay in the heap (measured: 1-9 MB of the rollout node's memory per killed
+    recorder), and a bag that breaks the reader must not take the node down. Without open
+    trials no child is started.
+
+    Returns:
+        The trial ids marked aborted.
+
+    Raises:
+        RecordDamagedError: ``isolated`` and the child failed or ran past ``timeout_s``; the
+            trials stay open and the next call tries again.
+    """
+    todo = open_trials(run_dir, force=force)
+    if not todo:
+        return []
+    if isolated:
+        return _recover_in_child(todo, now_unix_s, timeout_s)
+    return _recover(todo, now_unix_s)
+
+
+def _recover(trial_dirs: list[Path], now_unix_s: float | None) -> list[str]:
+    from enpire_rollout.core.bag_recover import recover_trial
+
+    marked = []
+    for child in trial_dirs:
         try:
             result = recover_trial(child, now_unix_s=now_unix_s, backup=False, force=True,
                                    allow_empty=True, recovered_by='recover_incomplete')
         except RecordDamagedError:
             continue   # nothing intact in its bag: left for `enpire bag recover` to report
         if result['record']['marked_aborted']:
-            marked.append(record['ids'].get('trial_id', child.name))
+            marked.append(_trial_id(child))
     return marked
+
+
+def _trial_id(trial_dir: Path) -> str:
+    try:
+        return str((read_trial(trial_dir).get('ids') or {}).get('trial_id') or trial_dir.name)
+    except (ConfigError, RecordDamagedError):
+        return trial_dir.name
+
+
+def _recover_in_child(trial_dirs: list[Path], now_unix_s: float | None,
+                      timeout_s: float) -> list[str]:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, '-m', 'enpire_rollout.core.records']
+    if now_unix_s is not None:
+        cmd += ['--now', repr(now_unix_s)]
+    cmd += [str(d) for d in trial_dirs]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise RecordDamagedError(f'recovering {len(trial_dirs)} open trial(s) took more than '
+                                 f'{timeout_s:.0f} s; they stay open') from exc
+    try:
+        if proc.returncode != 0:
+            raise ValueError
+        return list(json.loads(proc.stdout.strip().splitlines()[-1])['marked'])
+    except (ValueError, KeyError, IndexError, TypeError):
+        tail = (proc.stderr or proc.stdout).strip()[-600:]
+        raise RecordDamagedError(
+            f'recovering open trial(s) {", ".join(d.name for d in trial_dirs)} failed (exit '
+            f'{proc.returncode}); they stay open: {tail}') from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m enpire_rollout.core.records [--now T] TRIAL_DIR...``: close these open
+    trials as :func:`recover_incomplete` does; prints ``{"marked": [...]}`` on its last line.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__.split(':', 1)[1].strip())
+    ap.add_argument('--now', type=float, default=None)
+    ap.add_argument('trial_dirs', nargs='+', type=Path)
+    args = ap.parse_args(argv)
+    print(json.dumps({'marked': _recover(args.trial_dirs, args.now)}))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

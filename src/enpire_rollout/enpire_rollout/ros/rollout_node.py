@@ -192,10 +192,7 @@ class RolloutNode(Node):
         self._check_confinement(bool(goal.allow_unconfined))
         revision_id, revision_dir = self._resolve_revision(goal)
         experiment = goal.experiment_id or 'default'
-        from enpire_rollout.core.records import recover_incomplete
-
-        for trial_id in recover_incomplete(self.home / experiment, now_unix_s=time.time()):
-            self.get_logger().warning(f'trial {trial_id} was left open by a crash: aborted')
+        self._recover_open(experiment, 'a crash')
         try:
             self.controller.load(revision_id, str(revision_dir))
         except EnpireError as err:
@@ -267,16 +264,30 @@ class RolloutNode(Node):
         """A recorder that died mid-trial (its respawned successor knows nothing of it) left
         the trial's record open: close it now (``aborted``, its bag made readable) rather
         than at the experiment's next goal, so no reader sees it running meanwhile."""
-        from enpire_rollout.core.records import read_trial, recover_incomplete
+        from enpire_rollout.core.records import read_trial
 
         try:
             if read_trial(record.record_dir).get('outcome') != 'running':
                 return
         except EnpireError:
             return
-        for trial_id in recover_incomplete(self.home / experiment, now_unix_s=time.time()):
-            self.get_logger().warning(f'trial {trial_id} was left open by its recorder: '
-                                      'aborted')
+        self._recover_open(experiment, 'its recorder')
+
+    def _recover_open(self, experiment: str, by: str) -> None:
+        """Close the experiment's open trials whose writer is gone (aborted, bags made
+        readable), in a child process: a bag rebuild's buffers stay out of this long-lived
+        node, and a bag that breaks the reader cannot take it down. A failed rebuild is
+        logged; those trials stay open and the next goal tries again."""
+        from enpire_rollout.core.records import recover_incomplete
+
+        try:
+            marked = recover_incomplete(self.home / experiment, now_unix_s=time.time(),
+                                        isolated=True)
+        except EnpireError as err:
+            self.get_logger().error(str(err))
+            return
+        for trial_id in marked:
+            self.get_logger().warning(f'trial {trial_id} was left open by {by}: aborted')
 
     def _check_confinement(self, allow: bool) -> None:
         """Refuse (UnconfinedError) to run policy code unconfined unless allowed."""
