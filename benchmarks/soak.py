@@ -13,8 +13,14 @@ been called). The soak resumes a paused cell, as that person would, and goes on.
 Reported per hour (JSON on stdout with ``--json``, a table on stderr; progress on stderr):
 - trials completed, successes, MRU per cell and mean (busy trial time / wall time);
 - interventions needed (the goal: 0), faults injected;
-- memory growth per process (RSS, % per hour, per process life), open file descriptors,
-  Fast DDS shared-memory segments in /dev/shm and their bytes, disk use of the home;
+- memory growth per process (% per hour, per process life) of its own memory: RSS less
+  the pages of shared-memory files it maps (``RssShmem``), which are Fast DDS's transport
+  segments. A reader of camera frames touches more and more of its writer's fixed-size
+  segment (64 MB, config/dds/fastdds_cameras.xml) as frames that a killed peer pinned
+  push the writer to new buffers; those pages are counted in every reader's RSS, but they
+  are one shared segment of bounded size, not a process's growth. RSS and the shared pages
+  are reported beside it. Also: open file descriptors, Fast DDS shared-memory segments in
+  /dev/shm and their bytes, disk use of the home;
 - MB per trial and per hour;
 - integrity of every trial: trial.json, file hashes, the bag read by two readers, every MP4
   decoded (:func:`enpire_bringup.faults.check_experiment` + OpenCV); lost or unreadable
@@ -145,6 +151,8 @@ class Soak:
     def sample(self, launch_pid: int) -> None:
         import psutil
 
+        from enpire_common.diagnostics import memory_status
+
         me = psutil.Process()
         procs = []
         try:
@@ -158,7 +166,9 @@ class Soak:
                 name = next((Path(a).name for a in cmd[1:2] if a), p.name())
                 ns = next((a.split(':=/', 1)[1] for a in cmd if a.startswith('__ns:=/')), '')
                 rows.append({'pid': p.pid, 'name': f'{ns}/{name}' if ns else name,
-                             'rss_mb': p.memory_info().rss / 1e6, 'fds': p.num_fds()})
+                             'rss_mb': p.memory_info().rss / 1e6,
+                             'shmem_mb': memory_status(p.pid).get('RssShmem', 0.0),
+                             'fds': p.num_fds()})
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         shm = [e for e in os.scandir('/dev/shm') if e.name.startswith('fastrtps_')]
@@ -300,26 +310,32 @@ class Soak:
         rows = [s for s in self.samples if a <= s['t'] <= b + 1.0]
         if not rows:
             return {}
-        lives: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+        # (t, own MB, RSS MB, shared-memory MB) per process life; own = RSS - shared.
+        lives: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
         for s in rows:
             for p in s['procs']:
-                lives.setdefault((p['name'], p['pid']), []).append((s['t'], p['rss_mb'],
-                                                                    p['fds']))
+                shmem = p.get('shmem_mb', 0.0)
+                lives.setdefault((p['name'], p['pid']), []).append(
+                    (s['t'], p['rss_mb'] - shmem, p['rss_mb'], shmem))
         growth = {}
         for (name, pid), pts in lives.items():
             if len(pts) < 2 or pts[-1][0] - pts[0][0] < 60.0:
                 continue
-            (t0, r0, _), (t1, r1, _) = pts[0], pts[-1]
+            (t0, r0, rss0, sh0), (t1, r1, rss1, sh1) = pts[0], pts[-1]
             growth[f'{name}[{pid}]'] = row = {
-                'rss_mb': [round(r0, 1), round(r1, 1)],
+                'own_mb': [round(r0, 1), round(r1, 1)],
+                'rss_mb': [round(rss0, 1), round(rss1, 1)],
+                'shmem_mb': [round(sh0, 1), round(sh1, 1)],
                 'growth_pct_per_hour': round(100.0 * (r1 - r0) / max(r0, 1e-6)
-                                             / ((t1 - t0) / 3600.0), 2)}
+                                             / ((t1 - t0) / 3600.0), 2),
+                'rss_growth_pct_per_hour': round(100.0 * (rss1 - rss0) / max(rss0, 1e-6)
+                                                 / ((t1 - t0) / 3600.0), 2)}
             # A process's first minutes are warm-up (imports, first trial's buffers, the
             # allocator's pools): its growth after WARMUP_S says whether it leaks, in a run
             # shorter than the hours the per-hour rows need.
             settled = [pt for pt in pts if pt[0] - pts[0][0] >= WARMUP_S]
             if len(settled) >= 2 and settled[-1][0] - settled[0][0] >= 60.0:
-                (u0, q0, _), (u1, q1, _) = settled[0], settled[-1]
+                (u0, q0, _, _), (u1, q1, _, _) = settled[0], settled[-1]
                 row['settled_pct_per_hour'] = round(100.0 * (q1 - q0) / max(q0, 1e-6)
                                                     / ((u1 - u0) / 3600.0), 2)
         worst = max(growth.items(), key=lambda kv: kv[1]['growth_pct_per_hour'],
@@ -418,7 +434,7 @@ def table(out: dict[str, Any]) -> str:
              f"disk {out['disk_mb']:.0f} MB; {out['mb_per_trial'] or 0:.2f} MB/trial; "
              f"{out['mb_per_hour'] or 0:.0f} MB/hour",
              'hour  min  trials  MRU    faults  interv  RSS MB  maxfds  shm(n/MB)  disk MB  '
-             'worst growth %/h (after warm-up %/h)']
+             'worst own-memory growth %/h (after warm-up %/h)']
     for h in out['per_hour']:
         worst = next(iter(h.get('worst_growth', {}).items()), (None, {}))
         settled = max(((v['settled_pct_per_hour'], k) for k, v in h.get('growth', {}).items()
