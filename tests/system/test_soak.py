@@ -36,4 +36,8 @@ def test_a_six_minute_soak_with_faults_needs_no_intervention(tmp_path: Path) -> 
     assert hour['trials'] == out['trials'] and 0.0 < hour['mru_mean'] <= 1.0, hour
     for key in ('rss_total_mb', 'max_fds', 'shm_files', 'disk_mb', 'growth'):
         assert key in hour, hour
+    # Growth is of a process's own pages; RSS and its shared-memory pages are beside it.
+    row = next(iter(hour['growth'].values()))
+    assert {'own_mb', 'rss_mb', 'shmem_mb', 'growth_pct_per_hour'} <= set(row), row
+    assert row['own_mb'][0] <= row['rss_mb'][0], row
     assert out['mb_per_trial'] > 0 and out['retention'], out['retention']
