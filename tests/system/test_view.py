@@ -239,8 +239,22 @@ def test_the_dashboard_follows_a_live_improve_run_in_headless_chromium(sim_cell,
                 time.sleep(1.0)
                 first = seen()
             browser.screenshot(shots / 'first.png')
-            time.sleep(20.0)
+            # Until the page has had 10 more updates, a new frame and a new curve point (the
+            # next trial's end: about 20 s on a calm machine), and the dashboard 40 updates,
+            # some of them dropped for the stalled client: polled, so a loaded machine only
+            # takes longer.
+            end = time.monotonic() + 180
+
+            def moved(second: dict[str, Any]) -> bool:
+                stats = dash.stats()
+                return (second['u'] > first['u'] + 10 and second['f'] != first['f']
+                        and second['p'] > first['p'] and max(stats['dropped']) > 0
+                        and stats['updates'] >= 40)
+
             second = seen()
+            while not moved(second) and time.monotonic() < end:
+                time.sleep(1.0)
+                second = seen()
             browser.screenshot(shots / 'second.png')
             assert second['u'] > first['u'] + 10, (first['u'], second['u'])
             assert second['f'] != first['f'], 'the camera frame did not change'
