@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,7 @@ class Probe:
     """
 
     def __init__(self, node) -> None:
+        self.node = node
         self.reset_client = ActionClient(node, ResetCell, 'reset_cell')
         self.gt_client = node.create_client(GetGroundTruth, 'sim/ground_truth')
 
@@ -89,6 +91,22 @@ def test_reset_with_the_same_seed_twice_gives_the_same_verified_start(cell):
     assert abs(first.observed_pose[1] - truth_a.object_pose[1]) < 6.0
     assert truth_a.coverage < 0.95
     assert proc.poll() is None
+
+
+def test_every_node_of_the_cell_has_a_name_of_its_own(cell):
+    # The launch names each process's node with a global remap (__node:=...), which also
+    # renames any helper node the process makes, unless that node remaps its own name.
+    probe, _ = cell
+    want = {'push_t_cell', 'verifier', 'reset_server', 'safety_supervisor', 'recorder',
+            'rollout', 'rollout_listener', 'markers'}
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        names = [n for n, ns in probe.node.get_node_names_and_namespaces() if ns == '/cell_7']
+        if want <= set(names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert want <= set(names), sorted(names)
+    assert sorted(names) == sorted(set(names)), sorted(names)
 
 
 def test_an_unknown_strategy_is_refused_with_a_did_you_mean_and_the_server_lives_on(cell):

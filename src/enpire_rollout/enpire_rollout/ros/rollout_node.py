@@ -325,8 +325,13 @@ class _Listener:
         from enpire_common.ros import make_fast_executor
 
         self._context = owner.context
-        self.node = Node(f'{owner.get_name()}_listener', namespace=owner.get_namespace(),
-                         context=owner.context)
+        # A launch names the process's node with a global remap (__node:=rollout), which
+        # renames every node of the process: without a remap of its own this one would be a
+        # second /<cell>/rollout in the graph, sharing its rosout publisher (rcl warns, and
+        # the rollout's logs stop reaching /rosout when either is destroyed).
+        name = f'{owner.get_name()}_listener'
+        self.node = Node(name, namespace=owner.get_namespace(), context=owner.context,
+                         cli_args=['--ros-args', '-r', f'__node:={name}'])
         self._executor = make_fast_executor(context=owner.context)
         self._executor.add_node(self.node)
         self._stop = threading.Event()
