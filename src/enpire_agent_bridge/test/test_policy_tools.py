@@ -121,6 +121,31 @@ def test_a_slow_tool_counts_against_the_act_deadline(task, scene):
         assert not host.alive
 
 
+def test_a_late_tool_is_late_even_when_the_worker_answers_before_the_host_looks(
+        task, scene, monkeypatch):
+    # What a loaded machine did in CI: the host thread was preempted after it sent the
+    # tool's answer, the worker replied meanwhile, and the reader (which checks the clock
+    # only when it must wait) took the late action. The pause after the write makes it so.
+    from enpire_agent_bridge.core import host as host_module
+
+    write = host_module.ipc.write_deadline
+
+    def write_then_pause(fd, bufs, end_s):
+        write(fd, bufs, end_s)
+        time.sleep(0.3)
+
+    def slow(name, args, arrays):
+        time.sleep(0.3)
+        return {'found': False}, {}
+    spec = spec_for(task, 'raw').with_deadline(0.2)
+    with PolicyHost(POLICY, spec, tools=slow) as host:
+        host.reset(0)
+        monkeypatch.setattr(host_module.ipc, 'write_deadline', write_then_pause)
+        with pytest.raises(PolicyDeadlineError, match='did not return within 200 ms'):
+            host.act(spec.example_observation(image_top=scene))
+        assert not host.alive
+
+
 def test_run_tool_turns_bad_answers_into_tool_errors():
     stats = ToolStats()
     kind, meta, _ = run_tool(lambda n, a, r: ({'x': object()}, {}), stats, 'bad', {}, {})

@@ -458,6 +458,12 @@ class PolicyHost:
             while kind == 'tool' and what == 'act':
                 answer = policy_tools.run_tool(self.tools, self.tool_stats, meta.get('name'),
                                                meta.get('args'), arrays)
+                # The tool ran here, on the act's clock. Past the deadline the act is late
+                # whatever follows: the reader below checks the clock only when it must wait,
+                # so a worker quick to answer (a loaded machine that ran it before this
+                # thread came back) would have had a late action accepted.
+                if time.monotonic() >= end_s:
+                    raise ipc.FrameTimeoutError('a tool call ran past the deadline')
                 ipc.write_deadline(self._req_w, ipc.encode(*answer), end_s)
                 kind, meta, arrays = self._reader.read(end_s)
                 self._count_denials(meta.get('denials'))
