@@ -165,10 +165,11 @@ class Soak:
                 cmd = p.cmdline()
                 name = next((Path(a).name for a in cmd[1:2] if a), p.name())
                 ns = next((a.split(':=/', 1)[1] for a in cmd if a.startswith('__ns:=/')), '')
+                # RSS and its shared-memory part from one read, in the same units.
+                st = memory_status(p.pid)
                 rows.append({'pid': p.pid, 'name': f'{ns}/{name}' if ns else name,
-                             'rss_mb': p.memory_info().rss / 1e6,
-                             'shmem_mb': memory_status(p.pid).get('RssShmem', 0.0),
-                             'fds': p.num_fds()})
+                             'rss_mb': st.get('VmRSS', p.memory_info().rss / 1e6),
+                             'shmem_mb': st.get('RssShmem', 0.0), 'fds': p.num_fds()})
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         shm = [e for e in os.scandir('/dev/shm') if e.name.startswith('fastrtps_')]

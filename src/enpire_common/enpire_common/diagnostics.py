@@ -33,14 +33,15 @@ _last_snapshot: Any = None
 
 def memory_status(pid: int | str = 'self') -> dict[str, float]:
     """``VmRSS`` and its parts (``RssAnon``, ``RssFile``, ``RssShmem``) of /proc/<pid>/status,
-    in MB; empty where unreadable (not Linux, a process gone)."""
+    in MB of 10^6 bytes (as psutil's ``rss / 1e6``: the kernel's kB are KiB); empty where
+    unreadable (not Linux, a process gone)."""
     out: dict[str, float] = {}
     try:
         with open(f'/proc/{pid}/status') as f:
             for line in f:
                 key, _, rest = line.partition(':')
                 if key in ('VmRSS', 'RssAnon', 'RssFile', 'RssShmem'):
-                    out[key] = int(rest.split()[0]) / 1e3
+                    out[key] = int(rest.split()[0]) * 1024 / 1e6
     except (OSError, ValueError, IndexError):
         return {}
     return out
