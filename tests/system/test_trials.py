@@ -93,6 +93,11 @@ def test_scripted_trials_report_wilson_interval_and_leave_verifiable_records(cel
         assert record['files'] and verify_files(trial_dir, record) == {}
         # The policy host's counters for the episode (acts late in wall time, re-sends).
         assert set(record['controller']) == {'late_acts', 'resent_commands'}, record
+        # The lockstep cell stood still on the tick of the verdict that ended the episode
+        # (a checkpoint): the episode is ticks 0..steps, whatever the verifier's latency.
+        streams = record['streams']
+        assert (streams['state']['count'], streams['command']['count']) == (
+            record['steps'] + 1, record['steps']), streams
 
 
 def test_the_scripted_experiment_exports_as_a_lerobot_dataset_of_its_bags(cell, tmp_path) -> None:

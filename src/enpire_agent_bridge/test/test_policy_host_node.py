@@ -169,3 +169,59 @@ def test_a_host_waiting_for_a_tick_sends_its_command_again(ros):
     assert not threading.Event().wait(0.5)
     assert len(cell.commands) == count, 'nothing is sent again outside an episode'
     assert node.resent_commands == sent
+
+
+def test_a_checkpointed_episode_starts_on_its_first_tick_and_holds_until_resumed(ros):
+    # A lockstep cell stands still on the tick the rollout verifies: the host does not act
+    # on a checkpoint until the rollout resumes it, and the episode's first act is on the
+    # reset's tick 0, never on a state left from the episode before.
+    cell = Cell(ros)
+    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
+    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
+                     gated=True, resend_after_s=0.2)
+    wait_until(lambda: cell.node.count_subscribers('state') >= 1
+               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+
+    def send(**req):
+        control.publish(String(data=json.dumps({'revision_id': 'rev-hold', 'episode': 'e1',
+                                                **req})))
+
+    def quiet() -> list[int]:
+        """The ticks commanded so far (re-sends counted once), after 0.6 s: longer than the
+        0.2 s re-send watchdog, so an act that was coming has come."""
+        assert not threading.Event().wait(0.6)
+        return sorted({c.tick for c in cell.commands})
+
+    def acted(tick: int) -> None:
+        wait_until(lambda: any(c.tick == tick for c in cell.commands), 10.0,
+                   f'command for tick {tick}')
+
+    cell.tick(7, (100.0, 200.0))    # the last state of the episode before the reset
+    wait_until(lambda: node._latest_state is not None, 10.0, 'the old state')
+    send(op='start', seed=3, first_tick=0, hold_from=0, hold_every=2, hold_at=5)
+    wait_until(lambda: node.state == 'running', 10.0, 'running')
+    assert quiet() == [], 'no act on a state from before the reset'
+    cell.tick(0, (10.0, 20.0))
+    acted(0)
+    cell.tick(1, (11.0, 20.0))
+    acted(1)
+    cell.tick(2, (12.0, 20.0))      # a checkpoint: held
+    assert quiet() == [0, 1]
+    # meanwhile the command for tick 1 goes again (whoever lost tick 2's state gets it again)
+    assert node.resent_commands >= 1
+    send(op='resume', tick=2)
+    acted(2)
+    np.testing.assert_array_equal(
+        next(c.action for c in cell.commands if c.tick == 2), [12.0, 20.0])
+    send(op='resume', tick=2)       # a repeated resume changes nothing
+    cell.tick(3, (13.0, 20.0))
+    acted(3)
+    cell.tick(4, (14.0, 20.0))
+    assert quiet() == [0, 1, 2, 3]
+    send(op='resume', tick=4)
+    acted(4)
+    cell.tick(5, (15.0, 20.0))      # hold_at: the step limit
+    assert quiet() == [0, 1, 2, 3, 4]
+    send(op='stop')
+    wait_until(lambda: node.state == 'ready', 10.0, 'the episode to stop')
+    assert quiet() == [0, 1, 2, 3, 4]

@@ -42,6 +42,22 @@ def test_a_policy_that_solves_every_seed_succeeds_every_trial():
     assert summary.trials[0].steps == 15
 
 
+def test_the_controller_holds_at_each_verdict_and_goes_on_only_after_a_failing_one():
+    # A lockstep cell stands still on the tick a verdict judges: the runner names those
+    # ticks (every verify period, and the step limit), releases the cell after each verdict
+    # that is not a success, and never after the one that ends the episode.
+    runner, _, controller, verifier, _ = make_runner(solve_steps=lambda s: 12)
+    (trial,) = run(runner, [1], max_episode_steps=40).trials
+    assert trial.outcome == 'success' and trial.steps == 15
+    assert (controller.checkpoints.every, controller.checkpoints.last) == (5, 40)
+    # verdicts at steps 5, 10 (resumed after each), 15 (success: held), then the final one
+    assert verifier.calls == 4 and controller.resumes == 2
+    runner, _, controller, verifier, _ = make_runner(solve_steps=lambda s: None)
+    (trial,) = run(runner, [1], max_episode_steps=12).trials
+    assert trial.outcome == 'failure' and trial.steps == 12
+    assert controller.resumes == 2    # after steps 5 and 10, not after the step limit
+
+
 def test_an_unsolved_episode_ends_as_failure_at_the_step_limit():
     runner, *_ = make_runner(solve_steps=lambda s: None)
     summary = run(runner, [4], max_episode_steps=30)
@@ -243,10 +259,10 @@ def test_a_verifier_that_does_not_answer_aborts_only_its_trial_and_the_run_goes_
     controller = FakeController(clock)
 
     class DeadOnce(FakeVerifier):
-        def verify(self):
+        def verify(self, not_before_s=None):
             if controller.seed == 2:    # the verifier was SIGKILLed during this trial
                 raise EnpireTimeoutError('verify_success did not answer within 10.0 s')
-            return super().verify()
+            return super().verify(not_before_s)
 
     runner = TrialRunner(cell=FakeCell(), controller=controller, verifier=DeadOnce(controller),
                          recorder=None, clock=clock, control_rate_hz=10.0)

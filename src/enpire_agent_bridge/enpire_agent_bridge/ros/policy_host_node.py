@@ -53,6 +53,13 @@ class PolicyHostNode(Node):
             opens an episode (acting at once on the newest state), ``{op: stop, episode}``
             closes it. Messages for another revision are ignored. With ``gated`` false the
             host acts on every new tick without episodes.
+            Checkpoints (a lockstep cell, whose clock the rollout follows): a start with
+            ``first_tick`` acts first on that tick (never on a state left from before the
+            reset); with ``hold_every``/``hold_from``/``hold_at`` the host does not act on
+            ticks ``hold_from + k * hold_every`` (k >= 1) and ``hold_at`` until ``{op:
+            resume, episode, tick}`` releases them, so the cell stands still on the tick the
+            rollout verifies: where an episode ends and what its verdicts see do not depend
+            on how fast the verifier answers.
     Parameters (see PolicyHostNodeConfig): ``revision_dir`` (str), ``revision_id`` (str),
         ``task`` (str), ``task_file`` (str path), ``deadline_margin_s`` (s, <0 = contract),
         ``warmup_timeout_s`` (s), ``max_image_age_s`` (s), ``log_dir`` (str),
@@ -93,6 +100,9 @@ class PolicyHostNode(Node):
         self._latest_state: StateVector | None = None
         self._episode = ''
         self._fault_reason = ''
+        self._first_tick: int | None = None     # a checkpointed episode acts first on this
+        self._hold: tuple[int, int, int] | None = None   # (hold_from, hold_every, hold_at)
+        self._released = -1                     # checkpoints up to this tick are released
         self.late_acts = 0
         self._retry_index = 0
         # Loss recovery (PolicyHostNodeConfig.resend_after_s).
@@ -143,6 +153,8 @@ class PolicyHostNode(Node):
         with self._lock:
             last = self._last_cmd
             if (self.state != ('running' if cfg.gated else 'ready') or last is None
+                    # (held at a checkpoint too: the rollout may have lost that tick's
+                    # state, and the cell publishes it again on the re-sent command)
                     or last.tick != self._last_tick
                     or time.monotonic() - self._last_cmd_s < cfg.resend_after_s):
                 return
@@ -181,45 +193,74 @@ class PolicyHostNode(Node):
                 self._publish_status('fault', self._fault_reason, episode=episode)
                 return
             if op == 'stop':
-                self._episode = ''
-                self._last_cmd = None
-                if self.state == 'running':
-                    self.state = 'ready'
-                self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts,
-                                     resent_commands=self.resent_commands,
-                                     **self.host.tool_stats.take(),
-                                     confinement=self._confinement(),
-                                     sandbox_denials=self.host.take_denials())
+                self._stop(episode)
                 return
-            if op != 'start':
+            if op == 'resume':
+                if self.state != 'running' or episode != self._episode:
+                    return
+                self._released = max(self._released, _int(req.get('tick'), -1))
+                latest = self._pending
+            elif op == 'start':
+                if not self._start(req, episode):
+                    return
+                latest = self._latest_state
+            else:
                 self.get_logger().error(f'policy/control: unknown op {op!r}')
                 return
-            if self.state == 'running' and episode == self._episode:
-                # A resent start (the first was not acknowledged in time): same episode, the
-                # policy was already reset; just acknowledge again.
-                self._publish_status('running', '', episode=episode)
-                return
-            seed = req.get('seed')
-            retry_index = int(req.get('retry_index') or 0)
-            # The callback is the only broad catch: a policy raising in reset() ends in a fault
-            # status, never in an exception inside the executor. A pass@k retry keeps the
-            # policy's state (no reset): it sees retry_index in its observation instead.
-            try:
-                if not retry_index:
-                    self.host.reset(None if seed is None else int(seed))
-            except PolicyError as exc:
-                self._fault(exc, episode=episode)
-                return
-            self._retry_index = retry_index
-            self._episode, self.state, self._last_tick = episode, 'running', None
-            self.late_acts = self.resent_commands = 0
-            self.host.tool_stats.take()           # this episode's tool calls only
-            self._pending = None
-            self._last_cmd = None
-            self._publish_status('running', '', episode=episode)
-            latest = self._latest_state
         if latest is not None:
             self._try_act(latest)
+
+    def _stop(self, episode: str) -> None:
+        self._episode = ''
+        self._hold = self._first_tick = None
+        self._last_cmd = None
+        if self.state == 'running':
+            self.state = 'ready'
+        self._publish_status('stopped', '', episode=episode, late_acts=self.late_acts,
+                             resent_commands=self.resent_commands,
+                             **self.host.tool_stats.take(),
+                             confinement=self._confinement(),
+                             sandbox_denials=self.host.take_denials())
+
+    def _start(self, req: dict, episode: str) -> bool:
+        """Open ``episode`` (under the lock); False when there is nothing to act on."""
+        if self.state == 'running' and episode == self._episode:
+            # A resent start (the first was not acknowledged in time): same episode, the
+            # policy was already reset; just acknowledge again.
+            self._publish_status('running', '', episode=episode)
+            return False
+        seed = req.get('seed')
+        retry_index = _int(req.get('retry_index'), 0)
+        # The callback is the only broad catch: a policy raising in reset() ends in a fault
+        # status, never in an exception inside the executor. A pass@k retry keeps the
+        # policy's state (no reset): it sees retry_index in its observation instead.
+        try:
+            if not retry_index:
+                self.host.reset(None if seed is None else int(seed))
+        except PolicyError as exc:
+            self._fault(exc, episode=episode)
+            return False
+        self._retry_index = retry_index
+        self._episode, self.state, self._last_tick = episode, 'running', None
+        first = req.get('first_tick')
+        self._first_tick = _int(first, 0) if first is not None else None
+        every = _int(req.get('hold_every'), 0)
+        self._hold = ((_int(req.get('hold_from'), 0), every, _int(req.get('hold_at'), -1))
+                      if every > 0 or req.get('hold_at') is not None else None)
+        self._released = -1
+        self.late_acts = self.resent_commands = 0
+        self.host.tool_stats.take()           # this episode's tool calls only
+        self._pending = None
+        self._last_cmd = None
+        self._publish_status('running', '', episode=episode)
+        return True
+
+    def _held(self, tick: int) -> bool:
+        """Whether ``tick`` is a checkpoint not yet released (under the lock)."""
+        if self._hold is None or tick <= self._released:
+            return False
+        start, every, at = self._hold
+        return tick == at or (every > 0 and tick > start and (tick - start) % every == 0)
 
     def _try_act(self, state: StateVector) -> None:
         with self._lock:
@@ -227,6 +268,12 @@ class PolicyHostNode(Node):
                 return
             tick = int(state.tick)
             if self._last_tick is not None and tick == self._last_tick:
+                return
+            if self._last_tick is None and self._first_tick is not None \
+                    and tick != self._first_tick:
+                return    # a state from before the reset: the episode's own comes next
+            if self._held(tick):
+                self._pending = state    # the rollout verifies this tick; resume acts on it
                 return
             image = self._frames.for_state(state)
             if image is None:
@@ -276,6 +323,15 @@ class PolicyHostNode(Node):
         if self.state != 'fault':
             self.state = 'closed'
         super().destroy_node()
+
+
+
+def _int(value: object, default: int) -> int:
+    """An integer field of a control message (``default`` when absent or not a number)."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,7 @@ class VerifierNode(Node):
             views = list(req.views) or list(self.verifier.reset_views if req.goal == 'reset'
                                             else self.verifier.views)
             now = ros_time_s(self)
-            images = {}
+            images, stamps = {}, []
             with self._lock:
                 frames = dict(self._frames)
             for view in views:
@@ -137,6 +137,7 @@ class VerifierNode(Node):
                         f'{self._frame_counts.get(view, 0)} frames so far); the camera '
                         'stalled')
                 images[view] = verifier_image(_image_msg(data, view))
+                stamps.append(_cdr_stamp_s(data))
             result = self.verifier.verify(
                 images, req.goal or 'success',
                 list(req.expected_pose) if len(req.expected_pose) else None,
@@ -154,6 +155,7 @@ class VerifierNode(Node):
             res.invalid = bool(result.invalid)
             res.verdicts = [verdict_to_msg(v) for v in result.verdicts]
             res.stages = list(result.stages)
+            res.frame_stamps_s = stamps
             res.error_code, res.error_msg = OK, ''
             for v in res.verdicts:
                 self.verdict_pub.publish(v)

@@ -7,7 +7,13 @@ from typing import Any
 
 from enpire_common.clock import FakeClock
 from enpire_common.errors import EnpireTimeoutError, PolicyFaultError, ResetFailedError
-from enpire_rollout.core.trial import Progress, ResetInfo, TrialRecord, VerifyOutcome
+from enpire_rollout.core.trial import (
+    Checkpoints,
+    Progress,
+    ResetInfo,
+    TrialRecord,
+    VerifyOutcome,
+)
 
 
 class FakeCell:
@@ -58,8 +64,11 @@ class FakeController:
         self.episodes: list[int] = []
         self.retries: list[tuple[int, int]] = []   # (seed, retry_index) of pass@k retries
         self._carried = 0   # steps of the earlier attempts at the current subtask
+        self.checkpoints: Checkpoints | None = None
+        self.resumes = 0
 
-    def start_episode(self, seed: int, retry_index: int = 0) -> None:
+    def start_episode(self, seed: int, retry_index: int = 0,
+                      checkpoints: Checkpoints | None = None) -> None:
         """A retry (``retry_index`` > 0) goes on from the scene as it is: its steps count
         towards ``solve_steps`` together with the earlier attempts' (progress is kept)."""
         if seed in self.start_fault_seeds:
@@ -71,6 +80,10 @@ class FakeController:
             self._carried = 0
         self.seed, self.steps, self.running = seed, 0, True
         self.episodes.append(seed)
+        self.checkpoints = checkpoints
+
+    def resume(self) -> None:
+        self.resumes += 1
 
     def poll(self, timeout_s: float) -> Progress:
         assert self.running, 'poll() outside an episode'
@@ -106,7 +119,7 @@ class FakeVerifier:
         self.stages = stages or (lambda _steps: ())
         self.calls = 0
 
-    def verify(self) -> VerifyOutcome:
+    def verify(self, not_before_s: float | None = None) -> VerifyOutcome:
         self.calls += 1
         if self.controller.seed in self.unreadable_seeds:   # the camera cannot see the object
             view = {'view': 'top', 'success': False, 'invalid': True, 'score': 0.0,

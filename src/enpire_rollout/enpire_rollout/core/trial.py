@@ -112,6 +112,20 @@ class Progress:
     fault: str | None = None          # policy fault reason, if the policy faulted
     safety_abort: str | None = None   # safety abort reason, if the supervisor aborted
     cell_lost: str | None = None      # the cell / controller process died
+    #: the cell's time of its latest state (s), where known: a verdict judges frames no
+    #: older than this (a lockstep cell held at a checkpoint shows exactly this tick)
+    stamp_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a controller that can hold the cell (a lockstep cell) stops it for a verdict:
+    every ``every`` steps of the episode and at step ``last`` (the step limit). A held cell
+    does not step until :meth:`ControllerPort.resume`, so the tick a verdict judges, and the
+    tick an episode ends on, do not depend on how fast the verifier answers."""
+
+    every: int
+    last: int
 
 
 @dataclass(frozen=True)
@@ -187,9 +201,15 @@ class CellPort(Protocol):
 
 
 class ControllerPort(Protocol):
-    def start_episode(self, seed: int, retry_index: int = 0) -> None:
+    def start_episode(self, seed: int, retry_index: int = 0,
+                      checkpoints: Checkpoints | None = None) -> None:
         """Start an episode. pass@k retries pass ``retry_index`` >= 1: continue from the
-        current scene (no reset); progress counts steps from this call."""
+        current scene (no reset); progress counts steps from this call. A controller that
+        can hold its cell (lockstep) holds it at ``checkpoints``; others ignore them."""
+        ...
+
+    def resume(self) -> None:
+        """Let a cell held at a checkpoint go on (a no-op where nothing is held)."""
         ...
 
     def poll(self, timeout_s: float) -> Progress: ...
@@ -207,7 +227,10 @@ class ControllerPort(Protocol):
 
 
 class VerifierPort(Protocol):
-    def verify(self) -> VerifyOutcome: ...
+    def verify(self, not_before_s: float | None = None) -> VerifyOutcome:
+        """Judge the cell now, from frames stamped ``not_before_s`` or later where it can
+        tell (a frame still on its way is waited for, briefly)."""
+        ...
 
 
 class RecorderPort(Protocol):
@@ -447,12 +470,15 @@ class TrialRunner:
         next_verify = verify_every
         t0 = self.clock.now_s()
         try:
-            self.controller.start_episode(record.seed, retry_index=retry_index)
+            self.controller.start_episode(
+                record.seed, retry_index=retry_index,
+                checkpoints=Checkpoints(every=verify_every, last=budget.max_episode_steps))
         except PolicyError as err:
             record.duration_s = self.clock.now_s() - t0
             self._end(record, POLICY_FAULT, str(err), err)
             return
         ended: tuple[str, str] | None = None
+        last_stamp: float | None = None   # the cell's time of its latest state
         try:
             while ended is None:
                 if self.cancelled():
@@ -460,6 +486,7 @@ class TrialRunner:
                     break
                 progress = self.controller.poll(timeout_s=min(1.0, budget.max_episode_time_s))
                 record.steps = progress.steps
+                last_stamp = progress.stamp_s if progress.stamp_s is not None else last_stamp
                 if progress.cell_lost:
                     ended = (ABORTED, progress.cell_lost)
                 elif progress.fault:
@@ -468,11 +495,13 @@ class TrialRunner:
                     ended = (SAFETY_ABORT, progress.safety_abort)
                 elif progress.steps >= next_verify or progress.steps >= budget.max_episode_steps:
                     next_verify = progress.steps + verify_every
-                    verdict = self._verify(record)
+                    verdict = self._verify(record, progress.stamp_s)
                     if verdict is not None and verdict.success:
                         ended = (SUCCESS, 'verified success')
                     elif progress.steps >= budget.max_episode_steps:
                         ended = (FAILURE, f'step limit {budget.max_episode_steps} reached')
+                    else:
+                        self.controller.resume()
                 if ended is None and self.clock.now_s() - t0 >= budget.max_episode_time_s:
                     ended = (TIMEOUT, f'episode time limit {budget.max_episode_time_s:g} s')
                 if ended is None and self.space is not None:
@@ -488,7 +517,7 @@ class TrialRunner:
         if outcome in (SUCCESS, FAILURE, TIMEOUT):
             # The final verdict is taken with the cell holding still: it decides success.
             self.on_phase(record.index, 'verifying')
-            final = self._verify(record)
+            final = self._verify(record, last_stamp)
             if final is None:
                 self._end(record, ABORTED, 'final verification failed: ' + record.error_msg)
                 return
@@ -502,9 +531,10 @@ class TrialRunner:
                 outcome, reason = FAILURE, 'success seen during the episode did not hold'
         self._end(record, outcome, reason)
 
-    def _verify(self, record: TrialRecord) -> VerifyOutcome | None:
+    def _verify(self, record: TrialRecord, not_before_s: float | None = None
+                ) -> VerifyOutcome | None:
         try:
-            verdict = self.verifier.verify()
+            verdict = self.verifier.verify(not_before_s=not_before_s)
         except (VerificationError, EnpireTimeoutError, CellUnavailableError) as err:
             # No verdict (a verifier that died and did not come back in time): the trial
             # ends aborted ('final verification failed'), never a success; the run goes on.

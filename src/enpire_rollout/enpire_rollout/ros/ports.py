@@ -43,8 +43,19 @@ from enpire_common.ros import (
 from enpire_interfaces.action import ResetCell
 from enpire_interfaces.msg import SafetyEvent, StateVector
 from enpire_interfaces.srv import VerifySuccess
-from enpire_rollout.core.trial import EpisodeTicks, Progress, ResetInfo, VerifyOutcome
+from enpire_rollout.core.trial import (
+    Checkpoints,
+    EpisodeTicks,
+    Progress,
+    ResetInfo,
+    VerifyOutcome,
+)
 from enpire_rollout.ros.conversions import verdict_to_dict
+
+#: a held cell that has not stepped this long after a resume is sent it again
+RESUME_AGAIN_S = 1.0
+#: how long a verdict waits for the frame of the tick it judges (a lockstep checkpoint)
+FRESH_FRAME_WAIT_S = 0.5
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -113,15 +124,25 @@ class RosVerifier:
         self._client = node.create_client(VerifySuccess, 'verify_success', callback_group=group)
         self._timeout_s = timeout_s
 
-    def verify(self) -> VerifyOutcome:
+    def verify(self, not_before_s: float | None = None) -> VerifyOutcome:
         req = VerifySuccess.Request(goal=VerifySuccess.Request.GOAL_SUCCESS)
-        # Verifying twice is harmless (it only reads the cameras): a verifier that died is
-        # asked again, and its respawned successor answers (VERIFY_CALLS tries).
-        res = resend_until_answered(
-            lambda: self._client.call_async(req), per_try_s=self._timeout_s,
-            total_s=(VERIFY_CALLS - 0.5) * self._timeout_s, what='verify_success',
-            before_try=lambda _left: wait_for_service(self._client, self._timeout_s,
-                                                      'verify_success service'))
+        end = time.monotonic() + FRESH_FRAME_WAIT_S
+        while True:
+            # Verifying twice is harmless (it only reads the cameras): a verifier that died
+            # is asked again, and its respawned successor answers (VERIFY_CALLS tries).
+            res = resend_until_answered(
+                lambda: self._client.call_async(req), per_try_s=self._timeout_s,
+                total_s=(VERIFY_CALLS - 0.5) * self._timeout_s, what='verify_success',
+                before_try=lambda _left: wait_for_service(self._client, self._timeout_s,
+                                                          'verify_success service'))
+            # A frame older than the tick asked for was judged (the tick's frame is still
+            # on its way to the verifier): ask again, briefly; a camera that publishes
+            # less often than the state never gets there, and its latest frame is judged.
+            stale = (not_before_s is not None and res.error_code == OK
+                     and any(t < not_before_s - 1e-6 for t in res.frame_stamps_s))
+            if not stale or time.monotonic() > end:
+                break
+            time.sleep(0.01)
         if res.error_code != OK:
             err = error_from_code(res.error_code, res.error_msg)
             raise err if isinstance(err, VerificationError) else VerificationError(str(err))
@@ -153,8 +174,9 @@ class RosController:
     def __init__(self, node: Node, group: ReentrantCallbackGroup, *, task: str,
                  log_dir: Path, start_timeout_s: float = 60.0, stall_timeout_s: float = 15.0,
                  extra_params: dict[str, Any] | None = None,
-                 listen_node: Node | None = None) -> None:
+                 listen_node: Node | None = None, holds: bool = False) -> None:
         self._node = node
+        self.holds = holds
         self.task = task
         self.log_dir = log_dir
         self.start_timeout_s = start_timeout_s
@@ -164,6 +186,8 @@ class RosController:
         self._cond = threading.Condition()
         self._tick = -1
         self._tick0 = 0
+        self._stamp_s: float | None = None      # the latest state's header stamp
+        self._resumed: tuple[int, float] | None = None   # (held tick, monotonic time sent)
         self._ticks = EpisodeTicks()
         self._restarted = ''
         self._state_topic = node.resolve_topic_name('state')
@@ -199,6 +223,7 @@ class RosController:
             if int(msg.tick) != self._tick:
                 self._last_tick_t = time.monotonic()
             self._tick = int(msg.tick)
+            self._stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             if self._episode and not self._restarted:
                 self._restarted = self._ticks.observe(self._tick)
             self._cond.notify_all()
@@ -345,7 +370,8 @@ class RosController:
                                                       **payload})))
 
     # -- ControllerPort ----------------------------------------------------------------------
-    def start_episode(self, seed: int, retry_index: int = 0) -> None:
+    def start_episode(self, seed: int, retry_index: int = 0,
+                      checkpoints: Checkpoints | None = None) -> None:
         if self._proc is None or self._proc.poll() is not None \
                 or self._status.get('state') not in ('ready', 'running', 'stopped'):
             # The host died (killed?), its policy faulted in the last trial, or it never
@@ -363,11 +389,21 @@ class RosController:
             self._last_tick_t = time.monotonic()
             # Steps count from here: a pass@k retry continues the scene (no reset).
             self._tick0 = max(self._tick, 0) if retry_index else 0
+            self._resumed = None
+            holds: dict[str, int] = {}
+            if self.holds:
+                # A lockstep cell: its episode starts on tick 0 after a reset (never on a
+                # state left from before it) and stands still on each checkpoint.
+                holds = {} if retry_index else {'first_tick': 0}
+                if checkpoints is not None:
+                    holds.update(hold_from=self._tick0, hold_every=int(checkpoints.every),
+                                 hold_at=self._tick0 + int(checkpoints.last))
         self._safety_reset.publish(Empty())
         # Control messages are volatile: one sent while the host's subscription is only half
         # matched is lost. Resend until acknowledged (the host treats a repeat as a no-op).
         for attempt in range(10):
-            self._send('start', seed=int(seed), episode=episode, retry_index=int(retry_index))
+            self._send('start', seed=int(seed), episode=episode, retry_index=int(retry_index),
+                       **holds)
             try:
                 self._await_status(('running', 'fault'), 1.0, 'episode start', episode=episode)
                 break
@@ -389,32 +425,53 @@ class RosController:
             last = self._tick
             while True:
                 if self._status.get('state') == 'fault':
-                    return Progress(self._steps(), fault=self._status.get('reason')
+                    return self._progress(fault=self._status.get('reason')
                                     or 'policy fault')
                 if self._abort:
-                    return Progress(self._steps(), safety_abort=self._abort)
+                    return self._progress(safety_abort=self._abort)
                 if not self._restarted:
                     self._restarted = self._new_state_writer()
                 if self._restarted:
-                    return Progress(self._steps(), cell_lost=self._restarted)
+                    return self._progress(cell_lost=self._restarted)
                 if self._proc is None or self._proc.poll() is not None:
                     code = None if self._proc is None else self._proc.returncode
-                    return Progress(self._steps(),
-                                    cell_lost=f'policy host process died (exit code {code})')
+                    return self._progress(
+                        cell_lost=f'policy host process died (exit code {code})')
                 if self._tick != last:
-                    return Progress(self._steps())
+                    return self._progress()
+                resumed = self._resumed
+                if resumed is not None and resumed[0] == self._tick \
+                        and time.monotonic() - resumed[1] > RESUME_AGAIN_S:
+                    self._resumed = (self._tick, time.monotonic())
+                    self._control.publish(String(data=json.dumps({
+                        'op': 'resume', 'revision_id': self._revision_id,
+                        'episode': self._episode, 'tick': self._tick})))
                 stalled_s = time.monotonic() - self._last_tick_t
                 if stalled_s > self.stall_timeout_s:
-                    return Progress(self._steps(), cell_lost=(
+                    return self._progress(cell_lost=(
                         f'cell stalled: no new state for {stalled_s:.0f} s at step '
                         f'{self._tick} (lost command or dead cell/supervisor)'))
                 left = end - time.monotonic()
                 if left <= 0:
-                    return Progress(self._steps())
+                    return self._progress()
                 self._cond.wait(min(left, 0.1))
 
     def _steps(self) -> int:
         return max(self._tick - self._tick0, 0)
+
+    def _progress(self, **why: str) -> Progress:
+        return Progress(self._steps(), stamp_s=self._stamp_s, **why)
+
+    def resume(self) -> None:
+        """Release the checkpoint the cell is held at (lockstep); poll sends it again while
+        the cell stays on that tick (a lost control message)."""
+        if not self.holds:
+            return
+        with self._cond:
+            tick, episode = self._tick, self._episode
+            self._resumed = (tick, time.monotonic())
+            self._last_tick_t = time.monotonic()    # the hold was not a stall
+        self._send('resume', episode=episode, tick=tick)
 
     def _state_writers(self) -> set[bytes]:
         try:

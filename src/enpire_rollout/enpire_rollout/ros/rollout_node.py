@@ -61,6 +61,9 @@ class RolloutConfig:
     host_start_timeout_s: float = 60.0
     verify_timeout_s: float = 10.0
     stall_timeout_s: float = 15.0   # no new state for this long ends the trial as aborted
+    # The cell steps only on commands (clock_mode lockstep): hold it on each verdict's tick
+    # (trial.Checkpoints), so where an episode ends does not depend on the verifier's speed.
+    lockstep: bool = False
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     record: DiskSpaceConfig = field(default_factory=DiskSpaceConfig)   # the disk guard
 
@@ -93,7 +96,8 @@ class RolloutNode(Node):
         (``recorder/control`` / ``recorder/status``), and starts one ``policy_host`` process
         per revision under test.
     Parameters (RolloutConfig): task, home, cell_id, force_record,
-        host_start_timeout_s, verify_timeout_s, budget.max_wall_time_s,
+        host_start_timeout_s, verify_timeout_s, lockstep (the launch sets it from the
+        cell's clock_mode), budget.max_wall_time_s,
         budget.max_consecutive_faults, budget.max_episode_steps, budget.max_episode_time_s,
         budget.verify_period_s, budget.reset_timeout_s, record.min_free_mb (MB; a trial
         starts only with this much free on the records' filesystem; 0 = unwatched;
@@ -126,7 +130,8 @@ class RolloutNode(Node):
         self.controller = RosController(
             self, self._group, task=self.task.name, log_dir=self.home / 'logs' / self.cell_id,
             start_timeout_s=self.config.host_start_timeout_s,
-            stall_timeout_s=self.config.stall_timeout_s, listen_node=self._listener.node)
+            stall_timeout_s=self.config.stall_timeout_s, listen_node=self._listener.node,
+            holds=self.config.lockstep)
         self._listener.start()
         from enpire_rollout.ros.recorder_node import RecorderClient
 
