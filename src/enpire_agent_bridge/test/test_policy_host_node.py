@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,6 +72,16 @@ class Cell:
         self.state_pub.publish(state)
 
 
+def gated_host(ros, cell: Cell, **extra) -> tuple[PolicyHostNode, Any]:
+    """A gated host of the hold policy, matched with ``cell``, and its control publisher."""
+    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
+    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
+                     gated=True, **extra)
+    wait_until(lambda: cell.node.count_subscribers('state') >= 1
+               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+    return node, control
+
+
 def test_each_state_tick_yields_a_command_from_the_hosted_policy(ros):
     cell = Cell(ros)
     node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold')
@@ -105,11 +116,7 @@ def test_a_faulting_policy_publishes_no_command_and_reports_the_reason(ros):
 
 def test_a_gated_host_acts_only_inside_an_episode_opened_with_a_seed(ros):
     cell = Cell(ros)
-    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
-    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
-                     gated=True)
-    wait_until(lambda: cell.node.count_subscribers('state') >= 1
-               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+    node, control = gated_host(ros, cell)
     cell.tick(0, (100.0, 200.0))
     assert not threading.Event().wait(0.3)
     assert cell.commands == [], 'a gated host must not act before an episode starts'
@@ -140,11 +147,7 @@ def test_a_host_waiting_for_a_tick_sends_its_command_again(ros):
     # A lockstep loop stops for good if one message is lost: the host sends its last command
     # again (the cell steps on it, or publishes its tick again), and acts on the next tick.
     cell = Cell(ros)
-    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
-    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
-                     gated=True, resend_after_s=0.2)
-    wait_until(lambda: cell.node.count_subscribers('state') >= 1
-               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+    node, control = gated_host(ros, cell, resend_after_s=0.2)
     cell.tick(0, (100.0, 200.0))
     control.publish(String(data=json.dumps({'op': 'start', 'seed': 1, 'episode': 'e1',
                                             'revision_id': 'rev-hold'})))
@@ -176,11 +179,7 @@ def test_a_checkpointed_episode_starts_on_its_first_tick_and_holds_until_resumed
     # on a checkpoint until the rollout resumes it, and the episode's first act is on the
     # reset's tick 0, never on a state left from the episode before.
     cell = Cell(ros)
-    control = cell.node.create_publisher(String, 'policy/control', CONTROL_QOS)
-    node = make_node(ros, ROOT / 'examples' / 'policies' / 'push_t' / 'hold', 'rev-hold',
-                     gated=True, resend_after_s=0.2)
-    wait_until(lambda: cell.node.count_subscribers('state') >= 1
-               and control.get_subscription_count() >= 1, 10.0, 'node subscriptions')
+    node, control = gated_host(ros, cell, resend_after_s=0.2)
 
     def send(**req):
         control.publish(String(data=json.dumps({'revision_id': 'rev-hold', 'episode': 'e1',
