@@ -293,6 +293,27 @@ def test_a_killed_recorder_leaves_earlier_trials_intact_and_is_recovered_as_abor
     assert recover_incomplete(tmp_path / 'run', isolated=isolated) == []
 
 
+def test_open_trials_reads_a_closed_record_once_until_it_changes(tmp_path, recorder,
+                                                                  monkeypatch):
+    from enpire_rollout.core import records
+
+    rec, clock = recorder
+    trials = tmp_path / 'run' / 'trials'
+    for name in ('t1', 't2'):
+        record_episode(rec, clock, trials / name, 3)
+    reads = []
+    real = records.read_trial
+    monkeypatch.setattr(records, 'read_trial', lambda d: reads.append(Path(d).name) or real(d))
+    assert open_trials(tmp_path / 'run') == [] and sorted(reads) == ['t1', 't2']
+    reads.clear()
+    assert open_trials(tmp_path / 'run') == [] and reads == []
+    record = read_trial(trials / 't2')           # the record is rewritten (gc, a repair...)
+    record['outcome'] = 'running'
+    record['writer'] = {'host': 'elsewhere', 'pid': 1}
+    atomic_write_json(trials / 't2' / 'trial.json', record)
+    assert open_trials(tmp_path / 'run') == [trials / 't2'] and reads == ['t2']
+
+
 def test_a_recovery_child_that_fails_says_so_and_leaves_the_trial_open(tmp_path, recorder,
                                                                         monkeypatch):
     rec, clock = recorder

@@ -193,22 +193,36 @@ def writer_alive(record: dict[str, Any]) -> bool:
     return True
 
 
+#: trial.json files this process read as closed, by path: their (inode, mtime, size) then.
+#: A closed trial never opens again, so a node that looks for open trials before every run
+#: (a day of them in one experiment) reads each closed record once, not once per run.
+_CLOSED: dict[Path, tuple[int, int, int]] = {}
+
+
 def open_trials(run_dir: str | Path, *, force: bool = False) -> list[Path]:
     """The trial dirs of a run that are open (``outcome == 'running'``) and whose writer
     process is gone (any writer with ``force``): what :func:`recover_incomplete` closes.
-    Reads only trial.json files."""
+    Reads only trial.json files, and a closed one only once while it stays unchanged."""
     base = trials_dir(run_dir)
     if not base.is_dir():
         return []
     found = []
     for child in sorted(base.iterdir()):
-        if not (child / TRIAL_JSON).is_file():
+        path = child / TRIAL_JSON
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if _CLOSED.get(path) == key:
             continue
         try:
             record = read_trial(child)
         except (ConfigError, RecordDamagedError):
             continue
-        if record.get('outcome') == OUTCOME_RUNNING and (force or not writer_alive(record)):
+        if record.get('outcome') != OUTCOME_RUNNING:
+            _CLOSED[path] = key
+        elif force or not writer_alive(record):
             found.append(child)
     return found
 
