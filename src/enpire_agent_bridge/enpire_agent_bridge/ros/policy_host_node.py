@@ -325,7 +325,6 @@ class PolicyHostNode(Node):
         super().destroy_node()
 
 
-
 def _int(value: object, default: int) -> int:
     """An integer field of a control message (``default`` when absent or not a number)."""
     try:

@@ -486,7 +486,7 @@ class TrialRunner:
                     break
                 progress = self.controller.poll(timeout_s=min(1.0, budget.max_episode_time_s))
                 record.steps = progress.steps
-                last_stamp = progress.stamp_s if progress.stamp_s is not None else last_stamp
+                last_stamp = progress.stamp_s
                 if progress.cell_lost:
                     ended = (ABORTED, progress.cell_lost)
                 elif progress.fault:

@@ -26,6 +26,11 @@ def stamp_ns(stamp: Time) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def stamp_s(stamp: Time) -> float:
+    """Seconds of a ``builtin_interfaces/Time`` (as the verifier reads a frame's stamp)."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 def time_msg(t: float) -> Time:
     """A ``builtin_interfaces/Time`` of epoch seconds."""
     sec = int(t)

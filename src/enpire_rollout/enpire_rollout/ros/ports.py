@@ -50,7 +50,7 @@ from enpire_rollout.core.trial import (
     ResetInfo,
     VerifyOutcome,
 )
-from enpire_rollout.ros.conversions import verdict_to_dict
+from enpire_rollout.ros.conversions import stamp_s, verdict_to_dict
 
 #: a held cell that has not stepped this long after a resume is sent it again
 RESUME_AGAIN_S = 1.0
@@ -223,7 +223,7 @@ class RosController:
             if int(msg.tick) != self._tick:
                 self._last_tick_t = time.monotonic()
             self._tick = int(msg.tick)
-            self._stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            self._stamp_s = stamp_s(msg.header.stamp)
             if self._episode and not self._restarted:
                 self._restarted = self._ticks.observe(self._tick)
             self._cond.notify_all()
@@ -366,8 +366,10 @@ class RosController:
             if time.monotonic() > end:
                 raise EnpireTimeoutError('the policy host does not subscribe policy/control')
             time.sleep(0.01)
-        self._control.publish(String(data=json.dumps({'op': op, 'revision_id': self._revision_id,
-                                                      **payload})))
+        self._control.publish(self._control_msg(op, **payload))
+
+    def _control_msg(self, op: str, **payload: Any) -> String:
+        return String(data=json.dumps({'op': op, 'revision_id': self._revision_id, **payload}))
 
     # -- ControllerPort ----------------------------------------------------------------------
     def start_episode(self, seed: int, retry_index: int = 0,
@@ -443,9 +445,8 @@ class RosController:
                 if resumed is not None and resumed[0] == self._tick \
                         and time.monotonic() - resumed[1] > RESUME_AGAIN_S:
                     self._resumed = (self._tick, time.monotonic())
-                    self._control.publish(String(data=json.dumps({
-                        'op': 'resume', 'revision_id': self._revision_id,
-                        'episode': self._episode, 'tick': self._tick})))
+                    self._control.publish(self._control_msg(
+                        'resume', episode=self._episode, tick=self._tick))
                 stalled_s = time.monotonic() - self._last_tick_t
                 if stalled_s > self.stall_timeout_s:
                     return self._progress(cell_lost=(

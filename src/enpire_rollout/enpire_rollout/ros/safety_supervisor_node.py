@@ -23,7 +23,12 @@ from enpire_common.ros import (
 from enpire_interfaces.msg import Command, SafetyEvent, StateVector
 from enpire_rollout.core.config import SafetyConfig
 from enpire_rollout.core.safety import SafetyAction, SafetyFilter
-from enpire_rollout.ros.conversions import applied_command, command_values, safety_event
+from enpire_rollout.ros.conversions import (
+    applied_command,
+    command_values,
+    safety_event,
+    stamp_s,
+)
 
 
 class SafetySupervisorNode(Node):
@@ -81,8 +86,8 @@ class SafetySupervisorNode(Node):
         # Rates are judged on the command's own stamp (the tick it answers, stamped by the
         # cell) when it has one: the node clock races /clock in lockstep, where two ticks can
         # arrive within the same sim-time instant of this node.
-        stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        now_s = stamp_s if stamp_s > 0 else ros_time_s(self)
+        cmd_s = stamp_s(msg.header.stamp)
+        now_s = cmd_s if cmd_s > 0 else ros_time_s(self)
         # A second command for a tick (a hot swap replacing the old revision's) is judged by
         # the filter like the one it replaces (SafetyFilter.filter).
         prev = self._prev if self._prev is not None else self._agent
